@@ -1,0 +1,30 @@
+//! The pure core of jagged: everything that can be decided without a clock, a
+//! network, a database or an accelerator.
+//!
+//! - [`spec`]: the sweep spec users write in TOML, and its validation
+//!   ([`spec::SweepSpec`], [`spec::ResolvedSweep`] once files are located).
+//! - [`image`]: an RGB raster ([`image::Rgb8`]) and the deterministic resampler
+//!   every worker uses, so the same spec gives bit-identical tensors everywhere.
+//! - [`transform`]: the transform families (crop, embed, diagonal), their parameter
+//!   grids, neighbour relations and the code that writes a transformed input
+//!   straight into a model's input tensor.
+//! - [`metrics`]: softmax, top-k and the per-pair and per-sweep metrics with the
+//!   exact definitions of the design brief.
+//! - [`plan`]: the shard planner, a pure function of the resolved sweep.
+//! - [`lease`]: shard states, legal transitions, and lease and retry maths on an
+//!   explicit `now`.
+//!
+//! ```
+//! use jagged_domain::transform::Family;
+//! let fam: Family = toml::from_str("kind = \"crop\"\nmax_shift = 2\nstep = 1").unwrap();
+//! assert_eq!(fam.points().len(), 25);
+//! assert_eq!(fam.pairs().len(), 2 * 5 * 4);
+//! ```
+#![deny(missing_docs)]
+
+pub mod image;
+pub mod lease;
+pub mod metrics;
+pub mod plan;
+pub mod spec;
+pub mod transform;

@@ -1,0 +1,351 @@
+//! Metrics, with the exact definitions of the design brief.
+//!
+//! Per image, the worker turns the probability vectors of all grid points into one
+//! [`PointOutcome`] per point ([`image_outcomes`]). Each neighbour pair `(a, b)` of
+//! the family is attributed to its first point `a`, so summing the `fwd_*` fields
+//! over rows gives the pair totals exactly once. A [`Summary`] accumulates rows of
+//! one (model, family) and [`Summary::finish`] yields the table row:
+//!
+//! - acc@1 / acc@5: at the reference point, over labelled images.
+//! - P(top-1 change) = mean over pairs of `1[argmax p(x) != argmax p(x')]`.
+//! - MAC = mean over pairs of `|p_c(x) - p_c(x')|`, `c = argmax p(x)`.
+//! - Jaggedness: per image, the number of pairs where the true class enters or
+//!   leaves the top-5; reported as the fraction of labelled images with at least one
+//!   such transition and the mean count per labelled image.
+
+use serde::{Deserialize, Serialize};
+
+/// Numerically stable softmax in `f64` accumulation, written into `out`.
+pub fn softmax(logits: &[f32], out: &mut [f32]) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    for (o, &l) in out.iter_mut().zip(logits) {
+        let e = ((l - max) as f64).exp();
+        *o = e as f32;
+        sum += e;
+    }
+    let inv = (1.0 / sum) as f32;
+    out.iter_mut().for_each(|o| *o *= inv);
+}
+
+/// Index of the largest value; the lowest index wins ties.
+pub fn argmax(p: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in p.iter().enumerate() {
+        if v > p[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The `k` largest entries as (class, value), descending; ties by lower class.
+pub fn top_k(p: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut idx: Vec<u32> = (0..p.len() as u32).collect();
+    let k = k.min(p.len());
+    let cmp = |a: &u32, b: &u32| p[*b as usize].total_cmp(&p[*a as usize]).then(a.cmp(b));
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k, cmp);
+        idx.truncate(k);
+    }
+    idx.sort_by(cmp);
+    idx.into_iter().map(|i| (i, p[i as usize])).collect()
+}
+
+fn in_top5(p: &[f32], class: usize) -> bool {
+    // Rank of `class` under the same order as `top_k`: count entries that beat it.
+    let v = p[class];
+    let better = p.iter().enumerate().filter(|&(i, &x)| x > v || (x == v && i < class)).count();
+    better < 5
+}
+
+/// What the result row of one grid point carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PointOutcome {
+    /// argmax of p at this point.
+    pub argmax: u32,
+    /// Top-5 classes and probabilities, descending.
+    pub top5: Vec<(u32, f32)>,
+    /// p(true class), if the image is labelled.
+    pub p_label: Option<f32>,
+    /// p at this point of the reference point's argmax class.
+    pub p_ref_top1: f32,
+    /// Neighbour pairs whose first point is this one.
+    pub fwd_pairs: u32,
+    /// Of those, pairs whose argmax differs.
+    pub fwd_top1_changes: u32,
+    /// Sum over those pairs of |p_c(x) - p_c(x')|, c = argmax p(x).
+    pub fwd_abs_diff: f64,
+    /// Of those, pairs where the true class enters or leaves the top-5 (0 if unlabelled).
+    pub fwd_top5_transitions: u32,
+}
+
+/// Per-point outcomes of one image from its full probability vectors.
+pub fn image_outcomes(
+    probs: &[&[f32]],
+    pairs: &[(usize, usize)],
+    reference: usize,
+    label: Option<usize>,
+) -> Vec<PointOutcome> {
+    let argmaxes: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+    let ref_c = argmaxes[reference];
+    let label = label.filter(|&l| probs.first().is_some_and(|p| l < p.len()));
+    let top5flags: Vec<bool> = match label {
+        Some(l) => probs.iter().map(|p| in_top5(p, l)).collect(),
+        None => vec![false; probs.len()],
+    };
+    let mut out: Vec<PointOutcome> = probs
+        .iter()
+        .zip(&argmaxes)
+        .map(|(p, &a)| PointOutcome {
+            argmax: a as u32,
+            top5: top_k(p, 5),
+            p_label: label.map(|l| p[l]),
+            p_ref_top1: p[ref_c],
+            fwd_pairs: 0,
+            fwd_top1_changes: 0,
+            fwd_abs_diff: 0.0,
+            fwd_top5_transitions: 0,
+        })
+        .collect();
+    for &(a, b) in pairs {
+        let c = argmaxes[a];
+        let o = &mut out[a];
+        o.fwd_pairs += 1;
+        o.fwd_top1_changes += (argmaxes[a] != argmaxes[b]) as u32;
+        o.fwd_abs_diff += (probs[a][c] as f64 - probs[b][c] as f64).abs();
+        if label.is_some() {
+            o.fwd_top5_transitions += (top5flags[a] != top5flags[b]) as u32;
+        }
+    }
+    out
+}
+
+/// One result row as the summary needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowView<'a> {
+    /// Image index within the sweep.
+    pub image: u32,
+    /// The true class, if any.
+    pub label: Option<i32>,
+    /// Is this the reference point of the family?
+    pub is_reference: bool,
+    /// Top-5 classes, descending.
+    pub top5_class: &'a [i32],
+    /// Forward pairs of this point.
+    pub fwd_pairs: u32,
+    /// Forward pairs with a changed argmax.
+    pub fwd_top1_changes: u32,
+    /// Sum of |p_c(x) - p_c(x')| over forward pairs.
+    pub fwd_abs_diff: f64,
+    /// Forward pairs where the true class crosses the top-5 border.
+    pub fwd_top5_transitions: u32,
+}
+
+/// Running totals for one (model, family); merge partial summaries in any order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// Result rows (inferences).
+    pub inferences: u64,
+    /// Reference rows (one per image that completed).
+    pub images: u64,
+    /// Labelled reference rows.
+    pub labelled: u64,
+    /// Labelled images with the true class at top-1 of the reference point.
+    pub correct1: u64,
+    /// ... within the top-5.
+    pub correct5: u64,
+    /// Neighbour pairs.
+    pub pairs: u64,
+    /// Pairs with a changed argmax.
+    pub top1_changes: u64,
+    /// Sum of |p_c(x) - p_c(x')| over pairs.
+    pub abs_diff: f64,
+    /// Sum over labelled images of their top-5 transitions.
+    pub transitions: u64,
+    /// Labelled images with at least one transition.
+    pub jagged_images: u64,
+    /// Items (images) that failed.
+    pub failed_items: u64,
+}
+
+/// Finished metrics of a [`Summary`]; `None` where the denominator is zero.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SummaryRow {
+    /// Images with results.
+    pub images: u64,
+    /// Inferences.
+    pub inferences: u64,
+    /// Failed items.
+    pub failed_items: u64,
+    /// Top-1 accuracy at the reference input.
+    pub acc1: Option<f64>,
+    /// Top-5 accuracy at the reference input.
+    pub acc5: Option<f64>,
+    /// P(top-1 change) over neighbour pairs.
+    pub p_top1_change: Option<f64>,
+    /// Mean absolute change of the first point's top-1 probability.
+    pub mac: Option<f64>,
+    /// Fraction of labelled images with at least one top-5 transition.
+    pub jagged_fraction: Option<f64>,
+    /// Mean top-5 transitions per labelled image.
+    pub mean_transitions: Option<f64>,
+}
+
+impl Summary {
+    /// Adds every row of one image (all its grid points), so per-image counts are exact.
+    pub fn add_image(&mut self, rows: &[RowView<'_>]) {
+        let mut transitions = 0u64;
+        let mut labelled = false;
+        for r in rows {
+            self.inferences += 1;
+            self.pairs += r.fwd_pairs as u64;
+            self.top1_changes += r.fwd_top1_changes as u64;
+            self.abs_diff += r.fwd_abs_diff;
+            transitions += r.fwd_top5_transitions as u64;
+            if r.is_reference {
+                self.images += 1;
+                if let Some(l) = r.label {
+                    labelled = true;
+                    self.labelled += 1;
+                    self.correct1 += (r.top5_class.first() == Some(&l)) as u64;
+                    self.correct5 += r.top5_class.iter().take(5).any(|&c| c == l) as u64;
+                }
+            }
+        }
+        if labelled {
+            self.transitions += transitions;
+            self.jagged_images += (transitions > 0) as u64;
+        }
+    }
+
+    /// Adds another partial summary.
+    pub fn merge(&mut self, o: &Summary) {
+        self.inferences += o.inferences;
+        self.images += o.images;
+        self.labelled += o.labelled;
+        self.correct1 += o.correct1;
+        self.correct5 += o.correct5;
+        self.pairs += o.pairs;
+        self.top1_changes += o.top1_changes;
+        self.abs_diff += o.abs_diff;
+        self.transitions += o.transitions;
+        self.jagged_images += o.jagged_images;
+        self.failed_items += o.failed_items;
+    }
+
+    /// The metrics.
+    pub fn finish(&self) -> SummaryRow {
+        let ratio = |n: f64, d: u64| (d > 0).then(|| n / d as f64);
+        SummaryRow {
+            images: self.images,
+            inferences: self.inferences,
+            failed_items: self.failed_items,
+            acc1: ratio(self.correct1 as f64, self.labelled),
+            acc5: ratio(self.correct5 as f64, self.labelled),
+            p_top1_change: ratio(self.top1_changes as f64, self.pairs),
+            mac: ratio(self.abs_diff, self.pairs),
+            jagged_fraction: ratio(self.jagged_images as f64, self.labelled),
+            mean_transitions: ratio(self.transitions as f64, self.labelled),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_matches_hand_values() {
+        let mut p = [0f32; 3];
+        softmax(&[0.0, (2f32).ln(), (5f32).ln()], &mut p);
+        assert!((p[0] - 0.125).abs() < 1e-7 && (p[1] - 0.25).abs() < 1e-7 && (p[2] - 0.625).abs() < 1e-7);
+        softmax(&[1000.0, 1000.0], &mut p[..2]);
+        assert_eq!(&p[..2], &[0.5, 0.5]);
+    }
+
+    #[test]
+    fn top_k_orders_and_breaks_ties_by_class() {
+        let p = [0.1, 0.3, 0.3, 0.05, 0.25];
+        assert_eq!(top_k(&p, 3), vec![(1, 0.3), (2, 0.3), (4, 0.25)]);
+        assert_eq!(argmax(&p), 1);
+    }
+
+    /// Three points in a row (pairs (0,1), (1,2)), four classes, label 3.
+    /// p0 = [.5 .2 .2 .1]  argmax 0
+    /// p1 = [.3 .4 .2 .1]  argmax 1
+    /// p2 = [.3 .4 .25 .05] argmax 1
+    /// Top-1 changes: (0,1) yes, (1,2) no -> 1 of 2 pairs.
+    /// MAC: |p0[0]-p1[0]| = .2, |p1[1]-p2[1]| = 0 -> sum .2.
+    /// With only 4 classes the label is always in the top-5: no transitions.
+    #[test]
+    fn pair_metrics_by_hand() {
+        let p0 = [0.5f32, 0.2, 0.2, 0.1];
+        let p1 = [0.3f32, 0.4, 0.2, 0.1];
+        let p2 = [0.3f32, 0.4, 0.25, 0.05];
+        let probs: Vec<&[f32]> = vec![&p0, &p1, &p2];
+        let o = image_outcomes(&probs, &[(0, 1), (1, 2)], 0, Some(3));
+        assert_eq!(o[0].fwd_pairs, 1);
+        assert_eq!(o[0].fwd_top1_changes, 1);
+        assert!((o[0].fwd_abs_diff - 0.2).abs() < 1e-7);
+        assert_eq!(o[1].fwd_top1_changes, 0);
+        assert_eq!(o[1].fwd_abs_diff, 0.0);
+        assert_eq!(o[2].fwd_pairs, 0);
+        assert_eq!(o[1].p_ref_top1, 0.3);
+        assert_eq!(o[2].p_label, Some(0.05));
+        assert!(o.iter().all(|x| x.fwd_top5_transitions == 0));
+    }
+
+    /// Seven classes, label 6. p(label) ranks 6th, 3rd, 6th across three points:
+    /// the label enters then leaves the top-5: 2 transitions.
+    #[test]
+    fn top5_transitions_by_hand() {
+        let a = [0.3f32, 0.2, 0.15, 0.14, 0.1, 0.01, 0.1];
+        // label 0.1 ties class 4's 0.1; class 4 wins the tie (lower index) -> label 6th
+        let b = [0.3f32, 0.2, 0.05, 0.04, 0.03, 0.18, 0.2];
+        // label 0.2 ties class 1 -> rank 3 (after 0.3 and class 1)
+        let c = a;
+        let probs: Vec<&[f32]> = vec![&a, &b, &c];
+        let o = image_outcomes(&probs, &[(0, 1), (1, 2)], 0, Some(6));
+        assert_eq!(o[0].fwd_top5_transitions, 1);
+        assert_eq!(o[1].fwd_top5_transitions, 1);
+        let unl = image_outcomes(&probs, &[(0, 1), (1, 2)], 0, None);
+        assert!(unl.iter().all(|x| x.fwd_top5_transitions == 0 && x.p_label.is_none()));
+    }
+
+    fn row(image: u32, label: Option<i32>, is_ref: bool, top5: &[i32], pairs: u32, ch: u32, d: f64, t: u32) -> (u32, Option<i32>, bool, Vec<i32>, u32, u32, f64, u32) {
+        (image, label, is_ref, top5.to_vec(), pairs, ch, d, t)
+    }
+
+    #[test]
+    fn summary_by_hand() {
+        // Image 0 (label 7): ref top-1 is 7; 2 pairs, 1 change, |diff| .5, 2 transitions.
+        // Image 1 (label 3): ref top5 = [1,2,3,..]: wrong at top-1, right at top-5; 2 pairs, 0 changes, .1, 0 transitions.
+        // Image 2 (unlabelled): 1 pair, 1 change, .3.
+        let rows = [
+            vec![row(0, Some(7), true, &[7, 1, 2, 3, 4], 1, 1, 0.25, 1), row(0, Some(7), false, &[1, 7, 2, 3, 4], 1, 0, 0.25, 1)],
+            vec![row(1, Some(3), true, &[1, 2, 3, 4, 5], 2, 0, 0.1, 0)],
+            vec![row(2, None, true, &[0, 1, 2, 3, 4], 1, 1, 0.3, 0)],
+        ];
+        let mut s = Summary::default();
+        for img in &rows {
+            let views: Vec<RowView> = img
+                .iter()
+                .map(|r| RowView { image: r.0, label: r.1, is_reference: r.2, top5_class: &r.3, fwd_pairs: r.4, fwd_top1_changes: r.5, fwd_abs_diff: r.6, fwd_top5_transitions: r.7 })
+                .collect();
+            s.add_image(&views);
+        }
+        let f = s.finish();
+        assert_eq!((f.images, f.inferences), (3, 4));
+        assert_eq!(f.acc1, Some(0.5));
+        assert_eq!(f.acc5, Some(1.0));
+        assert_eq!(f.p_top1_change, Some(2.0 / 5.0));
+        assert!((f.mac.unwrap() - 0.9 / 5.0).abs() < 1e-12);
+        assert_eq!(f.jagged_fraction, Some(0.5));
+        assert_eq!(f.mean_transitions, Some(1.0));
+        let mut halves = Summary::default();
+        halves.merge(&s);
+        assert_eq!(halves, s);
+        assert_eq!(Summary::default().finish().acc1, None);
+    }
+}

@@ -1,0 +1,115 @@
+//! The shard planner: a pure function from a resolved sweep to its shards.
+//!
+//! A shard is one model x one family x a contiguous range of images, with every
+//! grid point of each of its images, so neighbour metrics are computed on full
+//! probability vectors inside one worker. Shards are ordered model-major so a
+//! worker that takes consecutive shards keeps one model loaded.
+
+use crate::spec::ResolvedSweep;
+use serde::{Deserialize, Serialize};
+
+/// One planned shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedShard {
+    /// Index into the sweep's models.
+    pub model: u32,
+    /// Index into the sweep's families.
+    pub family: u32,
+    /// First image index (inclusive).
+    pub image_lo: u32,
+    /// Last image index (exclusive).
+    pub image_hi: u32,
+}
+
+/// Images per shard for a family with `points` grid points.
+pub fn images_per_shard(explicit: Option<u32>, target_inferences: u32, points: usize) -> u32 {
+    explicit.unwrap_or_else(|| (target_inferences as usize / points.max(1)).max(1) as u32)
+}
+
+/// Plans the shards; the same sweep always gives the same shards, in the same order.
+pub fn plan(sweep: &ResolvedSweep) -> Vec<PlannedShard> {
+    let n = sweep.images.len() as u32;
+    let mut out = Vec::new();
+    for m in 0..sweep.models.len() as u32 {
+        for (f, fam) in sweep.spec.families.iter().enumerate() {
+            let per = images_per_shard(sweep.spec.shard.images, sweep.spec.shard.target_inferences, fam.points().len());
+            let mut lo = 0;
+            while lo < n {
+                let hi = (lo + per).min(n);
+                out.push(PlannedShard { model: m, family: f as u32, image_lo: lo, image_hi: hi });
+                lo = hi;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ImageRef, ModelCard, ResolvedModel, SweepSpec};
+    use crate::transform::Normalize;
+
+    fn sweep(images: usize, models: usize, shard_images: Option<u32>) -> ResolvedSweep {
+        let mut text = String::from("name = \"p\"\n[dataset]\npath = \"d\"\n");
+        for _ in 0..models {
+            text.push_str("[[models]]\npath = \"m.onnx\"\n");
+        }
+        text.push_str("[[families]]\nkind = \"crop\"\nmax_shift = 1\n[[families]]\nkind = \"diagonal\"\nsteps = 3\n");
+        if let Some(s) = shard_images {
+            text.push_str(&format!("[shard]\nimages = {s}\n"));
+        }
+        let spec = SweepSpec::from_toml(&text).unwrap();
+        let card = ModelCard {
+            name: "m".into(),
+            input_name: "x".into(),
+            output_name: "y".into(),
+            input_size: 32,
+            normalize: Normalize { mean: [0.0; 3], std: [1.0; 3] },
+            num_classes: 10,
+            output: Default::default(),
+            classes: vec![],
+            untrained: true,
+            source: String::new(),
+            license: String::new(),
+        };
+        ResolvedSweep {
+            spec,
+            models: (0..models).map(|i| ResolvedModel { name: format!("m{i}"), key: "k".into(), card: card.clone() }).collect(),
+            images: (0..images).map(|i| ImageRef { name: format!("{i}.png"), key: "k".into(), label: Some(1) }).collect(),
+        }
+    }
+
+    #[test]
+    fn every_image_point_is_planned_exactly_once() {
+        let s = sweep(10, 2, Some(3));
+        let shards = plan(&s);
+        // 2 models x 2 families x ceil(10/3) = 16 shards
+        assert_eq!(shards.len(), 16);
+        for m in 0..2 {
+            for f in 0..2 {
+                let mut covered = vec![0; 10];
+                for sh in shards.iter().filter(|s| s.model == m && s.family == f) {
+                    (sh.image_lo..sh.image_hi).for_each(|i| covered[i as usize] += 1);
+                }
+                assert!(covered.iter().all(|&c| c == 1));
+            }
+        }
+    }
+
+    #[test]
+    fn planning_twice_changes_nothing() {
+        for (imgs, models, per) in [(1, 1, None), (7, 3, Some(2)), (100, 2, None), (33, 1, Some(33))] {
+            let s = sweep(imgs, models, per);
+            assert_eq!(plan(&s), plan(&s));
+        }
+    }
+
+    #[test]
+    fn default_shard_size_targets_inferences() {
+        // crop max_shift 1: 9 points; 1024 / 9 = 113 images per shard
+        assert_eq!(images_per_shard(None, 1024, 9), 113);
+        assert_eq!(images_per_shard(None, 4, 9), 1);
+        assert_eq!(images_per_shard(Some(5), 1024, 9), 5);
+    }
+}

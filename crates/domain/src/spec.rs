@@ -1,0 +1,371 @@
+//! The sweep spec (TOML) and its validation.
+//!
+//! A [`SweepSpec`] is what the user writes. The CLI locates its files, uploads
+//! models and images to the object store and produces a [`ResolvedSweep`], which
+//! the coordinator validates again and plans into shards. Every error names the
+//! field it concerns, e.g. `families[1].max_shift`.
+
+use crate::transform::{Family, Normalize};
+use serde::{Deserialize, Serialize};
+
+/// A spec error, naming the field (dotted path with indices) and what is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SpecError {
+    /// The TOML did not parse into a spec (unknown fields and families land here).
+    #[error("invalid spec: {0}")]
+    Parse(String),
+    /// A field has a value the spec does not allow.
+    #[error("invalid spec: `{field}`: {message}")]
+    Field {
+        /// Dotted path of the field, e.g. `families[0].step`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+fn field(field: impl Into<String>, message: impl Into<String>) -> SpecError {
+    SpecError::Field { field: field.into(), message: message.into() }
+}
+
+/// A sweep as the user writes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    /// Human-readable name.
+    pub name: String,
+    /// Higher runs first when sweeps compete for workers.
+    #[serde(default)]
+    pub priority: i32,
+    /// The images.
+    pub dataset: DatasetSpec,
+    /// The models to compare.
+    pub models: Vec<ModelSpec>,
+    /// The transform families, each with its grid.
+    pub families: Vec<Family>,
+    /// Sharding and retries.
+    #[serde(default)]
+    pub shard: ShardSpec,
+    /// Inference settings.
+    #[serde(default)]
+    pub run: RunSpec,
+}
+
+/// Where the images are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// A folder: either images plus a labels CSV, or ImageFolder `root/<class>/*`.
+    /// Relative paths are relative to the spec file.
+    pub path: String,
+    /// CSV of `file,label` (label: class index or class name of the first model's
+    /// card); default `labels.csv` in the folder when present.
+    #[serde(default)]
+    pub labels: Option<String>,
+    /// Use only the first N images (in sorted order).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// One model: an ONNX file and its card.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Name in tables; default: the card's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Local path of the `.onnx` file (uploaded at submit), relative to the spec file.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Key of the `.onnx` file already in the object store.
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// The model card (JSON); default: the model path with `.card.json` for `.onnx`.
+    #[serde(default)]
+    pub card: Option<String>,
+}
+
+/// Sharding and retry settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardSpec {
+    /// Images per shard; default: enough for about `target_inferences` inferences.
+    #[serde(default)]
+    pub images: Option<u32>,
+    /// Inferences a shard should hold when `images` is not given.
+    #[serde(default = "default_target")]
+    pub target_inferences: u32,
+    /// Attempts before a shard is marked failed.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+}
+
+fn default_target() -> u32 {
+    1024
+}
+fn default_attempts() -> u32 {
+    3
+}
+
+impl Default for ShardSpec {
+    fn default() -> Self {
+        ShardSpec { images: None, target_inferences: default_target(), max_attempts: default_attempts() }
+    }
+}
+
+/// Inference settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// Inputs per `session.run`.
+    #[serde(default = "default_batch")]
+    pub batch_size: u32,
+    /// Also store each point's full probability vector in the result files.
+    #[serde(default)]
+    pub keep_probs: bool,
+}
+
+fn default_batch() -> u32 {
+    32
+}
+
+impl Default for RunSpec {
+    fn default() -> Self {
+        RunSpec { batch_size: default_batch(), keep_probs: false }
+    }
+}
+
+/// Largest batch a spec may ask for.
+pub const MAX_BATCH: u32 = 4096;
+
+impl SweepSpec {
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<SweepSpec, SpecError> {
+        let spec: SweepSpec = toml::from_str(text).map_err(|e| SpecError::Parse(e.to_string().trim().to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// Checks everything that needs no files or model cards.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.name.trim().is_empty() {
+            return Err(field("name", "must not be empty"));
+        }
+        if self.dataset.path.trim().is_empty() {
+            return Err(field("dataset.path", "must not be empty"));
+        }
+        if self.dataset.limit == Some(0) {
+            return Err(field("dataset.limit", "must be at least 1"));
+        }
+        if self.models.is_empty() {
+            return Err(field("models", "at least one model is needed"));
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            match (&m.path, &m.uri) {
+                (None, None) => return Err(field(format!("models[{i}]"), "needs `path` or `uri`")),
+                (Some(_), Some(_)) => return Err(field(format!("models[{i}]"), "give `path` or `uri`, not both")),
+                _ => {}
+            }
+        }
+        if self.families.is_empty() {
+            return Err(field("families", "at least one transform family is needed"));
+        }
+        for (i, f) in self.families.iter().enumerate() {
+            f.validate(None).map_err(|(f, m)| field(format!("families[{i}].{f}"), m))?;
+        }
+        if self.shard.images == Some(0) {
+            return Err(field("shard.images", "must be at least 1"));
+        }
+        if self.shard.target_inferences == 0 {
+            return Err(field("shard.target_inferences", "must be at least 1"));
+        }
+        if !(1..=100).contains(&self.shard.max_attempts) {
+            return Err(field("shard.max_attempts", "must be between 1 and 100"));
+        }
+        if !(1..=MAX_BATCH).contains(&self.run.batch_size) {
+            return Err(field("run.batch_size", format!("must be between 1 and {MAX_BATCH}")));
+        }
+        Ok(())
+    }
+}
+
+/// What a model's output means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// Unnormalised scores; softmax is applied.
+    #[default]
+    Logits,
+    /// Already probabilities.
+    Probabilities,
+}
+
+/// The facts about a model that jagged needs to feed and read it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelCard {
+    /// Name of the model.
+    pub name: String,
+    /// Name of the graph input.
+    pub input_name: String,
+    /// Name of the graph output.
+    pub output_name: String,
+    /// Side of the square input (NCHW, 3 channels).
+    pub input_size: u32,
+    /// Normalisation in pixel units, RGB.
+    pub normalize: Normalize,
+    /// Number of output classes.
+    pub num_classes: u32,
+    /// Logits or probabilities.
+    #[serde(default)]
+    pub output: OutputKind,
+    /// Class names, index order (may be empty).
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Weights are random, not trained: numbers measure the architecture only.
+    #[serde(default)]
+    pub untrained: bool,
+    /// Where the weights come from.
+    #[serde(default)]
+    pub source: String,
+    /// Licence of the weights.
+    #[serde(default)]
+    pub license: String,
+}
+
+impl ModelCard {
+    /// Checks the card's own consistency.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.input_size == 0 || self.input_size > 4096 {
+            return Err(format!("input_size {} is outside 1..=4096", self.input_size));
+        }
+        if self.num_classes == 0 {
+            return Err("num_classes must be at least 1".into());
+        }
+        if !self.classes.is_empty() && self.classes.len() != self.num_classes as usize {
+            return Err(format!("{} class names for {} classes", self.classes.len(), self.num_classes));
+        }
+        if self.normalize.std.iter().any(|s| !s.is_finite() || *s == 0.0) {
+            return Err("normalize.std must be finite and non-zero".into());
+        }
+        Ok(())
+    }
+}
+
+/// A model with its file in the object store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedModel {
+    /// Name in tables.
+    pub name: String,
+    /// Object-store key of the `.onnx` file.
+    pub key: String,
+    /// Its card.
+    pub card: ModelCard,
+}
+
+/// An image with its file in the object store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageRef {
+    /// Name (path relative to the dataset root).
+    pub name: String,
+    /// Object-store key of the file.
+    pub key: String,
+    /// True class index, if labelled.
+    pub label: Option<i32>,
+}
+
+/// A spec whose files have been located and stored: all the coordinator needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedSweep {
+    /// The spec as written.
+    pub spec: SweepSpec,
+    /// Models, in spec order.
+    pub models: Vec<ResolvedModel>,
+    /// Images, in dataset order.
+    pub images: Vec<ImageRef>,
+}
+
+impl ResolvedSweep {
+    /// Validates the spec against the models' cards and the dataset.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.spec.validate()?;
+        if self.models.len() != self.spec.models.len() {
+            return Err(field("models", "resolved model count differs from the spec"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            m.card.validate().map_err(|e| field(format!("models[{i}].card"), e))?;
+            if !names.insert(m.name.as_str()) {
+                return Err(field(format!("models[{i}].name"), format!("`{}` is used twice", m.name)));
+            }
+            for (j, f) in self.spec.families.iter().enumerate() {
+                f.validate(Some(m.card.input_size)).map_err(|(f, msg)| {
+                    field(format!("families[{j}].{f}"), format!("{msg} (model `{}`)", m.name))
+                })?;
+            }
+        }
+        if self.images.is_empty() {
+            return Err(field("dataset.path", "holds no images"));
+        }
+        for (i, img) in self.images.iter().enumerate() {
+            if let Some(l) = img.label {
+                let n = self.models.iter().map(|m| m.card.num_classes).min().unwrap_or(0);
+                if l < 0 || l as u32 >= n {
+                    return Err(field("dataset.labels", format!("label {l} of image {i} `{}` is outside 0..{n}", img.name)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+[dataset]
+path = "imgs"
+[[models]]
+path = "m.onnx"
+[[families]]
+kind = "crop"
+max_shift = 2
+[[families]]
+kind = "diagonal"
+"#;
+
+    #[test]
+    fn a_good_spec_parses_with_defaults() {
+        let s = SweepSpec::from_toml(GOOD).unwrap();
+        assert_eq!(s.run.batch_size, 32);
+        assert_eq!(s.shard.max_attempts, 3);
+        assert_eq!(s.families[1].points().len(), 9);
+    }
+
+    #[test]
+    fn unknown_family_is_refused_by_name() {
+        let bad = GOOD.replace("kind = \"diagonal\"", "kind = \"wobble\"");
+        let e = SweepSpec::from_toml(&bad).unwrap_err().to_string();
+        assert!(e.contains("wobble") && e.contains("crop"), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let bad = GOOD.replace("max_shift = 2", "max_shift = 2\nmax_shfit = 3");
+        let e = SweepSpec::from_toml(&bad).unwrap_err().to_string();
+        assert!(e.contains("max_shfit"), "{e}");
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let bad = GOOD.replace("max_shift = 2", "max_shift = 2\nstep = 0");
+        assert_eq!(
+            SweepSpec::from_toml(&bad).unwrap_err(),
+            SpecError::Field { field: "families[0].step".into(), message: "must be at least 1".into() }
+        );
+        let bad = format!("{GOOD}\n[run]\nbatch_size = 0\n");
+        assert!(SweepSpec::from_toml(&bad).unwrap_err().to_string().contains("`run.batch_size`"));
+    }
+}
