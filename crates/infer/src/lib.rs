@@ -1,0 +1,235 @@
+//! ONNX Runtime inference for jagged: loading the runtime library, sessions
+//! checked against their model card, batched runs, and image decoding with
+//! limits. Everything here is synchronous and blocking; async callers run it on
+//! blocking threads.
+//!
+//! The runtime is loaded dynamically from `ORT_DYLIB_PATH` (an absolute path to
+//! `libonnxruntime.so`); [`init_runtime`] turns a missing or wrong path into a
+//! clear error instead of a panic at first use.
+#![deny(missing_docs)]
+
+use jagged_domain::image::Rgb8;
+use jagged_domain::metrics::softmax;
+use jagged_domain::spec::{ModelCard, OutputKind};
+use ort::session::Session;
+use ort::value::{TensorRef, TensorElementType, ValueType};
+use std::sync::OnceLock;
+
+/// Errors of inference and decoding.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    /// The runtime library could not be loaded.
+    #[error("onnx runtime: {0}")]
+    Runtime(String),
+    /// The model does not load or does not match its card.
+    #[error("model `{model}`: {message}")]
+    Model {
+        /// Model name.
+        model: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A run failed.
+    #[error("inference: {0}")]
+    Run(String),
+    /// An image could not be decoded or exceeds the limits.
+    #[error("{0}")]
+    Decode(String),
+}
+
+static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+
+/// Loads ONNX Runtime from `ORT_DYLIB_PATH` once per process.
+pub fn init_runtime() -> Result<&'static ort::environment::Environment, InferError> {
+    ENV.get_or_init(|| {
+        let path = std::env::var_os("ORT_DYLIB_PATH").ok_or_else(|| {
+            "ORT_DYLIB_PATH is not set; point it at libonnxruntime.so (`just ort` fetches one into .cache/jagged/ort)".to_string()
+        })?;
+        let p = std::path::Path::new(&path);
+        if !p.is_file() {
+            return Err(format!("ORT_DYLIB_PATH={} does not name a file", p.display()));
+        }
+        let abs = std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        ort::init_from(&abs)
+            .map_err(|e| format!("loading {}: {e}", abs.display()))?
+            .with_name("jagged")
+            .build()
+            .map_err(|e| format!("creating the environment: {e}"))
+    })
+    .as_ref()
+    .map_err(|e| InferError::Runtime(e.clone()))
+}
+
+/// How a session runs.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Threads inside one operator (ORT intra-op).
+    pub intra_threads: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { intra_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
+    }
+}
+
+/// One model's session, checked against its card.
+pub struct Engine {
+    session: Session,
+    card: ModelCard,
+    /// Name of the execution provider (recorded with every result).
+    pub provider: &'static str,
+    /// Numeric precision of the run (recorded with every result).
+    pub precision: &'static str,
+}
+
+impl Engine {
+    /// Creates a session from ONNX bytes and checks input and output against the card.
+    pub fn load(bytes: &[u8], card: &ModelCard, opts: &EngineOptions) -> Result<Engine, InferError> {
+        let env = init_runtime()?;
+        let merr = |m: String| InferError::Model { model: card.name.clone(), message: m };
+        let session = Session::builder(env)
+            .map_err(|e| merr(e.to_string()))?
+            .with_intra_threads(opts.intra_threads.max(1))
+            .map_err(|e| merr(e.to_string()))?
+            .with_inter_threads(1)
+            .map_err(|e| merr(e.to_string()))?
+            .commit_from_memory(bytes)
+            .map_err(|e| merr(format!("does not load: {e}")))?;
+        let input = session
+            .inputs()
+            .iter()
+            .find(|o| o.name() == card.input_name)
+            .ok_or_else(|| merr(format!("has no input named `{}` (its card says so)", card.input_name)))?;
+        let s = card.input_size as i64;
+        match input.dtype() {
+            ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => {
+                let dims: Vec<i64> = shape.iter().copied().collect();
+                let ok = dims.len() == 4 && dims[1] == 3 && (dims[2] == s || dims[2] < 0) && (dims[3] == s || dims[3] < 0);
+                if !ok {
+                    return Err(merr(format!("input `{}` has shape {dims:?}; the card expects [N, 3, {s}, {s}]", card.input_name)));
+                }
+            }
+            other => return Err(merr(format!("input `{}` is {other:?}, expected a float32 tensor", card.input_name))),
+        }
+        let output = session
+            .outputs()
+            .iter()
+            .find(|o| o.name() == card.output_name)
+            .ok_or_else(|| merr(format!("has no output named `{}`", card.output_name)))?;
+        match output.dtype() {
+            ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => {
+                let dims: Vec<i64> = shape.iter().copied().collect();
+                let last = dims.last().copied().unwrap_or(-1);
+                if last >= 0 && last != card.num_classes as i64 {
+                    return Err(merr(format!("output has {last} classes; the card says {}", card.num_classes)));
+                }
+            }
+            other => return Err(merr(format!("output is {other:?}, expected a float32 tensor"))),
+        }
+        Ok(Engine { session, card: card.clone(), provider: "cpu", precision: "fp32" })
+    }
+
+    /// The model card.
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    /// Runs `n` inputs laid out NCHW in `batch`; returns the raw outputs, `n x classes`.
+    pub fn run(&mut self, batch: &[f32], n: usize) -> Result<Vec<f32>, InferError> {
+        let s = self.card.input_size as usize;
+        assert_eq!(batch.len(), n * 3 * s * s);
+        let input = TensorRef::from_array_view(([n, 3, s, s], batch)).map_err(|e| InferError::Run(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.card.input_name.as_str() => input])
+            .map_err(|e| InferError::Run(e.to_string()))?;
+        let (shape, data) = outputs[self.card.output_name.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| InferError::Run(e.to_string()))?;
+        let k = self.card.num_classes as usize;
+        if data.len() != n * k {
+            return Err(InferError::Run(format!("output shape {shape:?} is not [{n}, {k}]")));
+        }
+        Ok(data.to_vec())
+    }
+
+    /// Runs and converts each row to probabilities (softmax of logits, or as is).
+    /// Rows with a non-finite value are returned as `Err` with a reason.
+    pub fn probabilities(&mut self, batch: &[f32], n: usize) -> Result<Vec<Result<Vec<f32>, String>>, InferError> {
+        let raw = self.run(batch, n)?;
+        let k = self.card.num_classes as usize;
+        Ok(raw
+            .chunks_exact(k)
+            .map(|row| {
+                if row.iter().any(|v| !v.is_finite()) {
+                    return Err("model output is not finite (NaN or infinity)".to_string());
+                }
+                let mut p = vec![0f32; k];
+                match self.card.output {
+                    OutputKind::Logits => softmax(row, &mut p),
+                    OutputKind::Probabilities => p.copy_from_slice(row),
+                }
+                Ok(p)
+            })
+            .collect())
+    }
+}
+
+/// Largest image accepted, in pixels (checked from the header, before decoding).
+pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
+
+/// Decodes PNG or JPEG bytes to RGB, refusing images over [`MAX_PIXELS`] before
+/// allocating their pixels.
+pub fn decode_image(bytes: &[u8]) -> Result<Rgb8, InferError> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| InferError::Decode(format!("cannot read: {e}")))?;
+    if reader.format().is_none() {
+        return Err(InferError::Decode("not a PNG or JPEG image".into()));
+    }
+    let (w, h) = reader.into_dimensions().map_err(|e| InferError::Decode(format!("corrupt image header: {e}")))?;
+    if w as u64 * h as u64 > MAX_PIXELS {
+        return Err(InferError::Decode(format!("{w}x{h} pixels exceeds the limit of {MAX_PIXELS}")));
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().expect("read above");
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(MAX_PIXELS * 8);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| InferError::Decode(format!("corrupt image: {e}")))?;
+    let rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    if w == 0 || h == 0 {
+        return Err(InferError::Decode("image has no pixels".into()));
+    }
+    Ok(Rgb8::from_raw(w, h, rgb.into_raw()).expect("rgb8 buffer size"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn decodes_png_pixels_exactly() {
+        let img = decode_image(&png(5, 3)).unwrap();
+        assert_eq!((img.width, img.height), (5, 3));
+        assert_eq!(img.pixel(4, 2), [4, 2, 7]);
+    }
+
+    #[test]
+    fn truncated_and_non_images_are_refused() {
+        let mut bytes = png(64, 64);
+        bytes.truncate(bytes.len() / 2);
+        assert!(decode_image(&bytes).unwrap_err().to_string().contains("corrupt"));
+        assert!(decode_image(b"just some text, not an image").unwrap_err().to_string().contains("not a PNG or JPEG"));
+    }
+}

@@ -1,0 +1,53 @@
+//! Building ONNX models without Python: a small graph builder over the ONNX
+//! protobuf schema, a reader for legacy PyTorch checkpoints, and the two model
+//! families jagged ships:
+//!
+//! - [`efficientnet`]: EfficientNet-Lite from its published PyTorch weights
+//!   (read by [`pth`]), with batch norm folded into the convolutions.
+//! - [`tiny`]: a tiny CNN with seeded random weights and strided layers, so its
+//!   predictions change under one-pixel shifts; used by the test suite.
+//!
+//! ```
+//! let model = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
+//! assert!(!model.bytes.is_empty());
+//! assert_eq!(model.card.input_size, 32);
+//! ```
+#![deny(missing_docs)]
+
+pub mod efficientnet;
+pub mod graph;
+pub mod pth;
+pub mod tiny;
+
+/// The generated ONNX protobuf types.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
+
+/// Errors of model building and import.
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxError {
+    /// The checkpoint is not in the expected format.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// A weight the architecture needs is missing or has the wrong shape.
+    #[error("weights: {0}")]
+    Weights(String),
+    /// Reading a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A built model: ONNX bytes plus its card.
+pub struct BuiltModel {
+    /// Serialized `ModelProto`.
+    pub bytes: Vec<u8>,
+    /// The model card to store beside it.
+    pub card: jagged_domain::spec::ModelCard,
+}

