@@ -1,0 +1,365 @@
+//! Object keys and result files.
+//!
+//! Layout inside the object store (a local folder or a bucket):
+//! - `blobs/sha256/<hex>`: models and images, content-addressed, uploaded at submit.
+//! - `sweeps/<sweep>/parts/shard-<shard>/attempt-<a>-epoch-<e>.parquet`: one result
+//!   part per shard attempt. Keys are attempt-specific, so a late or zombie writer
+//!   can never overwrite the file that was committed; only the key recorded in
+//!   PostgreSQL counts.
+//!
+//! The part schema is [`schema`], documented column by column in `docs/results.md`.
+#![deny(missing_docs)]
+
+use arrow_array::builder::{BooleanBuilder, Float32Builder, Int32Builder, ListBuilder};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use bytes::Bytes;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// Errors of storage and result files.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The object store failed.
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    /// A result file could not be written or read.
+    #[error("result file: {0}")]
+    Parquet(String),
+    /// A store URL is not understood.
+    #[error("store url `{0}`: {1}")]
+    Url(String, String),
+}
+
+type Result<T> = std::result::Result<T, ArtifactError>;
+
+/// Opens an object store from a URL: `file:///abs/dir` or a plain path (a local
+/// folder, created if missing).
+pub fn open_store(url: &str) -> Result<Arc<dyn ObjectStore>> {
+    let path = if let Some(rest) = url.strip_prefix("file://") {
+        rest.to_string()
+    } else if url.contains("://") {
+        return Err(ArtifactError::Url(url.into(), "only file:// and local paths are supported".into()));
+    } else {
+        url.to_string()
+    };
+    std::fs::create_dir_all(&path).map_err(|e| ArtifactError::Url(url.into(), e.to_string()))?;
+    let fs = object_store::local::LocalFileSystem::new_with_prefix(&path).map_err(ArtifactError::Store)?;
+    Ok(Arc::new(fs))
+}
+
+/// Hex SHA-256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Content-addressed key of a blob.
+pub fn blob_key(sha256: &str) -> String {
+    format!("blobs/sha256/{sha256}")
+}
+
+/// Key of one shard attempt's result part.
+pub fn part_key(sweep: i64, shard: i64, attempt: i32, epoch: i64) -> String {
+    format!("sweeps/{sweep}/parts/shard-{shard:010}/attempt-{attempt}-epoch-{epoch}.parquet")
+}
+
+/// Stores bytes under their content key unless already there; returns the key.
+pub async fn put_blob(store: &dyn ObjectStore, bytes: Bytes) -> Result<String> {
+    let key = blob_key(&sha256_hex(&bytes));
+    let path = ObjPath::from(key.as_str());
+    match store.head(&path).await {
+        Ok(_) => return Ok(key),
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    store.put(&path, PutPayload::from(bytes)).await?;
+    Ok(key)
+}
+
+/// Reads a whole object.
+pub async fn get(store: &dyn ObjectStore, key: &str) -> Result<Bytes> {
+    Ok(store.get(&ObjPath::from(key)).await?.bytes().await?)
+}
+
+/// Writes a whole object.
+pub async fn put(store: &dyn ObjectStore, key: &str, bytes: Bytes) -> Result<()> {
+    store.put(&ObjPath::from(key), PutPayload::from(bytes)).await?;
+    Ok(())
+}
+
+/// One result row: one grid point of one image under one model and family.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResultRow {
+    /// Sweep id.
+    pub sweep_id: i64,
+    /// Shard id.
+    pub shard_id: i64,
+    /// Attempt that wrote the row.
+    pub attempt: i32,
+    /// Model name.
+    pub model: String,
+    /// Family name (`crop`, `embed`, `diagonal`).
+    pub family: String,
+    /// Index of the family in the spec.
+    pub family_index: i32,
+    /// Image index in the sweep.
+    pub image_index: i32,
+    /// Image name (path relative to the dataset root).
+    pub image_name: String,
+    /// True class, if labelled.
+    pub label: Option<i32>,
+    /// Grid point index.
+    pub point: i32,
+    /// Horizontal offset.
+    pub dx: i32,
+    /// Vertical offset.
+    pub dy: i32,
+    /// Whether this is the family's reference point.
+    pub is_reference: bool,
+    /// argmax.
+    pub top1: i32,
+    /// Top-5 classes, descending probability.
+    pub top5_class: Vec<i32>,
+    /// Their probabilities.
+    pub top5_prob: Vec<f32>,
+    /// p(true class).
+    pub p_label: Option<f32>,
+    /// p(argmax class of the reference point).
+    pub p_ref_top1: f32,
+    /// Neighbour pairs whose first point is this one.
+    pub fwd_pairs: i32,
+    /// Of those, pairs with a different argmax.
+    pub fwd_top1_changes: i32,
+    /// Sum over those pairs of |p_c(x) - p_c(x')|, c = argmax p(x).
+    pub fwd_abs_diff: f64,
+    /// Of those, pairs where the true class enters or leaves the top-5.
+    pub fwd_top5_transitions: i32,
+    /// Execution provider (`cpu`, `cuda`).
+    pub provider: String,
+    /// Numeric precision (`fp32`).
+    pub precision: String,
+    /// Full probability vector, when the spec asks for it.
+    pub probs: Option<Vec<f32>>,
+}
+
+/// The Arrow schema of result parts.
+pub fn schema() -> SchemaRef {
+    let list_i32 = DataType::List(Arc::new(Field::new("item", DataType::Int32, true)));
+    let list_f32 = DataType::List(Arc::new(Field::new("item", DataType::Float32, true)));
+    Arc::new(Schema::new(vec![
+        Field::new("sweep_id", DataType::Int64, false),
+        Field::new("shard_id", DataType::Int64, false),
+        Field::new("attempt", DataType::Int32, false),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("family", DataType::Utf8, false),
+        Field::new("family_index", DataType::Int32, false),
+        Field::new("image_index", DataType::Int32, false),
+        Field::new("image_name", DataType::Utf8, false),
+        Field::new("label", DataType::Int32, true),
+        Field::new("point", DataType::Int32, false),
+        Field::new("dx", DataType::Int32, false),
+        Field::new("dy", DataType::Int32, false),
+        Field::new("is_reference", DataType::Boolean, false),
+        Field::new("top1", DataType::Int32, false),
+        Field::new("top5_class", list_i32, false),
+        Field::new("top5_prob", list_f32.clone(), false),
+        Field::new("p_label", DataType::Float32, true),
+        Field::new("p_ref_top1", DataType::Float32, false),
+        Field::new("fwd_pairs", DataType::Int32, false),
+        Field::new("fwd_top1_changes", DataType::Int32, false),
+        Field::new("fwd_abs_diff", DataType::Float64, false),
+        Field::new("fwd_top5_transitions", DataType::Int32, false),
+        Field::new("provider", DataType::Utf8, false),
+        Field::new("precision", DataType::Utf8, false),
+        Field::new("probs", list_f32, true),
+    ]))
+}
+
+fn pq(e: impl std::fmt::Display) -> ArtifactError {
+    ArtifactError::Parquet(e.to_string())
+}
+
+/// Encodes rows as one Parquet file (snappy).
+pub fn encode(rows: &[ResultRow]) -> Result<Vec<u8>> {
+    let schema = schema();
+    macro_rules! col {
+        ($ty:ident, $f:expr) => {
+            Arc::new($ty::from(rows.iter().map($f).collect::<Vec<_>>())) as ArrayRef
+        };
+    }
+    let mut c5 = ListBuilder::new(Int32Builder::new());
+    let mut p5 = ListBuilder::new(Float32Builder::new());
+    let mut probs = ListBuilder::new(Float32Builder::new());
+    for r in rows {
+        c5.values().append_slice(&r.top5_class);
+        c5.append(true);
+        p5.values().append_slice(&r.top5_prob);
+        p5.append(true);
+        match &r.probs {
+            Some(p) => {
+                probs.values().append_slice(p);
+                probs.append(true);
+            }
+            None => probs.append(false),
+        }
+    }
+    let mut refb = BooleanBuilder::new();
+    rows.iter().for_each(|r| refb.append_value(r.is_reference));
+    let cols: Vec<ArrayRef> = vec![
+        col!(Int64Array, |r| r.sweep_id),
+        col!(Int64Array, |r| r.shard_id),
+        col!(Int32Array, |r| r.attempt),
+        col!(StringArray, |r| r.model.as_str()),
+        col!(StringArray, |r| r.family.as_str()),
+        col!(Int32Array, |r| r.family_index),
+        col!(Int32Array, |r| r.image_index),
+        col!(StringArray, |r| r.image_name.as_str()),
+        col!(Int32Array, |r| r.label),
+        col!(Int32Array, |r| r.point),
+        col!(Int32Array, |r| r.dx),
+        col!(Int32Array, |r| r.dy),
+        Arc::new(refb.finish()),
+        col!(Int32Array, |r| r.top1),
+        Arc::new(c5.finish()),
+        Arc::new(p5.finish()),
+        col!(Float32Array, |r| r.p_label),
+        col!(Float32Array, |r| r.p_ref_top1),
+        col!(Int32Array, |r| r.fwd_pairs),
+        col!(Int32Array, |r| r.fwd_top1_changes),
+        col!(Float64Array, |r| r.fwd_abs_diff),
+        col!(Int32Array, |r| r.fwd_top5_transitions),
+        col!(StringArray, |r| r.provider.as_str()),
+        col!(StringArray, |r| r.precision.as_str()),
+        Arc::new(probs.finish()),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), cols).map_err(pq)?;
+    let props = WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build();
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props)).map_err(pq)?;
+    w.write(&batch).map_err(pq)?;
+    w.close().map_err(pq)?;
+    Ok(buf)
+}
+
+fn typed<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T> {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| ArtifactError::Parquet(format!("column `{name}` is missing or has the wrong type")))
+}
+
+fn list_values<T: Copy + 'static, A: Array + 'static>(l: &ListArray, i: usize, get: impl Fn(&A, usize) -> T) -> Result<Vec<T>> {
+    let v = l.value(i);
+    let a = v.as_any().downcast_ref::<A>().ok_or_else(|| ArtifactError::Parquet("list item type".into()))?;
+    Ok((0..a.len()).map(|j| get(a, j)).collect())
+}
+
+/// Decodes a result part into rows.
+pub fn decode(bytes: Bytes) -> Result<Vec<ResultRow>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(pq)?.with_batch_size(8192).build().map_err(pq)?;
+    let mut out = Vec::new();
+    for batch in reader {
+        let b = batch.map_err(pq)?;
+        let i64c = |n| typed::<Int64Array>(&b, n);
+        let i32c = |n| typed::<Int32Array>(&b, n);
+        let strc = |n| typed::<StringArray>(&b, n);
+        let (sweep, shard, attempt) = (i64c("sweep_id")?, i64c("shard_id")?, i32c("attempt")?);
+        let (model, family, fidx) = (strc("model")?, strc("family")?, i32c("family_index")?);
+        let (img, name, label, point) = (i32c("image_index")?, strc("image_name")?, i32c("label")?, i32c("point")?);
+        let (dx, dy, isref, top1) = (i32c("dx")?, i32c("dy")?, typed::<BooleanArray>(&b, "is_reference")?, i32c("top1")?);
+        let (c5, p5) = (typed::<ListArray>(&b, "top5_class")?, typed::<ListArray>(&b, "top5_prob")?);
+        let (pl, pr) = (typed::<Float32Array>(&b, "p_label")?, typed::<Float32Array>(&b, "p_ref_top1")?);
+        let (fp, fc, fd, ft) =
+            (i32c("fwd_pairs")?, i32c("fwd_top1_changes")?, typed::<Float64Array>(&b, "fwd_abs_diff")?, i32c("fwd_top5_transitions")?);
+        let (prov, prec, probs) = (strc("provider")?, strc("precision")?, typed::<ListArray>(&b, "probs")?);
+        for i in 0..b.num_rows() {
+            out.push(ResultRow {
+                sweep_id: sweep.value(i),
+                shard_id: shard.value(i),
+                attempt: attempt.value(i),
+                model: model.value(i).to_string(),
+                family: family.value(i).to_string(),
+                family_index: fidx.value(i),
+                image_index: img.value(i),
+                image_name: name.value(i).to_string(),
+                label: label.is_valid(i).then(|| label.value(i)),
+                point: point.value(i),
+                dx: dx.value(i),
+                dy: dy.value(i),
+                is_reference: isref.value(i),
+                top1: top1.value(i),
+                top5_class: list_values::<i32, Int32Array>(c5, i, |a, j| a.value(j))?,
+                top5_prob: list_values::<f32, Float32Array>(p5, i, |a, j| a.value(j))?,
+                p_label: pl.is_valid(i).then(|| pl.value(i)),
+                p_ref_top1: pr.value(i),
+                fwd_pairs: fp.value(i),
+                fwd_top1_changes: fc.value(i),
+                fwd_abs_diff: fd.value(i),
+                fwd_top5_transitions: ft.value(i),
+                provider: prov.value(i).to_string(),
+                precision: prec.value(i).to_string(),
+                probs: if probs.is_valid(i) { Some(list_values::<f32, Float32Array>(probs, i, |a, j| a.value(j))?) } else { None },
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(i: i32, probs: Option<Vec<f32>>) -> ResultRow {
+        ResultRow {
+            sweep_id: 1,
+            shard_id: 2,
+            attempt: 1,
+            model: "m".into(),
+            family: "crop".into(),
+            family_index: 0,
+            image_index: i,
+            image_name: format!("{i}.png"),
+            label: if i % 2 == 0 { Some(3) } else { None },
+            point: i,
+            dx: -i,
+            dy: i,
+            is_reference: i == 0,
+            top1: 3,
+            top5_class: vec![3, 1, 2, 0, 4],
+            top5_prob: vec![0.5, 0.2, 0.1, 0.1, 0.05],
+            p_label: if i % 2 == 0 { Some(0.5) } else { None },
+            p_ref_top1: 0.5,
+            fwd_pairs: 2,
+            fwd_top1_changes: 1,
+            fwd_abs_diff: 0.25,
+            fwd_top5_transitions: 0,
+            provider: "cpu".into(),
+            precision: "fp32".into(),
+            probs,
+        }
+    }
+
+    #[test]
+    fn parts_round_trip() {
+        let rows: Vec<ResultRow> = (0..5).map(|i| row(i, if i == 1 { Some(vec![0.1, 0.9]) } else { None })).collect();
+        let bytes = encode(&rows).unwrap();
+        assert_eq!(decode(Bytes::from(bytes)).unwrap(), rows);
+    }
+
+    #[test]
+    fn garbage_parts_are_refused() {
+        assert!(decode(Bytes::from_static(b"not parquet")).is_err());
+    }
+
+    #[test]
+    fn keys_are_attempt_specific() {
+        assert_ne!(part_key(1, 2, 1, 1), part_key(1, 2, 2, 2));
+        assert_eq!(part_key(1, 2, 3, 4), "sweeps/1/parts/shard-0000000002/attempt-3-epoch-4.parquet");
+    }
+}

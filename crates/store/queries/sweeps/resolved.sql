@@ -1,0 +1,1 @@
+select resolved from sweeps where id = $1

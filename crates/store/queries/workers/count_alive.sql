@@ -1,0 +1,1 @@
+select count(*) from workers where last_seen > $1

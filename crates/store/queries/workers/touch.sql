@@ -1,0 +1,1 @@
+update workers set last_seen = $2 where id = $1

@@ -1,0 +1,184 @@
+//! A private PostgreSQL cluster for the demo and the tests: `initdb` in a
+//! temporary folder, a random loopback port, the socket in that folder, and
+//! durability off (fsync, synchronous commit) since it is thrown away.
+//!
+//! Server binaries are found in `JAGGED_PG_BIN`, else `pg_config --bindir`, else
+//! the newest `/usr/lib/postgresql/*/bin`. PostgreSQL refuses to run as root, so
+//! as root the cluster runs as the `postgres` user through `runuser`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running private cluster; stopped and deleted on drop.
+pub struct LocalPostgres {
+    dir: PathBuf,
+    keep: bool,
+    port: u16,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+fn find_bin() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("JAGGED_PG_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    candidates.sort_by_key(|p| p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()));
+    if let Some(p) = candidates.into_iter().rev().find(|p| p.join("initdb").exists()) {
+        return Ok(p);
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if p.join("initdb").exists() {
+            return Ok(p);
+        }
+    }
+    Err("PostgreSQL server binaries not found: install the PostgreSQL server package or set JAGGED_PG_BIN".into())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+fn as_owner(bin: &Path, prog: &str) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(prog));
+        c
+    } else {
+        Command::new(bin.join(prog))
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+impl LocalPostgres {
+    /// Initialises and starts a cluster in a new temporary folder.
+    pub fn start() -> Result<LocalPostgres, String> {
+        let dir = std::env::temp_dir().join(format!("jagged-pg-{}-{}", std::process::id(), rand_suffix()));
+        Self::start_in(&dir, false)
+    }
+
+    /// Initialises (if needed) and starts a cluster in `dir`; `keep` leaves the
+    /// folder in place on drop.
+    pub fn start_in(dir: &Path, keep: bool) -> Result<LocalPostgres, String> {
+        let bin = find_bin()?;
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let data = dir.join("data");
+        if is_root() {
+            let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir).status().map_err(|e| e.to_string())?;
+            if !st.success() {
+                return Err(format!("chown of {} to postgres failed", dir.display()));
+            }
+        }
+        if !data.join("PG_VERSION").exists() {
+            let out = as_owner(&bin, "initdb")
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "jagged", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"])
+                .output()
+                .map_err(|e| format!("running initdb: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+            }
+        }
+        let mut pg = LocalPostgres { dir: dir.to_path_buf(), keep, port: free_port()?, bin, child: None };
+        pg.restart()?;
+        Ok(pg)
+    }
+
+    /// (Re)starts the server on the same port and waits until it accepts connections.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        let log = std::fs::File::create(self.dir.join("server.log")).map_err(|e| e.to_string())?;
+        if is_root() {
+            let _ = Command::new("chown").args(["postgres:postgres"]).arg(self.dir.join("server.log")).status();
+        }
+        let child = as_owner(&self.bin, "postgres")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(&self.dir)
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=300", "-c", "shared_buffers=128MB"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting postgres: {e}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "jagged", "-d", "postgres"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                return Ok(());
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                    return Err(format!("postgres exited ({st}): {log}"));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("postgres did not accept connections within 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (fast shutdown), if running.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().map(|l| l.trim().to_string()));
+        if let Some(pid) = pid {
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// The connection URL.
+    pub fn url(&self) -> String {
+        format!("postgres://jagged@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The cluster's folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn rand_suffix() -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{:x}", t.as_nanos() & 0xffff_ffff)
+}
+
+impl Drop for LocalPostgres {
+    fn drop(&mut self) {
+        self.stop();
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
