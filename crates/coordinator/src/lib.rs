@@ -1,0 +1,283 @@
+//! The coordinator: a gRPC server in front of PostgreSQL. It plans sweeps into
+//! shards at submit, hands out leases, renews them on heartbeats, commits fenced
+//! outputs, and runs a reaper that requeues expired leases with backoff.
+//!
+//! It keeps no state of its own besides a cache of immutable resolved sweeps:
+//! kill it at any time and start another; PostgreSQL holds the truth.
+#![deny(missing_docs)]
+
+use jagged_domain::lease::LeasePolicy;
+use jagged_domain::plan::plan;
+use jagged_domain::spec::ResolvedSweep;
+use jagged_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
+use jagged_proto::v1::worker_service_server::{WorkerService, WorkerServiceServer};
+use jagged_proto::v1::*;
+use jagged_proto::ServiceError;
+use jagged_store::{now_ms, FailedItem as StoreFailedItem, Output, Store, StoreError};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::{Request, Response, Status};
+
+/// Coordinator settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Lease timing.
+    pub policy: LeasePolicy,
+    /// How often the reaper looks for expired leases.
+    pub reap_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { policy: LeasePolicy::default(), reap_interval: Duration::from_secs(2) }
+    }
+}
+
+/// The shared state behind both services.
+#[derive(Clone)]
+pub struct Coordinator {
+    store: Store,
+    config: Config,
+    /// Resolved sweeps never change after submit, so caching them is safe; a std
+    /// Mutex suffices since no lock is held across an await.
+    sweeps: Arc<Mutex<HashMap<i64, Arc<ResolvedSweep>>>>,
+}
+
+fn store_err(e: StoreError) -> ServiceError {
+    match e {
+        StoreError::Stale(_) => ServiceError::Stale(e.to_string()),
+        StoreError::NoSweep(_) => ServiceError::NotFound(e.to_string()),
+        StoreError::Db(_) => ServiceError::Unavailable(e.to_string()),
+        StoreError::Data(_) => ServiceError::Internal(e.to_string()),
+    }
+}
+
+impl Coordinator {
+    /// A coordinator over a migrated store.
+    pub fn new(store: Store, config: Config) -> Coordinator {
+        Coordinator { store, config, sweeps: Default::default() }
+    }
+
+    async fn resolved(&self, id: i64) -> Result<Arc<ResolvedSweep>, ServiceError> {
+        if let Some(s) = self.sweeps.lock().unwrap().get(&id) {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(self.store.resolved(id).await.map_err(store_err)?);
+        self.sweeps.lock().unwrap().insert(id, s.clone());
+        Ok(s)
+    }
+
+    async fn status(&self, id: i64) -> Result<SweepStatus, ServiceError> {
+        let s = self.store.sweep(id).await.map_err(store_err)?;
+        let leased = self.store.leased_count(id).await.map_err(store_err)? as u32;
+        let errors = self.store.shard_errors(id, 20).await.map_err(store_err)?;
+        let alive = self.store.workers_alive(now_ms() - 3 * self.config.policy.heartbeat_ms).await.map_err(store_err)?;
+        let resolved = self.resolved(id).await?;
+        let finished = (s.done + s.failed + s.cancelled) as u32;
+        Ok(SweepStatus {
+            sweep_id: s.id,
+            name: s.name,
+            state: s.state,
+            priority: s.priority,
+            total: s.total as u32,
+            queued: (s.total as u32).saturating_sub(finished + leased),
+            leased,
+            done: s.done as u32,
+            failed: s.failed as u32,
+            cancelled: s.cancelled as u32,
+            inferences_done: s.inferences_done,
+            inferences_total: s.inferences_total,
+            failed_items: s.failed_items,
+            created_at: s.created_at.to_rfc3339(),
+            finished_at: s.finished_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            errors: errors
+                .into_iter()
+                .map(|e| ShardError {
+                    shard_id: e.shard_id,
+                    model: resolved.models.get(e.model_idx as usize).map(|m| m.name.clone()).unwrap_or_default(),
+                    family: resolved.spec.families.get(e.family_idx as usize).map(|f| f.name().to_string()).unwrap_or_default(),
+                    error: e.error,
+                })
+                .collect(),
+            workers_alive: alive as u32,
+        })
+    }
+
+    /// Runs the reaper until `shutdown` resolves.
+    pub async fn reaper(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.config.reap_interval);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            match self.store.reap(now_ms(), &self.config.policy, 1000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(shards = n, "requeued shards whose lease expired"),
+                Err(e) => tracing::warn!(error = %e, "reaper pass failed; will retry"),
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerService for Coordinator {
+    async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<RegisterResponse>, Status> {
+        let r = req.into_inner();
+        let id = self.store.register_worker(&r.name, &r.host, &r.device, now_ms()).await.map_err(store_err)?;
+        tracing::info!(worker = id, name = %r.name, host = %r.host, device = %r.device, "worker registered");
+        Ok(Response::new(RegisterResponse {
+            worker_id: id,
+            lease_ms: self.config.policy.lease_ms,
+            heartbeat_ms: self.config.policy.heartbeat_ms,
+        }))
+    }
+
+    async fn lease(&self, req: Request<LeaseRequest>) -> Result<Response<LeaseResponse>, Status> {
+        let r = req.into_inner();
+        let max = r.max_shards.clamp(1, 64) as i64;
+        let claimed = self.store.claim(r.worker_id, max, now_ms(), &self.config.policy).await.map_err(store_err)?;
+        let mut shards = Vec::with_capacity(claimed.len());
+        for c in claimed {
+            let sweep = self.resolved(c.sweep_id).await?;
+            let model = sweep
+                .models
+                .get(c.model_idx as usize)
+                .ok_or_else(|| ServiceError::Internal(format!("shard `{}`: model index out of range", c.id)))?;
+            let family = sweep
+                .spec
+                .families
+                .get(c.family_idx as usize)
+                .ok_or_else(|| ServiceError::Internal(format!("shard `{}`: family index out of range", c.id)))?;
+            let images = (c.image_lo..c.image_hi)
+                .filter_map(|i| {
+                    sweep.images.get(i as usize).map(|img| ImageItem {
+                        index: i as u32,
+                        name: img.name.clone(),
+                        key: img.key.clone(),
+                        label: img.label.unwrap_or(-1),
+                    })
+                })
+                .collect();
+            shards.push(ShardTask {
+                shard_id: c.id,
+                lease_epoch: c.lease_epoch,
+                attempt: c.attempt,
+                sweep_id: c.sweep_id,
+                model_name: model.name.clone(),
+                model_key: model.key.clone(),
+                model_card_json: serde_json::to_string(&model.card).map_err(|e| ServiceError::Internal(e.to_string()))?,
+                family_index: c.family_idx as u32,
+                family_json: serde_json::to_string(family).map_err(|e| ServiceError::Internal(e.to_string()))?,
+                images,
+                batch_size: sweep.spec.run.batch_size,
+                keep_probs: sweep.spec.run.keep_probs,
+                lease_deadline_ms: c.deadline_ms,
+            });
+        }
+        Ok(Response::new(LeaseResponse { shards }))
+    }
+
+    async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        let held: Vec<(i64, i64)> = r.held.iter().map(|h| (h.shard_id, h.lease_epoch)).collect();
+        let now = now_ms();
+        let lost = self.store.heartbeat(r.worker_id, &held, now, &self.config.policy).await.map_err(store_err)?;
+        Ok(Response::new(HeartbeatResponse { lost, lease_deadline_ms: self.config.policy.deadline(now) }))
+    }
+
+    async fn complete(&self, req: Request<CompleteRequest>) -> Result<Response<CompleteResponse>, Status> {
+        let r = req.into_inner();
+        let failed: Vec<StoreFailedItem> = r
+            .failed_items
+            .iter()
+            .map(|f| StoreFailedItem { image_idx: f.image_index as i32, image_name: f.image_name.clone(), reason: f.reason.clone() })
+            .collect();
+        let out = Output {
+            object_key: r.object_key.clone(),
+            rows: r.rows,
+            sha256: r.sha256,
+            lease_epoch: r.lease_epoch,
+            worker_id: r.worker_id,
+            provider: r.execution_provider,
+            seconds: r.seconds,
+        };
+        match self.store.complete(r.shard_id, r.lease_epoch, r.worker_id, &out, &failed, now_ms()).await {
+            Ok(()) => Ok(Response::new(CompleteResponse {})),
+            Err(e @ StoreError::Stale(_)) => {
+                tracing::warn!(shard = r.shard_id, epoch = r.lease_epoch, worker = r.worker_id, "refused a stale commit");
+                Err(store_err(e).into())
+            }
+            Err(e) => Err(store_err(e).into()),
+        }
+    }
+
+    async fn fail(&self, req: Request<FailRequest>) -> Result<Response<FailResponse>, Status> {
+        let r = req.into_inner();
+        let state = self
+            .store
+            .fail(r.shard_id, r.lease_epoch, &r.error, r.retryable, now_ms(), &self.config.policy)
+            .await
+            .map_err(store_err)?;
+        tracing::warn!(shard = r.shard_id, state = state.as_str(), error = %r.error, "shard attempt failed");
+        Ok(Response::new(FailResponse { state: state.as_str().into() }))
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for Coordinator {
+    async fn submit(&self, req: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
+        let r = req.into_inner();
+        let sweep: ResolvedSweep =
+            serde_json::from_str(&r.resolved_json).map_err(|e| ServiceError::Invalid(format!("malformed sweep: {e}")))?;
+        sweep.validate().map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let shards = plan(&sweep);
+        let id = self.store.insert_sweep(&r.spec_toml, &sweep, &shards).await.map_err(store_err)?;
+        tracing::info!(sweep = id, name = %sweep.spec.name, shards = shards.len(), "sweep submitted");
+        Ok(Response::new(SubmitResponse { sweep_id: id, shards: shards.len() as u32 }))
+    }
+
+    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<SweepStatus>, Status> {
+        Ok(Response::new(Coordinator::status(self, req.into_inner().sweep_id).await?))
+    }
+
+    async fn list(&self, _req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let rows = self.store.sweeps().await.map_err(store_err)?;
+        let mut sweeps = Vec::with_capacity(rows.len());
+        for r in rows {
+            sweeps.push(Coordinator::status(self, r.id).await?);
+        }
+        Ok(Response::new(ListResponse { sweeps }))
+    }
+
+    async fn cancel(&self, req: Request<CancelRequest>) -> Result<Response<SweepStatus>, Status> {
+        let id = req.into_inner().sweep_id;
+        self.store.cancel(id, now_ms()).await.map_err(store_err)?;
+        tracing::info!(sweep = id, "sweep cancelled");
+        Ok(Response::new(Coordinator::status(self, id).await?))
+    }
+}
+
+/// Largest message accepted (a sweep of many images is submitted as one message).
+pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// Serves both services on `listener` and runs the reaper, until `shutdown`.
+pub async fn serve(
+    coordinator: Coordinator,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let reaper = tokio::spawn(coordinator.clone().reaper(rx));
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let result = tonic::transport::Server::builder()
+        .add_service(WorkerServiceServer::new(coordinator.clone()).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE))
+        .add_service(AdminServiceServer::new(coordinator).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    let _ = tx.send(true);
+    let _ = reaper.await;
+    result
+}

@@ -89,8 +89,6 @@ pub struct Output {
     pub rows: i64,
     /// Its SHA-256, hex.
     pub sha256: String,
-    /// Attempt that wrote it.
-    pub attempt: i32,
     /// Epoch of the lease it was written under.
     pub lease_epoch: i64,
     /// Writer.
@@ -382,13 +380,14 @@ impl Store {
         };
         let sweep_id: i64 = row.get("sweep_id");
         let inferences: i64 = row.get("inferences");
+        let attempt: i32 = row.get("attempt");
         sqlx::query(include_str!("../queries/outputs/insert.sql"))
             .bind(shard)
             .bind(sweep_id)
             .bind(&out.object_key)
             .bind(out.rows)
             .bind(&out.sha256)
-            .bind(out.attempt)
+            .bind(attempt)
             .bind(out.lease_epoch)
             .bind(worker)
             .bind(&out.provider)

@@ -1,0 +1,297 @@
+//! The worker: registers with the coordinator, leases shards, runs them through
+//! ONNX Runtime and commits one Parquet part per shard attempt.
+//!
+//! A shard runs in three steps: fetch (async: the model, once per worker, and the
+//! shard's images from the object store), compute (blocking thread: decode each
+//! image once, render every grid point straight into the batch tensor, run ORT,
+//! compute per-image neighbour metrics on full probability vectors), and commit
+//! (upload the part under an attempt-specific key, then a fenced `Complete`).
+//!
+//! A heartbeat task renews the leases of held shards; a shard whose lease was
+//! lost (expired, cancelled) is abandoned at the next batch boundary. A bad item
+//! (undecodable image, non-finite output) is recorded as a failed item with its
+//! reason while the rest of the shard completes.
+#![deny(missing_docs)]
+
+mod run;
+
+use anyhow::{Context, Result};
+use jagged_infer::{Engine, EngineOptions};
+use jagged_proto::v1::worker_service_client::WorkerServiceClient;
+use jagged_proto::v1::*;
+use object_store::ObjectStore;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+pub use run::{run_shard, ShardInput, ShardOutput};
+
+/// Worker settings.
+#[derive(Clone)]
+pub struct WorkerConfig {
+    /// Coordinator URL, e.g. `http://127.0.0.1:7070`.
+    pub coordinator: String,
+    /// Where models, images and result parts live.
+    pub store: Arc<dyn ObjectStore>,
+    /// Name shown in logs and the database.
+    pub name: String,
+    /// ONNX Runtime intra-op threads.
+    pub threads: usize,
+    /// Wait between lease attempts when no work is ready.
+    pub idle_poll: Duration,
+    /// Exit once no work has been ready for this long (None: run until stopped).
+    pub exit_when_idle: Option<Duration>,
+}
+
+type Client = WorkerServiceClient<Channel>;
+
+/// Calls `f` until it succeeds or fails with a non-retryable status, backing off
+/// up to 5 s between tries while the coordinator is unreachable.
+async fn retry<T, F, Fut>(what: &str, stop: &AtomicBool, mut f: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(s) if jagged_proto::status_is_retryable(&s) && !stop.load(Ordering::Relaxed) => {
+                tracing::warn!(call = what, error = %s.message(), "coordinator unavailable; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(s) => return Err(s),
+        }
+    }
+}
+
+/// Engines by model key; a std Mutex since it is only locked on blocking threads.
+type Engines = Arc<Mutex<HashMap<String, Engine>>>;
+
+/// Runs the worker until `shutdown` resolves (finishing the shard in hand) or, with
+/// `exit_when_idle`, until no work has been ready for that long.
+pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    jagged_infer::init_runtime()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+    let channel = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
+        .with_context(|| format!("coordinator url `{}`", config.coordinator))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .connect_lazy();
+    let client = WorkerServiceClient::new(channel).max_decoding_message_size(jagged_coordinator_limit());
+    let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
+    let reg = retry("register", &stop, || {
+        let mut c = client.clone();
+        let req = RegisterRequest { name: config.name.clone(), host: host.clone(), device: "cpu".into() };
+        async move { c.register(req).await }
+    })
+    .await
+    .context("registering with the coordinator")?
+    .into_inner();
+    let worker_id = reg.worker_id;
+    tracing::info!(worker = worker_id, name = %config.name, "registered");
+
+    let held: Arc<Mutex<HashMap<i64, i64>>> = Default::default();
+    let lost: Arc<Mutex<HashSet<i64>>> = Default::default();
+    let hb = tokio::spawn(heartbeat(client.clone(), worker_id, held.clone(), lost.clone(), Duration::from_millis(reg.heartbeat_ms.max(100) as u64)));
+    let engines: Engines = Default::default();
+    let mut idle_since = Instant::now();
+    let result = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        let leased = retry("lease", &stop, || {
+            let mut c = client.clone();
+            let loaded: Vec<String> = engines.lock().unwrap().keys().cloned().collect();
+            async move { c.lease(LeaseRequest { worker_id, max_shards: 1, loaded_models: loaded }).await }
+        })
+        .await;
+        let tasks = match leased {
+            Ok(r) => r.into_inner().shards,
+            Err(s) if stop.load(Ordering::Relaxed) => {
+                tracing::info!(error = %s.message(), "stopping");
+                break Ok(());
+            }
+            Err(s) => break Err(anyhow::anyhow!("lease refused: {}", s.message())),
+        };
+        if tasks.is_empty() {
+            if let Some(limit) = config.exit_when_idle {
+                if idle_since.elapsed() >= limit {
+                    tracing::info!("no work left; exiting");
+                    break Ok(());
+                }
+            }
+            tokio::time::sleep(config.idle_poll).await;
+            continue;
+        }
+        for task in tasks {
+            held.lock().unwrap().insert(task.shard_id, task.lease_epoch);
+            let id = task.shard_id;
+            if let Err(e) = process(&config, &client, worker_id, task, &engines, &lost, &stop).await {
+                tracing::error!(shard = id, error = %format!("{e:#}"), "shard could not be reported");
+            }
+            held.lock().unwrap().remove(&id);
+            lost.lock().unwrap().remove(&id);
+        }
+        idle_since = Instant::now();
+    };
+    hb.abort();
+    result
+}
+
+fn jagged_coordinator_limit() -> usize {
+    256 * 1024 * 1024
+}
+
+async fn heartbeat(client: Client, worker_id: i64, held: Arc<Mutex<HashMap<i64, i64>>>, lost: Arc<Mutex<HashSet<i64>>>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let shards: Vec<HeldShard> = held.lock().unwrap().iter().map(|(&shard_id, &lease_epoch)| HeldShard { shard_id, lease_epoch }).collect();
+        let mut c = client.clone();
+        match c.heartbeat(HeartbeatRequest { worker_id, held: shards }).await {
+            Ok(r) => {
+                let gone = r.into_inner().lost;
+                if !gone.is_empty() {
+                    tracing::warn!(shards = ?gone, "lost leases; abandoning those shards");
+                    lost.lock().unwrap().extend(gone);
+                }
+            }
+            Err(s) => tracing::warn!(error = %s.message(), "heartbeat failed"),
+        }
+    }
+}
+
+/// Runs one leased shard and reports its outcome.
+async fn process(
+    config: &WorkerConfig,
+    client: &Client,
+    worker_id: i64,
+    task: ShardTask,
+    engines: &Engines,
+    lost: &Arc<Mutex<HashSet<i64>>>,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let started = Instant::now();
+    let (shard, epoch) = (task.shard_id, task.lease_epoch);
+    tracing::info!(shard, attempt = task.attempt, model = %task.model_name, images = task.images.len(), "running shard");
+    let outcome = execute(config, task.clone(), engines, lost).await;
+    match outcome {
+        Ok(Some(out)) => {
+            let key = jagged_artifacts::part_key(task.sweep_id, shard, task.attempt, epoch);
+            let sha = jagged_artifacts::sha256_hex(&out.part);
+            let rows = out.rows as i64;
+            jagged_artifacts::put(config.store.as_ref(), &key, out.part.into()).await.context("uploading the result part")?;
+            let req = CompleteRequest {
+                worker_id,
+                shard_id: shard,
+                lease_epoch: epoch,
+                object_key: key,
+                rows,
+                sha256: sha,
+                failed_items: out.failed,
+                execution_provider: out.provider.into(),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            match retry("complete", stop, || {
+                let mut c = client.clone();
+                let req = req.clone();
+                async move { c.complete(req).await }
+            })
+            .await
+            {
+                Ok(_) => tracing::info!(shard, rows, secs = started.elapsed().as_secs_f64(), "shard committed"),
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                    tracing::warn!(shard, "commit refused: lease is stale; the part is ignored")
+                }
+                Err(s) => anyhow::bail!("complete failed: {}", s.message()),
+            }
+        }
+        Ok(None) => tracing::warn!(shard, "lease lost; shard abandoned"),
+        Err(failure) => {
+            tracing::warn!(shard, error = %failure.message, retryable = failure.retryable, "shard failed");
+            let req = FailRequest { worker_id, shard_id: shard, lease_epoch: epoch, error: failure.message, retryable: failure.retryable };
+            match retry("fail", stop, || {
+                let mut c = client.clone();
+                let req = req.clone();
+                async move { c.fail(req).await }
+            })
+            .await
+            {
+                Ok(_) | Err(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why a shard attempt failed.
+struct Failure {
+    message: String,
+    retryable: bool,
+}
+
+async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost: &Arc<Mutex<HashSet<i64>>>) -> Result<Option<ShardOutput>, Failure> {
+    let retryable = |m: String| Failure { message: m, retryable: true };
+    let fatal = |m: String| Failure { message: m, retryable: false };
+    let card: jagged_domain::spec::ModelCard =
+        serde_json::from_str(&task.model_card_json).map_err(|e| fatal(format!("model card: {e}")))?;
+    let family: jagged_domain::transform::Family =
+        serde_json::from_str(&task.family_json).map_err(|e| fatal(format!("family: {e}")))?;
+    let model_bytes = if engines.lock().unwrap().contains_key(&task.model_key) {
+        None
+    } else {
+        Some(
+            jagged_artifacts::get(config.store.as_ref(), &task.model_key)
+                .await
+                .map_err(|e| retryable(format!("model `{}`: {e}", task.model_name)))?,
+        )
+    };
+    // Fetch the shard's images concurrently; a missing image is a failed item.
+    let fetches = task.images.iter().map(|img| {
+        let store = config.store.clone();
+        let key = img.key.clone();
+        async move { jagged_artifacts::get(store.as_ref(), &key).await }
+    });
+    let fetched = futures::future::join_all(fetches).await;
+    let mut images = Vec::with_capacity(task.images.len());
+    for (img, bytes) in task.images.iter().zip(fetched) {
+        let bytes = match bytes {
+            Ok(b) => Ok(b),
+            Err(jagged_artifacts::ArtifactError::Store(object_store::Error::NotFound { .. })) => Err("image missing from the store".to_string()),
+            Err(e) => return Err(retryable(format!("image `{}`: {e}", img.name))),
+        };
+        images.push((img.clone(), bytes));
+    }
+    let engines = engines.clone();
+    let lost = lost.clone();
+    let threads = config.threads;
+    let shard_id = task.shard_id;
+    tokio::task::spawn_blocking(move || {
+        let mut engines = engines.lock().unwrap();
+        if let Some(bytes) = model_bytes {
+            let engine = Engine::load(&bytes, &card, &EngineOptions { intra_threads: threads }).map_err(|e| fatal(e.to_string()))?;
+            if engines.len() >= 4 {
+                engines.clear();
+            }
+            engines.insert(task.model_key.clone(), engine);
+        }
+        let engine = engines.get_mut(&task.model_key).expect("inserted above");
+        let input = ShardInput { task: &task, family: &family, images };
+        let abandoned = || lost.lock().unwrap().contains(&shard_id);
+        run_shard(engine, input, &abandoned).map_err(|e| retryable(format!("{e:#}")))
+    })
+    .await
+    .map_err(|e| retryable(format!("worker thread: {e}")))?
+}
