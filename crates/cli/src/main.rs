@@ -1,10 +1,12 @@
-//! `jagged`: image-transformation robustness sweeps on classifiers.
+//! `jagged`: measure how classifiers change under small image transformations,
+//! in resumable sweeps over a coordinator, PostgreSQL and workers.
 
-mod models;
-
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use jagged_cli::{cluster, models, sweep};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(name = "jagged", version, about = "Measure how classifiers change under small image transformations, at cluster scale")]
@@ -13,17 +15,143 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Args, Debug, Clone)]
+struct CoordArg {
+    /// Coordinator URL.
+    #[arg(long, env = "JAGGED_COORDINATOR", default_value = "http://127.0.0.1:7070")]
+    coordinator: String,
+}
+
+#[derive(Args, Debug, Clone)]
+struct StoreArg {
+    /// Object store: a local folder (or file:///abs/path).
+    #[arg(long, env = "JAGGED_STORE", default_value = "jagged-store")]
+    store: String,
+}
+
+#[derive(Args, Debug, Clone)]
+struct DbArg {
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the coordinator: gRPC for workers and admin clients, state in PostgreSQL.
+    Coordinator {
+        #[command(flatten)]
+        db: DbArg,
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, env = "JAGGED_LISTEN", default_value = "127.0.0.1:7070")]
+        listen: SocketAddr,
+        /// Write the bound address to this file once listening.
+        #[arg(long)]
+        addr_file: Option<PathBuf>,
+        /// Lease length without a heartbeat, ms.
+        #[arg(long, env = "JAGGED_LEASE_MS", default_value_t = 30_000)]
+        lease_ms: i64,
+        /// Heartbeat interval asked of workers, ms.
+        #[arg(long, env = "JAGGED_HEARTBEAT_MS", default_value_t = 5_000)]
+        heartbeat_ms: i64,
+    },
+    /// Run a worker: lease shards, run them with ONNX Runtime, write results.
+    Worker {
+        #[command(flatten)]
+        coord: CoordArg,
+        #[command(flatten)]
+        store: StoreArg,
+        /// ONNX Runtime intra-op threads (default: all cores).
+        #[arg(long, env = "JAGGED_THREADS")]
+        threads: Option<usize>,
+        /// Worker name in logs and the database.
+        #[arg(long, env = "JAGGED_WORKER_NAME")]
+        name: Option<String>,
+        /// Exit after this many seconds without work (default: run until stopped).
+        #[arg(long)]
+        exit_when_idle: Option<u64>,
+    },
+    /// Submit, watch, list and cancel sweeps.
+    #[command(subcommand)]
+    Sweep(SweepCmd),
+    /// Aggregate a sweep's committed results into summary.csv and summary.md.
+    Report {
+        /// Sweep id.
+        id: i64,
+        /// Output folder.
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+        #[command(flatten)]
+        db: DbArg,
+        #[command(flatten)]
+        store: StoreArg,
+    },
     /// Import models into ONNX files with model cards, or classify one image.
     #[command(subcommand)]
     Models(ModelsCmd),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Db(DbCmd),
+    /// Run the whole system on this machine: a private PostgreSQL, a local object
+    /// store, a coordinator and workers; submit the demo sweep and print its table.
+    Demo {
+        /// The sweep spec.
+        #[arg(long, default_value = "examples/demo.toml")]
+        spec: PathBuf,
+        /// Folder for the object store, logs and the report.
+        #[arg(long, default_value = "demo-out")]
+        out: PathBuf,
+        /// Worker processes.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// ORT threads per worker (default: cores / workers).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SweepCmd {
+    /// Submit a sweep spec (TOML); models and images are uploaded to the store.
+    Submit {
+        /// The spec file.
+        spec: PathBuf,
+        /// Wait, showing progress, until the sweep finishes.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        coord: CoordArg,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Show a sweep's progress (default: the newest sweep).
+    Status {
+        /// Sweep id.
+        id: Option<i64>,
+        /// Keep showing progress until the sweep finishes.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        coord: CoordArg,
+    },
+    /// List all sweeps.
+    List {
+        #[command(flatten)]
+        coord: CoordArg,
+    },
+    /// Cancel a sweep: queued and running shards stop; committed results stay.
+    Cancel {
+        /// Sweep id.
+        id: i64,
+        #[command(flatten)]
+        coord: CoordArg,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum ModelsCmd {
-    /// Import a model: `efficientnet_lite0` (from its PyTorch weights) or `tiny`
-    /// (a tiny generated CNN with seeded random weights, for tests).
+    /// Import a model: efficientnet_lite0 (from its PyTorch weights) or tiny (a
+    /// tiny generated CNN with seeded random weights, for tests).
     Import {
         /// efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2 | tiny
         model: String,
@@ -52,20 +180,97 @@ enum ModelsCmd {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum DbCmd {
+    /// Apply pending migrations.
+    Migrate {
+        #[command(flatten)]
+        db: DbArg,
+    },
+}
+
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("JAGGED_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    if let Err(e) = run(cli) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    if let Err(e) = rt.block_on(run(cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn connect_store(url: &str, migrate: bool) -> Result<jagged_store::Store> {
+    let store = jagged_store::Store::connect(url, 16).await.with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))?;
+    if migrate {
+        store.migrate().await?;
+    }
+    Ok(store)
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Coordinator { db, listen, addr_file, lease_ms, heartbeat_ms } => {
+            let store = connect_store(&db.database_url, true).await?;
+            let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "coordinator listening");
+            if let Some(f) = addr_file {
+                std::fs::write(&f, format!("{addr}\n")).with_context(|| format!("writing {}", f.display()))?;
+            }
+            let policy = jagged_domain::lease::LeasePolicy { lease_ms, heartbeat_ms, ..Default::default() };
+            let config = jagged_coordinator::Config {
+                policy,
+                reap_interval: Duration::from_millis((lease_ms / 4).clamp(100, 5_000) as u64),
+            };
+            jagged_coordinator::serve(jagged_coordinator::Coordinator::new(store, config), listener, shutdown_signal()).await?;
+            tracing::info!("coordinator stopped");
+            Ok(())
+        }
+        Command::Worker { coord, store, threads, name, exit_when_idle } => {
+            let objects = jagged_artifacts::open_store(&store.store)?;
+            let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "worker".into());
+            let config = jagged_worker::WorkerConfig {
+                coordinator: coord.coordinator,
+                store: objects,
+                name: name.unwrap_or_else(|| format!("{host}-{}", std::process::id())),
+                threads: threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+                idle_poll: Duration::from_millis(200),
+                exit_when_idle: exit_when_idle.map(Duration::from_secs),
+            };
+            jagged_worker::run(config, shutdown_signal()).await
+        }
+        Command::Sweep(cmd) => sweep_cmd(cmd).await,
+        Command::Report { id, out, db, store } => {
+            let st = connect_store(&db.database_url, false).await?;
+            let objects = jagged_artifacts::open_store(&store.store)?;
+            let report = jagged_report::build(&st, objects.as_ref(), id).await?;
+            report.write(&out)?;
+            print!("{}", report.markdown_table());
+            eprintln!("report written to {}", out.display());
+            Ok(())
+        }
         Command::Models(ModelsCmd::Import { model, out, weights, classes, seed }) => {
             let path = if model == "tiny" {
                 let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { seed, ..Default::default() });
@@ -83,5 +288,96 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Db(DbCmd::Migrate { db }) => {
+            connect_store(&db.database_url, true).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Demo { spec, out, workers, threads } => demo(spec, out, workers, threads).await,
     }
+}
+
+async fn sweep_cmd(cmd: SweepCmd) -> Result<()> {
+    match cmd {
+        SweepCmd::Submit { spec, wait, coord, store } => {
+            let objects = jagged_artifacts::open_store(&store.store)?;
+            let mut client = sweep::connect(&coord.coordinator).await?;
+            let id = sweep::submit(&mut client, &spec, objects.as_ref()).await?;
+            println!("{id}");
+            if wait {
+                let s = sweep::wait(&coord.coordinator, id).await?;
+                sweep::print(&s);
+            }
+            Ok(())
+        }
+        SweepCmd::Status { id, watch, coord } => {
+            let mut client = sweep::connect(&coord.coordinator).await?;
+            let id = match id {
+                Some(i) => i,
+                None => sweep::latest(&mut client).await?,
+            };
+            let s = if watch { sweep::wait(&coord.coordinator, id).await? } else { sweep::status(&mut client, id).await? };
+            sweep::print(&s);
+            Ok(())
+        }
+        SweepCmd::List { coord } => {
+            let mut client = sweep::connect(&coord.coordinator).await?;
+            let all = sweep::list(&mut client).await?;
+            if all.is_empty() {
+                println!("no sweeps");
+            }
+            for s in all {
+                println!("{}", sweep::line(&s));
+            }
+            Ok(())
+        }
+        SweepCmd::Cancel { id, coord } => {
+            let mut client = sweep::connect(&coord.coordinator).await?;
+            sweep::print(&sweep::cancel(&mut client, id).await?);
+            Ok(())
+        }
+    }
+}
+
+async fn demo(spec: PathBuf, out: PathBuf, workers: usize, threads: Option<usize>) -> Result<()> {
+    jagged_infer::init_runtime().context("the demo needs ONNX Runtime (`just demo` fetches it)")?;
+    if !spec.is_file() {
+        anyhow::bail!("demo spec {} not found (run from the repository root)", spec.display());
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let workers = workers.max(1);
+    let threads = threads.unwrap_or((cores / workers).max(1));
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = cluster::ClusterOptions {
+        bin: std::env::current_exe()?,
+        dir: out.clone(),
+        workers,
+        threads,
+        lease_ms: 30_000,
+        heartbeat_ms: 2_000,
+    };
+    eprintln!("starting a private PostgreSQL, a coordinator and {workers} worker(s) ({threads} thread(s) each); logs in {}/logs", out.display());
+    let c = tokio::task::spawn_blocking(move || cluster::LocalCluster::start(opts)).await??;
+    let result = async {
+        let objects = jagged_artifacts::open_store(&c.store_url)?;
+        let mut client = sweep::connect(&c.url).await?;
+        let id = sweep::submit(&mut client, &spec, objects.as_ref()).await?;
+        let started = std::time::Instant::now();
+        let status = tokio::select! {
+            s = sweep::wait(&c.url, id) => s?,
+            _ = shutdown_signal() => anyhow::bail!("interrupted"),
+        };
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!("sweep {id} {} in {secs:.1} s ({:.0} inferences/s)", status.state, status.inferences_done as f64 / secs);
+        let st = connect_store(&c.postgres.url(), false).await?;
+        let report = jagged_report::build(&st, objects.as_ref(), id).await?;
+        let dir = out.join("report");
+        report.write(&dir)?;
+        print!("{}", report.markdown_table());
+        eprintln!("report written to {}", dir.display());
+        Ok(())
+    }
+    .await;
+    tokio::task::spawn_blocking(move || c.stop()).await?;
+    result
 }

@@ -1,0 +1,238 @@
+//! `jagged report`: aggregates a sweep's committed result parts into the
+//! jaggedness table.
+//!
+//! Only parts recorded in PostgreSQL's `outputs` count (files of abandoned or
+//! stale attempts are never read), and each is checked against its committed
+//! SHA-256 before use. Parts are streamed one at a time and folded into one
+//! [`Summary`] per (model, family), so memory does not grow with the sweep.
+#![deny(missing_docs)]
+
+use futures::StreamExt;
+use jagged_domain::metrics::{RowView, Summary, SummaryRow};
+use jagged_store::{Store, SweepRow};
+use object_store::ObjectStore;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Report errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] jagged_store::StoreError),
+    /// A part could not be read.
+    #[error(transparent)]
+    Artifact(#[from] jagged_artifacts::ArtifactError),
+    /// A committed part does not match its checksum.
+    #[error("result part `{0}` does not match its committed checksum")]
+    Checksum(String),
+    /// Writing the report failed.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// One table row: a model under a family.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableRow {
+    /// Model name.
+    pub model: String,
+    /// Family name.
+    pub family: String,
+    /// Index of the family in the spec.
+    pub family_index: usize,
+    /// Metrics.
+    pub metrics: SummaryRow,
+}
+
+/// A sweep's report.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The sweep's counters.
+    pub sweep: SweepRow,
+    /// One row per model x family, in spec order.
+    pub rows: Vec<TableRow>,
+    /// Failed items: model, family, image, reason.
+    pub failures: Vec<(String, String, String, String)>,
+}
+
+/// Builds the report of a sweep from its committed parts.
+pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> Result<Report, ReportError> {
+    let sweep = store.sweep(sweep_id).await?;
+    let resolved = store.resolved(sweep_id).await?;
+    let outputs = store.outputs(sweep_id).await?;
+    let mut sums: BTreeMap<(usize, usize), Summary> = BTreeMap::new();
+    for m in 0..resolved.models.len() {
+        for f in 0..resolved.spec.families.len() {
+            sums.insert((m, f), Summary::default());
+        }
+    }
+    let mut parts = futures::stream::iter(outputs.into_iter().map(|o| async move {
+        let bytes = jagged_artifacts::get(objects, &o.object_key).await?;
+        if jagged_artifacts::sha256_hex(&bytes) != o.sha256 {
+            return Err(ReportError::Checksum(o.object_key.clone()));
+        }
+        let rows = tokio_free_decode(bytes)?;
+        Ok::<_, ReportError>((o, rows))
+    }))
+    .buffered(4);
+    while let Some(part) = parts.next().await {
+        let (o, rows) = part?;
+        let sum = sums.entry((o.model_idx as usize, o.family_idx as usize)).or_default();
+        let mut start = 0;
+        while start < rows.len() {
+            let img = rows[start].image_index;
+            let end = rows[start..].iter().position(|r| r.image_index != img).map_or(rows.len(), |n| start + n);
+            let views: Vec<RowView> = rows[start..end]
+                .iter()
+                .map(|r| RowView {
+                    image: r.image_index as u32,
+                    label: r.label,
+                    is_reference: r.is_reference,
+                    top5_class: &r.top5_class,
+                    fwd_pairs: r.fwd_pairs as u32,
+                    fwd_top1_changes: r.fwd_top1_changes as u32,
+                    fwd_abs_diff: r.fwd_abs_diff,
+                    fwd_top5_transitions: r.fwd_top5_transitions as u32,
+                })
+                .collect();
+            sum.add_image(&views);
+            start = end;
+        }
+    }
+    let mut failures = Vec::new();
+    let name = |m: usize, f: usize| {
+        (
+            resolved.models.get(m).map(|x| x.name.clone()).unwrap_or_default(),
+            resolved.spec.families.get(f).map(|x| x.name().to_string()).unwrap_or_default(),
+        )
+    };
+    for f in store.failed_items(sweep_id).await? {
+        let key = (f.model_idx as usize, f.family_idx as usize);
+        sums.entry(key).or_default().failed_items += 1;
+        let (m, fam) = name(key.0, key.1);
+        failures.push((m, fam, f.item.image_name, f.item.reason));
+    }
+    for s in store.shard_errors(sweep_id, i64::MAX).await? {
+        let key = (s.model_idx as usize, s.family_idx as usize);
+        sums.entry(key).or_default().failed_items += (s.image_hi - s.image_lo) as u64;
+        let (m, fam) = name(key.0, key.1);
+        for i in s.image_lo..s.image_hi {
+            let img = resolved.images.get(i as usize).map(|x| x.name.clone()).unwrap_or_default();
+            failures.push((m.clone(), fam.clone(), img, format!("shard {} failed: {}", s.shard_id, s.error)));
+        }
+    }
+    let rows = sums
+        .into_iter()
+        .map(|((m, f), s)| {
+            let (model, family) = name(m, f);
+            TableRow { model, family, family_index: f, metrics: s.finish() }
+        })
+        .collect();
+    Ok(Report { sweep, rows, failures })
+}
+
+fn tokio_free_decode(bytes: bytes::Bytes) -> Result<Vec<jagged_artifacts::ResultRow>, ReportError> {
+    Ok(jagged_artifacts::decode(bytes)?)
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
+}
+
+const HEADER: [&str; 11] =
+    ["model", "family", "images", "inferences", "failed_items", "acc1", "acc5", "p_top1_change", "mac", "jagged_fraction", "mean_transitions"];
+
+fn cells(r: &TableRow) -> [String; 11] {
+    let m = &r.metrics;
+    [
+        r.model.clone(),
+        r.family.clone(),
+        m.images.to_string(),
+        m.inferences.to_string(),
+        m.failed_items.to_string(),
+        num(m.acc1),
+        num(m.acc5),
+        num(m.p_top1_change),
+        num(m.mac),
+        num(m.jagged_fraction),
+        num(m.mean_transitions),
+    ]
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+impl Report {
+    /// The table as CSV.
+    pub fn csv(&self) -> String {
+        let mut out = HEADER.join(",") + "\n";
+        for r in &self.rows {
+            out += &cells(r).iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",");
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The table as Markdown.
+    pub fn markdown_table(&self) -> String {
+        let mut out = format!("| {} |\n|{}|\n", HEADER.join(" | "), HEADER.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+        for r in &self.rows {
+            out += &format!("| {} |\n", cells(r).join(" | "));
+        }
+        out
+    }
+
+    /// The full Markdown report.
+    pub fn markdown(&self) -> String {
+        let s = &self.sweep;
+        let mut out = String::new();
+        let _ = writeln!(out, "# Sweep {}: {}\n", s.id, s.name);
+        let _ = writeln!(
+            out,
+            "State `{}`; shards {} done, {} failed, {} cancelled of {}; {} inferences.\n",
+            s.state, s.done, s.failed, s.cancelled, s.total, s.inferences_done
+        );
+        out += &self.markdown_table();
+        out += "\nacc1/acc5: accuracy at the reference (centred) input over labelled images. \
+p_top1_change: fraction of neighbour pairs whose top-1 differs. mac: mean over pairs of \
+|p_c(x) - p_c(x')| with c the top-1 of the first. jagged_fraction: labelled images whose true \
+class enters or leaves the top-5 between some pair of neighbours; mean_transitions: such \
+transitions per labelled image. n/a: no labelled images or no pairs.\n";
+        if !self.failures.is_empty() {
+            out += "\n## Failed items\n\n| model | family | image | reason |\n|---|---|---|---|\n";
+            for (m, f, i, r) in &self.failures {
+                let _ = writeln!(out, "| {m} | {f} | {i} | {} |", r.replace('|', "\\|").replace('\n', " "));
+            }
+        }
+        out
+    }
+
+    /// Writes `summary.csv`, `summary.md` and `failed_items.csv` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
+        let io = |p: &Path, e| ReportError::Io(p.display().to_string(), e);
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let files = [
+            ("summary.csv", self.csv()),
+            ("summary.md", self.markdown()),
+            (
+                "failed_items.csv",
+                std::iter::once("model,family,image,reason".to_string())
+                    .chain(self.failures.iter().map(|(m, f, i, r)| [m, f, i, r].map(|x| csv_field(x)).join(",")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    + "\n",
+            ),
+        ];
+        for (name, text) in files {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| io(&p, e))?;
+        }
+        Ok(())
+    }
+}

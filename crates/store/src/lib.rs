@@ -180,6 +180,10 @@ pub struct ShardFailure {
     pub model_idx: i32,
     /// Family index.
     pub family_idx: i32,
+    /// First image (inclusive).
+    pub image_lo: i32,
+    /// Last image (exclusive).
+    pub image_hi: i32,
     /// Last error.
     pub error: String,
 }
@@ -302,7 +306,14 @@ impl Store {
         let rows = sqlx::query(include_str!("../queries/shards/errors.sql")).bind(sweep_id).bind(limit).fetch_all(&self.pool).await?;
         Ok(rows
             .iter()
-            .map(|r| ShardFailure { shard_id: r.get("id"), model_idx: r.get("model_idx"), family_idx: r.get("family_idx"), error: r.get("last_error") })
+            .map(|r| ShardFailure {
+                shard_id: r.get("id"),
+                model_idx: r.get("model_idx"),
+                family_idx: r.get("family_idx"),
+                image_lo: r.get("image_lo"),
+                image_hi: r.get("image_hi"),
+                error: r.get("last_error"),
+            })
             .collect())
     }
 

@@ -1,0 +1,210 @@
+//! A whole jagged deployment on this machine: a private PostgreSQL cluster, a
+//! local-filesystem object store, a coordinator and N workers as child
+//! processes on loopback. The demo runs on it, and so do the end-to-end tests.
+
+use anyhow::{bail, Context, Result};
+use jagged_store::local::LocalPostgres;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process, terminated on drop.
+pub struct Proc {
+    /// Name for messages.
+    pub name: String,
+    child: Option<Child>,
+}
+
+impl Proc {
+    /// Spawns `bin args...` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, bin: &Path, args: &[String], envs: &[(String, String)], log: &Path) -> Result<Proc> {
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+        let child = Command::new(bin)
+            .args(args)
+            .envs(envs.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()
+            .with_context(|| format!("starting {name} ({})", bin.display()))?;
+        Ok(Proc { name: name.to_string(), child: Some(child) })
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
+    /// Sends a signal by name (`TERM`, `KILL`, `STOP`, `CONT`).
+    pub fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; waits for exit.
+    pub fn terminate(&mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else { return };
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// SIGKILL now, and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.terminate(Duration::from_secs(5));
+    }
+}
+
+/// How to start a local cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// The `jagged` binary to run.
+    pub bin: PathBuf,
+    /// Folder for the object store and logs.
+    pub dir: PathBuf,
+    /// Worker processes.
+    pub workers: usize,
+    /// ORT threads per worker.
+    pub threads: usize,
+    /// Lease length and heartbeat interval, ms.
+    pub lease_ms: i64,
+    /// Heartbeat interval, ms.
+    pub heartbeat_ms: i64,
+}
+
+/// A running local deployment.
+pub struct LocalCluster {
+    /// Options it was started with.
+    pub opts: ClusterOptions,
+    /// The coordinator process.
+    pub coordinator: Proc,
+    /// Worker processes.
+    pub workers: Vec<Proc>,
+    /// Coordinator URL.
+    pub url: String,
+    /// Object store URL (a folder).
+    pub store_url: String,
+    /// The private PostgreSQL cluster (dropped last).
+    pub postgres: LocalPostgres,
+}
+
+impl LocalCluster {
+    /// Starts PostgreSQL, the coordinator and the workers.
+    pub fn start(opts: ClusterOptions) -> Result<LocalCluster> {
+        if !opts.bin.is_file() {
+            bail!("jagged binary {} not found (build it with `cargo build`)", opts.bin.display());
+        }
+        std::fs::create_dir_all(opts.dir.join("logs"))?;
+        let postgres = LocalPostgres::start().map_err(anyhow::Error::msg).context("starting a private PostgreSQL cluster")?;
+        let store_dir = opts.dir.join("store");
+        std::fs::create_dir_all(&store_dir)?;
+        let store_url = std::fs::canonicalize(&store_dir)?.display().to_string();
+        let addr_file = opts.dir.join("coordinator.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let coordinator = Proc::spawn(
+            "coordinator",
+            &opts.bin,
+            &[
+                "coordinator".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--database-url".into(),
+                postgres.url(),
+                "--addr-file".into(),
+                addr_file.display().to_string(),
+                "--lease-ms".into(),
+                opts.lease_ms.to_string(),
+                "--heartbeat-ms".into(),
+                opts.heartbeat_ms.to_string(),
+            ],
+            &[],
+            &opts.dir.join("logs/coordinator.log"),
+        )?;
+        let mut cluster =
+            LocalCluster { url: String::new(), store_url, workers: vec![], coordinator, postgres, opts: opts.clone() };
+        cluster.url = cluster.wait_for_coordinator(&addr_file)?;
+        for i in 0..opts.workers {
+            cluster.add_worker(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn wait_for_coordinator(&mut self, addr_file: &Path) -> Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(a) = std::fs::read_to_string(addr_file) {
+                if a.ends_with('\n') {
+                    return Ok(format!("http://{}", a.trim()));
+                }
+            }
+            if self.coordinator.exited() {
+                let log = std::fs::read_to_string(self.opts.dir.join("logs/coordinator.log")).unwrap_or_default();
+                bail!("the coordinator exited at start:\n{log}");
+            }
+            if Instant::now() > deadline {
+                bail!("the coordinator did not start within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts worker number `i` (its log is `logs/worker-<i>.log`).
+    pub fn add_worker(&mut self, i: usize) -> Result<()> {
+        let w = Proc::spawn(
+            &format!("worker-{i}"),
+            &self.opts.bin,
+            &[
+                "worker".into(),
+                "--coordinator".into(),
+                self.url.clone(),
+                "--store".into(),
+                self.store_url.clone(),
+                "--threads".into(),
+                self.opts.threads.to_string(),
+                "--name".into(),
+                format!("worker-{i}"),
+            ],
+            &[],
+            &self.opts.dir.join(format!("logs/worker-{i}.log")),
+        )?;
+        if i < self.workers.len() {
+            self.workers[i] = w;
+        } else {
+            self.workers.push(w);
+        }
+        Ok(())
+    }
+
+    /// Stops workers, then the coordinator, then PostgreSQL.
+    pub fn stop(mut self) {
+        for w in &mut self.workers {
+            w.terminate(Duration::from_secs(10));
+        }
+        self.coordinator.terminate(Duration::from_secs(10));
+    }
+}

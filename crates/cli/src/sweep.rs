@@ -1,0 +1,116 @@
+//! `jagged sweep ...`: talk to the coordinator's admin service.
+
+use anyhow::{Context, Result};
+use jagged_proto::v1::admin_service_client::AdminServiceClient;
+use jagged_proto::v1::*;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+/// Connects to the coordinator's admin service.
+pub async fn connect(url: &str) -> Result<AdminServiceClient<Channel>> {
+    let ch = tonic::transport::Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("coordinator url `{url}`"))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the coordinator at {url} (start one with `jagged coordinator`, or set JAGGED_COORDINATOR)"))?;
+    Ok(AdminServiceClient::new(ch).max_encoding_message_size(256 * 1024 * 1024).max_decoding_message_size(256 * 1024 * 1024))
+}
+
+fn status_err(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}", s.message())
+}
+
+/// Resolves, uploads and submits a spec; returns the sweep id.
+pub async fn submit(client: &mut AdminServiceClient<Channel>, spec: &Path, store: &dyn object_store::ObjectStore) -> Result<i64> {
+    let (text, resolved) = crate::resolve::resolve(spec, store).await?;
+    let n_images = resolved.images.len();
+    let n_models = resolved.models.len();
+    let r = client
+        .submit(SubmitRequest { resolved_json: serde_json::to_string(&resolved)?, spec_toml: text })
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    eprintln!("submitted sweep {} ({} shards: {n_models} model(s), {n_images} image(s))", r.sweep_id, r.shards);
+    Ok(r.sweep_id)
+}
+
+/// One-line progress of a sweep.
+pub fn line(s: &SweepStatus) -> String {
+    let pct = if s.inferences_total > 0 { 100.0 * s.inferences_done as f64 / s.inferences_total as f64 } else { 0.0 };
+    format!(
+        "sweep {} [{}] {}: shards {}/{} done, {} leased, {} queued, {} failed, {} cancelled; inferences {}/{} ({pct:.0}%); failed items {}; workers {}",
+        s.sweep_id, s.state, s.name, s.done, s.total, s.leased, s.queued, s.failed, s.cancelled, s.inferences_done, s.inferences_total, s.failed_items, s.workers_alive
+    )
+}
+
+/// Prints a status with its shard errors.
+pub fn print(s: &SweepStatus) {
+    println!("{}", line(s));
+    for e in &s.errors {
+        println!("  shard {} ({} / {}) failed: {}", e.shard_id, e.model, e.family, e.error);
+    }
+}
+
+/// Fetches one sweep's status.
+pub async fn status(client: &mut AdminServiceClient<Channel>, id: i64) -> Result<SweepStatus> {
+    Ok(client.status(StatusRequest { sweep_id: id }).await.map_err(status_err)?.into_inner())
+}
+
+/// The newest sweep's id.
+pub async fn latest(client: &mut AdminServiceClient<Channel>) -> Result<i64> {
+    let l = client.list(ListRequest {}).await.map_err(status_err)?.into_inner();
+    l.sweeps.last().map(|s| s.sweep_id).context("no sweeps yet")
+}
+
+/// Lists all sweeps.
+pub async fn list(client: &mut AdminServiceClient<Channel>) -> Result<Vec<SweepStatus>> {
+    Ok(client.list(ListRequest {}).await.map_err(status_err)?.into_inner().sweeps)
+}
+
+/// Cancels a sweep.
+pub async fn cancel(client: &mut AdminServiceClient<Channel>, id: i64) -> Result<SweepStatus> {
+    Ok(client.cancel(CancelRequest { sweep_id: id }).await.map_err(status_err)?.into_inner())
+}
+
+/// Shows progress until the sweep is no longer running; returns the final status.
+/// Coordinator hiccups are retried, so a restart does not end the wait.
+pub async fn wait(url: &str, id: i64) -> Result<SweepStatus> {
+    let tty = std::io::stderr().is_terminal();
+    let mut last = String::new();
+    let mut failures = 0;
+    loop {
+        let st = match connect(url).await {
+            Ok(mut c) => status(&mut c, id).await,
+            Err(e) => Err(e),
+        };
+        match st {
+            Ok(s) => {
+                failures = 0;
+                let l = line(&s);
+                if tty {
+                    eprint!("\r\x1b[2K{l}");
+                    let _ = std::io::stderr().flush();
+                } else if l != last {
+                    eprintln!("{l}");
+                }
+                last = l;
+                if s.state != "running" {
+                    if tty {
+                        eprintln!();
+                    }
+                    return Ok(s);
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if failures > 60 {
+                    return Err(e.context("coordinator unreachable for a minute"));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
