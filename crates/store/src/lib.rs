@@ -317,6 +317,12 @@ impl Store {
             .collect())
     }
 
+    /// First lease start and last finish of a sweep's shards (ms), once any exist.
+    pub async fn sweep_timing(&self, sweep_id: i64) -> Result<Option<(i64, i64)>> {
+        let r = sqlx::query(include_str!("../queries/shards/timing.sql")).bind(sweep_id).fetch_one(&self.pool).await?;
+        Ok(r.get::<Option<i64>, _>("first_start").zip(r.get::<Option<i64>, _>("last_finish")))
+    }
+
     /// Registers a worker; returns its id.
     pub async fn register_worker(&self, name: &str, host: &str, device: &str, now_ms: i64) -> Result<i64> {
         Ok(sqlx::query_scalar(include_str!("../queries/workers/register.sql"))

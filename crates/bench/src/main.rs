@@ -1,0 +1,135 @@
+//! `jagged-bench`: benchmarks that print a ratio against a baseline measured in
+//! the same invocation (`just bench pipeline`).
+//!
+//! `pipeline`: bare ONNX Runtime `session.run` on EfficientNet-Lite0 against a
+//! sweep through the whole system (private PostgreSQL, coordinator, gRPC, one
+//! worker process, transforms, ORT, Parquet, local object store) with the same
+//! model, batch size and threads. The system's throughput is its inferences over
+//! the time from the first shard lease to the last commit; the bare runs are
+//! taken before and after the sweep and averaged.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use jagged_cli::{cluster, sweep};
+use jagged_infer::{Engine, EngineOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "jagged-bench", about = "jagged benchmarks (ratios against same-run baselines)")]
+struct Cli {
+    #[command(subcommand)]
+    what: What,
+}
+
+#[derive(Subcommand)]
+enum What {
+    /// Whole-system sweep throughput against bare ORT session.run.
+    Pipeline {
+        /// ORT intra-op threads (both sides).
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Batch size (both sides).
+        #[arg(long, default_value_t = 32)]
+        batch: u32,
+        /// Crop grid half-width: (2m+1)^2 points per image.
+        #[arg(long, default_value_t = 8)]
+        max_shift: u32,
+        /// Seconds of each bare ORT measurement.
+        #[arg(long, default_value_t = 10.0)]
+        bare_secs: f64,
+        /// The model (card beside it).
+        #[arg(long, default_value = ".cache/jagged/models/efficientnet_lite0.onnx")]
+        model: PathBuf,
+        /// The images (with labels.csv).
+        #[arg(long, default_value = ".cache/jagged/samples")]
+        images: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.what {
+        What::Pipeline { threads, batch, max_shift, bare_secs, model, images } => {
+            pipeline(threads, batch, max_shift, bare_secs, &model, &images)
+        }
+    }
+}
+
+/// Bare `session.run` throughput (inputs/s) on realistic inputs for `secs`.
+fn bare(model: &Path, threads: usize, batch: u32, secs: f64, images: &Path) -> Result<f64> {
+    let card = jagged_cli::models::read_card(&jagged_cli::models::card_path(model))?;
+    let mut engine = Engine::load(&std::fs::read(model)?, &card, &EngineOptions { intra_threads: threads })?;
+    let img = jagged_infer::decode_image(&std::fs::read(images.join("chelsea.png"))?)?;
+    let fam = jagged_domain::transform::Family::Crop { max_shift: 4, step: 1, resize: None, resample: Default::default() };
+    let prep = fam.prepare(&img, card.input_size).map_err(anyhow::Error::msg)?;
+    let plane = 3 * (card.input_size as usize).pow(2);
+    let mut t = vec![0f32; batch as usize * plane];
+    for (i, p) in fam.points().into_iter().cycle().take(batch as usize).enumerate() {
+        prep.write_chw(p, &card.normalize, &mut t[i * plane..(i + 1) * plane]);
+    }
+    engine.run(&t, batch as usize)?; // warm-up
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed().as_secs_f64() < secs {
+        engine.run(&t, batch as usize)?;
+        n += batch as usize;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn pipeline(threads: usize, batch: u32, max_shift: u32, bare_secs: f64, model: &Path, images: &Path) -> Result<()> {
+    if !model.is_file() {
+        bail!("{} not found: run `just assets release` first", model.display());
+    }
+    let model = std::fs::canonicalize(model)?;
+    let images = std::fs::canonicalize(images)?;
+    println!("pipeline: EfficientNet-Lite0, batch {batch}, {threads} ORT thread(s), crop grid {0}x{0}", 2 * max_shift + 1);
+    let b1 = bare(&model, threads, batch, bare_secs, &images)?;
+    println!("bare ORT session.run (before): {b1:.1} img/s");
+
+    let dir = std::env::temp_dir().join(format!("jagged-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let spec = dir.join("bench.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name = \"bench pipeline\"\n[dataset]\npath = \"{}\"\n[[models]]\npath = \"{}\"\n\
+             [[families]]\nkind = \"crop\"\nmax_shift = {max_shift}\n\
+             [[families]]\nkind = \"embed\"\nsize = 112\nmax_shift = {max_shift}\n\
+             [run]\nbatch_size = {batch}\n",
+            images.display(),
+            model.display()
+        ),
+    )?;
+    let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
+    let opts = cluster::ClusterOptions { bin, dir: dir.clone(), workers: 1, threads, lease_ms: 60_000, heartbeat_ms: 2_000 };
+    let c = cluster::LocalCluster::start(opts)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let result = rt.block_on(async {
+        let objects = jagged_artifacts::open_store(&c.store_url)?;
+        let mut client = sweep::connect(&c.url).await?;
+        let wall = Instant::now();
+        let id = sweep::submit(&mut client, &spec, objects.as_ref()).await?;
+        let st = sweep::wait(&c.url, id).await?;
+        let wall = wall.elapsed().as_secs_f64();
+        if st.state != "done" || st.failed > 0 || st.failed_items > 0 {
+            bail!("bench sweep did not complete cleanly: {}", sweep::line(&st));
+        }
+        let store = jagged_store::Store::connect(&c.postgres.url(), 2).await?;
+        let (first, last) = store.sweep_timing(id).await?.context("no shard timing")?;
+        Ok::<_, anyhow::Error>((st.inferences_done, (last - first) as f64 / 1000.0, wall))
+    });
+    c.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (n, secs, wall) = result?;
+    let sys = n as f64 / secs;
+    println!("jagged sweep: {n} inferences in {secs:.2} s from first lease to last commit: {sys:.1} img/s");
+    println!("  (wall time from submit to done, incl. upload and polling: {wall:.2} s, {:.1} img/s)", n as f64 / wall);
+    std::thread::sleep(Duration::from_millis(200));
+    let b2 = bare(&model, threads, batch, bare_secs, &images)?;
+    println!("bare ORT session.run (after): {b2:.1} img/s");
+    let base = (b1 + b2) / 2.0;
+    println!("ratio jagged / bare ORT = {:.3} (bar: >= 0.95)", sys / base);
+    Ok(())
+}

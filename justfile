@@ -1,0 +1,41 @@
+# jagged task runner. `just demo` runs the whole system on embedded defaults;
+# `just test` runs every test. Both fetch and cache what they need in .cache/jagged.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+export ORT_DYLIB_PATH := justfile_directory() + "/.cache/jagged/ort/libonnxruntime.so"
+
+cache := justfile_directory() + "/.cache/jagged"
+
+# List the recipes.
+default:
+    @just --list
+
+# Run the demo sweep end to end: private PostgreSQL, local store, coordinator, two workers.
+demo *ARGS: (assets "release")
+    ./target/release/jagged demo {{ARGS}}
+
+# Run all tests (unit, SQL against a private PostgreSQL, end-to-end over gRPC, real model).
+test: (assets "debug")
+    cargo test --workspace --no-fail-fast
+
+# Benchmarks: `just bench pipeline`.
+bench what="pipeline" *ARGS: (assets "release")
+    ./target/release/jagged-bench {{what}} {{ARGS}}
+
+# Fetch ONNX Runtime, weights and sample images; build; import EfficientNet-Lite0.
+assets profile="debug":
+    scripts/fetch.sh ort weights samples
+    cargo build {{ if profile == "release" { "--release" } else { "" } }} -p jagged-cli -p jagged-bench
+    [ -f {{cache}}/models/efficientnet_lite0.onnx ] || ./target/{{profile}}/jagged models import efficientnet_lite0 \
+        --weights {{cache}}/weights/efficientnet-lite0.pth --classes {{cache}}/weights/imagenet_classes.json \
+        --out {{cache}}/models
+
+# Start a coordinator and N workers against given PostgreSQL and store URLs (see deploy/).
+up workers="2":
+    deploy/local-up.sh {{workers}}
+
+# Format and lint.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
