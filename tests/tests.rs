@@ -1,0 +1,10 @@
+//! Integration tests, one binary. Each area is a module:
+
+// Scheduling rules at the SQL level against a private PostgreSQL.
+mod store;
+// The whole system: coordinator and worker processes over real gRPC.
+mod e2e;
+// The real model: EfficientNet-Lite0 imported from its PyTorch weights.
+mod model;
+// Bad input refused with clear messages.
+mod bad_input;

@@ -108,9 +108,8 @@ fn pipeline(threads: usize, batch: u32, max_shift: u32, bare_secs: f64, model: &
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
         let objects = jagged_artifacts::open_store(&c.store_url)?;
-        let mut client = sweep::connect(&c.url).await?;
         let wall = Instant::now();
-        let id = sweep::submit(&mut client, &spec, objects.as_ref()).await?;
+        let id = sweep::submit(&c.url, &spec, objects.as_ref()).await?;
         let st = sweep::wait(&c.url, id).await?;
         let wall = wall.elapsed().as_secs_f64();
         if st.state != "done" || st.failed > 0 || st.failed_items > 0 {

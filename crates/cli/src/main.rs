@@ -301,8 +301,7 @@ async fn sweep_cmd(cmd: SweepCmd) -> Result<()> {
     match cmd {
         SweepCmd::Submit { spec, wait, coord, store } => {
             let objects = jagged_artifacts::open_store(&store.store)?;
-            let mut client = sweep::connect(&coord.coordinator).await?;
-            let id = sweep::submit(&mut client, &spec, objects.as_ref()).await?;
+            let id = sweep::submit(&coord.coordinator, &spec, objects.as_ref()).await?;
             println!("{id}");
             if wait {
                 let s = sweep::wait(&coord.coordinator, id).await?;
@@ -360,8 +359,7 @@ async fn demo(spec: PathBuf, out: PathBuf, workers: usize, threads: Option<usize
     let c = tokio::task::spawn_blocking(move || cluster::LocalCluster::start(opts)).await??;
     let result = async {
         let objects = jagged_artifacts::open_store(&c.store_url)?;
-        let mut client = sweep::connect(&c.url).await?;
-        let id = sweep::submit(&mut client, &spec, objects.as_ref()).await?;
+        let id = sweep::submit(&c.url, &spec, objects.as_ref()).await?;
         let started = std::time::Instant::now();
         let status = tokio::select! {
             s = sweep::wait(&c.url, id) => s?,

@@ -23,9 +23,11 @@ fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", s.message())
 }
 
-/// Resolves, uploads and submits a spec; returns the sweep id.
-pub async fn submit(client: &mut AdminServiceClient<Channel>, spec: &Path, store: &dyn object_store::ObjectStore) -> Result<i64> {
+/// Resolves and uploads a spec (refusing a bad one before any connection), then
+/// submits it to the coordinator at `url`; returns the sweep id.
+pub async fn submit(url: &str, spec: &Path, store: &dyn object_store::ObjectStore) -> Result<i64> {
     let (text, resolved) = crate::resolve::resolve(spec, store).await?;
+    let mut client = connect(url).await?;
     let n_images = resolved.images.len();
     let n_models = resolved.models.len();
     let r = client

@@ -141,7 +141,8 @@ pub const MAX_BATCH: u32 = 4096;
 impl SweepSpec {
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<SweepSpec, SpecError> {
-        let spec: SweepSpec = toml::from_str(text).map_err(|e| SpecError::Parse(e.to_string().trim().to_string()))?;
+        let spec: SweepSpec = toml::from_str(text)
+            .map_err(|e| locate_parse_error(text).unwrap_or_else(|| SpecError::Parse(e.to_string().trim().to_string())))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -187,6 +188,24 @@ impl SweepSpec {
         }
         Ok(())
     }
+}
+
+/// Re-reads a spec that failed to parse section by section, to name the field
+/// (e.g. `families[1]`) that breaks it.
+fn locate_parse_error(text: &str) -> Option<SpecError> {
+    fn check<T: serde::de::DeserializeOwned>(v: &toml::Value, name: String) -> Option<SpecError> {
+        v.clone().try_into::<T>().err().map(|e| field(name, e.message().trim().to_string()))
+    }
+    let table: toml::Table = text.parse().ok()?;
+    let list = |key: &str| table.get(key).and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    list("families")
+        .iter()
+        .enumerate()
+        .find_map(|(i, f)| check::<Family>(f, format!("families[{i}]")))
+        .or_else(|| list("models").iter().enumerate().find_map(|(i, m)| check::<ModelSpec>(m, format!("models[{i}]"))))
+        .or_else(|| table.get("dataset").and_then(|d| check::<DatasetSpec>(d, "dataset".into())))
+        .or_else(|| table.get("shard").and_then(|d| check::<ShardSpec>(d, "shard".into())))
+        .or_else(|| table.get("run").and_then(|d| check::<RunSpec>(d, "run".into())))
 }
 
 /// What a model's output means.
@@ -348,14 +367,14 @@ kind = "diagonal"
     fn unknown_family_is_refused_by_name() {
         let bad = GOOD.replace("kind = \"diagonal\"", "kind = \"wobble\"");
         let e = SweepSpec::from_toml(&bad).unwrap_err().to_string();
-        assert!(e.contains("wobble") && e.contains("crop"), "{e}");
+        assert!(e.contains("`families[1]`") && e.contains("wobble") && e.contains("crop"), "{e}");
     }
 
     #[test]
     fn unknown_fields_are_refused() {
         let bad = GOOD.replace("max_shift = 2", "max_shift = 2\nmax_shfit = 3");
         let e = SweepSpec::from_toml(&bad).unwrap_err().to_string();
-        assert!(e.contains("max_shfit"), "{e}");
+        assert!(e.contains("`families[0]`") && e.contains("max_shfit"), "{e}");
     }
 
     #[test]
