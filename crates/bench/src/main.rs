@@ -59,7 +59,7 @@ fn main() -> Result<()> {
 /// Bare `session.run` throughput (inputs/s) on realistic inputs for `secs`.
 fn bare(model: &Path, threads: usize, batch: u32, secs: f64, images: &Path) -> Result<f64> {
     let card = jagged_cli::models::read_card(&jagged_cli::models::card_path(model))?;
-    let mut engine = Engine::load(&std::fs::read(model)?, &card, &EngineOptions { intra_threads: threads })?;
+    let mut engine = Engine::load(&std::fs::read(model)?, &card, &EngineOptions::cpu(threads))?;
     let img = jagged_infer::decode_image(&std::fs::read(images.join("chelsea.png"))?)?;
     let fam = jagged_domain::transform::Family::Crop { max_shift: 4, step: 1, resize: None, resample: Default::default() };
     let prep = fam.prepare(&img, card.input_size).map_err(anyhow::Error::msg)?;

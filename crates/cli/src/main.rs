@@ -64,6 +64,12 @@ enum Command {
         /// ONNX Runtime intra-op threads (default: all cores).
         #[arg(long, env = "JAGGED_THREADS")]
         threads: Option<usize>,
+        /// Execution provider: cpu, cuda or cuda:N (CUDA needs the GPU build of ONNX Runtime).
+        #[arg(long, env = "JAGGED_DEVICE", default_value = "cpu")]
+        device: jagged_infer::Device,
+        /// On CUDA, keep full fp32 (TF32 off); results record the precision either way.
+        #[arg(long, env = "JAGGED_STRICT_FP32")]
+        strict_fp32: bool,
         /// Worker name in logs and the database.
         #[arg(long, env = "JAGGED_WORKER_NAME")]
         name: Option<String>,
@@ -177,6 +183,12 @@ enum ModelsCmd {
         /// ONNX Runtime intra-op threads.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// Execution provider: cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: jagged_infer::Device,
+        /// On CUDA, keep full fp32 (TF32 off).
+        #[arg(long)]
+        strict_fp32: bool,
     },
 }
 
@@ -248,14 +260,18 @@ async fn run(cli: Cli) -> Result<()> {
             tracing::info!("coordinator stopped");
             Ok(())
         }
-        Command::Worker { coord, store, threads, name, exit_when_idle } => {
+        Command::Worker { coord, store, threads, device, strict_fp32, name, exit_when_idle } => {
             let objects = jagged_artifacts::open_store(&store.store)?;
             let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "worker".into());
             let config = jagged_worker::WorkerConfig {
                 coordinator: coord.coordinator,
                 store: objects,
                 name: name.unwrap_or_else(|| format!("{host}-{}", std::process::id())),
-                threads: threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+                engine: jagged_infer::EngineOptions {
+                    intra_threads: threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+                    device,
+                    strict_fp32,
+                },
                 idle_poll: Duration::from_millis(200),
                 exit_when_idle: exit_when_idle.map(Duration::from_secs),
             };
@@ -282,8 +298,9 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{}", path.display());
             Ok(())
         }
-        Command::Models(ModelsCmd::Predict { model, image, threads }) => {
-            for (c, name, p) in models::predict(&model, &image, threads)? {
+        Command::Models(ModelsCmd::Predict { model, image, threads, device, strict_fp32 }) => {
+            let opts = jagged_infer::EngineOptions { intra_threads: threads, device, strict_fp32 };
+            for (c, name, p) in models::predict(&model, &image, &opts)? {
                 println!("{p:.4}  {c:>4}  {name}");
             }
             Ok(())

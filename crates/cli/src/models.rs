@@ -47,10 +47,10 @@ pub fn import_lite(variant: &str, weights: &Path, classes: Option<&Path>, out: &
 
 /// Classifies one image at the reference preprocessing (centre crop side/(side+32),
 /// bicubic resize) and returns the top-5 as (class, name, probability).
-pub fn predict(model: &Path, image: &Path, threads: usize) -> Result<Vec<(u32, String, f32)>> {
+pub fn predict(model: &Path, image: &Path, opts: &jagged_infer::EngineOptions) -> Result<Vec<(u32, String, f32)>> {
     let card = read_card(&card_path(model))?;
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
-    let mut engine = jagged_infer::Engine::load(&bytes, &card, &jagged_infer::EngineOptions { intra_threads: threads })?;
+    let mut engine = jagged_infer::Engine::load(&bytes, &card, opts)?;
     let img = jagged_infer::decode_image(&std::fs::read(image).with_context(|| format!("reading {}", image.display()))?)
         .with_context(|| format!("decoding {}", image.display()))?;
     let fam = jagged_domain::transform::Family::Crop {

@@ -60,16 +60,80 @@ pub fn init_runtime() -> Result<&'static ort::environment::Environment, InferErr
     .map_err(|e| InferError::Runtime(e.clone()))
 }
 
+/// Where a session runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Device {
+    /// ONNX Runtime's CPU execution provider.
+    #[default]
+    Cpu,
+    /// The CUDA execution provider on GPU `id` (needs the GPU build of the runtime
+    /// library, from `onnxruntime-gpu`).
+    Cuda {
+        /// CUDA device ordinal.
+        id: i32,
+    },
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Device, String> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda { id: 0 }),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<i32>().ok())
+                .filter(|n| *n >= 0)
+                .map(|id| Device::Cuda { id })
+                .ok_or_else(|| format!("unknown device `{s}`: expected cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda { id } => write!(f, "cuda:{id}"),
+        }
+    }
+}
+
 /// How a session runs.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
     /// Threads inside one operator (ORT intra-op).
     pub intra_threads: usize,
+    /// Execution provider.
+    pub device: Device,
+    /// On CUDA, turn TF32 off so convolutions and matrix products run in full fp32.
+    pub strict_fp32: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { intra_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) }
+        EngineOptions {
+            intra_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            device: Device::Cpu,
+            strict_fp32: false,
+        }
+    }
+}
+
+impl EngineOptions {
+    /// CPU with `threads` intra-op threads.
+    pub fn cpu(threads: usize) -> EngineOptions {
+        EngineOptions { intra_threads: threads, ..Default::default() }
+    }
+
+    /// The execution provider and precision names recorded with results.
+    pub fn labels(&self) -> (&'static str, &'static str) {
+        match self.device {
+            Device::Cpu => ("cpu", "fp32"),
+            Device::Cuda { .. } if self.strict_fp32 => ("cuda", "fp32"),
+            Device::Cuda { .. } => ("cuda", "tf32"),
+        }
     }
 }
 
@@ -88,12 +152,28 @@ impl Engine {
     pub fn load(bytes: &[u8], card: &ModelCard, opts: &EngineOptions) -> Result<Engine, InferError> {
         let env = init_runtime()?;
         let merr = |m: String| InferError::Model { model: card.name.clone(), message: m };
-        let session = Session::builder(env)
+        let builder = Session::builder(env)
             .map_err(|e| merr(e.to_string()))?
             .with_intra_threads(opts.intra_threads.max(1))
             .map_err(|e| merr(e.to_string()))?
             .with_inter_threads(1)
-            .map_err(|e| merr(e.to_string()))?
+            .map_err(|e| merr(e.to_string()))?;
+        let mut builder = match opts.device {
+            Device::Cpu => builder,
+            Device::Cuda { id } => builder
+                .with_execution_providers([ort::ep::CUDA::default()
+                    .with_device_id(id)
+                    .with_tf32(!opts.strict_fp32)
+                    .build()
+                    .error_on_failure()])
+                .map_err(|e| {
+                    merr(format!(
+                        "CUDA execution provider unavailable on device {id}: {e} \
+                         (ORT_DYLIB_PATH must name the GPU build of ONNX Runtime, from onnxruntime-gpu)"
+                    ))
+                })?,
+        };
+        let session = builder
             .commit_from_memory(bytes)
             .map_err(|e| merr(format!("does not load: {e}")))?;
         let input = session
@@ -127,7 +207,8 @@ impl Engine {
             }
             other => return Err(merr(format!("output is {other:?}, expected a float32 tensor"))),
         }
-        Ok(Engine { session, card: card.clone(), provider: "cpu", precision: "fp32" })
+        let (provider, precision) = opts.labels();
+        Ok(Engine { session, card: card.clone(), provider, precision })
     }
 
     /// The model card.
@@ -216,6 +297,20 @@ mod tests {
         let mut out = std::io::Cursor::new(Vec::new());
         img.write_to(&mut out, image::ImageFormat::Png).unwrap();
         out.into_inner()
+    }
+
+    #[test]
+    fn devices_parse_and_label_their_results() {
+        assert_eq!("cpu".parse::<Device>(), Ok(Device::Cpu));
+        assert_eq!("cuda".parse::<Device>(), Ok(Device::Cuda { id: 0 }));
+        assert_eq!("cuda:3".parse::<Device>(), Ok(Device::Cuda { id: 3 }));
+        assert!("cuda:-1".parse::<Device>().is_err());
+        assert!("gpu".parse::<Device>().unwrap_err().contains("cpu, cuda or cuda:N"));
+        let mut o = EngineOptions { device: Device::Cuda { id: 0 }, ..EngineOptions::cpu(1) };
+        assert_eq!(o.labels(), ("cuda", "tf32"));
+        o.strict_fp32 = true;
+        assert_eq!(o.labels(), ("cuda", "fp32"));
+        assert_eq!(EngineOptions::cpu(2).labels(), ("cpu", "fp32"));
     }
 
     #[test]

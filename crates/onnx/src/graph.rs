@@ -82,11 +82,13 @@ impl Graph {
     /// Serializes with a float NCHW input `[N, 3, side, side]` (N symbolic) and a
     /// float output `[N, classes]`; `output` is renamed to `output_name`.
     pub fn finish(mut self, input_name: &str, side: i64, output: &str, output_name: &str, classes: i64) -> Vec<u8> {
-        let id = self.node("Identity", &[output], vec![]);
-        if let Some(last) = self.nodes.last_mut() {
-            last.output = vec![output_name.to_string()];
-        }
-        let _ = id;
+        self.nodes.push(pb::NodeProto {
+            op_type: Some("Identity".into()),
+            input: vec![output.to_string()],
+            output: vec![output_name.to_string()],
+            name: Some(output_name.to_string()),
+            ..Default::default()
+        });
         let dim = |d: Result<i64, &str>| pb::tensor_shape_proto::Dimension {
             value: Some(match d {
                 Ok(v) => pb::tensor_shape_proto::dimension::Value::DimValue(v),

@@ -72,7 +72,7 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
         if jagged_artifacts::sha256_hex(&bytes) != o.sha256 {
             return Err(ReportError::Checksum(o.object_key.clone()));
         }
-        let rows = tokio_free_decode(bytes)?;
+        let rows = jagged_artifacts::decode(bytes)?;
         Ok::<_, ReportError>((o, rows))
     }))
     .buffered(4);
@@ -130,10 +130,6 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
         })
         .collect();
     Ok(Report { sweep, rows, failures })
-}
-
-fn tokio_free_decode(bytes: bytes::Bytes) -> Result<Vec<jagged_artifacts::ResultRow>, ReportError> {
-    Ok(jagged_artifacts::decode(bytes)?)
 }
 
 fn num(v: Option<f64>) -> String {

@@ -89,8 +89,19 @@ impl LocalPostgres {
             }
         }
         let mut pg = LocalPostgres { dir: dir.to_path_buf(), keep, port: free_port()?, bin, child: None };
-        pg.restart()?;
-        Ok(pg)
+        // Another process may take the free port before the server binds it: retry.
+        let mut tries = 0;
+        loop {
+            match pg.restart() {
+                Ok(()) => return Ok(pg),
+                Err(e) if tries < 3 => {
+                    tracing::warn!(error = %e, "postgres did not start; retrying on another port");
+                    tries += 1;
+                    pg.port = free_port()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// (Re)starts the server on the same port and waits until it accepts connections.
@@ -170,8 +181,10 @@ impl LocalPostgres {
 }
 
 fn rand_suffix() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    format!("{:x}", t.as_nanos() & 0xffff_ffff)
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:x}-{n}", t.as_nanos() & 0xffff_ffff)
 }
 
 impl Drop for LocalPostgres {

@@ -38,8 +38,8 @@ pub struct WorkerConfig {
     pub store: Arc<dyn ObjectStore>,
     /// Name shown in logs and the database.
     pub name: String,
-    /// ONNX Runtime intra-op threads.
-    pub threads: usize,
+    /// ONNX Runtime session settings: threads, device, precision.
+    pub engine: EngineOptions,
     /// Wait between lease attempts when no work is ready.
     pub idle_poll: Duration,
     /// Exit once no work has been ready for this long (None: run until stopped).
@@ -89,11 +89,11 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
         .connect_lazy();
-    let client = WorkerServiceClient::new(channel).max_decoding_message_size(jagged_coordinator_limit());
+    let client = WorkerServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
     let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
     let reg = retry("register", &stop, || {
         let mut c = client.clone();
-        let req = RegisterRequest { name: config.name.clone(), host: host.clone(), device: "cpu".into() };
+        let req = RegisterRequest { name: config.name.clone(), host: host.clone(), device: config.engine.device.to_string() };
         async move { c.register(req).await }
     })
     .await
@@ -150,9 +150,8 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
     result
 }
 
-fn jagged_coordinator_limit() -> usize {
-    256 * 1024 * 1024
-}
+/// Largest message accepted from the coordinator (a shard of many images).
+const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 async fn heartbeat(client: Client, worker_id: i64, held: Arc<Mutex<HashMap<i64, i64>>>, lost: Arc<Mutex<HashSet<i64>>>, every: Duration) {
     let mut tick = tokio::time::interval(every);
@@ -222,14 +221,15 @@ async fn process(
         Err(failure) => {
             tracing::warn!(shard, error = %failure.message, retryable = failure.retryable, "shard failed");
             let req = FailRequest { worker_id, shard_id: shard, lease_epoch: epoch, error: failure.message, retryable: failure.retryable };
-            match retry("fail", stop, || {
+            let reported = retry("fail", stop, || {
                 let mut c = client.clone();
                 let req = req.clone();
                 async move { c.fail(req).await }
             })
-            .await
-            {
-                Ok(_) | Err(_) => {}
+            .await;
+            if let Err(s) = reported {
+                // A stale lease needs no report; anything else is left to the reaper.
+                tracing::warn!(shard, error = %s.message(), "failure report refused");
             }
         }
     }
@@ -276,12 +276,12 @@ async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost
     }
     let engines = engines.clone();
     let lost = lost.clone();
-    let threads = config.threads;
+    let opts = config.engine.clone();
     let shard_id = task.shard_id;
     tokio::task::spawn_blocking(move || {
         let mut engines = engines.lock().unwrap();
         if let Some(bytes) = model_bytes {
-            let engine = Engine::load(&bytes, &card, &EngineOptions { intra_threads: threads }).map_err(|e| fatal(e.to_string()))?;
+            let engine = Engine::load(&bytes, &card, &opts).map_err(|e| fatal(e.to_string()))?;
             if engines.len() >= 4 {
                 engines.clear();
             }
