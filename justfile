@@ -17,7 +17,12 @@ demo *ARGS: (assets "release")
 
 # Run all tests (unit, SQL against a private PostgreSQL, end-to-end over gRPC, real model).
 test: (assets "debug")
-    cargo test --workspace --no-fail-fast
+    #!/usr/bin/env bash
+    set -uo pipefail
+    cargo test --workspace --no-fail-fast 2>&1 | tee {{cache}}/test.log
+    rc=${PIPESTATUS[0]}
+    awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' {{cache}}/test.log
+    exit $rc
 
 # Benchmarks: `just bench pipeline`.
 bench what="pipeline" *ARGS: (assets "release")

@@ -9,7 +9,7 @@
 //! taken before and after the sweep and averaged.
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use jagged_cli::{cluster, sweep};
 use jagged_infer::{Engine, EngineOptions};
 use std::path::{Path, PathBuf};
@@ -22,44 +22,72 @@ struct Cli {
     what: What,
 }
 
+/// Settings both sides of a comparison share.
+#[derive(Args)]
+struct Common {
+    /// ORT intra-op threads (both sides).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Batch size (both sides).
+    #[arg(long, default_value_t = 32)]
+    batch: u32,
+    /// Crop grid half-width: (2m+1)^2 points per image.
+    #[arg(long, default_value_t = 8)]
+    max_shift: u32,
+    /// Seconds of each bare ORT measurement.
+    #[arg(long, default_value_t = 10.0)]
+    bare_secs: f64,
+    /// The model (card beside it).
+    #[arg(long, default_value = ".cache/jagged/models/efficientnet_lite0.onnx")]
+    model: PathBuf,
+    /// The images (with labels.csv).
+    #[arg(long, default_value = ".cache/jagged/samples")]
+    images: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum What {
+    /// The worker's compute step (decode, render, ORT, metrics, Parquet) in
+    /// process against bare ORT session.run, on CPU or CUDA (no database needed).
+    Compute {
+        #[command(flatten)]
+        common: Common,
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: jagged_infer::Device,
+        /// TF32 off on CUDA.
+        #[arg(long)]
+        strict_fp32: bool,
+        /// Repetitions of the shard.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
     /// Whole-system sweep throughput against bare ORT session.run.
     Pipeline {
-        /// ORT intra-op threads (both sides).
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-        /// Batch size (both sides).
-        #[arg(long, default_value_t = 32)]
-        batch: u32,
-        /// Crop grid half-width: (2m+1)^2 points per image.
-        #[arg(long, default_value_t = 8)]
-        max_shift: u32,
-        /// Seconds of each bare ORT measurement.
-        #[arg(long, default_value_t = 10.0)]
-        bare_secs: f64,
-        /// The model (card beside it).
-        #[arg(long, default_value = ".cache/jagged/models/efficientnet_lite0.onnx")]
-        model: PathBuf,
-        /// The images (with labels.csv).
-        #[arg(long, default_value = ".cache/jagged/samples")]
-        images: PathBuf,
+        #[command(flatten)]
+        common: Common,
     },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.what {
-        What::Pipeline { threads, batch, max_shift, bare_secs, model, images } => {
-            pipeline(threads, batch, max_shift, bare_secs, &model, &images)
+        What::Compute { common, device, strict_fp32, reps } => {
+            let opts = EngineOptions { intra_threads: common.threads, device, strict_fp32 };
+            compute(&common, &opts, reps)
         }
+        What::Pipeline { common } => pipeline(&common),
     }
 }
 
 /// Bare `session.run` throughput (inputs/s) on realistic inputs for `secs`.
 fn bare(model: &Path, threads: usize, batch: u32, secs: f64, images: &Path) -> Result<f64> {
+    bare_on(model, &EngineOptions::cpu(threads), batch, secs, images)
+}
+
+fn bare_on(model: &Path, opts: &EngineOptions, batch: u32, secs: f64, images: &Path) -> Result<f64> {
     let card = jagged_cli::models::read_card(&jagged_cli::models::card_path(model))?;
-    let mut engine = Engine::load(&std::fs::read(model)?, &card, &EngineOptions::cpu(threads))?;
+    let mut engine = Engine::load(&std::fs::read(model)?, &card, opts)?;
     let img = jagged_infer::decode_image(&std::fs::read(images.join("chelsea.png"))?)?;
     let fam = jagged_domain::transform::Family::Crop { max_shift: 4, step: 1, resize: None, resample: Default::default() };
     let prep = fam.prepare(&img, card.input_size).map_err(anyhow::Error::msg)?;
@@ -78,7 +106,9 @@ fn bare(model: &Path, threads: usize, batch: u32, secs: f64, images: &Path) -> R
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-fn pipeline(threads: usize, batch: u32, max_shift: u32, bare_secs: f64, model: &Path, images: &Path) -> Result<()> {
+fn pipeline(c: &Common) -> Result<()> {
+    let (threads, batch, max_shift, bare_secs) = (c.threads, c.batch, c.max_shift, c.bare_secs);
+    let (model, images) = (c.model.as_path(), c.images.as_path());
     if !model.is_file() {
         bail!("{} not found: run `just assets release` first", model.display());
     }
@@ -130,5 +160,56 @@ fn pipeline(threads: usize, batch: u32, max_shift: u32, bare_secs: f64, model: &
     println!("bare ORT session.run (after): {b2:.1} img/s");
     let base = (b1 + b2) / 2.0;
     println!("ratio jagged / bare ORT = {:.3} (bar: >= 0.95)", sys / base);
+    Ok(())
+}
+
+fn compute(c: &Common, opts: &EngineOptions, reps: usize) -> Result<()> {
+    let (batch, max_shift, bare_secs) = (c.batch, c.max_shift, c.bare_secs);
+    let (model, images) = (c.model.as_path(), c.images.as_path());
+    use jagged_proto::v1::{ImageItem, ShardTask};
+    if !model.is_file() {
+        bail!("{} not found: run `just assets release` first", model.display());
+    }
+    let (provider, precision) = opts.labels();
+    println!("compute: EfficientNet-Lite0 on {} ({provider}, {precision}), batch {batch}, {} ORT thread(s)", opts.device, opts.intra_threads);
+    let base = bare_on(model, opts, batch, bare_secs, images)?;
+    println!("bare ORT session.run: {base:.1} img/s");
+    let card = jagged_cli::models::read_card(&jagged_cli::models::card_path(model))?;
+    let mut engine = Engine::load(&std::fs::read(model)?, &card, opts)?;
+    let family = jagged_domain::transform::Family::Crop { max_shift, step: 1, resize: None, resample: Default::default() };
+    let mut items = Vec::new();
+    let mut bytes = Vec::new();
+    for (i, line) in std::fs::read_to_string(images.join("labels.csv"))?.lines().skip(1).enumerate() {
+        let (file, label) = line.split_once(',').unwrap_or((line, ""));
+        items.push(ImageItem { index: i as u32, name: file.into(), key: String::new(), label: label.parse().unwrap_or(-1) });
+        bytes.push(bytes::Bytes::from(std::fs::read(images.join(file))?));
+    }
+    let task = ShardTask {
+        model_name: card.name.clone(),
+        model_card_json: serde_json::to_string(&card)?,
+        family_json: serde_json::to_string(&family)?,
+        images: items.clone(),
+        batch_size: batch,
+        ..Default::default()
+    };
+    let run = |engine: &mut Engine| -> Result<usize> {
+        let input = jagged_worker::ShardInput {
+            task: &task,
+            family: &family,
+            images: items.iter().cloned().zip(bytes.iter().cloned().map(Ok)).collect(),
+        };
+        let out = jagged_worker::run_shard(engine, input, &|| false)?.context("not abandoned")?;
+        Ok(out.rows)
+    };
+    run(&mut engine)?; // warm-up
+    let start = Instant::now();
+    let mut n = 0;
+    for _ in 0..reps {
+        n += run(&mut engine)?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let ours = n as f64 / secs;
+    println!("worker compute step: {n} inferences in {secs:.2} s: {ours:.1} img/s");
+    println!("ratio worker compute / bare ORT = {:.3}", ours / base);
     Ok(())
 }

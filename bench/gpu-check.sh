@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# GPU check: run on a CUDA machine in the folder where the parts made by
+#   ../shared/tools/gpu-pack.sh target/release/jagged target/release/jagged-bench \
+#     .cache/jagged/models/efficientnet_lite0.{onnx,card.json} .cache/jagged/samples/*
+# were copied (default /tmp/g). Reassembles ONNX Runtime's CUDA build, then checks
+# that jagged's CUDA path classifies correctly (TF32 and strict fp32) and measures
+# the worker's compute step against bare ORT CUDA at two batch sizes, and the CPU
+# side for reference. Logs go to $OUT (or ./gpu-check-out).
+set -uo pipefail
+G=${1:-/tmp/g}
+OUT=${OUT:-$PWD/gpu-check-out}
+mkdir -p "$OUT"
+cd "$G" || exit 1
+if [ ! -f libonnxruntime.so.1.31.1 ]; then
+  cat part.* | tar x && rm part.* && xz -T0 -d cuda.so.xz core.so.xz \
+    && mv cuda.so libonnxruntime_providers_cuda.so && mv core.so libonnxruntime.so.1.31.1 || exit 1
+fi
+export ORT_DYLIB_PATH=$G/libonnxruntime.so.1.31.1
+export LD_LIBRARY_PATH=$G:/usr/local/cuda-13.0/targets/x86_64-linux/lib:/usr/lib/x86_64-linux-gnu
+export JAGGED_LOG=warn
+cores=$(nproc)
+{
+  nvidia-smi -L
+  echo "== predict chelsea.png: cuda (tf32), cuda --strict-fp32, cpu"
+  ./jagged models predict efficientnet_lite0.onnx chelsea.png --device cuda
+  ./jagged models predict efficientnet_lite0.onnx chelsea.png --device cuda --strict-fp32
+  ./jagged models predict efficientnet_lite0.onnx chelsea.png --threads "$cores"
+  for b in 32 256; do
+    echo "== compute step vs bare ORT, cuda, batch $b"
+    ./jagged-bench compute --device cuda --batch "$b" --threads "$cores" --bare-secs 5 --reps 3 \
+      --model efficientnet_lite0.onnx --images .
+  done
+  echo "== compute step vs bare ORT, cpu ($cores threads), batch 32"
+  ./jagged-bench compute --device cpu --batch 32 --threads "$cores" --bare-secs 5 --reps 1 \
+    --model efficientnet_lite0.onnx --images .
+} 2>&1 | tee "$OUT/gpu-check.log"
