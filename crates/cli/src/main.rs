@@ -156,21 +156,23 @@ enum SweepCmd {
 
 #[derive(Subcommand, Debug)]
 enum ModelsCmd {
-    /// Import a model: efficientnet_lite0 (from its PyTorch weights) or tiny (a
-    /// tiny generated CNN with seeded random weights, for tests).
+    /// Import a model: efficientnet_lite0/1/2 (from their PyTorch weights), a
+    /// `light_*` model of the onnx package (architecture only: seeded random
+    /// weights, flagged untrained), or tiny (a small generated CNN for tests).
     Import {
-        /// efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2 | tiny
+        /// efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2 | light_<arch> | tiny
         model: String,
         /// Folder to write `<name>.onnx` and `<name>.card.json` into.
         #[arg(long, default_value = "models")]
         out: PathBuf,
-        /// The legacy PyTorch checkpoint (`.pth`) with the weights.
-        #[arg(long)]
+        /// The file to import: the legacy PyTorch checkpoint (`.pth`) of an
+        /// EfficientNet-Lite, or the `light_*.onnx` file.
+        #[arg(long, alias = "source")]
         weights: Option<PathBuf>,
         /// JSON list of class names in index order.
         #[arg(long)]
         classes: Option<PathBuf>,
-        /// Seed of the tiny model's weights.
+        /// Seed of generated weights (tiny and light_* models).
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
@@ -290,6 +292,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Models(ModelsCmd::Import { model, out, weights, classes, seed }) => {
             let path = if model == "tiny" {
                 let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { seed, ..Default::default() });
+                models::write_model(&m, &out)?
+            } else if model.starts_with("light_") {
+                let src = weights.ok_or_else(|| anyhow::anyhow!("--source <{model}.onnx> is needed (scripts/fetch.sh light)"))?;
+                let bytes = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+                let m = jagged_onnx::light::seed(&bytes, &model, seed).with_context(|| format!("seeding {}", src.display()))?;
                 models::write_model(&m, &out)?
             } else {
                 let weights = weights.ok_or_else(|| anyhow::anyhow!("--weights <file.pth> is needed to import `{model}`"))?;

@@ -43,7 +43,7 @@ static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::
 pub fn init_runtime() -> Result<&'static ort::environment::Environment, InferError> {
     ENV.get_or_init(|| {
         let path = std::env::var_os("ORT_DYLIB_PATH").ok_or_else(|| {
-            "ORT_DYLIB_PATH is not set; point it at libonnxruntime.so (`just ort` fetches one into .cache/jagged/ort)".to_string()
+            "ORT_DYLIB_PATH is not set; point it at libonnxruntime.so (`scripts/fetch.sh ort` puts one in .cache/jagged/ort)".to_string()
         })?;
         let p = std::path::Path::new(&path);
         if !p.is_file() {
