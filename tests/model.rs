@@ -77,3 +77,30 @@ fn light_models_import_seeded_and_run_in_batches() {
         }
     }
 }
+
+/// `jagged inspect` reads the sampling structure the paper argues from:
+/// EfficientNet-Lite0 subsamples by 32 in five strided convolutions with no blur;
+/// VGG-19 by 32 in five max pools; DenseNet-121's average-pool transitions count
+/// as low-pass filters.
+#[test]
+fn inspect_finds_subsampling_and_blur() {
+    let lite0 = std::fs::read(root().join(".cache/jagged/models/efficientnet_lite0.onnx")).unwrap();
+    let i = jagged_onnx::inspect::inspect(&lite0).unwrap();
+    assert_eq!((i.factor, i.subsampling.len()), (32, 5));
+    assert!(i.subsampling.iter().all(|s| s.op == "Conv" && s.stride == 2 && !s.blurred));
+    assert_eq!(i.subsampling.iter().map(|s| s.cumulative).collect::<Vec<_>>(), vec![2, 4, 8, 16, 32]);
+    let vgg = std::fs::read(root().join(".cache/jagged/light/light_vgg19.onnx")).unwrap();
+    let v = jagged_onnx::inspect::inspect(&vgg).unwrap();
+    assert_eq!(v.factor, 32);
+    assert!(v.subsampling.iter().all(|s| s.op == "MaxPool" && !s.blurred));
+    let dense = std::fs::read(root().join(".cache/jagged/light/light_densenet121.onnx")).unwrap();
+    let d = jagged_onnx::inspect::inspect(&dense).unwrap();
+    assert_eq!(d.subsampling.iter().filter(|s| s.op == "AveragePool" && s.blurred).count(), 3);
+    let out = std::process::Command::new(jagged_testkit::jagged_bin())
+        .arg("inspect")
+        .arg(root().join(".cache/jagged/models/efficientnet_lite0.onnx"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("subsampling factor 32"), "{text}");
+}

@@ -95,6 +95,15 @@ enum Command {
     /// Import models into ONNX files with model cards, or classify one image.
     #[command(subcommand)]
     Models(ModelsCmd),
+    /// Show a model's inputs, outputs and where it subsamples: each strided op, the
+    /// cumulative subsampling factor, and whether a low-pass filter precedes it.
+    Inspect {
+        /// The `.onnx` file.
+        model: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Database maintenance.
     #[command(subcommand)]
     Db(DbCmd),
@@ -309,6 +318,16 @@ async fn run(cli: Cli) -> Result<()> {
             let opts = jagged_infer::EngineOptions { intra_threads: threads, device, strict_fp32 };
             for (c, name, p) in models::predict(&model, &image, &opts)? {
                 println!("{p:.4}  {c:>4}  {name}");
+            }
+            Ok(())
+        }
+        Command::Inspect { model, json } => {
+            let bytes = std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
+            let i = jagged_onnx::inspect::inspect(&bytes).with_context(|| format!("inspecting {}", model.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&i)?);
+            } else {
+                print!("{}", models::inspection_table(&model, &i));
             }
             Ok(())
         }

@@ -72,3 +72,35 @@ pub fn predict(model: &Path, image: &Path, opts: &jagged_infer::EngineOptions) -
         .map(|(c, p)| (c, card.classes.get(c as usize).cloned().unwrap_or_default(), p))
         .collect())
 }
+
+/// The human-readable form of `jagged inspect`.
+pub fn inspection_table(model: &Path, i: &jagged_onnx::inspect::Inspection) -> String {
+    use std::fmt::Write as _;
+    let dims = |s: &[i64]| s.iter().map(|d| if *d < 0 { "N".to_string() } else { d.to_string() }).collect::<Vec<_>>().join(", ");
+    let mut out = format!("{} ({} nodes)\n", model.display(), i.nodes);
+    for p in &i.inputs {
+        let _ = writeln!(out, "input   {} [{}]", p.name, dims(&p.shape));
+    }
+    for p in &i.outputs {
+        let _ = writeln!(out, "output  {} [{}]", p.name, dims(&p.shape));
+    }
+    let blurred = i.subsampling.iter().filter(|s| s.blurred).count();
+    let _ = writeln!(out, "subsampling factor {}; {} subsampling op(s), {blurred} preceded by a low-pass filter", i.factor, i.subsampling.len());
+    if !i.subsampling.is_empty() {
+        let _ = writeln!(out, "{:>3}  {:<12} {:>6} {:>6} {:>10}  {:<7}  node", "#", "op", "kernel", "stride", "cumulative", "blurred");
+        for (n, s) in i.subsampling.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{:>3}  {:<12} {:>6} {:>6} {:>10}  {:<7}  {}",
+                n + 1,
+                s.op,
+                s.kernel,
+                s.stride,
+                s.cumulative,
+                if s.blurred { "yes" } else { "no" },
+                s.node
+            );
+        }
+    }
+    out
+}

@@ -16,6 +16,7 @@
 
 pub mod efficientnet;
 pub mod graph;
+pub mod inspect;
 pub mod light;
 pub mod pth;
 pub mod tiny;

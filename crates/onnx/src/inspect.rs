@@ -1,0 +1,208 @@
+//! Where a network subsamples: every operation with a spatial stride above one
+//! along the graph, the cumulative subsampling factor at its output (the product
+//! of strides along the most subsampled path from the input), and whether a
+//! low-pass filter comes first — Azulay & Weiss's sampling-theorem argument reads
+//! jaggedness against exactly these two numbers.
+//!
+//! A subsampling op counts as blurred when it is itself a low-pass filter (an
+//! average pool, or a depthwise convolution whose kernels are non-negative and sum
+//! to one, like antialiased-cnns' BlurPool), or when its input comes from one
+//! (stride 1) through element-wise ops only.
+
+use crate::pb;
+use crate::OnnxError;
+use prost::Message;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// One subsampling operation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Subsampling {
+    /// Node name (or its output's name when unnamed).
+    pub node: String,
+    /// Operator type.
+    pub op: String,
+    /// Kernel size (first spatial axis).
+    pub kernel: i64,
+    /// Stride (first spatial axis).
+    pub stride: i64,
+    /// Cumulative subsampling factor at the op's output.
+    pub cumulative: i64,
+    /// Whether a low-pass filter precedes (or is) the subsampling.
+    pub blurred: bool,
+}
+
+/// A tensor's name and shape (negative: symbolic).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Port {
+    /// Name.
+    pub name: String,
+    /// Dimensions; -1 where symbolic.
+    pub shape: Vec<i64>,
+}
+
+/// What `jagged inspect` reports.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Inspection {
+    /// Graph inputs that are not weights.
+    pub inputs: Vec<Port>,
+    /// Graph outputs.
+    pub outputs: Vec<Port>,
+    /// Operator count.
+    pub nodes: usize,
+    /// Subsampling operations in graph order.
+    pub subsampling: Vec<Subsampling>,
+    /// The largest cumulative factor (1 when nothing subsamples).
+    pub factor: i64,
+    /// Whether every subsampling op is blurred.
+    pub all_blurred: bool,
+}
+
+fn port(v: &pb::ValueInfoProto) -> Port {
+    let shape = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(pb::type_proto::Value::TensorType(t)) => t
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match d.value {
+                        Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => v,
+                        _ => -1,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => vec![],
+    };
+    Port { name: v.name().to_string(), shape }
+}
+
+fn ints(n: &pb::NodeProto, name: &str) -> Vec<i64> {
+    n.attribute.iter().find(|a| a.name() == name).map(|a| a.ints.clone()).unwrap_or_default()
+}
+
+fn int(n: &pb::NodeProto, name: &str) -> Option<i64> {
+    n.attribute.iter().find(|a| a.name() == name).and_then(|a| a.i)
+}
+
+fn floats(t: &pb::TensorProto) -> Vec<f32> {
+    if !t.float_data.is_empty() {
+        return t.float_data.clone();
+    }
+    t.raw_data.as_deref().unwrap_or_default().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+/// Element-wise ops a blur may pass through on its way to a subsampling op.
+const ELEMENTWISE: [&str; 8] = ["Relu", "Clip", "BatchNormalization", "Identity", "LeakyRelu", "Sigmoid", "Mul", "Pad"];
+
+/// Whether `node` is a low-pass filter: an average pool, or a depthwise conv with
+/// non-negative kernels that each sum to one.
+fn is_lowpass(node: &pb::NodeProto, weights: &HashMap<&str, &pb::TensorProto>) -> bool {
+    match node.op_type() {
+        "AveragePool" => true,
+        "Conv" => {
+            let Some(w) = node.input.get(1).and_then(|n| weights.get(n.as_str())) else { return false };
+            if w.dims.len() != 4 || w.dims[1] != 1 || int(node, "group").unwrap_or(1) != w.dims[0] || w.dims[2] * w.dims[3] < 2 {
+                return false;
+            }
+            let data = floats(w);
+            let per = (w.dims[2] * w.dims[3]) as usize;
+            !data.is_empty() && data.chunks(per).all(|k| k.iter().all(|&v| v >= 0.0) && (k.iter().sum::<f32>() - 1.0).abs() < 1e-3)
+        }
+        _ => false,
+    }
+}
+
+/// Analyses an ONNX model's bytes.
+pub fn inspect(bytes: &[u8]) -> Result<Inspection, OnnxError> {
+    let model = pb::ModelProto::decode(bytes).map_err(|e| OnnxError::Weights(format!("not an ONNX model: {e}")))?;
+    let g = model.graph.as_ref().ok_or_else(|| OnnxError::Weights("model has no graph".into()))?;
+    let weights: HashMap<&str, &pb::TensorProto> = g.initializer.iter().map(|t| (t.name(), t)).collect();
+    let producer: HashMap<&str, &pb::NodeProto> =
+        g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+    let inputs: Vec<Port> = g.input.iter().filter(|i| !weights.contains_key(i.name())).map(port).collect();
+    let mut factor: HashMap<&str, i64> = inputs.iter().map(|p| (p.name.as_str(), 1)).collect();
+    for i in &g.input {
+        factor.entry(i.name()).or_insert(1);
+    }
+    let mut subs = Vec::new();
+    // Nodes are topologically sorted in valid ONNX graphs.
+    for n in &g.node {
+        let in_factor = n.input.iter().filter(|i| !weights.contains_key(i.as_str())).filter_map(|i| factor.get(i.as_str())).copied().max().unwrap_or(1);
+        let strided = matches!(n.op_type(), "Conv" | "MaxPool" | "AveragePool" | "LpPool" | "ConvTranspose");
+        let stride = if strided && n.op_type() != "ConvTranspose" { ints(n, "strides").first().copied().unwrap_or(1).max(1) } else { 1 };
+        let out_factor = in_factor * stride;
+        for o in &n.output {
+            factor.insert(o.as_str(), out_factor);
+        }
+        if stride > 1 {
+            let kernel = ints(n, "kernel_shape").first().copied().or_else(|| {
+                n.input.get(1).and_then(|w| weights.get(w.as_str())).and_then(|w| w.dims.get(2).copied())
+            });
+            let mut blurred = is_lowpass(n, &weights);
+            // Walk back through element-wise ops to the data producer.
+            let mut cur = n.input.first().map(String::as_str);
+            for _ in 0..16 {
+                if blurred {
+                    break;
+                }
+                let Some(p) = cur.and_then(|c| producer.get(c)) else { break };
+                if is_lowpass(p, &weights) && ints(p, "strides").iter().all(|&s| s == 1) {
+                    blurred = true;
+                } else if ELEMENTWISE.contains(&p.op_type()) {
+                    cur = p.input.first().map(String::as_str);
+                } else {
+                    break;
+                }
+            }
+            let name = if n.name().is_empty() { n.output.first().cloned().unwrap_or_default() } else { n.name().to_string() };
+            subs.push(Subsampling { node: name, op: n.op_type().to_string(), kernel: kernel.unwrap_or(1), stride, cumulative: out_factor, blurred });
+        }
+    }
+    let total = subs.iter().map(|s| s.cumulative).max().unwrap_or(1);
+    Ok(Inspection {
+        inputs,
+        outputs: g.output.iter().map(port).collect(),
+        nodes: g.node.len(),
+        all_blurred: subs.iter().all(|s| s.blurred),
+        factor: total,
+        subsampling: subs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Attr, Graph};
+
+    #[test]
+    fn tiny_cnn_subsamples_by_four_without_blur() {
+        let m = crate::tiny::build(&crate::tiny::TinySpec::default());
+        let i = inspect(&m.bytes).unwrap();
+        assert_eq!(i.factor, 4);
+        assert_eq!(i.subsampling.iter().map(|s| (s.stride, s.cumulative, s.blurred)).collect::<Vec<_>>(), vec![(2, 2, false), (2, 4, false)]);
+        assert_eq!(i.inputs[0].shape, vec![-1, 3, 32, 32]);
+        assert!(!i.all_blurred);
+    }
+
+    /// A BlurPool-style block: max pool stride 1, then a depthwise binomial
+    /// [1,2,1]x[1,2,1]/16 conv with stride 2; a plain strided conv after it.
+    #[test]
+    fn blurpool_counts_as_blurred_and_plain_strides_do_not() {
+        let mut g = Graph::default();
+        let k1 = [1.0f32, 2.0, 1.0];
+        let kernel: Vec<f32> = (0..3).flat_map(|_| k1.iter().flat_map(|a| k1.iter().map(move |b| a * b / 16.0))).collect();
+        let blur = g.init("blur", &[3, 1, 3, 3], kernel);
+        let w = g.init("w", &[4, 3, 3, 3], vec![0.1; 108]);
+        let mp = g.node("MaxPool", &["input"], vec![("kernel_shape", Attr::Ints(vec![2, 2])), ("strides", Attr::Ints(vec![1, 1]))]);
+        let b = g.node("Conv", &[&mp, &blur], vec![("group", Attr::Int(3)), ("strides", Attr::Ints(vec![2, 2])), ("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+        let c = g.node("Conv", &[&b, &w], vec![("strides", Attr::Ints(vec![2, 2])), ("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+        let gp = g.node("GlobalAveragePool", &[&c], vec![]);
+        let f = g.node("Flatten", &[&gp], vec![]);
+        let bytes = g.finish("input", 16, &f, "out", 4);
+        let i = inspect(&bytes).unwrap();
+        assert_eq!(i.subsampling.iter().map(|s| (s.op.as_str(), s.cumulative, s.blurred)).collect::<Vec<_>>(), vec![("Conv", 2, true), ("Conv", 4, false)]);
+        assert_eq!(i.factor, 4);
+    }
+}
