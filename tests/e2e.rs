@@ -17,9 +17,23 @@ kind = "embed"
 size = 16
 max_shift = 4
 step = 2
+background = "mean"
 [[families]]
 kind = "diagonal"
 steps = 4
+[[families]]
+kind = "circular"
+max_shift = 2
+[[families]]
+kind = "scale"
+from = 0.5
+to = 1.5
+step = 0.25
+[[families]]
+kind = "rotate"
+from = -10.0
+to = 10.0
+step = 5.0
 [shard]
 images = 2
 [run]
@@ -41,6 +55,7 @@ struct Recomputed {
     abs: f64,
     transitions: usize,
     jagged: usize,
+    worst: usize,
 }
 
 fn first_argmax(p: &[f32]) -> usize {
@@ -61,46 +76,60 @@ fn top5(p: &[f32]) -> Vec<usize> {
 }
 
 fn recompute(rows: &[&jagged_artifacts::ResultRow], family: &str, step: i32) -> Recomputed {
-    let mut by_image: BTreeMap<i32, BTreeMap<(i32, i32), &jagged_artifacts::ResultRow>> = BTreeMap::new();
+    let mut by_image: BTreeMap<i32, Vec<&jagged_artifacts::ResultRow>> = BTreeMap::new();
     for r in rows {
-        by_image.entry(r.image_index).or_default().insert((r.dx, r.dy), r);
+        by_image.entry(r.image_index).or_default().push(r);
     }
     let mut out = Recomputed::default();
-    for pts in by_image.values() {
+    for pts in by_image.values_mut() {
         out.images += 1;
         out.inferences += pts.len();
-        let label = pts.values().next().unwrap().label.map(|l| l as usize);
-        let probs = |k: &(i32, i32)| pts[k].probs.as_ref().expect("keep_probs");
-        if let Some(l) = label {
-            out.labelled += 1;
-            let r = probs(&(0, 0));
-            out.correct1 += (first_argmax(r) == l) as usize;
-            out.correct5 += top5(r).contains(&l) as usize;
-        }
+        let label = pts[0].label.map(|l| l as usize);
+        let probs = |r: &jagged_artifacts::ResultRow| r.probs.clone().expect("keep_probs");
+        // Neighbours from the parameters themselves.
         let mut neighbours = Vec::new();
-        for &(dx, dy) in pts.keys() {
-            let next: Vec<(i32, i32)> =
-                if family == "diagonal" { vec![(dx + 1, dy + 1)] } else { vec![(dx + step, dy), (dx, dy + step)] };
-            for n in next {
-                if pts.contains_key(&n) {
-                    neighbours.push(((dx, dy), n));
+        match family {
+            "scale" | "rotate" => {
+                pts.sort_by(|a, b| if family == "scale" { a.scale.total_cmp(&b.scale) } else { a.angle.total_cmp(&b.angle) });
+                for w in pts.windows(2) {
+                    neighbours.push((w[0], w[1]));
+                }
+            }
+            _ => {
+                let at: BTreeMap<(i32, i32), &jagged_artifacts::ResultRow> = pts.iter().map(|r| ((r.dx, r.dy), *r)).collect();
+                for (&(dx, dy), &r) in &at {
+                    let next: Vec<(i32, i32)> =
+                        if family == "diagonal" { vec![(dx + 1, dy + 1)] } else { vec![(dx + step, dy), (dx, dy + step)] };
+                    for n in next {
+                        if let Some(&m) = at.get(&n) {
+                            neighbours.push((r, m));
+                        }
+                    }
                 }
             }
         }
+        let reference = pts.iter().find(|r| r.dx == 0 && r.dy == 0 && r.scale == 1.0 && r.angle == 0.0).expect("reference point");
+        if let Some(l) = label {
+            out.labelled += 1;
+            let r = probs(reference);
+            out.correct1 += (first_argmax(&r) == l) as usize;
+            out.correct5 += top5(&r).contains(&l) as usize;
+        }
         let mut t = 0;
         for (a, b) in neighbours {
-            let (pa, pb) = (probs(&a), probs(&b));
-            let c = first_argmax(pa);
+            let (pa, pb) = (probs(a), probs(b));
+            let c = first_argmax(&pa);
             out.pairs += 1;
-            out.changes += (c != first_argmax(pb)) as usize;
+            out.changes += (c != first_argmax(&pb)) as usize;
             out.abs += (pa[c] as f64 - pb[c] as f64).abs();
             if let Some(l) = label {
-                t += (top5(pa).contains(&l) != top5(pb).contains(&l)) as usize;
+                t += (top5(&pa).contains(&l) != top5(&pb).contains(&l)) as usize;
             }
         }
-        if label.is_some() {
+        if let Some(l) = label {
             out.transitions += t;
             out.jagged += (t > 0) as usize;
+            out.worst += pts.iter().all(|r| first_argmax(&probs(r)) == l) as usize;
         }
     }
     out
@@ -143,12 +172,12 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     let (st, report, rows, report2) = result;
 
     assert_eq!(st.state, "done");
-    assert_eq!((st.done, st.failed, st.total), (12, 0, 12), "3 families x 4 shards of 2 images");
-    assert_eq!(st.failed_items, 3, "the corrupt image fails once per family");
+    assert_eq!((st.done, st.failed, st.total), (24, 0, 24), "6 families x 4 shards of 2 images");
+    assert_eq!(st.failed_items, 6, "the corrupt image fails once per family");
     assert!(report.failures.iter().all(|f| f.2 == "broken.png" && f.3.contains("corrupt")), "{:?}", report.failures);
 
     // Row counts: 6 good images x grid points, each (family, image, point) exactly once.
-    let points = [("crop", 49usize, 1i32), ("embed", 25, 2), ("diagonal", 5, 1)];
+    let points = [("crop", 49usize, 1i32), ("embed", 25, 2), ("diagonal", 5, 1), ("circular", 25, 1), ("scale", 5, 0), ("rotate", 5, 0)];
     let mut seen = HashSet::new();
     for r in &rows {
         assert!(seen.insert((r.family_index, r.image_index, r.point)), "duplicate row {:?}", (r.family_index, r.image_index, r.point));
@@ -168,6 +197,7 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         close(m.mac, re.abs / re.pairs as f64);
         close(m.jagged_fraction, re.jagged as f64 / re.labelled as f64);
         close(m.mean_transitions, re.transitions as f64 / re.labelled as f64);
+        close(m.worst_of_grid_acc, re.worst as f64 / re.labelled as f64);
         if *family == "crop" {
             assert!(re.changes > 0, "the tiny strided CNN must change its prediction under some one-pixel shift");
         }

@@ -121,6 +121,10 @@ pub struct ResultRow {
     pub dx: i32,
     /// Vertical offset.
     pub dy: i32,
+    /// Scale factor of the point (1 when the family does not scale).
+    pub scale: f32,
+    /// Rotation of the point in degrees (0 when the family does not rotate).
+    pub angle: f32,
     /// Whether this is the family's reference point.
     pub is_reference: bool,
     /// argmax.
@@ -166,6 +170,8 @@ pub fn schema() -> SchemaRef {
         Field::new("point", DataType::Int32, false),
         Field::new("dx", DataType::Int32, false),
         Field::new("dy", DataType::Int32, false),
+        Field::new("scale", DataType::Float32, false),
+        Field::new("angle", DataType::Float32, false),
         Field::new("is_reference", DataType::Boolean, false),
         Field::new("top1", DataType::Int32, false),
         Field::new("top5_class", list_i32, false),
@@ -225,6 +231,8 @@ pub fn encode(rows: &[ResultRow]) -> Result<Vec<u8>> {
         col!(Int32Array, |r| r.point),
         col!(Int32Array, |r| r.dx),
         col!(Int32Array, |r| r.dy),
+        col!(Float32Array, |r| r.scale),
+        col!(Float32Array, |r| r.angle),
         Arc::new(refb.finish()),
         col!(Int32Array, |r| r.top1),
         Arc::new(c5.finish()),
@@ -273,6 +281,7 @@ pub fn decode(bytes: Bytes) -> Result<Vec<ResultRow>> {
         let (model, family, fidx) = (strc("model")?, strc("family")?, i32c("family_index")?);
         let (img, name, label, point) = (i32c("image_index")?, strc("image_name")?, i32c("label")?, i32c("point")?);
         let (dx, dy, isref, top1) = (i32c("dx")?, i32c("dy")?, typed::<BooleanArray>(&b, "is_reference")?, i32c("top1")?);
+        let (scale, angle) = (typed::<Float32Array>(&b, "scale")?, typed::<Float32Array>(&b, "angle")?);
         let (c5, p5) = (typed::<ListArray>(&b, "top5_class")?, typed::<ListArray>(&b, "top5_prob")?);
         let (pl, pr) = (typed::<Float32Array>(&b, "p_label")?, typed::<Float32Array>(&b, "p_ref_top1")?);
         let (fp, fc, fd, ft) =
@@ -292,6 +301,8 @@ pub fn decode(bytes: Bytes) -> Result<Vec<ResultRow>> {
                 point: point.value(i),
                 dx: dx.value(i),
                 dy: dy.value(i),
+                scale: scale.value(i),
+                angle: angle.value(i),
                 is_reference: isref.value(i),
                 top1: top1.value(i),
                 top5_class: list_values::<i32, Int32Array>(c5, i, |a, j| a.value(j))?,
@@ -329,6 +340,8 @@ mod tests {
             point: i,
             dx: -i,
             dy: i,
+            scale: 1.0,
+            angle: 0.5 * i as f32,
             is_reference: i == 0,
             top1: 3,
             top5_class: vec![3, 1, 2, 0, 4],

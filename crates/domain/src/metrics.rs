@@ -12,6 +12,8 @@
 //! - Jaggedness: per image, the number of pairs where the true class enters or
 //!   leaves the top-5; reported as the fraction of labelled images with at least one
 //!   such transition and the mean count per labelled image.
+//! - Worst-of-grid accuracy (Engstrom et al.): labelled images whose top-1 is the
+//!   true class at every point of the grid.
 
 use serde::{Deserialize, Serialize};
 
@@ -165,6 +167,8 @@ pub struct Summary {
     pub transitions: u64,
     /// Labelled images with at least one transition.
     pub jagged_images: u64,
+    /// Labelled images correct at every grid point.
+    pub worst_correct: u64,
     /// Items (images) that failed.
     pub failed_items: u64,
 }
@@ -190,6 +194,8 @@ pub struct SummaryRow {
     pub jagged_fraction: Option<f64>,
     /// Mean top-5 transitions per labelled image.
     pub mean_transitions: Option<f64>,
+    /// Fraction of labelled images correct at every grid point.
+    pub worst_of_grid_acc: Option<f64>,
 }
 
 impl Summary {
@@ -197,7 +203,9 @@ impl Summary {
     pub fn add_image(&mut self, rows: &[RowView<'_>]) {
         let mut transitions = 0u64;
         let mut labelled = false;
+        let mut all_correct = true;
         for r in rows {
+            all_correct &= r.label.is_some() && r.top5_class.first() == r.label.as_ref();
             self.inferences += 1;
             self.pairs += r.fwd_pairs as u64;
             self.top1_changes += r.fwd_top1_changes as u64;
@@ -216,6 +224,7 @@ impl Summary {
         if labelled {
             self.transitions += transitions;
             self.jagged_images += (transitions > 0) as u64;
+            self.worst_correct += all_correct as u64;
         }
     }
 
@@ -231,6 +240,7 @@ impl Summary {
         self.abs_diff += o.abs_diff;
         self.transitions += o.transitions;
         self.jagged_images += o.jagged_images;
+        self.worst_correct += o.worst_correct;
         self.failed_items += o.failed_items;
     }
 
@@ -247,6 +257,7 @@ impl Summary {
             mac: ratio(self.abs_diff, self.pairs),
             jagged_fraction: ratio(self.jagged_images as f64, self.labelled),
             mean_transitions: ratio(self.transitions as f64, self.labelled),
+            worst_of_grid_acc: ratio(self.worst_correct as f64, self.labelled),
         }
     }
 }
@@ -343,6 +354,8 @@ mod tests {
         assert!((f.mac.unwrap() - 0.9 / 5.0).abs() < 1e-12);
         assert_eq!(f.jagged_fraction, Some(0.5));
         assert_eq!(f.mean_transitions, Some(1.0));
+        // Image 0 is wrong at its second point; image 1 wrong at its only point.
+        assert_eq!(f.worst_of_grid_acc, Some(0.0));
         let mut halves = Summary::default();
         halves.merge(&s);
         assert_eq!(halves, s);

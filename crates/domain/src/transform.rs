@@ -1,25 +1,34 @@
 //! Transform families: parameter grids, neighbour relations, and rendering of
-//! one grid point straight into a model input tensor.
-//!
-//! Every family here moves the image content by integer pixel offsets
-//! `(dx, dy)` relative to a centred reference placement:
+//! one grid point straight into a model input tensor (`S` x `S`, S = the model's
+//! input side).
 //!
 //! - `crop` (Azulay & Weiss "Crop"): the image is resized so its short side is
-//!   `resize` (default: input size + 32), and the `S` x `S` window (S = model input
-//!   side) is taken at the centre moved by `(dx, dy)`. No blank borders: the grid
-//!   must fit inside the resized image.
+//!   `resize` (default: S + 32), and the S x S window is taken at the centre moved
+//!   by `(dx, dy)`. No blank borders: the grid must fit inside the resized image.
 //! - `embed` (Azulay & Weiss "Black"): the image is resized so its short side is
-//!   `size`, centre-cropped to a `size` x `size` square, and pasted on a black
-//!   `S` x `S` canvas at the centre moved by `(dx, dy)`.
+//!   `size`, centre-cropped to a `size` x `size` square, and pasted on an S x S
+//!   canvas at the centre moved by `(dx, dy)`. Background `black` (pixel value 0)
+//!   or `mean` (the normalisation mean: 0 after normalising, as the paper's
+//!   released code did).
 //! - `diagonal`: the paper's one-pixel diagonal steps: points `(c, c)` for
-//!   `c = 0..=steps` on top of a `crop` or `embed` placement; neighbours are
-//!   consecutive points.
+//!   `c = 0..=steps` on top of a `crop` or `embed` placement.
+//! - `circular`: the centre S x S crop shifted circularly (wrap-around) by
+//!   `(dx, dy)`: the setting in which shift-equivariant networks can be exactly
+//!   invariant.
+//! - `scale`: the image resized to a square of side `round(s * base)` (base
+//!   default S), centred on the canvas (cropped when larger), for `s` from `from`
+//!   to `to` in steps of `step` (ImageNet-P: 0.40..1.15 step 0.025).
+//! - `rotate`: the crop window rotated by `angle` degrees (counter-clockwise)
+//!   about its centre, bilinear sampling, black outside the image (ImageNet-P:
+//!   -15..15).
 //!
-//! Grids of `crop` and `embed` are the offsets `-max_shift..=max_shift` in steps
-//! of `step` on both axes, row-major (dy outer); neighbours are horizontally and
-//! vertically adjacent points. The reference point is `(0, 0)`.
+//! Grids (`crop`, `embed`, `circular`) are the offsets `-max_shift..=max_shift` in
+//! steps of `step` on both axes, row-major (dy outer); neighbours are horizontally
+//! and vertically adjacent points; the reference is `(0, 0)`. One-dimensional
+//! families (`diagonal`, `scale`, `rotate`) pair consecutive points; their
+//! reference is `c = 0`, the scale nearest 1, the angle nearest 0.
 
-use crate::image::{resize_short_side, Resample, Rgb8};
+use crate::image::{resize, resize_short_side, Resample, Rgb8};
 use serde::{Deserialize, Serialize};
 
 /// Pixel value of the `black` background, before normalisation.
@@ -43,7 +52,7 @@ pub enum Family {
         #[serde(default)]
         resample: Resample,
     },
-    /// A downscaled image pasted on a black canvas at shifted positions.
+    /// A downscaled image pasted on a canvas at shifted positions.
     Embed {
         /// Side of the embedded square image in pixels.
         size: u32,
@@ -52,7 +61,7 @@ pub enum Family {
         /// Grid spacing in pixels; must divide `max_shift`.
         #[serde(default = "one")]
         step: u32,
-        /// Canvas background; only `black` here.
+        /// Canvas background.
         #[serde(default)]
         background: Background,
         /// Resampling of the resize.
@@ -74,6 +83,59 @@ pub enum Family {
         #[serde(default)]
         resample: Resample,
     },
+    /// Circular (wrap-around) shifts of the centre crop.
+    Circular {
+        /// Largest offset in pixels, on each axis.
+        max_shift: u32,
+        /// Grid spacing in pixels; must divide `max_shift`.
+        #[serde(default = "one")]
+        step: u32,
+        /// Short side after resizing, before the centre crop; default: input + 32.
+        #[serde(default)]
+        resize: Option<u32>,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+    },
+    /// The image at a sweep of scales, centred on a canvas.
+    Scale {
+        /// First scale factor.
+        #[serde(default = "scale_from")]
+        from: f32,
+        /// Last scale factor (inclusive).
+        #[serde(default = "scale_to")]
+        to: f32,
+        /// Scale step.
+        #[serde(default = "scale_step")]
+        step: f32,
+        /// Side that scale 1 maps to; default: model input side.
+        #[serde(default)]
+        base: Option<u32>,
+        /// Canvas background where the image does not cover it.
+        #[serde(default)]
+        background: Background,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+    },
+    /// The crop window rotated about its centre.
+    Rotate {
+        /// First angle in degrees.
+        #[serde(default = "angle_from")]
+        from: f32,
+        /// Last angle in degrees (inclusive).
+        #[serde(default = "angle_to")]
+        to: f32,
+        /// Angle step in degrees.
+        #[serde(default = "one_f")]
+        step: f32,
+        /// Short side after resizing; default: model input side + 32.
+        #[serde(default)]
+        resize: Option<u32>,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+    },
 }
 
 fn one() -> u32 {
@@ -82,14 +144,34 @@ fn one() -> u32 {
 fn eight() -> u32 {
     8
 }
+fn one_f() -> f32 {
+    1.0
+}
+fn scale_from() -> f32 {
+    0.4
+}
+fn scale_to() -> f32 {
+    1.15
+}
+fn scale_step() -> f32 {
+    0.025
+}
+fn angle_from() -> f32 {
+    -15.0
+}
+fn angle_to() -> f32 {
+    15.0
+}
 
-/// Canvas background for `embed`.
+/// Canvas background for `embed` and `scale`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Background {
     /// Pixel value 0 before normalisation.
     #[default]
     Black,
+    /// The normalisation mean: 0 after normalisation.
+    Mean,
 }
 
 /// Which placement `diagonal` shifts.
@@ -104,7 +186,7 @@ pub enum DiagonalBase {
 }
 
 /// One point of a family's grid.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GridPoint {
     /// Position in the family's point list.
     pub index: u32,
@@ -112,10 +194,35 @@ pub struct GridPoint {
     pub dx: i32,
     /// Vertical offset in pixels (positive: content window moves down).
     pub dy: i32,
+    /// Scale factor (1 for families that do not scale).
+    pub scale: f32,
+    /// Rotation in degrees, counter-clockwise (0 for families that do not rotate).
+    pub angle: f32,
+}
+
+impl GridPoint {
+    fn offset(index: usize, dx: i32, dy: i32) -> GridPoint {
+        GridPoint { index: index as u32, dx, dy, scale: 1.0, angle: 0.0 }
+    }
 }
 
 /// Largest grid a family may have, a guard against specs that would explode.
 pub const MAX_POINTS: usize = 100_000;
+
+/// Values `from, from + step, ..., <= to` (with a small tolerance for rounding).
+fn range(from: f32, to: f32, step: f32) -> Vec<f32> {
+    if !(step > 0.0) || !from.is_finite() || !to.is_finite() || to < from {
+        return vec![];
+    }
+    let n = (((to - from) / step) as f64 + 1e-4).floor() as usize + 1;
+    (0..n.min(MAX_POINTS + 1)).map(|i| (from as f64 + i as f64 * step as f64) as f32).collect()
+}
+
+/// The shape of a family's grid.
+enum Shape {
+    Grid(u32, u32),
+    Line(Vec<GridPoint>),
+}
 
 impl Family {
     /// The family's name as written in specs and result files.
@@ -124,6 +231,9 @@ impl Family {
             Family::Crop { .. } => "crop",
             Family::Embed { .. } => "embed",
             Family::Diagonal { .. } => "diagonal",
+            Family::Circular { .. } => "circular",
+            Family::Scale { .. } => "scale",
+            Family::Rotate { .. } => "rotate",
         }
     }
 
@@ -132,27 +242,47 @@ impl Family {
         (-m..=m).step_by(s as usize).collect()
     }
 
+    fn shape(&self) -> Shape {
+        match *self {
+            Family::Crop { max_shift, step, .. } | Family::Embed { max_shift, step, .. } | Family::Circular { max_shift, step, .. } => {
+                Shape::Grid(max_shift, step)
+            }
+            Family::Diagonal { steps, .. } => {
+                Shape::Line((0..=steps as i32).enumerate().map(|(i, c)| GridPoint::offset(i, c, c)).collect())
+            }
+            Family::Scale { from, to, step, .. } => Shape::Line(
+                range(from, to, step)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, s)| GridPoint { scale: s, ..GridPoint::offset(i, 0, 0) })
+                    .collect(),
+            ),
+            Family::Rotate { from, to, step, .. } => Shape::Line(
+                range(from, to, step)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, a)| GridPoint { angle: a, ..GridPoint::offset(i, 0, 0) })
+                    .collect(),
+            ),
+        }
+    }
+
     /// The grid points in their fixed order.
     pub fn points(&self) -> Vec<GridPoint> {
-        let offsets: Vec<(i32, i32)> = match *self {
-            Family::Crop { max_shift, step, .. } | Family::Embed { max_shift, step, .. } => {
-                let ax = Self::axis(max_shift, step);
-                ax.iter().flat_map(|&dy| ax.iter().map(move |&dx| (dx, dy))).collect()
+        match self.shape() {
+            Shape::Grid(m, s) => {
+                let ax = Self::axis(m, s);
+                ax.iter().flat_map(|&dy| ax.iter().map(move |&dx| (dx, dy))).enumerate().map(|(i, (dx, dy))| GridPoint::offset(i, dx, dy)).collect()
             }
-            Family::Diagonal { steps, .. } => (0..=steps as i32).map(|c| (c, c)).collect(),
-        };
-        offsets
-            .into_iter()
-            .enumerate()
-            .map(|(i, (dx, dy))| GridPoint { index: i as u32, dx, dy })
-            .collect()
+            Shape::Line(p) => p,
+        }
     }
 
     /// Neighbour pairs `(a, b)` of point indices; pair metrics take `a` as first.
     pub fn pairs(&self) -> Vec<(usize, usize)> {
-        match *self {
-            Family::Crop { max_shift, step, .. } | Family::Embed { max_shift, step, .. } => {
-                let n = Self::axis(max_shift, step).len();
+        match self.shape() {
+            Shape::Grid(m, s) => {
+                let n = Self::axis(m, s).len();
                 let mut pairs = Vec::with_capacity(2 * n * n.saturating_sub(1));
                 for r in 0..n {
                     for c in 0..n {
@@ -167,13 +297,15 @@ impl Family {
                 }
                 pairs
             }
-            Family::Diagonal { steps, .. } => (0..steps as usize).map(|c| (c, c + 1)).collect(),
+            Shape::Line(p) => (0..p.len().saturating_sub(1)).map(|c| (c, c + 1)).collect(),
         }
     }
 
     /// Index of the reference (untransformed, centred) point.
     pub fn reference(&self) -> usize {
-        self.points().iter().position(|p| p.dx == 0 && p.dy == 0).unwrap_or(0)
+        let pts = self.points();
+        let key = |p: &GridPoint| (p.dx.unsigned_abs() + p.dy.unsigned_abs()) as f64 + (p.scale as f64 - 1.0).abs() + (p.angle as f64).abs();
+        (0..pts.len()).min_by(|&a, &b| key(&pts[a]).total_cmp(&key(&pts[b])).then(a.cmp(&b))).unwrap_or(0)
     }
 
     /// Checks the family's own parameters and that its grid fits a model whose input
@@ -181,7 +313,7 @@ impl Family {
     pub fn validate(&self, side: Option<u32>) -> Result<(), (String, String)> {
         let err = |f: &str, m: String| Err((f.to_string(), m));
         match *self {
-            Family::Crop { max_shift, step, .. } | Family::Embed { max_shift, step, .. } => {
+            Family::Crop { max_shift, step, .. } | Family::Embed { max_shift, step, .. } | Family::Circular { max_shift, step, .. } => {
                 if step == 0 {
                     return err("step", "must be at least 1".into());
                 }
@@ -201,99 +333,163 @@ impl Family {
                     return err("steps", format!("exceeds the limit of {MAX_POINTS} points"));
                 }
             }
+            Family::Scale { from, to, step, .. } | Family::Rotate { from, to, step, .. } => {
+                if !(step > 0.0 && step.is_finite()) {
+                    return err("step", "must be a positive number".into());
+                }
+                if !(from.is_finite() && to.is_finite()) || to < from {
+                    return err("to", format!("must be a number no smaller than from ({from})"));
+                }
+                if range(from, to, step).len() > MAX_POINTS {
+                    return err("step", format!("gives more than {MAX_POINTS} points"));
+                }
+                if matches!(self, Family::Scale { .. }) && !(from > 0.0 && to <= 8.0) {
+                    return err("from", "scales must lie in (0, 8]".into());
+                }
+                if matches!(self, Family::Rotate { .. }) && (from < -360.0 || to > 360.0) {
+                    return err("from", "angles must lie in -360..=360".into());
+                }
+            }
         }
         if let Some(side) = side {
-            self.placement(side).map(|_| ())?;
+            self.placement(side)?;
         }
         Ok(())
     }
 
     /// The resolved placement for a model input side, or which field breaks it.
     fn placement(&self, side: u32) -> Result<Placement, (String, String)> {
-        let span = |p: &[GridPoint]| {
-            let lo = p.iter().map(|g| g.dx.min(g.dy)).min().unwrap_or(0);
-            let hi = p.iter().map(|g| g.dx.max(g.dy)).max().unwrap_or(0);
-            (lo, hi)
+        let pts = self.points();
+        let need = pts.iter().map(|g| g.dx.unsigned_abs().max(g.dy.unsigned_abs())).max().unwrap_or(0);
+        let window = |extent: u32, field: &str, need: u32| -> Result<(), (String, String)> {
+            if extent < side {
+                return Err((field.into(), format!("{extent} is smaller than the model input ({side})")));
+            }
+            // The centred window sits at floor((extent - side) / 2) on the short side.
+            let room_lo = (extent - side) / 2;
+            let room_hi = extent - side - room_lo;
+            if need > room_lo.min(room_hi) {
+                return Err((
+                    "max_shift".into(),
+                    format!("shifts up to {need} px need a resize of at least {} for input {side}", side + 2 * need + 1),
+                ));
+            }
+            Ok(())
         };
-        let (lo, hi) = span(&self.points());
-        let need = lo.unsigned_abs().max(hi.unsigned_abs());
-        let (kind, extent, field) = match *self {
-            Family::Crop { resize, resample, .. } => (Kind::Crop(resample), resize.unwrap_or(side + 32), "resize"),
-            Family::Embed { size, resample, .. } => (Kind::Embed(resample), size, "size"),
+        let embed = |extent: u32, field: &str| -> Result<(), (String, String)> {
+            if extent == 0 {
+                return Err((field.into(), "must be at least 1".into()));
+            }
+            if extent > side {
+                return Err((field.into(), format!("{extent} exceeds the model input ({side})")));
+            }
+            if need > (side - extent) / 2 {
+                return Err(("max_shift".into(), format!("shifts up to {need} px do not fit a {extent} px image in a {side} px canvas")));
+            }
+            Ok(())
+        };
+        Ok(match *self {
+            Family::Crop { resize, resample, .. } => {
+                let extent = resize.unwrap_or(side + 32);
+                window(extent, "resize", need)?;
+                Placement::Window { extent, resample }
+            }
             Family::Diagonal { base: DiagonalBase::Crop, size, resample, .. } => {
-                (Kind::Crop(resample), size.unwrap_or(side + 32), "size")
+                let extent = size.unwrap_or(side + 32);
+                window(extent, "size", need)?;
+                Placement::Window { extent, resample }
+            }
+            Family::Embed { size, background, resample, .. } => {
+                embed(size, "size")?;
+                Placement::Embed { extent: size, background, resample }
             }
             Family::Diagonal { base: DiagonalBase::Embed, size, resample, .. } => {
-                (Kind::Embed(resample), size.unwrap_or(side / 2), "size")
+                let extent = size.unwrap_or(side / 2);
+                embed(extent, "size")?;
+                Placement::Embed { extent, background: Background::Black, resample }
             }
-        };
-        if extent == 0 {
-            return Err((field.into(), "must be at least 1".into()));
-        }
-        match kind {
-            Kind::Crop(_) => {
-                if extent < side {
-                    return Err((field.into(), format!("{extent} is smaller than the model input ({side})")));
+            Family::Circular { resize, resample, .. } => {
+                let extent = resize.unwrap_or(side + 32);
+                window(extent, "resize", 0)?;
+                if need >= side {
+                    return Err(("max_shift".into(), format!("circular shifts must be smaller than the input ({side})")));
                 }
-                // The centred window sits at floor((extent - side) / 2) on the short side.
-                let room_lo = (extent - side) / 2;
-                let room_hi = extent - side - room_lo;
-                if need > room_lo.min(room_hi) {
-                    return Err((
-                        "max_shift".into(),
-                        format!("shifts up to {need} px need a resize of at least {} for input {side}", side + 2 * need + 1),
-                    ));
-                }
+                Placement::Circular { extent, resample }
             }
-            Kind::Embed(_) => {
-                if extent > side {
-                    return Err((field.into(), format!("{extent} exceeds the model input ({side})")));
+            Family::Scale { base, background, resample, .. } => {
+                let base = base.unwrap_or(side);
+                if base == 0 || base > 8 * side {
+                    return Err(("base".into(), format!("must lie in 1..={}", 8 * side)));
                 }
-                let room = (side - extent) / 2;
-                if need > room {
-                    return Err((
-                        "max_shift".into(),
-                        format!("shifts up to {need} px do not fit a {extent} px image in a {side} px canvas"),
-                    ));
-                }
+                Placement::Scale { base, background, resample }
             }
-        }
-        Ok(Placement { kind, extent, side })
+            Family::Rotate { resize, resample, .. } => {
+                let extent = resize.unwrap_or(side + 32);
+                window(extent, "resize", 0)?;
+                Placement::Rotate { extent, resample }
+            }
+        })
     }
 
     /// Prepares one decoded image for rendering the grid at model input `side`: the
-    /// resize is done once per image and shared by all points.
+    /// resizes are done once per image and shared by all points.
     pub fn prepare(&self, img: &Rgb8, side: u32) -> Result<Prepared, String> {
         let placement = self.placement(side).map_err(|(f, m)| format!("{f}: {m}"))?;
-        let image = match placement.kind {
-            Kind::Crop(r) => resize_short_side(img, placement.extent, r),
-            Kind::Embed(r) => {
-                let small = resize_short_side(img, placement.extent, r);
-                small.center_square(placement.extent).expect("short side equals extent")
+        let kind = match placement {
+            Placement::Window { extent, resample } => Kind::Window(resize_short_side(img, extent, resample)),
+            Placement::Rotate { extent, resample } => Kind::Rotate(resize_short_side(img, extent, resample)),
+            Placement::Embed { extent, background, resample } => {
+                let small = resize_short_side(img, extent, resample);
+                Kind::Embed(vec![small.center_square(extent).expect("short side equals extent")], background)
+            }
+            Placement::Circular { extent, resample } => {
+                let r = resize_short_side(img, extent, resample);
+                Kind::Circular(r.center_square(side).expect("extent covers the input"))
+            }
+            Placement::Scale { base, background, resample } => {
+                let squares = self
+                    .points()
+                    .iter()
+                    .map(|p| {
+                        let n = ((p.scale as f64 * base as f64).round() as u32).max(1);
+                        let r = resize_short_side(img, n, resample);
+                        r.center_square(n).unwrap_or_else(|| resize(&r, n, n, resample))
+                    })
+                    .collect();
+                Kind::Embed(squares, background)
             }
         };
-        Ok(Prepared { placement, image })
+        Ok(Prepared { side, kind })
     }
 }
 
 #[derive(Clone, Copy, Debug)]
+enum Placement {
+    Window { extent: u32, resample: Resample },
+    Embed { extent: u32, background: Background, resample: Resample },
+    Circular { extent: u32, resample: Resample },
+    Scale { base: u32, background: Background, resample: Resample },
+    Rotate { extent: u32, resample: Resample },
+}
+
+#[derive(Clone, Debug)]
 enum Kind {
-    Crop(Resample),
-    Embed(Resample),
+    /// The resized image; points are windows of it.
+    Window(Rgb8),
+    /// Squares pasted centred (plus offset) on a canvas: one for all points, or
+    /// one per point (scale).
+    Embed(Vec<Rgb8>, Background),
+    /// The centre crop; points wrap it around.
+    Circular(Rgb8),
+    /// The resized image; points are rotated windows of it.
+    Rotate(Rgb8),
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Placement {
-    kind: Kind,
-    extent: u32,
-    side: u32,
-}
-
-/// An image resized for one family and model input side, ready to render any point.
+/// An image prepared for one family and model input side, ready to render any point.
 #[derive(Clone, Debug)]
 pub struct Prepared {
-    placement: Placement,
-    image: Rgb8,
+    side: u32,
+    kind: Kind,
 }
 
 /// Per-channel normalisation applied when writing tensors: `(x - mean) / std`
@@ -306,79 +502,116 @@ pub struct Normalize {
     pub std: [f32; 3],
 }
 
-impl Prepared {
-    /// The resized (crop) or square (embed) image that points are cut from.
-    pub fn image(&self) -> &Rgb8 {
-        &self.image
-    }
+/// Normalisation that leaves pixel values as they are.
+const IDENTITY: Normalize = Normalize { mean: [0.0; 3], std: [1.0; 3] };
 
+impl Prepared {
     /// Renders one point as an RGB image of the model input size.
     pub fn render(&self, p: GridPoint) -> Rgb8 {
-        let side = self.placement.side;
-        let img = &self.image;
-        match self.placement.kind {
-            Kind::Crop(_) => {
-                let x = ((img.width - side) / 2) as i32 + p.dx;
-                let y = ((img.height - side) / 2) as i32 + p.dy;
-                img.crop(x as u32, y as u32, side, side).expect("validated grid fits")
-            }
-            Kind::Embed(_) => {
-                let mut canvas = Rgb8::new(side, side);
-                canvas.data.iter_mut().for_each(|v| *v = BLACK);
-                let e = self.placement.extent;
-                let x0 = ((side - e) / 2) as i32 + p.dx;
-                let y0 = ((side - e) / 2) as i32 + p.dy;
-                let row = e as usize * 3;
-                for r in 0..e as usize {
-                    let d = ((y0 as usize + r) * side as usize + x0 as usize) * 3;
-                    canvas.data[d..d + row].copy_from_slice(&img.data[r * row..(r + 1) * row]);
-                }
-                canvas
+        let s = self.side as usize;
+        let mut t = vec![0f32; 3 * s * s];
+        self.write_chw(p, &IDENTITY, &mut t);
+        let mut out = Rgb8::new(self.side, self.side);
+        for i in 0..s * s {
+            for c in 0..3 {
+                out.data[i * 3 + c] = t[c * s * s + i].round().clamp(0.0, 255.0) as u8;
             }
         }
+        out
     }
 
     /// Writes one point, normalised, into a CHW `f32` slice of `3 * side * side`.
     pub fn write_chw(&self, p: GridPoint, norm: &Normalize, out: &mut [f32]) {
-        let side = self.placement.side as usize;
+        let side = self.side as usize;
         assert_eq!(out.len(), 3 * side * side);
-        let plane = side * side;
         let scale = [1.0 / norm.std[0], 1.0 / norm.std[1], 1.0 / norm.std[2]];
-        let bg = [
-            (BLACK as f32 - norm.mean[0]) * scale[0],
-            (BLACK as f32 - norm.mean[1]) * scale[1],
-            (BLACK as f32 - norm.mean[2]) * scale[2],
-        ];
-        let img = &self.image;
-        let (x0, y0, w, h) = match self.placement.kind {
-            Kind::Crop(_) => (
-                ((img.width as usize - side) / 2) as i64 + p.dx as i64,
-                ((img.height as usize - side) / 2) as i64 + p.dy as i64,
-                img.width as usize,
-                img.height as usize,
-            ),
-            Kind::Embed(_) => {
-                let e = self.placement.extent as i64;
-                // Canvas coordinate of the image's corner, negated: image pixel of canvas (0, 0).
-                let cx = (side as i64 - e) / 2 + p.dx as i64;
-                let cy = (side as i64 - e) / 2 + p.dy as i64;
-                (-cx, -cy, img.width as usize, img.height as usize)
+        let px = |v: f32, c: usize| (v - norm.mean[c]) * scale[c];
+        match &self.kind {
+            Kind::Window(img) => {
+                let x0 = ((img.width as usize - side) / 2) as i64 + p.dx as i64;
+                let y0 = ((img.height as usize - side) / 2) as i64 + p.dy as i64;
+                paste(img, x0, y0, side, [0.0; 3], &px, out);
             }
-        };
-        for y in 0..side {
-            let sy = y0 + y as i64;
-            for x in 0..side {
-                let sx = x0 + x as i64;
-                let o = y * side + x;
-                if sy >= 0 && (sy as usize) < h && sx >= 0 && (sx as usize) < w {
-                    let i = (sy as usize * w + sx as usize) * 3;
-                    for c in 0..3 {
-                        out[c * plane + o] = (img.data[i + c] as f32 - norm.mean[c]) * scale[c];
+            Kind::Embed(squares, bg) => {
+                let img = if squares.len() == 1 { &squares[0] } else { &squares[p.index as usize] };
+                let e = img.width as i64;
+                // Image pixel shown at canvas (0, 0): minus the canvas position of its corner.
+                let x0 = -((side as i64 - e).div_euclid(2) + p.dx as i64);
+                let y0 = -((side as i64 - e).div_euclid(2) + p.dy as i64);
+                let bgv = match bg {
+                    Background::Black => [px(BLACK as f32, 0), px(BLACK as f32, 1), px(BLACK as f32, 2)],
+                    Background::Mean => [0.0; 3],
+                };
+                paste(img, x0, y0, side, bgv, &px, out);
+            }
+            Kind::Circular(img) => {
+                let plane = side * side;
+                for y in 0..side {
+                    let sy = (y as i64 + p.dy as i64).rem_euclid(side as i64) as usize;
+                    for x in 0..side {
+                        let sx = (x as i64 + p.dx as i64).rem_euclid(side as i64) as usize;
+                        let i = (sy * side + sx) * 3;
+                        for c in 0..3 {
+                            out[c * plane + y * side + x] = px(img.data[i + c] as f32, c);
+                        }
                     }
-                } else {
-                    for c in 0..3 {
-                        out[c * plane + o] = bg[c];
+                }
+            }
+            Kind::Rotate(img) => {
+                let plane = side * side;
+                let (sin, cos) = (p.angle as f64).to_radians().sin_cos();
+                let (sin, cos) = (sin as f32, cos as f32);
+                let (cx, cy) = (img.width as f32 / 2.0, img.height as f32 / 2.0);
+                let half = side as f32 / 2.0;
+                let (w, h) = (img.width as i64, img.height as i64);
+                let at = |x: i64, y: i64, c: usize| -> f32 {
+                    if x < 0 || y < 0 || x >= w || y >= h {
+                        BLACK as f32
+                    } else {
+                        img.data[((y * w + x) * 3) as usize + c] as f32
                     }
+                };
+                for y in 0..side {
+                    let v = y as f32 + 0.5 - half;
+                    for x in 0..side {
+                        let u = x as f32 + 0.5 - half;
+                        // Source position (pixel centres at +0.5) of the rotated window.
+                        // (y points down, so this turns the content counter-clockwise on screen).
+                        let sx = cos * u - sin * v + cx - 0.5;
+                        let sy = sin * u + cos * v + cy - 0.5;
+                        let (fx, fy) = (sx.floor(), sy.floor());
+                        let (ax, ay) = (sx - fx, sy - fy);
+                        let (ix, iy) = (fx as i64, fy as i64);
+                        for c in 0..3 {
+                            let top = at(ix, iy, c) * (1.0 - ax) + at(ix + 1, iy, c) * ax;
+                            let bot = at(ix, iy + 1, c) * (1.0 - ax) + at(ix + 1, iy + 1, c) * ax;
+                            out[c * plane + y * side + x] = px(top * (1.0 - ay) + bot * ay, c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes the `side` x `side` view of `img` whose top-left is image pixel
+/// `(x0, y0)` (may lie outside), with `bg` (already normalised) where it does.
+fn paste(img: &Rgb8, x0: i64, y0: i64, side: usize, bg: [f32; 3], px: &dyn Fn(f32, usize) -> f32, out: &mut [f32]) {
+    let plane = side * side;
+    let (w, h) = (img.width as i64, img.height as i64);
+    for y in 0..side {
+        let sy = y0 + y as i64;
+        for x in 0..side {
+            let sx = x0 + x as i64;
+            let o = y * side + x;
+            if sy >= 0 && sy < h && sx >= 0 && sx < w {
+                let i = ((sy * w + sx) * 3) as usize;
+                for c in 0..3 {
+                    out[c * plane + o] = px(img.data[i + c] as f32, c);
+                }
+            } else {
+                for c in 0..3 {
+                    out[c * plane + o] = bg[c];
                 }
             }
         }
@@ -425,7 +658,7 @@ mod tests {
         let img = numbered(40, 40);
         let f = Family::Crop { max_shift: 3, step: 1, resize: Some(40), resample: NEAREST };
         let prep = f.prepare(&img, 32).unwrap();
-        let p = GridPoint { index: 0, dx: 3, dy: -2 };
+        let p = GridPoint::offset(0, 3, -2);
         let out = prep.render(p);
         assert_eq!(out.pixel(0, 0), [7, 2, 200]);
         assert_eq!(out.pixel(31, 31), [38, 33, 200]);
@@ -443,7 +676,7 @@ mod tests {
         let img = numbered(10, 10);
         let f = Family::Embed { size: 10, max_shift: 4, step: 2, background: Background::Black, resample: NEAREST };
         let prep = f.prepare(&img, 32).unwrap();
-        let p = GridPoint { index: 0, dx: -4, dy: 2 };
+        let p = GridPoint::offset(0, -4, 2);
         let out = prep.render(p);
         assert_eq!(out.pixel(7, 13), [0, 0, 200]);
         assert_eq!(out.pixel(16, 22), [9, 9, 200]);
@@ -497,5 +730,81 @@ mod tests {
             b.write_chw(p, &ID, &mut tb);
             assert!(ta.iter().zip(&tb).all(|(x, y)| x.to_bits() == y.to_bits()));
         }
+    }
+
+    #[test]
+    fn circular_shift_wraps_around() {
+        // Input 8, resize 8 (no-op): the centre crop is the image itself.
+        let img = numbered(8, 8);
+        let f = Family::Circular { max_shift: 2, step: 1, resize: Some(8), resample: NEAREST };
+        let prep = f.prepare(&img, 8).unwrap();
+        let out = prep.render(GridPoint::offset(0, 2, -1));
+        assert_eq!(out.pixel(0, 0), [2, 7, 200]);
+        assert_eq!(out.pixel(6, 1), [0, 0, 200], "x wraps from 8 to 0, y from -1+1 = 0");
+        assert_eq!(f.points().len(), 25);
+        assert_eq!(f.reference(), 12);
+    }
+
+    #[test]
+    fn scale_points_resize_and_centre() {
+        let f: Family = toml::from_str("kind = \"scale\"\nfrom = 0.5\nto = 1.5\nstep = 0.25").unwrap();
+        let pts = f.points();
+        assert_eq!(pts.iter().map(|p| p.scale).collect::<Vec<_>>(), vec![0.5, 0.75, 1.0, 1.25, 1.5]);
+        assert_eq!(f.reference(), 2);
+        assert_eq!(f.pairs(), vec![(0, 1), (1, 2), (2, 3), (3, 4)]);
+        let mut img = Rgb8::new(40, 40);
+        img.data.iter_mut().for_each(|v| *v = 100);
+        let prep = f.prepare(&img, 16).unwrap();
+        // scale 0.5 of base 16: an 8x8 square centred at 4..12, black around.
+        let half = prep.render(pts[0]);
+        assert_eq!(half.pixel(4, 4), [100; 3]);
+        assert_eq!(half.pixel(11, 11), [100; 3]);
+        assert_eq!(half.pixel(3, 4), [0; 3]);
+        assert_eq!(half.pixel(12, 11), [0; 3]);
+        // scale 1.5: 24 px, larger than the canvas: covers it all.
+        assert!(prep.render(pts[4]).data.iter().all(|&v| v == 100));
+    }
+
+    #[test]
+    fn mean_background_is_zero_after_normalising() {
+        let img = numbered(10, 10);
+        let f = Family::Embed { size: 10, max_shift: 0, step: 1, background: Background::Mean, resample: NEAREST };
+        let prep = f.prepare(&img, 16).unwrap();
+        let norm = Normalize { mean: [120.0, 110.0, 100.0], std: [50.0; 3] };
+        let mut t = vec![1f32; 3 * 256];
+        prep.write_chw(GridPoint::offset(0, 0, 0), &norm, &mut t);
+        assert_eq!((t[0], t[256], t[512]), (0.0, 0.0, 0.0));
+        assert_eq!(t[3 * 16 + 3], (0.0 - 120.0) * (1.0 / 50.0), "image pixel (0,0) at canvas (3,3)");
+    }
+
+    #[test]
+    fn rotation_by_zero_is_the_centre_crop_and_by_90_turns_it() {
+        let img = numbered(12, 12);
+        let crop = Family::Crop { max_shift: 0, step: 1, resize: Some(12), resample: NEAREST };
+        let rot = |a: f32| Family::Rotate { from: a, to: a, step: 1.0, resize: Some(12), resample: NEAREST };
+        let c = crop.prepare(&img, 8).unwrap().render(crop.points()[0]);
+        let r0 = rot(0.0);
+        assert_eq!(r0.prepare(&img, 8).unwrap().render(r0.points()[0]), c);
+        let r90 = rot(90.0);
+        let t = r90.prepare(&img, 8).unwrap().render(r90.points()[0]);
+        // Counter-clockwise by 90 degrees: output (x, y) shows input (7 - y, x) of the crop.
+        for y in 0..8 {
+            for x in 0..8 {
+                assert_eq!(t.pixel(x, y), c.pixel(7 - y, x), "({x},{y})");
+            }
+        }
+    }
+
+    #[test]
+    fn one_dimensional_families_validate_their_ranges() {
+        let f: Family = toml::from_str("kind = \"rotate\"\nfrom = 5.0\nto = -5.0").unwrap();
+        assert_eq!(f.validate(Some(32)).unwrap_err().0, "to");
+        let f: Family = toml::from_str("kind = \"scale\"\nstep = 0.0").unwrap();
+        assert_eq!(f.validate(Some(32)).unwrap_err().0, "step");
+        let f: Family = toml::from_str("kind = \"rotate\"").unwrap();
+        assert_eq!(f.points().len(), 31, "ImageNet-P: -15..15, 31 frames");
+        assert_eq!(f.points()[f.reference()].angle, 0.0);
+        let f: Family = toml::from_str("kind = \"scale\"").unwrap();
+        assert_eq!(f.points().len(), 31, "ImageNet-P: 0.40..1.15 step 0.025");
     }
 }

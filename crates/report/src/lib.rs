@@ -136,10 +136,22 @@ fn num(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
 }
 
-const HEADER: [&str; 11] =
-    ["model", "family", "images", "inferences", "failed_items", "acc1", "acc5", "p_top1_change", "mac", "jagged_fraction", "mean_transitions"];
+const HEADER: [&str; 12] = [
+    "model",
+    "family",
+    "images",
+    "inferences",
+    "failed_items",
+    "acc1",
+    "acc5",
+    "p_top1_change",
+    "mac",
+    "jagged_fraction",
+    "mean_transitions",
+    "worst_acc",
+];
 
-fn cells(r: &TableRow) -> [String; 11] {
+fn cells(r: &TableRow) -> [String; 12] {
     let m = &r.metrics;
     [
         r.model.clone(),
@@ -153,6 +165,7 @@ fn cells(r: &TableRow) -> [String; 11] {
         num(m.mac),
         num(m.jagged_fraction),
         num(m.mean_transitions),
+        num(m.worst_of_grid_acc),
     ]
 }
 
@@ -199,7 +212,8 @@ impl Report {
 p_top1_change: fraction of neighbour pairs whose top-1 differs. mac: mean over pairs of \
 |p_c(x) - p_c(x')| with c the top-1 of the first. jagged_fraction: labelled images whose true \
 class enters or leaves the top-5 between some pair of neighbours; mean_transitions: such \
-transitions per labelled image. n/a: no labelled images or no pairs.\n";
+transitions per labelled image. worst_acc: labelled images whose top-1 is right at every \
+point of the grid. n/a: no labelled images or no pairs.\n";
         if !self.failures.is_empty() {
             out += "\n## Failed items\n\n| model | family | image | reason |\n|---|---|---|---|\n";
             for (m, f, i, r) in &self.failures {

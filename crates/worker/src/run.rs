@@ -98,6 +98,8 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &dyn Fn(
                 point: p as i32,
                 dx: points[p].dx,
                 dy: points[p].dy,
+                scale: points[p].scale,
+                angle: points[p].angle,
                 is_reference: p == reference,
                 top1: o.argmax as i32,
                 top5_class: o.top5.iter().map(|t| t.0 as i32).collect(),
