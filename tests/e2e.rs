@@ -189,6 +189,7 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         let re = recompute(&fam_rows, family, *step);
         let table = report.rows.iter().find(|t| t.family_index == fi).unwrap();
         assert_eq!(table.family, *family);
+        assert_eq!((table.untrained, table.subsampling, table.blurred), (true, 4, (0, 2)), "tiny CNN: two strided convs, no blur");
         let m = &table.metrics;
         assert_eq!((m.images as usize, m.inferences as usize, m.failed_items), (re.images, re.inferences, 1));
         close(m.acc1, re.correct1 as f64 / re.labelled as f64);
@@ -203,4 +204,5 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         }
     }
     assert_eq!(report.csv(), report2.csv(), "same spec, same numbers");
+    assert!(report.csv().contains("tiny_cnn (untrained),crop,"), "{}", report.csv());
 }

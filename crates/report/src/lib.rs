@@ -41,6 +41,12 @@ pub struct TableRow {
     pub family: String,
     /// Index of the family in the spec.
     pub family_index: usize,
+    /// The model's weights are random (architecture only).
+    pub untrained: bool,
+    /// The model's cumulative subsampling factor (`jagged inspect`).
+    pub subsampling: i64,
+    /// Subsampling ops preceded by a low-pass filter, of all.
+    pub blurred: (usize, usize),
     /// Metrics.
     pub metrics: SummaryRow,
 }
@@ -122,11 +128,20 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
             failures.push((m.clone(), fam.clone(), img, format!("shard {} failed: {}", s.shard_id, s.error)));
         }
     }
+    // Each model's sampling structure, read from its stored ONNX file.
+    let mut structure = Vec::new();
+    for m in &resolved.models {
+        let bytes = jagged_artifacts::get(objects, &m.key).await?;
+        let i = jagged_onnx::inspect::inspect(&bytes).ok();
+        structure.push(i.map(|i| (i.factor, (i.subsampling.iter().filter(|s| s.blurred).count(), i.subsampling.len()))).unwrap_or((0, (0, 0))));
+    }
     let rows = sums
         .into_iter()
         .map(|((m, f), s)| {
             let (model, family) = name(m, f);
-            TableRow { model, family, family_index: f, metrics: s.finish() }
+            let untrained = resolved.models.get(m).is_some_and(|x| x.card.untrained);
+            let (subsampling, blurred) = structure.get(m).copied().unwrap_or((0, (0, 0)));
+            TableRow { model, family, family_index: f, untrained, subsampling, blurred, metrics: s.finish() }
         })
         .collect();
     Ok(Report { sweep, rows, failures })
@@ -136,7 +151,7 @@ fn num(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
 }
 
-const HEADER: [&str; 12] = [
+const HEADER: [&str; 14] = [
     "model",
     "family",
     "images",
@@ -149,12 +164,14 @@ const HEADER: [&str; 12] = [
     "jagged_fraction",
     "mean_transitions",
     "worst_acc",
+    "subsampling",
+    "blurred",
 ];
 
-fn cells(r: &TableRow) -> [String; 12] {
+fn cells(r: &TableRow) -> [String; 14] {
     let m = &r.metrics;
     [
-        r.model.clone(),
+        if r.untrained { format!("{} (untrained)", r.model) } else { r.model.clone() },
         r.family.clone(),
         m.images.to_string(),
         m.inferences.to_string(),
@@ -166,6 +183,8 @@ fn cells(r: &TableRow) -> [String; 12] {
         num(m.jagged_fraction),
         num(m.mean_transitions),
         num(m.worst_of_grid_acc),
+        r.subsampling.to_string(),
+        format!("{}/{}", r.blurred.0, r.blurred.1),
     ]
 }
 
@@ -213,7 +232,10 @@ p_top1_change: fraction of neighbour pairs whose top-1 differs. mac: mean over p
 |p_c(x) - p_c(x')| with c the top-1 of the first. jagged_fraction: labelled images whose true \
 class enters or leaves the top-5 between some pair of neighbours; mean_transitions: such \
 transitions per labelled image. worst_acc: labelled images whose top-1 is right at every \
-point of the grid. n/a: no labelled images or no pairs.\n";
+point of the grid. subsampling: the model's cumulative subsampling factor; blurred: its \
+subsampling ops preceded by a low-pass filter, of all (`jagged inspect`). Models marked \
+untrained have random weights: their numbers measure the architecture only. n/a: no \
+labelled images or no pairs.\n";
         if !self.failures.is_empty() {
             out += "\n## Failed items\n\n| model | family | image | reason |\n|---|---|---|---|\n";
             for (m, f, i, r) in &self.failures {
