@@ -30,6 +30,10 @@ from = 0.5
 to = 1.5
 step = 0.25
 [[families]]
+kind = "random_pairs"
+pairs = 2
+seed = 3
+[[families]]
 kind = "rotate"
 from = -10.0
 to = 10.0
@@ -89,6 +93,11 @@ fn recompute(rows: &[&jagged_artifacts::ResultRow], family: &str, step: i32) -> 
         // Neighbours from the parameters themselves.
         let mut neighbours = Vec::new();
         match family {
+            "random_pairs" => {
+                pts.sort_by_key(|r| r.point);
+                neighbours.push((pts[1], pts[2]));
+                neighbours.push((pts[3], pts[4]));
+            }
             "scale" | "rotate" => {
                 pts.sort_by(|a, b| if family == "scale" { a.scale.total_cmp(&b.scale) } else { a.angle.total_cmp(&b.angle) });
                 for w in pts.windows(2) {
@@ -172,12 +181,12 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     let (st, report, rows, report2) = result;
 
     assert_eq!(st.state, "done");
-    assert_eq!((st.done, st.failed, st.total), (24, 0, 24), "6 families x 4 shards of 2 images");
-    assert_eq!(st.failed_items, 6, "the corrupt image fails once per family");
+    assert_eq!((st.done, st.failed, st.total), (28, 0, 28), "7 families x 4 shards of 2 images");
+    assert_eq!(st.failed_items, 7, "the corrupt image fails once per family");
     assert!(report.failures.iter().all(|f| f.2 == "broken.png" && f.3.contains("corrupt")), "{:?}", report.failures);
 
     // Row counts: 6 good images x grid points, each (family, image, point) exactly once.
-    let points = [("crop", 49usize, 1i32), ("embed", 25, 2), ("diagonal", 5, 1), ("circular", 25, 1), ("scale", 5, 0), ("rotate", 5, 0)];
+    let points = [("crop", 49usize, 1i32), ("embed", 25, 2), ("diagonal", 5, 1), ("circular", 25, 1), ("scale", 5, 0), ("random_pairs", 5, 0), ("rotate", 5, 0)];
     let mut seen = HashSet::new();
     for r in &rows {
         assert!(seen.insert((r.family_index, r.image_index, r.point)), "duplicate row {:?}", (r.family_index, r.image_index, r.point));
@@ -205,4 +214,7 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     }
     assert_eq!(report.csv(), report2.csv(), "same spec, same numbers");
     assert!(report.csv().contains("tiny_cnn (untrained),crop,"), "{}", report.csv());
+    let rp = report.rows.iter().find(|t| t.family == "random_pairs").unwrap();
+    let consistency = 1.0 - rp.metrics.p_top1_change.unwrap();
+    assert!(report.csv().contains(&format!(",{consistency:.4},4,0/2")), "consistency column: {}", report.csv());
 }

@@ -11,6 +11,7 @@
 //! - [`metrics`]: softmax, top-k and the per-pair and per-sweep metrics with the
 //!   exact definitions of the design brief.
 //! - [`plan`]: the shard planner, a pure function of the resolved sweep.
+//! - [`rng`]: seeded random numbers for draws that must replay exactly.
 //! - [`lease`]: shard states, legal transitions, and lease and retry maths on an
 //!   explicit `now`.
 //!
@@ -26,5 +27,6 @@ pub mod image;
 pub mod lease;
 pub mod metrics;
 pub mod plan;
+pub mod rng;
 pub mod spec;
 pub mod transform;

@@ -118,6 +118,26 @@ pub enum Family {
         #[serde(default)]
         resample: Resample,
     },
+    /// Zhang's consistency protocol: per image, pairs of crop windows at offsets
+    /// drawn from U{0..=max_offset}^2 (from the resized image's top-left), with a
+    /// recorded seed; point 0 is the centre crop (the accuracy reference).
+    RandomPairs {
+        /// Pairs per image.
+        #[serde(default = "one")]
+        pairs: u32,
+        /// Largest offset from the top-left corner; default: resize - input (32).
+        #[serde(default)]
+        max_offset: Option<u32>,
+        /// Seed of the draws (each image's draws depend on it and the image index).
+        #[serde(default)]
+        seed: u64,
+        /// Short side after resizing; default: model input side + 32.
+        #[serde(default)]
+        resize: Option<u32>,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+    },
     /// The crop window rotated about its centre.
     Rotate {
         /// First angle in degrees.
@@ -222,6 +242,8 @@ fn range(from: f32, to: f32, step: f32) -> Vec<f32> {
 enum Shape {
     Grid(u32, u32),
     Line(Vec<GridPoint>),
+    /// A centre point then `n` independent pairs.
+    Pairs(u32),
 }
 
 impl Family {
@@ -234,6 +256,7 @@ impl Family {
             Family::Circular { .. } => "circular",
             Family::Scale { .. } => "scale",
             Family::Rotate { .. } => "rotate",
+            Family::RandomPairs { .. } => "random_pairs",
         }
     }
 
@@ -257,6 +280,7 @@ impl Family {
                     .map(|(i, s)| GridPoint { scale: s, ..GridPoint::offset(i, 0, 0) })
                     .collect(),
             ),
+            Family::RandomPairs { pairs, .. } => Shape::Pairs(pairs),
             Family::Rotate { from, to, step, .. } => Shape::Line(
                 range(from, to, step)
                     .into_iter()
@@ -275,7 +299,27 @@ impl Family {
                 ax.iter().flat_map(|&dy| ax.iter().map(move |&dx| (dx, dy))).enumerate().map(|(i, (dx, dy))| GridPoint::offset(i, dx, dy)).collect()
             }
             Shape::Line(p) => p,
+            Shape::Pairs(n) => (0..=2 * n as usize).map(|i| GridPoint::offset(i, 0, 0)).collect(),
         }
+    }
+
+    /// The points of one image: as [`Family::points`], except that `random_pairs`
+    /// draws its offsets from the family's seed and the image index, so they are
+    /// the same on every worker and every attempt, for a given room
+    /// (`resize - input`) of the resized image's short side.
+    pub fn image_points(&self, image_index: u32, side: u32) -> Vec<GridPoint> {
+        let mut pts = self.points();
+        if let Family::RandomPairs { max_offset, seed, resize, .. } = *self {
+            let room = resize.unwrap_or(side + 32).saturating_sub(side);
+            let max = max_offset.unwrap_or(room).min(room) as u64;
+            let mut rng = crate::rng::SplitMix(seed ^ (image_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let centre = (room / 2) as i32;
+            for p in pts.iter_mut().skip(1) {
+                p.dx = (rng.next_u64() % (max + 1)) as i32 - centre;
+                p.dy = (rng.next_u64() % (max + 1)) as i32 - centre;
+            }
+        }
+        pts
     }
 
     /// Neighbour pairs `(a, b)` of point indices; pair metrics take `a` as first.
@@ -298,11 +342,15 @@ impl Family {
                 pairs
             }
             Shape::Line(p) => (0..p.len().saturating_sub(1)).map(|c| (c, c + 1)).collect(),
+            Shape::Pairs(n) => (0..n as usize).map(|i| (1 + 2 * i, 2 + 2 * i)).collect(),
         }
     }
 
     /// Index of the reference (untransformed, centred) point.
     pub fn reference(&self) -> usize {
+        if let Family::RandomPairs { .. } = self {
+            return 0;
+        }
         let pts = self.points();
         let key = |p: &GridPoint| (p.dx.unsigned_abs() + p.dy.unsigned_abs()) as f64 + (p.scale as f64 - 1.0).abs() + (p.angle as f64).abs();
         (0..pts.len()).min_by(|&a, &b| key(&pts[a]).total_cmp(&key(&pts[b])).then(a.cmp(&b))).unwrap_or(0)
@@ -323,6 +371,11 @@ impl Family {
                 let n = (2 * max_shift / step + 1) as usize;
                 if n.saturating_mul(n) > MAX_POINTS {
                     return err("max_shift", format!("grid of {n}x{n} points exceeds the limit of {MAX_POINTS}"));
+                }
+            }
+            Family::RandomPairs { pairs, .. } => {
+                if pairs == 0 || pairs as usize > MAX_POINTS / 2 {
+                    return err("pairs", format!("must be between 1 and {}", MAX_POINTS / 2));
                 }
             }
             Family::Diagonal { steps, .. } => {
@@ -392,6 +445,16 @@ impl Family {
             Family::Crop { resize, resample, .. } => {
                 let extent = resize.unwrap_or(side + 32);
                 window(extent, "resize", need)?;
+                Placement::Window { extent, resample }
+            }
+            Family::RandomPairs { resize, max_offset, resample, .. } => {
+                let extent = resize.unwrap_or(side + 32);
+                window(extent, "resize", 0)?;
+                if let Some(m) = max_offset {
+                    if m > extent - side {
+                        return Err(("max_offset".into(), format!("{m} exceeds the room of the resize ({})", extent - side)));
+                    }
+                }
                 Placement::Window { extent, resample }
             }
             Family::Diagonal { base: DiagonalBase::Crop, size, resample, .. } => {
@@ -806,5 +869,28 @@ mod tests {
         assert_eq!(f.points()[f.reference()].angle, 0.0);
         let f: Family = toml::from_str("kind = \"scale\"").unwrap();
         assert_eq!(f.points().len(), 31, "ImageNet-P: 0.40..1.15 step 0.025");
+    }
+
+    #[test]
+    fn random_pairs_replay_per_image_and_stay_inside() {
+        let f: Family = toml::from_str("kind = \"random_pairs\"\npairs = 3\nseed = 11").unwrap();
+        assert_eq!(f.points().len(), 7);
+        assert_eq!(f.pairs(), vec![(1, 2), (3, 4), (5, 6)]);
+        assert_eq!(f.reference(), 0);
+        let a = f.image_points(5, 32);
+        assert_eq!(a, f.image_points(5, 32), "same image, same draws");
+        assert_ne!(a, f.image_points(6, 32), "other image, other draws");
+        assert_eq!((a[0].dx, a[0].dy), (0, 0), "point 0 is the centre crop");
+        // Room 32 (resize 64, input 32): offsets from the corner 0..=32, centred at 16.
+        for i in 0..500 {
+            for p in f.image_points(i, 32) {
+                assert!((-16..=16).contains(&p.dx) && (-16..=16).contains(&p.dy));
+            }
+        }
+        let img = Rgb8::new(80, 64);
+        let prep = f.prepare(&img, 32).unwrap();
+        for p in f.image_points(3, 32) {
+            prep.render(p);
+        }
     }
 }

@@ -151,7 +151,7 @@ fn num(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
 }
 
-const HEADER: [&str; 14] = [
+const HEADER: [&str; 15] = [
     "model",
     "family",
     "images",
@@ -164,11 +164,12 @@ const HEADER: [&str; 14] = [
     "jagged_fraction",
     "mean_transitions",
     "worst_acc",
+    "consistency",
     "subsampling",
     "blurred",
 ];
 
-fn cells(r: &TableRow) -> [String; 14] {
+fn cells(r: &TableRow) -> [String; 15] {
     let m = &r.metrics;
     [
         if r.untrained { format!("{} (untrained)", r.model) } else { r.model.clone() },
@@ -183,6 +184,7 @@ fn cells(r: &TableRow) -> [String; 14] {
         num(m.jagged_fraction),
         num(m.mean_transitions),
         num(m.worst_of_grid_acc),
+        num(if r.family == "random_pairs" { m.p_top1_change.map(|p| 1.0 - p) } else { None }),
         r.subsampling.to_string(),
         format!("{}/{}", r.blurred.0, r.blurred.1),
     ]
@@ -232,7 +234,8 @@ p_top1_change: fraction of neighbour pairs whose top-1 differs. mac: mean over p
 |p_c(x) - p_c(x')| with c the top-1 of the first. jagged_fraction: labelled images whose true \
 class enters or leaves the top-5 between some pair of neighbours; mean_transitions: such \
 transitions per labelled image. worst_acc: labelled images whose top-1 is right at every \
-point of the grid. subsampling: the model's cumulative subsampling factor; blurred: its \
+point of the grid. consistency (random_pairs, Zhang): fraction of random crop pairs with \
+the same top-1. subsampling: the model's cumulative subsampling factor; blurred: its \
 subsampling ops preceded by a low-pass filter, of all (`jagged inspect`). Models marked \
 untrained have random weights: their numbers measure the architecture only. n/a: no \
 labelled images or no pairs.\n";

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use jagged_artifacts::ResultRow;
 use jagged_domain::metrics::image_outcomes;
-use jagged_domain::transform::{Family, Prepared};
+use jagged_domain::transform::{Family, GridPoint, Prepared};
 use jagged_infer::Engine;
 use jagged_proto::v1::{FailedItem, ImageItem, ShardTask};
 
@@ -38,7 +38,6 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &dyn Fn(
     let card = engine.card().clone();
     let side = card.input_size as usize;
     let plane = 3 * side * side;
-    let points = fam.points();
     let pairs = fam.pairs();
     let reference = fam.reference();
     let mut failed = Vec::new();
@@ -53,17 +52,19 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &dyn Fn(
         }
     }
 
-    // Every (image, point) in order, batched across images.
-    let work: Vec<(usize, usize)> = (0..prepared.len()).flat_map(|i| (0..points.len()).map(move |p| (i, p))).collect();
+    // Each image's points (the same for all but seeded random draws), then every
+    // (image, point) in order, batched across images.
+    let points: Vec<Vec<GridPoint>> = prepared.iter().map(|(item, _)| fam.image_points(item.index, card.input_size)).collect();
+    let work: Vec<(usize, usize)> = (0..prepared.len()).flat_map(|i| (0..points[i].len()).map(move |p| (i, p))).collect();
     let batch = (task.batch_size.max(1) as usize).min(work.len().max(1));
     let mut tensor = vec![0f32; batch * plane];
-    let mut probs: Vec<Vec<Result<Vec<f32>, String>>> = prepared.iter().map(|_| Vec::with_capacity(points.len())).collect();
+    let mut probs: Vec<Vec<Result<Vec<f32>, String>>> = points.iter().map(|p| Vec::with_capacity(p.len())).collect();
     for chunk in work.chunks(batch) {
         if abandoned() {
             return Ok(None);
         }
         for (slot, &(i, p)) in chunk.iter().enumerate() {
-            prepared[i].1.write_chw(points[p], &card.normalize, &mut tensor[slot * plane..(slot + 1) * plane]);
+            prepared[i].1.write_chw(points[i][p], &card.normalize, &mut tensor[slot * plane..(slot + 1) * plane]);
         }
         let out = engine.probabilities(&tensor[..chunk.len() * plane], chunk.len()).context("running the model")?;
         for (&(i, _), row) in chunk.iter().zip(out) {
@@ -72,7 +73,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &dyn Fn(
     }
 
     let mut rows = Vec::with_capacity(work.len());
-    for ((item, _), probs) in prepared.iter().zip(probs) {
+    for (((item, _), probs), points) in prepared.iter().zip(probs).zip(&points) {
         let vecs: Result<Vec<Vec<f32>>, String> = probs.into_iter().collect();
         let vecs = match vecs {
             Ok(v) => v,
