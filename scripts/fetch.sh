@@ -5,6 +5,7 @@
 #   weights-all  EfficientNet-Lite0, -Lite1 and -Lite2 weights
 #   samples  sample photos (scikit-image data; CC0 / public domain)
 #   light    architecture-faithful untrained models from the onnx package
+#   venv     a Python environment with numpy, Pillow and onnxruntime (cross-check test)
 # Each part is skipped when already cached. Usage: scripts/fetch.sh [part...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -99,6 +100,14 @@ for n in z.namelist():
 PY
 }
 
+fetch_venv() {
+  local dir="$cache/venv"
+  [ -x "$dir/bin/python3" ] && "$dir/bin/python3" -c "import numpy, PIL, onnxruntime" 2>/dev/null && return 0
+  echo "creating the cross-check Python environment (numpy, Pillow, onnxruntime)" >&2
+  python3 -m venv "$dir"
+  "$dir/bin/python3" -m pip install -q --disable-pip-version-check numpy pillow "onnxruntime==$ORT_VERSION" >&2
+}
+
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(ort weights samples)
 for p in "${parts[@]}"; do
@@ -108,6 +117,7 @@ for p in "${parts[@]}"; do
     weights-all) fetch_weights 0 1 2 ;;
     samples) fetch_samples ;;
     light) fetch_light ;;
-    *) echo "unknown part: $p (ort, weights, weights-all, samples, light)" >&2; exit 2 ;;
+    venv) fetch_venv ;;
+    *) echo "unknown part: $p (ort, weights, weights-all, samples, light, venv)" >&2; exit 2 ;;
   esac
 done

@@ -8,3 +8,5 @@ mod e2e;
 mod model;
 // Bad input refused with clear messages.
 mod bad_input;
+// An independent Python computation agrees with the system row by row.
+mod crosscheck;

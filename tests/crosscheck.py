@@ -1,0 +1,82 @@
+"""Independent recomputation of jagged's per-point results, for the cross-check test.
+
+Straightforward numpy + Pillow + onnxruntime, sharing no code with jagged: reads
+the images, cuts the windows of the `crop`, `diagonal` (crop base) and `circular`
+families by plain array slicing (images are given at the resize size, so no
+resampling is involved), normalises, runs the model, and computes per point the
+argmax, p(label) and the forward-pair metrics. Prints JSON:
+{"<family>/<image>/<dx>/<dy>": [top1, p_label, fwd_pairs, fwd_changes, fwd_abs, fwd_transitions]}.
+
+usage: crosscheck.py MODEL.onnx CARD.json IMAGES_DIR FAMILIES.json
+"""
+import csv
+import json
+import sys
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+
+def softmax(z):
+    z = z.astype(np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def in_top5(p, c):
+    order = sorted(range(len(p)), key=lambda i: (-p[i], i))
+    return c in order[:5]
+
+
+def main():
+    model, card_path, images, families_path = sys.argv[1:5]
+    card = json.load(open(card_path))
+    families = json.load(open(families_path))
+    s = card["input_size"]
+    mean = np.array(card["normalize"]["mean"], dtype=np.float32)
+    std = np.array(card["normalize"]["std"], dtype=np.float32)
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    rows = list(csv.DictReader(open(f"{images}/labels.csv")))
+    out = {}
+    for fam in families:
+        kind = fam["kind"]
+        for row in rows:
+            img = np.asarray(Image.open(f"{images}/{row['file']}").convert("RGB"))
+            label = int(row["label"]) if row["label"] else None
+            h, w, _ = img.shape
+            if kind == "diagonal":
+                pts = [(c, c) for c in range(fam["steps"] + 1)]
+                nbrs = {(c, c): [(c + 1, c + 1)] for c in range(fam["steps"])}
+            else:
+                m, st = fam["max_shift"], fam.get("step", 1)
+                ax = list(range(-m, m + 1, st))
+                pts = [(dx, dy) for dy in ax for dx in ax]
+                nbrs = {(dx, dy): [q for q in [(dx + st, dy), (dx, dy + st)] if q in set(pts)] for (dx, dy) in pts}
+            y0, x0 = (h - s) // 2, (w - s) // 2
+            wins = []
+            for dx, dy in pts:
+                if kind == "circular":
+                    centre = img[y0:y0 + s, x0:x0 + s]
+                    win = np.roll(centre, shift=(-dy, -dx), axis=(0, 1))
+                else:
+                    win = img[y0 + dy:y0 + dy + s, x0 + dx:x0 + dx + s]
+                wins.append(((win.astype(np.float32) - mean) * (1.0 / std)).transpose(2, 0, 1))
+            logits = sess.run([card["output_name"]], {card["input_name"]: np.stack(wins)})[0]
+            probs = {pt: softmax(l) for pt, l in zip(pts, logits)}
+            for pt in pts:
+                p = probs[pt]
+                c = int(np.argmax(p))
+                ch, ab, tr = 0, 0.0, 0
+                for q in nbrs.get(pt, []):
+                    ch += int(c != int(np.argmax(probs[q])))
+                    ab += abs(float(p[c]) - float(probs[q][c]))
+                    if label is not None:
+                        tr += int(in_top5(p, label) != in_top5(probs[q], label))
+                pl = float(p[label]) if label is not None else None
+                out[f"{kind}/{row['file']}/{pt[0]}/{pt[1]}"] = [c, pl, len(nbrs.get(pt, [])), ch, ab, tr]
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+use jagged_cli::cluster::{ClusterOptions, LocalCluster};
+use jagged_cli::sweep;
+use jagged_testkit::{jagged_bin, ort, png, root, tiny_model};
+
+const SPEC: &str = r#"
+name = "crosscheck"
+[dataset]
+path = "data"
+[[models]]
+path = "models/tiny_cnn.onnx"
+[[families]]
+kind = "crop"
+max_shift = 4
+resize = 40
+[[families]]
+kind = "diagonal"
+steps = 4
+size = 40
+[[families]]
+kind = "circular"
+max_shift = 3
+resize = 40
+"#;
+
+const FAMILIES: &str = r#"[{"kind": "crop", "max_shift": 4}, {"kind": "diagonal", "steps": 4}, {"kind": "circular", "max_shift": 3}]"#;
+
+/// The Python interpreter of the test virtual environment (`just test` makes it
+/// with numpy, Pillow and onnxruntime).
+fn python() -> std::path::PathBuf {
+    let p = root().join(".cache/jagged/venv/bin/python3");
+    assert!(p.is_file(), "{} missing: run `just test` (it creates the cross-check environment)", p.display());
+    p
+}
+
+/// An independent straightforward computation (numpy, Pillow, onnxruntime in
+/// `tests/crosscheck.py`) gives the same per-point results as a sweep through the
+/// whole system: argmax, p(label) and every forward-pair metric.
+#[test]
+fn python_recomputation_matches_every_row() {
+    ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = tiny_model(&dir.join("models"));
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let mut csv = String::from("file,label\n");
+    for i in 0..4u32 {
+        // 40x40: the resize to short side 40 is the identity, so no resampling.
+        std::fs::write(dir.join(format!("data/i{i}.png")), png(40, 40, i + 3)).unwrap();
+        csv += &format!("i{i}.png,{}\n", i * 3 % 10);
+    }
+    std::fs::write(dir.join("data/labels.csv"), csv).unwrap();
+    std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
+    std::fs::write(dir.join("families.json"), FAMILIES).unwrap();
+
+    let out = std::process::Command::new(python())
+        .arg(root().join("tests/crosscheck.py"))
+        .arg(&model)
+        .arg(model.with_extension("card.json"))
+        .arg(dir.join("data"))
+        .arg(dir.join("families.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "crosscheck.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    let expected: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+
+    let opts = ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 1, threads: 1, lease_ms: 10_000, heartbeat_ms: 500 };
+    let cluster = LocalCluster::start(opts).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rows = rt.block_on(async {
+        let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
+        let id = sweep::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref()).await.unwrap();
+        assert_eq!(sweep::wait(&cluster.url, id).await.unwrap().state, "done");
+        let store = jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap();
+        let mut rows = Vec::new();
+        for o in store.outputs(id).await.unwrap() {
+            rows.extend(jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await.unwrap()).unwrap());
+        }
+        rows
+    });
+    cluster.stop();
+
+    assert_eq!(rows.len(), expected.len(), "one row per (family, image, point)");
+    for r in &rows {
+        let key = format!("{}/{}/{}/{}", r.family, r.image_name, r.dx, r.dy);
+        let e = expected.get(&key).unwrap_or_else(|| panic!("python has no row {key}"));
+        let e = e.as_array().unwrap();
+        assert_eq!(r.top1 as i64, e[0].as_i64().unwrap(), "{key}: argmax");
+        let pl = e[1].as_f64().unwrap();
+        assert!((r.p_label.unwrap() as f64 - pl).abs() < 1e-5, "{key}: p(label) {} vs {pl}", r.p_label.unwrap());
+        assert_eq!(r.fwd_pairs as i64, e[2].as_i64().unwrap(), "{key}: pairs");
+        assert_eq!(r.fwd_top1_changes as i64, e[3].as_i64().unwrap(), "{key}: top-1 changes");
+        assert!((r.fwd_abs_diff - e[4].as_f64().unwrap()).abs() < 1e-5, "{key}: |diff| {} vs {}", r.fwd_abs_diff, e[4]);
+        assert_eq!(r.fwd_top5_transitions as i64, e[5].as_i64().unwrap(), "{key}: top-5 transitions");
+    }
+    assert!(rows.iter().any(|r| r.fwd_top1_changes > 0), "the check must cover changing predictions");
+}
