@@ -208,6 +208,8 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         close(m.jagged_fraction, re.jagged as f64 / re.labelled as f64);
         close(m.mean_transitions, re.transitions as f64 / re.labelled as f64);
         close(m.worst_of_grid_acc, re.worst as f64 / re.labelled as f64);
+        let ci = table.intervals.p_top1_change.expect("interval");
+        assert!(ci.lo <= m.p_top1_change.unwrap() && m.p_top1_change.unwrap() <= ci.hi, "{family}: {ci:?}");
         if *family == "crop" {
             assert!(re.changes > 0, "the tiny strided CNN must change its prediction under some one-pixel shift");
         }

@@ -173,6 +173,88 @@ pub struct Summary {
     pub failed_items: u64,
 }
 
+/// One image's contribution to the headline metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ImageStats {
+    /// Neighbour pairs.
+    pub pairs: u64,
+    /// Pairs with a changed argmax.
+    pub changes: u64,
+    /// Sum of |p_c(x) - p_c(x')| over the pairs.
+    pub abs: f64,
+    /// Whether the image is labelled.
+    pub labelled: bool,
+    /// Top-1 correct at the reference point.
+    pub correct1: bool,
+    /// At least one top-5 transition.
+    pub jagged: bool,
+}
+
+/// A two-sided percentile interval.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Lower bound.
+    pub lo: f64,
+    /// Upper bound.
+    pub hi: f64,
+}
+
+/// 95% bootstrap intervals of the headline metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Intervals {
+    /// acc@1 at the reference.
+    pub acc1: Option<Interval>,
+    /// P(top-1 change).
+    pub p_top1_change: Option<Interval>,
+    /// MAC.
+    pub mac: Option<Interval>,
+    /// Fraction of jagged images.
+    pub jagged_fraction: Option<Interval>,
+}
+
+/// 95% percentile bootstrap over images: `resamples` draws of as many images with
+/// replacement (seeded, so reports are reproducible); each metric is recomputed
+/// as a ratio of sums on every draw, and the 2.5th and 97.5th percentiles kept.
+pub fn bootstrap(images: &[ImageStats], resamples: usize, seed: u64) -> Intervals {
+    let n = images.len();
+    if n == 0 || resamples == 0 {
+        return Intervals::default();
+    }
+    let mut rng = crate::rng::SplitMix(seed);
+    let mut draws: [Vec<f64>; 4] = Default::default();
+    for _ in 0..resamples {
+        let (mut pairs, mut changes, mut abs, mut lab, mut c1, mut jag) = (0u64, 0u64, 0f64, 0u64, 0u64, 0u64);
+        for _ in 0..n {
+            let s = &images[(rng.next_u64() % n as u64) as usize];
+            pairs += s.pairs;
+            changes += s.changes;
+            abs += s.abs;
+            lab += s.labelled as u64;
+            c1 += (s.labelled && s.correct1) as u64;
+            jag += (s.labelled && s.jagged) as u64;
+        }
+        if lab > 0 {
+            draws[0].push(c1 as f64 / lab as f64);
+            draws[3].push(jag as f64 / lab as f64);
+        }
+        if pairs > 0 {
+            draws[1].push(changes as f64 / pairs as f64);
+            draws[2].push(abs / pairs as f64);
+        }
+    }
+    let interval = |v: &mut Vec<f64>| -> Option<Interval> {
+        if v.len() < resamples / 2 {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let lo = ((0.025 * v.len() as f64).floor() as usize).min(v.len() - 1);
+        let hi = (((0.975 * v.len() as f64).ceil() as usize).max(1) - 1).min(v.len() - 1);
+        Some(Interval { lo: v[lo], hi: v[hi] })
+    };
+    let [a, p, m, j] = &mut draws;
+    Intervals { acc1: interval(a), p_top1_change: interval(p), mac: interval(m), jagged_fraction: interval(j) }
+}
+
 /// Finished metrics of a [`Summary`]; `None` where the denominator is zero.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SummaryRow {
@@ -199,8 +281,10 @@ pub struct SummaryRow {
 }
 
 impl Summary {
-    /// Adds every row of one image (all its grid points), so per-image counts are exact.
-    pub fn add_image(&mut self, rows: &[RowView<'_>]) {
+    /// Adds every row of one image (all its grid points), so per-image counts are
+    /// exact; returns the image's own contribution (for bootstrap intervals).
+    pub fn add_image(&mut self, rows: &[RowView<'_>]) -> ImageStats {
+        let before = self.clone();
         let mut transitions = 0u64;
         let mut labelled = false;
         let mut all_correct = true;
@@ -225,6 +309,14 @@ impl Summary {
             self.transitions += transitions;
             self.jagged_images += (transitions > 0) as u64;
             self.worst_correct += all_correct as u64;
+        }
+        ImageStats {
+            pairs: self.pairs - before.pairs,
+            changes: self.top1_changes - before.top1_changes,
+            abs: self.abs_diff - before.abs_diff,
+            labelled,
+            correct1: self.correct1 > before.correct1,
+            jagged: self.jagged_images > before.jagged_images,
         }
     }
 
@@ -360,5 +452,25 @@ mod tests {
         halves.merge(&s);
         assert_eq!(halves, s);
         assert_eq!(Summary::default().finish().acc1, None);
+    }
+
+    #[test]
+    fn bootstrap_by_hand() {
+        // Identical images: every draw gives the same value.
+        let same = ImageStats { pairs: 4, changes: 1, abs: 0.5, labelled: true, correct1: true, jagged: false };
+        let b = bootstrap(&[same; 5], 200, 1);
+        assert_eq!(b.p_top1_change, Some(Interval { lo: 0.25, hi: 0.25 }));
+        assert_eq!(b.mac, Some(Interval { lo: 0.125, hi: 0.125 }));
+        assert_eq!(b.acc1, Some(Interval { lo: 1.0, hi: 1.0 }));
+        // Two images, one always changing, one never: a draw of two gives 0, .5 or 1
+        // with probabilities 1/4, 1/2, 1/4, so the 95% interval is [0, 1].
+        let a = ImageStats { pairs: 2, changes: 2, ..same };
+        let z = ImageStats { pairs: 2, changes: 0, ..same };
+        let b = bootstrap(&[a, z], 2000, 7);
+        assert_eq!(b.p_top1_change, Some(Interval { lo: 0.0, hi: 1.0 }));
+        assert_eq!(bootstrap(&[a, z], 2000, 7), b, "seeded: reproducible");
+        // Unlabelled images give no accuracy interval.
+        let u = ImageStats { labelled: false, ..same };
+        assert_eq!(bootstrap(&[u; 3], 100, 1).acc1, None);
     }
 }

@@ -8,7 +8,7 @@
 #![deny(missing_docs)]
 
 use futures::StreamExt;
-use jagged_domain::metrics::{RowView, Summary, SummaryRow};
+use jagged_domain::metrics::{bootstrap, ImageStats, Intervals, RowView, Summary, SummaryRow};
 use jagged_store::{Store, SweepRow};
 use object_store::ObjectStore;
 use std::collections::BTreeMap;
@@ -49,7 +49,12 @@ pub struct TableRow {
     pub blurred: (usize, usize),
     /// Metrics.
     pub metrics: SummaryRow,
+    /// 95% bootstrap intervals over images of the headline metrics.
+    pub intervals: Intervals,
 }
+
+/// Bootstrap resamples per table row.
+pub const BOOTSTRAP_RESAMPLES: usize = 1000;
 
 /// A sweep's report.
 #[derive(Clone, Debug)]
@@ -68,6 +73,7 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
     let resolved = store.resolved(sweep_id).await?;
     let outputs = store.outputs(sweep_id).await?;
     let mut sums: BTreeMap<(usize, usize), Summary> = BTreeMap::new();
+    let mut per_image: BTreeMap<(usize, usize), Vec<ImageStats>> = BTreeMap::new();
     for m in 0..resolved.models.len() {
         for f in 0..resolved.spec.families.len() {
             sums.insert((m, f), Summary::default());
@@ -84,7 +90,9 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
     .buffered(4);
     while let Some(part) = parts.next().await {
         let (o, rows) = part?;
-        let sum = sums.entry((o.model_idx as usize, o.family_idx as usize)).or_default();
+        let key = (o.model_idx as usize, o.family_idx as usize);
+        let sum = sums.entry(key).or_default();
+        let stats = per_image.entry(key).or_default();
         let mut start = 0;
         while start < rows.len() {
             let img = rows[start].image_index;
@@ -102,7 +110,7 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
                     fwd_top5_transitions: r.fwd_top5_transitions as u32,
                 })
                 .collect();
-            sum.add_image(&views);
+            stats.push(sum.add_image(&views));
             start = end;
         }
     }
@@ -141,7 +149,8 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
             let (model, family) = name(m, f);
             let untrained = resolved.models.get(m).is_some_and(|x| x.card.untrained);
             let (subsampling, blurred) = structure.get(m).copied().unwrap_or((0, (0, 0)));
-            TableRow { model, family, family_index: f, untrained, subsampling, blurred, metrics: s.finish() }
+            let intervals = bootstrap(per_image.get(&(m, f)).map(Vec::as_slice).unwrap_or(&[]), BOOTSTRAP_RESAMPLES, 0);
+            TableRow { model, family, family_index: f, untrained, subsampling, blurred, metrics: s.finish(), intervals }
         })
         .collect();
     Ok(Report { sweep, rows, failures })
@@ -198,12 +207,31 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+const CI_HEADER: [&str; 8] = [
+    "acc1_lo",
+    "acc1_hi",
+    "p_top1_change_lo",
+    "p_top1_change_hi",
+    "mac_lo",
+    "mac_hi",
+    "jagged_fraction_lo",
+    "jagged_fraction_hi",
+];
+
+fn ci_cells(r: &TableRow) -> Vec<String> {
+    let i = &r.intervals;
+    [i.acc1, i.p_top1_change, i.mac, i.jagged_fraction]
+        .iter()
+        .flat_map(|v| [num(v.map(|x| x.lo)), num(v.map(|x| x.hi))])
+        .collect()
+}
+
 impl Report {
-    /// The table as CSV.
+    /// The table as CSV, with the bootstrap interval bounds as extra columns.
     pub fn csv(&self) -> String {
-        let mut out = HEADER.join(",") + "\n";
+        let mut out = HEADER.iter().chain(CI_HEADER.iter()).copied().collect::<Vec<_>>().join(",") + "\n";
         for r in &self.rows {
-            out += &cells(r).iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",");
+            out += &cells(r).into_iter().chain(ci_cells(r)).map(|c| csv_field(&c)).collect::<Vec<_>>().join(",");
             out.push('\n');
         }
         out
@@ -239,6 +267,19 @@ the same top-1. subsampling: the model's cumulative subsampling factor; blurred:
 subsampling ops preceded by a low-pass filter, of all (`jagged inspect`). Models marked \
 untrained have random weights: their numbers measure the architecture only. n/a: no \
 labelled images or no pairs.\n";
+        let _ = writeln!(
+            out,
+            "\n## 95% bootstrap intervals\n\n{BOOTSTRAP_RESAMPLES} resamples of the images (seed 0).\n\n\
+             | model | family | acc1 | p_top1_change | mac | jagged_fraction |\n|---|---|---|---|---|---|"
+        );
+        for r in &self.rows {
+            let c = ci_cells(r);
+            let _ = writeln!(
+                out,
+                "| {} | {} | [{}, {}] | [{}, {}] | [{}, {}] | [{}, {}] |",
+                r.model, r.family, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+            );
+        }
         if !self.failures.is_empty() {
             out += "\n## Failed items\n\n| model | family | image | reason |\n|---|---|---|---|\n";
             for (m, f, i, r) in &self.failures {
