@@ -25,6 +25,13 @@ test: (assets "debug")
     awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' {{cache}}/test.log
     exit $rc
 
+# Run an example sweep (examples/<name>.toml) on a local deployment, e.g. `just example azulay-weiss`.
+example name: (assets "release")
+    scripts/fetch.sh weights-all
+    for v in 1 2; do [ -f {{cache}}/models/efficientnet_lite$v.onnx ] || ./target/release/jagged models import efficientnet_lite$v \
+        --weights {{cache}}/weights/efficientnet-lite$v.pth --classes {{cache}}/weights/imagenet_classes.json --out {{cache}}/models; done
+    ./target/release/jagged demo --spec examples/{{name}}.toml --out {{name}}-out
+
 # Benchmarks: `just bench pipeline`.
 bench what="pipeline" *ARGS: (assets "release")
     ./target/release/jagged-bench {{what}} {{ARGS}}

@@ -49,7 +49,31 @@ pub struct SweepSpec {
     /// Inference settings.
     #[serde(default)]
     pub run: RunSpec,
+    /// Published values to print beside this sweep's results in the report.
+    #[serde(default)]
+    pub published: Vec<Published>,
 }
+
+/// A published number, shown beside the sweep's own for the same family and metric.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Published {
+    /// The model it was measured on (need not be in the sweep).
+    pub model: String,
+    /// The family it corresponds to: a name (e.g. `crop`) or a position
+    /// (`families[2]`) when the spec has several of one kind.
+    pub family: String,
+    /// The metric: `acc1`, `acc5`, `p_top1_change`, `mac`, `jagged_fraction`,
+    /// `consistency`.
+    pub metric: String,
+    /// The value, as a fraction.
+    pub value: f64,
+    /// Where it comes from.
+    pub source: String,
+}
+
+/// Metrics a [`Published`] value may name.
+pub const PUBLISHED_METRICS: [&str; 6] = ["acc1", "acc5", "p_top1_change", "mac", "jagged_fraction", "consistency"];
 
 /// Where the images are.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -186,6 +210,14 @@ impl SweepSpec {
         if !(1..=MAX_BATCH).contains(&self.run.batch_size) {
             return Err(field("run.batch_size", format!("must be between 1 and {MAX_BATCH}")));
         }
+        for (i, p) in self.published.iter().enumerate() {
+            if !PUBLISHED_METRICS.contains(&p.metric.as_str()) {
+                return Err(field(format!("published[{i}].metric"), format!("`{}` is not one of {}", p.metric, PUBLISHED_METRICS.join(", "))));
+            }
+            if !p.value.is_finite() {
+                return Err(field(format!("published[{i}].value"), "must be a number"));
+            }
+        }
         Ok(())
     }
 }
@@ -206,6 +238,7 @@ fn locate_parse_error(text: &str) -> Option<SpecError> {
         .or_else(|| table.get("dataset").and_then(|d| check::<DatasetSpec>(d, "dataset".into())))
         .or_else(|| table.get("shard").and_then(|d| check::<ShardSpec>(d, "shard".into())))
         .or_else(|| table.get("run").and_then(|d| check::<RunSpec>(d, "run".into())))
+        .or_else(|| list("published").iter().enumerate().find_map(|(i, p)| check::<Published>(p, format!("published[{i}]"))))
 }
 
 /// What a model's output means.

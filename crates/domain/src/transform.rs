@@ -79,6 +79,9 @@ pub enum Family {
         /// Short side of the resize (`crop` base) or embedded side (`embed` base).
         #[serde(default)]
         size: Option<u32>,
+        /// Canvas background of the `embed` base.
+        #[serde(default)]
+        background: Background,
         /// Resampling of the resize.
         #[serde(default)]
         resample: Resample,
@@ -536,10 +539,10 @@ impl Family {
                 embed(size, "size")?;
                 Placement::Embed { extent: size, background, resample }
             }
-            Family::Diagonal { base: DiagonalBase::Embed, size, resample, .. } => {
+            Family::Diagonal { base: DiagonalBase::Embed, size, background, resample, .. } => {
                 let extent = size.unwrap_or(side / 2);
                 embed(extent, "size")?;
-                Placement::Embed { extent, background: Background::Black, resample }
+                Placement::Embed { extent, background, resample }
             }
             Family::Circular { resize, resample, .. } => {
                 let extent = resize.unwrap_or(side + 32);

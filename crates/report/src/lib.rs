@@ -39,6 +39,9 @@ pub struct TableRow {
     pub model: String,
     /// Family name.
     pub family: String,
+    /// Family as shown in tables: the name, with its position (`diagonal[1]`)
+    /// when the spec has several families of that kind.
+    pub family_label: String,
     /// Index of the family in the spec.
     pub family_index: usize,
     /// The model's weights are random (architecture only).
@@ -65,6 +68,8 @@ pub struct Report {
     pub rows: Vec<TableRow>,
     /// Failed items: model, family, image, reason.
     pub failures: Vec<(String, String, String, String)>,
+    /// Published values to show beside ours, from the spec.
+    pub published: Vec<jagged_domain::spec::Published>,
 }
 
 /// Builds the report of a sweep from its committed parts.
@@ -150,10 +155,12 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
             let untrained = resolved.models.get(m).is_some_and(|x| x.card.untrained);
             let (subsampling, blurred) = structure.get(m).copied().unwrap_or((0, (0, 0)));
             let intervals = bootstrap(per_image.get(&(m, f)).map(Vec::as_slice).unwrap_or(&[]), BOOTSTRAP_RESAMPLES, 0);
-            TableRow { model, family, family_index: f, untrained, subsampling, blurred, metrics: s.finish(), intervals }
+            let repeated = resolved.spec.families.iter().filter(|x| x.name() == family).count() > 1;
+            let family_label = if repeated { format!("{family}[{f}]") } else { family.clone() };
+            TableRow { model, family, family_label, family_index: f, untrained, subsampling, blurred, metrics: s.finish(), intervals }
         })
         .collect();
-    Ok(Report { sweep, rows, failures })
+    Ok(Report { sweep, rows, failures, published: resolved.spec.published.clone() })
 }
 
 fn num(v: Option<f64>) -> String {
@@ -182,7 +189,7 @@ fn cells(r: &TableRow) -> [String; 15] {
     let m = &r.metrics;
     [
         if r.untrained { format!("{} (untrained)", r.model) } else { r.model.clone() },
-        r.family.clone(),
+        r.family_label.clone(),
         m.images.to_string(),
         m.inferences.to_string(),
         m.failed_items.to_string(),
@@ -277,8 +284,46 @@ labelled images or no pairs.\n";
             let _ = writeln!(
                 out,
                 "| {} | {} | [{}, {}] | [{}, {}] | [{}, {}] | [{}, {}] |",
-                r.model, r.family, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+                r.model, r.family_label, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
             );
+        }
+        if !self.published.is_empty() {
+            out += "\n## Published values beside ours\n\n\
+                    Other models and data: a comparison of magnitude, not a reproduction of the same numbers.\n\n\
+                    | family | metric | published model | published | source | ours |\n|---|---|---|---|---|---|\n";
+            for p in &self.published {
+                let ours: Vec<String> = self
+                    .rows
+                    .iter()
+                    .filter(|r| match p.family.strip_prefix("families[").and_then(|s| s.strip_suffix(']')) {
+                        Some(i) => i.parse() == Ok(r.family_index),
+                        None => r.family == p.family,
+                    })
+                    .filter_map(|r| {
+                        let m = &r.metrics;
+                        let v = match p.metric.as_str() {
+                            "acc1" => m.acc1,
+                            "acc5" => m.acc5,
+                            "p_top1_change" => m.p_top1_change,
+                            "mac" => m.mac,
+                            "jagged_fraction" => m.jagged_fraction,
+                            "consistency" => m.p_top1_change.map(|x| 1.0 - x),
+                            _ => None,
+                        };
+                        v.map(|v| format!("{}: {v:.3}", r.model))
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {:.3} | {} | {} |",
+                    p.family,
+                    p.metric,
+                    p.model,
+                    p.value,
+                    p.source,
+                    if ours.is_empty() { "n/a".to_string() } else { ours.join("; ") }
+                );
+            }
         }
         if !self.failures.is_empty() {
             out += "\n## Failed items\n\n| model | family | image | reason |\n|---|---|---|---|\n";
