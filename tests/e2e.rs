@@ -215,6 +215,22 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         }
     }
     assert_eq!(report.csv(), report2.csv(), "same spec, same numbers");
+
+    // The report folder: tables, a self-contained page, figures as SVG and PNG.
+    let out = dir.join("report");
+    report.write(&out).unwrap();
+    for f in ["summary.csv", "summary.md", "failed_items.csv", "report.html"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<table>") && html.matches("<svg").count() >= 10, "tables and inline figures");
+    for stem in ["tiny_cnn__crop__heatmap", "tiny_cnn__crop__map", "tiny_cnn__scale__traces", "tiny_cnn__rotate__traces", "bars_p_top1_change"] {
+        let svg = std::fs::read_to_string(out.join(format!("figures/{stem}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{stem}");
+        let png = image::open(out.join(format!("figures/{stem}.png"))).unwrap().to_rgb8();
+        let colours: HashSet<[u8; 3]> = png.pixels().map(|p| p.0).collect();
+        assert!(colours.len() > 8, "{stem}.png is blank ({} colours)", colours.len());
+    }
     assert!(report.csv().contains("tiny_cnn (untrained),crop,"), "{}", report.csv());
     let rp = report.rows.iter().find(|t| t.family == "random_pairs").unwrap();
     let consistency = 1.0 - rp.metrics.p_top1_change.unwrap();

@@ -1,11 +1,14 @@
 //! `jagged report`: aggregates a sweep's committed result parts into the
-//! jaggedness table.
+//! jaggedness table, bootstrap intervals, figures ([`figures`]) and a
+//! self-contained HTML page.
 //!
 //! Only parts recorded in PostgreSQL's `outputs` count (files of abandoned or
 //! stale attempts are never read), and each is checked against its committed
 //! SHA-256 before use. Parts are streamed one at a time and folded into one
 //! [`Summary`] per (model, family), so memory does not grow with the sweep.
 #![deny(missing_docs)]
+
+pub mod figures;
 
 use futures::StreamExt;
 use jagged_domain::metrics::{bootstrap, ImageStats, Intervals, RowView, Summary, SummaryRow};
@@ -70,6 +73,8 @@ pub struct Report {
     pub failures: Vec<(String, String, String, String)>,
     /// Published values to show beside ours, from the spec.
     pub published: Vec<jagged_domain::spec::Published>,
+    /// Figure data per (model, family) index, same order as `rows`.
+    pub figures: Vec<figures::FigureData>,
 }
 
 /// Builds the report of a sweep from its committed parts.
@@ -79,6 +84,7 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
     let outputs = store.outputs(sweep_id).await?;
     let mut sums: BTreeMap<(usize, usize), Summary> = BTreeMap::new();
     let mut per_image: BTreeMap<(usize, usize), Vec<ImageStats>> = BTreeMap::new();
+    let mut figs: BTreeMap<(usize, usize), figures::FigureData> = BTreeMap::new();
     for m in 0..resolved.models.len() {
         for f in 0..resolved.spec.families.len() {
             sums.insert((m, f), Summary::default());
@@ -98,6 +104,7 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
         let key = (o.model_idx as usize, o.family_idx as usize);
         let sum = sums.entry(key).or_default();
         let stats = per_image.entry(key).or_default();
+        let fig = figs.entry(key).or_default();
         let mut start = 0;
         while start < rows.len() {
             let img = rows[start].image_index;
@@ -116,6 +123,7 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
                 })
                 .collect();
             stats.push(sum.add_image(&views));
+            fig.add_image(&rows[start..end]);
             start = end;
         }
     }
@@ -148,6 +156,7 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
         let i = jagged_onnx::inspect::inspect(&bytes).ok();
         structure.push(i.map(|i| (i.factor, (i.subsampling.iter().filter(|s| s.blurred).count(), i.subsampling.len()))).unwrap_or((0, (0, 0))));
     }
+    let figure_data: Vec<figures::FigureData> = sums.keys().map(|k| figs.remove(k).unwrap_or_default()).collect();
     let rows = sums
         .into_iter()
         .map(|((m, f), s)| {
@@ -160,7 +169,7 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
             TableRow { model, family, family_label, family_index: f, untrained, subsampling, blurred, metrics: s.finish(), intervals }
         })
         .collect();
-    Ok(Report { sweep, rows, failures, published: resolved.spec.published.clone() })
+    Ok(Report { sweep, rows, failures, published: resolved.spec.published.clone(), figures: figure_data })
 }
 
 fn num(v: Option<f64>) -> String {
@@ -334,10 +343,122 @@ labelled images or no pairs.\n";
         out
     }
 
-    /// Writes `summary.csv`, `summary.md` and `failed_items.csv` into `dir`.
+    /// Every figure as (file stem, SVG text).
+    pub fn figures(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let slug = |s: &str| {
+            s.chars().filter(|c| *c != ']').map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect::<String>()
+        };
+        for (r, d) in self.rows.iter().zip(&self.figures) {
+            if r.family == "random_pairs" {
+                continue;
+            }
+            let stem = format!("{}__{}", slug(&r.model), slug(&r.family_label));
+            let what = format!("{}, {}", r.model, r.family_label);
+            if let Some(s) = figures::heatmap(&format!("p(true class) per image: {what}"), d, &r.family) {
+                out.push((format!("{stem}__heatmap"), s));
+            }
+            if matches!(r.family.as_str(), "diagonal" | "scale" | "rotate") {
+                if let Some(s) = figures::traces(&format!("p(true class) along the transformation: {what}"), d, &r.family) {
+                    out.push((format!("{stem}__traces"), s));
+                }
+            }
+            if matches!(r.family.as_str(), "crop" | "embed" | "circular") {
+                if let Some(s) = figures::grid_map(&format!("mean p(true class) over offsets: {what}"), d) {
+                    out.push((format!("{stem}__map"), s));
+                }
+            }
+        }
+        let bars = |f: &dyn Fn(&SummaryRow) -> Option<f64>| -> Vec<(String, String, Option<f64>)> {
+            self.rows.iter().map(|r| (r.model.clone(), r.family_label.clone(), f(&r.metrics))).collect()
+        };
+        if let Some(s) = figures::bars("P(top-1 change) per model and family", "P(top-1 change)", &bars(&|m| m.p_top1_change)) {
+            out.push(("bars_p_top1_change".into(), s));
+        }
+        if let Some(s) = figures::bars("Jagged images per model and family", "fraction of jagged images", &bars(&|m| m.jagged_fraction)) {
+            out.push(("bars_jagged_fraction".into(), s));
+        }
+        out
+    }
+
+    /// A self-contained HTML page: tables and inline figures.
+    pub fn html(&self) -> String {
+        let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        let s = &self.sweep;
+        let mut out = format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>jagged report: sweep {id}</title>\n\
+             <style>body{{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:24px;color:#222}}\
+             table{{border-collapse:collapse;margin:12px 0}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}}\
+             th{{background:#f0f0f0}}td:nth-child(-n+2){{text-align:left}}figure{{display:inline-block;margin:8px}}</style></head><body>\n\
+             <h1>Sweep {id}: {name}</h1>\n<p>State <b>{state}</b>; shards {done} done, {failed} failed, {cancelled} cancelled of {total}; {inf} inferences.</p>\n",
+            id = s.id,
+            name = esc(&s.name),
+            state = esc(&s.state),
+            done = s.done,
+            failed = s.failed,
+            cancelled = s.cancelled,
+            total = s.total,
+            inf = s.inferences_done
+        );
+        out += "<table><tr>";
+        for h in HEADER {
+            let _ = write!(out, "<th>{h}</th>");
+        }
+        out += "</tr>\n";
+        for r in &self.rows {
+            out += "<tr>";
+            for c in cells(r) {
+                let _ = write!(out, "<td>{}</td>", esc(&c));
+            }
+            out += "</tr>\n";
+        }
+        out += "</table>\n<h2>95% bootstrap intervals</h2>\n<table><tr><th>model</th><th>family</th><th>acc1</th><th>p_top1_change</th><th>mac</th><th>jagged_fraction</th></tr>\n";
+        for r in &self.rows {
+            let c = ci_cells(r);
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>[{}, {}]</td><td>[{}, {}]</td><td>[{}, {}]</td><td>[{}, {}]</td></tr>",
+                esc(&r.model),
+                esc(&r.family_label),
+                c[0],
+                c[1],
+                c[2],
+                c[3],
+                c[4],
+                c[5],
+                c[6],
+                c[7]
+            );
+        }
+        out += "</table>\n<h2>Figures</h2>\n";
+        for (name, svg) in self.figures() {
+            let _ = writeln!(out, "<figure>{svg}<figcaption>{}</figcaption></figure>", esc(&name));
+        }
+        if !self.failures.is_empty() {
+            out += "<h2>Failed items</h2>\n<table><tr><th>model</th><th>family</th><th>image</th><th>reason</th></tr>\n";
+            for (m, f, i, r) in &self.failures {
+                let _ = writeln!(out, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(m), esc(f), esc(i), esc(r));
+            }
+            out += "</table>\n";
+        }
+        out += "</body></html>\n";
+        out
+    }
+
+    /// Writes `summary.csv`, `summary.md`, `failed_items.csv`, `report.html` and
+    /// `figures/*.svg` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), ReportError> {
         let io = |p: &Path, e| ReportError::Io(p.display().to_string(), e);
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        std::fs::create_dir_all(dir.join("figures")).map_err(|e| io(dir, e))?;
+        for (name, svg) in self.figures() {
+            let p = dir.join("figures").join(format!("{name}.svg"));
+            std::fs::write(&p, &svg).map_err(|e| io(&p, e))?;
+            let png = figures::png(&svg).map_err(|e| ReportError::Io(name.clone(), std::io::Error::other(e)))?;
+            let p = dir.join("figures").join(format!("{name}.png"));
+            std::fs::write(&p, png).map_err(|e| io(&p, e))?;
+        }
+        let p = dir.join("report.html");
+        std::fs::write(&p, self.html()).map_err(|e| io(&p, e))?;
         let files = [
             ("summary.csv", self.csv()),
             ("summary.md", self.markdown()),
