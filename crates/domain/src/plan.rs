@@ -69,6 +69,7 @@ mod tests {
             num_classes: 10,
             output: Default::default(),
             classes: vec![],
+            wnids: vec![],
             untrained: true,
             source: String::new(),
             license: String::new(),

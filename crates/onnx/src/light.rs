@@ -189,6 +189,7 @@ pub fn seed(bytes: &[u8], name: &str, seed: u64) -> Result<BuiltModel, OnnxError
             num_classes: classes as u32,
             output: if output_is_softmax { OutputKind::Probabilities } else { OutputKind::Logits },
             classes: vec![],
+            wnids: vec![],
             untrained: true,
             source: format!("onnx package test model `{name}` with seeded random weights (seed {seed})"),
             license: "Apache-2.0".into(),
