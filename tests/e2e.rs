@@ -231,6 +231,24 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         let colours: HashSet<[u8; 3]> = png.pixels().map(|p| p.0).collect();
         assert!(colours.len() > 8, "{stem}.png is blank ({} colours)", colours.len());
     }
+    // The page as a browser shows it: headless Chromium takes a screenshot.
+    let shot = out.join("screenshot.png");
+    let profile = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(jagged_testkit::chromium())
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--window-size=1280,1400")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", out.join("report.html").display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success() && shot.is_file(), "chromium could not render report.html");
+    let page = image::open(&shot).unwrap().to_rgb8();
+    let colours: HashSet<[u8; 3]> = page.pixels().map(|p| p.0).collect();
+    assert!(colours.len() > 50, "the rendered report is blank ({} colours)", colours.len());
     assert!(report.csv().contains("tiny_cnn (untrained),crop,"), "{}", report.csv());
     let rp = report.rows.iter().find(|t| t.family == "random_pairs").unwrap();
     let consistency = 1.0 - rp.metrics.p_top1_change.unwrap();

@@ -300,6 +300,23 @@ labelled images or no pairs.\n";
             out += "\n## Published values beside ours\n\n\
                     Other models and data: a comparison of magnitude, not a reproduction of the same numbers.\n\n\
                     | family | metric | published model | published | source | ours |\n|---|---|---|---|---|---|\n";
+            for c in self.published_rows() {
+                let _ = writeln!(out, "| {} |", c.join(" | "));
+            }
+        }
+        if !self.failures.is_empty() {
+            out += "\n## Failed items\n\n| model | family | image | reason |\n|---|---|---|---|\n";
+            for (m, f, i, r) in &self.failures {
+                let _ = writeln!(out, "| {m} | {f} | {i} | {} |", r.replace('|', "\\|").replace('\n', " "));
+            }
+        }
+        out
+    }
+
+    /// The published values beside ours: family, metric, model, value, source, ours.
+    fn published_rows(&self) -> Vec<[String; 6]> {
+        let mut rows = Vec::new();
+        {
             for p in &self.published {
                 let ours: Vec<String> = self
                     .rows
@@ -322,25 +339,17 @@ labelled images or no pairs.\n";
                         v.map(|v| format!("{}: {v:.3}", r.model))
                     })
                     .collect();
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {:.3} | {} | {} |",
-                    p.family,
-                    p.metric,
-                    p.model,
-                    p.value,
-                    p.source,
-                    if ours.is_empty() { "n/a".to_string() } else { ours.join("; ") }
-                );
+                rows.push([
+                    p.family.clone(),
+                    p.metric.clone(),
+                    p.model.clone(),
+                    format!("{:.3}", p.value),
+                    p.source.clone(),
+                    if ours.is_empty() { "n/a".to_string() } else { ours.join("; ") },
+                ]);
             }
         }
-        if !self.failures.is_empty() {
-            out += "\n## Failed items\n\n| model | family | image | reason |\n|---|---|---|---|\n";
-            for (m, f, i, r) in &self.failures {
-                let _ = writeln!(out, "| {m} | {f} | {i} | {} |", r.replace('|', "\\|").replace('\n', " "));
-            }
-        }
-        out
+        rows
     }
 
     /// Every figure as (file stem, SVG text).
@@ -430,7 +439,21 @@ labelled images or no pairs.\n";
                 c[7]
             );
         }
-        out += "</table>\n<h2>Figures</h2>\n";
+        out += "</table>\n";
+        if !self.published.is_empty() {
+            out += "<h2>Published values beside ours</h2>\n<p>Other models and data: a comparison of magnitude, not a \
+                    reproduction of the same numbers.</p>\n<table><tr><th>family</th><th>metric</th><th>published model</th>\
+                    <th>published</th><th>source</th><th>ours</th></tr>\n";
+            for c in self.published_rows() {
+                out += "<tr>";
+                for x in c {
+                    let _ = write!(out, "<td>{}</td>", esc(&x));
+                }
+                out += "</tr>\n";
+            }
+            out += "</table>\n";
+        }
+        out += "<h2>Figures</h2>\n";
         for (name, svg) in self.figures() {
             let _ = writeln!(out, "<figure>{svg}<figcaption>{}</figcaption></figure>", esc(&name));
         }

@@ -21,6 +21,22 @@ pub fn jagged_bin() -> PathBuf {
     bin
 }
 
+/// Headless Chromium: `JAGGED_CHROMIUM`, else `chromium` or `chromium-browser` on
+/// the PATH (Debian's `chromium` package; `.ci/run` installs it).
+pub fn chromium() -> PathBuf {
+    if let Some(p) = std::env::var_os("JAGGED_CHROMIUM") {
+        return PathBuf::from(p);
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        for name in ["chromium", "chromium-browser"] {
+            if dir.join(name).is_file() {
+                return dir.join(name);
+            }
+        }
+    }
+    panic!("headless Chromium not found: install it (apt-get install chromium) or set JAGGED_CHROMIUM");
+}
+
 /// Points `ORT_DYLIB_PATH` at the cached runtime when unset, and checks it exists.
 pub fn ort() {
     if std::env::var_os("ORT_DYLIB_PATH").is_none() {
