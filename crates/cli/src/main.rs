@@ -80,7 +80,7 @@ enum Command {
     /// Submit, watch, list and cancel sweeps.
     #[command(subcommand)]
     Sweep(SweepCmd),
-    /// Aggregate a sweep's committed results into summary.csv and summary.md.
+    /// Aggregate a sweep's committed results: summary tables, report.html and figures.
     Report {
         /// Sweep id.
         id: i64,

@@ -271,7 +271,8 @@ pub fn bars(title: &str, ylabel: &str, values: &[(String, String, Option<f64>)])
     for (fi, f) in families.iter().enumerate() {
         let gx = left + fi as f64 * gw + 12.0;
         for (mi, m) in models.iter().enumerate() {
-            if let Some(v) = values.iter().find(|x| x.0 == *m && x.1 == *f).and_then(|x| x.2) {
+            // A zero bar has no height to draw (and an empty rect is invalid SVG).
+            if let Some(v) = values.iter().find(|x| x.0 == *m && x.1 == *f).and_then(|x| x.2).filter(|v| *v > 0.0) {
                 let _ = writeln!(
                     out,
                     "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{bw}\" height=\"{:.1}\" fill=\"{}\"><title>{} {}: {v:.4}</title></rect>",
