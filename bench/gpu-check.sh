@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# GPU check: run on a CUDA machine in the folder where the parts made by
-#   ../shared/tools/gpu-pack.sh target/release/jagged target/release/jagged-bench \
-#     .cache/jagged/models/efficientnet_lite0.{onnx,card.json} .cache/jagged/samples/*
-# were copied (default /tmp/g). Reassembles ONNX Runtime's CUDA build, then checks
+# GPU check: run on a CUDA machine in a folder (default /tmp/g) holding
+# target/release/jagged, target/release/jagged-bench, efficientnet_lite0.onnx with its
+# card, the sample images with labels.csv, and ONNX Runtime 1.31.1's CUDA build from the
+# onnxruntime-gpu wheel: either libonnxruntime.so.1.31.1 and the provider libraries, or
+# split tar parts (part.*) holding core.so.xz and cuda.so.xz, which are reassembled. Checks
 # that jagged's CUDA path classifies correctly (TF32 and strict fp32) and measures
 # the worker's compute step against bare ORT CUDA at two batch sizes, and the CPU
 # side for reference. Logs go to $OUT (or ./gpu-check-out).
