@@ -49,20 +49,10 @@ impl Proc {
 
     /// SIGTERM, then SIGKILL after `grace`; waits for exit.
     pub fn terminate(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            jagged_store::local::stop_child(&mut child, "TERM", &pid, grace);
         }
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     /// SIGKILL now, and reap.

@@ -155,18 +155,9 @@ impl LocalPostgres {
         let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
             .ok()
             .and_then(|s| s.lines().next().map(|l| l.trim().to_string()));
-        if let Some(pid) = pid {
-            let _ = Command::new("kill").args(["-INT", &pid]).status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        // As root the child is `runuser`: signal the postmaster itself.
+        let pid = pid.unwrap_or_else(|| child.id().to_string());
+        stop_child(&mut child, "INT", &pid, Duration::from_secs(10));
     }
 
     /// The connection URL.
@@ -178,6 +169,24 @@ impl LocalPostgres {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Sends `signal` to `pid`, waits up to `grace` for `child` to exit, then kills
+/// and reaps it.
+pub fn stop_child(child: &mut Child, signal: &str, pid: &str, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid).status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn rand_suffix() -> String {
