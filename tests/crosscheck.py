@@ -3,14 +3,19 @@
 Straightforward numpy + Pillow + onnxruntime, sharing no code with jagged: reads
 the images, cuts the windows of the `crop`, `diagonal` (crop base) and `circular`
 families by plain array slicing (images are given at the resize size, so no
-resampling is involved), normalises, runs the model, and computes per point the
-argmax, p(label) and the forward-pair metrics. Prints JSON:
-{"<family>/<image>/<dx>/<dy>": [top1, p_label, fwd_pairs, fwd_changes, fwd_abs, fwd_transitions]}.
+resampling is involved), reads `sequence` frames in natural name order (frames
+are given at the model input size), normalises, runs the model, and computes per
+point the argmax, p(label) and the forward-pair metrics, the top-5 distance as
+ImageNet-P's reference code does (rankdata + cumulative sums). Prints JSON:
+{"<family>/<image>/<dx>/<dy>" (sequences: "sequence/<name>/<frame>"):
+ [top1, p_label, fwd_pairs, fwd_changes, fwd_abs, fwd_transitions, fwd_top5_dist]}.
 
 usage: crosscheck.py MODEL.onnx CARD.json IMAGES_DIR FAMILIES.json
 """
 import csv
 import json
+import os
+import re
 import sys
 
 import numpy as np
@@ -29,6 +34,39 @@ def in_top5(p, c):
     return c in order[:5]
 
 
+def ranks(p):
+    """1-based ranks, ties in order of appearance (scipy's rankdata 'ordinal')."""
+    order = np.argsort(-p, kind="stable")
+    r = np.empty(len(p), dtype=np.int64)
+    r[order] = np.arange(1, len(p) + 1)
+    return r
+
+
+def top5_dist(p, q):
+    """hendrycks/robustness ImageNet-P/test.py: dist(perm2[argsort(perm1)])."""
+    n = len(p)
+    cum_sum_top5 = np.cumsum(np.asarray([0] + [1] * 5 + [0] * (n - 6)))
+    sigma = ranks(q)[np.argsort(ranks(p))]
+    return int(np.sum(np.abs(cum_sum_top5[:5] - cum_sum_top5[sigma - 1][:5])))
+
+
+def natural(name):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def sequences(fam, s):
+    """(name, label, [frames as HxWx3 arrays]) per sequence folder."""
+    root = fam["path"]
+    labels = {r["sequence"]: r["label"] for r in csv.DictReader(open(f"{root}/labels.csv"))}
+    out = []
+    for name in sorted(labels):
+        files = sorted(os.listdir(f"{root}/{name}"), key=natural)
+        frames = [np.asarray(Image.open(f"{root}/{name}/{f}").convert("RGB")) for f in files]
+        assert all(f.shape[:2] == (s, s) for f in frames), "frames must be at the input size"
+        out.append((name, int(labels[name]) if labels[name] else None, frames))
+    return out
+
+
 def main():
     model, card_path, images, families_path = sys.argv[1:5]
     card = json.load(open(card_path))
@@ -41,6 +79,25 @@ def main():
     out = {}
     for fam in families:
         kind = fam["kind"]
+        if kind == "sequence":
+            seqs = sequences(fam, s)
+            n = fam.get("frames") or min(len(f) for _, _, f in seqs)
+            st = fam.get("stride", 1)
+            for name, label, frames in seqs:
+                if len(frames) < n:
+                    continue
+                x = np.stack([((f.astype(np.float32) - mean) * (1.0 / std)).transpose(2, 0, 1) for f in frames[:n]])
+                probs = [softmax(l) for l in sess.run([card["output_name"]], {card["input_name"]: x})[0]]
+                for k in range(n):
+                    p, c = probs[k], int(np.argmax(probs[k]))
+                    nb = [k + st] if k + st < n else []
+                    ch = sum(int(c != int(np.argmax(probs[j]))) for j in nb)
+                    ab = sum(abs(float(p[c]) - float(probs[j][c])) for j in nb)
+                    tr = sum(int(in_top5(p, label) != in_top5(probs[j], label)) for j in nb) if label is not None else 0
+                    t5 = sum(top5_dist(p, probs[j]) for j in nb)
+                    pl = float(p[label]) if label is not None else None
+                    out[f"sequence/{name}/{k}"] = [c, pl, len(nb), ch, ab, tr, t5]
+            continue
         for row in rows:
             img = np.asarray(Image.open(f"{images}/{row['file']}").convert("RGB"))
             label = int(row["label"]) if row["label"] else None
@@ -67,14 +124,15 @@ def main():
             for pt in pts:
                 p = probs[pt]
                 c = int(np.argmax(p))
-                ch, ab, tr = 0, 0.0, 0
+                ch, ab, tr, t5 = 0, 0.0, 0, 0
                 for q in nbrs.get(pt, []):
+                    t5 += top5_dist(p, probs[q])
                     ch += int(c != int(np.argmax(probs[q])))
                     ab += abs(float(p[c]) - float(probs[q][c]))
                     if label is not None:
                         tr += int(in_top5(p, label) != in_top5(probs[q], label))
                 pl = float(p[label]) if label is not None else None
-                out[f"{kind}/{row['file']}/{pt[0]}/{pt[1]}"] = [c, pl, len(nbrs.get(pt, [])), ch, ab, tr]
+                out[f"{kind}/{row['file']}/{pt[0]}/{pt[1]}"] = [c, pl, len(nbrs.get(pt, [])), ch, ab, tr, t5]
     json.dump(out, sys.stdout)
 
 

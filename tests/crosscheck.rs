@@ -20,9 +20,13 @@ size = 40
 kind = "circular"
 max_shift = 3
 resize = 40
+[[families]]
+kind = "sequence"
+path = "seqs"
+stride = 2
 "#;
 
-const FAMILIES: &str = r#"[{"kind": "crop", "max_shift": 4}, {"kind": "diagonal", "steps": 4}, {"kind": "circular", "max_shift": 3}]"#;
+const FAMILIES: &str = r#"[{"kind": "crop", "max_shift": 4}, {"kind": "diagonal", "steps": 4}, {"kind": "circular", "max_shift": 3}, {"kind": "sequence", "path": "SEQS", "stride": 2}]"#;
 
 /// The Python interpreter of the test virtual environment (`just test` makes it
 /// with numpy, Pillow and onnxruntime).
@@ -49,8 +53,22 @@ fn python_recomputation_matches_every_row() {
         csv += &format!("i{i}.png,{}\n", i * 3 % 10);
     }
     std::fs::write(dir.join("data/labels.csv"), csv).unwrap();
+    // Three sequences of 32x32 frames (the input size: no resampling), a window
+    // sliding over a larger picture, named f1..f12 so that only natural order is right.
+    let mut labels = String::from("sequence,label\n");
+    for (i, n) in [(0u32, 12u32), (1, 12), (2, 11)] {
+        let seq = dir.join(format!("seqs/s{i}"));
+        std::fs::create_dir_all(&seq).unwrap();
+        let big = image::load_from_memory(&png(56, 56, 20 + i)).unwrap().to_rgb8();
+        for k in 0..n {
+            let frame = image::imageops::crop_imm(&big, 2 * k, k, 32, 32).to_image();
+            frame.save(seq.join(format!("f{}.png", k + 1))).unwrap();
+        }
+        labels += &format!("s{i},{}\n", (i * 4) % 10);
+    }
+    std::fs::write(dir.join("seqs/labels.csv"), labels).unwrap();
     std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
-    std::fs::write(dir.join("families.json"), FAMILIES).unwrap();
+    std::fs::write(dir.join("families.json"), FAMILIES.replace("SEQS", &dir.join("seqs").display().to_string())).unwrap();
 
     let out = std::process::Command::new(python())
         .arg(root().join("tests/crosscheck.py"))
@@ -81,7 +99,11 @@ fn python_recomputation_matches_every_row() {
 
     assert_eq!(rows.len(), expected.len(), "one row per (family, image, point)");
     for r in &rows {
-        let key = format!("{}/{}/{}/{}", r.family, r.image_name, r.dx, r.dy);
+        let key = if r.family == "sequence" {
+            format!("sequence/{}/{}", r.image_name, r.point)
+        } else {
+            format!("{}/{}/{}/{}", r.family, r.image_name, r.dx, r.dy)
+        };
         let e = expected.get(&key).unwrap_or_else(|| panic!("python has no row {key}"));
         let e = e.as_array().unwrap();
         assert_eq!(r.top1 as i64, e[0].as_i64().unwrap(), "{key}: argmax");
@@ -91,6 +113,10 @@ fn python_recomputation_matches_every_row() {
         assert_eq!(r.fwd_top1_changes as i64, e[3].as_i64().unwrap(), "{key}: top-1 changes");
         assert!((r.fwd_abs_diff - e[4].as_f64().unwrap()).abs() < 1e-5, "{key}: |diff| {} vs {}", r.fwd_abs_diff, e[4]);
         assert_eq!(r.fwd_top5_transitions as i64, e[5].as_i64().unwrap(), "{key}: top-5 transitions");
+        assert_eq!(r.fwd_top5_dist as i64, e[6].as_i64().unwrap(), "{key}: top-5 distance");
     }
+    // Sequences: 11 frames each (the shortest sequence), pairs (k, k + 2).
+    assert_eq!(rows.iter().filter(|r| r.family == "sequence").count(), 3 * 11);
+    assert!(rows.iter().any(|r| r.fwd_top5_dist > 0), "the check must cover changing rankings");
     assert!(rows.iter().any(|r| r.fwd_top1_changes > 0), "the check must cover changing predictions");
 }

@@ -254,3 +254,151 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     let consistency = 1.0 - rp.metrics.p_top1_change.unwrap();
     assert!(report.csv().contains(&format!(",{consistency:.4},4,0/2")), "consistency column: {}", report.csv());
 }
+
+const SEQ_SPEC: &str = r#"
+name = "sequences"
+[[models]]
+path = "models/tiny_cnn.onnx"
+[[models]]
+path = "models/tiny_b.onnx"
+[[families]]
+kind = "sequence"
+path = "translate"
+frames = 6
+[[families]]
+kind = "sequence"
+path = "noise"
+compare = "first"
+[metrics]
+baseline = "tiny_cnn"
+[run]
+keep_probs = true
+batch_size = 5
+"#;
+
+/// ImageNet-P's top-5 distance, written from its definition: rank the classes of
+/// each frame (1 = most probable, ties by index), take the first frame's top-5 in
+/// order, and sum |position - min(rank in the second frame - 1, 5)|.
+fn t5d(p: &[f32], q: &[f32]) -> u64 {
+    let order = |v: &[f32]| {
+        let mut idx: Vec<usize> = (0..v.len()).collect();
+        idx.sort_by(|&a, &b| v[b].partial_cmp(&v[a]).unwrap().then(a.cmp(&b)));
+        idx
+    };
+    let (op, oq) = (order(p), order(q));
+    (0..5).map(|k| (k as i64 - oq.iter().position(|&c| c == op[k]).unwrap().min(5) as i64).unsigned_abs()).sum()
+}
+
+/// A sweep of frame sequences only (no dataset): flip probability and top-5
+/// distance recomputed from the raw probability vectors, mFR / mT5D against the
+/// baseline model, and a short sequence and a corrupt frame as failed items.
+#[test]
+fn sequences_give_flip_rates_and_normalised_rates() {
+    ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    tiny_model(&dir.join("models"));
+    let b = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { seed: 11, name: "tiny_b".into(), ..Default::default() });
+    std::fs::write(dir.join("models/tiny_b.onnx"), &b.bytes).unwrap();
+    std::fs::write(dir.join("models/tiny_b.card.json"), serde_json::to_vec(&b.card).unwrap()).unwrap();
+    // translate: 4 sequences of 7 frames sliding over a picture (6 used), one of 4 frames;
+    // noise: 3 sequences of 5 frames, one with a corrupt frame. ImageFolder-free,
+    // labelled by CSV; frames named 1..n without padding.
+    for (set, n_seq, n_frames) in [("translate", 5u32, 7u32), ("noise", 3, 5)] {
+        let mut labels = String::from("sequence,label\n");
+        for i in 0..n_seq {
+            let seq = dir.join(format!("{set}/v{i}"));
+            std::fs::create_dir_all(&seq).unwrap();
+            let big = image::load_from_memory(&jagged_testkit::png(60, 60, 30 + i)).unwrap().to_rgb8();
+            let frames = if set == "translate" && i == 4 { 4 } else { n_frames };
+            for k in 0..frames {
+                let mut f = image::imageops::crop_imm(&big, if set == "translate" { 3 * k } else { 8 }, 8, 40, 40).to_image();
+                if set == "noise" {
+                    f.pixels_mut().enumerate().for_each(|(j, p)| p.0[(j + k as usize) % 3] = p.0[(j + k as usize) % 3].wrapping_add((17 * k * (j as u32 % 7)) as u8));
+                }
+                f.save(seq.join(format!("{}.png", k + 1))).unwrap();
+            }
+            labels += &format!("v{i},{}\n", i % 10);
+        }
+        std::fs::write(dir.join(format!("{set}/labels.csv")), labels).unwrap();
+    }
+    std::fs::write(dir.join("noise/v2/3.png"), b"not a png").unwrap();
+    std::fs::write(dir.join("spec.toml"), SEQ_SPEC).unwrap();
+
+    let opts = ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 2, threads: 1, lease_ms: 10_000, heartbeat_ms: 500 };
+    let cluster = LocalCluster::start(opts).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (st, report, rows) = rt.block_on(async {
+        let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
+        let id = sweep::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref()).await.unwrap();
+        let st = sweep::wait(&cluster.url, id).await.unwrap();
+        let store = jagged_store::Store::connect(&cluster.postgres.url(), 4).await.unwrap();
+        let report = jagged_report::build(&store, objects.as_ref(), id).await.unwrap();
+        let mut rows = Vec::new();
+        for o in store.outputs(id).await.unwrap() {
+            rows.extend(jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await.unwrap()).unwrap());
+        }
+        (st, report, rows)
+    });
+    cluster.stop();
+    assert_eq!(st.state, "done");
+    let mut failures: Vec<String> = report.failures.iter().map(|f| format!("{}|{}|{}|{}", f.0, f.1, f.2, f.3)).collect();
+    failures.sort();
+    assert_eq!(failures.len(), 4, "{failures:?}");
+    assert!(failures[0].starts_with("tiny_b|sequence|v2|frame 2:"), "{failures:?}");
+    assert!(failures[1].starts_with("tiny_b|sequence|v4|the sequence has 4 frames; the family needs 6"), "{failures:?}");
+    assert!(failures[2].starts_with("tiny_cnn|sequence|v2|frame 2:"), "{failures:?}");
+
+    // Independent recomputation per (model, family): per-sequence shares, averaged.
+    let mut fp_t5d: BTreeMap<(String, i32), (f64, f64)> = BTreeMap::new();
+    for ((model, fam), (frames, expect_seqs)) in [(("tiny_cnn", 0), (6usize, 4usize)), (("tiny_cnn", 1), (5, 2)), (("tiny_b", 0), (6, 4)), (("tiny_b", 1), (5, 2))] {
+        let mut by_seq: BTreeMap<i32, Vec<&jagged_artifacts::ResultRow>> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.model == model && r.family_index == fam) {
+            by_seq.entry(r.image_index).or_default().push(r);
+        }
+        assert_eq!(by_seq.len(), expect_seqs);
+        let (mut fp, mut td) = (0.0, 0.0);
+        for pts in by_seq.values_mut() {
+            pts.sort_by_key(|r| r.point);
+            assert_eq!(pts.len(), frames);
+            let p: Vec<Vec<f32>> = pts.iter().map(|r| r.probs.clone().unwrap()).collect();
+            let pairs: Vec<(usize, usize)> = if fam == 0 { (0..frames - 1).map(|k| (k, k + 1)).collect() } else { (1..frames).map(|k| (0, k)).collect() };
+            let flips = pairs.iter().filter(|&&(a, b)| first_argmax(&p[a]) != first_argmax(&p[b])).count();
+            let dist: u64 = pairs.iter().map(|&(a, b)| t5d(&p[a], &p[b])).sum();
+            fp += flips as f64 / pairs.len() as f64;
+            td += dist as f64 / pairs.len() as f64;
+        }
+        let n = by_seq.len() as f64;
+        let row = report.rows.iter().find(|t| t.model == model && t.family_index == fam as usize).unwrap();
+        close(row.metrics.flip_prob, fp / n);
+        close(row.metrics.top5_dist, td / n);
+        assert_eq!(row.family_label, if fam == 0 { "sequence:translate" } else { "sequence:noise" });
+        fp_t5d.insert((model.to_string(), fam), (fp / n, td / n));
+    }
+    assert!(fp_t5d.values().any(|v| v.0 > 0.0 && v.1 > 0.0), "the sequences must move the predictions: {fp_t5d:?}");
+    let table = report.normalised.as_ref().expect("baseline given");
+    assert_eq!(table.baseline, "tiny_cnn");
+    assert_eq!(table.families, vec!["sequence:translate", "sequence:noise"]);
+    for (model, n) in &table.models {
+        let mut frs = Vec::new();
+        for fam in 0..2 {
+            let (m, b) = (fp_t5d[&(model.clone(), fam)], fp_t5d[&("tiny_cnn".to_string(), fam)]);
+            if b.0 > 0.0 {
+                frs.push(m.0 / b.0);
+                close(n.fr[fam as usize], m.0 / b.0);
+            } else {
+                assert_eq!(n.fr[fam as usize], None);
+            }
+        }
+        close(n.mfr, frs.iter().sum::<f64>() / frs.len() as f64);
+        if model == "tiny_cnn" {
+            close(n.mfr, 1.0);
+        }
+    }
+    let out = dir.join("report");
+    report.write(&out).unwrap();
+    let csv = std::fs::read_to_string(out.join("normalised.csv")).unwrap();
+    assert!(csv.starts_with("model,mFR,mT5D,FR sequence:translate,FR sequence:noise,"), "{csv}");
+    assert!(std::fs::read_to_string(out.join("summary.md")).unwrap().contains("relative to tiny_cnn"));
+    assert!(out.join("figures/tiny_b__sequence-translate__traces.svg").is_file());
+}

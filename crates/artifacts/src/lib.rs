@@ -145,6 +145,8 @@ pub struct ResultRow {
     pub fwd_abs_diff: f64,
     /// Of those, pairs where the true class enters or leaves the top-5.
     pub fwd_top5_transitions: i32,
+    /// Sum over those pairs of ImageNet-P's top-5 distance.
+    pub fwd_top5_dist: i32,
     /// Execution provider (`cpu`, `cuda`).
     pub provider: String,
     /// Numeric precision (`fp32`).
@@ -182,6 +184,7 @@ pub fn schema() -> SchemaRef {
         Field::new("fwd_top1_changes", DataType::Int32, false),
         Field::new("fwd_abs_diff", DataType::Float64, false),
         Field::new("fwd_top5_transitions", DataType::Int32, false),
+        Field::new("fwd_top5_dist", DataType::Int32, false),
         Field::new("provider", DataType::Utf8, false),
         Field::new("precision", DataType::Utf8, false),
         Field::new("probs", list_f32, true),
@@ -243,6 +246,7 @@ pub fn encode(rows: &[ResultRow]) -> Result<Vec<u8>> {
         col!(Int32Array, |r| r.fwd_top1_changes),
         col!(Float64Array, |r| r.fwd_abs_diff),
         col!(Int32Array, |r| r.fwd_top5_transitions),
+        col!(Int32Array, |r| r.fwd_top5_dist),
         col!(StringArray, |r| r.provider.as_str()),
         col!(StringArray, |r| r.precision.as_str()),
         Arc::new(probs.finish()),
@@ -286,6 +290,7 @@ pub fn decode(bytes: Bytes) -> Result<Vec<ResultRow>> {
         let (pl, pr) = (typed::<Float32Array>(&b, "p_label")?, typed::<Float32Array>(&b, "p_ref_top1")?);
         let (fp, fc, fd, ft) =
             (i32c("fwd_pairs")?, i32c("fwd_top1_changes")?, typed::<Float64Array>(&b, "fwd_abs_diff")?, i32c("fwd_top5_transitions")?);
+        let t5d = i32c("fwd_top5_dist")?;
         let (prov, prec, probs) = (strc("provider")?, strc("precision")?, typed::<ListArray>(&b, "probs")?);
         for i in 0..b.num_rows() {
             out.push(ResultRow {
@@ -313,6 +318,7 @@ pub fn decode(bytes: Bytes) -> Result<Vec<ResultRow>> {
                 fwd_top1_changes: fc.value(i),
                 fwd_abs_diff: fd.value(i),
                 fwd_top5_transitions: ft.value(i),
+                fwd_top5_dist: t5d.value(i),
                 provider: prov.value(i).to_string(),
                 precision: prec.value(i).to_string(),
                 probs: if probs.is_valid(i) { Some(list_values::<f32, Float32Array>(probs, i, |a, j| a.value(j))?) } else { None },
@@ -352,6 +358,7 @@ mod tests {
             fwd_top1_changes: 1,
             fwd_abs_diff: 0.25,
             fwd_top5_transitions: 0,
+            fwd_top5_dist: 3,
             provider: "cpu".into(),
             precision: "fp32".into(),
             probs,

@@ -181,7 +181,7 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize) -> Result<()> {
     let mut bytes = Vec::new();
     for (i, line) in std::fs::read_to_string(images.join("labels.csv"))?.lines().skip(1).enumerate() {
         let (file, label) = line.split_once(',').unwrap_or((line, ""));
-        items.push(ImageItem { index: i as u32, name: file.into(), key: String::new(), label: label.parse().unwrap_or(-1) });
+        items.push(ImageItem { index: i as u32, name: file.into(), key: String::new(), label: label.parse().unwrap_or(-1), frames: vec![] });
         bytes.push(bytes::Bytes::from(std::fs::read(images.join(file))?));
     }
     let task = ShardTask {
@@ -196,7 +196,7 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize) -> Result<()> {
         let input = jagged_worker::ShardInput {
             task: &task,
             family: &family,
-            images: items.iter().cloned().zip(bytes.iter().cloned().map(Ok)).collect(),
+            images: items.iter().cloned().zip(bytes.iter().cloned().map(|b| Ok(vec![b]))).collect(),
         };
         let out = jagged_worker::run_shard(engine, input, &|| false)?.context("not abandoned")?;
         Ok(out.rows)

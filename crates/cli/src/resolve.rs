@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use futures::StreamExt;
 use jagged_domain::spec::{ImageRef, ModelCard, ResolvedModel, ResolvedSweep, SweepSpec};
+use jagged_domain::transform::Family;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::path::{Path, PathBuf};
 
@@ -13,10 +14,10 @@ fn is_image(p: &Path) -> bool {
     p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
-/// One dataset entry before upload.
+/// One dataset entry before upload: an image, or a sequence's frames.
 struct Entry {
     name: String,
-    path: PathBuf,
+    paths: Vec<PathBuf>,
     label: Option<i32>,
 }
 
@@ -42,16 +43,75 @@ fn parse_label(raw: &str, classes: &[String], wnids: &[String], line: usize, lab
     Ok(Some(idx as i32))
 }
 
-fn list_dataset(spec: &SweepSpec, base: &Path, classes: &[String], wnids: &[String]) -> Result<Vec<Entry>> {
-    let root = base.join(&spec.dataset.path);
-    if !root.is_dir() {
-        bail!("invalid spec: `dataset.path`: {} is not a folder", root.display());
+/// Orders names with their digit runs compared as numbers (`f2` before `f10`).
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let b = s.as_bytes();
+        for i in 1..=b.len() {
+            if i == b.len() || b[i].is_ascii_digit() != b[start].is_ascii_digit() {
+                out.push((b[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
     }
-    let labels = match &spec.dataset.labels {
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (x, y) in ca.iter().zip(&cb) {
+        let o = match (x, y) {
+            ((true, p), (true, q)) => {
+                let (p, q) = (p.trim_start_matches('0'), q.trim_start_matches('0'));
+                p.len().cmp(&q.len()).then_with(|| p.cmp(q))
+            }
+            _ => x.1.cmp(y.1),
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    ca.len().cmp(&cb.len()).then_with(|| a.cmp(b))
+}
+
+/// The images of a folder, sorted by name (naturally: frame order).
+fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut imgs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_image(p))
+        .collect();
+    imgs.sort_by(|a, b| natural_cmp(&a.file_name().unwrap().to_string_lossy(), &b.file_name().unwrap().to_string_lossy()));
+    Ok(imgs)
+}
+
+/// Where a family or the dataset finds its items.
+struct Source<'a> {
+    /// Spec field prefix for errors (`dataset`, `families[2]`).
+    field: String,
+    root: PathBuf,
+    labels: Option<&'a str>,
+    limit: Option<u32>,
+    /// Items are folders of frames, not image files.
+    sequences: bool,
+}
+
+/// Lists a source's items: a labels CSV (`item,label`) when there is one, else an
+/// ImageFolder layout (`<class>/<item>`), else the items of the folder, unlabelled.
+fn list_items(src: &Source<'_>, classes: &[String], wnids: &[String]) -> Result<Vec<Entry>> {
+    let (root, field) = (&src.root, &src.field);
+    if !root.is_dir() {
+        bail!("invalid spec: `{field}.path`: {} is not a folder", root.display());
+    }
+    let what = if src.sequences { "sequence" } else { "image" };
+    let entry = |name: String, path: PathBuf, label: Option<i32>| -> Result<Entry> {
+        let paths = if src.sequences { images_in(&path)? } else { vec![path] };
+        Ok(Entry { name, paths, label })
+    };
+    let labels = match src.labels {
         Some(l) => {
             let p = root.join(l);
             if !p.is_file() {
-                bail!("invalid spec: `dataset.labels`: {} does not exist", p.display());
+                bail!("invalid spec: `{field}.labels`: {} does not exist", p.display());
             }
             Some(p)
         }
@@ -62,21 +122,23 @@ fn list_dataset(spec: &SweepSpec, base: &Path, classes: &[String], wnids: &[Stri
         let text = std::fs::read_to_string(&labels).with_context(|| format!("reading {}", labels.display()))?;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
-            if line.is_empty() || (n == 0 && line.to_ascii_lowercase().starts_with("file")) {
+            let lower = line.to_ascii_lowercase();
+            if line.is_empty() || (n == 0 && (lower.starts_with("file") || lower.starts_with("sequence"))) {
                 continue;
             }
             let (file, label) = line.split_once(',').unwrap_or((line, ""));
             let file = file.trim().trim_matches('"');
             let path = root.join(file);
-            if !path.is_file() {
-                bail!("{}:{}: image `{file}` does not exist", labels.display(), n + 1);
+            if (src.sequences && !path.is_dir()) || (!src.sequences && !path.is_file()) {
+                bail!("{}:{}: {what} `{file}` does not exist", labels.display(), n + 1);
             }
-            entries.push(Entry { name: file.to_string(), path, label: parse_label(label.trim_matches('"'), classes, wnids, n + 1, &labels)? });
+            let label = parse_label(label.trim_matches('"'), classes, wnids, n + 1, &labels)?;
+            entries.push(entry(file.to_string(), path, label)?);
         }
     } else {
         let mut dirs: Vec<PathBuf> = Vec::new();
         let mut files: Vec<PathBuf> = Vec::new();
-        for e in std::fs::read_dir(&root).with_context(|| format!("reading {}", root.display()))? {
+        for e in std::fs::read_dir(root).with_context(|| format!("reading {}", root.display()))? {
             let p = e?.path();
             if p.is_dir() {
                 dirs.push(p);
@@ -85,34 +147,70 @@ fn list_dataset(spec: &SweepSpec, base: &Path, classes: &[String], wnids: &[Stri
             }
         }
         dirs.sort();
-        files.sort();
-        if !dirs.is_empty() {
+        // Sequences directly under the root hold frames; class folders hold sequences.
+        let flat_sequences = src.sequences && dirs.iter().any(|d| images_in(d).is_ok_and(|v| !v.is_empty()));
+        if src.sequences && flat_sequences {
+            for d in dirs {
+                entries.push(entry(d.file_name().unwrap().to_string_lossy().to_string(), d, None)?);
+            }
+        } else if !dirs.is_empty() {
             // ImageFolder: a folder named by a class name or id of the model (ImageNet's
             // `val/<wnid>/`) gets that class; otherwise classes are the sorted folder
             // names, indexed in that order (torchvision's convention).
             for (i, d) in dirs.iter().enumerate() {
                 let cname = d.file_name().unwrap().to_string_lossy().to_string();
                 let label = class_index(&cname, classes, wnids).map(|x| x as i32).unwrap_or(i as i32);
-                let mut imgs: Vec<PathBuf> = std::fs::read_dir(d)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_image(p)).collect();
-                imgs.sort();
-                for p in imgs {
+                let items: Vec<PathBuf> = if src.sequences {
+                    let mut v: Vec<PathBuf> = std::fs::read_dir(d)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+                    v.sort();
+                    v
+                } else {
+                    images_in(d)?
+                };
+                for p in items {
                     let name = format!("{cname}/{}", p.file_name().unwrap().to_string_lossy());
-                    entries.push(Entry { name, path: p, label: Some(label) });
+                    entries.push(entry(name, p, Some(label))?);
                 }
             }
-        } else {
+        } else if !src.sequences {
+            files.sort();
             for p in files {
-                entries.push(Entry { name: p.file_name().unwrap().to_string_lossy().to_string(), path: p, label: None });
+                entries.push(entry(p.file_name().unwrap().to_string_lossy().to_string(), p, None)?);
             }
         }
     }
-    if let Some(limit) = spec.dataset.limit {
+    if let Some(limit) = src.limit {
         entries.truncate(limit as usize);
     }
     if entries.is_empty() {
-        bail!("invalid spec: `dataset.path`: {} holds no images (.png, .jpg, .jpeg)", root.display());
+        let holds = if src.sequences { "no sequences (folders of .png/.jpg frames)" } else { "no images (.png, .jpg, .jpeg)" };
+        bail!("invalid spec: `{field}.path`: {} holds {holds}", root.display());
+    }
+    if let Some(e) = entries.iter().find(|e| e.paths.is_empty()) {
+        bail!("invalid spec: `{field}.path`: sequence `{}` holds no frames", e.name);
     }
     Ok(entries)
+}
+
+/// Uploads entries (deduplicated by content) and returns their references.
+async fn upload(store: &dyn ObjectStore, entries: Vec<Entry>, frames: Option<usize>) -> Result<Vec<ImageRef>> {
+    let total = entries.len();
+    let mut uploads = futures::stream::iter(entries.into_iter().map(|e| async move {
+        let mut keys = Vec::with_capacity(e.paths.len());
+        for p in e.paths.iter().take(frames.unwrap_or(usize::MAX)) {
+            let bytes = tokio::fs::read(p).await.with_context(|| format!("reading {}", p.display()))?;
+            keys.push(jagged_artifacts::put_blob(store, bytes.into()).await.with_context(|| format!("uploading {}", p.display()))?);
+        }
+        let key = keys.first().cloned().unwrap_or_default();
+        let frames = if frames.is_some() { keys } else { vec![] };
+        Ok::<_, anyhow::Error>(ImageRef { name: e.name, key, label: e.label, frames })
+    }))
+    .buffered(16);
+    let mut out = Vec::with_capacity(total);
+    while let Some(img) = uploads.next().await {
+        out.push(img?);
+    }
+    Ok(out)
 }
 
 /// Reads, checks and uploads everything a spec names.
@@ -152,19 +250,40 @@ pub async fn resolve(spec_path: &Path, store: &dyn ObjectStore) -> Result<(Strin
     }
     let classes = models.first().map(|m| m.card.classes.clone()).unwrap_or_default();
     let wnids = models.first().map(|m| m.card.wnids.clone()).unwrap_or_default();
-    let entries = list_dataset(&spec, &base, &classes, &wnids)?;
-    let total = entries.len();
-    let mut uploads = futures::stream::iter(entries.into_iter().map(|e| async move {
-        let bytes = tokio::fs::read(&e.path).await.with_context(|| format!("reading image {}", e.path.display()))?;
-        let key = jagged_artifacts::put_blob(store, bytes.into()).await.with_context(|| format!("uploading {}", e.name))?;
-        Ok::<_, anyhow::Error>(ImageRef { name: e.name, key, label: e.label })
-    }))
-    .buffered(16);
-    let mut images = Vec::with_capacity(total);
-    while let Some(img) = uploads.next().await {
-        images.push(img?);
+    let mut spec = spec;
+    let images = match &spec.dataset {
+        Some(d) => {
+            let src = Source { field: "dataset".into(), root: base.join(&d.path), labels: d.labels.as_deref(), limit: d.limit, sequences: false };
+            upload(store, list_items(&src, &classes, &wnids)?, None).await?
+        }
+        None => vec![],
+    };
+    let mut family_items = std::collections::BTreeMap::new();
+    for (f, fam) in spec.families.iter_mut().enumerate() {
+        if let Family::Sequence { path, frames, labels, limit, .. } = fam {
+            let src = Source { field: format!("families[{f}]"), root: base.join(&*path), labels: labels.as_deref(), limit: *limit, sequences: true };
+            let entries = list_items(&src, &classes, &wnids)?;
+            // Default length: the shortest sequence's.
+            let n = *frames.get_or_insert_with(|| entries.iter().map(|e| e.paths.len()).min().unwrap_or(0) as u32);
+            if n < 2 {
+                bail!("invalid spec: `families[{f}].frames`: sequences need at least 2 frames; {} has {n}", src.root.display());
+            }
+            family_items.insert(f as u32, upload(store, entries, Some(n as usize)).await?);
+        }
     }
-    let resolved = ResolvedSweep { spec, models, images };
+    let resolved = ResolvedSweep { spec, models, images, family_items };
     resolved.validate().map_err(|e| anyhow::anyhow!("{}: {e}", spec_path.display()))?;
     Ok((text, resolved))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural_cmp;
+
+    #[test]
+    fn frames_sort_in_natural_order() {
+        let mut v = vec!["f10.png", "f2.png", "f1.png", "f02.png", "g1.png"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(v, ["f1.png", "f02.png", "f2.png", "f10.png", "g1.png"]);
+    }
 }

@@ -28,7 +28,7 @@ fn status_err(s: tonic::Status) -> anyhow::Error {
 pub async fn submit(url: &str, spec: &Path, store: &dyn object_store::ObjectStore) -> Result<i64> {
     let (text, resolved) = crate::resolve::resolve(spec, store).await?;
     let mut client = connect(url).await?;
-    let n_images = resolved.images.len();
+    let n_images = (0..resolved.spec.families.len()).map(|f| resolved.items(f).len()).max().unwrap_or(0);
     let n_models = resolved.models.len();
     let r = client
         .submit(SubmitRequest { resolved_json: serde_json::to_string(&resolved)?, spec_toml: text })

@@ -153,11 +153,12 @@ impl WorkerService for Coordinator {
                 .ok_or_else(|| ServiceError::Internal(format!("shard `{}`: family index out of range", c.id)))?;
             let images = (c.image_lo..c.image_hi)
                 .filter_map(|i| {
-                    sweep.images.get(i as usize).map(|img| ImageItem {
+                    sweep.items(c.family_idx as usize).get(i as usize).map(|img| ImageItem {
                         index: i as u32,
                         name: img.name.clone(),
                         key: img.key.clone(),
                         label: img.label.unwrap_or(-1),
+                        frames: img.frames.clone(),
                     })
                 })
                 .collect();

@@ -14,6 +14,13 @@
 //!   such transition and the mean count per labelled image.
 //! - Worst-of-grid accuracy (Engstrom et al.): labelled images whose top-1 is the
 //!   true class at every point of the grid.
+//! - Flip probability (Hendrycks & Dietterich, ImageNet-P): per image, the share
+//!   of its pairs whose argmax differs; averaged over images (equal to P(top-1
+//!   change) when every image has the same pairs).
+//! - Top-5 distance (ImageNet-P): per pair, [`top5_distance`] between the two
+//!   rankings; per image the mean over its pairs; averaged over images.
+//! - mFR / mT5D: a model's flip probability (top-5 distance) divided by the
+//!   baseline model's on the same family, averaged over families ([`normalised`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -54,11 +61,23 @@ pub fn top_k(p: &[f32], k: usize) -> Vec<(u32, f32)> {
     idx.into_iter().map(|i| (i, p[i as usize])).collect()
 }
 
-fn in_top5(p: &[f32], class: usize) -> bool {
-    // Rank of `class` under the same order as `top_k`: count entries that beat it.
+/// 0-based rank of `class` under the order of [`top_k`]: the entries that beat it.
+fn rank(p: &[f32], class: usize) -> usize {
     let v = p[class];
-    let better = p.iter().enumerate().filter(|&(i, &x)| x > v || (x == v && i < class)).count();
-    better < 5
+    p.iter().enumerate().filter(|&(i, &x)| x > v || (x == v && i < class)).count()
+}
+
+fn in_top5(p: &[f32], class: usize) -> bool {
+    rank(p, class) < 5
+}
+
+/// ImageNet-P's top-5 distance from ranking `p` to ranking `q`: for each of p's
+/// top-5 classes at (0-based) position `k`, with rank `r` in `q` (0-based, capped
+/// at 5), the sum of `|k - min(r, 5)|`. Zero when the top-5 lists agree in order;
+/// as the reference code (`hendrycks/robustness`, `ImageNet-P/test.py`) computes
+/// it from cumulative sums of `[0, 1, 1, 1, 1, 1, 0, ...]`.
+pub fn top5_distance(p: &[f32], q: &[f32]) -> u32 {
+    top_k(p, 5).iter().enumerate().map(|(k, &(c, _))| (k as i64 - rank(q, c as usize).min(5) as i64).unsigned_abs() as u32).sum()
 }
 
 /// What the result row of one grid point carries.
@@ -80,6 +99,8 @@ pub struct PointOutcome {
     pub fwd_abs_diff: f64,
     /// Of those, pairs where the true class enters or leaves the top-5 (0 if unlabelled).
     pub fwd_top5_transitions: u32,
+    /// Sum over those pairs of the [`top5_distance`] from this point to its neighbour.
+    pub fwd_top5_dist: u32,
 }
 
 /// Per-point outcomes of one image from its full probability vectors.
@@ -108,6 +129,7 @@ pub fn image_outcomes(
             fwd_top1_changes: 0,
             fwd_abs_diff: 0.0,
             fwd_top5_transitions: 0,
+            fwd_top5_dist: 0,
         })
         .collect();
     for &(a, b) in pairs {
@@ -116,6 +138,7 @@ pub fn image_outcomes(
         o.fwd_pairs += 1;
         o.fwd_top1_changes += (argmaxes[a] != argmaxes[b]) as u32;
         o.fwd_abs_diff += (probs[a][c] as f64 - probs[b][c] as f64).abs();
+        o.fwd_top5_dist += top5_distance(probs[a], probs[b]);
         if label.is_some() {
             o.fwd_top5_transitions += (top5flags[a] != top5flags[b]) as u32;
         }
@@ -142,6 +165,8 @@ pub struct RowView<'a> {
     pub fwd_abs_diff: f64,
     /// Forward pairs where the true class crosses the top-5 border.
     pub fwd_top5_transitions: u32,
+    /// Sum of top-5 distances over forward pairs.
+    pub fwd_top5_dist: u32,
 }
 
 /// Running totals for one (model, family); merge partial summaries in any order.
@@ -169,6 +194,14 @@ pub struct Summary {
     pub jagged_images: u64,
     /// Labelled images correct at every grid point.
     pub worst_correct: u64,
+    /// Sum of top-5 distances over pairs.
+    pub top5_dist: u64,
+    /// Images with at least one pair.
+    pub paired_images: u64,
+    /// Sum over images of their share of flipped pairs.
+    pub image_flip_sum: f64,
+    /// Sum over images of their mean top-5 distance.
+    pub image_t5d_sum: f64,
     /// Items (images) that failed.
     pub failed_items: u64,
 }
@@ -188,6 +221,8 @@ pub struct ImageStats {
     pub correct1: bool,
     /// At least one top-5 transition.
     pub jagged: bool,
+    /// Sum of top-5 distances over the pairs.
+    pub top5_dist: u64,
 }
 
 /// A two-sided percentile interval.
@@ -278,6 +313,10 @@ pub struct SummaryRow {
     pub mean_transitions: Option<f64>,
     /// Fraction of labelled images correct at every grid point.
     pub worst_of_grid_acc: Option<f64>,
+    /// Flip probability: per-image share of flipped pairs, averaged over images.
+    pub flip_prob: Option<f64>,
+    /// Top-5 distance: per-image mean over pairs, averaged over images.
+    pub top5_dist: Option<f64>,
 }
 
 impl Summary {
@@ -294,6 +333,7 @@ impl Summary {
             self.pairs += r.fwd_pairs as u64;
             self.top1_changes += r.fwd_top1_changes as u64;
             self.abs_diff += r.fwd_abs_diff;
+            self.top5_dist += r.fwd_top5_dist as u64;
             transitions += r.fwd_top5_transitions as u64;
             if r.is_reference {
                 self.images += 1;
@@ -310,14 +350,21 @@ impl Summary {
             self.jagged_images += (transitions > 0) as u64;
             self.worst_correct += all_correct as u64;
         }
-        ImageStats {
+        let stats = ImageStats {
             pairs: self.pairs - before.pairs,
             changes: self.top1_changes - before.top1_changes,
             abs: self.abs_diff - before.abs_diff,
             labelled,
             correct1: self.correct1 > before.correct1,
             jagged: self.jagged_images > before.jagged_images,
+            top5_dist: self.top5_dist - before.top5_dist,
+        };
+        if stats.pairs > 0 {
+            self.paired_images += 1;
+            self.image_flip_sum += stats.changes as f64 / stats.pairs as f64;
+            self.image_t5d_sum += stats.top5_dist as f64 / stats.pairs as f64;
         }
+        stats
     }
 
     /// Adds another partial summary.
@@ -333,6 +380,10 @@ impl Summary {
         self.transitions += o.transitions;
         self.jagged_images += o.jagged_images;
         self.worst_correct += o.worst_correct;
+        self.top5_dist += o.top5_dist;
+        self.paired_images += o.paired_images;
+        self.image_flip_sum += o.image_flip_sum;
+        self.image_t5d_sum += o.image_t5d_sum;
         self.failed_items += o.failed_items;
     }
 
@@ -350,8 +401,43 @@ impl Summary {
             jagged_fraction: ratio(self.jagged_images as f64, self.labelled),
             mean_transitions: ratio(self.transitions as f64, self.labelled),
             worst_of_grid_acc: ratio(self.worst_correct as f64, self.labelled),
+            flip_prob: ratio(self.image_flip_sum, self.paired_images),
+            top5_dist: ratio(self.image_t5d_sum, self.paired_images),
         }
     }
+}
+
+/// One model's flip rates (FR) and top-5 distances (T5D) relative to a baseline
+/// model, family by family, with their means (mFR, mT5D) as in ImageNet-P:
+/// `FR = FP_model / FP_baseline`, `mFR = mean of FR over the families`. Families
+/// where the baseline's value is 0 or missing have no ratio and are left out of
+/// the mean (their count is reported).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalised {
+    /// Per family: FR, or `None` when the baseline gives no ratio.
+    pub fr: Vec<Option<f64>>,
+    /// Per family: T5D ratio, or `None`.
+    pub t5d: Vec<Option<f64>>,
+    /// Mean of the FRs that exist.
+    pub mfr: Option<f64>,
+    /// Mean of the T5D ratios that exist.
+    pub mt5d: Option<f64>,
+}
+
+/// Normalises `model`'s per-family (flip probability, top-5 distance) by
+/// `baseline`'s, family by family (both slices in the same family order).
+pub fn normalised(model: &[(Option<f64>, Option<f64>)], baseline: &[(Option<f64>, Option<f64>)]) -> Normalised {
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    let fr: Vec<Option<f64>> = model.iter().zip(baseline).map(|(m, b)| ratio(m.0, b.0)).collect();
+    let t5d: Vec<Option<f64>> = model.iter().zip(baseline).map(|(m, b)| ratio(m.1, b.1)).collect();
+    let mean = |v: &[Option<f64>]| {
+        let x: Vec<f64> = v.iter().flatten().copied().collect();
+        (!x.is_empty()).then(|| x.iter().sum::<f64>() / x.len() as f64)
+    };
+    Normalised { mfr: mean(&fr), mt5d: mean(&t5d), fr, t5d }
 }
 
 #[cfg(test)]
@@ -434,7 +520,7 @@ mod tests {
         for img in &rows {
             let views: Vec<RowView> = img
                 .iter()
-                .map(|r| RowView { image: r.0, label: r.1, is_reference: r.2, top5_class: &r.3, fwd_pairs: r.4, fwd_top1_changes: r.5, fwd_abs_diff: r.6, fwd_top5_transitions: r.7 })
+                .map(|r| RowView { image: r.0, label: r.1, is_reference: r.2, top5_class: &r.3, fwd_pairs: r.4, fwd_top1_changes: r.5, fwd_abs_diff: r.6, fwd_top5_transitions: r.7, fwd_top5_dist: 2 * r.5 })
                 .collect();
             s.add_image(&views);
         }
@@ -448,6 +534,10 @@ mod tests {
         assert_eq!(f.mean_transitions, Some(1.0));
         // Image 0 is wrong at its second point; image 1 wrong at its only point.
         assert_eq!(f.worst_of_grid_acc, Some(0.0));
+        // Flip probability: per image 1/2, 0/2, 1/1 -> mean 0.5 (P(top-1 change) is 2/5).
+        assert_eq!(f.flip_prob, Some(0.5));
+        // Top-5 distance (2 per change here): per image 2/2, 0/2, 2/1 -> mean 1.
+        assert_eq!(f.top5_dist, Some(1.0));
         let mut halves = Summary::default();
         halves.merge(&s);
         assert_eq!(halves, s);
@@ -457,7 +547,7 @@ mod tests {
     #[test]
     fn bootstrap_by_hand() {
         // Identical images: every draw gives the same value.
-        let same = ImageStats { pairs: 4, changes: 1, abs: 0.5, labelled: true, correct1: true, jagged: false };
+        let same = ImageStats { pairs: 4, changes: 1, abs: 0.5, labelled: true, correct1: true, jagged: false, top5_dist: 0 };
         let b = bootstrap(&[same; 5], 200, 1);
         assert_eq!(b.p_top1_change, Some(Interval { lo: 0.25, hi: 0.25 }));
         assert_eq!(b.mac, Some(Interval { lo: 0.125, hi: 0.125 }));
@@ -472,5 +562,44 @@ mod tests {
         // Unlabelled images give no accuracy interval.
         let u = ImageStats { labelled: false, ..same };
         assert_eq!(bootstrap(&[u; 3], 100, 1).acc1, None);
+    }
+
+    /// Eight classes. p ranks them 0 1 2 3 4 | 5 6 7.
+    #[test]
+    fn top5_distance_by_hand() {
+        let p = [0.30f32, 0.20, 0.15, 0.12, 0.10, 0.06, 0.04, 0.03];
+        assert_eq!(top5_distance(&p, &p), 0);
+        // Top-1 and top-2 swap: |0-1| + |1-0| = 2.
+        let q = [0.20f32, 0.30, 0.15, 0.12, 0.10, 0.06, 0.04, 0.03];
+        assert_eq!(top5_distance(&p, &q), 2);
+        // Class 0 drops to rank 7 (capped at 5), the others move up one:
+        // |0-5| + |1-0| + |2-1| + |3-2| + |4-3| = 9.
+        let r = [0.01f32, 0.30, 0.20, 0.15, 0.12, 0.10, 0.06, 0.04];
+        assert_eq!(top5_distance(&p, &r), 9);
+        // Order below the top-5 does not matter; ties rank the lower class first.
+        let t = [0.30f32, 0.20, 0.15, 0.12, 0.10, 0.03, 0.04, 0.06];
+        assert_eq!(top5_distance(&p, &t), 0);
+        let tie = [0.30f32, 0.20, 0.12, 0.12, 0.10, 0.06, 0.04, 0.03];
+        assert_eq!(top5_distance(&p, &tie), 0);
+        // Attributed to the pair's first point.
+        let probs: Vec<&[f32]> = vec![&p, &r, &r];
+        let o = image_outcomes(&probs, &[(0, 1), (1, 2), (0, 2)], 0, None);
+        assert_eq!((o[0].fwd_top5_dist, o[1].fwd_top5_dist, o[2].fwd_top5_dist), (18, 0, 0));
+    }
+
+    #[test]
+    fn normalised_rates_by_hand() {
+        // Two families; baseline FP .2 / .4, T5D 1 / 0 (no ratio for the second).
+        let base = [(Some(0.2), Some(1.0)), (Some(0.4), Some(0.0))];
+        let m = [(Some(0.1), Some(0.5)), (Some(0.6), Some(0.3))];
+        let n = normalised(&m, &base);
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-12);
+        assert!(close(n.fr[0], 0.5) && close(n.fr[1], 1.5), "{:?}", n.fr);
+        assert!(close(n.mfr, 1.0));
+        assert_eq!(n.t5d, vec![Some(0.5), None]);
+        assert_eq!(n.mt5d, Some(0.5));
+        // The baseline against itself: 1 everywhere it has a value.
+        assert_eq!(normalised(&base, &base).mfr, Some(1.0));
+        assert_eq!(normalised(&[(None, None)], &base[..1]).mfr, None);
     }
 }

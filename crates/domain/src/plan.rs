@@ -28,10 +28,10 @@ pub fn images_per_shard(explicit: Option<u32>, target_inferences: u32, points: u
 
 /// Plans the shards; the same sweep always gives the same shards, in the same order.
 pub fn plan(sweep: &ResolvedSweep) -> Vec<PlannedShard> {
-    let n = sweep.images.len() as u32;
     let mut out = Vec::new();
     for m in 0..sweep.models.len() as u32 {
         for (f, fam) in sweep.spec.families.iter().enumerate() {
+            let n = sweep.items(f).len() as u32;
             let per = images_per_shard(sweep.spec.shard.images, sweep.spec.shard.target_inferences, fam.points().len());
             let mut lo = 0;
             while lo < n {
@@ -77,7 +77,8 @@ mod tests {
         ResolvedSweep {
             spec,
             models: (0..models).map(|i| ResolvedModel { name: format!("m{i}"), key: "k".into(), card: card.clone() }).collect(),
-            images: (0..images).map(|i| ImageRef { name: format!("{i}.png"), key: "k".into(), label: Some(1) }).collect(),
+            images: (0..images).map(|i| ImageRef { name: format!("{i}.png"), key: "k".into(), label: Some(1), frames: vec![] }).collect(),
+            family_items: Default::default(),
         }
     }
 

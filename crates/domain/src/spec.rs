@@ -37,8 +37,10 @@ pub struct SweepSpec {
     /// Higher runs first when sweeps compete for workers.
     #[serde(default)]
     pub priority: i32,
-    /// The images.
-    pub dataset: DatasetSpec,
+    /// The images; may be left out when every family is a `sequence` (which names
+    /// its own folder).
+    #[serde(default)]
+    pub dataset: Option<DatasetSpec>,
     /// The models to compare.
     pub models: Vec<ModelSpec>,
     /// The transform families, each with its grid.
@@ -49,9 +51,31 @@ pub struct SweepSpec {
     /// Inference settings.
     #[serde(default)]
     pub run: RunSpec,
+    /// Metric options.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
     /// Published values to print beside this sweep's results in the report.
     #[serde(default)]
     pub published: Vec<Published>,
+}
+
+/// Metric options.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSpec {
+    /// The model (by name) that flip rates and top-5 distances are normalised by
+    /// (mFR, mT5D; ImageNet-P used AlexNet). Without it there is no mFR table.
+    #[serde(default)]
+    pub baseline: Option<String>,
+    /// Families averaged into mFR / mT5D, by name (`sequence`) or position
+    /// (`families[2]`); default: every family except `random_pairs`.
+    #[serde(default)]
+    pub families: Option<Vec<String>>,
+}
+
+/// Whether a selector (`crop`, `families[2]`) names family `index` of `families`.
+pub fn selects(selector: &str, families: &[Family], index: usize) -> bool {
+    selector == format!("families[{index}]") || families.get(index).is_some_and(|f| f.name() == selector)
 }
 
 /// A published number, shown beside the sweep's own for the same family and metric.
@@ -73,7 +97,8 @@ pub struct Published {
 }
 
 /// Metrics a [`Published`] value may name.
-pub const PUBLISHED_METRICS: [&str; 6] = ["acc1", "acc5", "p_top1_change", "mac", "jagged_fraction", "consistency"];
+pub const PUBLISHED_METRICS: [&str; 8] =
+    ["acc1", "acc5", "p_top1_change", "mac", "jagged_fraction", "consistency", "flip_prob", "top5_dist"];
 
 /// Where the images are.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -176,11 +201,15 @@ impl SweepSpec {
         if self.name.trim().is_empty() {
             return Err(field("name", "must not be empty"));
         }
-        if self.dataset.path.trim().is_empty() {
-            return Err(field("dataset.path", "must not be empty"));
-        }
-        if self.dataset.limit == Some(0) {
-            return Err(field("dataset.limit", "must be at least 1"));
+        match &self.dataset {
+            Some(d) if d.path.trim().is_empty() => return Err(field("dataset.path", "must not be empty")),
+            Some(d) if d.limit == Some(0) => return Err(field("dataset.limit", "must be at least 1")),
+            Some(_) => {}
+            None => {
+                if let Some(i) = self.families.iter().position(|f| !matches!(f, Family::Sequence { .. })) {
+                    return Err(field("dataset", format!("is needed by `families[{i}]` ({})", self.families[i].name())));
+                }
+            }
         }
         if self.models.is_empty() {
             return Err(field("models", "at least one model is needed"));
@@ -210,6 +239,13 @@ impl SweepSpec {
         if !(1..=MAX_BATCH).contains(&self.run.batch_size) {
             return Err(field("run.batch_size", format!("must be between 1 and {MAX_BATCH}")));
         }
+        if let Some(sel) = &self.metrics.families {
+            for (i, x) in sel.iter().enumerate() {
+                if !(0..self.families.len()).any(|f| selects(x, &self.families, f)) {
+                    return Err(field(format!("metrics.families[{i}]"), format!("`{x}` names no family of this spec")));
+                }
+            }
+        }
         for (i, p) in self.published.iter().enumerate() {
             if !PUBLISHED_METRICS.contains(&p.metric.as_str()) {
                 return Err(field(format!("published[{i}].metric"), format!("`{}` is not one of {}", p.metric, PUBLISHED_METRICS.join(", "))));
@@ -238,6 +274,7 @@ fn locate_parse_error(text: &str) -> Option<SpecError> {
         .or_else(|| table.get("dataset").and_then(|d| check::<DatasetSpec>(d, "dataset".into())))
         .or_else(|| table.get("shard").and_then(|d| check::<ShardSpec>(d, "shard".into())))
         .or_else(|| table.get("run").and_then(|d| check::<RunSpec>(d, "run".into())))
+        .or_else(|| table.get("metrics").and_then(|d| check::<MetricsSpec>(d, "metrics".into())))
         .or_else(|| list("published").iter().enumerate().find_map(|(i, p)| check::<Published>(p, format!("published[{i}]"))))
 }
 
@@ -331,6 +368,10 @@ pub struct ImageRef {
     pub key: String,
     /// True class index, if labelled.
     pub label: Option<i32>,
+    /// For a sequence: the object-store keys of its frames, in order (`key` is the
+    /// first); empty for an image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<String>,
 }
 
 /// A spec whose files have been located and stored: all the coordinator needs.
@@ -342,9 +383,17 @@ pub struct ResolvedSweep {
     pub models: Vec<ResolvedModel>,
     /// Images, in dataset order.
     pub images: Vec<ImageRef>,
+    /// The items of families that bring their own (`sequence`), by family index.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub family_items: std::collections::BTreeMap<u32, Vec<ImageRef>>,
 }
 
 impl ResolvedSweep {
+    /// The items family `family` runs over: its own (sequences) or the dataset's images.
+    pub fn items(&self, family: usize) -> &[ImageRef] {
+        self.family_items.get(&(family as u32)).map(Vec::as_slice).unwrap_or(&self.images)
+    }
+
     /// Validates the spec against the models' cards and the dataset.
     pub fn validate(&self) -> Result<(), SpecError> {
         self.spec.validate()?;
@@ -363,14 +412,30 @@ impl ResolvedSweep {
                 })?;
             }
         }
-        if self.images.is_empty() {
-            return Err(field("dataset.path", "holds no images"));
+        if let Some(b) = &self.spec.metrics.baseline {
+            if !self.models.iter().any(|m| &m.name == b) {
+                let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+                return Err(field("metrics.baseline", format!("`{b}` is not a model of this sweep ({})", names.join(", "))));
+            }
         }
-        for (i, img) in self.images.iter().enumerate() {
-            if let Some(l) = img.label {
-                let n = self.models.iter().map(|m| m.card.num_classes).min().unwrap_or(0);
-                if l < 0 || l as u32 >= n {
-                    return Err(field("dataset.labels", format!("label {l} of image {i} `{}` is outside 0..{n}", img.name)));
+        let n = self.models.iter().map(|m| m.card.num_classes).min().unwrap_or(0);
+        for (f, fam) in self.spec.families.iter().enumerate() {
+            let own = matches!(fam, Family::Sequence { .. });
+            if own && !self.family_items.contains_key(&(f as u32)) {
+                return Err(field(format!("families[{f}].path"), "sequences were not resolved"));
+            }
+            if let Family::Sequence { frames: None, .. } = fam {
+                return Err(field(format!("families[{f}].frames"), "was not resolved"));
+            }
+            let (items, what) = if own { (self.items(f), format!("families[{f}]")) } else { (&self.images[..], "dataset".to_string()) };
+            if items.is_empty() {
+                return Err(field(format!("{what}.path"), if own { "holds no sequences" } else { "holds no images" }));
+            }
+            for (i, img) in items.iter().enumerate() {
+                if let Some(l) = img.label {
+                    if l < 0 || l as u32 >= n {
+                        return Err(field(format!("{what}.labels"), format!("label {l} of item {i} `{}` is outside 0..{n}", img.name)));
+                    }
                 }
             }
         }
@@ -426,5 +491,28 @@ kind = "diagonal"
         );
         let bad = format!("{GOOD}\n[run]\nbatch_size = 0\n");
         assert!(SweepSpec::from_toml(&bad).unwrap_err().to_string().contains("`run.batch_size`"));
+    }
+
+    #[test]
+    fn sequences_need_no_dataset_but_other_families_do() {
+        let seq = "name = \"s\"\n[[models]]\npath = \"m.onnx\"\n[[families]]\nkind = \"sequence\"\npath = \"frames\"\n";
+        let s = SweepSpec::from_toml(seq).unwrap();
+        assert!(s.dataset.is_none());
+        let mixed = format!("{seq}[[families]]\nkind = \"crop\"\nmax_shift = 1\n");
+        let e = SweepSpec::from_toml(&mixed).unwrap_err().to_string();
+        assert!(e.contains("`dataset`") && e.contains("families[1]"), "{e}");
+        let bad = format!("{seq}[metrics]\nfamilies = [\"crop\"]\n");
+        assert!(SweepSpec::from_toml(&bad).unwrap_err().to_string().contains("`metrics.families[0]`"));
+        let typo = format!("{seq}[metrics]\nbaseline_model = \"x\"\n");
+        assert!(SweepSpec::from_toml(&typo).unwrap_err().to_string().contains("`metrics`"));
+        let stride = seq.replace("path = \"frames\"", "path = \"frames\"\nframes = 4\nstride = 4");
+        assert!(SweepSpec::from_toml(&stride).unwrap_err().to_string().contains("families[0].stride"));
+    }
+
+    #[test]
+    fn selectors_name_families_by_kind_or_position() {
+        let s = SweepSpec::from_toml(GOOD).unwrap();
+        assert!(selects("crop", &s.families, 0) && selects("families[1]", &s.families, 1));
+        assert!(!selects("crop", &s.families, 1) && !selects("families[0]", &s.families, 1));
     }
 }

@@ -21,6 +21,11 @@
 //! - `rotate`: the crop window rotated by `angle` degrees (counter-clockwise)
 //!   about its centre, bilinear sampling, black outside the image (ImageNet-P:
 //!   -15..15).
+//! - `sequence`: user-provided frame sequences (folders of consecutive frames, as
+//!   in ImageNet-P): point `k` is frame `k`, resized so its short side is `resize`
+//!   (default S) and centre-cropped. Neighbours are frames `k` and `k + stride`
+//!   (`compare = "previous"`), or the first frame and every other frame
+//!   (`compare = "first"`, ImageNet-P's noise sequences). The reference is frame 0.
 //!
 //! Grids (`crop`, `embed`, `circular`) are the offsets `-max_shift..=max_shift` in
 //! steps of `step` on both axes, row-major (dy outer); neighbours are horizontally
@@ -141,6 +146,34 @@ pub enum Family {
         #[serde(default)]
         resample: Resample,
     },
+    /// Frames of user-provided sequences (one item = one folder of frames).
+    Sequence {
+        /// Folder of sequences, relative to the spec file: `<sequence>/<frames>` with
+        /// an optional `labels.csv` (`sequence,label`), or `<class>/<sequence>/<frames>`.
+        path: String,
+        /// Frames used per sequence (the first ones, in natural name order);
+        /// default: the length of the shortest sequence, filled in at submit.
+        #[serde(default)]
+        frames: Option<u32>,
+        /// Neighbours are frames `k` and `k + stride` (with `compare = "previous"`).
+        #[serde(default = "one")]
+        stride: u32,
+        /// What each frame is compared with.
+        #[serde(default)]
+        compare: Compare,
+        /// Short side after resizing, before the centre crop; default: model input side.
+        #[serde(default)]
+        resize: Option<u32>,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+        /// CSV of `sequence,label` inside `path`; default `labels.csv` when present.
+        #[serde(default)]
+        labels: Option<String>,
+        /// Use only the first N sequences (in sorted order).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
     /// The crop window rotated about its centre.
     Rotate {
         /// First angle in degrees.
@@ -184,6 +217,17 @@ fn angle_from() -> f32 {
 }
 fn angle_to() -> f32 {
     15.0
+}
+
+/// What a `sequence` frame is compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Compare {
+    /// The frame `stride` before it (ImageNet-P's translate, rotate, scale, tilt...).
+    #[default]
+    Previous,
+    /// The first frame (ImageNet-P's noise sequences).
+    First,
 }
 
 /// Canvas background for `embed` and `scale`.
@@ -317,6 +361,8 @@ enum Shape {
     Line(Vec<GridPoint>),
     /// A centre point then `n` independent pairs.
     Pairs(u32),
+    /// Frames with explicit neighbour pairs.
+    Frames(Vec<GridPoint>, Vec<(usize, usize)>),
 }
 
 impl Family {
@@ -330,6 +376,7 @@ impl Family {
             Family::Scale { .. } => "scale",
             Family::Rotate { .. } => "rotate",
             Family::RandomPairs { .. } => "random_pairs",
+            Family::Sequence { .. } => "sequence",
         }
     }
 
@@ -354,6 +401,15 @@ impl Family {
                     .collect(),
             ),
             Family::RandomPairs { pairs, .. } => Shape::Pairs(pairs),
+            Family::Sequence { frames, stride, compare, .. } => {
+                let n = frames.unwrap_or(0);
+                let pts = (0..n as usize).map(|i| GridPoint::offset(i, 0, 0)).collect();
+                let pairs = match compare {
+                    Compare::Previous => (0..n.saturating_sub(stride) as usize).map(|k| (k, k + stride as usize)).collect(),
+                    Compare::First => (1..n as usize).map(|k| (0, k)).collect(),
+                };
+                Shape::Frames(pts, pairs)
+            }
             Family::Rotate { from, to, step, .. } => Shape::Line(
                 range(from, to, step)
                     .into_iter()
@@ -371,7 +427,7 @@ impl Family {
                 let ax = Self::axis(m, s);
                 ax.iter().flat_map(|&dy| ax.iter().map(move |&dx| (dx, dy))).enumerate().map(|(i, (dx, dy))| GridPoint::offset(i, dx, dy)).collect()
             }
-            Shape::Line(p) => p,
+            Shape::Line(p) | Shape::Frames(p, _) => p,
             Shape::Pairs(n) => (0..=2 * n as usize).map(|i| GridPoint::offset(i, 0, 0)).collect(),
         }
     }
@@ -416,12 +472,13 @@ impl Family {
             }
             Shape::Line(p) => (0..p.len().saturating_sub(1)).map(|c| (c, c + 1)).collect(),
             Shape::Pairs(n) => (0..n as usize).map(|i| (1 + 2 * i, 2 + 2 * i)).collect(),
+            Shape::Frames(_, pairs) => pairs,
         }
     }
 
     /// Index of the reference (untransformed, centred) point.
     pub fn reference(&self) -> usize {
-        if let Family::RandomPairs { .. } = self {
+        if let Family::RandomPairs { .. } | Family::Sequence { .. } = self {
             return 0;
         }
         let pts = self.points();
@@ -449,6 +506,27 @@ impl Family {
             Family::RandomPairs { pairs, .. } => {
                 if pairs == 0 || pairs as usize > MAX_POINTS / 2 {
                     return err("pairs", format!("must be between 1 and {}", MAX_POINTS / 2));
+                }
+            }
+            Family::Sequence { ref path, frames, stride, compare, limit, .. } => {
+                if path.trim().is_empty() {
+                    return err("path", "must not be empty".into());
+                }
+                match frames {
+                    Some(n) if n < 2 => return err("frames", "must be at least 2".into()),
+                    Some(n) if n as usize > MAX_POINTS => return err("frames", format!("exceeds the limit of {MAX_POINTS} points")),
+                    _ => {}
+                }
+                if stride == 0 {
+                    return err("stride", "must be at least 1".into());
+                }
+                if let (Some(n), Compare::Previous) = (frames, compare) {
+                    if stride >= n {
+                        return err("stride", format!("must be smaller than frames ({n})"));
+                    }
+                }
+                if limit == Some(0) {
+                    return err("limit", "must be at least 1".into());
                 }
             }
             Family::Diagonal { steps, .. } => {
@@ -564,7 +642,40 @@ impl Family {
                 window(extent, "resize", 0)?;
                 Placement::Rotate { extent, resample }
             }
+            Family::Sequence { resize, resample, .. } => {
+                let extent = resize.unwrap_or(side);
+                window(extent, "resize", 0)?;
+                Placement::Frames { extent, resample }
+            }
         })
+    }
+
+    /// Frames one item needs: the family's `frames` for `sequence`, else 1.
+    pub fn frames_needed(&self) -> usize {
+        match *self {
+            Family::Sequence { frames, .. } => frames.unwrap_or(0) as usize,
+            _ => 1,
+        }
+    }
+
+    /// Prepares one item (an image, or a sequence's frames in order) for rendering
+    /// the grid at model input `side`.
+    pub fn prepare_item(&self, frames: &[Rgb8], side: u32) -> Result<Prepared, String> {
+        if let Placement::Frames { extent, resample } = self.placement(side).map_err(|(f, m)| format!("{f}: {m}"))? {
+            let need = self.frames_needed();
+            if frames.len() < need {
+                return Err(format!("the sequence has {} frames; the family needs {need}", frames.len()));
+            }
+            let crops = frames[..need]
+                .iter()
+                .map(|f| resize_short_side(f, extent, resample).center_square(side).expect("extent covers the input"))
+                .collect();
+            return Ok(Prepared { side, kind: Kind::Frames(crops) });
+        }
+        match frames {
+            [img] => self.prepare(img, side),
+            _ => Err(format!("expected one image, got {}", frames.len())),
+        }
     }
 
     /// Prepares one decoded image for rendering the grid at model input `side`: the
@@ -572,6 +683,7 @@ impl Family {
     pub fn prepare(&self, img: &Rgb8, side: u32) -> Result<Prepared, String> {
         let placement = self.placement(side).map_err(|(f, m)| format!("{f}: {m}"))?;
         let kind = match placement {
+            Placement::Frames { .. } => return self.prepare_item(std::slice::from_ref(img), side),
             Placement::Window { extent, resample } => Kind::Window(resize_short_side(img, extent, resample)),
             Placement::Rotate { extent, resample } => Kind::Rotate(resize_short_side(img, extent, resample)),
             Placement::Embed { extent, background, resample } => {
@@ -606,6 +718,7 @@ enum Placement {
     Circular { extent: u32, resample: Resample },
     Scale { base: u32, background: Background, resample: Resample },
     Rotate { extent: u32, resample: Resample },
+    Frames { extent: u32, resample: Resample },
 }
 
 #[derive(Clone, Debug)]
@@ -619,6 +732,8 @@ enum Kind {
     Circular(Rgb8),
     /// The resized image; points are rotated windows of it.
     Rotate(Rgb8),
+    /// One centre crop per frame; point `k` is frame `k`.
+    Frames(Vec<Rgb8>),
 }
 
 /// An image prepared for one family and model input side, ready to render any point.
@@ -698,6 +813,7 @@ impl Prepared {
                     }
                 }
             }
+            Kind::Frames(frames) => paste(&frames[p.index as usize], 0, 0, side, [0.0; 3], &px, out),
             Kind::Circular(img) => {
                 let plane = side * side;
                 for y in 0..side {
@@ -1032,5 +1148,51 @@ mod tests {
         assert_eq!(out.pixel(5, 5), [90; 3]);
         let filled = (0..32 * 32).filter(|i| out.data[i * 3] == 90).count();
         assert!(filled >= 32 * 32 - INPAINT_MAX_UNFILLED, "{filled}");
+    }
+
+    fn sequence(frames: u32, stride: u32, compare: Compare) -> Family {
+        Family::Sequence { path: "s".into(), frames: Some(frames), stride, compare, resize: None, resample: NEAREST, labels: None, limit: None }
+    }
+
+    #[test]
+    fn sequence_pairs_follow_compare_and_stride() {
+        let f = sequence(5, 1, Compare::Previous);
+        assert_eq!(f.points().len(), 5);
+        assert_eq!(f.pairs(), vec![(0, 1), (1, 2), (2, 3), (3, 4)]);
+        assert_eq!(f.reference(), 0);
+        // ImageNet-P with difficulty 2: frames k and k + 2.
+        assert_eq!(sequence(5, 2, Compare::Previous).pairs(), vec![(0, 2), (1, 3), (2, 4)]);
+        // Noise sequences: every frame against the first.
+        assert_eq!(sequence(4, 1, Compare::First).pairs(), vec![(0, 1), (0, 2), (0, 3)]);
+        assert!(sequence(3, 3, Compare::Previous).validate(None).is_err());
+        assert!(sequence(1, 1, Compare::Previous).validate(None).is_err());
+        assert_eq!(sequence(3, 0, Compare::Previous).validate(None).unwrap_err().0, "stride");
+    }
+
+    #[test]
+    fn sequence_points_are_centre_crops_of_their_frames() {
+        // Three 12x10 frames, each a different constant plus a position code; input 8:
+        // resize to short side 8 (nearest) gives 10x8 (rounded), centre crop at x=1.
+        let frames: Vec<Rgb8> = (0..3u8)
+            .map(|k| {
+                let mut img = numbered(12, 10);
+                img.data.chunks_mut(3).for_each(|p| p[2] = 10 * k);
+                img
+            })
+            .collect();
+        let f = sequence(3, 1, Compare::Previous);
+        let prep = f.prepare_item(&frames, 8).unwrap();
+        for k in 0..3u32 {
+            let out = prep.render(GridPoint::offset(k as usize, 0, 0));
+            assert_eq!(out.width, 8);
+            assert!(out.data.chunks(3).all(|p| p[2] == 10 * k as u8), "frame {k}");
+            let resized = resize_short_side(&frames[k as usize], 8, NEAREST);
+            assert_eq!(out, resized.center_square(8).unwrap());
+        }
+        // Too few frames is the item's error, named.
+        let e = f.prepare_item(&frames[..2], 8).unwrap_err();
+        assert!(e.contains("2 frames") && e.contains("needs 3"), "{e}");
+        // Frames are what `prepare` of a single image cannot give.
+        assert!(f.prepare(&frames[0], 8).is_err());
     }
 }

@@ -55,6 +55,7 @@ impl FigureData {
             "scale" => (x(&|p| p.2 as f64), "scale"),
             "rotate" => (x(&|p| p.3 as f64), "angle (degrees)"),
             "diagonal" => (x(&|p| p.0 as f64), "diagonal shift (pixels)"),
+            "sequence" => ((0..self.points.len()).map(|i| i as f64).collect(), "frame"),
             _ => ((0..self.points.len()).map(|i| i as f64).collect(), "grid point"),
         }
     }

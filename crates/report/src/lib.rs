@@ -11,7 +11,7 @@
 pub mod figures;
 
 use futures::StreamExt;
-use jagged_domain::metrics::{bootstrap, ImageStats, Intervals, RowView, Summary, SummaryRow};
+use jagged_domain::metrics::{bootstrap, normalised, ImageStats, Intervals, Normalised, RowView, Summary, SummaryRow};
 use jagged_store::{Store, SweepRow};
 use object_store::ObjectStore;
 use std::collections::BTreeMap;
@@ -75,6 +75,20 @@ pub struct Report {
     pub published: Vec<jagged_domain::spec::Published>,
     /// Figure data per (model, family) index, same order as `rows`.
     pub figures: Vec<figures::FigureData>,
+    /// Flip rates and top-5 distances relative to the spec's baseline model.
+    pub normalised: Option<NormalisedTable>,
+}
+
+/// mFR / mT5D: each model's flip probability and top-5 distance divided by the
+/// baseline model's, per family, and their means over the families.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NormalisedTable {
+    /// The baseline model.
+    pub baseline: String,
+    /// Labels of the families averaged.
+    pub families: Vec<String>,
+    /// Per model: its name and ratios.
+    pub models: Vec<(String, Normalised)>,
 }
 
 /// Builds the report of a sweep from its committed parts.
@@ -120,6 +134,7 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
                     fwd_top1_changes: r.fwd_top1_changes as u32,
                     fwd_abs_diff: r.fwd_abs_diff,
                     fwd_top5_transitions: r.fwd_top5_transitions as u32,
+                    fwd_top5_dist: r.fwd_top5_dist as u32,
                 })
                 .collect();
             stats.push(sum.add_image(&views));
@@ -145,7 +160,7 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
         sums.entry(key).or_default().failed_items += (s.image_hi - s.image_lo) as u64;
         let (m, fam) = name(key.0, key.1);
         for i in s.image_lo..s.image_hi {
-            let img = resolved.images.get(i as usize).map(|x| x.name.clone()).unwrap_or_default();
+            let img = resolved.items(key.1).get(i as usize).map(|x| x.name.clone()).unwrap_or_default();
             failures.push((m.clone(), fam.clone(), img, format!("shard {} failed: {}", s.shard_id, s.error)));
         }
     }
@@ -165,18 +180,83 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
             let (subsampling, blurred) = structure.get(m).copied().unwrap_or((0, (0, 0)));
             let intervals = bootstrap(per_image.get(&(m, f)).map(Vec::as_slice).unwrap_or(&[]), BOOTSTRAP_RESAMPLES, 0);
             let repeated = resolved.spec.families.iter().filter(|x| x.name() == family).count() > 1;
-            let family_label = if repeated { format!("{family}[{f}]") } else { family.clone() };
+            let family_label = match &resolved.spec.families[f] {
+                // Sequences are told apart by their folder (ImageNet-P: the perturbation).
+                jagged_domain::transform::Family::Sequence { path, .. } => {
+                    let folder = Path::new(path).file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                    let same = resolved.spec.families.iter().filter(|x| matches!(x, jagged_domain::transform::Family::Sequence { path: p, .. } if Path::new(p).file_name() == Path::new(path).file_name())).count();
+                    if same > 1 || folder.is_empty() { format!("sequence[{f}]") } else { format!("sequence:{folder}") }
+                }
+                _ if repeated => format!("{family}[{f}]"),
+                _ => family.clone(),
+            };
             TableRow { model, family, family_label, family_index: f, untrained, subsampling, blurred, metrics: s.finish(), intervals }
         })
+        .collect::<Vec<TableRow>>();
+    let normalised = resolved.spec.metrics.baseline.as_ref().map(|b| normalised_table(&resolved, &rows, b));
+    Ok(Report { sweep, rows, failures, published: resolved.spec.published.clone(), figures: figure_data, normalised })
+}
+
+/// The mFR / mT5D table over the families the spec selects (default: all but
+/// `random_pairs`).
+fn normalised_table(resolved: &jagged_domain::spec::ResolvedSweep, rows: &[TableRow], baseline: &str) -> NormalisedTable {
+    let fams = &resolved.spec.families;
+    let chosen: Vec<usize> = (0..fams.len())
+        .filter(|&f| match &resolved.spec.metrics.families {
+            Some(sel) => sel.iter().any(|s| jagged_domain::spec::selects(s, fams, f)),
+            None => !matches!(fams[f], jagged_domain::transform::Family::RandomPairs { .. }),
+        })
         .collect();
-    Ok(Report { sweep, rows, failures, published: resolved.spec.published.clone(), figures: figure_data })
+    let values = |model: &str| -> Vec<(Option<f64>, Option<f64>)> {
+        chosen
+            .iter()
+            .map(|&f| {
+                rows.iter()
+                    .find(|r| r.model == model && r.family_index == f)
+                    .map(|r| (r.metrics.flip_prob, r.metrics.top5_dist))
+                    .unwrap_or((None, None))
+            })
+            .collect()
+    };
+    let base = values(baseline);
+    let families = chosen
+        .iter()
+        .map(|&f| rows.iter().find(|r| r.family_index == f).map(|r| r.family_label.clone()).unwrap_or_default())
+        .collect();
+    let models = resolved.models.iter().map(|m| (m.name.clone(), normalised(&values(&m.name), &base))).collect();
+    NormalisedTable { baseline: baseline.to_string(), families, models }
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", 100.0 * x)).unwrap_or_else(|| "n/a".into())
+}
+
+impl NormalisedTable {
+    /// Header and rows: model, mFR, mT5D, then FR and T5D ratio per family, each
+    /// value written by `fmt`.
+    fn table(&self, fmt: fn(Option<f64>) -> String) -> (Vec<String>, Vec<Vec<String>>) {
+        let mut head = vec!["model".to_string(), "mFR".into(), "mT5D".into()];
+        head.extend(self.families.iter().map(|f| format!("FR {f}")));
+        head.extend(self.families.iter().map(|f| format!("T5D {f}")));
+        let rows = self
+            .models
+            .iter()
+            .map(|(m, n)| {
+                let mut r = vec![m.clone(), fmt(n.mfr), fmt(n.mt5d)];
+                r.extend(n.fr.iter().map(|v| fmt(*v)));
+                r.extend(n.t5d.iter().map(|v| fmt(*v)));
+                r
+            })
+            .collect();
+        (head, rows)
+    }
 }
 
 fn num(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "n/a".into())
 }
 
-const HEADER: [&str; 15] = [
+const HEADER: [&str; 17] = [
     "model",
     "family",
     "images",
@@ -189,12 +269,14 @@ const HEADER: [&str; 15] = [
     "jagged_fraction",
     "mean_transitions",
     "worst_acc",
+    "flip_prob",
+    "top5_dist",
     "consistency",
     "subsampling",
     "blurred",
 ];
 
-fn cells(r: &TableRow) -> [String; 15] {
+fn cells(r: &TableRow) -> [String; 17] {
     let m = &r.metrics;
     [
         if r.untrained { format!("{} (untrained)", r.model) } else { r.model.clone() },
@@ -209,6 +291,8 @@ fn cells(r: &TableRow) -> [String; 15] {
         num(m.jagged_fraction),
         num(m.mean_transitions),
         num(m.worst_of_grid_acc),
+        num(m.flip_prob),
+        num(m.top5_dist),
         num(if r.family == "random_pairs" { m.p_top1_change.map(|p| 1.0 - p) } else { None }),
         r.subsampling.to_string(),
         format!("{}/{}", r.blurred.0, r.blurred.1),
@@ -278,7 +362,9 @@ p_top1_change: fraction of neighbour pairs whose top-1 differs. mac: mean over p
 |p_c(x) - p_c(x')| with c the top-1 of the first. jagged_fraction: labelled images whose true \
 class enters or leaves the top-5 between some pair of neighbours; mean_transitions: such \
 transitions per labelled image. worst_acc: labelled images whose top-1 is right at every \
-point of the grid. consistency (random_pairs, Zhang): fraction of random crop pairs with \
+point of the grid. flip_prob (ImageNet-P): per image, the share of its pairs whose \
+top-1 differs, averaged over images; top5_dist: per image, the mean ImageNet-P top-5 distance \
+between the rankings of its pairs, averaged over images. consistency (random_pairs, Zhang): fraction of random crop pairs with \
 the same top-1. subsampling: the model's cumulative subsampling factor; blurred: its \
 subsampling ops preceded by a low-pass filter, of all (`jagged inspect`). Models marked \
 untrained have random weights: their numbers measure the architecture only. n/a: no \
@@ -295,6 +381,22 @@ labelled images or no pairs.\n";
                 "| {} | {} | [{}, {}] | [{}, {}] | [{}, {}] | [{}, {}] |",
                 r.model, r.family_label, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
             );
+        }
+        if let Some(n) = &self.normalised {
+            let (head, rows) = n.table(pct);
+            let _ = writeln!(
+                out,
+                "\n## Flip rate and top-5 distance relative to {}\n\n\
+                 FR = flip_prob / the baseline's on the same family, T5D likewise with top5_dist; \
+                 mFR and mT5D are their means over the families (ImageNet-P's mFR / mT5D, with this \
+                 sweep's baseline in place of AlexNet).\n\n| {} |\n|{}|",
+                n.baseline,
+                head.join(" | "),
+                head.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+            );
+            for r in rows {
+                let _ = writeln!(out, "| {} |", r.join(" | "));
+            }
         }
         if !self.published.is_empty() {
             out += "\n## Published values beside ours\n\n\
@@ -334,6 +436,8 @@ labelled images or no pairs.\n";
                             "mac" => m.mac,
                             "jagged_fraction" => m.jagged_fraction,
                             "consistency" => m.p_top1_change.map(|x| 1.0 - x),
+                            "flip_prob" => m.flip_prob,
+                            "top5_dist" => m.top5_dist,
                             _ => None,
                         };
                         v.map(|v| format!("{}: {v:.3}", r.model))
@@ -367,7 +471,7 @@ labelled images or no pairs.\n";
             if let Some(s) = figures::heatmap(&format!("p(true class) per image: {what}"), d, &r.family) {
                 out.push((format!("{stem}__heatmap"), s));
             }
-            if matches!(r.family.as_str(), "diagonal" | "scale" | "rotate") {
+            if matches!(r.family.as_str(), "diagonal" | "scale" | "rotate" | "sequence") {
                 if let Some(s) = figures::traces(&format!("p(true class) along the transformation: {what}"), d, &r.family) {
                     out.push((format!("{stem}__traces"), s));
                 }
@@ -440,6 +544,22 @@ labelled images or no pairs.\n";
             );
         }
         out += "</table>\n";
+        if let Some(n) = &self.normalised {
+            let (head, rows) = n.table(pct);
+            let _ = write!(out, "<h2>Flip rate and top-5 distance relative to {}</h2>\n<table><tr>", esc(&n.baseline));
+            for h in head {
+                let _ = write!(out, "<th>{}</th>", esc(&h));
+            }
+            out += "</tr>\n";
+            for r in rows {
+                out += "<tr>";
+                for c in r {
+                    let _ = write!(out, "<td>{}</td>", esc(&c));
+                }
+                out += "</tr>\n";
+            }
+            out += "</table>\n";
+        }
         if !self.published.is_empty() {
             out += "<h2>Published values beside ours</h2>\n<p>Other models and data: a comparison of magnitude, not a \
                     reproduction of the same numbers.</p>\n<table><tr><th>family</th><th>metric</th><th>published model</th>\
@@ -494,6 +614,16 @@ labelled images or no pairs.\n";
                     + "\n",
             ),
         ];
+        let mut files = files.to_vec();
+        if let Some(n) = &self.normalised {
+            let (head, rows) = n.table(num);
+            let csv = std::iter::once(head)
+                .chain(rows)
+                .map(|r| r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","))
+                .collect::<Vec<_>>()
+                .join("\n");
+            files.push(("normalised.csv", csv + "\n"));
+        }
         for (name, text) in files {
             let p = dir.join(name);
             std::fs::write(&p, text).map_err(|e| io(&p, e))?;

@@ -109,6 +109,7 @@ pub fn resolved(images: usize, families: &str, shard_images: u32, max_attempts: 
     ResolvedSweep {
         spec,
         models: vec![ResolvedModel { name: "tiny_cnn".into(), key: "blobs/sha256/model".into(), card }],
-        images: (0..images).map(|i| ImageRef { name: format!("{i}.png"), key: format!("blobs/sha256/{i}"), label: Some(1) }).collect(),
+        images: (0..images).map(|i| ImageRef { name: format!("{i}.png"), key: format!("blobs/sha256/{i}"), label: Some(1), frames: vec![] }).collect(),
+        family_items: Default::default(),
     }
 }

@@ -258,18 +258,24 @@ async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost
                 .map_err(|e| retryable(format!("model `{}`: {e}", task.model_name)))?,
         )
     };
-    // Fetch the shard's images concurrently; a missing image is a failed item.
+    // Fetch the shard's images (or each sequence's frames) concurrently; a missing
+    // file is a failed item.
     let fetches = task.images.iter().map(|img| {
         let store = config.store.clone();
-        let key = img.key.clone();
-        async move { jagged_artifacts::get(store.as_ref(), &key).await }
+        let keys = if img.frames.is_empty() { vec![img.key.clone()] } else { img.frames.clone() };
+        async move {
+            let gets = keys.iter().map(|k| jagged_artifacts::get(store.as_ref(), k));
+            futures::future::join_all(gets).await.into_iter().collect::<Result<Vec<_>, _>>()
+        }
     });
     let fetched = futures::future::join_all(fetches).await;
     let mut images = Vec::with_capacity(task.images.len());
     for (img, bytes) in task.images.iter().zip(fetched) {
         let bytes = match bytes {
             Ok(b) => Ok(b),
-            Err(jagged_artifacts::ArtifactError::Store(object_store::Error::NotFound { .. })) => Err("image missing from the store".to_string()),
+            Err(jagged_artifacts::ArtifactError::Store(object_store::Error::NotFound { .. })) => {
+                Err(if img.frames.is_empty() { "image missing from the store" } else { "a frame is missing from the store" }.to_string())
+            }
             Err(e) => return Err(retryable(format!("image `{}`: {e}", img.name))),
         };
         images.push((img.clone(), bytes));

@@ -14,8 +14,9 @@ pub struct ShardInput<'a> {
     pub task: &'a ShardTask,
     /// Its family.
     pub family: &'a Family,
-    /// Each image with its bytes, or why they could not be fetched.
-    pub images: Vec<(ImageItem, Result<Bytes, String>)>,
+    /// Each item with its file's bytes (a sequence: each frame's, in order), or
+    /// why they could not be fetched.
+    pub images: Vec<(ImageItem, Result<Vec<Bytes>, String>)>,
 }
 
 /// What the compute step produces.
@@ -45,7 +46,16 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &dyn Fn(
     // Decode and prepare each image once.
     let mut prepared: Vec<(ImageItem, Prepared)> = Vec::new();
     for (item, bytes) in input.images {
-        let res = bytes.and_then(|b| jagged_infer::decode_image(&b).map_err(|e| e.to_string())).and_then(|img| fam.prepare(&img, card.input_size));
+        let res = bytes
+            .and_then(|files| {
+                let many = files.len() > 1;
+                files
+                    .iter()
+                    .enumerate()
+                    .map(|(k, b)| jagged_infer::decode_image(b).map_err(|e| if many { format!("frame {k}: {e}") } else { e.to_string() }))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .and_then(|imgs| fam.prepare_item(&imgs, card.input_size));
         match res {
             Ok(p) => prepared.push((item, p)),
             Err(reason) => failed.push(FailedItem { image_index: item.index, image_name: item.name.clone(), reason }),
@@ -111,6 +121,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &dyn Fn(
                 fwd_top1_changes: o.fwd_top1_changes as i32,
                 fwd_abs_diff: o.fwd_abs_diff,
                 fwd_top5_transitions: o.fwd_top5_transitions as i32,
+                fwd_top5_dist: o.fwd_top5_dist as i32,
                 provider: engine.provider.to_string(),
                 precision: engine.precision.to_string(),
                 probs: task.keep_probs.then(|| vecs[p].clone()),
