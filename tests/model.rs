@@ -78,6 +78,41 @@ fn light_models_import_seeded_and_run_in_batches() {
     }
 }
 
+/// Random weights with identity batch norm make ResNet-50's activations grow block
+/// by block until the softmax saturates; calibration sets every node's statistics
+/// to those of its input (checked by measuring each node's input again) and the
+/// outputs spread out.
+#[test]
+fn batch_norm_calibration_stops_saturation() {
+    ort();
+    let src = std::fs::read(root().join(".cache/jagged/light/light_resnet50.onnx")).unwrap();
+    let mut m = jagged_onnx::light::seed(&src, "light_resnet50", 1).unwrap();
+    let s = m.card.input_size as usize;
+    // Inputs other than the calibration textures: two sample photos' centre crops.
+    let mut input = Vec::new();
+    for f in ["chelsea.png", "coffee.png"] {
+        let img = jagged_infer::decode_image(&std::fs::read(root().join(".cache/jagged/samples").join(f)).unwrap()).unwrap();
+        let fam = jagged_domain::transform::Family::Crop { max_shift: 0, step: 1, resize: None, resample: Default::default() };
+        let mut t = vec![0f32; 3 * s * s];
+        fam.prepare(&img, s as u32).unwrap().write_chw(fam.points()[0], &m.card.normalize, &mut t);
+        input.extend(t);
+    }
+    let top = |m: &jagged_onnx::BuiltModel| -> Vec<f32> {
+        let mut e = jagged_infer::Engine::load(&m.bytes, &m.card, &jagged_infer::EngineOptions::cpu(2)).unwrap();
+        e.probabilities(&input, 2).unwrap().into_iter().map(|p| p.unwrap().into_iter().fold(0.0, f32::max)).collect()
+    };
+    let before = top(&m);
+    assert!(before.iter().all(|&p| p > 0.999), "uncalibrated outputs saturate: {before:?}");
+    assert!(jagged_cli::models::calibration_residual(&m, &input, 2).unwrap() > 1.0, "identity statistics are far from the inputs'");
+    let c = jagged_cli::models::calibrate(&mut m, 2).unwrap();
+    assert_eq!(c.layers, 53);
+    assert!(c.residual < jagged_cli::models::CALIBRATION_TOLERANCE, "{c:?}");
+    let after = top(&m);
+    assert!(after.iter().all(|&p| p < 0.95), "calibrated outputs spread: {after:?}");
+    let batch = jagged_cli::models::calibration_batch(&m.card, 8);
+    assert!(jagged_cli::models::calibration_residual(&m, &batch, 2).unwrap() < jagged_cli::models::CALIBRATION_TOLERANCE);
+}
+
 /// `jagged inspect` reads the sampling structure the paper argues from:
 /// EfficientNet-Lite0 subsamples by 32 in five strided convolutions with no blur;
 /// VGG-19 by 32 in five max pools; DenseNet-121's average-pool transitions count

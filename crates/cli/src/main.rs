@@ -308,7 +308,15 @@ async fn run(cli: Cli) -> Result<()> {
             } else if model.starts_with("light_") {
                 let src = weights.ok_or_else(|| anyhow::anyhow!("--source <{model}.onnx> is needed (scripts/fetch.sh light)"))?;
                 let bytes = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
-                let m = jagged_onnx::light::seed(&bytes, &model, seed).with_context(|| format!("seeding {}", src.display()))?;
+                let mut m = jagged_onnx::light::seed(&bytes, &model, seed).with_context(|| format!("seeding {}", src.display()))?;
+                let c = models::calibrate(&mut m, std::thread::available_parallelism().map_or(1, |n| n.get()))?;
+                if c.layers > 0 {
+                    eprintln!(
+                        "batch-norm statistics of {} layer(s) calibrated (inputs match them to {:.1e})",
+                        c.layers, c.residual
+                    );
+                    m.card.source += &format!("; batch-norm statistics calibrated on {} synthetic textures", 8);
+                }
                 models::write_model(&m, &out)?
             } else {
                 let weights = weights.ok_or_else(|| anyhow::anyhow!("--weights <file.pth> is needed to import `{model}`"))?;

@@ -328,3 +328,23 @@ mod tests {
         assert!(decode_image(b"just some text, not an image").unwrap_err().to_string().contains("not a PNG or JPEG"));
     }
 }
+
+/// Runs ONNX `bytes` once on the CPU with one NCHW input and returns the named
+/// outputs, flattened (for model preparation, e.g. calibrating statistics).
+pub fn run_outputs(bytes: &[u8], input_name: &str, input: &[f32], shape: [usize; 4], outputs: &[String], threads: usize) -> Result<Vec<Vec<f32>>, InferError> {
+    let env = init_runtime()?;
+    fn err(e: impl std::fmt::Display) -> InferError {
+        InferError::Run(e.to_string())
+    }
+    let mut session = Session::builder(env).map_err(err)?.with_intra_threads(threads.max(1)).map_err(err)?.commit_from_memory(bytes).map_err(err)?;
+    let tensor = TensorRef::from_array_view((shape, input)).map_err(err)?;
+    let out = session.run(ort::inputs![input_name => tensor]).map_err(err)?;
+    outputs
+        .iter()
+        .map(|name| {
+            let v = out.get(name.as_str()).ok_or_else(|| InferError::Run(format!("no output `{name}`")))?;
+            let (_, data) = v.try_extract_tensor::<f32>().map_err(err)?;
+            Ok(data.to_vec())
+        })
+        .collect()
+}

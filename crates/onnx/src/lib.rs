@@ -53,3 +53,24 @@ pub struct BuiltModel {
     /// The model card to store beside it.
     pub card: jagged_domain::spec::ModelCard,
 }
+
+/// The float initializers of a model (from `float_data` or little-endian
+/// `raw_data`), by name.
+pub fn float_initializers(bytes: &[u8]) -> Result<std::collections::HashMap<String, Vec<f32>>, OnnxError> {
+    use prost::Message;
+    let model = pb::ModelProto::decode(bytes).map_err(|e| OnnxError::Weights(format!("not an ONNX model: {e}")))?;
+    let graph = model.graph.unwrap_or_default();
+    Ok(graph
+        .initializer
+        .into_iter()
+        .filter(|t| t.data_type == Some(1))
+        .map(|t| {
+            let v = if !t.float_data.is_empty() {
+                t.float_data.clone()
+            } else {
+                t.raw_data.as_deref().unwrap_or_default().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+            };
+            (t.name().to_string(), v)
+        })
+        .collect())
+}

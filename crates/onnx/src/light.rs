@@ -7,7 +7,10 @@
 //! and variances 1. It also makes the batch dimension symbolic and flattens 4-D
 //! outputs, so the models run in batches like any other. Their numbers measure the
 //! architecture's sampling behaviour, not a trained classifier: cards say
-//! `untrained`.
+//! `untrained`. Identity batch-norm statistics let activations of deep networks
+//! grow until the softmax saturates, so `jagged models import` then calibrates
+//! them: [`batch_stats_model`] gives every node's input statistics in one pass,
+//! [`set_initializers`] stores them, and [`instrument`] measures them again.
 
 use crate::graph::SplitMix;
 use crate::pb;
@@ -195,4 +198,182 @@ pub fn seed(bytes: &[u8], name: &str, seed: u64) -> Result<BuiltModel, OnnxError
             license: "Apache-2.0".into(),
         },
     })
+}
+
+/// One BatchNormalization node to calibrate: its running-statistics initializers
+/// and the instrumented outputs that measure its input.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BnLayer {
+    /// Initializer holding the running mean.
+    pub mean_init: String,
+    /// Initializer holding the running variance.
+    pub var_init: String,
+    /// Output: per-channel mean of the node's input over (N, H, W).
+    pub mean_out: String,
+    /// Output: per-channel mean of the squared input over (N, H, W).
+    pub sq_out: String,
+}
+
+/// A copy of a model that also outputs, for every BatchNormalization node, the
+/// per-channel mean and mean square of its input, and the list of those nodes.
+pub struct Instrumented {
+    /// The instrumented model.
+    pub bytes: Vec<u8>,
+    /// The nodes, in graph order.
+    pub layers: Vec<BnLayer>,
+}
+
+fn attr_ints(name: &str, v: Vec<i64>) -> pb::AttributeProto {
+    pb::AttributeProto { name: Some(name.into()), ints: v, r#type: Some(pb::attribute_proto::AttributeType::Ints as i32), ..Default::default() }
+}
+
+fn attr_int(name: &str, v: i64) -> pb::AttributeProto {
+    pb::AttributeProto { name: Some(name.into()), i: Some(v), r#type: Some(pb::attribute_proto::AttributeType::Int as i32), ..Default::default() }
+}
+
+/// Adds the measuring outputs (`ReduceMean` over axes 0, 2, 3 of each BN input and
+/// of its square; opsets before 18 take the axes as an attribute).
+pub fn instrument(bytes: &[u8]) -> Result<Instrumented, OnnxError> {
+    let mut model = pb::ModelProto::decode(bytes).map_err(|e| bad(format!("not an ONNX model: {e}")))?;
+    let graph = model.graph.as_mut().ok_or_else(|| bad("model has no graph"))?;
+    let mut layers = Vec::new();
+    let mut extra = Vec::new();
+    for (i, n) in graph.node.iter().enumerate().filter(|(_, n)| n.op_type() == "BatchNormalization") {
+        let (Some(x), Some(mean), Some(var)) = (n.input.first(), n.input.get(3), n.input.get(4)) else {
+            return Err(bad(format!("BatchNormalization node {i} lacks inputs")));
+        };
+        let l = BnLayer {
+            mean_init: mean.clone(),
+            var_init: var.clone(),
+            mean_out: format!("jagged_cal_{i}_mean"),
+            sq_out: format!("jagged_cal_{i}_sq"),
+        };
+        let sq = format!("jagged_cal_{i}_x2");
+        let node = |op: &str, inputs: Vec<String>, out: &str, attrs: Vec<pb::AttributeProto>| pb::NodeProto {
+            op_type: Some(op.into()),
+            input: inputs,
+            output: vec![out.to_string()],
+            name: Some(format!("{out}_node")),
+            attribute: attrs,
+            ..Default::default()
+        };
+        let reduce = || vec![attr_ints("axes", vec![0, 2, 3]), attr_int("keepdims", 0)];
+        extra.push(node("Mul", vec![x.clone(), x.clone()], &sq, vec![]));
+        extra.push(node("ReduceMean", vec![x.clone()], &l.mean_out, reduce()));
+        extra.push(node("ReduceMean", vec![sq], &l.sq_out, reduce()));
+        layers.push(l);
+    }
+    let mut seen = std::collections::HashSet::new();
+    if layers.iter().any(|l| !seen.insert(l.mean_init.clone()) || !seen.insert(l.var_init.clone())) {
+        return Err(bad("BatchNormalization nodes share running statistics"));
+    }
+    graph.node.extend(extra);
+    for l in &layers {
+        for name in [&l.mean_out, &l.sq_out] {
+            graph.output.push(pb::ValueInfoProto {
+                name: Some(name.clone()),
+                r#type: Some(pb::TypeProto {
+                    value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type: Some(FLOAT), shape: None })),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    Ok(Instrumented { bytes: model.encode_to_vec(), layers })
+}
+
+/// Replaces float initializers by name (each given as its new values, same length).
+pub fn set_initializers(bytes: &[u8], values: &HashMap<String, Vec<f32>>) -> Result<Vec<u8>, OnnxError> {
+    let mut model = pb::ModelProto::decode(bytes).map_err(|e| bad(format!("not an ONNX model: {e}")))?;
+    let graph = model.graph.as_mut().ok_or_else(|| bad("model has no graph"))?;
+    let mut done = 0;
+    for t in graph.initializer.iter_mut() {
+        if let Some(v) = values.get(t.name()) {
+            let n: i64 = t.dims.iter().product();
+            if n as usize != v.len() || t.data_type != Some(FLOAT) {
+                return Err(bad(format!("initializer `{}` holds {n} values, not {}", t.name(), v.len())));
+            }
+            t.float_data = v.clone();
+            t.raw_data = None;
+            done += 1;
+        }
+    }
+    if done != values.len() {
+        return Err(bad(format!("{} of {} initializers to set were not found", values.len() - done, values.len())));
+    }
+    Ok(model.encode_to_vec())
+}
+
+/// A copy of a model in which every BatchNormalization node normalises by the
+/// statistics of the batch it is given instead of its running ones, and which
+/// also outputs those statistics per node (`[1, C, 1, 1]` mean and variance over
+/// N, H, W, in the order of [`Instrumented::layers`]: `mean_out` is the mean,
+/// `sq_out` the variance). One forward pass thus gives, layer after layer, the
+/// statistics each node sees when every node before it normalises its input:
+/// the data-dependent initialisation of batch norm, exactly, in one pass. Built
+/// from ops whose form is the same from opset 7 to 17 (ReduceMean takes its axes
+/// as an attribute there; from 18 as an input).
+pub fn batch_stats_model(bytes: &[u8]) -> Result<Instrumented, OnnxError> {
+    let mut model = pb::ModelProto::decode(bytes).map_err(|e| bad(format!("not an ONNX model: {e}")))?;
+    let opset = model.opset_import.iter().find(|o| o.domain().is_empty()).and_then(|o| o.version).unwrap_or(1);
+    if !(7..=17).contains(&opset) {
+        return Err(bad(format!("batch-norm calibration supports opsets 7 to 17; the model has {opset}")));
+    }
+    let graph = model.graph.as_mut().ok_or_else(|| bad("model has no graph"))?;
+    let mut layers = Vec::new();
+    let mut nodes = Vec::new();
+    let mut inits = Vec::new();
+    for (i, n) in std::mem::take(&mut graph.node).into_iter().enumerate() {
+        if n.op_type() != "BatchNormalization" {
+            nodes.push(n);
+            continue;
+        }
+        let (Some(x), Some(scale), Some(shift), Some(mean), Some(var), Some(y)) =
+            (n.input.first(), n.input.get(1), n.input.get(2), n.input.get(3), n.input.get(4), n.output.first())
+        else {
+            return Err(bad(format!("BatchNormalization node {i} lacks inputs or outputs")));
+        };
+        let eps = n.attribute.iter().find(|a| a.name() == "epsilon").and_then(|a| a.f).unwrap_or(1e-5);
+        let p = |s: &str| format!("jagged_bs_{i}_{s}");
+        let l = BnLayer { mean_init: mean.clone(), var_init: var.clone(), mean_out: p("mean"), sq_out: p("var") };
+        inits.push(pb::TensorProto { name: Some(p("eps")), dims: vec![], data_type: Some(FLOAT), float_data: vec![eps], ..Default::default() });
+        inits.push(pb::TensorProto { name: Some(p("shape")), dims: vec![4], data_type: Some(INT64), int64_data: vec![1, -1, 1, 1], ..Default::default() });
+        let node = |op: &str, inputs: &[&str], out: &str, attrs: Vec<pb::AttributeProto>| pb::NodeProto {
+            op_type: Some(op.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.to_string()],
+            name: Some(format!("{out}_node")),
+            attribute: attrs,
+            ..Default::default()
+        };
+        let reduce = || vec![attr_ints("axes", vec![0, 2, 3]), attr_int("keepdims", 1)];
+        nodes.push(node("ReduceMean", &[x], &l.mean_out, reduce()));
+        nodes.push(node("Sub", &[x, &l.mean_out], &p("d"), vec![]));
+        nodes.push(node("Mul", &[&p("d"), &p("d")], &p("d2"), vec![]));
+        nodes.push(node("ReduceMean", &[&p("d2")], &l.sq_out, reduce()));
+        nodes.push(node("Add", &[&l.sq_out, &p("eps")], &p("ve"), vec![]));
+        nodes.push(node("Sqrt", &[&p("ve")], &p("sd"), vec![]));
+        nodes.push(node("Div", &[&p("d"), &p("sd")], &p("n"), vec![]));
+        nodes.push(node("Reshape", &[scale, &p("shape")], &p("g"), vec![]));
+        nodes.push(node("Reshape", &[shift, &p("shape")], &p("b"), vec![]));
+        nodes.push(node("Mul", &[&p("n"), &p("g")], &p("ng"), vec![]));
+        nodes.push(node("Add", &[&p("ng"), &p("b")], y, vec![]));
+        layers.push(l);
+    }
+    graph.node = nodes;
+    graph.initializer.extend(inits);
+    for l in &layers {
+        for name in [&l.mean_out, &l.sq_out] {
+            graph.output.push(pb::ValueInfoProto {
+                name: Some(name.clone()),
+                r#type: Some(pb::TypeProto {
+                    value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type: Some(FLOAT), shape: None })),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    Ok(Instrumented { bytes: model.encode_to_vec(), layers })
 }
