@@ -31,6 +31,8 @@ example name: (assets "release")
     for v in 1 2; do [ -f {{cache}}/models/efficientnet_lite$v.onnx ] || ./target/release/jagged models import efficientnet_lite$v \
         --weights {{cache}}/weights/efficientnet-lite$v.pth --classes {{cache}}/weights/imagenet_classes.json \
         --wnids {{cache}}/weights/imagenet_wnids.json --out {{cache}}/models; done
+    if grep -q "cache/jagged/sequences" examples/{{name}}.toml; then scripts/fetch.sh samples venv; \
+        [ -d {{cache}}/sequences ] || {{cache}}/venv/bin/python3 scripts/make-sequences.py {{cache}}/samples {{cache}}/sequences; fi
     ./target/release/jagged demo --spec examples/{{name}}.toml --out {{name}}-out
 
 # Benchmarks: `just bench pipeline`.
