@@ -107,8 +107,7 @@ fn recompute(rows: &[&jagged_artifacts::ResultRow], family: &str, step: i32) -> 
             _ => {
                 let at: BTreeMap<(i32, i32), &jagged_artifacts::ResultRow> = pts.iter().map(|r| ((r.dx, r.dy), *r)).collect();
                 for (&(dx, dy), &r) in &at {
-                    let next: Vec<(i32, i32)> =
-                        if family == "diagonal" { vec![(dx + 1, dy + 1)] } else { vec![(dx + step, dy), (dx, dy + step)] };
+                    let next: Vec<(i32, i32)> = if family == "diagonal" { vec![(dx + 1, dy + 1)] } else { vec![(dx + step, dy), (dx, dy + step)] };
                     for n in next {
                         if let Some(&m) = at.get(&n) {
                             neighbours.push((r, m));
@@ -186,7 +185,15 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     assert!(report.failures.iter().all(|f| f.2 == "broken.png" && f.3.contains("corrupt")), "{:?}", report.failures);
 
     // Row counts: 6 good images x grid points, each (family, image, point) exactly once.
-    let points = [("crop", 49usize, 1i32), ("embed", 25, 2), ("diagonal", 5, 1), ("circular", 25, 1), ("scale", 5, 0), ("random_pairs", 5, 0), ("rotate", 5, 0)];
+    let points = [
+        ("crop", 49usize, 1i32),
+        ("embed", 25, 2),
+        ("diagonal", 5, 1),
+        ("circular", 25, 1),
+        ("scale", 5, 0),
+        ("random_pairs", 5, 0),
+        ("rotate", 5, 0),
+    ];
     let mut seen = HashSet::new();
     for r in &rows {
         assert!(seen.insert((r.family_index, r.image_index, r.point)), "duplicate row {:?}", (r.family_index, r.image_index, r.point));
@@ -314,7 +321,9 @@ fn sequences_give_flip_rates_and_normalised_rates() {
             for k in 0..frames {
                 let mut f = image::imageops::crop_imm(&big, if set == "translate" { 3 * k } else { 8 }, 8, 40, 40).to_image();
                 if set == "noise" {
-                    f.pixels_mut().enumerate().for_each(|(j, p)| p.0[(j + k as usize) % 3] = p.0[(j + k as usize) % 3].wrapping_add((17 * k * (j as u32 % 7)) as u8));
+                    f.pixels_mut()
+                        .enumerate()
+                        .for_each(|(j, p)| p.0[(j + k as usize) % 3] = p.0[(j + k as usize) % 3].wrapping_add((17 * k * (j as u32 % 7)) as u8));
                 }
                 f.save(seq.join(format!("{}.png", k + 1))).unwrap();
             }
@@ -351,7 +360,9 @@ fn sequences_give_flip_rates_and_normalised_rates() {
 
     // Independent recomputation per (model, family): per-sequence shares, averaged.
     let mut fp_t5d: BTreeMap<(String, i32), (f64, f64)> = BTreeMap::new();
-    for ((model, fam), (frames, expect_seqs)) in [(("tiny_cnn", 0), (6usize, 4usize)), (("tiny_cnn", 1), (5, 2)), (("tiny_b", 0), (6, 4)), (("tiny_b", 1), (5, 2))] {
+    for ((model, fam), (frames, expect_seqs)) in
+        [(("tiny_cnn", 0), (6usize, 4usize)), (("tiny_cnn", 1), (5, 2)), (("tiny_b", 0), (6, 4)), (("tiny_b", 1), (5, 2))]
+    {
         let mut by_seq: BTreeMap<i32, Vec<&jagged_artifacts::ResultRow>> = BTreeMap::new();
         for r in rows.iter().filter(|r| r.model == model && r.family_index == fam) {
             by_seq.entry(r.image_index).or_default().push(r);
@@ -362,7 +373,8 @@ fn sequences_give_flip_rates_and_normalised_rates() {
             pts.sort_by_key(|r| r.point);
             assert_eq!(pts.len(), frames);
             let p: Vec<Vec<f32>> = pts.iter().map(|r| r.probs.clone().unwrap()).collect();
-            let pairs: Vec<(usize, usize)> = if fam == 0 { (0..frames - 1).map(|k| (k, k + 1)).collect() } else { (1..frames).map(|k| (0, k)).collect() };
+            let pairs: Vec<(usize, usize)> =
+                if fam == 0 { (0..frames - 1).map(|k| (k, k + 1)).collect() } else { (1..frames).map(|k| (0, k)).collect() };
             let flips = pairs.iter().filter(|&&(a, b)| first_argmax(&p[a]) != first_argmax(&p[b])).count();
             let dist: u64 = pairs.iter().map(|&(a, b)| t5d(&p[a], &p[b])).sum();
             fp += flips as f64 / pairs.len() as f64;

@@ -11,9 +11,7 @@
 #![deny(missing_docs)]
 
 use arrow_array::builder::{BooleanBuilder, Float32Builder, Int32Builder, ListBuilder};
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray,
-};
+use arrow_array::{Array, ArrayRef, BooleanArray, Float32Array, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 use object_store::path::Path as ObjPath;

@@ -135,8 +135,7 @@ impl LocalCluster {
             &[],
             &opts.dir.join("logs/coordinator.log"),
         )?;
-        let mut cluster =
-            LocalCluster { url: String::new(), store_url, workers: vec![], coordinator, postgres, opts: opts.clone() };
+        let mut cluster = LocalCluster { url: String::new(), store_url, workers: vec![], coordinator, postgres, opts: opts.clone() };
         cluster.url = cluster.wait_for_coordinator(&addr_file)?;
         for i in 0..opts.workers {
             cluster.add_worker(i)?;

@@ -266,10 +266,7 @@ async fn run(cli: Cli) -> Result<()> {
                 std::fs::write(&f, format!("{addr}\n")).with_context(|| format!("writing {}", f.display()))?;
             }
             let policy = jagged_domain::lease::LeasePolicy { lease_ms, heartbeat_ms, ..Default::default() };
-            let config = jagged_coordinator::Config {
-                policy,
-                reap_interval: Duration::from_millis((lease_ms / 4).clamp(100, 5_000) as u64),
-            };
+            let config = jagged_coordinator::Config { policy, reap_interval: Duration::from_millis((lease_ms / 4).clamp(100, 5_000) as u64) };
             jagged_coordinator::serve(jagged_coordinator::Coordinator::new(store, config), listener, shutdown_signal()).await?;
             tracing::info!("coordinator stopped");
             Ok(())
@@ -311,10 +308,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let mut m = jagged_onnx::light::seed(&bytes, &model, seed).with_context(|| format!("seeding {}", src.display()))?;
                 let c = models::calibrate(&mut m, std::thread::available_parallelism().map_or(1, |n| n.get()))?;
                 if c.layers > 0 {
-                    eprintln!(
-                        "batch-norm statistics of {} layer(s) calibrated (inputs match them to {:.1e})",
-                        c.layers, c.residual
-                    );
+                    eprintln!("batch-norm statistics of {} layer(s) calibrated (inputs match them to {:.1e})", c.layers, c.residual);
                     m.card.source += &format!("; batch-norm statistics calibrated on {} synthetic textures", 8);
                 }
                 models::write_model(&m, &out)?
@@ -401,14 +395,7 @@ async fn demo(spec: PathBuf, out: PathBuf, workers: usize, threads: Option<usize
     let workers = workers.max(1);
     let threads = threads.unwrap_or((cores / workers).max(1));
     let _ = std::fs::remove_dir_all(&out);
-    let opts = cluster::ClusterOptions {
-        bin: std::env::current_exe()?,
-        dir: out.clone(),
-        workers,
-        threads,
-        lease_ms: 30_000,
-        heartbeat_ms: 2_000,
-    };
+    let opts = cluster::ClusterOptions { bin: std::env::current_exe()?, dir: out.clone(), workers, threads, lease_ms: 30_000, heartbeat_ms: 2_000 };
     eprintln!("starting a private PostgreSQL, a coordinator and {workers} worker(s) ({threads} thread(s) each); logs in {}/logs", out.display());
     let c = tokio::task::spawn_blocking(move || cluster::LocalCluster::start(opts)).await??;
     let result = async {

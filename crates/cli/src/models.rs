@@ -58,12 +58,7 @@ pub fn predict(model: &Path, image: &Path, opts: &jagged_infer::EngineOptions) -
     let mut engine = jagged_infer::Engine::load(&bytes, &card, opts)?;
     let img = jagged_infer::decode_image(&std::fs::read(image).with_context(|| format!("reading {}", image.display()))?)
         .with_context(|| format!("decoding {}", image.display()))?;
-    let fam = jagged_domain::transform::Family::Crop {
-        max_shift: 0,
-        step: 1,
-        resize: None,
-        resample: jagged_domain::image::Resample::default(),
-    };
+    let fam = jagged_domain::transform::Family::Crop { max_shift: 0, step: 1, resize: None, resample: jagged_domain::image::Resample::default() };
     let s = card.input_size as usize;
     let prep = fam.prepare(&img, card.input_size).map_err(anyhow::Error::msg)?;
     let mut t = vec![0f32; 3 * s * s];
@@ -72,10 +67,7 @@ pub fn predict(model: &Path, image: &Path, opts: &jagged_infer::EngineOptions) -
     if probs.is_empty() {
         bail!("model returned no classes");
     }
-    Ok(jagged_domain::metrics::top_k(&probs, 5)
-        .into_iter()
-        .map(|(c, p)| (c, card.classes.get(c as usize).cloned().unwrap_or_default(), p))
-        .collect())
+    Ok(jagged_domain::metrics::top_k(&probs, 5).into_iter().map(|(c, p)| (c, card.classes.get(c as usize).cloned().unwrap_or_default(), p)).collect())
 }
 
 /// The human-readable form of `jagged inspect`.
@@ -181,7 +173,7 @@ pub fn calibrate(model: &mut BuiltModel, threads: usize) -> Result<Calibration> 
     }
     model.bytes = jagged_onnx::light::set_initializers(&model.bytes, &values)?;
     let residual = calibration_residual(model, &input, threads)?;
-    if !(residual < CALIBRATION_TOLERANCE) {
+    if residual.is_nan() || residual >= CALIBRATION_TOLERANCE {
         bail!("calibrating {}: batch-norm inputs differ from the set statistics by {residual:.2e}", model.card.name);
     }
     Ok(Calibration { layers: stats.layers.len(), passes: 2, residual })
@@ -210,8 +202,11 @@ pub fn calibration_residual(model: &BuiltModel, input: &[f32], threads: usize) -
     Ok(residual)
 }
 
-/// The running (mean, variance) initializers of each layer, keyed by the mean's name.
-fn current_stats(bytes: &[u8], layers: &[jagged_onnx::light::BnLayer]) -> Result<std::collections::HashMap<String, (Vec<f32>, Vec<f32>)>> {
+/// Running (mean, variance) per layer, keyed by the mean initializer's name.
+type Stats = std::collections::HashMap<String, (Vec<f32>, Vec<f32>)>;
+
+/// The running statistics of each layer.
+fn current_stats(bytes: &[u8], layers: &[jagged_onnx::light::BnLayer]) -> Result<Stats> {
     let inits = jagged_onnx::float_initializers(bytes)?;
     layers
         .iter()

@@ -24,10 +24,7 @@ struct Entry {
 /// A class index from a name: the card's class name (or its first comma part), or
 /// its class id.
 fn class_index(name: &str, classes: &[String], wnids: &[String]) -> Option<usize> {
-    classes
-        .iter()
-        .position(|c| c == name || c.split(',').next().map(str::trim) == Some(name))
-        .or_else(|| wnids.iter().position(|w| w == name))
+    classes.iter().position(|c| c == name || c.split(',').next().map(str::trim) == Some(name)).or_else(|| wnids.iter().position(|w| w == name))
 }
 
 fn parse_label(raw: &str, classes: &[String], wnids: &[String], line: usize, labels: &Path) -> Result<Option<i32>> {

@@ -30,11 +30,8 @@ pub async fn submit(url: &str, spec: &Path, store: &dyn object_store::ObjectStor
     let mut client = connect(url).await?;
     let n_images = (0..resolved.spec.families.len()).map(|f| resolved.items(f).len()).max().unwrap_or(0);
     let n_models = resolved.models.len();
-    let r = client
-        .submit(SubmitRequest { resolved_json: serde_json::to_string(&resolved)?, spec_toml: text })
-        .await
-        .map_err(status_err)?
-        .into_inner();
+    let r =
+        client.submit(SubmitRequest { resolved_json: serde_json::to_string(&resolved)?, spec_toml: text }).await.map_err(status_err)?.into_inner();
     eprintln!("submitted sweep {} ({} shards: {n_models} model(s), {n_images} image(s))", r.sweep_id, r.shards);
     Ok(r.sweep_id)
 }

@@ -128,11 +128,7 @@ impl WorkerService for Coordinator {
         let r = req.into_inner();
         let id = self.store.register_worker(&r.name, &r.host, &r.device, now_ms()).await.map_err(store_err)?;
         tracing::info!(worker = id, name = %r.name, host = %r.host, device = %r.device, "worker registered");
-        Ok(Response::new(RegisterResponse {
-            worker_id: id,
-            lease_ms: self.config.policy.lease_ms,
-            heartbeat_ms: self.config.policy.heartbeat_ms,
-        }))
+        Ok(Response::new(RegisterResponse { worker_id: id, lease_ms: self.config.policy.lease_ms, heartbeat_ms: self.config.policy.heartbeat_ms }))
     }
 
     async fn lease(&self, req: Request<LeaseRequest>) -> Result<Response<LeaseResponse>, Status> {
@@ -217,11 +213,7 @@ impl WorkerService for Coordinator {
 
     async fn fail(&self, req: Request<FailRequest>) -> Result<Response<FailResponse>, Status> {
         let r = req.into_inner();
-        let state = self
-            .store
-            .fail(r.shard_id, r.lease_epoch, &r.error, r.retryable, now_ms(), &self.config.policy)
-            .await
-            .map_err(store_err)?;
+        let state = self.store.fail(r.shard_id, r.lease_epoch, &r.error, r.retryable, now_ms(), &self.config.policy).await.map_err(store_err)?;
         tracing::warn!(shard = r.shard_id, state = state.as_str(), error = %r.error, "shard attempt failed");
         Ok(Response::new(FailResponse { state: state.as_str().into() }))
     }
@@ -231,8 +223,7 @@ impl WorkerService for Coordinator {
 impl AdminService for Coordinator {
     async fn submit(&self, req: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
         let r = req.into_inner();
-        let sweep: ResolvedSweep =
-            serde_json::from_str(&r.resolved_json).map_err(|e| ServiceError::Invalid(format!("malformed sweep: {e}")))?;
+        let sweep: ResolvedSweep = serde_json::from_str(&r.resolved_json).map_err(|e| ServiceError::Invalid(format!("malformed sweep: {e}")))?;
         sweep.validate().map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let shards = plan(&sweep);
         let id = self.store.insert_sweep(&r.spec_toml, &sweep, &shards).await.map_err(store_err)?;

@@ -159,8 +159,7 @@ fn axis_weights(src: u32, dst: u32, r: Resample) -> AxisWeights {
         let center = (i as f32 + 0.5) * scale;
         let lo = ((center - support + 0.5).floor().max(0.0)) as usize;
         let hi = ((center + support + 0.5).floor() as usize).min(src as usize);
-        let mut w: Vec<f32> =
-            (lo..hi).map(|j| r.filter.weight((j as f32 - center + 0.5) / stretch)).collect();
+        let mut w: Vec<f32> = (lo..hi).map(|j| r.filter.weight((j as f32 - center + 0.5) / stretch)).collect();
         let sum: f32 = w.iter().sum();
         if sum != 0.0 {
             w.iter_mut().for_each(|v| *v /= sum);
@@ -209,8 +208,8 @@ pub fn resize(img: &Rgb8, width: u32, height: u32, r: Resample) -> Rgb8 {
                 acc[2] += tmp[p + 2] * wk;
             }
             let o = (y * dw + x) * 3;
-            for c in 0..3 {
-                out.data[o + c] = acc[c].round().clamp(0.0, 255.0) as u8;
+            for (c, a) in acc.iter().enumerate() {
+                out.data[o + c] = a.round().clamp(0.0, 255.0) as u8;
             }
         }
     }

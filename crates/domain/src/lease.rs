@@ -53,10 +53,7 @@ impl ShardState {
     /// Whether `self -> to` is a legal transition.
     pub fn can_become(self, to: ShardState) -> bool {
         use ShardState::*;
-        matches!(
-            (self, to),
-            (Queued, Leased) | (Leased, Done) | (Leased, Failed) | (Leased, Queued) | (Queued, Cancelled) | (Leased, Cancelled)
-        )
+        matches!((self, to), (Queued, Leased) | (Leased, Done) | (Leased, Failed) | (Leased, Queued) | (Queued, Cancelled) | (Leased, Cancelled))
     }
 }
 

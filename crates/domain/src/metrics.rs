@@ -104,12 +104,7 @@ pub struct PointOutcome {
 }
 
 /// Per-point outcomes of one image from its full probability vectors.
-pub fn image_outcomes(
-    probs: &[&[f32]],
-    pairs: &[(usize, usize)],
-    reference: usize,
-    label: Option<usize>,
-) -> Vec<PointOutcome> {
+pub fn image_outcomes(probs: &[&[f32]], pairs: &[(usize, usize)], reference: usize, label: Option<usize>) -> Vec<PointOutcome> {
     let argmaxes: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
     let ref_c = argmaxes[reference];
     let label = label.filter(|&l| probs.first().is_some_and(|p| l < p.len()));
@@ -502,7 +497,17 @@ mod tests {
         assert!(unl.iter().all(|x| x.fwd_top5_transitions == 0 && x.p_label.is_none()));
     }
 
-    fn row(image: u32, label: Option<i32>, is_ref: bool, top5: &[i32], pairs: u32, ch: u32, d: f64, t: u32) -> (u32, Option<i32>, bool, Vec<i32>, u32, u32, f64, u32) {
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        image: u32,
+        label: Option<i32>,
+        is_ref: bool,
+        top5: &[i32],
+        pairs: u32,
+        ch: u32,
+        d: f64,
+        t: u32,
+    ) -> (u32, Option<i32>, bool, Vec<i32>, u32, u32, f64, u32) {
         (image, label, is_ref, top5.to_vec(), pairs, ch, d, t)
     }
 
@@ -520,7 +525,17 @@ mod tests {
         for img in &rows {
             let views: Vec<RowView> = img
                 .iter()
-                .map(|r| RowView { image: r.0, label: r.1, is_reference: r.2, top5_class: &r.3, fwd_pairs: r.4, fwd_top1_changes: r.5, fwd_abs_diff: r.6, fwd_top5_transitions: r.7, fwd_top5_dist: 2 * r.5 })
+                .map(|r| RowView {
+                    image: r.0,
+                    label: r.1,
+                    is_reference: r.2,
+                    top5_class: &r.3,
+                    fwd_pairs: r.4,
+                    fwd_top1_changes: r.5,
+                    fwd_abs_diff: r.6,
+                    fwd_top5_transitions: r.7,
+                    fwd_top5_dist: 2 * r.5,
+                })
                 .collect();
             s.add_image(&views);
         }

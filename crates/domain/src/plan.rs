@@ -90,7 +90,7 @@ mod tests {
         assert_eq!(shards.len(), 16);
         for m in 0..2 {
             for f in 0..2 {
-                let mut covered = vec![0; 10];
+                let mut covered = [0; 10];
                 for sh in shards.iter().filter(|s| s.model == m && s.family == f) {
                     (sh.image_lo..sh.image_hi).for_each(|i| covered[i as usize] += 1);
                 }

@@ -25,8 +25,14 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_stream() {
-        let a: Vec<u64> = { let mut r = SplitMix(42); (0..4).map(|_| r.next_u64()).collect() };
-        let b: Vec<u64> = { let mut r = SplitMix(42); (0..4).map(|_| r.next_u64()).collect() };
+        let a: Vec<u64> = {
+            let mut r = SplitMix(42);
+            (0..4).map(|_| r.next_u64()).collect()
+        };
+        let b: Vec<u64> = {
+            let mut r = SplitMix(42);
+            (0..4).map(|_| r.next_u64()).collect()
+        };
         assert_eq!(a, b);
         assert_ne!(a[0], SplitMix(43).next_u64());
         let mut r = SplitMix(1);

@@ -97,8 +97,7 @@ pub struct Published {
 }
 
 /// Metrics a [`Published`] value may name.
-pub const PUBLISHED_METRICS: [&str; 8] =
-    ["acc1", "acc5", "p_top1_change", "mac", "jagged_fraction", "consistency", "flip_prob", "top5_dist"];
+pub const PUBLISHED_METRICS: [&str; 8] = ["acc1", "acc5", "p_top1_change", "mac", "jagged_fraction", "consistency", "flip_prob", "top5_dist"];
 
 /// Where the images are.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -190,8 +189,8 @@ pub const MAX_BATCH: u32 = 4096;
 impl SweepSpec {
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<SweepSpec, SpecError> {
-        let spec: SweepSpec = toml::from_str(text)
-            .map_err(|e| locate_parse_error(text).unwrap_or_else(|| SpecError::Parse(e.to_string().trim().to_string())))?;
+        let spec: SweepSpec =
+            toml::from_str(text).map_err(|e| locate_parse_error(text).unwrap_or_else(|| SpecError::Parse(e.to_string().trim().to_string())))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -407,9 +406,7 @@ impl ResolvedSweep {
                 return Err(field(format!("models[{i}].name"), format!("`{}` is used twice", m.name)));
             }
             for (j, f) in self.spec.families.iter().enumerate() {
-                f.validate(Some(m.card.input_size)).map_err(|(f, msg)| {
-                    field(format!("families[{j}].{f}"), format!("{msg} (model `{}`)", m.name))
-                })?;
+                f.validate(Some(m.card.input_size)).map_err(|(f, msg)| field(format!("families[{j}].{f}"), format!("{msg} (model `{}`)", m.name)))?;
             }
         }
         if let Some(b) = &self.spec.metrics.baseline {

@@ -348,7 +348,7 @@ pub const MAX_POINTS: usize = 100_000;
 
 /// Values `from, from + step, ..., <= to` (with a small tolerance for rounding).
 fn range(from: f32, to: f32, step: f32) -> Vec<f32> {
-    if !(step > 0.0) || !from.is_finite() || !to.is_finite() || to < from {
+    if step.is_nan() || step <= 0.0 || !from.is_finite() || !to.is_finite() || to < from {
         return vec![];
     }
     let n = (((to - from) / step) as f64 + 1e-4).floor() as usize + 1;
@@ -390,15 +390,9 @@ impl Family {
             Family::Crop { max_shift, step, .. } | Family::Embed { max_shift, step, .. } | Family::Circular { max_shift, step, .. } => {
                 Shape::Grid(max_shift, step)
             }
-            Family::Diagonal { steps, .. } => {
-                Shape::Line((0..=steps as i32).enumerate().map(|(i, c)| GridPoint::offset(i, c, c)).collect())
-            }
+            Family::Diagonal { steps, .. } => Shape::Line((0..=steps as i32).enumerate().map(|(i, c)| GridPoint::offset(i, c, c)).collect()),
             Family::Scale { from, to, step, .. } => Shape::Line(
-                range(from, to, step)
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, s)| GridPoint { scale: s, ..GridPoint::offset(i, 0, 0) })
-                    .collect(),
+                range(from, to, step).into_iter().enumerate().map(|(i, s)| GridPoint { scale: s, ..GridPoint::offset(i, 0, 0) }).collect(),
             ),
             Family::RandomPairs { pairs, .. } => Shape::Pairs(pairs),
             Family::Sequence { frames, stride, compare, .. } => {
@@ -411,11 +405,7 @@ impl Family {
                 Shape::Frames(pts, pairs)
             }
             Family::Rotate { from, to, step, .. } => Shape::Line(
-                range(from, to, step)
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, a)| GridPoint { angle: a, ..GridPoint::offset(i, 0, 0) })
-                    .collect(),
+                range(from, to, step).into_iter().enumerate().map(|(i, a)| GridPoint { angle: a, ..GridPoint::offset(i, 0, 0) }).collect(),
             ),
         }
     }
@@ -666,10 +656,8 @@ impl Family {
             if frames.len() < need {
                 return Err(format!("the sequence has {} frames; the family needs {need}", frames.len()));
             }
-            let crops = frames[..need]
-                .iter()
-                .map(|f| resize_short_side(f, extent, resample).center_square(side).expect("extent covers the input"))
-                .collect();
+            let crops =
+                frames[..need].iter().map(|f| resize_short_side(f, extent, resample).center_square(side).expect("extent covers the input")).collect();
             return Ok(Prepared { side, kind: Kind::Frames(crops) });
         }
         match frames {
@@ -790,9 +778,7 @@ impl Prepared {
                 let x0 = -((side as i64 - e).div_euclid(2) + p.dx as i64);
                 let y0 = -((side as i64 - e).div_euclid(2) + p.dy as i64);
                 match bg {
-                    Background::Black => {
-                        paste(img, x0, y0, side, [px(BLACK as f32, 0), px(BLACK as f32, 1), px(BLACK as f32, 2)], &px, out)
-                    }
+                    Background::Black => paste(img, x0, y0, side, [px(BLACK as f32, 0), px(BLACK as f32, 1), px(BLACK as f32, 2)], &px, out),
                     Background::Mean => paste(img, x0, y0, side, [0.0; 3], &px, out),
                     Background::Inpaint => {
                         // Paste in pixel units on black, inpaint, then normalise.

@@ -12,7 +12,7 @@ use jagged_domain::image::Rgb8;
 use jagged_domain::metrics::softmax;
 use jagged_domain::spec::{ModelCard, OutputKind};
 use ort::session::Session;
-use ort::value::{TensorRef, TensorElementType, ValueType};
+use ort::value::{TensorElementType, TensorRef, ValueType};
 use std::sync::OnceLock;
 
 /// Errors of inference and decoding.
@@ -113,11 +113,7 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions {
-            intra_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            device: Device::Cpu,
-            strict_fp32: false,
-        }
+        EngineOptions { intra_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), device: Device::Cpu, strict_fp32: false }
     }
 }
 
@@ -161,11 +157,7 @@ impl Engine {
         let mut builder = match opts.device {
             Device::Cpu => builder,
             Device::Cuda { id } => builder
-                .with_execution_providers([ort::ep::CUDA::default()
-                    .with_device_id(id)
-                    .with_tf32(!opts.strict_fp32)
-                    .build()
-                    .error_on_failure()])
+                .with_execution_providers([ort::ep::CUDA::default().with_device_id(id).with_tf32(!opts.strict_fp32).build().error_on_failure()])
                 .map_err(|e| {
                     merr(format!(
                         "CUDA execution provider unavailable on device {id}: {e} \
@@ -173,9 +165,7 @@ impl Engine {
                     ))
                 })?,
         };
-        let session = builder
-            .commit_from_memory(bytes)
-            .map_err(|e| merr(format!("does not load: {e}")))?;
+        let session = builder.commit_from_memory(bytes).map_err(|e| merr(format!("does not load: {e}")))?;
         let input = session
             .inputs()
             .iter()
@@ -221,13 +211,8 @@ impl Engine {
         let s = self.card.input_size as usize;
         assert_eq!(batch.len(), n * 3 * s * s);
         let input = TensorRef::from_array_view(([n, 3, s, s], batch)).map_err(|e| InferError::Run(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.card.input_name.as_str() => input])
-            .map_err(|e| InferError::Run(e.to_string()))?;
-        let (shape, data) = outputs[self.card.output_name.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| InferError::Run(e.to_string()))?;
+        let outputs = self.session.run(ort::inputs![self.card.input_name.as_str() => input]).map_err(|e| InferError::Run(e.to_string()))?;
+        let (shape, data) = outputs[self.card.output_name.as_str()].try_extract_tensor::<f32>().map_err(|e| InferError::Run(e.to_string()))?;
         let k = self.card.num_classes as usize;
         if data.len() != n * k {
             return Err(InferError::Run(format!("output shape {shape:?} is not [{n}, {k}]")));
@@ -263,9 +248,8 @@ pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
 /// Decodes PNG or JPEG bytes to RGB, refusing images over [`MAX_PIXELS`] before
 /// allocating their pixels.
 pub fn decode_image(bytes: &[u8]) -> Result<Rgb8, InferError> {
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| InferError::Decode(format!("cannot read: {e}")))?;
+    let reader =
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| InferError::Decode(format!("cannot read: {e}")))?;
     if reader.format().is_none() {
         return Err(InferError::Decode("not a PNG or JPEG image".into()));
     }
@@ -286,6 +270,33 @@ pub fn decode_image(bytes: &[u8]) -> Result<Rgb8, InferError> {
         return Err(InferError::Decode("image has no pixels".into()));
     }
     Ok(Rgb8::from_raw(w, h, rgb.into_raw()).expect("rgb8 buffer size"))
+}
+
+/// Runs ONNX `bytes` once on the CPU with one NCHW input and returns the named
+/// outputs, flattened (for model preparation, e.g. calibrating statistics).
+pub fn run_outputs(
+    bytes: &[u8],
+    input_name: &str,
+    input: &[f32],
+    shape: [usize; 4],
+    outputs: &[String],
+    threads: usize,
+) -> Result<Vec<Vec<f32>>, InferError> {
+    let env = init_runtime()?;
+    fn err(e: impl std::fmt::Display) -> InferError {
+        InferError::Run(e.to_string())
+    }
+    let mut session = Session::builder(env).map_err(err)?.with_intra_threads(threads.max(1)).map_err(err)?.commit_from_memory(bytes).map_err(err)?;
+    let tensor = TensorRef::from_array_view((shape, input)).map_err(err)?;
+    let out = session.run(ort::inputs![input_name => tensor]).map_err(err)?;
+    outputs
+        .iter()
+        .map(|name| {
+            let v = out.get(name.as_str()).ok_or_else(|| InferError::Run(format!("no output `{name}`")))?;
+            let (_, data) = v.try_extract_tensor::<f32>().map_err(err)?;
+            Ok(data.to_vec())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -327,24 +338,4 @@ mod tests {
         assert!(decode_image(&bytes).unwrap_err().to_string().contains("corrupt"));
         assert!(decode_image(b"just some text, not an image").unwrap_err().to_string().contains("not a PNG or JPEG"));
     }
-}
-
-/// Runs ONNX `bytes` once on the CPU with one NCHW input and returns the named
-/// outputs, flattened (for model preparation, e.g. calibrating statistics).
-pub fn run_outputs(bytes: &[u8], input_name: &str, input: &[f32], shape: [usize; 4], outputs: &[String], threads: usize) -> Result<Vec<Vec<f32>>, InferError> {
-    let env = init_runtime()?;
-    fn err(e: impl std::fmt::Display) -> InferError {
-        InferError::Run(e.to_string())
-    }
-    let mut session = Session::builder(env).map_err(err)?.with_intra_threads(threads.max(1)).map_err(err)?.commit_from_memory(bytes).map_err(err)?;
-    let tensor = TensorRef::from_array_view((shape, input)).map_err(err)?;
-    let out = session.run(ort::inputs![input_name => tensor]).map_err(err)?;
-    outputs
-        .iter()
-        .map(|name| {
-            let v = out.get(name.as_str()).ok_or_else(|| InferError::Run(format!("no output `{name}`")))?;
-            let (_, data) = v.try_extract_tensor::<f32>().map_err(err)?;
-            Ok(data.to_vec())
-        })
-        .collect()
 }

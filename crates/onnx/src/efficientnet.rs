@@ -83,11 +83,8 @@ impl Builder<'_> {
         let wn = self.g.init(&format!("{conv}.w"), &dims, wf);
         let bnm = self.g.init(&format!("{conv}.b"), &[o as i64], bf);
         let (pb, pe, out) = same_pad(size, k, stride);
-        let mut attrs = vec![
-            ("kernel_shape", Attr::Ints(vec![k, k])),
-            ("strides", Attr::Ints(vec![stride, stride])),
-            ("pads", Attr::Ints(vec![pb, pb, pe, pe])),
-        ];
+        let mut attrs =
+            vec![("kernel_shape", Attr::Ints(vec![k, k])), ("strides", Attr::Ints(vec![stride, stride])), ("pads", Attr::Ints(vec![pb, pb, pe, pe]))];
         if depthwise {
             attrs.push(("group", Attr::Int(o as i64)));
         }
@@ -103,12 +100,7 @@ impl Builder<'_> {
 
 /// Builds the ONNX model and card for a variant from its state dict.
 pub fn build(variant: Variant, state: &BTreeMap<String, Tensor>, classes: Vec<String>) -> Result<BuiltModel, OnnxError> {
-    let mut b = Builder {
-        g: Graph::default(),
-        w: Weights { map: state, used: Default::default() },
-        clip_lo: String::new(),
-        clip_hi: String::new(),
-    };
+    let mut b = Builder { g: Graph::default(), w: Weights { map: state, used: Default::default() }, clip_lo: String::new(), clip_hi: String::new() };
     b.clip_lo = b.g.init("relu6_min", &[], vec![0.0]);
     b.clip_hi = b.g.init("relu6_max", &[], vec![6.0]);
     let side = variant.resolution as i64;

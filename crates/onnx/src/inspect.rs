@@ -119,8 +119,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, OnnxError> {
     let model = pb::ModelProto::decode(bytes).map_err(|e| OnnxError::Weights(format!("not an ONNX model: {e}")))?;
     let g = model.graph.as_ref().ok_or_else(|| OnnxError::Weights("model has no graph".into()))?;
     let weights: HashMap<&str, &pb::TensorProto> = g.initializer.iter().map(|t| (t.name(), t)).collect();
-    let producer: HashMap<&str, &pb::NodeProto> =
-        g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+    let producer: HashMap<&str, &pb::NodeProto> = g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
     let inputs: Vec<Port> = g.input.iter().filter(|i| !weights.contains_key(i.name())).map(port).collect();
     let mut factor: HashMap<&str, i64> = inputs.iter().map(|p| (p.name.as_str(), 1)).collect();
     for i in &g.input {
@@ -129,7 +128,8 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, OnnxError> {
     let mut subs = Vec::new();
     // Nodes are topologically sorted in valid ONNX graphs.
     for n in &g.node {
-        let in_factor = n.input.iter().filter(|i| !weights.contains_key(i.as_str())).filter_map(|i| factor.get(i.as_str())).copied().max().unwrap_or(1);
+        let in_factor =
+            n.input.iter().filter(|i| !weights.contains_key(i.as_str())).filter_map(|i| factor.get(i.as_str())).copied().max().unwrap_or(1);
         let strided = matches!(n.op_type(), "Conv" | "MaxPool" | "AveragePool" | "LpPool" | "ConvTranspose");
         let stride = if strided && n.op_type() != "ConvTranspose" { ints(n, "strides").first().copied().unwrap_or(1).max(1) } else { 1 };
         let out_factor = in_factor * stride;
@@ -137,9 +137,10 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, OnnxError> {
             factor.insert(o.as_str(), out_factor);
         }
         if stride > 1 {
-            let kernel = ints(n, "kernel_shape").first().copied().or_else(|| {
-                n.input.get(1).and_then(|w| weights.get(w.as_str())).and_then(|w| w.dims.get(2).copied())
-            });
+            let kernel = ints(n, "kernel_shape")
+                .first()
+                .copied()
+                .or_else(|| n.input.get(1).and_then(|w| weights.get(w.as_str())).and_then(|w| w.dims.get(2).copied()));
             let mut blurred = is_lowpass(n, &weights);
             // Walk back through element-wise ops to the data producer.
             let mut cur = n.input.first().map(String::as_str);
@@ -196,13 +197,17 @@ mod tests {
         let blur = g.init("blur", &[3, 1, 3, 3], kernel);
         let w = g.init("w", &[4, 3, 3, 3], vec![0.1; 108]);
         let mp = g.node("MaxPool", &["input"], vec![("kernel_shape", Attr::Ints(vec![2, 2])), ("strides", Attr::Ints(vec![1, 1]))]);
-        let b = g.node("Conv", &[&mp, &blur], vec![("group", Attr::Int(3)), ("strides", Attr::Ints(vec![2, 2])), ("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+        let b =
+            g.node("Conv", &[&mp, &blur], vec![("group", Attr::Int(3)), ("strides", Attr::Ints(vec![2, 2])), ("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
         let c = g.node("Conv", &[&b, &w], vec![("strides", Attr::Ints(vec![2, 2])), ("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
         let gp = g.node("GlobalAveragePool", &[&c], vec![]);
         let f = g.node("Flatten", &[&gp], vec![]);
         let bytes = g.finish("input", 16, &f, "out", 4);
         let i = inspect(&bytes).unwrap();
-        assert_eq!(i.subsampling.iter().map(|s| (s.op.as_str(), s.cumulative, s.blurred)).collect::<Vec<_>>(), vec![("Conv", 2, true), ("Conv", 4, false)]);
+        assert_eq!(
+            i.subsampling.iter().map(|s| (s.op.as_str(), s.cumulative, s.blurred)).collect::<Vec<_>>(),
+            vec![("Conv", 2, true), ("Conv", 4, false)]
+        );
         assert_eq!(i.factor, 4);
     }
 }

@@ -45,12 +45,8 @@ fn normal(rng: &mut SplitMix) -> f32 {
 pub fn seed(bytes: &[u8], name: &str, seed: u64) -> Result<BuiltModel, OnnxError> {
     let mut model = pb::ModelProto::decode(bytes).map_err(|e| bad(format!("not an ONNX model: {e}")))?;
     let graph = model.graph.as_mut().ok_or_else(|| bad("model has no graph"))?;
-    let shapes: HashMap<String, Vec<i64>> = graph
-        .initializer
-        .iter()
-        .filter(|t| t.data_type == Some(INT64))
-        .map(|t| (t.name().to_string(), int64s(t)))
-        .collect();
+    let shapes: HashMap<String, Vec<i64>> =
+        graph.initializer.iter().filter(|t| t.data_type == Some(INT64)).map(|t| (t.name().to_string(), int64s(t))).collect();
     // How each tensor is consumed: (op, input position), looking through ops
     // that only reshape (a weight may be reshaped before its Gemm).
     let mut direct: HashMap<String, (String, usize, String)> = HashMap::new();
@@ -138,7 +134,15 @@ pub fn seed(bytes: &[u8], name: &str, seed: u64) -> Result<BuiltModel, OnnxError
         Some(pb::type_proto::Value::TensorType(t)) => t
             .shape
             .as_ref()
-            .map(|s| s.dim.iter().map(|d| match d.value { Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => v, _ => -1 }).collect())
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match d.value {
+                        Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => v,
+                        _ => -1,
+                    })
+                    .collect()
+            })
             .unwrap_or_default(),
         _ => vec![],
     };
@@ -171,7 +175,10 @@ pub fn seed(bytes: &[u8], name: &str, seed: u64) -> Result<BuiltModel, OnnxError
     if let Some(pb::type_proto::Value::TensorType(t)) = new_out.r#type.as_mut().and_then(|t| t.value.as_mut()) {
         t.shape = Some(pb::TensorShapeProto {
             dim: vec![
-                pb::tensor_shape_proto::Dimension { value: Some(pb::tensor_shape_proto::dimension::Value::DimParam("N".into())), ..Default::default() },
+                pb::tensor_shape_proto::Dimension {
+                    value: Some(pb::tensor_shape_proto::dimension::Value::DimParam("N".into())),
+                    ..Default::default()
+                },
                 pb::tensor_shape_proto::Dimension { value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(classes)), ..Default::default() },
             ],
         });
@@ -338,7 +345,13 @@ pub fn batch_stats_model(bytes: &[u8]) -> Result<Instrumented, OnnxError> {
         let p = |s: &str| format!("jagged_bs_{i}_{s}");
         let l = BnLayer { mean_init: mean.clone(), var_init: var.clone(), mean_out: p("mean"), sq_out: p("var") };
         inits.push(pb::TensorProto { name: Some(p("eps")), dims: vec![], data_type: Some(FLOAT), float_data: vec![eps], ..Default::default() });
-        inits.push(pb::TensorProto { name: Some(p("shape")), dims: vec![4], data_type: Some(INT64), int64_data: vec![1, -1, 1, 1], ..Default::default() });
+        inits.push(pb::TensorProto {
+            name: Some(p("shape")),
+            dims: vec![4],
+            data_type: Some(INT64),
+            int64_data: vec![1, -1, 1, 1],
+            ..Default::default()
+        });
         let node = |op: &str, inputs: &[&str], out: &str, attrs: Vec<pb::AttributeProto>| pb::NodeProto {
             op_type: Some(op.into()),
             input: inputs.iter().map(|s| s.to_string()).collect(),

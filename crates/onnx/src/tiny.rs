@@ -31,7 +31,7 @@ impl Default for TinySpec {
 
 /// Builds the model and its card.
 pub fn build(spec: &TinySpec) -> BuiltModel {
-    assert!(spec.side % 4 == 0 && spec.side >= 4);
+    assert!(spec.side.is_multiple_of(4) && spec.side >= 4);
     let mut rng = SplitMix(spec.seed);
     let mut g = Graph::default();
     let mut rand = |n: usize, scale: f32| (0..n).map(|_| rng.uniform() * scale).collect::<Vec<f32>>();
@@ -45,11 +45,7 @@ pub fn build(spec: &TinySpec) -> BuiltModel {
     let n = spec.classes as i64;
     let wf = g.init("fc.w", &[n, feat], rand((n * feat) as usize, 0.2));
     let bf = g.init("fc.b", &[n], rand(n as usize, 0.1));
-    let conv = |k: i64| vec![
-        ("kernel_shape", Attr::Ints(vec![k, k])),
-        ("strides", Attr::Ints(vec![2, 2])),
-        ("pads", Attr::Ints(vec![1, 1, 1, 1])),
-    ];
+    let conv = |k: i64| vec![("kernel_shape", Attr::Ints(vec![k, k])), ("strides", Attr::Ints(vec![2, 2])), ("pads", Attr::Ints(vec![1, 1, 1, 1]))];
     let y = g.node("Conv", &["input", &w1, &b1], conv(3));
     let y = g.node("Relu", &[&y], vec![]);
     let y = g.node("Conv", &[&y, &w2, &b2], conv(3));

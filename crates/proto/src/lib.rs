@@ -51,5 +51,8 @@ impl From<ServiceError> for tonic::Status {
 
 /// Whether a status returned by the coordinator is worth retrying.
 pub fn status_is_retryable(s: &tonic::Status) -> bool {
-    matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::ResourceExhausted | tonic::Code::Aborted)
+    matches!(
+        s.code(),
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::ResourceExhausted | tonic::Code::Aborted
+    )
 }

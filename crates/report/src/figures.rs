@@ -11,11 +11,14 @@ pub const MAX_TRACES: usize = 40;
 /// Images drawn as lines in the trace plot.
 pub const MAX_LINES: usize = 6;
 
+/// A point's (dx, dy, scale, angle).
+pub type PointParams = (i32, i32, f32, f32);
+
 /// What the figures of one (model, family) need, gathered while streaming parts.
 #[derive(Clone, Debug, Default)]
 pub struct FigureData {
     /// Each point's (dx, dy, scale, angle), by point index.
-    pub points: Vec<(i32, i32, f32, f32)>,
+    pub points: Vec<PointParams>,
     /// The first images' p(true class) at every point.
     pub traces: Vec<(String, Vec<Option<f32>>)>,
     /// Sum and count of p(true class) per point, over all labelled images.
@@ -50,7 +53,7 @@ impl FigureData {
 
     /// The x value and axis name of each point for one-dimensional families.
     fn axis(&self, family: &str) -> (Vec<f64>, &'static str) {
-        let x = |f: &dyn Fn(&(i32, i32, f32, f32)) -> f64| self.points.iter().map(f).collect();
+        let x = |f: &dyn Fn(&PointParams) -> f64| self.points.iter().map(f).collect();
         match family {
             "scale" => (x(&|p| p.2 as f64), "scale"),
             "rotate" => (x(&|p| p.3 as f64), "angle (degrees)"),
@@ -78,8 +81,7 @@ fn esc(s: &str) -> String {
 
 /// Viridis-like colour for v in [0, 1].
 fn color(v: f64) -> String {
-    const STOPS: [(f64, f64, f64); 5] =
-        [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
+    const STOPS: [(f64, f64, f64); 5] = [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
     let v = v.clamp(0.0, 1.0) * 4.0;
     let i = (v.floor() as usize).min(3);
     let t = v - i as f64;
@@ -103,16 +105,17 @@ fn header(w: u32, h: u32, title: &str) -> String {
 fn colorbar(out: &mut String, x: f64, y: f64, h: f64, label: &str, range: (&str, &str)) {
     for i in 0..50 {
         let v = 1.0 - i as f64 / 49.0;
-        let _ = writeln!(out, "<rect x=\"{x}\" y=\"{:.1}\" width=\"14\" height=\"{:.2}\" fill=\"{}\"/>", y + h * i as f64 / 50.0, h / 50.0 + 0.5, color(v));
+        let _ = writeln!(
+            out,
+            "<rect x=\"{x}\" y=\"{:.1}\" width=\"14\" height=\"{:.2}\" fill=\"{}\"/>",
+            y + h * i as f64 / 50.0,
+            h / 50.0 + 0.5,
+            color(v)
+        );
     }
-    let _ = writeln!(out, "<text x=\"{}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\">{}</text>", x + 18.0, y + 10.0, range.1, x + 18.0, y + h, range.0);
-    let _ = writeln!(
-        out,
-        "<text transform=\"translate({},{}) rotate(90)\" text-anchor=\"middle\">{}</text>",
-        x + 36.0,
-        y + h / 2.0,
-        esc(label)
-    );
+    let _ =
+        writeln!(out, "<text x=\"{}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\">{}</text>", x + 18.0, y + 10.0, range.1, x + 18.0, y + h, range.0);
+    let _ = writeln!(out, "<text transform=\"translate({},{}) rotate(90)\" text-anchor=\"middle\">{}</text>", x + 36.0, y + h / 2.0, esc(label));
 }
 
 fn fmt_tick(v: f64) -> String {
@@ -141,7 +144,12 @@ pub fn heatmap(title: &str, data: &FigureData, family: &str) -> Option<String> {
         let _ = writeln!(out, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">{}</text>", left - 6.0, y + cell_h * 0.75, esc(name));
         for (c, v) in trace.iter().enumerate() {
             let fill = v.map(|v| color(v as f64)).unwrap_or_else(|| "#dddddd".into());
-            let _ = writeln!(out, "<rect x=\"{:.2}\" y=\"{y:.2}\" width=\"{:.2}\" height=\"{cell_h:.2}\" fill=\"{fill}\"/>", left + c as f64 * cell_w, cell_w + 0.3);
+            let _ = writeln!(
+                out,
+                "<rect x=\"{:.2}\" y=\"{y:.2}\" width=\"{:.2}\" height=\"{cell_h:.2}\" fill=\"{fill}\"/>",
+                left + c as f64 * cell_w,
+                cell_w + 0.3
+            );
         }
     }
     let step = (cols / 8).max(1);
@@ -190,8 +198,7 @@ pub fn traces(title: &str, data: &FigureData, family: &str) -> Option<String> {
     let _ = writeln!(out, "<text transform=\"translate(16,{}) rotate(-90)\" text-anchor=\"middle\">p(true class)</text>", top + ph / 2.0);
     const PALETTE: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
     for (k, (name, trace)) in data.traces.iter().take(MAX_LINES).enumerate() {
-        let pts: Vec<String> =
-            trace.iter().zip(&xs).filter_map(|(v, x)| v.map(|v| format!("{:.1},{:.1}", sx(*x), sy(v as f64)))).collect();
+        let pts: Vec<String> = trace.iter().zip(&xs).filter_map(|(v, x)| v.map(|v| format!("{:.1},{:.1}", sx(*x), sy(v as f64)))).collect();
         let col = PALETTE[k % PALETTE.len()];
         let _ = writeln!(out, "<polyline points=\"{}\" fill=\"none\" stroke=\"{col}\" stroke-width=\"1.5\"/>", pts.join(" "));
         let ly = top + 14.0 + 18.0 * k as f64;
@@ -222,11 +229,24 @@ pub fn grid_map(title: &str, data: &FigureData) -> Option<String> {
     for r in 0..n {
         for c in 0..n {
             let fill = means[r * n + c].map(|v| color(norm(v))).unwrap_or_else(|| "#dddddd".into());
-            let _ = writeln!(out, "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{fill}\"/>", left + c as f64 * cell, top + r as f64 * cell, cell + 0.3, cell + 0.3);
+            let _ = writeln!(
+                out,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{fill}\"/>",
+                left + c as f64 * cell,
+                top + r as f64 * cell,
+                cell + 0.3,
+                cell + 0.3
+            );
         }
     }
     let span = cell * n as f64;
-    let _ = writeln!(out, "<text x=\"{left}\" y=\"{}\" font-size=\"10\">dx = -{m}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"10\">dx = {m}</text>", top + span + 14.0, left + span, top + span + 14.0);
+    let _ = writeln!(
+        out,
+        "<text x=\"{left}\" y=\"{}\" font-size=\"10\">dx = -{m}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"10\">dx = {m}</text>",
+        top + span + 14.0,
+        left + span,
+        top + span + 14.0
+    );
     let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"10\">dy = -{m}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"10\">dy = {m}</text>", left - 4.0, top + 10.0, left - 4.0, top + span);
     colorbar(&mut out, left + span + 60.0, top, span.min(300.0), "mean p(true class)", (&format!("{lo:.3}"), &format!("{hi:.3}")));
     out.push_str("</svg>\n");
@@ -286,7 +306,13 @@ pub fn bars(title: &str, ylabel: &str, values: &[(String, String, Option<f64>)])
                 );
             }
         }
-        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", gx + bw * models.len() as f64 / 2.0, top + ph + 16.0, esc(f));
+        let _ = writeln!(
+            out,
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            gx + bw * models.len() as f64 / 2.0,
+            top + ph + 16.0,
+            esc(f)
+        );
     }
     let _ = writeln!(out, "<line x1=\"{left}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#444\"/>", left + pw, top + ph, top + ph);
     let _ = writeln!(out, "<text transform=\"translate(16,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>", top + ph / 2.0, esc(ylabel));

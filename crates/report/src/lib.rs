@@ -219,10 +219,7 @@ fn normalised_table(resolved: &jagged_domain::spec::ResolvedSweep, rows: &[Table
             .collect()
     };
     let base = values(baseline);
-    let families = chosen
-        .iter()
-        .map(|&f| rows.iter().find(|r| r.family_index == f).map(|r| r.family_label.clone()).unwrap_or_default())
-        .collect();
+    let families = chosen.iter().map(|&f| rows.iter().find(|r| r.family_index == f).map(|r| r.family_label.clone()).unwrap_or_default()).collect();
     let models = resolved.models.iter().map(|m| (m.name.clone(), normalised(&values(&m.name), &base))).collect();
     NormalisedTable { baseline: baseline.to_string(), families, models }
 }
@@ -307,23 +304,12 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-const CI_HEADER: [&str; 8] = [
-    "acc1_lo",
-    "acc1_hi",
-    "p_top1_change_lo",
-    "p_top1_change_hi",
-    "mac_lo",
-    "mac_hi",
-    "jagged_fraction_lo",
-    "jagged_fraction_hi",
-];
+const CI_HEADER: [&str; 8] =
+    ["acc1_lo", "acc1_hi", "p_top1_change_lo", "p_top1_change_hi", "mac_lo", "mac_hi", "jagged_fraction_lo", "jagged_fraction_hi"];
 
 fn ci_cells(r: &TableRow) -> Vec<String> {
     let i = &r.intervals;
-    [i.acc1, i.p_top1_change, i.mac, i.jagged_fraction]
-        .iter()
-        .flat_map(|v| [num(v.map(|x| x.lo)), num(v.map(|x| x.hi))])
-        .collect()
+    [i.acc1, i.p_top1_change, i.mac, i.jagged_fraction].iter().flat_map(|v| [num(v.map(|x| x.lo)), num(v.map(|x| x.hi))]).collect()
 }
 
 impl Report {

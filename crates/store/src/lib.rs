@@ -218,11 +218,7 @@ fn sweep_row(r: &sqlx::postgres::PgRow) -> SweepRow {
 impl Store {
     /// Connects with a pool of up to `max_connections`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect(url)
-            .await?;
+        let pool = PgPoolOptions::new().max_connections(max_connections).acquire_timeout(std::time::Duration::from_secs(10)).connect(url).await?;
         Ok(Store { pool })
     }
 
@@ -276,10 +272,8 @@ impl Store {
 
     /// The resolved sweep as submitted.
     pub async fn resolved(&self, sweep_id: i64) -> Result<ResolvedSweep> {
-        let v: Option<serde_json::Value> = sqlx::query_scalar(include_str!("../queries/sweeps/resolved.sql"))
-            .bind(sweep_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let v: Option<serde_json::Value> =
+            sqlx::query_scalar(include_str!("../queries/sweeps/resolved.sql")).bind(sweep_id).fetch_optional(&self.pool).await?;
         let v = v.ok_or(StoreError::NoSweep(sweep_id))?;
         serde_json::from_value(v).map_err(|e| StoreError::Data(format!("sweep `{sweep_id}`: {e}")))
     }
@@ -386,12 +380,8 @@ impl Store {
     /// counts it into the sweep, all in one transaction.
     pub async fn complete(&self, shard: i64, epoch: i64, worker: i64, out: &Output, failed: &[FailedItem], now_ms: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(include_str!("../queries/shards/complete.sql"))
-            .bind(shard)
-            .bind(epoch)
-            .bind(ts(now_ms))
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row =
+            sqlx::query(include_str!("../queries/shards/complete.sql")).bind(shard).bind(epoch).bind(ts(now_ms)).fetch_optional(&mut *tx).await?;
         let Some(row) = row else {
             return Err(StoreError::Stale(shard));
         };
@@ -476,8 +466,7 @@ impl Store {
             .iter()
             .map(|&(_, _, attempt, max)| if retryable { policy.after_failure(attempt as u32, max as u32) } else { ShardState::Failed })
             .collect();
-        let run_after: Vec<DateTime<Utc>> =
-            locked.iter().map(|&(_, _, attempt, _)| ts(now_ms + policy.backoff_ms(attempt as u32))).collect();
+        let run_after: Vec<DateTime<Utc>> = locked.iter().map(|&(_, _, attempt, _)| ts(now_ms + policy.backoff_ms(attempt as u32))).collect();
         sqlx::query(include_str!("../queries/shards/release.sql"))
             .bind(locked.iter().map(|l| l.0).collect::<Vec<_>>())
             .bind(states.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>())
@@ -498,11 +487,7 @@ impl Store {
     /// returns how many it released.
     pub async fn reap(&self, now_ms: i64, policy: &LeasePolicy, batch: i64) -> Result<usize> {
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query(include_str!("../queries/shards/lock_expired.sql"))
-            .bind(ts(now_ms))
-            .bind(batch)
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows = sqlx::query(include_str!("../queries/shards/lock_expired.sql")).bind(ts(now_ms)).bind(batch).fetch_all(&mut *tx).await?;
         let locked: Vec<(i64, i64, i32, i32)> =
             rows.iter().map(|r| (r.get("id"), r.get("sweep_id"), r.get("attempt"), r.get("max_attempts"))).collect();
         if !locked.is_empty() {

@@ -23,9 +23,8 @@ fn find_bin() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("JAGGED_PG_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
-        .unwrap_or_default();
+    let mut candidates: Vec<PathBuf> =
+        std::fs::read_dir("/usr/lib/postgresql").map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect()).unwrap_or_default();
     candidates.sort_by_key(|p| p.parent().and_then(|v| v.file_name()).and_then(|v| v.to_str()).and_then(|v| v.parse::<u32>().ok()));
     if let Some(p) = candidates.into_iter().rev().find(|p| p.join("initdb").exists()) {
         return Ok(p);
@@ -152,9 +151,7 @@ impl LocalPostgres {
     /// Stops the server (fast shutdown), if running.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else { return };
-        let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
-            .ok()
-            .and_then(|s| s.lines().next().map(|l| l.trim().to_string()));
+        let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).ok().and_then(|s| s.lines().next().map(|l| l.trim().to_string()));
         // As root the child is `runuser`: signal the postmaster itself.
         let pid = pid.unwrap_or_else(|| child.id().to_string());
         stop_child(&mut child, "INT", &pid, Duration::from_secs(10));

@@ -72,7 +72,7 @@ pub fn png(w: u32, h: u32, seed: u32) -> Vec<u8> {
         let (fx, fy) = (x as f32, y as f32);
         let r = 128.0 + 100.0 * ((fx * 0.11 + s).sin() * (fy * 0.07 + 0.5 * s).cos());
         let g = 128.0 + 100.0 * ((fx * 0.05 - fy * 0.09 + s * 1.3).sin());
-        let b = if (x / (4 + seed % 5) + y / 6) % 2 == 0 { 40.0 } else { 210.0 };
+        let b = if (x / (4 + seed % 5) + y / 6).is_multiple_of(2) { 40.0 } else { 210.0 };
         image::Rgb([r as u8, g as u8, b as u8])
     });
     let mut out = std::io::Cursor::new(Vec::new());
@@ -109,7 +109,9 @@ pub fn resolved(images: usize, families: &str, shard_images: u32, max_attempts: 
     ResolvedSweep {
         spec,
         models: vec![ResolvedModel { name: "tiny_cnn".into(), key: "blobs/sha256/model".into(), card }],
-        images: (0..images).map(|i| ImageRef { name: format!("{i}.png"), key: format!("blobs/sha256/{i}"), label: Some(1), frames: vec![] }).collect(),
+        images: (0..images)
+            .map(|i| ImageRef { name: format!("{i}.png"), key: format!("blobs/sha256/{i}"), label: Some(1), frames: vec![] })
+            .collect(),
         family_items: Default::default(),
     }
 }

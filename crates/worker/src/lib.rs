@@ -245,10 +245,8 @@ struct Failure {
 async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost: &Arc<Mutex<HashSet<i64>>>) -> Result<Option<ShardOutput>, Failure> {
     let retryable = |m: String| Failure { message: m, retryable: true };
     let fatal = |m: String| Failure { message: m, retryable: false };
-    let card: jagged_domain::spec::ModelCard =
-        serde_json::from_str(&task.model_card_json).map_err(|e| fatal(format!("model card: {e}")))?;
-    let family: jagged_domain::transform::Family =
-        serde_json::from_str(&task.family_json).map_err(|e| fatal(format!("family: {e}")))?;
+    let card: jagged_domain::spec::ModelCard = serde_json::from_str(&task.model_card_json).map_err(|e| fatal(format!("model card: {e}")))?;
+    let family: jagged_domain::transform::Family = serde_json::from_str(&task.family_json).map_err(|e| fatal(format!("family: {e}")))?;
     let model_bytes = if engines.lock().unwrap().contains_key(&task.model_key) {
         None
     } else {
