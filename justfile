@@ -25,15 +25,16 @@ test: (assets "debug")
     awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' {{cache}}/test.log
     exit $rc
 
-# Run an example sweep (examples/<name>.toml) on a local deployment, e.g. `just example azulay-weiss`.
-example name: (assets "release")
+# Run an example sweep (examples/<name>.toml) on a local deployment, e.g. `just example azulay-weiss`;
+# extra arguments go to `jagged demo` (e.g. `--dataset ~/imagenet/val --limit 1000`).
+example name *ARGS: (assets "release")
     scripts/fetch.sh weights-all
     for v in 1 2; do [ -f {{cache}}/models/efficientnet_lite$v.onnx ] || ./target/release/jagged models import efficientnet_lite$v \
         --weights {{cache}}/weights/efficientnet-lite$v.pth --classes {{cache}}/weights/imagenet_classes.json \
         --wnids {{cache}}/weights/imagenet_wnids.json --out {{cache}}/models; done
     if grep -q "cache/jagged/sequences" examples/{{name}}.toml; then scripts/fetch.sh samples venv; \
         [ -d {{cache}}/sequences ] || {{cache}}/venv/bin/python3 scripts/make-sequences.py {{cache}}/samples {{cache}}/sequences; fi
-    ./target/release/jagged demo --spec examples/{{name}}.toml --out {{name}}-out
+    ./target/release/jagged demo --spec examples/{{name}}.toml --out {{name}}-out {{ARGS}}
 
 # Benchmarks: `just bench pipeline`.
 bench what="pipeline" *ARGS: (assets "release")

@@ -122,7 +122,27 @@ enum Command {
         /// ORT threads per worker (default: cores / workers).
         #[arg(long)]
         threads: Option<usize>,
+        #[command(flatten)]
+        over: OverrideArgs,
     },
+}
+
+/// Command-line changes to a spec.
+#[derive(clap::Args, Debug, Clone)]
+struct OverrideArgs {
+    /// Run over this dataset folder instead of the spec's (ImageFolder `<class>/*`,
+    /// or images with a labels.csv).
+    #[arg(long)]
+    dataset: Option<PathBuf>,
+    /// Use only the first N images of the dataset.
+    #[arg(long)]
+    limit: Option<u32>,
+}
+
+impl OverrideArgs {
+    fn overrides(&self) -> jagged_cli::resolve::Overrides {
+        jagged_cli::resolve::Overrides { dataset: self.dataset.clone(), limit: self.limit }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -134,6 +154,8 @@ enum SweepCmd {
         /// Wait, showing progress, until the sweep finishes.
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        over: OverrideArgs,
         #[command(flatten)]
         coord: CoordArg,
         #[command(flatten)]
@@ -341,15 +363,15 @@ async fn run(cli: Cli) -> Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Demo { spec, out, workers, threads } => demo(spec, out, workers, threads).await,
+        Command::Demo { spec, out, workers, threads, over } => demo(spec, out, workers, threads, over.overrides()).await,
     }
 }
 
 async fn sweep_cmd(cmd: SweepCmd) -> Result<()> {
     match cmd {
-        SweepCmd::Submit { spec, wait, coord, store } => {
+        SweepCmd::Submit { spec, wait, over, coord, store } => {
             let objects = jagged_artifacts::open_store(&store.store)?;
-            let id = sweep::submit(&coord.coordinator, &spec, objects.as_ref()).await?;
+            let id = sweep::submit_with(&coord.coordinator, &spec, objects.as_ref(), &over.overrides()).await?;
             println!("{id}");
             if wait {
                 let s = sweep::wait(&coord.coordinator, id).await?;
@@ -386,7 +408,7 @@ async fn sweep_cmd(cmd: SweepCmd) -> Result<()> {
     }
 }
 
-async fn demo(spec: PathBuf, out: PathBuf, workers: usize, threads: Option<usize>) -> Result<()> {
+async fn demo(spec: PathBuf, out: PathBuf, workers: usize, threads: Option<usize>, over: jagged_cli::resolve::Overrides) -> Result<()> {
     jagged_infer::init_runtime().context("the demo needs ONNX Runtime (`just demo` fetches it)")?;
     if !spec.is_file() {
         anyhow::bail!("demo spec {} not found (run from the repository root)", spec.display());
@@ -400,7 +422,7 @@ async fn demo(spec: PathBuf, out: PathBuf, workers: usize, threads: Option<usize
     let c = tokio::task::spawn_blocking(move || cluster::LocalCluster::start(opts)).await??;
     let result = async {
         let objects = jagged_artifacts::open_store(&c.store_url)?;
-        let id = sweep::submit(&c.url, &spec, objects.as_ref()).await?;
+        let id = sweep::submit_with(&c.url, &spec, objects.as_ref(), &over).await?;
         let started = std::time::Instant::now();
         let status = tokio::select! {
             s = sweep::wait(&c.url, id) => s?,

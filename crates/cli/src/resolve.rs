@@ -212,8 +212,36 @@ async fn upload(store: &dyn ObjectStore, entries: Vec<Entry>, frames: Option<usi
 
 /// Reads, checks and uploads everything a spec names.
 pub async fn resolve(spec_path: &Path, store: &dyn ObjectStore) -> Result<(String, ResolvedSweep)> {
+    resolve_with(spec_path, store, &Overrides::default()).await
+}
+
+/// Changes to a spec given on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// Another dataset folder (relative to the working directory); the spec's
+    /// `dataset.labels` is dropped with it (the folder's own `labels.csv`, or its
+    /// ImageFolder layout, labels it).
+    pub dataset: Option<PathBuf>,
+    /// Use only the first N images.
+    pub limit: Option<u32>,
+}
+
+/// [`resolve`] with command-line overrides applied to the spec first.
+pub async fn resolve_with(spec_path: &Path, store: &dyn ObjectStore, over: &Overrides) -> Result<(String, ResolvedSweep)> {
     let text = std::fs::read_to_string(spec_path).with_context(|| format!("reading spec {}", spec_path.display()))?;
-    let spec = SweepSpec::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", spec_path.display()))?;
+    let mut spec = SweepSpec::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", spec_path.display()))?;
+    if let Some(d) = &over.dataset {
+        let abs = std::fs::canonicalize(d).with_context(|| format!("--dataset {}: no such folder", d.display()))?;
+        let limit = spec.dataset.as_ref().and_then(|x| x.limit);
+        spec.dataset = Some(jagged_domain::spec::DatasetSpec { path: abs.display().to_string(), labels: None, limit });
+    }
+    if let Some(n) = over.limit {
+        match spec.dataset.as_mut() {
+            Some(d) => d.limit = Some(n),
+            None => bail!("--limit applies to the dataset, and {} has none", spec_path.display()),
+        }
+    }
+    spec.validate().map_err(|e| anyhow::anyhow!("{}: {e}", spec_path.display()))?;
     let base = spec_path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut models = Vec::new();
     for (i, m) in spec.models.iter().enumerate() {
@@ -247,7 +275,6 @@ pub async fn resolve(spec_path: &Path, store: &dyn ObjectStore) -> Result<(Strin
     }
     let classes = models.first().map(|m| m.card.classes.clone()).unwrap_or_default();
     let wnids = models.first().map(|m| m.card.wnids.clone()).unwrap_or_default();
-    let mut spec = spec;
     let images = match &spec.dataset {
         Some(d) => {
             let src = Source { field: "dataset".into(), root: base.join(&d.path), labels: d.labels.as_deref(), limit: d.limit, sequences: false };

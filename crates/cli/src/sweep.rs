@@ -26,7 +26,12 @@ fn status_err(s: tonic::Status) -> anyhow::Error {
 /// Resolves and uploads a spec (refusing a bad one before any connection), then
 /// submits it to the coordinator at `url`; returns the sweep id.
 pub async fn submit(url: &str, spec: &Path, store: &dyn object_store::ObjectStore) -> Result<i64> {
-    let (text, resolved) = crate::resolve::resolve(spec, store).await?;
+    submit_with(url, spec, store, &crate::resolve::Overrides::default()).await
+}
+
+/// [`submit`] with command-line overrides of the spec.
+pub async fn submit_with(url: &str, spec: &Path, store: &dyn object_store::ObjectStore, over: &crate::resolve::Overrides) -> Result<i64> {
+    let (text, resolved) = crate::resolve::resolve_with(spec, store, over).await?;
     let mut client = connect(url).await?;
     let n_images = (0..resolved.spec.families.len()).map(|f| resolved.items(f).len()).max().unwrap_or(0);
     let n_models = resolved.models.len();
