@@ -27,10 +27,13 @@ cores=$(nproc)
   ./jagged models predict efficientnet_lite0.onnx chelsea.png --device cuda --strict-fp32
   ./jagged models predict efficientnet_lite0.onnx chelsea.png --threads "$cores"
   for b in 32 256; do
-    echo "== compute step vs bare ORT, cuda, batch $b"
+    echo "== compute step vs bare ORT, cuda, batch $b (default host threads)"
     ./jagged-bench compute --device cuda --batch "$b" --threads "$cores" --bare-secs 5 --reps 3 \
       --model efficientnet_lite0.onnx --images .
   done
+  echo "== compute step vs bare ORT, cuda, batch 32, two host threads"
+  ./jagged-bench compute --device cuda --batch 32 --threads "$cores" --bare-secs 5 --reps 3 --host-threads 2 \
+    --model efficientnet_lite0.onnx --images .
   echo "== compute step vs bare ORT, cpu ($cores threads), batch 32"
   ./jagged-bench compute --device cpu --batch 32 --threads "$cores" --bare-secs 5 --reps 1 \
     --model efficientnet_lite0.onnx --images .

@@ -179,3 +179,52 @@ fn imagefolder_by_wordnet_id_gets_imagenet_labels() {
     let e = rt.block_on(jagged_cli::resolve::resolve_with(&d.join("spec.toml"), store.as_ref(), &over)).unwrap_err();
     assert!(format!("{e:#}").contains("--dataset") && format!("{e:#}").contains("missing"), "{e:#}");
 }
+
+/// The worker's compute step gives byte-identical result parts whatever its host
+/// threads and batch size (rendering runs ahead on other threads, metrics in
+/// parallel), keeps items in order with a bad one among them, and stops when its
+/// lease is lost.
+#[test]
+fn compute_step_is_identical_for_any_host_threads_and_batch() {
+    use jagged_proto::v1::{ImageItem, ShardTask};
+    ort();
+    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
+    let mut engine = jagged_infer::Engine::load(&m.bytes, &m.card, &jagged_infer::EngineOptions::cpu(1)).unwrap();
+    let family = jagged_domain::transform::Family::Crop { max_shift: 3, step: 1, resize: None, resample: Default::default() };
+    let mut items = Vec::new();
+    let mut files = Vec::new();
+    for i in 0..5u32 {
+        items.push(ImageItem { index: i, name: format!("{i}.png"), key: String::new(), label: (i % 3) as i32, frames: vec![] });
+        let b = if i == 2 { b"not an image".to_vec() } else { jagged_testkit::png(50 + i, 44, i) };
+        files.push(bytes::Bytes::from(b));
+    }
+    let run = |engine: &mut jagged_infer::Engine, batch: u32, host: usize, pad: bool, stop_after: Option<usize>| {
+        let task = ShardTask { model_name: "tiny_cnn".into(), images: items.clone(), batch_size: batch, keep_probs: true, ..Default::default() };
+        let input = jagged_worker::ShardInput {
+            task: &task,
+            family: &family,
+            images: items.iter().cloned().zip(files.iter().cloned().map(|b| Ok(vec![b]))).collect(),
+            host_threads: host,
+            pad_batches: pad,
+        };
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let abandoned = || stop_after.is_some_and(|n| calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= n);
+        jagged_worker::run_shard(engine, input, &abandoned).unwrap()
+    };
+    let base = run(&mut engine, 1, 1, false, None).unwrap();
+    assert_eq!(base.rows, 4 * 49);
+    assert_eq!(base.failed.len(), 1);
+    assert_eq!(base.failed[0].image_name, "2.png");
+    // CUDA's padded batches (every run at the full batch) give the same results too.
+    for (batch, host, pad) in [(7, 1, false), (16, 3, false), (64, 2, false), (200, 8, false), (7, 2, true), (64, 1, true), (200, 3, true)] {
+        let out = run(&mut engine, batch, host, pad, None).unwrap();
+        assert!(out.part == base.part, "batch {batch}, {host} host threads, padded {pad}: a different part");
+        assert_eq!(out.failed, base.failed);
+    }
+    assert!(run(&mut engine, 8, 2, false, Some(3)).is_none(), "a lost lease abandons the shard");
+    assert!(jagged_worker::pads_batches("cuda") && !jagged_worker::pads_batches("cpu"));
+    use jagged_infer::Device;
+    assert_eq!(jagged_worker::default_host_threads(16, 16, Device::Cuda { id: 0 }), 8);
+    assert_eq!(jagged_worker::default_host_threads(2, 2, Device::Cpu), 1);
+    assert_eq!(jagged_worker::default_host_threads(16, 12, Device::Cpu), 4);
+}

@@ -61,6 +61,9 @@ enum What {
         /// Repetitions of the shard.
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Host threads (default: as a worker would choose).
+        #[arg(long)]
+        host_threads: Option<usize>,
     },
     /// Whole-system sweep throughput against bare ORT session.run.
     Pipeline {
@@ -72,9 +75,11 @@ enum What {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.what {
-        What::Compute { common, device, strict_fp32, reps } => {
+        What::Compute { common, device, strict_fp32, reps, host_threads } => {
             let opts = EngineOptions { intra_threads: common.threads, device, strict_fp32 };
-            compute(&common, &opts, reps)
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let host = host_threads.unwrap_or_else(|| jagged_worker::default_host_threads(cores, common.threads, device));
+            compute(&common, &opts, reps, host)
         }
         What::Pipeline { common } => pipeline(&common),
     }
@@ -163,7 +168,7 @@ fn pipeline(c: &Common) -> Result<()> {
     Ok(())
 }
 
-fn compute(c: &Common, opts: &EngineOptions, reps: usize) -> Result<()> {
+fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize) -> Result<()> {
     let (batch, max_shift, bare_secs) = (c.batch, c.max_shift, c.bare_secs);
     let (model, images) = (c.model.as_path(), c.images.as_path());
     use jagged_proto::v1::{ImageItem, ShardTask};
@@ -192,24 +197,74 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize) -> Result<()> {
         batch_size: batch,
         ..Default::default()
     };
-    let run = |engine: &mut Engine| -> Result<usize> {
+    let run = |engine: &mut Engine| -> Result<(usize, jagged_worker::Timing)> {
         let input = jagged_worker::ShardInput {
             task: &task,
             family: &family,
             images: items.iter().cloned().zip(bytes.iter().cloned().map(|b| Ok(vec![b]))).collect(),
+            host_threads,
+            pad_batches: jagged_worker::pads_batches(engine.provider),
         };
         let out = jagged_worker::run_shard(engine, input, &|| false)?.context("not abandoned")?;
-        Ok(out.rows)
+        Ok((out.rows, out.timing))
     };
     run(&mut engine)?; // warm-up
     let start = Instant::now();
     let mut n = 0;
+    let mut t = jagged_worker::Timing::default();
     for _ in 0..reps {
-        n += run(&mut engine)?;
+        let (rows, timing) = run(&mut engine)?;
+        n += rows;
+        t.prepare_secs += timing.prepare_secs;
+        t.run_secs += timing.run_secs;
+        t.starved_secs += timing.starved_secs;
+        t.finish_secs += timing.finish_secs;
     }
     let secs = start.elapsed().as_secs_f64();
     let ours = n as f64 / secs;
-    println!("worker compute step: {n} inferences in {secs:.2} s: {ours:.1} img/s");
+    println!("worker compute step ({host_threads} host thread(s)): {n} inferences in {secs:.2} s: {ours:.1} img/s");
+    println!(
+        "  of which: prepare {:.2} s, session.run {:.2} s, waiting for rendered batches {:.2} s, metrics+encode {:.2} s",
+        t.prepare_secs, t.run_secs, t.starved_secs, t.finish_secs
+    );
     println!("ratio worker compute / bare ORT = {:.3}", ours / base);
+    host_breakdown(&card, &family, &bytes)?;
+    Ok(())
+}
+
+/// Host-side work per inference, one thread: rendering a point into the tensor,
+/// and the per-point metrics on 1000-class probability vectors.
+fn host_breakdown(card: &jagged_domain::spec::ModelCard, family: &jagged_domain::transform::Family, bytes: &[bytes::Bytes]) -> Result<()> {
+    let img = jagged_infer::decode_image(&bytes[0])?;
+    let prep = family.prepare(&img, card.input_size).map_err(anyhow::Error::msg)?;
+    let pts = family.points();
+    let plane = 3 * (card.input_size as usize).pow(2);
+    let mut t = vec![0f32; plane];
+    let start = Instant::now();
+    for p in &pts {
+        prep.write_chw(*p, &card.normalize, &mut t);
+    }
+    let render = start.elapsed().as_secs_f64() / pts.len() as f64;
+    let k = card.num_classes as usize;
+    let mut rng = 1u64;
+    let probs: Vec<Vec<f32>> = (0..pts.len())
+        .map(|_| {
+            let logits: Vec<f32> = (0..k)
+                .map(|_| {
+                    rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (rng >> 40) as f32 / (1u64 << 24) as f32 * 8.0
+                })
+                .collect();
+            let mut p = vec![0f32; k];
+            jagged_domain::metrics::softmax(&logits, &mut p);
+            p
+        })
+        .collect();
+    let refs: Vec<&[f32]> = probs.iter().map(|v| v.as_slice()).collect();
+    let start = Instant::now();
+    let o = jagged_domain::metrics::image_outcomes(&refs, &family.pairs(), family.reference(), Some(3));
+    let metrics = start.elapsed().as_secs_f64() / pts.len() as f64;
+    assert_eq!(o.len(), pts.len());
+    println!("host work per inference (1 thread): render {:.1} us, metrics {:.1} us", render * 1e6, metrics * 1e6);
     Ok(())
 }

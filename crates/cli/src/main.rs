@@ -70,6 +70,11 @@ enum Command {
         /// On CUDA, keep full fp32 (TF32 off); results record the precision either way.
         #[arg(long, env = "JAGGED_STRICT_FP32")]
         strict_fp32: bool,
+        /// Threads decoding images, rendering transforms and computing metrics,
+        /// overlapped with inference (default: the cores ONNX Runtime leaves free, at
+        /// least 1; on CUDA all cores but one, at most 8).
+        #[arg(long, env = "JAGGED_HOST_THREADS")]
+        host_threads: Option<usize>,
         /// Worker name in logs and the database.
         #[arg(long, env = "JAGGED_WORKER_NAME")]
         name: Option<String>,
@@ -293,18 +298,16 @@ async fn run(cli: Cli) -> Result<()> {
             tracing::info!("coordinator stopped");
             Ok(())
         }
-        Command::Worker { coord, store, threads, device, strict_fp32, name, exit_when_idle } => {
+        Command::Worker { coord, store, threads, device, strict_fp32, host_threads, name, exit_when_idle } => {
             let objects = jagged_artifacts::open_store(&store.store)?;
+            let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
             let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "worker".into());
             let config = jagged_worker::WorkerConfig {
                 coordinator: coord.coordinator,
                 store: objects,
                 name: name.unwrap_or_else(|| format!("{host}-{}", std::process::id())),
-                engine: jagged_infer::EngineOptions {
-                    intra_threads: threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
-                    device,
-                    strict_fp32,
-                },
+                engine: jagged_infer::EngineOptions { intra_threads: threads.unwrap_or(cores), device, strict_fp32 },
+                host_threads: host_threads.unwrap_or_else(|| jagged_worker::default_host_threads(cores, threads.unwrap_or(cores), device)),
                 idle_poll: Duration::from_millis(200),
                 exit_when_idle: exit_when_idle.map(Duration::from_secs),
             };

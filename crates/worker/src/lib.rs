@@ -3,9 +3,10 @@
 //!
 //! A shard runs in three steps: fetch (async: the model, once per worker, and the
 //! shard's images from the object store), compute (blocking thread: decode each
-//! image once, render every grid point straight into the batch tensor, run ORT,
-//! compute per-image neighbour metrics on full probability vectors), and commit
-//! (upload the part under an attempt-specific key, then a fenced `Complete`).
+//! image once, render every grid point straight into batch tensors on host
+//! threads, ahead of and overlapped with ORT through a bounded queue, then
+//! per-image neighbour metrics on full probability vectors, in parallel), and
+//! commit (upload the part under an attempt-specific key, then a fenced `Complete`).
 //!
 //! A heartbeat task renews the leases of held shards; a shard whose lease was
 //! lost (expired, cancelled) is abandoned at the next batch boundary. A bad item
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
-pub use run::{run_shard, ShardInput, ShardOutput};
+pub use run::{pads_batches, run_shard, ShardInput, ShardOutput, Timing};
 
 /// Worker settings.
 #[derive(Clone)]
@@ -40,10 +41,21 @@ pub struct WorkerConfig {
     pub name: String,
     /// ONNX Runtime session settings: threads, device, precision.
     pub engine: EngineOptions,
+    /// Threads for decoding, rendering and metrics, overlapped with inference.
+    pub host_threads: usize,
     /// Wait between lease attempts when no work is ready.
     pub idle_poll: Duration,
     /// Exit once no work has been ready for this long (None: run until stopped).
     pub exit_when_idle: Option<Duration>,
+}
+
+/// Default host threads: on CUDA all cores but one (at most 8); on the CPU the
+/// cores ONNX Runtime's `intra_threads` leave free, at least 1.
+pub fn default_host_threads(cores: usize, intra_threads: usize, device: jagged_infer::Device) -> usize {
+    match device {
+        jagged_infer::Device::Cuda { .. } => cores.saturating_sub(1).clamp(1, 8),
+        jagged_infer::Device::Cpu => cores.saturating_sub(intra_threads).max(1),
+    }
 }
 
 type Client = WorkerServiceClient<Channel>;
@@ -191,6 +203,7 @@ async fn process(
             let key = jagged_artifacts::part_key(task.sweep_id, shard, task.attempt, epoch);
             let sha = jagged_artifacts::sha256_hex(&out.part);
             let rows = out.rows as i64;
+            let t = out.timing;
             jagged_artifacts::put(config.store.as_ref(), &key, out.part.into()).await.context("uploading the result part")?;
             let req = CompleteRequest {
                 worker_id,
@@ -210,7 +223,16 @@ async fn process(
             })
             .await
             {
-                Ok(_) => tracing::info!(shard, rows, secs = started.elapsed().as_secs_f64(), "shard committed"),
+                Ok(_) => tracing::info!(
+                    shard,
+                    rows,
+                    secs = started.elapsed().as_secs_f64(),
+                    prepare = t.prepare_secs,
+                    infer = t.run_secs,
+                    starved = t.starved_secs,
+                    finish = t.finish_secs,
+                    "shard committed"
+                ),
                 Err(s) if s.code() == tonic::Code::FailedPrecondition => {
                     tracing::warn!(shard, "commit refused: lease is stale; the part is ignored")
                 }
@@ -281,6 +303,7 @@ async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost
     let engines = engines.clone();
     let lost = lost.clone();
     let opts = config.engine.clone();
+    let host_threads = config.host_threads;
     let shard_id = task.shard_id;
     tokio::task::spawn_blocking(move || {
         let mut engines = engines.lock().unwrap();
@@ -292,7 +315,8 @@ async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost
             engines.insert(task.model_key.clone(), engine);
         }
         let engine = engines.get_mut(&task.model_key).expect("inserted above");
-        let input = ShardInput { task: &task, family: &family, images };
+        let pad_batches = pads_batches(engine.provider);
+        let input = ShardInput { task: &task, family: &family, images, host_threads, pad_batches };
         let abandoned = || lost.lock().unwrap().contains(&shard_id);
         run_shard(engine, input, &abandoned).map_err(|e| retryable(format!("{e:#}")))
     })
