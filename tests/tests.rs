@@ -10,3 +10,5 @@ mod model;
 mod bad_input;
 // An independent Python computation agrees with the system row by row.
 mod crosscheck;
+// Damage to running sweeps: kills, restarts, freezes; results stay exact.
+mod faults;

@@ -114,17 +114,27 @@ impl LocalCluster {
         let store_dir = opts.dir.join("store");
         std::fs::create_dir_all(&store_dir)?;
         let store_url = std::fs::canonicalize(&store_dir)?.display().to_string();
+        let coordinator = Self::spawn_coordinator(&opts, &postgres.url(), "127.0.0.1:0")?;
+        let mut cluster = LocalCluster { url: String::new(), store_url, workers: vec![], coordinator, postgres, opts: opts.clone() };
+        cluster.url = cluster.wait_for_coordinator()?;
+        for i in 0..opts.workers {
+            cluster.add_worker(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn spawn_coordinator(opts: &ClusterOptions, database_url: &str, listen: &str) -> Result<Proc> {
         let addr_file = opts.dir.join("coordinator.addr");
         let _ = std::fs::remove_file(&addr_file);
-        let coordinator = Proc::spawn(
+        Proc::spawn(
             "coordinator",
             &opts.bin,
             &[
                 "coordinator".into(),
                 "--listen".into(),
-                "127.0.0.1:0".into(),
+                listen.into(),
                 "--database-url".into(),
-                postgres.url(),
+                database_url.into(),
                 "--addr-file".into(),
                 addr_file.display().to_string(),
                 "--lease-ms".into(),
@@ -134,16 +144,32 @@ impl LocalCluster {
             ],
             &[],
             &opts.dir.join("logs/coordinator.log"),
-        )?;
-        let mut cluster = LocalCluster { url: String::new(), store_url, workers: vec![], coordinator, postgres, opts: opts.clone() };
-        cluster.url = cluster.wait_for_coordinator(&addr_file)?;
-        for i in 0..opts.workers {
-            cluster.add_worker(i)?;
-        }
-        Ok(cluster)
+        )
     }
 
-    fn wait_for_coordinator(&mut self, addr_file: &Path) -> Result<String> {
+    /// Starts the coordinator again on the address it had (after it was stopped or
+    /// killed); workers reconnect by themselves.
+    pub fn restart_coordinator(&mut self) -> Result<()> {
+        self.coordinator.kill9();
+        let listen = self.url.trim_start_matches("http://").to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.coordinator = Self::spawn_coordinator(&self.opts, &self.postgres.url(), &listen)?;
+            match self.wait_for_coordinator() {
+                Ok(_) => return Ok(()),
+                // The port may linger for a moment after a kill.
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "coordinator restart; trying again");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn wait_for_coordinator(&mut self) -> Result<String> {
+        let addr_file = self.opts.dir.join("coordinator.addr");
+        let addr_file = addr_file.as_path();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(a) = std::fs::read_to_string(addr_file) {

@@ -1,0 +1,248 @@
+//! Damage done to a running sweep: workers killed again and again, the
+//! coordinator killed and restarted, PostgreSQL restarted, a worker frozen past
+//! its lease, a worker told to stop. After each, the sweep must finish with the
+//! report of an undisturbed run of the same spec, byte for byte, with one
+//! committed output per shard, no row lost or counted twice, no shard left
+//! leased, and `sweep status` consistent throughout.
+
+use jagged_cli::cluster::{ClusterOptions, LocalCluster};
+use jagged_cli::sweep;
+use jagged_proto::v1::SweepStatus;
+use jagged_testkit::{dataset, jagged_bin, ort};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SPEC: &str = r#"
+name = "faults"
+[dataset]
+path = "data"
+[[models]]
+path = "models/tiny96.onnx"
+[[families]]
+kind = "crop"
+max_shift = 8
+[[families]]
+kind = "rotate"
+from = -12.0
+to = 12.0
+step = 2.0
+[shard]
+images = 1
+max_attempts = 50
+[run]
+batch_size = 16
+"#;
+
+const IMAGES: u32 = 36;
+
+/// Polls `sweep status` until `cond` holds (or panics after two minutes).
+async fn until(url: &str, id: i64, what: &str, cond: impl Fn(&SweepStatus) -> bool) -> SweepStatus {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(mut c) = sweep::connect(url).await {
+            if let Ok(s) = sweep::status(&mut c, id).await {
+                if cond(&s) {
+                    return s;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `frac` of the shards are done and checks the sweep is still
+/// running, so the damage lands mid-sweep.
+fn mid(rt: &tokio::runtime::Runtime, url: &str, id: i64, total: u32, frac: f64) {
+    let s = rt.block_on(until(url, id, "progress", |s| s.done >= (total as f64 * frac) as u32));
+    assert_eq!(s.state, "running", "the sweep finished before the damage: make it longer");
+}
+
+/// Watches `sweep status` while damage is done, recording any inconsistency:
+/// shard states must add up to the total, `done` must never go back, and the
+/// inference count must stay within the total.
+fn watch(rt: &tokio::runtime::Runtime, url: String, id: i64) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<usize>) {
+    let errors: Arc<Mutex<Vec<String>>> = Default::default();
+    let errs = errors.clone();
+    let handle = rt.spawn(async move {
+        let (mut last_done, mut seen) = (0u32, 0usize);
+        loop {
+            if let Ok(mut c) = sweep::connect(&url).await {
+                if let Ok(s) = sweep::status(&mut c, id).await {
+                    seen += 1;
+                    let sum = s.queued + s.leased + s.done + s.failed + s.cancelled;
+                    let mut e = errs.lock().unwrap();
+                    if sum != s.total {
+                        e.push(format!("states add up to {sum}, not {}: {s:?}", s.total));
+                    }
+                    if s.done < last_done {
+                        e.push(format!("done went back from {last_done} to {}", s.done));
+                    }
+                    if s.inferences_done > s.inferences_total || s.failed > 0 {
+                        e.push(format!("impossible counts: {s:?}"));
+                    }
+                    last_done = s.done;
+                    if s.state == "done" {
+                        return seen;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    });
+    (errors, handle)
+}
+
+/// Waits for the sweep and checks its end state; returns the report's CSV.
+async fn finish(cluster_url: &str, pg: &str, store_url: &str, id: i64) -> String {
+    let st = until(cluster_url, id, "the sweep to finish", |s| s.state == "done").await;
+    assert_eq!((st.done, st.failed, st.leased, st.queued), (st.total, 0, 0, 0), "{st:?}");
+    assert_eq!(st.inferences_done, st.inferences_total);
+    let store = jagged_store::Store::connect(pg, 2).await.unwrap();
+    assert_eq!(store.leased_count(id).await.unwrap(), 0, "no shard stays leased");
+    let objects = jagged_artifacts::open_store(store_url).unwrap();
+    let outputs = store.outputs(id).await.unwrap();
+    assert_eq!(outputs.len(), st.total as usize, "one committed output per shard");
+    let mut seen = HashSet::new();
+    let mut rows = 0i64;
+    for o in &outputs {
+        for r in jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await.unwrap()).unwrap() {
+            assert!(seen.insert((r.model.clone(), r.family_index, r.image_index, r.point)), "row counted twice: {r:?}");
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, st.inferences_total, "every row once");
+    jagged_report::build(&store, objects.as_ref(), id).await.unwrap().csv()
+}
+
+/// Shards of `sweep` leased by the worker named `name`.
+async fn held_by(pg: &str, sweep: i64, name: &str) -> i64 {
+    let store = jagged_store::Store::connect(pg, 1).await.unwrap();
+    sqlx::query_scalar(
+        "select count(*) from shards s join workers w on w.id = s.worker_id where s.sweep_id = $1 and s.state = 'leased' and w.name = $2",
+    )
+    .bind(sweep)
+    .bind(name)
+    .fetch_one(store.pool())
+    .await
+    .unwrap()
+}
+
+#[test]
+fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
+    ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { side: 96, name: "tiny96".into(), ..Default::default() });
+    std::fs::create_dir_all(dir.join("models")).unwrap();
+    std::fs::write(dir.join("models/tiny96.onnx"), &m.bytes).unwrap();
+    std::fs::write(dir.join("models/tiny96.card.json"), serde_json::to_vec(&m.card).unwrap()).unwrap();
+    dataset(&dir.join("data"), IMAGES, 10, &[]);
+    std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
+    let lease_ms = 1500;
+    let opts = ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 3, threads: 1, lease_ms, heartbeat_ms: 300 };
+    let mut cluster = LocalCluster::start(opts).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (url, pg, store_url) = (cluster.url.clone(), cluster.postgres.url(), cluster.store_url.clone());
+    let objects = jagged_artifacts::open_store(&store_url).unwrap();
+    let submit = |rt: &tokio::runtime::Runtime| rt.block_on(sweep::submit(&url, &dir.join("spec.toml"), objects.as_ref())).unwrap();
+
+    // The undisturbed run.
+    let started = Instant::now();
+    let reference_id = submit(&rt);
+    let reference = rt.block_on(finish(&url, &pg, &store_url, reference_id));
+    let undisturbed = started.elapsed();
+    eprintln!("undisturbed sweep: {:.1} s", undisturbed.as_secs_f64());
+    let total = rt.block_on(until(&url, reference_id, "status", |_| true)).total;
+
+    type Damage<'a> = Box<dyn Fn(&mut LocalCluster, &tokio::runtime::Runtime, i64) + 'a>;
+    let scenarios: Vec<(&str, Damage)> = vec![
+        (
+            "workers killed with SIGKILL again and again",
+            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
+                for round in 0..5 {
+                    mid(rt, &c.url, id, total, 0.12 * (round + 1) as f64);
+                    let i = round % 3;
+                    c.workers[i].kill9();
+                    std::thread::sleep(Duration::from_millis(50));
+                    c.add_worker(i).unwrap();
+                }
+            }),
+        ),
+        (
+            "coordinator killed with SIGKILL and restarted",
+            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
+                mid(rt, &c.url, id, total, 0.3);
+                c.restart_coordinator().unwrap();
+                mid(rt, &c.url, id, total, 0.6);
+                c.restart_coordinator().unwrap();
+            }),
+        ),
+        (
+            "PostgreSQL restarted",
+            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
+                mid(rt, &c.url, id, total, 0.3);
+                c.postgres.stop();
+                std::thread::sleep(Duration::from_millis(1500));
+                c.postgres.restart().unwrap();
+            }),
+        ),
+        (
+            "a worker frozen past its lease (SIGSTOP, then SIGCONT)",
+            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
+                let pg = c.postgres.url();
+                mid(rt, &c.url, id, total, 0.2);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while rt.block_on(held_by(&pg, id, "worker-0")) == 0 {
+                    assert!(Instant::now() < deadline, "worker-0 never held a shard");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                c.workers[0].signal("STOP");
+                std::thread::sleep(Duration::from_millis(3 * lease_ms as u64));
+                c.workers[0].signal("CONT");
+            }),
+        ),
+        (
+            "a worker stopped with SIGTERM finishes its shard and exits",
+            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
+                let pg = c.postgres.url();
+                mid(rt, &c.url, id, total, 0.2);
+                while rt.block_on(held_by(&pg, id, "worker-1")) == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                c.workers[1].signal("TERM");
+                let t = Instant::now();
+                while !c.workers[1].exited() {
+                    assert!(t.elapsed() < Duration::from_secs(20), "worker-1 did not exit after SIGTERM");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                // It handed nothing to the reaper: none of its shards is still leased.
+                assert_eq!(rt.block_on(held_by(&pg, id, "worker-1")), 0, "a stopped worker keeps no lease");
+                c.add_worker(1).unwrap();
+            }),
+        ),
+    ];
+
+    let worker0_log = dir.join("run/logs/worker-0.log");
+    for (name, damage) in &scenarios {
+        let started = Instant::now();
+        let log_from = std::fs::metadata(&worker0_log).map(|m| m.len() as usize).unwrap_or(0);
+        let id = submit(&rt);
+        let (errors, watcher) = watch(&rt, cluster.url.clone(), id);
+        damage(&mut cluster, &rt, id);
+        let csv = rt.block_on(finish(&cluster.url, &pg, &store_url, id));
+        let polls = rt.block_on(watcher).unwrap();
+        let errors = errors.lock().unwrap().clone();
+        eprintln!("{name}: done in {:.1} s, status polled {polls} times", started.elapsed().as_secs_f64());
+        assert!(errors.is_empty(), "{name}: sweep status was inconsistent: {errors:?}");
+        assert!(csv == reference, "{name}: the report differs from the undisturbed run:\n{csv}\nvs\n{reference}");
+        if name.contains("frozen") {
+            // The frozen worker's late work was refused or abandoned, never counted.
+            let log = std::fs::read_to_string(&worker0_log).unwrap();
+            let tail = &log[log_from.min(log.len())..];
+            assert!(tail.contains("lost leases") || tail.contains("commit refused"), "worker-0 never noticed its lost lease:\n{tail}");
+        }
+    }
+    cluster.stop();
+}
