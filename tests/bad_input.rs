@@ -59,3 +59,199 @@ fn label_outside_the_model_classes_is_refused() {
     let err = submit(tmp.path(), &format!("{BASE}[[families]]\nkind = \"diagonal\"\n"));
     assert!(err.contains("dataset.labels") && err.contains("x.png"), "{err}");
 }
+
+/// Specs with negative or zero steps, enormous grids and unknown fields are
+/// refused before anything is uploaded, naming the field.
+#[test]
+fn bad_numbers_and_unknown_fields_in_specs_are_refused_naming_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    dataset(&tmp.path().join("data"), 1, 10, &[]);
+    tiny_model(&tmp.path().join("models"));
+    let cases = [
+        ("[[families]]\nkind = \"crop\"\nmax_shift = 2\nstep = -1\n", "families[0]"),
+        ("[[families]]\nkind = \"crop\"\nmax_shift = 2\nstep = 0\n", "families[0].step"),
+        ("[[families]]\nkind = \"scale\"\nstep = 0.0\n", "families[0].step"),
+        ("[[families]]\nkind = \"rotate\"\nfrom = 10.0\nto = -10.0\n", "families[0].to"),
+        ("[[families]]\nkind = \"crop\"\nmax_shift = 100000\n", "families[0].max_shift"),
+        ("[[families]]\nkind = \"diagonal\"\nsteps = 10000000\n", "families[0].steps"),
+        ("[[families]]\nkind = \"diagonal\"\n[run]\nbatch_size = 100000\n", "run.batch_size"),
+        ("[[families]]\nkind = \"diagonal\"\n[run]\nbatchsize = 8\n", "run"),
+        ("[[families]]\nkind = \"diagonal\"\n[shard]\nmax_attempts = 0\n", "shard.max_attempts"),
+        ("[[families]]\nkind = \"diagonal\"\ncolour = \"red\"\n", "families[0]"),
+    ];
+    for (tail, field) in cases {
+        let err = submit(tmp.path(), &format!("{BASE}{tail}"));
+        assert!(err.contains(&format!("`{field}")), "{tail}: expected an error naming `{field}`, got: {err}");
+        assert!(!tmp.path().join("store/blobs").exists(), "{tail}: nothing may be uploaded for a bad spec");
+    }
+}
+
+/// Runs the worker's compute step over `files` (name, bytes) with the tiny model
+/// (or `model`), one point per image; returns the output.
+fn compute(files: &[(String, Vec<u8>)], model: Option<jagged_onnx::BuiltModel>) -> jagged_worker::ShardOutput {
+    use jagged_proto::v1::{ImageItem, ShardTask};
+    jagged_testkit::ort();
+    let m = model.unwrap_or_else(|| jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default()));
+    let mut engine = jagged_infer::Engine::load(&m.bytes, &m.card, &jagged_infer::EngineOptions::cpu(1)).unwrap();
+    let family = jagged_domain::transform::Family::Crop { max_shift: 1, step: 1, resize: None, resample: Default::default() };
+    let items: Vec<ImageItem> = files
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| ImageItem { index: i as u32, name: n.clone(), key: String::new(), label: 1, frames: vec![] })
+        .collect();
+    let task = ShardTask { model_name: m.card.name.clone(), images: items.clone(), batch_size: 8, ..Default::default() };
+    let input = jagged_worker::ShardInput {
+        task: &task,
+        family: &family,
+        images: items.into_iter().zip(files.iter().map(|(_, b)| Ok(vec![bytes::Bytes::from(b.clone())]))).collect(),
+        host_threads: 2,
+        pad_batches: false,
+    };
+    jagged_worker::run_shard(&mut engine, input, &|| false).unwrap().unwrap()
+}
+
+/// A well-formed PNG whose header claims `w` x `h` pixels, with a few bytes of
+/// image data (a decompression bomb in miniature).
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        let mut body = kind.to_vec();
+        body.extend(data);
+        out.extend((data.len() as u32).to_be_bytes());
+        out.extend(&body);
+        out.extend(crc32(&body).to_be_bytes());
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]); // zlib of nothing
+    chunk(b"IEND", &[]);
+    out
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+/// Bad image files are failed items naming the file and why, and their
+/// neighbours in the shard complete; 16-bit, grayscale, palette and CMYK images
+/// are read correctly, not refused.
+#[test]
+fn bad_images_fail_alone_and_unusual_formats_are_read_correctly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // Palette and CMYK files from Pillow (in the test environment), with the colours
+    // Pillow reads back from them.
+    let py = jagged_testkit::root().join(".cache/jagged/venv/bin/python3");
+    assert!(py.is_file(), "run `just test` (it creates the test Python environment)");
+    let script = r#"
+import sys
+from PIL import Image
+d = sys.argv[1]
+p = Image.new("P", (40, 36)); p.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+p.putdata([(x // 4 + y // 4) % 2 for y in range(36) for x in range(40)]); p.save(d + "/palette.png")
+c = Image.new("CMYK", (40, 36), (0, 255, 255, 0)); c.save(d + "/cmyk.jpg", quality=100)
+print(Image.open(d + "/cmyk.jpg").convert("RGB").getpixel((20, 18)))
+"#;
+    let out = Command::new(py).arg("-c").arg(script).arg(d).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pil_cmyk: Vec<i32> =
+        String::from_utf8_lossy(&out.stdout).trim().trim_matches(|c| c == '(' || c == ')').split(',').map(|v| v.trim().parse().unwrap()).collect();
+    let enc = |img: image::DynamicImage, fmt: image::ImageFormat| {
+        let mut c = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut c, fmt).unwrap();
+        c.into_inner()
+    };
+    let rgb16 =
+        image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(40, 36, |x, y| image::Rgb([257 * (x as u16), 257 * (y as u16), 257 * 200])));
+    let gray = image::DynamicImage::ImageLuma8(image::ImageBuffer::from_fn(40, 36, |x, y| image::Luma([(3 * x + y) as u8])));
+    let good = jagged_testkit::png(40, 36, 1);
+    let jpeg = enc(image::load_from_memory(&good).unwrap(), image::ImageFormat::Jpeg);
+    let files: Vec<(String, Vec<u8>)> = vec![
+        ("good.png".into(), good.clone()),
+        ("truncated.jpg".into(), jpeg[..jpeg.len() / 2].to_vec()),
+        ("huge.png".into(), png_header_only(100_000, 100_000)),
+        ("text.jpg".into(), b"this is a text file with a .jpg name\n".to_vec()),
+        ("rgb16.png".into(), enc(rgb16, image::ImageFormat::Png)),
+        ("gray.png".into(), enc(gray, image::ImageFormat::Png)),
+        ("palette.png".into(), std::fs::read(d.join("palette.png")).unwrap()),
+        ("cmyk.jpg".into(), std::fs::read(d.join("cmyk.jpg")).unwrap()),
+        ("also-good.jpg".into(), jpeg.clone()),
+    ];
+    let started = std::time::Instant::now();
+    let out = compute(&files, None);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "a bad header must be refused before allocating");
+    let failed: Vec<(String, String)> = out.failed.iter().map(|f| (f.image_name.clone(), f.reason.clone())).collect();
+    assert_eq!(failed.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["truncated.jpg", "huge.png", "text.jpg"], "{failed:?}");
+    assert!(failed[0].1.contains("corrupt"), "{failed:?}");
+    assert!(failed[1].1.contains("100000x100000") && failed[1].1.contains("limit"), "{failed:?}");
+    assert!(failed[2].1.contains("not a PNG or JPEG"), "{failed:?}");
+    assert_eq!(out.rows, 6 * 9, "the six readable images complete, 9 points each");
+    // Decoded as expected: 16-bit scaled to 8, gray to equal channels, palette
+    // entries, CMYK as Pillow reads it (within JPEG rounding).
+    let dec = |name: &str| jagged_infer::decode_image(&files.iter().find(|f| f.0 == name).unwrap().1).unwrap();
+    assert_eq!(dec("rgb16.png").pixel(7, 5), [7, 5, 200]);
+    assert_eq!(dec("gray.png").pixel(7, 5), [26, 26, 26]);
+    assert_eq!(dec("palette.png").pixel(0, 0), [10, 20, 30]);
+    assert_eq!(dec("palette.png").pixel(4, 0), [200, 100, 50]);
+    let c = dec("cmyk.jpg").pixel(20, 18);
+    assert!(c.iter().zip(&pil_cmyk).all(|(a, b)| (*a as i32 - b).abs() <= 3), "CMYK read as {c:?}, Pillow reads {pil_cmyk:?}");
+}
+
+/// A model that outputs NaN gives failed items saying so, not numbers.
+#[test]
+fn a_model_that_outputs_nan_gives_failed_items() {
+    use prost::Message;
+    let mut m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
+    let mut proto = jagged_onnx::pb::ModelProto::decode(m.bytes.as_slice()).unwrap();
+    let g = proto.graph.as_mut().unwrap();
+    let bias = g.initializer.iter_mut().find(|t| t.name() == "conv1.b").unwrap();
+    bias.float_data.iter_mut().for_each(|v| *v = f32::NAN);
+    m.bytes = proto.encode_to_vec();
+    let files = vec![("a.png".to_string(), jagged_testkit::png(40, 36, 1)), ("b.png".to_string(), jagged_testkit::png(40, 36, 2))];
+    let out = compute(&files, Some(m));
+    assert_eq!(out.rows, 0);
+    assert_eq!(out.failed.len(), 2);
+    assert!(out.failed.iter().all(|f| f.reason.contains("not finite")), "{:?}", out.failed);
+}
+
+/// Garbage for a model, or a model that does not match its card, is refused
+/// with a message naming the model.
+#[test]
+fn garbage_and_mismatched_models_are_refused_naming_the_model() {
+    jagged_testkit::ort();
+    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
+    let opts = jagged_infer::EngineOptions::cpu(1);
+    let e = jagged_infer::Engine::load(b"definitely not onnx", &m.card, &opts).err().unwrap().to_string();
+    assert!(e.contains("tiny_cnn") && e.contains("does not load"), "{e}");
+    let mut card = m.card.clone();
+    card.input_size = 64;
+    let e = jagged_infer::Engine::load(&m.bytes, &card, &opts).err().unwrap().to_string();
+    assert!(e.contains("tiny_cnn") && e.contains("[N, 3, 64, 64]"), "{e}");
+    let mut card = m.card.clone();
+    card.num_classes = 1000;
+    let e = jagged_infer::Engine::load(&m.bytes, &card, &opts).err().unwrap().to_string();
+    assert!(e.contains("10 classes") && e.contains("1000"), "{e}");
+    let mut card = m.card.clone();
+    card.input_name = "pixels".into();
+    let e = jagged_infer::Engine::load(&m.bytes, &card, &opts).err().unwrap().to_string();
+    assert!(e.contains("no input named `pixels`"), "{e}");
+    // A float64 input where the card (and jagged) feeds float32.
+    use prost::Message;
+    let mut proto = jagged_onnx::pb::ModelProto::decode(m.bytes.as_slice()).unwrap();
+    if let Some(jagged_onnx::pb::type_proto::Value::TensorType(t)) =
+        proto.graph.as_mut().unwrap().input[0].r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        t.elem_type = Some(11);
+    }
+    let e = jagged_infer::Engine::load(&proto.encode_to_vec(), &m.card, &opts).err().unwrap().to_string();
+    assert!(e.contains("tiny_cnn"), "{e}");
+}

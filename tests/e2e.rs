@@ -179,8 +179,14 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         for o in store.outputs(id).await.unwrap() {
             rows.extend(jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await.unwrap()).unwrap());
         }
-        // The same spec again: results must be identical (pure transforms, same ORT).
-        let id2 = sweep::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref()).await.unwrap();
+        // Submitted again as is, the same sweep comes back and no work is added.
+        let again = sweep::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref()).await.unwrap();
+        assert_eq!(again, id, "a second submit of the same sweep returns the first");
+        assert_eq!(store.sweeps().await.unwrap().len(), 1);
+        // Run anew (`--again`): results must be identical (pure transforms, same ORT).
+        let over = jagged_cli::resolve::Overrides { again: true, ..Default::default() };
+        let id2 = sweep::submit_with(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &over).await.unwrap();
+        assert_ne!(id2, id);
         sweep::wait(&cluster.url, id2).await.unwrap();
         let report2 = jagged_report::build(&store, objects.as_ref(), id2).await.unwrap();
         (st, report, rows, report2)

@@ -164,7 +164,8 @@ fn sweep_on_s3_survives_an_outage_of_the_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (url, pg) = (cluster.url.clone(), cluster.postgres.url());
     let objects = jagged_artifacts::open_store_with(&url_s3, &env).unwrap();
-    let submit = || rt.block_on(sweep::submit(&url, &dir.join("spec.toml"), objects.as_ref())).unwrap();
+    let again = jagged_cli::resolve::Overrides { again: true, ..Default::default() };
+    let submit = || rt.block_on(sweep::submit_with(&url, &dir.join("spec.toml"), objects.as_ref(), &again)).unwrap();
     let reference_id = submit();
     let reference = rt.block_on(finish(&url, &pg, objects.as_ref(), reference_id));
     let total = rt.block_on(until(&url, reference_id, "status", |_| true)).total;
@@ -196,7 +197,8 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (url, pg) = (cluster.url.clone(), cluster.postgres.url());
     let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
-    let submit = |rt: &tokio::runtime::Runtime| rt.block_on(sweep::submit(&url, &dir.join("spec.toml"), objects.as_ref())).unwrap();
+    let again = jagged_cli::resolve::Overrides { again: true, ..Default::default() };
+    let submit = |rt: &tokio::runtime::Runtime| rt.block_on(sweep::submit_with(&url, &dir.join("spec.toml"), objects.as_ref(), &again)).unwrap();
 
     // The undisturbed run.
     let started = Instant::now();

@@ -171,11 +171,11 @@ fn imagefolder_by_wordnet_id_gets_imagenet_labels() {
         std::fs::create_dir_all(d.join("other").join(wnid)).unwrap();
         std::fs::write(d.join("other").join(wnid).join(f), jagged_testkit::png(40, 30, 2)).unwrap();
     }
-    let over = jagged_cli::resolve::Overrides { dataset: Some(d.join("other")), limit: Some(1) };
+    let over = jagged_cli::resolve::Overrides { dataset: Some(d.join("other")), limit: Some(1), ..Default::default() };
     let (_, resolved) = rt.block_on(jagged_cli::resolve::resolve_with(&d.join("spec.toml"), store.as_ref(), &over)).unwrap();
     let labels: Vec<(String, Option<i32>)> = resolved.images.iter().map(|i| (i.name.clone(), i.label)).collect();
     assert_eq!(labels, vec![("n01440764/c.png".to_string(), Some(0))]);
-    let over = jagged_cli::resolve::Overrides { dataset: Some(d.join("missing")), limit: None };
+    let over = jagged_cli::resolve::Overrides { dataset: Some(d.join("missing")), ..Default::default() };
     let e = rt.block_on(jagged_cli::resolve::resolve_with(&d.join("spec.toml"), store.as_ref(), &over)).unwrap_err();
     assert!(format!("{e:#}").contains("--dataset") && format!("{e:#}").contains("missing"), "{e:#}");
 }

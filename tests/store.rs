@@ -9,8 +9,10 @@ fn policy() -> LeasePolicy {
     LeasePolicy { lease_ms: 1_000, heartbeat_ms: 200, backoff_base_ms: 500, backoff_cap_ms: 4_000 }
 }
 
-fn output(key: &str) -> Output {
-    Output { object_key: key.into(), rows: 9, sha256: "00".into(), lease_epoch: 0, worker_id: 1, provider: "cpu".into(), seconds: 0.1 }
+/// The output a worker commits for a claimed shard: its own part key.
+fn output(c: &jagged_store::Claimed) -> Output {
+    let key = jagged_domain::keys::part_key(c.sweep_id, c.id, c.attempt, c.lease_epoch);
+    Output { object_key: key, rows: 9, sha256: "00".into(), lease_epoch: c.lease_epoch, worker_id: 1, provider: "cpu".into(), seconds: 0.1 }
 }
 
 async fn sweep_with(store: &jagged_store::Store, images: usize, per: u32, attempts: u32) -> i64 {
@@ -77,14 +79,21 @@ async fn stale_commit_is_refused_and_never_counted() {
     let second = store.claim(2, 1, T0 + 6_000, &p).await.unwrap().remove(0);
     assert_eq!(second.id, first.id);
     // The frozen first holder wakes up and tries to commit.
-    let e = store.complete(first.id, first.lease_epoch, 1, &output("a1"), &[], T0 + 6_100).await.unwrap_err();
+    let e = store.complete(first.id, first.lease_epoch, 1, &output(&first), &[], T0 + 6_100).await.unwrap_err();
     assert!(matches!(e, StoreError::Stale(id) if id == first.id), "{e}");
-    store.complete(second.id, second.lease_epoch, 2, &output("a2"), &[], T0 + 6_200).await.unwrap();
+    // A key outside the attempt's own part (another sweep's prefix) is refused, and
+    // the shard stays leased to its holder.
+    let mut escape = output(&second);
+    escape.object_key = format!("sweeps/{}/parts/../../other/x.parquet", second.sweep_id);
+    let e = store.complete(second.id, second.lease_epoch, 2, &escape, &[], T0 + 6_150).await.unwrap_err();
+    assert!(matches!(e, StoreError::BadKey { .. }), "{e}");
+    assert_eq!(store.leased_count(sweep).await.unwrap(), 1);
+    store.complete(second.id, second.lease_epoch, 2, &output(&second), &[], T0 + 6_200).await.unwrap();
     // A second commit of the same lease is refused too.
-    assert!(matches!(store.complete(second.id, second.lease_epoch, 2, &output("a2"), &[], T0 + 6_300).await, Err(StoreError::Stale(_))));
+    assert!(matches!(store.complete(second.id, second.lease_epoch, 2, &output(&second), &[], T0 + 6_300).await, Err(StoreError::Stale(_))));
     let outs = store.outputs(sweep).await.unwrap();
     assert_eq!(outs.len(), 1);
-    assert_eq!(outs[0].object_key, "a2");
+    assert_eq!(outs[0].object_key, output(&second).object_key);
     let s = store.sweep(sweep).await.unwrap();
     assert_eq!((s.done, s.state.as_str(), s.inferences_done), (1, "done", 9));
 }
@@ -105,7 +114,7 @@ async fn poison_shard_fails_after_max_attempts_with_its_last_error() {
     assert_eq!(store.sweep(sweep).await.unwrap().state, "running", "the other shard is still out");
     let other = b.iter().find(|c| c.id != a.id).unwrap();
     let bad = FailedItem { image_idx: 1, image_name: "1.png".into(), reason: "corrupt".into() };
-    store.complete(other.id, other.lease_epoch, 1, &output("o"), &[bad], T0 + 10_500).await.unwrap();
+    store.complete(other.id, other.lease_epoch, 1, &output(other), &[bad], T0 + 10_500).await.unwrap();
     let s = store.sweep(sweep).await.unwrap();
     assert_eq!((s.state.as_str(), s.done, s.failed, s.failed_items), ("done", 1, 1, 1));
     // A non-retryable error fails at once.

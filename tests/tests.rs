@@ -14,3 +14,5 @@ mod crosscheck;
 mod faults;
 // The S3 object store on a real S3 server.
 mod s3;
+// Authentication: worker and admin tokens.
+mod security;

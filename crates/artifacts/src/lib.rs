@@ -111,10 +111,7 @@ pub fn blob_key(sha256: &str) -> String {
     format!("blobs/sha256/{sha256}")
 }
 
-/// Key of one shard attempt's result part.
-pub fn part_key(sweep: i64, shard: i64, attempt: i32, epoch: i64) -> String {
-    format!("sweeps/{sweep}/parts/shard-{shard:010}/attempt-{attempt}-epoch-{epoch}.parquet")
-}
+pub use jagged_domain::keys::part_key;
 
 /// Stores bytes under their content key unless already there; returns the key.
 pub async fn put_blob(store: &dyn ObjectStore, bytes: Bytes) -> Result<String> {

@@ -213,7 +213,8 @@ impl LocalCluster {
                 "--name".into(),
                 format!("worker-{i}"),
             ],
-            &self.opts.env,
+            // Workers get what they need, not the admin token.
+            &self.opts.env.iter().filter(|(k, _)| !k.starts_with("JAGGED_ADMIN_TOKEN")).cloned().collect::<Vec<_>>(),
             &self.opts.dir.join(format!("logs/worker-{i}.log")),
         )?;
         if i < self.workers.len() {

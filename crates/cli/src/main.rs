@@ -54,6 +54,11 @@ enum Command {
         /// Heartbeat interval asked of workers, ms.
         #[arg(long, env = "JAGGED_HEARTBEAT_MS", default_value_t = 5_000)]
         heartbeat_ms: i64,
+        /// Listen on a non-loopback address without tokens (JAGGED_WORKER_TOKEN and
+        /// JAGGED_ADMIN_TOKEN, or their _FILE forms): anyone who reaches it may submit
+        /// sweeps and commit results.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Run a worker: lease shards, run them with ONNX Runtime, write results.
     Worker {
@@ -142,11 +147,15 @@ struct OverrideArgs {
     /// Use only the first N images of the dataset.
     #[arg(long)]
     limit: Option<u32>,
+    /// Run the sweep even if the same one (same spec, models and images) was
+    /// submitted before; without it, that sweep is returned and nothing is added.
+    #[arg(long)]
+    again: bool,
 }
 
 impl OverrideArgs {
     fn overrides(&self) -> jagged_cli::resolve::Overrides {
-        jagged_cli::resolve::Overrides { dataset: self.dataset.clone(), limit: self.limit }
+        jagged_cli::resolve::Overrides { dataset: self.dataset.clone(), limit: self.limit, again: self.again }
     }
 }
 
@@ -284,17 +293,30 @@ fn redact(url: &str) -> String {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Coordinator { db, listen, addr_file, lease_ms, heartbeat_ms } => {
+        Command::Coordinator { db, listen, addr_file, lease_ms, heartbeat_ms, insecure } => {
+            let auth = jagged_coordinator::Auth {
+                worker: jagged_proto::auth::Token::from_env("JAGGED_WORKER_TOKEN").map_err(anyhow::Error::msg)?,
+                admin: jagged_proto::auth::Token::from_env("JAGGED_ADMIN_TOKEN").map_err(anyhow::Error::msg)?,
+            };
+            if auth.worker.is_some() && auth.worker == auth.admin {
+                anyhow::bail!("JAGGED_WORKER_TOKEN and JAGGED_ADMIN_TOKEN must differ: a worker must not be able to act as an admin");
+            }
+            if (auth.worker.is_none() || auth.admin.is_none()) && !listen.ip().is_loopback() && !insecure {
+                anyhow::bail!(
+                    "refusing to listen on {listen} without JAGGED_WORKER_TOKEN and JAGGED_ADMIN_TOKEN (or their _FILE forms); \
+                     pass --insecure to allow anyone who reaches it"
+                );
+            }
             let store = connect_store(&db.database_url, true).await?;
             let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
             let addr = listener.local_addr()?;
-            tracing::info!(%addr, "coordinator listening");
+            tracing::info!(%addr, worker_token = auth.worker.is_some(), admin_token = auth.admin.is_some(), "coordinator listening");
             if let Some(f) = addr_file {
                 std::fs::write(&f, format!("{addr}\n")).with_context(|| format!("writing {}", f.display()))?;
             }
             let policy = jagged_domain::lease::LeasePolicy { lease_ms, heartbeat_ms, ..Default::default() };
             let config = jagged_coordinator::Config { policy, reap_interval: Duration::from_millis((lease_ms / 4).clamp(100, 5_000) as u64) };
-            jagged_coordinator::serve(jagged_coordinator::Coordinator::new(store, config), listener, shutdown_signal()).await?;
+            jagged_coordinator::serve(jagged_coordinator::Coordinator::new(store, config), listener, auth, shutdown_signal()).await?;
             tracing::info!("coordinator stopped");
             Ok(())
         }
@@ -303,6 +325,7 @@ async fn run(cli: Cli) -> Result<()> {
             let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
             let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "worker".into());
             let config = jagged_worker::WorkerConfig {
+                token: jagged_proto::auth::Token::from_env("JAGGED_WORKER_TOKEN").map_err(anyhow::Error::msg)?,
                 coordinator: coord.coordinator,
                 store: objects,
                 name: name.unwrap_or_else(|| format!("{host}-{}", std::process::id())),

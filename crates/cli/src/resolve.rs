@@ -224,6 +224,8 @@ pub struct Overrides {
     pub dataset: Option<PathBuf>,
     /// Use only the first N images.
     pub limit: Option<u32>,
+    /// Submit even if the same sweep (same spec, models and images) exists.
+    pub again: bool,
 }
 
 /// [`resolve`] with command-line overrides applied to the spec first.

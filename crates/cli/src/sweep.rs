@@ -8,15 +8,26 @@ use std::path::Path;
 use std::time::Duration;
 use tonic::transport::Channel;
 
-/// Connects to the coordinator's admin service.
-pub async fn connect(url: &str) -> Result<AdminServiceClient<Channel>> {
+/// An admin client, with the admin token when one is set.
+pub type Admin = AdminServiceClient<tonic::service::interceptor::InterceptedService<Channel, jagged_proto::auth::WithToken>>;
+
+/// Connects to the coordinator's admin service, presenting `JAGGED_ADMIN_TOKEN`
+/// (or the token in the file `JAGGED_ADMIN_TOKEN_FILE` names) when set.
+pub async fn connect(url: &str) -> Result<Admin> {
+    let token = jagged_proto::auth::Token::from_env("JAGGED_ADMIN_TOKEN").map_err(anyhow::Error::msg)?;
+    connect_with(url, token.as_ref()).await
+}
+
+/// Connects to the coordinator's admin service with an explicit token.
+pub async fn connect_with(url: &str, token: Option<&jagged_proto::auth::Token>) -> Result<Admin> {
+    let with_token = jagged_proto::auth::WithToken::new(token).map_err(anyhow::Error::msg)?;
     let ch = tonic::transport::Endpoint::from_shared(url.to_string())
         .with_context(|| format!("coordinator url `{url}`"))?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
         .with_context(|| format!("cannot reach the coordinator at {url} (start one with `jagged coordinator`, or set JAGGED_COORDINATOR)"))?;
-    Ok(AdminServiceClient::new(ch).max_encoding_message_size(256 * 1024 * 1024).max_decoding_message_size(256 * 1024 * 1024))
+    Ok(AdminServiceClient::with_interceptor(ch, with_token).max_encoding_message_size(256 * 1024 * 1024).max_decoding_message_size(256 * 1024 * 1024))
 }
 
 fn status_err(s: tonic::Status) -> anyhow::Error {
@@ -31,14 +42,31 @@ pub async fn submit(url: &str, spec: &Path, store: &dyn object_store::ObjectStor
 
 /// [`submit`] with command-line overrides of the spec.
 pub async fn submit_with(url: &str, spec: &Path, store: &dyn object_store::ObjectStore, over: &crate::resolve::Overrides) -> Result<i64> {
+    let token = jagged_proto::auth::Token::from_env("JAGGED_ADMIN_TOKEN").map_err(anyhow::Error::msg)?;
+    Ok(submit_as(url, token.as_ref(), spec, store, over).await?.sweep_id)
+}
+
+/// [`submit_with`] with an explicit admin token; returns the coordinator's answer
+/// (`existing` when the same sweep was there already and nothing was added).
+pub async fn submit_as(
+    url: &str,
+    token: Option<&jagged_proto::auth::Token>,
+    spec: &Path,
+    store: &dyn object_store::ObjectStore,
+    over: &crate::resolve::Overrides,
+) -> Result<SubmitResponse> {
     let (text, resolved) = crate::resolve::resolve_with(spec, store, over).await?;
-    let mut client = connect(url).await?;
+    let mut client = connect_with(url, token).await?;
     let n_images = (0..resolved.spec.families.len()).map(|f| resolved.items(f).len()).max().unwrap_or(0);
     let n_models = resolved.models.len();
-    let r =
-        client.submit(SubmitRequest { resolved_json: serde_json::to_string(&resolved)?, spec_toml: text }).await.map_err(status_err)?.into_inner();
-    eprintln!("submitted sweep {} ({} shards: {n_models} model(s), {n_images} image(s))", r.sweep_id, r.shards);
-    Ok(r.sweep_id)
+    let req = SubmitRequest { resolved_json: serde_json::to_string(&resolved)?, spec_toml: text, again: over.again };
+    let r = client.submit(req).await.map_err(status_err)?.into_inner();
+    if r.existing {
+        eprintln!("sweep {} already holds this spec over the same models and images; nothing added (pass --again to run it anew)", r.sweep_id);
+    } else {
+        eprintln!("submitted sweep {} ({} shards: {n_models} model(s), {n_images} image(s))", r.sweep_id, r.shards);
+    }
+    Ok(r)
 }
 
 /// One-line progress of a sweep.
@@ -59,23 +87,23 @@ pub fn print(s: &SweepStatus) {
 }
 
 /// Fetches one sweep's status.
-pub async fn status(client: &mut AdminServiceClient<Channel>, id: i64) -> Result<SweepStatus> {
+pub async fn status(client: &mut Admin, id: i64) -> Result<SweepStatus> {
     Ok(client.status(StatusRequest { sweep_id: id }).await.map_err(status_err)?.into_inner())
 }
 
 /// The newest sweep's id.
-pub async fn latest(client: &mut AdminServiceClient<Channel>) -> Result<i64> {
+pub async fn latest(client: &mut Admin) -> Result<i64> {
     let l = client.list(ListRequest {}).await.map_err(status_err)?.into_inner();
     l.sweeps.last().map(|s| s.sweep_id).context("no sweeps yet")
 }
 
 /// Lists all sweeps.
-pub async fn list(client: &mut AdminServiceClient<Channel>) -> Result<Vec<SweepStatus>> {
+pub async fn list(client: &mut Admin) -> Result<Vec<SweepStatus>> {
     Ok(client.list(ListRequest {}).await.map_err(status_err)?.into_inner().sweeps)
 }
 
 /// Cancels a sweep.
-pub async fn cancel(client: &mut AdminServiceClient<Channel>, id: i64) -> Result<SweepStatus> {
+pub async fn cancel(client: &mut Admin, id: i64) -> Result<SweepStatus> {
     Ok(client.cancel(CancelRequest { sweep_id: id }).await.map_err(status_err)?.into_inner())
 }
 

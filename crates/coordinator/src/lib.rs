@@ -14,6 +14,7 @@ use jagged_proto::v1::worker_service_server::{WorkerService, WorkerServiceServer
 use jagged_proto::v1::*;
 use jagged_proto::ServiceError;
 use jagged_store::{now_ms, FailedItem as StoreFailedItem, Output, Store, StoreError};
+use sha2::Digest;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,7 @@ fn store_err(e: StoreError) -> ServiceError {
         StoreError::NoSweep(_) => ServiceError::NotFound(e.to_string()),
         StoreError::Db(_) => ServiceError::Unavailable(e.to_string()),
         StoreError::Data(_) => ServiceError::Internal(e.to_string()),
+        StoreError::BadKey { .. } => ServiceError::Invalid(e.to_string()),
     }
 }
 
@@ -226,9 +228,17 @@ impl AdminService for Coordinator {
         let sweep: ResolvedSweep = serde_json::from_str(&r.resolved_json).map_err(|e| ServiceError::Invalid(format!("malformed sweep: {e}")))?;
         sweep.validate().map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let shards = plan(&sweep);
-        let id = self.store.insert_sweep(&r.spec_toml, &sweep, &shards).await.map_err(store_err)?;
-        tracing::info!(sweep = id, name = %sweep.spec.name, shards = shards.len(), "sweep submitted");
-        Ok(Response::new(SubmitResponse { sweep_id: id, shards: shards.len() as u32 }))
+        // Content identity: the resolved sweep names models and images by their
+        // SHA-256, so the same spec over the same files hashes the same.
+        let canonical = serde_json::to_vec(&sweep).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let hash = hex::encode(sha2::Sha256::digest(&canonical));
+        let (id, existing) = self.store.insert_sweep_once(&r.spec_toml, &sweep, &shards, Some(&hash), !r.again).await.map_err(store_err)?;
+        if existing {
+            tracing::info!(sweep = id, name = %sweep.spec.name, "the same sweep was submitted again; returning the existing one");
+        } else {
+            tracing::info!(sweep = id, name = %sweep.spec.name, shards = shards.len(), "sweep submitted");
+        }
+        Ok(Response::new(SubmitResponse { sweep_id: id, shards: shards.len() as u32, existing }))
     }
 
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<SweepStatus>, Status> {
@@ -255,18 +265,33 @@ impl AdminService for Coordinator {
 /// Largest message accepted (a sweep of many images is submitted as one message).
 pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
+/// Who may call: the bearer tokens of workers and of admin clients (`None`: no
+/// token required, for a coordinator on loopback).
+#[derive(Clone, Debug, Default)]
+pub struct Auth {
+    /// Token of the worker service.
+    pub worker: Option<jagged_proto::auth::Token>,
+    /// Token of the admin service.
+    pub admin: Option<jagged_proto::auth::Token>,
+}
+
 /// Serves both services on `listener` and runs the reaper, until `shutdown`.
 pub async fn serve(
     coordinator: Coordinator,
     listener: tokio::net::TcpListener,
+    auth: Auth,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    use jagged_proto::auth::RequireToken;
+    use tonic::service::interceptor::InterceptedService;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let reaper = tokio::spawn(coordinator.clone().reaper(rx));
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let workers = WorkerServiceServer::new(coordinator.clone()).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
+    let admin = AdminServiceServer::new(coordinator).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
     let result = tonic::transport::Server::builder()
-        .add_service(WorkerServiceServer::new(coordinator.clone()).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE))
-        .add_service(AdminServiceServer::new(coordinator).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE))
+        .add_service(InterceptedService::new(workers, RequireToken(auth.worker)))
+        .add_service(InterceptedService::new(admin, RequireToken(auth.admin)))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = tx.send(true);

@@ -10,6 +10,7 @@
 //!   straight into a model's input tensor.
 //! - [`metrics`]: softmax, top-k and the per-pair and per-sweep metrics with the
 //!   exact definitions of the design brief.
+//! - [`keys`]: object-store keys shared by workers and the coordinator.
 //! - [`plan`]: the shard planner, a pure function of the resolved sweep.
 //! - [`rng`]: seeded random numbers for draws that must replay exactly.
 //! - [`lease`]: shard states, legal transitions, and lease and retry maths on an
@@ -24,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod image;
+pub mod keys;
 pub mod lease;
 pub mod metrics;
 pub mod plan;

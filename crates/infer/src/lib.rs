@@ -253,6 +253,14 @@ pub fn decode_image(bytes: &[u8]) -> Result<Rgb8, InferError> {
     if reader.format().is_none() {
         return Err(InferError::Decode("not a PNG or JPEG image".into()));
     }
+    // JPEG decoders fill a cut-off file with grey rather than fail: insist on the
+    // end-of-image marker near the end (after any trailing padding).
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        let tail = &bytes[bytes.len().saturating_sub(1024)..];
+        if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+            return Err(InferError::Decode("corrupt image: truncated JPEG (no end-of-image marker)".into()));
+        }
+    }
     let (w, h) = reader.into_dimensions().map_err(|e| InferError::Decode(format!("corrupt image header: {e}")))?;
     if w as u64 * h as u64 > MAX_PIXELS {
         return Err(InferError::Decode(format!("{w}x{h} pixels exceeds the limit of {MAX_PIXELS}")));
@@ -336,6 +344,13 @@ mod tests {
         let mut bytes = png(64, 64);
         bytes.truncate(bytes.len() / 2);
         assert!(decode_image(&bytes).unwrap_err().to_string().contains("corrupt"));
+        let mut jpeg = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 9])))
+            .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+            .unwrap();
+        let jpeg = jpeg.into_inner();
+        assert!(decode_image(&jpeg).is_ok());
+        assert!(decode_image(&jpeg[..jpeg.len() * 2 / 3]).unwrap_err().to_string().contains("truncated JPEG"));
         assert!(decode_image(b"just some text, not an image").unwrap_err().to_string().contains("not a PNG or JPEG"));
     }
 }

@@ -36,6 +36,16 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("stored data: {0}")]
     Data(String),
+    /// A commit names an object other than its shard attempt's own part.
+    #[error("shard `{shard}`: object key `{key}` is not this attempt's part (`{expected}`)")]
+    BadKey {
+        /// The shard.
+        shard: i64,
+        /// The key given.
+        key: String,
+        /// The only key accepted.
+        expected: String,
+    },
 }
 
 impl StoreError {
@@ -239,10 +249,32 @@ impl Store {
 
     /// Stores a sweep and its planned shards in one transaction; returns its id.
     pub async fn insert_sweep(&self, spec_toml: &str, sweep: &ResolvedSweep, shards: &[PlannedShard]) -> Result<i64> {
+        Ok(self.insert_sweep_once(spec_toml, sweep, shards, None, false).await?.0)
+    }
+
+    /// Stores a sweep with its `content_hash`; with `dedupe`, unless one with the
+    /// same hash (and not cancelled) exists, in which case that one's id is
+    /// returned with `true`. Concurrent submits of the same content are
+    /// serialised, so only one is stored.
+    pub async fn insert_sweep_once(
+        &self,
+        spec_toml: &str,
+        sweep: &ResolvedSweep,
+        shards: &[PlannedShard],
+        content_hash: Option<&str>,
+        dedupe: bool,
+    ) -> Result<(i64, bool)> {
         let points: Vec<i64> = sweep.spec.families.iter().map(|f| f.points().len() as i64).collect();
         let n: Vec<i64> = shards.iter().map(|s| (s.image_hi - s.image_lo) as i64 * points[s.family as usize]).collect();
         let resolved = serde_json::to_value(sweep).map_err(|e| StoreError::Data(e.to_string()))?;
         let mut tx = self.pool.begin().await?;
+        if let (Some(h), true) = (content_hash, dedupe) {
+            sqlx::query(include_str!("../queries/sweeps/lock_hash.sql")).bind(h).execute(&mut *tx).await?;
+            let found: Option<i64> = sqlx::query_scalar(include_str!("../queries/sweeps/find_by_hash.sql")).bind(h).fetch_optional(&mut *tx).await?;
+            if let Some(id) = found {
+                return Ok((id, true));
+            }
+        }
         let id: i64 = sqlx::query_scalar(include_str!("../queries/sweeps/insert.sql"))
             .bind(&sweep.spec.name)
             .bind(spec_toml)
@@ -250,6 +282,7 @@ impl Store {
             .bind(sweep.spec.priority)
             .bind(shards.len() as i32)
             .bind(n.iter().sum::<i64>())
+            .bind(content_hash)
             .fetch_one(&mut *tx)
             .await?;
         for chunk in shards.chunks(50_000).zip(n.chunks(50_000)) {
@@ -267,7 +300,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(id)
+        Ok((id, false))
     }
 
     /// The resolved sweep as submitted.
@@ -388,6 +421,11 @@ impl Store {
         let sweep_id: i64 = row.get("sweep_id");
         let inferences: i64 = row.get("inferences");
         let attempt: i32 = row.get("attempt");
+        let expected = jagged_domain::keys::part_key(sweep_id, shard, attempt, epoch);
+        if out.object_key != expected {
+            // Dropping the transaction rolls the update back.
+            return Err(StoreError::BadKey { shard, key: out.object_key.clone(), expected });
+        }
         sqlx::query(include_str!("../queries/outputs/insert.sql"))
             .bind(shard)
             .bind(sweep_id)

@@ -35,6 +35,8 @@ pub use run::{pads_batches, run_shard, ShardInput, ShardOutput, Timing};
 pub struct WorkerConfig {
     /// Coordinator URL, e.g. `http://127.0.0.1:7070`.
     pub coordinator: String,
+    /// Bearer token of the worker service, if the coordinator requires one.
+    pub token: Option<jagged_proto::auth::Token>,
     /// Where models, images and result parts live.
     pub store: Arc<dyn ObjectStore>,
     /// Name shown in logs and the database.
@@ -58,7 +60,7 @@ pub fn default_host_threads(cores: usize, intra_threads: usize, device: jagged_i
     }
 }
 
-type Client = WorkerServiceClient<Channel>;
+type Client = WorkerServiceClient<tonic::service::interceptor::InterceptedService<Channel, jagged_proto::auth::WithToken>>;
 
 /// Calls `f` until it succeeds or fails with a non-retryable status, backing off
 /// up to 5 s between tries while the coordinator is unreachable.
@@ -101,7 +103,8 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
         .connect_lazy();
-    let client = WorkerServiceClient::new(channel).max_decoding_message_size(MAX_MESSAGE);
+    let with_token = jagged_proto::auth::WithToken::new(config.token.as_ref()).map_err(anyhow::Error::msg)?;
+    let client = WorkerServiceClient::with_interceptor(channel, with_token).max_decoding_message_size(MAX_MESSAGE);
     let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
     let reg = retry("register", &stop, || {
         let mut c = client.clone();
@@ -308,7 +311,9 @@ async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost
     tokio::task::spawn_blocking(move || {
         let mut engines = engines.lock().unwrap();
         if let Some(bytes) = model_bytes {
-            let engine = Engine::load(&bytes, &card, &opts).map_err(|e| fatal(e.to_string()))?;
+            // Retried like any failure (bounded by the sweep's max_attempts): another
+            // worker may load what this one cannot (a device, a library).
+            let engine = Engine::load(&bytes, &card, &opts).map_err(|e| retryable(e.to_string()))?;
             if engines.len() >= 4 {
                 engines.clear();
             }

@@ -1,0 +1,2 @@
+drop index sweeps_content_hash;
+alter table sweeps drop column content_hash;
