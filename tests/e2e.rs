@@ -438,3 +438,49 @@ fn sequences_give_flip_rates_and_normalised_rates() {
     assert!(std::fs::read_to_string(out.join("summary.md")).unwrap().contains("relative to tiny_cnn"));
     assert!(out.join("figures/tiny_b__sequence-translate__traces.svg").is_file());
 }
+
+/// Poison work: a model that cannot load fails each of its shards on every
+/// attempt; they are retried `max_attempts` times with backoff, then marked failed
+/// with the error in `sweep status` and the report, while the good model's shards
+/// complete.
+#[test]
+fn poison_shards_fail_after_bounded_retries_and_the_rest_completes() {
+    ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = tiny_model(&dir.join("models"));
+    std::fs::write(dir.join("models/broken.onnx"), b"this is not an onnx model").unwrap();
+    let mut card: serde_json::Value = serde_json::from_slice(&std::fs::read(model.with_extension("card.json")).unwrap()).unwrap();
+    card["name"] = "broken".into();
+    std::fs::write(dir.join("models/broken.card.json"), serde_json::to_vec(&card).unwrap()).unwrap();
+    dataset(&dir.join("data"), 4, 10, &[]);
+    let spec = "name = \"poison\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[models]]\npath = \"models/broken.onnx\"\n\
+                [[families]]\nkind = \"diagonal\"\nsteps = 3\n[shard]\nimages = 2\nmax_attempts = 3\n";
+    std::fs::write(dir.join("spec.toml"), spec).unwrap();
+    let opts = ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 2, threads: 1, lease_ms: 10_000, heartbeat_ms: 500, store: None, env: vec![] };
+    let cluster = LocalCluster::start(opts).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (st, report, attempts) = rt.block_on(async {
+        let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
+        let id = sweep::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref()).await.unwrap();
+        let st = sweep::wait(&cluster.url, id).await.unwrap();
+        let store = jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap();
+        let attempts: Vec<(i32, i32, String)> =
+            sqlx::query_as("select model_idx, attempt, state from shards where sweep_id = $1 order by id").bind(id).fetch_all(store.pool()).await.unwrap();
+        (st, jagged_report::build(&store, objects.as_ref(), id).await.unwrap(), attempts)
+    });
+    cluster.stop();
+    assert_eq!(st.state, "done");
+    assert_eq!((st.total, st.done, st.failed), (4, 2, 2), "{st:?}");
+    assert_eq!(st.errors.len(), 2);
+    assert!(st.errors.iter().all(|e| e.error.contains("broken") && e.error.contains("does not load")), "{:?}", st.errors);
+    for (model, attempt, state) in &attempts {
+        match model {
+            0 => assert_eq!((attempt, state.as_str()), (&1, "done")),
+            _ => assert_eq!((attempt, state.as_str()), (&3, "failed"), "retried up to max_attempts, then failed"),
+        }
+    }
+    let good = report.rows.iter().find(|r| r.model == "tiny_cnn").unwrap();
+    assert_eq!(good.metrics.images, 4);
+    assert_eq!(report.failures.iter().filter(|f| f.0 == "broken" && f.3.contains("does not load")).count(), 4, "{:?}", report.failures);
+}
