@@ -454,10 +454,20 @@ fn poison_shards_fail_after_bounded_retries_and_the_rest_completes() {
     card["name"] = "broken".into();
     std::fs::write(dir.join("models/broken.card.json"), serde_json::to_vec(&card).unwrap()).unwrap();
     dataset(&dir.join("data"), 4, 10, &[]);
-    let spec = "name = \"poison\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[models]]\npath = \"models/broken.onnx\"\n\
+    let spec =
+        "name = \"poison\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[models]]\npath = \"models/broken.onnx\"\n\
                 [[families]]\nkind = \"diagonal\"\nsteps = 3\n[shard]\nimages = 2\nmax_attempts = 3\n";
     std::fs::write(dir.join("spec.toml"), spec).unwrap();
-    let opts = ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 2, threads: 1, lease_ms: 10_000, heartbeat_ms: 500, store: None, env: vec![] };
+    let opts = ClusterOptions {
+        bin: jagged_bin(),
+        dir: dir.join("run"),
+        workers: 2,
+        threads: 1,
+        lease_ms: 10_000,
+        heartbeat_ms: 500,
+        store: None,
+        env: vec![],
+    };
     let cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (st, report, attempts) = rt.block_on(async {
@@ -465,8 +475,11 @@ fn poison_shards_fail_after_bounded_retries_and_the_rest_completes() {
         let id = sweep::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref()).await.unwrap();
         let st = sweep::wait(&cluster.url, id).await.unwrap();
         let store = jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap();
-        let attempts: Vec<(i32, i32, String)> =
-            sqlx::query_as("select model_idx, attempt, state from shards where sweep_id = $1 order by id").bind(id).fetch_all(store.pool()).await.unwrap();
+        let attempts: Vec<(i32, i32, String)> = sqlx::query_as("select model_idx, attempt, state from shards where sweep_id = $1 order by id")
+            .bind(id)
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
         (st, jagged_report::build(&store, objects.as_ref(), id).await.unwrap(), attempts)
     });
     cluster.stop();

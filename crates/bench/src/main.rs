@@ -70,6 +70,20 @@ enum What {
         #[command(flatten)]
         common: Common,
     },
+    /// Many worker processes against one coordinator on a sweep of many tiny
+    /// shards (the tiny test CNN, one image per shard): shards per second, and a
+    /// check that every shard was committed once and every row is there once.
+    Load {
+        /// Worker processes.
+        #[arg(long, default_value_t = 16)]
+        workers: usize,
+        /// Images (one shard per image and family).
+        #[arg(long, default_value_t = 1000)]
+        images: u32,
+        /// Families (one-step diagonal shifts, each a copy).
+        #[arg(long, default_value_t = 10)]
+        families: u32,
+    },
 }
 
 fn main() -> Result<()> {
@@ -82,6 +96,7 @@ fn main() -> Result<()> {
             compute(&common, &opts, reps, host)
         }
         What::Pipeline { common } => pipeline(&common),
+        What::Load { workers, images, families } => load(workers, images, families),
     }
 }
 
@@ -109,6 +124,73 @@ fn bare_on(model: &Path, opts: &EngineOptions, batch: u32, secs: f64, images: &P
         n += batch as usize;
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn load(workers: usize, images: u32, families: u32) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("jagged-bench-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data"))?;
+    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
+    jagged_cli::models::write_model(&m, &dir)?;
+    let mut csv = String::from("file,label\n");
+    for i in 0..images {
+        let img = image::RgbImage::from_fn(36, 36, |x, y| image::Rgb([(x * 7 + i) as u8, (y * 5 + i / 3) as u8, (x ^ y) as u8]));
+        img.save(dir.join(format!("data/{i:05}.png")))?;
+        csv += &format!("{i:05}.png,{}\n", i % 10);
+    }
+    std::fs::write(dir.join("data/labels.csv"), csv)?;
+    let mut spec = String::from("name = \"bench load\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"tiny_cnn.onnx\"\n");
+    for _ in 0..families {
+        spec += "[[families]]\nkind = \"diagonal\"\nsteps = 1\nsize = 36\n";
+    }
+    spec += "[shard]\nimages = 1\n";
+    std::fs::write(dir.join("load.toml"), spec)?;
+    let shards = images as u64 * families as u64;
+    println!("load: {workers} worker processes, one coordinator, {shards} shards (tiny CNN, 1 image x 2 points each)");
+    let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
+    let opts = cluster::ClusterOptions {
+        bin,
+        dir: dir.join("run"),
+        workers,
+        threads: 1,
+        lease_ms: 30_000,
+        heartbeat_ms: 2_000,
+        store: None,
+        env: vec![("JAGGED_LOG".into(), "warn".into())],
+    };
+    let c = cluster::LocalCluster::start(opts)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let result = rt.block_on(async {
+        let objects = jagged_artifacts::open_store(&c.store_url)?;
+        let id = sweep::submit(&c.url, &dir.join("load.toml"), objects.as_ref()).await?;
+        let st = sweep::wait(&c.url, id).await?;
+        if st.state != "done" || st.failed > 0 || st.done as u64 != shards {
+            bail!("load sweep did not complete cleanly: {}", sweep::line(&st));
+        }
+        let store = jagged_store::Store::connect(&c.postgres.url(), 2).await?;
+        let (first, last) = store.sweep_timing(id).await?.context("no shard timing")?;
+        // Nothing lost, nothing twice: one output per shard, each row once.
+        let outputs = store.outputs(id).await?;
+        let mut seen = std::collections::HashSet::new();
+        for o in &outputs {
+            for r in jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await?)? {
+                if !seen.insert((r.family_index, r.image_index, r.point)) {
+                    bail!("row counted twice: {:?}", (r.family_index, r.image_index, r.point));
+                }
+            }
+        }
+        let distinct: std::collections::HashSet<i64> = outputs.iter().map(|o| o.shard_id).collect();
+        if outputs.len() as u64 != shards || distinct.len() as u64 != shards || seen.len() as i64 != st.inferences_total {
+            bail!("lost work: {} outputs, {} distinct shards, {} rows of {}", outputs.len(), distinct.len(), seen.len(), st.inferences_total);
+        }
+        Ok::<_, anyhow::Error>(((last - first) as f64 / 1000.0, seen.len()))
+    });
+    c.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (secs, rows) = result?;
+    println!("{shards} shards in {secs:.2} s from first lease to last commit: {:.0} shards/s ({rows} rows)", shards as f64 / secs);
+    println!("verified: every shard committed exactly once, every row present once");
+    Ok(())
 }
 
 fn pipeline(c: &Common) -> Result<()> {
