@@ -106,3 +106,101 @@ fn tokens_keep_out_callers_who_do_not_belong() {
     assert!(!ok && out.contains("must differ") && !out.contains(&same), "{out}");
     cluster.stop();
 }
+
+/// Writes a CA and a server certificate for 127.0.0.1 signed by it (openssl);
+/// returns (ca.pem, server.pem, server.key).
+fn certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let sh = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is needed (apt-get install openssl)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sh(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=jagged test CA"]);
+    sh(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n").unwrap();
+    sh(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
+}
+
+/// gRPC over TLS: a coordinator with a certificate and tokens; the CLI and a
+/// worker connect with `https://` and the CA, and run a sweep; plain HTTP and a
+/// client trusting another CA are refused.
+#[test]
+fn grpc_over_tls_with_tokens_runs_a_sweep() {
+    ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (ca, cert, key) = certificates(dir);
+    let other = tempfile::tempdir().unwrap();
+    let (other_ca, _, _) = certificates(other.path());
+    tiny_model(&dir.join("models"));
+    dataset(&dir.join("data"), 2, 10, &[]);
+    std::fs::write(
+        dir.join("spec.toml"),
+        "name = \"tls\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[families]]\nkind = \"diagonal\"\nsteps = 2\n",
+    )
+    .unwrap();
+    let pg = jagged_store::local::LocalPostgres::start().unwrap();
+    let (wt, at) = (random_token(), random_token());
+    let addr_file = dir.join("addr");
+    let mut coordinator = jagged_cli::cluster::Proc::spawn(
+        "coordinator",
+        &jagged_bin(),
+        &["coordinator", "--listen", "127.0.0.1:0", "--database-url", &pg.url(), "--addr-file", addr_file.to_str().unwrap()].map(String::from),
+        &[
+            ("JAGGED_TLS_CERT".into(), cert.display().to_string()),
+            ("JAGGED_TLS_KEY".into(), key.display().to_string()),
+            ("JAGGED_WORKER_TOKEN".into(), wt.clone()),
+            ("JAGGED_ADMIN_TOKEN".into(), at.clone()),
+        ],
+        &dir.join("coordinator.log"),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let addr = loop {
+        if let Ok(a) = std::fs::read_to_string(&addr_file) {
+            if a.ends_with('\n') {
+                break a.trim().to_string();
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(30) && !coordinator.exited(), "coordinator did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let url = format!("https://{addr}");
+    let store = dir.join("store").display().to_string();
+    let ca_s = ca.display().to_string();
+    let admin = [("JAGGED_TLS_CA", ca_s.as_str()), ("JAGGED_ADMIN_TOKEN", at.as_str())];
+    // Refused: plain HTTP to the TLS port, a client trusting another CA.
+    let (ok, out) = run(&["sweep", "list", "--coordinator", &format!("http://{addr}")], &[("JAGGED_ADMIN_TOKEN", &at)]);
+    assert!(!ok, "plain HTTP must not get through: {out}");
+    let other_s = other_ca.display().to_string();
+    let (ok, out) = run(&["sweep", "list", "--coordinator", &url], &[("JAGGED_TLS_CA", &other_s), ("JAGGED_ADMIN_TOKEN", &at)]);
+    assert!(!ok, "a certificate from another CA must be refused: {out}");
+    // The sweep, over TLS.
+    let (ok, out) = run(&["sweep", "submit", dir.join("spec.toml").to_str().unwrap(), "--coordinator", &url, "--store", &store], &admin);
+    assert!(ok, "{out}\ncoordinator log:\n{}", std::fs::read_to_string(dir.join("coordinator.log")).unwrap_or_default());
+    let id = out.lines().next().unwrap().trim().to_string();
+    let (ok, out) = run(
+        &["worker", "--coordinator", &url, "--store", &store, "--threads", "1", "--exit-when-idle", "2"],
+        &[("JAGGED_TLS_CA", ca_s.as_str()), ("JAGGED_WORKER_TOKEN", wt.as_str())],
+    );
+    assert!(ok, "worker over TLS: {out}");
+    let (ok, out) = run(&["sweep", "status", &id, "--coordinator", &url], &admin);
+    assert!(ok && out.contains("[done]") && out.contains("shards 1/1 done"), "{out}");
+    coordinator.terminate(Duration::from_secs(5));
+}

@@ -54,6 +54,13 @@ enum Command {
         /// Heartbeat interval asked of workers, ms.
         #[arg(long, env = "JAGGED_HEARTBEAT_MS", default_value_t = 5_000)]
         heartbeat_ms: i64,
+        /// TLS certificate (PEM; its chain) for gRPC; with --tls-key, clients connect
+        /// with `https://` and check it against JAGGED_TLS_CA.
+        #[arg(long, env = "JAGGED_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM) of --tls-cert.
+        #[arg(long, env = "JAGGED_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         /// Listen on a non-loopback address without tokens (JAGGED_WORKER_TOKEN and
         /// JAGGED_ADMIN_TOKEN, or their _FILE forms): anyone who reaches it may submit
         /// sweeps and commit results.
@@ -293,7 +300,14 @@ fn redact(url: &str) -> String {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Coordinator { db, listen, addr_file, lease_ms, heartbeat_ms, insecure } => {
+        Command::Coordinator { db, listen, addr_file, lease_ms, heartbeat_ms, tls_cert, tls_key, insecure } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(c), Some(k)) => Some(tonic::transport::Identity::from_pem(
+                    std::fs::read(&c).with_context(|| format!("reading TLS certificate {}", c.display()))?,
+                    std::fs::read(&k).with_context(|| format!("reading TLS key {}", k.display()))?,
+                )),
+                _ => None,
+            };
             let auth = jagged_coordinator::Auth {
                 worker: jagged_proto::auth::Token::from_env("JAGGED_WORKER_TOKEN").map_err(anyhow::Error::msg)?,
                 admin: jagged_proto::auth::Token::from_env("JAGGED_ADMIN_TOKEN").map_err(anyhow::Error::msg)?,
@@ -310,13 +324,13 @@ async fn run(cli: Cli) -> Result<()> {
             let store = connect_store(&db.database_url, true).await?;
             let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
             let addr = listener.local_addr()?;
-            tracing::info!(%addr, worker_token = auth.worker.is_some(), admin_token = auth.admin.is_some(), "coordinator listening");
+            tracing::info!(%addr, tls = tls.is_some(), worker_token = auth.worker.is_some(), admin_token = auth.admin.is_some(), "coordinator listening");
             if let Some(f) = addr_file {
                 std::fs::write(&f, format!("{addr}\n")).with_context(|| format!("writing {}", f.display()))?;
             }
             let policy = jagged_domain::lease::LeasePolicy { lease_ms, heartbeat_ms, ..Default::default() };
             let config = jagged_coordinator::Config { policy, reap_interval: Duration::from_millis((lease_ms / 4).clamp(100, 5_000) as u64) };
-            jagged_coordinator::serve(jagged_coordinator::Coordinator::new(store, config), listener, auth, shutdown_signal()).await?;
+            jagged_coordinator::serve(jagged_coordinator::Coordinator::new(store, config), listener, auth, tls, shutdown_signal()).await?;
             tracing::info!("coordinator stopped");
             Ok(())
         }

@@ -21,8 +21,8 @@ pub async fn connect(url: &str) -> Result<Admin> {
 /// Connects to the coordinator's admin service with an explicit token.
 pub async fn connect_with(url: &str, token: Option<&jagged_proto::auth::Token>) -> Result<Admin> {
     let with_token = jagged_proto::auth::WithToken::new(token).map_err(anyhow::Error::msg)?;
-    let ch = tonic::transport::Endpoint::from_shared(url.to_string())
-        .with_context(|| format!("coordinator url `{url}`"))?
+    let ch = jagged_proto::transport::endpoint(url)
+        .map_err(anyhow::Error::msg)?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await

@@ -280,6 +280,7 @@ pub async fn serve(
     coordinator: Coordinator,
     listener: tokio::net::TcpListener,
     auth: Auth,
+    tls: Option<tonic::transport::Identity>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     use jagged_proto::auth::RequireToken;
@@ -289,7 +290,12 @@ pub async fn serve(
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let workers = WorkerServiceServer::new(coordinator.clone()).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
     let admin = AdminServiceServer::new(coordinator).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
-    let result = tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(id) = tls {
+        jagged_proto::transport::install_crypto();
+        server = server.tls_config(tonic::transport::ServerTlsConfig::new().identity(id))?;
+    }
+    let result = server
         .add_service(InterceptedService::new(workers, RequireToken(auth.worker)))
         .add_service(InterceptedService::new(admin, RequireToken(auth.admin)))
         .serve_with_incoming_shutdown(incoming, shutdown)

@@ -177,3 +177,30 @@ pub mod auth {
         }
     }
 }
+
+/// Transport: `http://` or `https://` coordinator URLs. For `https://` the
+/// coordinator's certificate is checked against the CA certificate in the PEM
+/// file that `JAGGED_TLS_CA` names (rustls; the URL's host must match the
+/// certificate).
+pub mod transport {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+    /// Selects rustls's cryptography (ring) for this process, once; needed because
+    /// more than one provider is compiled in.
+    pub fn install_crypto() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+
+    /// An endpoint for `url`, with TLS for `https://`.
+    pub fn endpoint(url: &str) -> Result<Endpoint, String> {
+        install_crypto();
+        let ep = Endpoint::from_shared(url.to_string()).map_err(|e| format!("coordinator url `{url}`: {e}"))?;
+        if !url.starts_with("https://") {
+            return Ok(ep);
+        }
+        let ca = std::env::var("JAGGED_TLS_CA")
+            .map_err(|_| format!("{url} uses TLS: set JAGGED_TLS_CA to the PEM file of the CA certificate that signed the coordinator's"))?;
+        let pem = std::fs::read(&ca).map_err(|e| format!("JAGGED_TLS_CA {ca}: {e}"))?;
+        ep.tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))).map_err(|e| format!("TLS settings for {url}: {e}"))
+    }
+}

@@ -98,8 +98,8 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let channel = tonic::transport::Endpoint::from_shared(config.coordinator.clone())
-        .with_context(|| format!("coordinator url `{}`", config.coordinator))?
+    let channel = jagged_proto::transport::endpoint(&config.coordinator)
+        .map_err(anyhow::Error::msg)?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
         .connect_lazy();
