@@ -298,3 +298,171 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
     }
     cluster.stop();
 }
+
+/// A network namespace joined to this one by a veth pair, removed on drop.
+struct Netns {
+    name: String,
+    host_if: String,
+}
+
+impl Netns {
+    /// Creates namespace `name` with `10.<a>.<b>.2` inside and `.1` outside.
+    fn create(name: &str, subnet: &str) -> Result<Netns, String> {
+        let ip = |args: &[&str]| -> Result<(), String> {
+            let out = std::process::Command::new("ip").args(args).output().map_err(|e| format!("ip: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+            }
+        };
+        ip(&["netns", "add", name])?;
+        let ns = Netns { name: name.into(), host_if: format!("{name}-h") };
+        let peer = format!("{name}-n");
+        ip(&["link", "add", &ns.host_if, "type", "veth", "peer", "name", &peer])?;
+        ip(&["link", "set", &peer, "netns", name])?;
+        ip(&["addr", "add", &format!("{subnet}.1/24"), "dev", &ns.host_if])?;
+        ip(&["link", "set", &ns.host_if, "up"])?;
+        ip(&["netns", "exec", name, "ip", "addr", "add", &format!("{subnet}.2/24"), "dev", &peer])?;
+        ip(&["netns", "exec", name, "ip", "link", "set", &peer, "up"])?;
+        ip(&["netns", "exec", name, "ip", "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Cuts (`false`) or restores (`true`) the link.
+    fn link(&self, up: bool) {
+        let st = std::process::Command::new("ip").args(["link", "set", &self.host_if, if up { "up" } else { "down" }]).status().unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.host_if]).status();
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// A worker in its own network namespace is cut off from the coordinator (its
+/// link taken down) while holding a shard, for longer than its lease: the shard
+/// is reassigned, the worker's late work is refused or abandoned, and the report
+/// equals the undisturbed run's. Needs root (CI runs as root); skipped with a
+/// message where network namespaces cannot be made.
+#[test]
+fn a_worker_cut_off_by_the_network_changes_nothing() {
+    ort();
+    let name = format!("jg{}", std::process::id() % 100_000);
+    let subnet = format!("10.{}.{}", 100 + std::process::id() % 100, std::process::id() % 250);
+    let ns = match Netns::create(&name, &subnet) {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("skipping a_worker_cut_off_by_the_network_changes_nothing: network namespaces unavailable here ({e})");
+            return;
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    workload(dir);
+    let (wt, at) = (format!("w{}", std::process::id()), format!("a{}", std::process::id()));
+    let lease_ms = 1500;
+    let opts = ClusterOptions {
+        bin: jagged_bin(),
+        dir: dir.join("run"),
+        workers: 1,
+        threads: 1,
+        lease_ms,
+        heartbeat_ms: 300,
+        store: None,
+        env: vec![
+            ("JAGGED_LISTEN".into(), "0.0.0.0:0".into()),
+            ("JAGGED_WORKER_TOKEN".into(), wt.clone()),
+            ("JAGGED_ADMIN_TOKEN".into(), at.clone()),
+        ],
+    };
+    let cluster = LocalCluster::start(opts).unwrap();
+    let port = cluster.url.rsplit(':').next().unwrap().to_string();
+    let url = format!("http://127.0.0.1:{port}");
+    let admin = jagged_proto::auth::Token::new(&at).unwrap();
+    let pg = cluster.postgres.url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
+    let again = jagged_cli::resolve::Overrides { again: true, ..Default::default() };
+    let submit = || rt.block_on(sweep::submit_as(&url, Some(&admin), &dir.join("spec.toml"), objects.as_ref(), &again)).unwrap().sweep_id;
+    let wait_done = |id: i64| {
+        rt.block_on(async {
+            let mut c = sweep::connect_with(&url, Some(&admin)).await.unwrap();
+            let t = Instant::now();
+            loop {
+                let s = sweep::status(&mut c, id).await.unwrap();
+                if s.state == "done" {
+                    return s;
+                }
+                assert!(t.elapsed() < Duration::from_secs(120), "sweep {id} did not finish: {s:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let report = |id: i64| {
+        rt.block_on(async {
+            let store = jagged_store::Store::connect(&pg, 2).await.unwrap();
+            assert_eq!(store.leased_count(id).await.unwrap(), 0);
+            assert_eq!(store.outputs(id).await.unwrap().len() as i64, store.sweep(id).await.unwrap().total as i64);
+            jagged_report::build(&store, objects.as_ref(), id).await.unwrap().csv()
+        })
+    };
+    let reference_id = submit();
+    wait_done(reference_id);
+    let reference = report(reference_id);
+
+    // A second worker inside the namespace, reaching the coordinator over the veth pair.
+    let log = dir.join("run/logs/worker-ns.log");
+    let args: Vec<String> = [
+        "netns",
+        "exec",
+        &name,
+        jagged_bin().to_str().unwrap(),
+        "worker",
+        "--coordinator",
+        &format!("http://{subnet}.1:{port}"),
+        "--store",
+        &cluster.store_url,
+        "--threads",
+        "1",
+        "--name",
+        "worker-ns",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut outsider = jagged_cli::cluster::Proc::spawn("worker-ns", std::path::Path::new("ip"), &args, &[("JAGGED_WORKER_TOKEN".into(), wt)], &log);
+    let outsider = outsider.as_mut().expect("spawning the namespaced worker");
+    let id = submit();
+    let t = Instant::now();
+    while rt.block_on(held_by(&pg, id, "worker-ns")) == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the namespaced worker never held a shard: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    ns.link(false);
+    std::thread::sleep(Duration::from_millis(3 * lease_ms as u64));
+    ns.link(true);
+    let st = wait_done(id);
+    assert_eq!((st.done, st.failed), (st.total, 0));
+    assert!(report(id) == reference, "the report differs from the undisturbed run");
+    // Once its packets flow again (TCP retransmits with backoff), the worker learns
+    // that its lease is gone: its shard is abandoned or its commit refused.
+    let t = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("lost leases") || text.contains("commit refused") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "the cut-off worker never learnt it lost its lease: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(report(id) == reference, "nothing the cut-off worker did afterwards counts");
+    outsider.terminate(Duration::from_secs(5));
+    cluster.stop();
+}

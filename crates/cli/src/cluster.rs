@@ -123,7 +123,9 @@ impl LocalCluster {
                 std::fs::canonicalize(&store_dir)?.display().to_string()
             }
         };
-        let coordinator = Self::spawn_coordinator(&opts, &postgres.url(), "127.0.0.1:0")?;
+        // `JAGGED_LISTEN` in `env` picks another listen address (e.g. `0.0.0.0:0`).
+        let listen = opts.env.iter().find(|(k, _)| k == "JAGGED_LISTEN").map(|(_, v)| v.clone()).unwrap_or_else(|| "127.0.0.1:0".into());
+        let coordinator = Self::spawn_coordinator(&opts, &postgres.url(), &listen)?;
         let mut cluster = LocalCluster { url: String::new(), store_url, workers: vec![], coordinator, postgres, opts: opts.clone() };
         cluster.url = cluster.wait_for_coordinator()?;
         for i in 0..opts.workers {
