@@ -232,6 +232,13 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
             }),
         ),
         (
+            "coordinator stopped with SIGTERM (drained) and restarted",
+            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
+                mid(rt, &c.url, id, total, 0.4);
+                c.restart_coordinator_gracefully().unwrap();
+            }),
+        ),
+        (
             "PostgreSQL restarted",
             Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
                 mid(rt, &c.url, id, total, 0.3);

@@ -51,7 +51,11 @@ fn tokens_keep_out_callers_who_do_not_belong() {
         "name = \"auth\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[families]]\nkind = \"diagonal\"\nsteps = 3\n";
     std::fs::write(dir.join("spec.toml"), spec).unwrap();
     let (worker_token, admin_token) = (random_token(), random_token());
-    let env = vec![("JAGGED_WORKER_TOKEN".to_string(), worker_token.clone()), ("JAGGED_ADMIN_TOKEN".to_string(), admin_token.clone())];
+    let env = vec![
+        ("JAGGED_WORKER_TOKEN".to_string(), worker_token.clone()),
+        ("JAGGED_ADMIN_TOKEN".to_string(), admin_token.clone()),
+        ("JAGGED_MAX_MESSAGE_MB".to_string(), "1".to_string()),
+    ];
     let opts =
         ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 1, threads: 1, lease_ms: 10_000, heartbeat_ms: 500, store: None, env };
     let cluster = LocalCluster::start(opts).unwrap();
@@ -70,6 +74,10 @@ fn tokens_keep_out_callers_who_do_not_belong() {
         assert!(e.to_string().contains("token"), "{e}");
         // The admin token works, and the cluster's workers (with the worker token) run the sweep.
         let r = sweep::submit_as(&url, Some(&admin), &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap();
+        // A message over the coordinator's limit (1 MiB here) is refused before it is read.
+        let huge = jagged_proto::v1::SubmitRequest { resolved_json: "x".repeat(2 << 20), spec_toml: String::new(), again: false };
+        let e = sweep::connect_with(&url, Some(&admin)).await.unwrap().submit(huge).await.unwrap_err();
+        assert!(matches!(e.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted), "{e:?}");
         let mut c = sweep::connect_with(&url, Some(&admin)).await.unwrap();
         let t = Instant::now();
         loop {
@@ -105,6 +113,12 @@ fn tokens_keep_out_callers_who_do_not_belong() {
         run(&["coordinator", "--listen", "127.0.0.1:0", "--database-url", &pg], &[("JAGGED_WORKER_TOKEN", &same), ("JAGGED_ADMIN_TOKEN", &same)]);
     assert!(!ok && out.contains("must differ") && !out.contains(&same), "{out}");
     cluster.stop();
+}
+
+/// Writes `token` (with a newline, as editors do) to `dir/name`; returns the path.
+fn write_token(dir: &std::path::Path, name: &str, token: &str) -> String {
+    std::fs::write(dir.join(name), format!("{token}\n")).unwrap();
+    dir.join(name).display().to_string()
 }
 
 /// Writes a CA and a server certificate for 127.0.0.1 signed by it (openssl);
@@ -165,8 +179,9 @@ fn grpc_over_tls_with_tokens_runs_a_sweep() {
         &[
             ("JAGGED_TLS_CERT".into(), cert.display().to_string()),
             ("JAGGED_TLS_KEY".into(), key.display().to_string()),
-            ("JAGGED_WORKER_TOKEN".into(), wt.clone()),
-            ("JAGGED_ADMIN_TOKEN".into(), at.clone()),
+            // Tokens from files this time.
+            ("JAGGED_WORKER_TOKEN_FILE".into(), write_token(dir, "worker.token", &wt)),
+            ("JAGGED_ADMIN_TOKEN_FILE".into(), write_token(dir, "admin.token", &at)),
         ],
         &dir.join("coordinator.log"),
     )

@@ -158,10 +158,21 @@ impl LocalCluster {
         )
     }
 
-    /// Starts the coordinator again on the address it had (after it was stopped or
-    /// killed); workers reconnect by themselves.
+    /// Kills the coordinator (SIGKILL) and starts it again on the address it had;
+    /// workers reconnect by themselves.
     pub fn restart_coordinator(&mut self) -> Result<()> {
         self.coordinator.kill9();
+        self.start_coordinator_again()
+    }
+
+    /// Stops the coordinator with SIGTERM (it drains in-flight requests and exits)
+    /// and starts it again on the address it had.
+    pub fn restart_coordinator_gracefully(&mut self) -> Result<()> {
+        self.coordinator.terminate(Duration::from_secs(20));
+        self.start_coordinator_again()
+    }
+
+    fn start_coordinator_again(&mut self) -> Result<()> {
         let listen = self.url.trim_start_matches("http://").to_string();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

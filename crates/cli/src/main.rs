@@ -61,6 +61,9 @@ enum Command {
         /// TLS private key (PEM) of --tls-cert.
         #[arg(long, env = "JAGGED_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Largest gRPC message accepted, MiB (a submitted sweep is one message).
+        #[arg(long, env = "JAGGED_MAX_MESSAGE_MB", default_value_t = 256)]
+        max_message_mb: usize,
         /// Listen on a non-loopback address without tokens (JAGGED_WORKER_TOKEN and
         /// JAGGED_ADMIN_TOKEN, or their _FILE forms): anyone who reaches it may submit
         /// sweeps and commit results.
@@ -300,7 +303,7 @@ fn redact(url: &str) -> String {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Coordinator { db, listen, addr_file, lease_ms, heartbeat_ms, tls_cert, tls_key, insecure } => {
+        Command::Coordinator { db, listen, addr_file, lease_ms, heartbeat_ms, tls_cert, tls_key, insecure, max_message_mb } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(c), Some(k)) => Some(tonic::transport::Identity::from_pem(
                     std::fs::read(&c).with_context(|| format!("reading TLS certificate {}", c.display()))?,
@@ -329,7 +332,11 @@ async fn run(cli: Cli) -> Result<()> {
                 std::fs::write(&f, format!("{addr}\n")).with_context(|| format!("writing {}", f.display()))?;
             }
             let policy = jagged_domain::lease::LeasePolicy { lease_ms, heartbeat_ms, ..Default::default() };
-            let config = jagged_coordinator::Config { policy, reap_interval: Duration::from_millis((lease_ms / 4).clamp(100, 5_000) as u64) };
+            let config = jagged_coordinator::Config {
+                policy,
+                reap_interval: Duration::from_millis((lease_ms / 4).clamp(100, 5_000) as u64),
+                max_message: max_message_mb.clamp(1, 2047) * 1024 * 1024,
+            };
             jagged_coordinator::serve(jagged_coordinator::Coordinator::new(store, config), listener, auth, tls, shutdown_signal()).await?;
             tracing::info!("coordinator stopped");
             Ok(())

@@ -28,11 +28,13 @@ pub struct Config {
     pub policy: LeasePolicy,
     /// How often the reaper looks for expired leases.
     pub reap_interval: Duration,
+    /// Largest gRPC message accepted or sent, bytes.
+    pub max_message: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { policy: LeasePolicy::default(), reap_interval: Duration::from_secs(2) }
+        Config { policy: LeasePolicy::default(), reap_interval: Duration::from_secs(2), max_message: MAX_MESSAGE }
     }
 }
 
@@ -262,7 +264,7 @@ impl AdminService for Coordinator {
     }
 }
 
-/// Largest message accepted (a sweep of many images is submitted as one message).
+/// Default largest message (a sweep of many images is submitted as one message).
 pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// Who may call: the bearer tokens of workers and of admin clients (`None`: no
@@ -288,8 +290,9 @@ pub async fn serve(
     let (tx, rx) = tokio::sync::watch::channel(false);
     let reaper = tokio::spawn(coordinator.clone().reaper(rx));
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let workers = WorkerServiceServer::new(coordinator.clone()).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
-    let admin = AdminServiceServer::new(coordinator).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
+    let max = coordinator.config.max_message;
+    let workers = WorkerServiceServer::new(coordinator.clone()).max_decoding_message_size(max).max_encoding_message_size(max);
+    let admin = AdminServiceServer::new(coordinator).max_decoding_message_size(max).max_encoding_message_size(max);
     let mut server = tonic::transport::Server::builder();
     if let Some(id) = tls {
         jagged_proto::transport::install_crypto();
