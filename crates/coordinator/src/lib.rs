@@ -289,7 +289,10 @@ pub async fn serve(
     use tonic::service::interceptor::InterceptedService;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let reaper = tokio::spawn(coordinator.clone().reaper(rx));
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // TCP_NODELAY on every accepted connection: small responses (a lease, an
+    // acknowledged commit) must not wait for Nagle's algorithm and the peer's
+    // delayed ACK, tens of milliseconds each.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let max = coordinator.config.max_message;
     let workers = WorkerServiceServer::new(coordinator.clone()).max_decoding_message_size(max).max_encoding_message_size(max);
     let admin = AdminServiceServer::new(coordinator).max_decoding_message_size(max).max_encoding_message_size(max);
