@@ -216,15 +216,18 @@ fn compute_step_is_identical_for_any_host_threads_and_batch() {
     assert_eq!(base.failed.len(), 1);
     assert_eq!(base.failed[0].image_name, "2.png");
     // CUDA's padded batches (every run at the full batch) give the same results too.
-    for (batch, host, pad) in [(7, 1, false), (16, 3, false), (64, 2, false), (200, 8, false), (7, 2, true), (64, 1, true), (200, 3, true)] {
+    for (batch, host, pad) in
+        [(7, 1, false), (16, 3, false), (64, 2, false), (200, 8, false), (7, 2, true), (64, 1, true), (200, 3, true), (16, 0, false), (7, 0, true)]
+    {
         let out = run(&mut engine, batch, host, pad, None).unwrap();
         assert!(out.part == base.part, "batch {batch}, {host} host threads, padded {pad}: a different part");
         assert_eq!(out.failed, base.failed);
     }
     assert!(run(&mut engine, 8, 2, false, Some(3)).is_none(), "a lost lease abandons the shard");
+    assert!(run(&mut engine, 8, 0, false, Some(3)).is_none(), "inline too");
     assert!(jagged_worker::pads_batches("cuda") && !jagged_worker::pads_batches("cpu"));
     use jagged_infer::Device;
     assert_eq!(jagged_worker::default_host_threads(16, 16, Device::Cuda { id: 0 }), 8);
-    assert_eq!(jagged_worker::default_host_threads(2, 2, Device::Cpu), 1);
+    assert_eq!(jagged_worker::default_host_threads(2, 2, Device::Cpu), 0, "ORT takes every core: render inline");
     assert_eq!(jagged_worker::default_host_threads(16, 12, Device::Cpu), 4);
 }

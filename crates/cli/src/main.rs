@@ -86,8 +86,8 @@ enum Command {
         #[arg(long, env = "JAGGED_STRICT_FP32")]
         strict_fp32: bool,
         /// Threads decoding images, rendering transforms and computing metrics,
-        /// overlapped with inference (default: the cores ONNX Runtime leaves free, at
-        /// least 1; on CUDA all cores but one, at most 8).
+        /// overlapped with inference (default: the cores ONNX Runtime leaves free; 0
+        /// renders inline between runs; on CUDA all cores but one, at most 8).
         #[arg(long, env = "JAGGED_HOST_THREADS")]
         host_threads: Option<usize>,
         /// Worker name in logs and the database.

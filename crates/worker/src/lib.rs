@@ -52,11 +52,12 @@ pub struct WorkerConfig {
 }
 
 /// Default host threads: on CUDA all cores but one (at most 8); on the CPU the
-/// cores ONNX Runtime's `intra_threads` leave free, at least 1.
+/// cores ONNX Runtime's `intra_threads` leave free, where 0 (it takes them all)
+/// means rendering inline between runs rather than oversubscribing the cores.
 pub fn default_host_threads(cores: usize, intra_threads: usize, device: jagged_infer::Device) -> usize {
     match device {
         jagged_infer::Device::Cuda { .. } => cores.saturating_sub(1).clamp(1, 8),
-        jagged_infer::Device::Cpu => cores.saturating_sub(intra_threads).max(1),
+        jagged_infer::Device::Cpu => cores.saturating_sub(intra_threads),
     }
 }
 

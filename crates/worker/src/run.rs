@@ -17,7 +17,8 @@ pub struct ShardInput<'a> {
     /// Each item with its file's bytes (a sequence: each frame's, in order), or
     /// why they could not be fetched.
     pub images: Vec<(ImageItem, Result<Vec<Bytes>, String>)>,
-    /// Threads for host work (decoding, rendering, metrics) beside ONNX Runtime's.
+    /// Threads for host work (decoding, rendering, metrics) beside ONNX Runtime's;
+    /// 0: render inline on the calling thread between runs.
     pub host_threads: usize,
     /// Give every `session.run` the full batch, padding the last one (see
     /// [`pads_batches`]).
@@ -130,52 +131,34 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     let fixed = input.pad_batches;
     let batch = if fixed { task.batch_size.max(1) as usize } else { (task.batch_size.max(1) as usize).min(work.len().max(1)) };
     let mut probs: Vec<Vec<Result<Vec<f32>, String>>> = points.iter().map(|p| Vec::with_capacity(p.len())).collect();
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(AHEAD);
-    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(AHEAD + 2);
-    for _ in 0..AHEAD + 1 {
-        free_tx.send(vec![0f32; batch * plane]).expect("capacity");
-    }
-    let (prepared_ref, points_ref, work_ref, norm) = (&prepared, &points, &work, card.normalize);
-    let outcome: Result<bool> = std::thread::scope(|s| {
-        s.spawn(move || {
-            for chunk in work_ref.chunks(batch) {
-                let Ok(mut tensor) = free_rx.recv() else { return };
-                let slots: Vec<(&(usize, usize), &mut [f32])> = chunk.iter().zip(tensor[..chunk.len() * plane].chunks_mut(plane)).collect();
-                let per = slots.len().div_ceil(host).max(1);
-                let mut slots = slots;
-                std::thread::scope(|r| {
-                    for part in slots.chunks_mut(per) {
-                        r.spawn(move || {
-                            for (&(i, p), out) in part.iter_mut() {
-                                prepared_ref[i].1.write_chw(points_ref[i][p], &norm, out);
-                            }
-                        });
-                    }
-                });
-                if full_tx.send(tensor).is_err() {
-                    return;
-                }
-            }
-        });
-        let full_rx = full_rx;
+    let norm = card.normalize;
+    let outcome: Result<bool> = if input.host_threads == 0 {
+        // Inline: render each batch on this thread, then run it (when ONNX Runtime's
+        // threads already take every core, overlapping would only oversubscribe).
+        let mut tensor = vec![0f32; batch * plane];
+        let mut finished = true;
         for chunk in work.chunks(batch) {
             if abandoned() {
-                return Ok(false);
+                finished = false;
+                break;
             }
-            let wait = std::time::Instant::now();
-            let tensor = full_rx.recv().context("the render thread stopped")?;
-            timing.starved_secs += wait.elapsed().as_secs_f64();
+            let render = std::time::Instant::now();
+            for (slot, &(i, p)) in chunk.iter().enumerate() {
+                prepared[i].1.write_chw(points[i][p], &norm, &mut tensor[slot * plane..(slot + 1) * plane]);
+            }
+            timing.starved_secs += render.elapsed().as_secs_f64();
             let run = std::time::Instant::now();
             let n = if fixed { batch } else { chunk.len() };
             let out = engine.probabilities(&tensor[..n * plane], n).context("running the model")?;
             timing.run_secs += run.elapsed().as_secs_f64();
-            let _ = free_tx.send(tensor);
             for (&(i, _), row) in chunk.iter().zip(out) {
                 probs[i].push(row);
             }
         }
-        Ok(true)
-    });
+        Ok(finished)
+    } else {
+        pipelined(engine, &prepared, &points, &work, batch, plane, host, fixed, norm, abandoned, &mut probs, &mut timing)
+    };
     if !outcome? {
         return Ok(None);
     }
@@ -235,4 +218,71 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     let part = jagged_artifacts::encode(&rows).context("encoding the result part")?;
     timing.finish_secs = t1.elapsed().as_secs_f64();
     Ok(Some(ShardOutput { part, rows: rows.len(), failed, provider: engine.provider, timing }))
+}
+
+/// Rendering on host threads ahead of inference: a render thread fills batch
+/// tensors (each batch's points split over `host` threads) up to [`AHEAD`]
+/// batches ahead through a bounded channel, while this thread runs ONNX Runtime
+/// on the previous ones; tensors are recycled. Returns `Ok(false)` if abandoned.
+#[allow(clippy::too_many_arguments)]
+fn pipelined(
+    engine: &mut Engine,
+    prepared: &[(ImageItem, Prepared)],
+    points: &[Vec<GridPoint>],
+    work: &[(usize, usize)],
+    batch: usize,
+    plane: usize,
+    host: usize,
+    fixed: bool,
+    norm: jagged_domain::transform::Normalize,
+    abandoned: &(dyn Fn() -> bool + Sync),
+    probs: &mut [Vec<Result<Vec<f32>, String>>],
+    timing: &mut Timing,
+) -> Result<bool> {
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(AHEAD);
+    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(AHEAD + 2);
+    for _ in 0..AHEAD + 1 {
+        free_tx.send(vec![0f32; batch * plane]).expect("capacity");
+    }
+    let (prepared_ref, points_ref, work_ref) = (prepared, points, work);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for chunk in work_ref.chunks(batch) {
+                let Ok(mut tensor) = free_rx.recv() else { return };
+                let slots: Vec<(&(usize, usize), &mut [f32])> = chunk.iter().zip(tensor[..chunk.len() * plane].chunks_mut(plane)).collect();
+                let per = slots.len().div_ceil(host).max(1);
+                let mut slots = slots;
+                std::thread::scope(|r| {
+                    for part in slots.chunks_mut(per) {
+                        r.spawn(move || {
+                            for (&(i, p), out) in part.iter_mut() {
+                                prepared_ref[i].1.write_chw(points_ref[i][p], &norm, out);
+                            }
+                        });
+                    }
+                });
+                if full_tx.send(tensor).is_err() {
+                    return;
+                }
+            }
+        });
+        let full_rx = full_rx;
+        for chunk in work.chunks(batch) {
+            if abandoned() {
+                return Ok(false);
+            }
+            let wait = std::time::Instant::now();
+            let tensor = full_rx.recv().context("the render thread stopped")?;
+            timing.starved_secs += wait.elapsed().as_secs_f64();
+            let run = std::time::Instant::now();
+            let n = if fixed { batch } else { chunk.len() };
+            let out = engine.probabilities(&tensor[..n * plane], n).context("running the model")?;
+            timing.run_secs += run.elapsed().as_secs_f64();
+            let _ = free_tx.send(tensor);
+            for (&(i, _), row) in chunk.iter().zip(out) {
+                probs[i].push(row);
+            }
+        }
+        Ok(true)
+    })
 }
