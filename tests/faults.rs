@@ -62,11 +62,14 @@ fn mid(rt: &tokio::runtime::Runtime, url: &str, id: i64, total: u32, frac: f64) 
 /// Watches `sweep status` while damage is done, recording any inconsistency:
 /// shard states must add up to the total, `done` must never go back, and the
 /// inference count must stay within the total.
-fn watch(rt: &tokio::runtime::Runtime, url: String, id: i64) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<usize>) {
+/// Inconsistencies seen, and (status polls, fastest pace shown) once the sweep is done.
+type Watch = (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<(usize, f64)>);
+
+fn watch(rt: &tokio::runtime::Runtime, url: String, id: i64) -> Watch {
     let errors: Arc<Mutex<Vec<String>>> = Default::default();
     let errs = errors.clone();
     let handle = rt.spawn(async move {
-        let (mut last_done, mut seen) = (0u32, 0usize);
+        let (mut last_done, mut seen, mut fastest) = (0u32, 0usize, 0f64);
         loop {
             if let Ok(mut c) = sweep::connect(&url).await {
                 if let Ok(s) = sweep::status(&mut c, id).await {
@@ -82,9 +85,16 @@ fn watch(rt: &tokio::runtime::Runtime, url: String, id: i64) -> (Arc<Mutex<Vec<S
                     if s.inferences_done > s.inferences_total || s.failed > 0 {
                         e.push(format!("impossible counts: {s:?}"));
                     }
+                    if s.state == "running" && s.inferences_per_sec > 0.0 && (s.eta_secs.is_nan() || s.eta_secs < 0.0) {
+                        e.push(format!("a pace without an ETA: {s:?}"));
+                    }
+                    fastest = fastest.max(s.inferences_per_sec);
                     last_done = s.done;
                     if s.state == "done" {
-                        return seen;
+                        if (s.inferences_per_sec, s.eta_secs) != (0.0, 0.0) {
+                            e.push(format!("a done sweep with a pace: {s:?}"));
+                        }
+                        return (seen, fastest);
                     }
                 }
             }
@@ -291,9 +301,12 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
         let (errors, watcher) = watch(&rt, cluster.url.clone(), id);
         damage(&mut cluster, &rt, id);
         let csv = rt.block_on(finish(&cluster.url, &pg, objects.as_ref(), id));
-        let polls = rt.block_on(watcher).unwrap();
+        let (polls, fastest) = rt.block_on(watcher).unwrap();
+        // The pace is measured from status samples held in the coordinator's memory: a
+        // restarted coordinator needs a second of samples before it knows it again.
+        assert!(fastest > 0.0 || name.contains("coordinator"), "{name}: sweep status never showed a throughput");
         let errors = errors.lock().unwrap().clone();
-        eprintln!("{name}: done in {:.1} s, status polled {polls} times", started.elapsed().as_secs_f64());
+        eprintln!("{name}: done in {:.1} s, status polled {polls} times, up to {fastest:.0} inferences/s", started.elapsed().as_secs_f64());
         assert!(errors.is_empty(), "{name}: sweep status was inconsistent: {errors:?}");
         assert!(csv == reference, "{name}: the report differs from the undisturbed run:\n{csv}\nvs\n{reference}");
         if name.contains("frozen") {

@@ -75,7 +75,21 @@ pub fn line(s: &SweepStatus) -> String {
     format!(
         "sweep {} [{}] {}: shards {}/{} done, {} leased, {} queued, {} failed, {} cancelled; inferences {}/{} ({pct:.0}%); failed items {}; workers {}",
         s.sweep_id, s.state, s.name, s.done, s.total, s.leased, s.queued, s.failed, s.cancelled, s.inferences_done, s.inferences_total, s.failed_items, s.workers_alive
-    )
+    ) + &pace(s)
+}
+
+/// `; 165 inferences/s, ETA 0:01:12` for a running sweep whose pace is known.
+fn pace(s: &SweepStatus) -> String {
+    if s.state != "running" || s.inferences_per_sec <= 0.0 {
+        return String::new();
+    }
+    let eta = if s.eta_secs >= 0.0 {
+        let t = s.eta_secs.round() as u64;
+        format!(", ETA {}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+    } else {
+        String::new()
+    };
+    format!("; {:.0} inferences/s{eta}", s.inferences_per_sec)
 }
 
 /// Prints a status with its shard errors.

@@ -46,6 +46,8 @@ pub struct Coordinator {
     /// Resolved sweeps never change after submit, so caching them is safe; a std
     /// Mutex suffices since no lock is held across an await.
     sweeps: Arc<Mutex<HashMap<i64, Arc<ResolvedSweep>>>>,
+    /// Counter samples per sweep, from status requests, for throughput and ETA.
+    progress: Arc<Mutex<HashMap<i64, jagged_domain::progress::Progress>>>,
 }
 
 fn store_err(e: StoreError) -> ServiceError {
@@ -61,7 +63,7 @@ fn store_err(e: StoreError) -> ServiceError {
 impl Coordinator {
     /// A coordinator over a migrated store.
     pub fn new(store: Store, config: Config) -> Coordinator {
-        Coordinator { store, config, sweeps: Default::default() }
+        Coordinator { store, config, sweeps: Default::default(), progress: Default::default() }
     }
 
     async fn resolved(&self, id: i64) -> Result<Arc<ResolvedSweep>, ServiceError> {
@@ -80,7 +82,21 @@ impl Coordinator {
         let alive = self.store.workers_alive(now_ms() - 3 * self.config.policy.heartbeat_ms).await.map_err(store_err)?;
         let resolved = self.resolved(id).await?;
         let finished = (s.done + s.failed + s.cancelled) as u32;
+        let (rate, eta) = {
+            let mut all = self.progress.lock().unwrap();
+            let p = all.entry(id).or_default();
+            p.observe(now_ms(), s.inferences_done);
+            let running = s.state == "running";
+            let eta = if running { p.eta_secs(s.inferences_total - s.inferences_done).unwrap_or(-1.0) } else { 0.0 };
+            let rate = if running { p.rate().unwrap_or(0.0) } else { 0.0 };
+            if !running {
+                all.remove(&id);
+            }
+            (rate, eta)
+        };
         Ok(SweepStatus {
+            inferences_per_sec: rate,
+            eta_secs: eta,
             sweep_id: s.id,
             name: s.name,
             state: s.state,

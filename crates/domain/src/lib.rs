@@ -12,6 +12,7 @@
 //!   exact definitions of the design brief.
 //! - [`keys`]: object-store keys shared by workers and the coordinator.
 //! - [`plan`]: the shard planner, a pure function of the resolved sweep.
+//! - [`progress`]: throughput and time-to-finish from counter samples.
 //! - [`rng`]: seeded random numbers for draws that must replay exactly.
 //! - [`lease`]: shard states, legal transitions, and lease and retry maths on an
 //!   explicit `now`.
@@ -29,6 +30,7 @@ pub mod keys;
 pub mod lease;
 pub mod metrics;
 pub mod plan;
+pub mod progress;
 pub mod rng;
 pub mod spec;
 pub mod transform;
