@@ -275,19 +275,22 @@ pub fn instrument(bytes: &[u8]) -> Result<Instrumented, OnnxError> {
         return Err(bad("BatchNormalization nodes share running statistics"));
     }
     graph.node.extend(extra);
-    for l in &layers {
-        for name in [&l.mean_out, &l.sq_out] {
-            graph.output.push(pb::ValueInfoProto {
-                name: Some(name.clone()),
-                r#type: Some(pb::TypeProto {
-                    value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type: Some(FLOAT), shape: None })),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
-        }
-    }
+    add_stat_outputs(graph, &layers);
     Ok(Instrumented { bytes: model.encode_to_vec(), layers })
+}
+
+/// Adds each layer's two statistics as float graph outputs (shape left open).
+fn add_stat_outputs(graph: &mut pb::GraphProto, layers: &[BnLayer]) {
+    for name in layers.iter().flat_map(|l| [&l.mean_out, &l.sq_out]) {
+        graph.output.push(pb::ValueInfoProto {
+            name: Some(name.clone()),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type: Some(FLOAT), shape: None })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
 }
 
 /// Replaces float initializers by name (each given as its new values, same length).
@@ -376,17 +379,6 @@ pub fn batch_stats_model(bytes: &[u8]) -> Result<Instrumented, OnnxError> {
     }
     graph.node = nodes;
     graph.initializer.extend(inits);
-    for l in &layers {
-        for name in [&l.mean_out, &l.sq_out] {
-            graph.output.push(pb::ValueInfoProto {
-                name: Some(name.clone()),
-                r#type: Some(pb::TypeProto {
-                    value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type: Some(FLOAT), shape: None })),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            });
-        }
-    }
+    add_stat_outputs(graph, &layers);
     Ok(Instrumented { bytes: model.encode_to_vec(), layers })
 }
