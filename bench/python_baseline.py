@@ -1,0 +1,115 @@
+"""The obvious Python implementation of a jagged sweep, for `just bench python`.
+
+One process, Pillow + numpy + onnxruntime, written the way a researcher would:
+for every family and image, decode the image, resize it once, cut every grid
+point's input by array slicing (crop: shifted windows of the image resized to
+side + 32; embed: the image resized to `size` pasted on a black canvas at every
+shift), normalise, run the model in batches, softmax, and compute per point the
+same forward-neighbour metrics jagged writes (top-1 change, |p_c(x) - p_c(x')|,
+top-5 border crossings of the true class), writing one CSV row per inference.
+
+Prints one JSON line: {"inferences": N, "seconds": S, "per_sec": N/S}; the time
+runs from the first image read to the last row written (session creation and
+warm-up excluded, in the script's favour).
+
+usage: python_baseline.py MODEL.onnx CARD.json IMAGES_DIR OUT.csv
+       --max-shift M --embed-size E --batch B --threads T
+"""
+import argparse
+import csv
+import json
+import time
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+
+def resize_short_side(img, n):
+    w, h = img.size
+    if w <= h:
+        return img.resize((n, max(n, round(h * n / w))), Image.BICUBIC)
+    return img.resize((max(n, round(w * n / h)), n), Image.BICUBIC)
+
+
+def grid(m):
+    ax = range(-m, m + 1)
+    return [(dx, dy) for dy in ax for dx in ax]
+
+
+def inputs(kind, img, s, m, embed_size):
+    """One CHW uint8-valued float array per grid point."""
+    pts = grid(m)
+    if kind == "crop":
+        a = np.asarray(resize_short_side(img, s + 32))
+        h, w, _ = a.shape
+        y0, x0 = (h - s) // 2, (w - s) // 2
+        return pts, [a[y0 + dy:y0 + dy + s, x0 + dx:x0 + dx + s] for dx, dy in pts]
+    small = resize_short_side(img, embed_size)
+    w, h = small.size
+    small = np.asarray(small.crop(((w - embed_size) // 2, (h - embed_size) // 2,
+                                   (w - embed_size) // 2 + embed_size, (h - embed_size) // 2 + embed_size)))
+    out = []
+    for dx, dy in pts:
+        canvas = np.zeros((s, s, 3), dtype=np.uint8)
+        x, y = (s - embed_size) // 2 + dx, (s - embed_size) // 2 + dy
+        canvas[y:y + embed_size, x:x + embed_size] = small
+        out.append(canvas)
+    return pts, out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("card")
+    ap.add_argument("images")
+    ap.add_argument("out")
+    ap.add_argument("--max-shift", type=int, default=8)
+    ap.add_argument("--embed-size", type=int, default=112)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+
+    card = json.load(open(a.card))
+    s = card["input_size"]
+    mean = np.array(card["normalize"]["mean"], dtype=np.float32)
+    std = np.array(card["normalize"]["std"], dtype=np.float32)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = a.threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(a.model, opts, providers=["CPUExecutionProvider"])
+    inp, outp = card["input_name"], card["output_name"]
+    sess.run([outp], {inp: np.zeros((a.batch, 3, s, s), dtype=np.float32)})  # warm-up
+    rows = list(csv.DictReader(open(f"{a.images}/labels.csv")))
+
+    start = time.perf_counter()
+    n = 0
+    with open(a.out, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["family", "image", "dx", "dy", "top1", "p_label", "fwd_pairs", "fwd_changes", "fwd_abs", "fwd_transitions"])
+        for kind in ["crop", "embed"]:
+            for row in rows:
+                img = Image.open(f"{a.images}/{row['file']}").convert("RGB")
+                label = int(row["label"]) if row["label"] else None
+                pts, wins = inputs(kind, img, s, a.max_shift, a.embed_size)
+                x = np.stack([((w.astype(np.float32) - mean) / std).transpose(2, 0, 1) for w in wins])
+                logits = np.concatenate([sess.run([outp], {inp: x[i:i + a.batch]})[0] for i in range(0, len(x), a.batch)])
+                e = np.exp(logits - logits.max(axis=1, keepdims=True))
+                probs = e / e.sum(axis=1, keepdims=True)
+                top1 = probs.argmax(axis=1)
+                top5 = np.argsort(-probs, axis=1)[:, :5]
+                index = {p: i for i, p in enumerate(pts)}
+                for i, (dx, dy) in enumerate(pts):
+                    nb = [index[q] for q in [(dx + 1, dy), (dx, dy + 1)] if q in index]
+                    ch = sum(int(top1[i] != top1[j]) for j in nb)
+                    ab = sum(abs(float(probs[i, top1[i]]) - float(probs[j, top1[i]])) for j in nb)
+                    tr = sum(int((label in top5[i]) != (label in top5[j])) for j in nb) if label is not None else 0
+                    pl = float(probs[i, label]) if label is not None else ""
+                    out.writerow([kind, row["file"], dx, dy, int(top1[i]), pl, len(nb), ch, ab, tr])
+                n += len(pts)
+    secs = time.perf_counter() - start
+    print(json.dumps({"inferences": n, "seconds": secs, "per_sec": n / secs}))
+
+
+if __name__ == "__main__":
+    main()
