@@ -12,7 +12,16 @@ fn policy() -> LeasePolicy {
 /// The output a worker commits for a claimed shard: its own part key.
 fn output(c: &jagged_store::Claimed) -> Output {
     let key = jagged_domain::keys::part_key(c.sweep_id, c.id, c.attempt, c.lease_epoch);
-    Output { object_key: key, rows: 9, sha256: "00".into(), lease_epoch: c.lease_epoch, worker_id: 1, provider: "cpu".into(), seconds: 0.1 }
+    Output {
+        object_key: key,
+        rows: 9,
+        sha256: "00".into(),
+        lease_epoch: c.lease_epoch,
+        worker_id: 1,
+        provider: "cpu".into(),
+        seconds: 0.1,
+        model_key: None,
+    }
 }
 
 async fn sweep_with(store: &jagged_store::Store, images: usize, per: u32, attempts: u32) -> i64 {
@@ -139,4 +148,73 @@ async fn heartbeat_extends_held_leases_and_reports_lost_ones() {
     let s = store.sweep(sweep).await.unwrap();
     assert_eq!((s.state.as_str(), s.cancelled), ("cancelled", 2));
     assert!(store.claim(8, 5, T0 + 2_000, &p).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn group_commit_writes_the_good_ones_and_refuses_each_bad_one_alone() {
+    let (_pg, store) = store().await;
+    let sweep = sweep_with(&store, 6, 1, 3).await; // 6 shards, 9 inferences each
+    let p = policy();
+    let c = store.claim(1, 6, T0, &p).await.unwrap();
+    assert_eq!(c.len(), 6);
+    let commit = |k: &jagged_store::Claimed, out: Output, failed: Vec<FailedItem>| jagged_store::Commit {
+        shard: k.id,
+        epoch: k.lease_epoch,
+        worker: 1,
+        out,
+        failed,
+    };
+    let item = |i: i32| FailedItem { image_idx: i, image_name: format!("{i}.png"), reason: "bad".into() };
+    let mut stale = commit(&c[3], output(&c[3]), vec![]);
+    stale.epoch += 1; // an epoch the shard never had
+    stale.out.object_key = jagged_domain::keys::part_key(c[3].sweep_id, c[3].id, c[3].attempt, stale.epoch);
+    let mut wrong = commit(&c[4], output(&c[4]), vec![]);
+    wrong.out.object_key = output(&c[5]).object_key; // another shard's part
+    let batch = vec![
+        commit(&c[0], output(&c[0]), vec![]),
+        commit(&c[1], output(&c[1]), vec![item(1)]),
+        commit(&c[2], output(&c[2]), vec![]),
+        stale,
+        wrong,
+        commit(&c[2], output(&c[2]), vec![]), // the same commit twice in one batch
+    ];
+    let r = store.complete_many(&batch, T0 + 100).await.unwrap();
+    assert!(r[0].is_ok() && r[1].is_ok() && r[2].is_ok(), "{r:?}");
+    assert!(matches!(r[3], Err(StoreError::Stale(id)) if id == c[3].id), "{:?}", r[3]);
+    assert!(matches!(r[4], Err(StoreError::BadKey { shard, .. }) if shard == c[4].id), "{:?}", r[4]);
+    assert!(matches!(r[5], Err(StoreError::Stale(id)) if id == c[2].id), "counted once: {:?}", r[5]);
+    let s = store.sweep(sweep).await.unwrap();
+    assert_eq!((s.done, s.inferences_done, s.failed_items, s.state.as_str()), (3, 27, 1, "running"));
+    assert_eq!(store.leased_count(sweep).await.unwrap(), 3, "refused shards stay with their holder");
+    let outs = store.outputs(sweep).await.unwrap();
+    assert_eq!(outs.iter().map(|o| o.shard_id).collect::<Vec<_>>(), vec![c[0].id, c[1].id, c[2].id]);
+    let failed = store.failed_items(sweep).await.unwrap();
+    assert_eq!((failed.len(), failed[0].shard_id, failed[0].item.image_idx), (1, c[1].id, 1));
+    // The rest, committed properly in a second batch, finish the sweep once.
+    let rest: Vec<_> = c[3..].iter().map(|k| commit(k, output(k), vec![])).collect();
+    assert!(store.complete_many(&rest, T0 + 200).await.unwrap().iter().all(Result::is_ok));
+    let s = store.sweep(sweep).await.unwrap();
+    assert_eq!((s.done, s.inferences_done, s.state.as_str()), (6, 54, "done"));
+    assert_eq!(store.outputs(sweep).await.unwrap().len(), 6);
+}
+
+#[tokio::test]
+async fn claims_from_one_sweep_prefer_the_given_model() {
+    let (_pg, store) = store().await;
+    let mut s = resolved(4, CROP, 2, 3); // 2 shards per model
+    let mut m = s.models[0].clone();
+    m.key = "blobs/sha256/other".into();
+    s.models.push(m);
+    s.spec.models.push(s.spec.models[0].clone());
+    let a = store.insert_sweep("", &s, &plan(&s)).await.unwrap();
+    let b = sweep_with(&store, 2, 1, 3).await;
+    let p = policy();
+    let got = store.claim_from(1, a, Some(1), 5, T0, &p).await.unwrap();
+    assert_eq!(got.iter().map(|c| (c.sweep_id, c.model_idx)).collect::<Vec<_>>(), vec![(a, 1), (a, 1)]);
+    assert!(store.claim_from(1, a, Some(1), 5, T0, &p).await.unwrap().is_empty(), "model 1 has no more queued");
+    let any = store.claim_from(2, a, None, 1, T0, &p).await.unwrap();
+    assert_eq!((any[0].model_idx, any[0].image_lo, any[0].inferences), (0, 0, 18));
+    let other = store.claim_from(3, b, None, 5, T0, &p).await.unwrap();
+    assert!(other.iter().all(|c| c.sweep_id == b) && other.len() == 2);
+    assert_eq!(store.running_sweeps().await.unwrap(), vec![(a, 0), (b, 0)]);
 }

@@ -10,6 +10,8 @@ mod model;
 mod bad_input;
 // An independent Python computation agrees with the system row by row.
 mod crosscheck;
+// Fair share across sweeps and model affinity, through the coordinator.
+mod scheduling;
 // Damage to running sweeps: kills, restarts, freezes; results stay exact.
 mod faults;
 // The S3 object store on a real S3 server.

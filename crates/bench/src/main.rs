@@ -15,6 +15,9 @@ use jagged_infer::{Engine, EngineOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod aggregate;
+mod scheduler;
+
 #[derive(Parser)]
 #[command(name = "jagged-bench", about = "jagged benchmarks (ratios against same-run baselines)")]
 struct Cli {
@@ -79,6 +82,45 @@ enum What {
         #[arg(long, default_value = ".cache/jagged/venv/bin/python3")]
         python: PathBuf,
     },
+    /// The scheduler alone: `workers` concurrent clients (each its own gRPC
+    /// connection) lease and commit shards against the coordinator and
+    /// PostgreSQL as fast as they can; then one client's lease and commit
+    /// latency with 1k .. 1M shards queued.
+    Scheduler {
+        /// Concurrent worker clients.
+        #[arg(long, default_value_t = 64)]
+        workers: usize,
+        /// Shards in the throughput run.
+        #[arg(long, default_value_t = 20_000)]
+        shards: u32,
+        /// Queue depths for the latency runs.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000,1000000")]
+        depths: Vec<u32>,
+        /// Lease+commit cycles timed at each depth.
+        #[arg(long, default_value_t = 500)]
+        samples: usize,
+    },
+    /// The report's aggregation against DuckDB on the same Parquet parts and
+    /// threads, with peak memory, at each sweep size.
+    Aggregate {
+        /// Result rows (sweep sizes).
+        #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+        rows: Vec<usize>,
+        /// Threads, both sides.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// The Python with duckdb.
+        #[arg(long, default_value = ".cache/jagged/venv/bin/python3")]
+        python: PathBuf,
+    },
+    /// (Used by `aggregate`: our side in its own process.)
+    #[command(hide = true)]
+    AggregateRun {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// Many worker processes against one coordinator on a sweep of many tiny
     /// shards (the tiny test CNN, one image per shard): shards per second, and a
     /// check that every shard was committed once and every row is there once.
@@ -106,6 +148,9 @@ fn main() -> Result<()> {
         }
         What::Pipeline { common } => pipeline(&common),
         What::Python { common, python: py } => python(&common, &py),
+        What::Scheduler { workers, shards, depths, samples } => scheduler::run(workers, shards, &depths, samples),
+        What::Aggregate { rows, threads, python } => aggregate::run(&rows, threads, &python),
+        What::AggregateRun { dir, threads } => aggregate::run_ours(&dir, threads),
         What::Load { workers, images, families } => load(workers, images, families),
     }
 }

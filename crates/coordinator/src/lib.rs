@@ -6,14 +6,17 @@
 //! kill it at any time and start another; PostgreSQL holds the truth.
 #![deny(missing_docs)]
 
+mod commits;
+
 use jagged_domain::lease::LeasePolicy;
-use jagged_domain::plan::plan;
+use jagged_domain::plan::plan_sized;
+use jagged_domain::share::FairShare;
 use jagged_domain::spec::ResolvedSweep;
 use jagged_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
 use jagged_proto::v1::worker_service_server::{WorkerService, WorkerServiceServer};
 use jagged_proto::v1::*;
 use jagged_proto::ServiceError;
-use jagged_store::{now_ms, FailedItem as StoreFailedItem, Output, Store, StoreError};
+use jagged_store::{now_ms, Commit, FailedItem as StoreFailedItem, Output, Store, StoreError};
 use sha2::Digest;
 use std::collections::HashMap;
 use std::future::Future;
@@ -48,13 +51,23 @@ pub struct Coordinator {
     sweeps: Arc<Mutex<HashMap<i64, Arc<ResolvedSweep>>>>,
     /// Counter samples per sweep, from status requests, for throughput and ETA.
     progress: Arc<Mutex<HashMap<i64, jagged_domain::progress::Progress>>>,
+    /// Fair share across running sweeps, and when it was last synced (ms).
+    share: Arc<Mutex<(FairShare, i64)>>,
+    /// Concurrent commits, written together.
+    commits: commits::GroupCommit,
 }
+
+/// Committed shards of a model whose throughput sizes new shards.
+pub const RATE_WINDOW: i64 = 50;
+
+/// How often the set of running sweeps is re-read for fair share.
+const SHARE_SYNC_MS: i64 = 1_000;
 
 fn store_err(e: StoreError) -> ServiceError {
     match e {
         StoreError::Stale(_) => ServiceError::Stale(e.to_string()),
         StoreError::NoSweep(_) => ServiceError::NotFound(e.to_string()),
-        StoreError::Db(_) => ServiceError::Unavailable(e.to_string()),
+        StoreError::Db(_) | StoreError::Unavailable(_) => ServiceError::Unavailable(e.to_string()),
         StoreError::Data(_) => ServiceError::Internal(e.to_string()),
         StoreError::BadKey { .. } => ServiceError::Invalid(e.to_string()),
     }
@@ -63,7 +76,68 @@ fn store_err(e: StoreError) -> ServiceError {
 impl Coordinator {
     /// A coordinator over a migrated store.
     pub fn new(store: Store, config: Config) -> Coordinator {
-        Coordinator { store, config, sweeps: Default::default(), progress: Default::default() }
+        Coordinator {
+            store,
+            config,
+            sweeps: Default::default(),
+            progress: Default::default(),
+            share: Default::default(),
+            commits: Default::default(),
+        }
+    }
+
+    /// Each model's measured inferences per second, for sizing its shards: over
+    /// its last [`RATE_WINDOW`] committed shards, the rate of the execution
+    /// provider that ran most of them (the fleet's usual device kind). Only
+    /// asked when the spec does not fix the images per shard.
+    async fn measured_rates(&self, sweep: &ResolvedSweep) -> Result<Vec<Option<f64>>, ServiceError> {
+        let mut out = Vec::with_capacity(sweep.models.len());
+        for m in &sweep.models {
+            if sweep.spec.shard.images.is_some() {
+                out.push(None);
+                continue;
+            }
+            let by_provider = self.store.throughput(&m.key, RATE_WINDOW).await.map_err(store_err)?;
+            let best = by_provider.into_iter().max_by(|a, b| a.2.cmp(&b.2).then(b.0.cmp(&a.0)));
+            if let Some((provider, rate, shards)) = &best {
+                tracing::info!(model = %m.name, provider = %provider, per_sec = rate, shards, "sizing shards from measured throughput");
+            }
+            out.push(best.map(|b| b.1));
+        }
+        Ok(out)
+    }
+
+    /// Running sweeps in fair-share order (re-read from the database at most
+    /// every [`SHARE_SYNC_MS`]).
+    async fn share_order(&self, now: i64) -> Result<Vec<i64>, ServiceError> {
+        let synced = self.share.lock().unwrap().1;
+        if now - synced >= SHARE_SYNC_MS || now < synced {
+            let running = self.store.running_sweeps().await.map_err(store_err)?;
+            let mut share = self.share.lock().unwrap();
+            share.0.sync(&running);
+            share.1 = now;
+        }
+        Ok(self.share.lock().unwrap().0.order())
+    }
+
+    /// Claims up to `max` shards for a worker holding `loaded` models: from the
+    /// sweep whose fair share is most behind that has ready work, of a model
+    /// the worker holds if that sweep has any queued, else of its lowest model.
+    async fn claim(&self, worker: i64, max: i64, loaded: &[String]) -> Result<Vec<jagged_store::Claimed>, ServiceError> {
+        let now = now_ms();
+        for id in self.share_order(now).await? {
+            let sweep = self.resolved(id).await?;
+            let held = sweep.models.iter().enumerate().filter(|(_, m)| loaded.contains(&m.key)).map(|(i, _)| Some(i as i32));
+            for model in held.chain([None]) {
+                let claimed = self.store.claim_from(worker, id, model, max, now, &self.config.policy).await.map_err(store_err)?;
+                if !claimed.is_empty() {
+                    let work: i64 = claimed.iter().map(|c| c.inferences).sum();
+                    self.share.lock().unwrap().0.charge(id, work as f64);
+                    return Ok(claimed);
+                }
+            }
+        }
+        Ok(vec![])
     }
 
     async fn resolved(&self, id: i64) -> Result<Arc<ResolvedSweep>, ServiceError> {
@@ -154,7 +228,7 @@ impl WorkerService for Coordinator {
     async fn lease(&self, req: Request<LeaseRequest>) -> Result<Response<LeaseResponse>, Status> {
         let r = req.into_inner();
         let max = r.max_shards.clamp(1, 64) as i64;
-        let claimed = self.store.claim(r.worker_id, max, now_ms(), &self.config.policy).await.map_err(store_err)?;
+        let claimed = self.claim(r.worker_id, max, &r.loaded_models).await?;
         let mut shards = Vec::with_capacity(claimed.len());
         for c in claimed {
             let sweep = self.resolved(c.sweep_id).await?;
@@ -220,8 +294,10 @@ impl WorkerService for Coordinator {
             worker_id: r.worker_id,
             provider: r.execution_provider,
             seconds: r.seconds,
+            model_key: (!r.model_key.is_empty()).then_some(r.model_key),
         };
-        match self.store.complete(r.shard_id, r.lease_epoch, r.worker_id, &out, &failed, now_ms()).await {
+        let commit = Commit { shard: r.shard_id, epoch: r.lease_epoch, worker: r.worker_id, out, failed };
+        match self.commits.commit(&self.store, commit).await {
             Ok(()) => Ok(Response::new(CompleteResponse {})),
             Err(e @ StoreError::Stale(_)) => {
                 tracing::warn!(shard = r.shard_id, epoch = r.lease_epoch, worker = r.worker_id, "refused a stale commit");
@@ -245,12 +321,14 @@ impl AdminService for Coordinator {
         let r = req.into_inner();
         let sweep: ResolvedSweep = serde_json::from_str(&r.resolved_json).map_err(|e| ServiceError::Invalid(format!("malformed sweep: {e}")))?;
         sweep.validate().map_err(|e| ServiceError::Invalid(e.to_string()))?;
-        let shards = plan(&sweep);
+        let rates = self.measured_rates(&sweep).await?;
+        let shards = plan_sized(&sweep, &rates);
         // Content identity: the resolved sweep names models and images by their
         // SHA-256, so the same spec over the same files hashes the same.
         let canonical = serde_json::to_vec(&sweep).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let hash = hex::encode(sha2::Sha256::digest(&canonical));
         let (id, existing) = self.store.insert_sweep_once(&r.spec_toml, &sweep, &shards, Some(&hash), !r.again).await.map_err(store_err)?;
+        self.share.lock().unwrap().1 = 0; // re-read the running sweeps at the next lease
         if existing {
             tracing::info!(sweep = id, name = %sweep.spec.name, "the same sweep was submitted again; returning the existing one");
         } else {
@@ -275,6 +353,7 @@ impl AdminService for Coordinator {
     async fn cancel(&self, req: Request<CancelRequest>) -> Result<Response<SweepStatus>, Status> {
         let id = req.into_inner().sweep_id;
         self.store.cancel(id, now_ms()).await.map_err(store_err)?;
+        self.share.lock().unwrap().1 = 0;
         tracing::info!(sweep = id, "sweep cancelled");
         Ok(Response::new(Coordinator::status(self, id).await?))
     }

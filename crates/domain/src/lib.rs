@@ -32,5 +32,6 @@ pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod rng;
+pub mod share;
 pub mod spec;
 pub mod transform;

@@ -210,12 +210,12 @@ pub struct ImageStats {
     pub changes: u64,
     /// Sum of |p_c(x) - p_c(x')| over the pairs.
     pub abs: f64,
-    /// Whether the image is labelled.
-    pub labelled: bool,
-    /// Top-1 correct at the reference point.
-    pub correct1: bool,
-    /// At least one top-5 transition.
-    pub jagged: bool,
+    /// Labelled images (1 or 0 for one image; more for a group of images).
+    pub labelled: u64,
+    /// Labelled images top-1 correct at the reference point.
+    pub correct1: u64,
+    /// Labelled images with at least one top-5 transition.
+    pub jagged: u64,
     /// Sum of top-5 distances over the pairs.
     pub top5_dist: u64,
 }
@@ -242,6 +242,98 @@ pub struct Intervals {
     pub jagged_fraction: Option<Interval>,
 }
 
+impl ImageStats {
+    /// Adds another image's (or group's) statistics.
+    pub fn add(&mut self, o: &ImageStats) {
+        self.pairs += o.pairs;
+        self.changes += o.changes;
+        self.abs += o.abs;
+        self.labelled += o.labelled;
+        self.correct1 += o.correct1;
+        self.jagged += o.jagged;
+        self.top5_dist += o.top5_dist;
+    }
+}
+
+/// The per-image statistics a bootstrap resamples, in bounded memory: each
+/// image's own up to `cap` images; past that, images are summed into `cap`
+/// groups by a hash of their index, and the bootstrap resamples the groups.
+/// Random groups of many images are independent and identically distributed,
+/// so resampling them estimates the same variance as resampling images, while
+/// memory and bootstrap time stay fixed however large the sweep.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImageSample {
+    cap: usize,
+    exact: Vec<ImageStats>,
+    images: Vec<u32>,
+    groups: Option<Vec<ImageStats>>,
+}
+
+/// Default [`ImageSample`] capacity.
+pub const SAMPLE_CAP: usize = 10_000;
+
+impl ImageSample {
+    /// An empty sample holding at most `cap` units (at least 1).
+    pub fn new(cap: usize) -> ImageSample {
+        ImageSample { cap: cap.max(1), ..Default::default() }
+    }
+
+    fn group(&self, image: u32) -> usize {
+        (crate::rng::SplitMix(image as u64 ^ 0x6a09_e667_f3bc_c908).next_u64() % self.cap as u64) as usize
+    }
+
+    /// Adds one image.
+    pub fn add(&mut self, image: u32, s: ImageStats) {
+        if self.groups.is_none() && self.exact.len() < self.cap {
+            self.exact.push(s);
+            self.images.push(image);
+            return;
+        }
+        if self.groups.is_none() {
+            let mut groups = vec![ImageStats::default(); self.cap];
+            for (img, st) in self.images.iter().zip(&self.exact) {
+                groups[self.group(*img)].add(st);
+            }
+            self.groups = Some(groups);
+            self.exact = Vec::new();
+            self.images = Vec::new();
+        }
+        let g = self.group(image);
+        self.groups.as_mut().expect("grouped")[g].add(&s);
+    }
+
+    /// Adds every image of another sample, in its order.
+    pub fn merge(&mut self, o: ImageSample) {
+        match o.groups {
+            None => o.images.into_iter().zip(o.exact).for_each(|(i, s)| self.add(i, s)),
+            Some(groups) => {
+                // Same capacity, same hash: group g of one is group g of the other.
+                if let Some(mine) = &mut self.groups {
+                    mine.iter_mut().zip(&groups).for_each(|(a, b)| a.add(b));
+                } else {
+                    let own = std::mem::take(&mut self.exact);
+                    let imgs = std::mem::take(&mut self.images);
+                    self.groups = Some(groups);
+                    imgs.into_iter().zip(own).for_each(|(i, s)| self.add(i, s));
+                }
+            }
+        }
+    }
+
+    /// What the bootstrap resamples: the images, or the groups once grouped.
+    pub fn units(&self) -> Vec<ImageStats> {
+        match &self.groups {
+            None => self.exact.clone(),
+            Some(g) => g.iter().filter(|s| s.pairs > 0 || s.labelled > 0).cloned().collect(),
+        }
+    }
+
+    /// Whether images were grouped.
+    pub fn grouped(&self) -> bool {
+        self.groups.is_some()
+    }
+}
+
 /// 95% percentile bootstrap over images: `resamples` draws of as many images with
 /// replacement (seeded, so reports are reproducible); each metric is recomputed
 /// as a ratio of sums on every draw, and the 2.5th and 97.5th percentiles kept.
@@ -259,9 +351,9 @@ pub fn bootstrap(images: &[ImageStats], resamples: usize, seed: u64) -> Interval
             pairs += s.pairs;
             changes += s.changes;
             abs += s.abs;
-            lab += s.labelled as u64;
-            c1 += (s.labelled && s.correct1) as u64;
-            jag += (s.labelled && s.jagged) as u64;
+            lab += s.labelled;
+            c1 += s.correct1;
+            jag += s.jagged;
         }
         if lab > 0 {
             draws[0].push(c1 as f64 / lab as f64);
@@ -349,9 +441,9 @@ impl Summary {
             pairs: self.pairs - before.pairs,
             changes: self.top1_changes - before.top1_changes,
             abs: self.abs_diff - before.abs_diff,
-            labelled,
-            correct1: self.correct1 > before.correct1,
-            jagged: self.jagged_images > before.jagged_images,
+            labelled: labelled as u64,
+            correct1: self.correct1 - before.correct1,
+            jagged: self.jagged_images - before.jagged_images,
             top5_dist: self.top5_dist - before.top5_dist,
         };
         if stats.pairs > 0 {
@@ -560,9 +652,43 @@ mod tests {
     }
 
     #[test]
+    fn image_sample_keeps_images_then_groups_them_in_fixed_memory() {
+        let st = |i: u64| ImageStats { pairs: 2, changes: i % 2, abs: 0.25, labelled: 1, correct1: i % 3 / 2, jagged: 0, top5_dist: i };
+        let mut s = ImageSample::new(4);
+        for i in 0..4 {
+            s.add(i as u32, st(i));
+        }
+        assert!(!s.grouped());
+        assert_eq!(s.units(), (0..4).map(st).collect::<Vec<_>>(), "exact while within the cap");
+        for i in 4..1000 {
+            s.add(i as u32, st(i));
+        }
+        assert!(s.grouped());
+        let units = s.units();
+        assert!(units.len() <= 4);
+        // Nothing lost: the groups add up to every image.
+        let mut total = ImageStats::default();
+        units.iter().for_each(|u| total.add(u));
+        let mut want = ImageStats::default();
+        (0..1000).map(st).for_each(|u| want.add(&u));
+        assert_eq!(total, want);
+        // Merging partial samples in order gives the same groups as one pass.
+        let (mut a, mut b) = (ImageSample::new(4), ImageSample::new(4));
+        (0..600).for_each(|i| a.add(i as u32, st(i)));
+        (600..1000).for_each(|i| b.add(i as u32, st(i)));
+        a.merge(b);
+        assert_eq!(a.units(), units);
+        let (mut c, mut d) = (ImageSample::new(4), ImageSample::new(4));
+        (0..2).for_each(|i| c.add(i as u32, st(i)));
+        (2..1000).for_each(|i| d.add(i as u32, st(i)));
+        c.merge(d);
+        assert_eq!(c.units(), units, "a small sample merged into a grouped one");
+    }
+
+    #[test]
     fn bootstrap_by_hand() {
         // Identical images: every draw gives the same value.
-        let same = ImageStats { pairs: 4, changes: 1, abs: 0.5, labelled: true, correct1: true, jagged: false, top5_dist: 0 };
+        let same = ImageStats { pairs: 4, changes: 1, abs: 0.5, labelled: 1, correct1: 1, jagged: 0, top5_dist: 0 };
         let b = bootstrap(&[same; 5], 200, 1);
         assert_eq!(b.p_top1_change, Some(Interval { lo: 0.25, hi: 0.25 }));
         assert_eq!(b.mac, Some(Interval { lo: 0.125, hi: 0.125 }));
@@ -575,7 +701,7 @@ mod tests {
         assert_eq!(b.p_top1_change, Some(Interval { lo: 0.0, hi: 1.0 }));
         assert_eq!(bootstrap(&[a, z], 2000, 7), b, "seeded: reproducible");
         // Unlabelled images give no accuracy interval.
-        let u = ImageStats { labelled: false, ..same };
+        let u = ImageStats { labelled: 0, correct1: 0, ..same };
         assert_eq!(bootstrap(&[u; 3], 100, 1).acc1, None);
     }
 

@@ -1,4 +1,5 @@
-//! The shard planner: a pure function from a resolved sweep to its shards.
+//! The shard planner: a pure function from a resolved sweep (and the measured
+//! throughput of its models) to its shards.
 //!
 //! A shard is one model x one family x a contiguous range of images, with every
 //! grid point of each of its images, so neighbour metrics are computed on full
@@ -26,13 +27,38 @@ pub fn images_per_shard(explicit: Option<u32>, target_inferences: u32, points: u
     explicit.unwrap_or_else(|| (target_inferences as usize / points.max(1)).max(1) as u32)
 }
 
-/// Plans the shards; the same sweep always gives the same shards, in the same order.
+/// Most images a shard sized from throughput gets.
+pub const MAX_SIZED_IMAGES: u32 = 100_000;
+
+/// Images per shard: `explicit` if given; else enough for `target_seconds` at
+/// `per_sec` inferences per second when measured; else about
+/// `target_inferences` inferences.
+pub fn images_for(explicit: Option<u32>, target_seconds: f64, per_sec: Option<f64>, target_inferences: u32, points: usize) -> u32 {
+    match (explicit, per_sec) {
+        (Some(n), _) => n,
+        (None, Some(r)) if r.is_finite() && r > 0.0 => {
+            ((target_seconds * r / points.max(1) as f64).round() as u64).clamp(1, MAX_SIZED_IMAGES as u64) as u32
+        }
+        _ => images_per_shard(None, target_inferences, points),
+    }
+}
+
+/// Plans the shards without throughput measurements ([`plan_sized`]).
 pub fn plan(sweep: &ResolvedSweep) -> Vec<PlannedShard> {
+    plan_sized(sweep, &[])
+}
+
+/// Plans the shards; `per_sec[m]` is model `m`'s measured inferences per
+/// second, if any. The same sweep and measurements always give the same
+/// shards, in the same order.
+pub fn plan_sized(sweep: &ResolvedSweep, per_sec: &[Option<f64>]) -> Vec<PlannedShard> {
     let mut out = Vec::new();
+    let shard = &sweep.spec.shard;
     for m in 0..sweep.models.len() as u32 {
+        let rate = per_sec.get(m as usize).copied().flatten();
         for (f, fam) in sweep.spec.families.iter().enumerate() {
             let n = sweep.items(f).len() as u32;
-            let per = images_per_shard(sweep.spec.shard.images, sweep.spec.shard.target_inferences, fam.points().len());
+            let per = images_for(shard.images, shard.target_seconds, rate, shard.target_inferences, fam.points().len());
             let mut lo = 0;
             while lo < n {
                 let hi = (lo + per).min(n);
@@ -105,6 +131,23 @@ mod tests {
             let s = sweep(imgs, models, per);
             assert_eq!(plan(&s), plan(&s));
         }
+    }
+
+    #[test]
+    fn measured_throughput_sizes_shards_to_the_target_seconds() {
+        // 30 s at 90 inferences/s over 9-point grids: 300 images.
+        assert_eq!(images_for(None, 30.0, Some(90.0), 1024, 9), 300);
+        assert_eq!(images_for(Some(4), 30.0, Some(90.0), 1024, 9), 4, "explicit wins");
+        assert_eq!(images_for(None, 30.0, None, 1024, 9), 113, "unmeasured: target_inferences");
+        assert_eq!(images_for(None, 30.0, Some(0.001), 1024, 9), 1);
+        assert_eq!(images_for(None, 30.0, Some(f64::NAN), 1024, 9), 113);
+        assert_eq!(images_for(None, 86_400.0, Some(1e9), 1024, 1), MAX_SIZED_IMAGES);
+        let s = sweep(1000, 2, None);
+        let shards = plan_sized(&s, &[Some(9.0), None]);
+        // Model 0: 30 s x 9/s = 270 inferences: 30 images of the crop (9 points), 67 of the diagonal (4).
+        let sizes = |m: u32, f: u32| shards.iter().filter(|x| x.model == m && x.family == f).map(|x| x.image_hi - x.image_lo).max().unwrap();
+        assert_eq!((sizes(0, 0), sizes(0, 1)), (30, 68));
+        assert_eq!((sizes(1, 0), sizes(1, 1)), (113, 256));
     }
 
     #[test]

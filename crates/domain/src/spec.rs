@@ -137,10 +137,16 @@ pub struct ModelSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShardSpec {
-    /// Images per shard; default: enough for about `target_inferences` inferences.
+    /// Images per shard; default: enough for about `target_seconds` of work at
+    /// the model's measured throughput, or `target_inferences` before any.
     #[serde(default)]
     pub images: Option<u32>,
-    /// Inferences a shard should hold when `images` is not given.
+    /// Seconds a shard should last when `images` is not given and the model's
+    /// throughput has been measured (by earlier sweeps' commits).
+    #[serde(default = "default_target_seconds")]
+    pub target_seconds: f64,
+    /// Inferences a shard should hold when `images` is not given and no
+    /// throughput is known.
     #[serde(default = "default_target")]
     pub target_inferences: u32,
     /// Attempts before a shard is marked failed.
@@ -151,13 +157,16 @@ pub struct ShardSpec {
 fn default_target() -> u32 {
     1024
 }
+fn default_target_seconds() -> f64 {
+    30.0
+}
 fn default_attempts() -> u32 {
     3
 }
 
 impl Default for ShardSpec {
     fn default() -> Self {
-        ShardSpec { images: None, target_inferences: default_target(), max_attempts: default_attempts() }
+        ShardSpec { images: None, target_seconds: default_target_seconds(), target_inferences: default_target(), max_attempts: default_attempts() }
     }
 }
 
@@ -228,6 +237,9 @@ impl SweepSpec {
         }
         if self.shard.images == Some(0) {
             return Err(field("shard.images", "must be at least 1"));
+        }
+        if !(self.shard.target_seconds >= 1.0 && self.shard.target_seconds <= 86_400.0) {
+            return Err(field("shard.target_seconds", "must be between 1 and 86400"));
         }
         if self.shard.target_inferences == 0 {
             return Err(field("shard.target_inferences", "must be at least 1"));

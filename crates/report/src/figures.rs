@@ -3,7 +3,6 @@
 //! (Fig. 1), the map of mean p(true class) over 2-D offsets, and bars of
 //! P(top-1 change) and jaggedness per model and family.
 
-use jagged_artifacts::ResultRow;
 use std::fmt::Write as _;
 
 /// Images whose traces are kept for the heatmap.
@@ -28,27 +27,52 @@ pub struct FigureData {
 }
 
 impl FigureData {
-    /// Adds the rows of one image (all its points).
-    pub fn add_image(&mut self, rows: &[ResultRow]) {
-        let n = rows.iter().map(|r| r.point as usize + 1).max().unwrap_or(0);
+    /// Empty, for a family with these points.
+    pub fn for_points(points: Vec<PointParams>) -> FigureData {
+        let n = points.len();
+        FigureData { points, traces: vec![], sum: vec![0.0; n], count: vec![0; n] }
+    }
+
+    /// Adds one image: its rows' point indices and p(true class) (NaN when
+    /// unlabelled).
+    pub fn add_image(&mut self, name: &str, point: &[i32], p_label: &[f32]) {
+        let n = point.iter().map(|&p| p as usize + 1).max().unwrap_or(0);
         if self.points.len() < n {
             self.points.resize(n, (0, 0, 1.0, 0.0));
-            self.sum.resize(n, 0.0);
-            self.count.resize(n, 0);
         }
-        let mut trace = vec![None; n];
-        for r in rows {
-            let i = r.point as usize;
-            self.points[i] = (r.dx, r.dy, r.scale, r.angle);
-            if let Some(p) = r.p_label {
+        if self.sum.len() < self.points.len() {
+            self.sum.resize(self.points.len(), 0.0);
+            self.count.resize(self.points.len(), 0);
+        }
+        let keep = self.traces.len() < MAX_TRACES;
+        let mut trace = if keep { vec![None; n] } else { vec![] };
+        for (&i, &p) in point.iter().zip(p_label) {
+            if !p.is_nan() {
+                let i = i as usize;
                 self.sum[i] += p as f64;
                 self.count[i] += 1;
-                trace[i] = Some(p);
+                if keep {
+                    trace[i] = Some(p);
+                }
             }
         }
-        if self.traces.len() < MAX_TRACES && trace.iter().any(Option::is_some) {
-            self.traces.push((rows[0].image_name.clone(), trace));
+        if keep && trace.iter().any(Option::is_some) {
+            self.traces.push((name.to_string(), trace));
         }
+    }
+
+    /// Adds the data of images that come after this one's.
+    pub fn merge(&mut self, o: FigureData) {
+        if self.points.len() < o.points.len() {
+            self.points.clone_from(&o.points);
+        }
+        let n = self.points.len();
+        self.sum.resize(n, 0.0);
+        self.count.resize(n, 0);
+        o.sum.iter().enumerate().for_each(|(i, v)| self.sum[i] += v);
+        o.count.iter().enumerate().for_each(|(i, v)| self.count[i] += v);
+        let room = MAX_TRACES.saturating_sub(self.traces.len());
+        self.traces.extend(o.traces.into_iter().take(room));
     }
 
     /// The x value and axis name of each point for one-dimensional families.

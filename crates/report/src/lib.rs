@@ -4,14 +4,20 @@
 //!
 //! Only parts recorded in PostgreSQL's `outputs` count (files of abandoned or
 //! stale attempts are never read), and each is checked against its committed
-//! SHA-256 before use. Parts are streamed one at a time and folded into one
-//! [`Summary`] per (model, family), so memory does not grow with the sweep.
+//! SHA-256 before use. Parts are read a few at a time (only the columns the
+//! summary needs), folded on all cores into one [`RowFold`] per (model,
+//! family) and merged in shard order. Memory does not grow with the sweep: the
+//! totals are counters, the figures keep one value per grid point and the first
+//! images' traces, and the bootstrap keeps at most [`SAMPLE_CAP`] units per row.
 #![deny(missing_docs)]
 
 pub mod figures;
 
 use futures::StreamExt;
-use jagged_domain::metrics::{bootstrap, normalised, ImageStats, Intervals, Normalised, RowView, Summary, SummaryRow};
+use jagged_artifacts::{SummaryColumns, NO_LABEL};
+use jagged_domain::metrics::{bootstrap, normalised, ImageSample, Intervals, Normalised, RowView, Summary, SummaryRow, SAMPLE_CAP};
+use jagged_domain::spec::ImageRef;
+use jagged_domain::transform::Family;
 use jagged_store::{Store, SweepRow};
 use object_store::ObjectStore;
 use std::collections::BTreeMap;
@@ -91,55 +97,114 @@ pub struct NormalisedTable {
     pub models: Vec<(String, Normalised)>,
 }
 
-/// Builds the report of a sweep from its committed parts.
-pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> Result<Report, ReportError> {
-    let sweep = store.sweep(sweep_id).await?;
-    let resolved = store.resolved(sweep_id).await?;
-    let outputs = store.outputs(sweep_id).await?;
-    let mut sums: BTreeMap<(usize, usize), Summary> = BTreeMap::new();
-    let mut per_image: BTreeMap<(usize, usize), Vec<ImageStats>> = BTreeMap::new();
-    let mut figs: BTreeMap<(usize, usize), figures::FigureData> = BTreeMap::new();
-    for m in 0..resolved.models.len() {
-        for f in 0..resolved.spec.families.len() {
-            sums.insert((m, f), Summary::default());
+/// What parts add to one (model, family) row: the running totals, the images
+/// for the bootstrap (bounded, [`ImageSample`]) and the figure data.
+#[derive(Clone, Debug)]
+pub struct RowFold {
+    /// Totals.
+    pub summary: Summary,
+    /// Per-image statistics for the bootstrap.
+    pub images: ImageSample,
+    /// Figure data.
+    pub figure: figures::FigureData,
+}
+
+impl RowFold {
+    /// Empty, for a family.
+    pub fn new(family: &Family) -> RowFold {
+        let points = family.points().iter().map(|p| (p.dx, p.dy, p.scale, p.angle)).collect();
+        RowFold { summary: Summary::default(), images: ImageSample::new(SAMPLE_CAP), figure: figures::FigureData::for_points(points) }
+    }
+
+    /// Folds one part's rows (grouped by image, as workers write them); `items`
+    /// name the images by index.
+    pub fn add_part(&mut self, cols: &SummaryColumns, items: &[ImageRef]) {
+        let mut views: Vec<RowView> = Vec::new();
+        let n = cols.len();
+        let mut start = 0;
+        while start < n {
+            let img = cols.image_index[start];
+            let end = cols.image_index[start..].iter().position(|&i| i != img).map_or(n, |k| start + k);
+            views.clear();
+            views.extend((start..end).map(|r| RowView {
+                image: img as u32,
+                label: (cols.label[r] != NO_LABEL).then_some(cols.label[r]),
+                is_reference: cols.is_reference[r],
+                top5_class: &cols.top5[cols.top5_offsets[r]..cols.top5_offsets[r + 1]],
+                fwd_pairs: cols.fwd_pairs[r] as u32,
+                fwd_top1_changes: cols.fwd_top1_changes[r] as u32,
+                fwd_abs_diff: cols.fwd_abs_diff[r],
+                fwd_top5_transitions: cols.fwd_top5_transitions[r] as u32,
+                fwd_top5_dist: cols.fwd_top5_dist[r] as u32,
+            }));
+            let stats = self.summary.add_image(&views);
+            self.images.add(img as u32, stats);
+            let name = items.get(img as usize).map(|i| i.name.as_str()).unwrap_or("");
+            self.figure.add_image(name, &cols.point[start..end], &cols.p_label[start..end]);
+            start = end;
         }
     }
-    let mut parts = futures::stream::iter(outputs.into_iter().map(|o| async move {
-        let bytes = jagged_artifacts::get(objects, &o.object_key).await?;
-        if jagged_artifacts::sha256_hex(&bytes) != o.sha256 {
-            return Err(ReportError::Checksum(o.object_key.clone()));
+
+    /// Adds the folds of parts that come after this one's.
+    pub fn merge(&mut self, o: RowFold) {
+        self.summary.merge(&o.summary);
+        self.images.merge(o.images);
+        self.figure.merge(o.figure);
+    }
+
+    /// The finished metrics and their bootstrap intervals.
+    pub fn finish(&self) -> (SummaryRow, Intervals) {
+        (self.summary.finish(), bootstrap(&self.images.units(), BOOTSTRAP_RESAMPLES, 0))
+    }
+}
+
+/// Builds the report of a sweep from its committed parts, reading and folding
+/// parts on all cores.
+pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> Result<Report, ReportError> {
+    build_with(store, objects, sweep_id, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).await
+}
+
+/// [`build`] with `threads` parts read and folded at a time. Parts are folded
+/// independently and merged in shard order, so the result does not depend on
+/// `threads`.
+pub async fn build_with(store: &Store, objects: &dyn ObjectStore, sweep_id: i64, threads: usize) -> Result<Report, ReportError> {
+    let sweep = store.sweep(sweep_id).await?;
+    let resolved = std::sync::Arc::new(store.resolved(sweep_id).await?);
+    let outputs = store.outputs(sweep_id).await?;
+    let mut folds: BTreeMap<(usize, usize), RowFold> = BTreeMap::new();
+    for m in 0..resolved.models.len() {
+        for (f, fam) in resolved.spec.families.iter().enumerate() {
+            folds.insert((m, f), RowFold::new(fam));
         }
-        let rows = jagged_artifacts::decode(bytes)?;
-        Ok::<_, ReportError>((o, rows))
+    }
+    let mut parts = futures::stream::iter(outputs.into_iter().map(|o| {
+        let resolved = resolved.clone();
+        async move {
+            let bytes = jagged_artifacts::get(objects, &o.object_key).await?;
+            let key = (o.model_idx as usize, o.family_idx as usize);
+            let fold = tokio::task::spawn_blocking(move || {
+                if jagged_artifacts::sha256_hex(&bytes) != o.sha256 {
+                    return Err(ReportError::Checksum(o.object_key.clone()));
+                }
+                let cols = jagged_artifacts::decode_summary(bytes)?;
+                let family = resolved.spec.families.get(key.1).ok_or_else(|| ReportError::Checksum(o.object_key.clone()))?;
+                let mut fold = RowFold::new(family);
+                fold.add_part(&cols, resolved.items(key.1));
+                Ok(fold)
+            })
+            .await
+            .map_err(|e| ReportError::Io("folding a part".into(), std::io::Error::other(e.to_string())))??;
+            Ok::<_, ReportError>((key, fold))
+        }
     }))
-    .buffered(4);
+    .buffered(threads.max(1));
     while let Some(part) = parts.next().await {
-        let (o, rows) = part?;
-        let key = (o.model_idx as usize, o.family_idx as usize);
-        let sum = sums.entry(key).or_default();
-        let stats = per_image.entry(key).or_default();
-        let fig = figs.entry(key).or_default();
-        let mut start = 0;
-        while start < rows.len() {
-            let img = rows[start].image_index;
-            let end = rows[start..].iter().position(|r| r.image_index != img).map_or(rows.len(), |n| start + n);
-            let views: Vec<RowView> = rows[start..end]
-                .iter()
-                .map(|r| RowView {
-                    image: r.image_index as u32,
-                    label: r.label,
-                    is_reference: r.is_reference,
-                    top5_class: &r.top5_class,
-                    fwd_pairs: r.fwd_pairs as u32,
-                    fwd_top1_changes: r.fwd_top1_changes as u32,
-                    fwd_abs_diff: r.fwd_abs_diff,
-                    fwd_top5_transitions: r.fwd_top5_transitions as u32,
-                    fwd_top5_dist: r.fwd_top5_dist as u32,
-                })
-                .collect();
-            stats.push(sum.add_image(&views));
-            fig.add_image(&rows[start..end]);
-            start = end;
+        let (key, fold) = part?;
+        match folds.get_mut(&key) {
+            Some(f) => f.merge(fold),
+            None => {
+                folds.insert(key, fold);
+            }
         }
     }
     let mut failures = Vec::new();
@@ -151,13 +216,17 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
     };
     for f in store.failed_items(sweep_id).await? {
         let key = (f.model_idx as usize, f.family_idx as usize);
-        sums.entry(key).or_default().failed_items += 1;
+        if let Some(f) = folds.get_mut(&key) {
+            f.summary.failed_items += 1;
+        }
         let (m, fam) = name(key.0, key.1);
         failures.push((m, fam, f.item.image_name, f.item.reason));
     }
     for s in store.shard_errors(sweep_id, i64::MAX).await? {
         let key = (s.model_idx as usize, s.family_idx as usize);
-        sums.entry(key).or_default().failed_items += (s.image_hi - s.image_lo) as u64;
+        if let Some(f) = folds.get_mut(&key) {
+            f.summary.failed_items += (s.image_hi - s.image_lo) as u64;
+        }
         let (m, fam) = name(key.0, key.1);
         for i in s.image_lo..s.image_hi {
             let img = resolved.items(key.1).get(i as usize).map(|x| x.name.clone()).unwrap_or_default();
@@ -171,14 +240,14 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
         let i = jagged_onnx::inspect::inspect(&bytes).ok();
         structure.push(i.map(|i| (i.factor, (i.subsampling.iter().filter(|s| s.blurred).count(), i.subsampling.len()))).unwrap_or((0, (0, 0))));
     }
-    let figure_data: Vec<figures::FigureData> = sums.keys().map(|k| figs.remove(k).unwrap_or_default()).collect();
-    let rows = sums
+    let figure_data: Vec<figures::FigureData> = folds.values().map(|f| f.figure.clone()).collect();
+    let rows = folds
         .into_iter()
-        .map(|((m, f), s)| {
+        .map(|((m, f), fold)| {
             let (model, family) = name(m, f);
             let untrained = resolved.models.get(m).is_some_and(|x| x.card.untrained);
             let (subsampling, blurred) = structure.get(m).copied().unwrap_or((0, (0, 0)));
-            let intervals = bootstrap(per_image.get(&(m, f)).map(Vec::as_slice).unwrap_or(&[]), BOOTSTRAP_RESAMPLES, 0);
+            let (metrics, intervals) = fold.finish();
             let repeated = resolved.spec.families.iter().filter(|x| x.name() == family).count() > 1;
             let family_label = match &resolved.spec.families[f] {
                 // Sequences are told apart by their folder (ImageNet-P: the perturbation).
@@ -190,7 +259,7 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
                 _ if repeated => format!("{family}[{f}]"),
                 _ => family.clone(),
             };
-            TableRow { model, family, family_label, family_index: f, untrained, subsampling, blurred, metrics: s.finish(), intervals }
+            TableRow { model, family, family_label, family_index: f, untrained, subsampling, blurred, metrics, intervals }
         })
         .collect::<Vec<TableRow>>();
     let normalised = resolved.spec.metrics.baseline.as_ref().map(|b| normalised_table(&resolved, &rows, b));
@@ -615,5 +684,60 @@ labelled images or no pairs.\n";
             std::fs::write(&p, text).map_err(|e| io(&p, e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Columns of `images` images x 3 points (diagonal, steps 2), with labels
+    /// and changes chosen per image.
+    fn part(images: std::ops::Range<i32>) -> SummaryColumns {
+        let mut c = SummaryColumns { top5_offsets: vec![0], ..Default::default() };
+        for img in images {
+            for p in 0..3 {
+                c.image_index.push(img);
+                c.label.push(if img % 3 == 0 { NO_LABEL } else { 5 });
+                c.is_reference.push(p == 0);
+                let top1 = if (img + p) % 2 == 0 { 5 } else { 7 };
+                c.top5.extend([top1, 1, 2, 3, if img % 4 == 0 { 5 } else { 4 }]);
+                c.top5_offsets.push(c.top5.len());
+                c.point.push(p);
+                c.p_label.push(if img % 3 == 0 { f32::NAN } else { 0.25 * p as f32 });
+                c.fwd_pairs.push((p < 2) as i32);
+                c.fwd_top1_changes.push((p < 2) as i32);
+                c.fwd_abs_diff.push(if p < 2 { 0.5 } else { 0.0 });
+                c.fwd_top5_transitions.push((img % 5 == 0 && p == 0) as i32);
+                c.fwd_top5_dist.push(if p < 2 { 2 } else { 0 });
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn folding_parts_separately_and_merging_in_order_equals_one_fold() {
+        let fam = Family::Diagonal { steps: 2, base: Default::default(), size: None, background: Default::default(), resample: Default::default() };
+        let items: Vec<ImageRef> = (0..30).map(|i| ImageRef { name: format!("{i}.png"), key: String::new(), label: None, frames: vec![] }).collect();
+        let mut whole = RowFold::new(&fam);
+        whole.add_part(&part(0..30), &items);
+        let mut a = RowFold::new(&fam);
+        a.add_part(&part(0..11), &items);
+        let mut b = RowFold::new(&fam);
+        b.add_part(&part(11..30), &items);
+        a.merge(b);
+        assert_eq!(a.summary, whole.summary);
+        assert_eq!(a.images, whole.images);
+        assert_eq!((&a.figure.sum, &a.figure.count, a.figure.traces.len()), (&whole.figure.sum, &whole.figure.count, whole.figure.traces.len()));
+        assert_eq!(a.finish(), whole.finish());
+        // By hand: 20 labelled images; top-1 right at the reference for even ones.
+        let (row, _) = whole.finish();
+        assert_eq!((row.images, row.inferences), (30, 90));
+        assert_eq!(row.acc1, Some(10.0 / 20.0));
+        assert_eq!(row.p_top1_change, Some(1.0));
+        assert_eq!(row.mac, Some(0.5));
+        // Traces: the first labelled images by name, p(true class) per point.
+        assert_eq!(whole.figure.traces[0], ("1.png".to_string(), vec![Some(0.0), Some(0.25), Some(0.5)]));
+        assert_eq!(whole.figure.count, vec![20, 20, 20]);
     }
 }

@@ -33,6 +33,9 @@ pub enum StoreError {
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// The database failed for a group of calls; retrying may succeed.
+    #[error("database: {0}")]
+    Unavailable(String),
     /// Stored data could not be decoded.
     #[error("stored data: {0}")]
     Data(String),
@@ -51,7 +54,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Db(_))
+        matches!(self, StoreError::Db(_) | StoreError::Unavailable(_))
     }
 }
 
@@ -88,6 +91,8 @@ pub struct Claimed {
     pub lease_epoch: i64,
     /// Lease deadline, ms since epoch.
     pub deadline_ms: i64,
+    /// Inferences the shard holds.
+    pub inferences: i64,
 }
 
 /// The committed output of a shard.
@@ -107,6 +112,23 @@ pub struct Output {
     pub provider: String,
     /// Wall seconds the shard took.
     pub seconds: f64,
+    /// The model's object key (for throughput per model), when known.
+    pub model_key: Option<String>,
+}
+
+/// One shard's commit, for [`Store::complete_many`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Commit {
+    /// The shard.
+    pub shard: i64,
+    /// The lease epoch it was written under.
+    pub epoch: i64,
+    /// The committing worker.
+    pub worker: i64,
+    /// The output.
+    pub out: Output,
+    /// Items that failed inside it.
+    pub failed: Vec<FailedItem>,
 }
 
 /// An item that failed inside an otherwise completed shard.
@@ -366,13 +388,31 @@ impl Store {
         Ok(sqlx::query_scalar(include_str!("../queries/workers/count_alive.sql")).bind(ts(since_ms)).fetch_one(&self.pool).await?)
     }
 
-    /// Claims up to `max` ready shards for `worker`.
+    /// Claims up to `max` ready shards for `worker` from the running sweeps in
+    /// priority order (highest first, then oldest). The coordinator uses
+    /// [`Store::claim_from`] with its fair-share order instead.
     pub async fn claim(&self, worker: i64, max: i64, now_ms: i64, policy: &LeasePolicy) -> Result<Vec<Claimed>> {
-        let rows = sqlx::query(include_str!("../queries/shards/claim.sql"))
+        let mut running = self.running_sweeps().await?;
+        running.sort_by_key(|&(id, priority)| (-(priority as i64), id));
+        for (id, _) in running {
+            let c = self.claim_from(worker, id, None, max, now_ms, policy).await?;
+            if !c.is_empty() {
+                return Ok(c);
+            }
+        }
+        Ok(vec![])
+    }
+
+    /// Claims up to `max` ready shards of one sweep (of one model, if given) for
+    /// `worker`: lowest model index, then lowest shard id, first.
+    pub async fn claim_from(&self, worker: i64, sweep: i64, model: Option<i32>, max: i64, now_ms: i64, policy: &LeasePolicy) -> Result<Vec<Claimed>> {
+        let rows = sqlx::query(include_str!("../queries/shards/claim_from.sql"))
             .bind(ts(now_ms))
             .bind(worker)
             .bind(max)
             .bind(ts(policy.deadline(now_ms)))
+            .bind(sweep)
+            .bind(model)
             .fetch_all(&self.pool)
             .await?;
         let mut out: Vec<Claimed> = rows
@@ -387,10 +427,25 @@ impl Store {
                 attempt: r.get("attempt"),
                 lease_epoch: r.get("lease_epoch"),
                 deadline_ms: r.get::<DateTime<Utc>, _>("leased_until").timestamp_millis(),
+                inferences: r.get("inferences"),
             })
             .collect();
         out.sort_by_key(|c| c.id);
         Ok(out)
+    }
+
+    /// Running sweeps with their priorities, by id.
+    pub async fn running_sweeps(&self) -> Result<Vec<(i64, i32)>> {
+        let rows = sqlx::query(include_str!("../queries/sweeps/running.sql")).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| (r.get("id"), r.get("priority"))).collect())
+    }
+
+    /// Measured inferences per second of a model (by object key) over its most
+    /// recent `recent` committed shards, per execution provider: (provider,
+    /// per second, shards).
+    pub async fn throughput(&self, model_key: &str, recent: i64) -> Result<Vec<(String, f64, i64)>> {
+        let rows = sqlx::query(include_str!("../queries/outputs/throughput.sql")).bind(model_key).bind(recent).fetch_all(&self.pool).await?;
+        Ok(rows.iter().map(|r| (r.get("provider"), r.get("per_sec"), r.get("shards"))).collect())
     }
 
     /// Renews the leases `worker` holds; returns the ids of held shards it lost.
@@ -410,49 +465,91 @@ impl Store {
     }
 
     /// Commits a shard's output under its lease epoch, with its failed items, and
-    /// counts it into the sweep, all in one transaction.
+    /// counts it into the sweep, atomically ([`Store::complete_many`] of one).
     pub async fn complete(&self, shard: i64, epoch: i64, worker: i64, out: &Output, failed: &[FailedItem], now_ms: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let row =
-            sqlx::query(include_str!("../queries/shards/complete.sql")).bind(shard).bind(epoch).bind(ts(now_ms)).fetch_optional(&mut *tx).await?;
-        let Some(row) = row else {
-            return Err(StoreError::Stale(shard));
-        };
-        let sweep_id: i64 = row.get("sweep_id");
-        let inferences: i64 = row.get("inferences");
-        let attempt: i32 = row.get("attempt");
-        let expected = jagged_domain::keys::part_key(sweep_id, shard, attempt, epoch);
-        if out.object_key != expected {
-            // Dropping the transaction rolls the update back.
-            return Err(StoreError::BadKey { shard, key: out.object_key.clone(), expected });
+        let commit = Commit { shard, epoch, worker, out: out.clone(), failed: failed.to_vec() };
+        self.complete_many(std::slice::from_ref(&commit), now_ms).await?.remove(0)
+    }
+
+    /// Commits many shards in one statement (one round trip, one counter update
+    /// per sweep), each fenced by its lease epoch and part key as
+    /// [`Store::complete`]; per commit: done, [`StoreError::Stale`] or
+    /// [`StoreError::BadKey`]. A database error fails them all (none is written).
+    pub async fn complete_many(&self, commits: &[Commit], now_ms: i64) -> Result<Vec<Result<()>>> {
+        let mut results: Vec<Option<Result<()>>> = commits.iter().map(|_| None).collect();
+        let mut batch: Vec<(usize, i64, i32)> = Vec::new(); // (index, sweep, attempt)
+        let mut later = Vec::new(); // the same shard twice: after this batch
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in commits.iter().enumerate() {
+            let named = jagged_domain::keys::parse_part_key(&c.out.object_key).filter(|&(_, s, _, e)| s == c.shard && e == c.epoch);
+            match named {
+                Some(_) if !seen.insert(c.shard) => later.push(i),
+                Some((sweep, _, attempt, _)) => batch.push((i, sweep, attempt)),
+                None => {}
+            }
         }
-        sqlx::query(include_str!("../queries/outputs/insert.sql"))
-            .bind(shard)
-            .bind(sweep_id)
-            .bind(&out.object_key)
-            .bind(out.rows)
-            .bind(&out.sha256)
-            .bind(attempt)
-            .bind(out.lease_epoch)
-            .bind(worker)
-            .bind(&out.provider)
-            .bind(out.seconds)
-            .bind(ts(now_ms))
-            .execute(&mut *tx)
-            .await?;
-        if !failed.is_empty() {
-            sqlx::query(include_str!("../queries/outputs/failed_item_insert.sql"))
-                .bind(shard)
-                .bind(sweep_id)
-                .bind(failed.iter().map(|f| f.image_idx).collect::<Vec<_>>())
-                .bind(failed.iter().map(|f| f.image_name.clone()).collect::<Vec<_>>())
-                .bind(failed.iter().map(|f| f.reason.clone()).collect::<Vec<_>>())
-                .execute(&mut *tx)
+        if !batch.is_empty() {
+            let col = |f: &dyn Fn(&Commit) -> i64| batch.iter().map(|&(i, ..)| f(&commits[i])).collect::<Vec<i64>>();
+            let text = |f: &dyn Fn(&Commit) -> &str| batch.iter().map(|&(i, ..)| f(&commits[i]).to_string()).collect::<Vec<String>>();
+            let failed: Vec<(i64, &FailedItem)> =
+                batch.iter().flat_map(|&(i, ..)| commits[i].failed.iter().map(move |f| (commits[i].shard, f))).collect();
+            let done: Vec<i64> = sqlx::query_scalar(include_str!("../queries/shards/complete.sql"))
+                .bind(col(&|c| c.shard))
+                .bind(col(&|c| c.epoch))
+                .bind(batch.iter().map(|b| b.1).collect::<Vec<i64>>())
+                .bind(batch.iter().map(|b| b.2).collect::<Vec<i32>>())
+                .bind(text(&|c| &c.out.object_key))
+                .bind(col(&|c| c.out.rows))
+                .bind(text(&|c| &c.out.sha256))
+                .bind(col(&|c| c.worker))
+                .bind(text(&|c| &c.out.provider))
+                .bind(batch.iter().map(|&(i, ..)| commits[i].out.seconds).collect::<Vec<f64>>())
+                .bind(batch.iter().map(|&(i, ..)| commits[i].out.model_key.clone()).collect::<Vec<Option<String>>>())
+                .bind(col(&|c| c.failed.len() as i64))
+                .bind(ts(now_ms))
+                .bind(failed.iter().map(|f| f.0).collect::<Vec<i64>>())
+                .bind(failed.iter().map(|f| f.1.image_idx).collect::<Vec<i32>>())
+                .bind(failed.iter().map(|f| f.1.image_name.clone()).collect::<Vec<String>>())
+                .bind(failed.iter().map(|f| f.1.reason.clone()).collect::<Vec<String>>())
+                .fetch_all(&self.pool)
                 .await?;
+            for &(i, ..) in &batch {
+                if done.contains(&commits[i].shard) {
+                    results[i] = Some(Ok(()));
+                }
+            }
         }
-        Self::count_shard(&mut tx, sweep_id, 1, 0, inferences, failed.len() as i64, now_ms).await?;
-        tx.commit().await?;
-        Ok(())
+        if !later.is_empty() {
+            let again: Vec<Commit> = later.iter().map(|&i| commits[i].clone()).collect();
+            for (i, r) in later.into_iter().zip(Box::pin(self.complete_many(&again, now_ms)).await?) {
+                results[i] = Some(r);
+            }
+        }
+        // Nothing was committed for the rest: a lost lease, or a key other than
+        // the attempt's own part.
+        let mut out = Vec::with_capacity(commits.len());
+        for (c, r) in commits.iter().zip(results) {
+            out.push(match r {
+                Some(r) => r,
+                None => Err(self.refusal(c).await?),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn refusal(&self, c: &Commit) -> Result<StoreError> {
+        let row = sqlx::query(include_str!("../queries/shards/lease_of.sql")).bind(c.shard).fetch_optional(&self.pool).await?;
+        Ok(match row {
+            Some(r) if r.get::<String, _>("state") == "leased" && r.get::<i64, _>("lease_epoch") == c.epoch => {
+                let expected = jagged_domain::keys::part_key(r.get("sweep_id"), c.shard, r.get("attempt"), c.epoch);
+                if c.out.object_key != expected {
+                    StoreError::BadKey { shard: c.shard, key: c.out.object_key.clone(), expected }
+                } else {
+                    StoreError::Stale(c.shard)
+                }
+            }
+            _ => StoreError::Stale(c.shard),
+        })
     }
 
     async fn count_shard(

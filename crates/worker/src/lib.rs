@@ -219,6 +219,7 @@ async fn process(
                 failed_items: out.failed,
                 execution_provider: out.provider.into(),
                 seconds: started.elapsed().as_secs_f64(),
+                model_key: task.model_key.clone(),
             };
             match retry("complete", stop, || {
                 let mut c = client.clone();

@@ -1,5 +1,40 @@
--- Fenced commit: only the current lease holder's epoch may complete the shard.
-update shards
-set state = 'done', finished_at = $3, leased_until = null, last_error = null
-where id = $1 and lease_epoch = $2 and state = 'leased'
-returning sweep_id, inferences, attempt, model_idx, family_idx
+-- Fenced commits, many in one statement (the coordinator groups concurrent
+-- ones): only the current lease holder's epoch, for the attempt its part key
+-- names, may complete a shard; each output, its failed items and the sweeps'
+-- counters (one update per sweep) are written with it, or nothing is.
+with input as (
+    select *
+    from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[], $6::bigint[], $7::text[],
+                $8::bigint[], $9::text[], $10::float8[], $11::text[], $12::bigint[])
+         as t (shard, epoch, sweep, attempt, object_key, rows, sha256, worker, provider, seconds, model_key, failed)
+), done as (
+    update shards s
+    set state = 'done', finished_at = $13, leased_until = null, last_error = null
+    from input i
+    where s.id = i.shard and s.lease_epoch = i.epoch and s.state = 'leased' and s.sweep_id = i.sweep and s.attempt = i.attempt
+    returning s.id, s.sweep_id, s.inferences, s.attempt
+), output as (
+    insert into outputs (shard_id, sweep_id, object_key, rows, sha256, attempt, lease_epoch, worker_id, provider, seconds, committed_at, model_key)
+    select d.id, d.sweep_id, i.object_key, i.rows, i.sha256, d.attempt, i.epoch, i.worker, i.provider, i.seconds, $13, i.model_key
+    from done d join input i on i.shard = d.id
+), failed as (
+    insert into failed_items (shard_id, sweep_id, image_idx, image_name, reason)
+    select d.id, d.sweep_id, f.i, f.n, f.r
+    from done d join unnest($14::bigint[], $15::int[], $16::text[], $17::text[]) as f (shard, i, n, r) on f.shard = d.id
+), per_sweep as (
+    select d.sweep_id, count(*)::int as shards, sum(d.inferences)::bigint as inferences, sum(i.failed)::bigint as failed
+    from done d join input i on i.shard = d.id
+    group by d.sweep_id
+), counted as (
+    update sweeps w
+    set shards_done     = w.shards_done + p.shards,
+        inferences_done = w.inferences_done + p.inferences,
+        failed_items    = w.failed_items + p.failed,
+        state           = case when w.state = 'running' and w.shards_done + p.shards + w.shards_failed + w.shards_cancelled >= w.total_shards
+                               then 'done' else w.state end,
+        finished_at     = case when w.state = 'running' and w.shards_done + p.shards + w.shards_failed + w.shards_cancelled >= w.total_shards
+                               then $13 else w.finished_at end
+    from per_sweep p
+    where w.id = p.sweep_id
+)
+select id from done

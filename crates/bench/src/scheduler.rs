@@ -1,0 +1,177 @@
+//! `jagged-bench scheduler`: claim+commit cycles per second with many
+//! concurrent worker clients, and claim latency against queue depth.
+//!
+//! The coordinator runs as its own process on a private PostgreSQL (as in
+//! `jagged demo`); the worker clients are tasks of this process, each with its
+//! own connection, doing what a worker does around a shard: `Lease`, then
+//! `Complete` with the attempt's part key. No inference runs: this measures the
+//! scheduler, not the model. Sweeps are submitted resolved (image and model keys
+//! need not exist, since nothing reads them).
+
+use anyhow::{bail, Context, Result};
+use jagged_cli::{cluster, sweep};
+use jagged_domain::spec::{ImageRef, ModelCard, ResolvedModel, ResolvedSweep, SweepSpec};
+use jagged_proto::v1::worker_service_client::WorkerServiceClient;
+use jagged_proto::v1::{CompleteRequest, LeaseRequest, RegisterRequest, SubmitRequest};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// A resolved sweep of `images` x `families` one-image shards.
+fn resolved(name: &str, images: u32, families: u32) -> Result<ResolvedSweep> {
+    let mut text = format!("name = \"{name}\"\n[dataset]\npath = \"bench\"\n[[models]]\npath = \"m.onnx\"\n");
+    for _ in 0..families {
+        text += "[[families]]\nkind = \"diagonal\"\nsteps = 1\nsize = 36\n";
+    }
+    text += "[shard]\nimages = 1\n";
+    let spec = SweepSpec::from_toml(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let card = ModelCard {
+        name: "bench".into(),
+        input_name: "x".into(),
+        output_name: "y".into(),
+        input_size: 32,
+        normalize: jagged_domain::transform::Normalize { mean: [0.0; 3], std: [1.0; 3] },
+        num_classes: 10,
+        output: Default::default(),
+        classes: vec![],
+        wnids: vec![],
+        untrained: true,
+        source: String::new(),
+        license: String::new(),
+    };
+    Ok(ResolvedSweep {
+        spec,
+        models: vec![ResolvedModel { name: "bench".into(), key: "models/bench.onnx".into(), card }],
+        images: (0..images)
+            .map(|i| ImageRef { name: format!("{i:07}.png"), key: format!("images/{i:07}"), label: Some(1), frames: vec![] })
+            .collect(),
+        family_items: Default::default(),
+    })
+}
+
+async fn submit(url: &str, images: u32, families: u32) -> Result<(i64, u32)> {
+    let sweep = resolved(&format!("scheduler bench {images}x{families}"), images, families)?;
+    let mut admin = sweep::connect(url).await?;
+    let r = admin
+        .submit(SubmitRequest { resolved_json: serde_json::to_string(&sweep)?, spec_toml: String::new(), again: true })
+        .await
+        .context("submitting")?
+        .into_inner();
+    Ok((r.sweep_id, r.shards))
+}
+
+async fn client(url: &str) -> Result<(WorkerServiceClient<Channel>, i64)> {
+    let ch = jagged_proto::transport::endpoint(url).map_err(anyhow::Error::msg)?.tcp_nodelay(true).connect().await?;
+    let mut c = WorkerServiceClient::new(ch);
+    let id = c.register(RegisterRequest { name: "bench".into(), host: "bench".into(), device: "cpu".into() }).await?.into_inner().worker_id;
+    Ok((c, id))
+}
+
+/// One lease + commit; None when nothing was leased. Returns the two latencies.
+async fn cycle(c: &mut WorkerServiceClient<Channel>, worker: i64) -> Result<Option<(Duration, Duration)>> {
+    let t = Instant::now();
+    let shards =
+        c.lease(LeaseRequest { worker_id: worker, max_shards: 1, loaded_models: vec!["models/bench.onnx".into()] }).await?.into_inner().shards;
+    let lease = t.elapsed();
+    let Some(s) = shards.into_iter().next() else { return Ok(None) };
+    let t = Instant::now();
+    c.complete(CompleteRequest {
+        worker_id: worker,
+        shard_id: s.shard_id,
+        lease_epoch: s.lease_epoch,
+        object_key: jagged_domain::keys::part_key(s.sweep_id, s.shard_id, s.attempt, s.lease_epoch),
+        rows: 2,
+        sha256: "0".repeat(64),
+        failed_items: vec![],
+        execution_provider: "CPUExecutionProvider".into(),
+        seconds: 0.001,
+        model_key: s.model_key,
+    })
+    .await?;
+    Ok(Some((lease, t.elapsed())))
+}
+
+fn quantile(v: &mut [Duration], q: f64) -> f64 {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e3
+}
+
+pub fn run(workers: usize, shards: u32, depths: &[u32], samples: usize) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("jagged-bench-scheduler-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
+    let opts = cluster::ClusterOptions {
+        bin,
+        dir: dir.clone(),
+        workers: 0,
+        threads: 1,
+        lease_ms: 60_000,
+        heartbeat_ms: 5_000,
+        store: None,
+        env: vec![("JAGGED_LOG".into(), "warn".into())],
+    };
+    let cl = cluster::LocalCluster::start(opts)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let result = rt.block_on(async {
+        let url = cl.url.clone();
+        // Throughput: `workers` clients until the sweep is drained.
+        let families = 10;
+        let (id, n) = submit(&url, shards.div_ceil(families), families).await?;
+        println!("scheduler: {workers} concurrent worker clients (one connection each), one coordinator process, private PostgreSQL");
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..workers)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move {
+                    let (mut c, w) = client(&url).await?;
+                    let mut done = 0u64;
+                    while cycle(&mut c, w).await?.is_some() {
+                        done += 1;
+                    }
+                    Ok::<_, anyhow::Error>(done)
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await??;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let mut admin = sweep::connect(&url).await?;
+        let st = sweep::status(&mut admin, id).await?;
+        if total != n as u64 || st.done != n || st.state != "done" {
+            bail!("throughput run: {total} cycles for {n} shards; {}", sweep::line(&st));
+        }
+        println!("{n} shards leased and committed in {secs:.2} s: {:.0} claim+complete cycles/s (bar: >= 2000)", n as f64 / secs);
+
+        // Latency against queue depth: one client, the sweep of `depth` shards queued.
+        println!("lease and commit latency with one client (ms; p50 / p99 over {samples} cycles):");
+        for &depth in depths {
+            let families = (depth / 1000).max(1);
+            let t = Instant::now();
+            let (id, n) = submit(&url, depth / families, families).await?;
+            let submit_secs = t.elapsed().as_secs_f64();
+            let (mut c, w) = client(&url).await?;
+            for _ in 0..20 {
+                cycle(&mut c, w).await?; // warm-up
+            }
+            let (mut lease, mut commit) = (Vec::new(), Vec::new());
+            for _ in 0..samples {
+                let (l, m) = cycle(&mut c, w).await?.context("queue ran dry")?;
+                lease.push(l);
+                commit.push(m);
+            }
+            println!(
+                "  {n:>8} queued: lease {:.2} / {:.2}, commit {:.2} / {:.2}   (submit + plan + insert took {submit_secs:.1} s)",
+                quantile(&mut lease, 0.5),
+                quantile(&mut lease, 0.99),
+                quantile(&mut commit, 0.5),
+                quantile(&mut commit, 0.99)
+            );
+            sweep::cancel(&mut admin, id).await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    });
+    cl.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
