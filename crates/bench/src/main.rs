@@ -303,6 +303,9 @@ fn system_sweep(c: &Common, model: &Path, images: &Path) -> Result<(i64, f64)> {
 }
 
 fn resolve_inputs(c: &Common) -> Result<(PathBuf, PathBuf)> {
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        bail!("ORT_DYLIB_PATH is not set: run benchmarks with `just bench ...` (or point it at libonnxruntime.so)");
+    }
     if !c.model.is_file() {
         bail!("{} not found: run `just assets release` first", c.model.display());
     }

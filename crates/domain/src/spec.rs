@@ -524,4 +524,10 @@ kind = "diagonal"
         assert!(selects("crop", &s.families, 0) && selects("families[1]", &s.families, 1));
         assert!(!selects("crop", &s.families, 1) && !selects("families[0]", &s.families, 1));
     }
+
+    #[test]
+    fn shard_target_seconds_may_be_written_as_an_integer() {
+        let s = SweepSpec::from_toml("name = \"x\"\n[dataset]\npath = \"d\"\n[[models]]\npath = \"m.onnx\"\n[[families]]\nkind = \"crop\"\nmax_shift = 1\n[shard]\ntarget_seconds = 30\n").unwrap();
+        assert_eq!(s.shard.target_seconds, 30.0);
+    }
 }
