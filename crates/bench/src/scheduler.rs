@@ -174,7 +174,11 @@ pub fn run(workers: usize, shards: u32, depths: &[u32], samples: usize) -> Resul
         for table in ["shards", "outputs", "sweeps"] {
             let (bytes, rows): (i64, i64) =
                 sqlx::query_as(&format!("select pg_total_relation_size('{table}'), (select count(*) from {table})")).fetch_one(store.pool()).await?;
-            println!("  table {table}: {rows} rows, {:.1} MiB with indexes ({:.0} bytes per row)", bytes as f64 / 1048576.0, bytes as f64 / rows.max(1) as f64);
+            println!(
+                "  table {table}: {rows} rows, {:.1} MiB with indexes ({:.0} bytes per row)",
+                bytes as f64 / 1048576.0,
+                bytes as f64 / rows.max(1) as f64
+            );
         }
         let status = std::fs::read_to_string(format!("/proc/{}/status", cl.coordinator.pid().unwrap_or(0))).unwrap_or_default();
         let kb = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string()).unwrap_or_else(|| "?".into());
