@@ -175,6 +175,9 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         let st = sweep::wait(&cluster.url, id).await.unwrap();
         let store = jagged_store::Store::connect(&cluster.postgres.url(), 4).await.unwrap();
         let report = jagged_report::build(&store, objects.as_ref(), id).await.unwrap();
+        // Folding parts on one thread or many gives the same table.
+        let serial = jagged_report::build_with(&store, objects.as_ref(), id, 1).await.unwrap();
+        assert_eq!(serial.rows, report.rows);
         let mut rows = Vec::new();
         for o in store.outputs(id).await.unwrap() {
             rows.extend(jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await.unwrap()).unwrap());

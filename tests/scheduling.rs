@@ -147,3 +147,40 @@ async fn shards_are_sized_from_the_measured_throughput_of_their_model() {
     let req = SubmitRequest { resolved_json: serde_json::to_string(&b).unwrap(), spec_toml: String::new(), again: true };
     assert_eq!(admin.submit(req).await.unwrap().into_inner().shards, 7);
 }
+
+#[test]
+fn one_worker_process_runs_several_sessions() {
+    use jagged_cli::cluster::{ClusterOptions, LocalCluster};
+    jagged_testkit::ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    jagged_testkit::tiny_model(&dir.join("models"));
+    jagged_testkit::dataset(&dir.join("data"), 12, 10, &[]);
+    let spec = "name = \"sessions\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n\
+                [[families]]\nkind = \"crop\"\nmax_shift = 3\n[shard]\nimages = 1\n";
+    std::fs::write(dir.join("spec.toml"), spec).unwrap();
+    let opts = ClusterOptions {
+        bin: jagged_testkit::jagged_bin(),
+        dir: dir.join("run"),
+        workers: 1,
+        threads: 1,
+        lease_ms: 10_000,
+        heartbeat_ms: 500,
+        store: None,
+        env: vec![("JAGGED_SESSIONS".into(), "2".into())],
+    };
+    let cluster = LocalCluster::start(opts).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (st, names) = rt.block_on(async {
+        let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
+        let id = jagged_cli::sweep::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref()).await.unwrap();
+        let st = jagged_cli::sweep::wait(&cluster.url, id).await.unwrap();
+        let store = jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap();
+        let names: Vec<String> = sqlx::query_scalar("select name from workers order by name").fetch_all(store.pool()).await.unwrap();
+        (st, names)
+    });
+    cluster.stop();
+    assert_eq!((st.state.as_str(), st.done, st.failed), ("done", 12, 0));
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].ends_with("-s0") && names[1].ends_with("-s1"), "{names:?}");
+}

@@ -96,6 +96,11 @@ enum Command {
         /// Exit after this many seconds without work (default: run until stopped).
         #[arg(long)]
         exit_when_idle: Option<u64>,
+        /// Independent sessions on the device, each leasing and running its own
+        /// shards with its own ONNX Runtime sessions (registered as `<name>-s<i>`);
+        /// `--threads` is per session.
+        #[arg(long, env = "JAGGED_SESSIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        sessions: u32,
     },
     /// Submit, watch, list and cancel sweeps.
     #[command(subcommand)]
@@ -341,7 +346,7 @@ async fn run(cli: Cli) -> Result<()> {
             tracing::info!("coordinator stopped");
             Ok(())
         }
-        Command::Worker { coord, store, threads, device, strict_fp32, host_threads, name, exit_when_idle } => {
+        Command::Worker { coord, store, threads, device, strict_fp32, host_threads, name, exit_when_idle, sessions } => {
             let objects = jagged_artifacts::open_store(&store.store)?;
             let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
             let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "worker".into());
@@ -355,7 +360,25 @@ async fn run(cli: Cli) -> Result<()> {
                 idle_poll: Duration::from_millis(200),
                 exit_when_idle: exit_when_idle.map(Duration::from_secs),
             };
-            jagged_worker::run(config, shutdown_signal()).await
+            if sessions == 1 {
+                return jagged_worker::run(config, shutdown_signal()).await;
+            }
+            // One signal stops every session; each finishes its shard first.
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = tx.send(true);
+            });
+            let runs = (0..sessions).map(|i| {
+                let mut c = config.clone();
+                c.name = format!("{}-s{i}", config.name);
+                let mut rx = rx.clone();
+                jagged_worker::run(c, async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+            });
+            let results = futures::future::join_all(runs).await;
+            results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
         }
         Command::Sweep(cmd) => sweep_cmd(cmd).await,
         Command::Report { id, out, db, store } => {
