@@ -6,7 +6,11 @@
 # split tar parts (part.*) holding core.so.xz and cuda.so.xz, which are reassembled. Checks
 # that jagged's CUDA path classifies correctly (TF32 and strict fp32) and measures
 # the worker's compute step against bare ORT CUDA at two batch sizes, and the CPU
-# side for reference. Logs go to $OUT (or ./gpu-check-out).
+# side for reference. Then, where the machine has PostgreSQL's server binaries and a
+# Python with numpy, Pillow and onnxruntime-gpu (a `venv` folder here, or wheels in
+# `wheels/` installed offline into one), a whole sweep on CUDA against
+# bench/python_baseline.py on the same GPU (`jagged-bench python --device cuda`; put
+# python_baseline.py beside the binaries). Logs go to $OUT (or ./gpu-check-out).
 set -uo pipefail
 G=${1:-/tmp/g}
 OUT=${OUT:-$PWD/gpu-check-out}
@@ -37,4 +41,16 @@ cores=$(nproc)
   echo "== compute step vs bare ORT, cpu ($cores threads), batch 32"
   ./jagged-bench compute --device cpu --batch 32 --threads "$cores" --bare-secs 5 --reps 1 \
     --model efficientnet_lite0.onnx --images .
+  echo "== whole sweep on cuda vs the Python implementation on the same GPU"
+  if [ ! -x venv/bin/python3 ] && [ -d wheels ]; then
+    python3 -m venv venv && venv/bin/python3 -m pip install -q --no-index --find-links wheels numpy pillow onnxruntime-gpu
+  fi
+  if [ ! -x venv/bin/python3 ]; then
+    echo "skipped: no Python with onnxruntime-gpu (a venv/ here, or wheels/ to install from)"
+  elif ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${JAGGED_PG_BIN:-}" ]; then
+    echo "skipped: no PostgreSQL server binaries (set JAGGED_PG_BIN)"
+  else
+    ./jagged-bench python --device cuda --batch 32 --threads "$cores" --python venv/bin/python3 --script python_baseline.py \
+      --model efficientnet_lite0.onnx --images .
+  fi
 } 2>&1 | tee "$OUT/gpu-check.log"

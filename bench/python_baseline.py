@@ -14,7 +14,7 @@ runs from loading the model to the last row written, as jagged's runs from the
 first lease (after which its worker loads the model) to the last commit.
 
 usage: python_baseline.py MODEL.onnx CARD.json IMAGES_DIR OUT.csv
-       --max-shift M --embed-size E --batch B --threads T
+       --max-shift M --embed-size E --batch B --threads T [--device cuda]
 """
 import argparse
 import csv
@@ -69,6 +69,7 @@ def main():
     ap.add_argument("--embed-size", type=int, default=112)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (onnxruntime-gpu)")
     a = ap.parse_args()
 
     card = json.load(open(a.card))
@@ -79,7 +80,10 @@ def main():
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = a.threads
     opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(a.model, opts, providers=["CPUExecutionProvider"])
+    providers = ["CUDAExecutionProvider"] if a.device.startswith("cuda") else ["CPUExecutionProvider"]
+    sess = ort.InferenceSession(a.model, opts, providers=providers)
+    if sess.get_providers()[0] != providers[0]:
+        raise SystemExit(f"{providers[0]} is not available in this onnxruntime")
     inp, outp = card["input_name"], card["output_name"]
     sess.run([outp], {inp: np.zeros((a.batch, 3, s, s), dtype=np.float32)})  # warm-up
     rows = list(csv.DictReader(open(f"{a.images}/labels.csv")))

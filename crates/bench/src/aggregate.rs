@@ -202,12 +202,14 @@ fn agree(ours: &serde_json::Value, duck: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-pub fn run(rows: &[usize], threads: usize, python: &Path) -> Result<()> {
+pub fn run(rows: &[usize], threads: usize, python: &Path, script: &Path) -> Result<()> {
     if !python.is_file() {
         bail!("{} not found: run `scripts/fetch.sh duckdb` first", python.display());
     }
+    if !script.is_file() {
+        bail!("{} not found (run from the repository root, or give --script)", script.display());
+    }
     let exe = std::env::current_exe()?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/aggregate_duckdb.py");
     println!(
         "aggregate: the report's summary (totals, per-image bootstrap units, figure sums, 1000-resample bootstrap) vs DuckDB, {threads} thread(s)"
     );
@@ -222,7 +224,7 @@ pub fn run(rows: &[usize], threads: usize, python: &Path) -> Result<()> {
         };
         let run_duck = || {
             let mut c = std::process::Command::new(python);
-            c.arg(&script).arg(&dir).arg(threads.to_string());
+            c.arg(script).arg(&dir).arg(threads.to_string());
             side(c, "DuckDB")
         };
         // Each side twice, interleaved (the first read of the files warms the page cache).

@@ -78,6 +78,12 @@ enum What {
     Python {
         #[command(flatten)]
         common: Common,
+        /// cpu or cuda[:N], both sides (the Python side needs onnxruntime-gpu).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// The Python implementation.
+        #[arg(long, default_value = "bench/python_baseline.py")]
+        script: PathBuf,
         /// The Python with numpy, Pillow and onnxruntime.
         #[arg(long, default_value = ".cache/jagged/venv/bin/python3")]
         python: PathBuf,
@@ -112,6 +118,9 @@ enum What {
         /// The Python with duckdb.
         #[arg(long, default_value = ".cache/jagged/venv/bin/python3")]
         python: PathBuf,
+        /// The DuckDB side.
+        #[arg(long, default_value = "bench/aggregate_duckdb.py")]
+        script: PathBuf,
     },
     /// (Used by `aggregate`: our side in its own process.)
     #[command(hide = true)]
@@ -147,9 +156,9 @@ fn main() -> Result<()> {
             compute(&common, &opts, reps, host)
         }
         What::Pipeline { common } => pipeline(&common),
-        What::Python { common, python: py } => python(&common, &py),
+        What::Python { common, python: py, device, script } => python(&common, &py, &device, &script),
         What::Scheduler { workers, shards, depths, samples } => scheduler::run(workers, shards, &depths, samples),
-        What::Aggregate { rows, threads, python } => aggregate::run(&rows, threads, &python),
+        What::Aggregate { rows, threads, python, script } => aggregate::run(&rows, threads, &python, &script),
         What::AggregateRun { dir, threads } => aggregate::run_ours(&dir, threads),
         What::Load { workers, images, families } => load(workers, images, families),
     }
@@ -250,7 +259,7 @@ fn load(workers: usize, images: u32, families: u32) -> Result<()> {
 
 /// A sweep of `crop` + `embed` (112 px) grids over the sample images through the
 /// whole system (one worker); returns (inferences, seconds from first lease to last commit).
-fn system_sweep(c: &Common, model: &Path, images: &Path) -> Result<(i64, f64)> {
+fn system_sweep(c: &Common, model: &Path, images: &Path, device: &str) -> Result<(i64, f64)> {
     let dir = std::env::temp_dir().join(format!("jagged-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let spec = dir.join("bench.toml");
@@ -277,7 +286,7 @@ fn system_sweep(c: &Common, model: &Path, images: &Path) -> Result<(i64, f64)> {
         lease_ms: 60_000,
         heartbeat_ms: 2_000,
         store: None,
-        env: vec![],
+        env: vec![("JAGGED_DEVICE".into(), device.into())],
     };
     let cl = cluster::LocalCluster::start(opts)?;
     let rt = tokio::runtime::Runtime::new()?;
@@ -317,7 +326,7 @@ fn pipeline(c: &Common) -> Result<()> {
     println!("pipeline: EfficientNet-Lite0, batch {}, {} ORT thread(s), crop grid {2}x{2}", c.batch, c.threads, 2 * c.max_shift + 1);
     let b1 = bare(&model, c.threads, c.batch, c.bare_secs, &images)?;
     println!("bare ORT session.run (before): {b1:.1} img/s");
-    let (n, secs) = system_sweep(c, &model, &images)?;
+    let (n, secs) = system_sweep(c, &model, &images, "cpu")?;
     std::thread::sleep(Duration::from_millis(200));
     let b2 = bare(&model, c.threads, c.batch, c.bare_secs, &images)?;
     println!("bare ORT session.run (after): {b2:.1} img/s");
@@ -328,13 +337,20 @@ fn pipeline(c: &Common) -> Result<()> {
 
 /// The same sweep through the system and through `bench/python_baseline.py`
 /// (Pillow + numpy + onnxruntime in one process), same model, batch and threads.
-fn python(c: &Common, python: &Path) -> Result<()> {
+fn python(c: &Common, python: &Path, device: &str, script: &Path) -> Result<()> {
     let (model, images) = resolve_inputs(c)?;
     if !python.is_file() {
         bail!("{} not found: run `scripts/fetch.sh venv` first", python.display());
     }
-    println!("python: EfficientNet-Lite0, batch {}, {} ORT thread(s), crop + embed grids {2}x{2}", c.batch, c.threads, 2 * c.max_shift + 1);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/python_baseline.py");
+    println!(
+        "python: EfficientNet-Lite0 on {device}, batch {}, {} ORT thread(s), crop + embed grids {2}x{2}",
+        c.batch,
+        c.threads,
+        2 * c.max_shift + 1
+    );
+    if !script.is_file() {
+        bail!("{} not found (run from the repository root, or give --script)", script.display());
+    }
     let card = jagged_cli::models::card_path(&model);
     let run_python = || -> Result<(i64, f64)> {
         let out = std::env::temp_dir().join(format!("jagged-bench-python-{}.csv", std::process::id()));
@@ -342,6 +358,7 @@ fn python(c: &Common, python: &Path) -> Result<()> {
             .arg(&script)
             .args([&model, &card, &images, &out])
             .args(["--max-shift", &c.max_shift.to_string(), "--batch", &c.batch.to_string(), "--threads", &c.threads.to_string()])
+            .args(["--device", device])
             .output()?;
         let _ = std::fs::remove_file(&out);
         if !o.status.success() {
@@ -353,13 +370,14 @@ fn python(c: &Common, python: &Path) -> Result<()> {
         Ok((n, secs))
     };
     let (pn1, ps1) = run_python()?;
-    let (n, secs) = system_sweep(c, &model, &images)?;
+    let (n, secs) = system_sweep(c, &model, &images, device)?;
     let (pn2, ps2) = run_python()?;
     if pn1 != n || pn2 != n {
         bail!("the python baseline ran {pn1} inferences, jagged {n}: not the same protocol");
     }
     let py = (pn1 + pn2) as f64 / (ps1 + ps2);
-    println!("ratio jagged / python = {:.2} (bar: >= 1.3 on CPU)", n as f64 / secs / py);
+    let bar = if device.starts_with("cuda") { ">= 2 on a GPU" } else { ">= 1.3 on CPU" };
+    println!("ratio jagged / python = {:.2} (bar: {bar})", n as f64 / secs / py);
     Ok(())
 }
 

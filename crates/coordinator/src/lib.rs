@@ -2,8 +2,10 @@
 //! shards at submit, hands out leases, renews them on heartbeats, commits fenced
 //! outputs, and runs a reaper that requeues expired leases with backoff.
 //!
-//! It keeps no state of its own besides a cache of immutable resolved sweeps:
-//! kill it at any time and start another; PostgreSQL holds the truth.
+//! It keeps no state of its own besides caches: the immutable resolved forms of
+//! running sweeps, fair-share passes, counter samples for throughput, and the
+//! commits waiting to be written together. Kill it at any time and start
+//! another; PostgreSQL holds the truth.
 #![deny(missing_docs)]
 
 mod commits;
@@ -113,6 +115,8 @@ impl Coordinator {
         let synced = self.share.lock().unwrap().1;
         if now - synced >= SHARE_SYNC_MS || now < synced {
             let running = self.store.running_sweeps().await.map_err(store_err)?;
+            // Finished sweeps leave the cache (a status call reloads one if needed).
+            self.sweeps.lock().unwrap().retain(|id, _| running.iter().any(|r| r.0 == *id));
             let mut share = self.share.lock().unwrap();
             share.0.sync(&running);
             share.1 = now;
@@ -154,7 +158,8 @@ impl Coordinator {
         let leased = self.store.leased_count(id).await.map_err(store_err)? as u32;
         let errors = self.store.shard_errors(id, 20).await.map_err(store_err)?;
         let alive = self.store.workers_alive(now_ms() - 3 * self.config.policy.heartbeat_ms).await.map_err(store_err)?;
-        let resolved = self.resolved(id).await?;
+        // The resolved sweep (its image list can be large) only to name failed shards' models and families.
+        let resolved = if errors.is_empty() { None } else { Some(self.resolved(id).await?) };
         let finished = (s.done + s.failed + s.cancelled) as u32;
         let (rate, eta) = {
             let mut all = self.progress.lock().unwrap();
@@ -190,8 +195,12 @@ impl Coordinator {
                 .into_iter()
                 .map(|e| ShardError {
                     shard_id: e.shard_id,
-                    model: resolved.models.get(e.model_idx as usize).map(|m| m.name.clone()).unwrap_or_default(),
-                    family: resolved.spec.families.get(e.family_idx as usize).map(|f| f.name().to_string()).unwrap_or_default(),
+                    model: resolved.as_ref().and_then(|r| r.models.get(e.model_idx as usize)).map(|m| m.name.clone()).unwrap_or_default(),
+                    family: resolved
+                        .as_ref()
+                        .and_then(|r| r.spec.families.get(e.family_idx as usize))
+                        .map(|f| f.name().to_string())
+                        .unwrap_or_default(),
                     error: e.error,
                 })
                 .collect(),
