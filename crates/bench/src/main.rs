@@ -355,7 +355,7 @@ fn python(c: &Common, python: &Path, device: &str, script: &Path) -> Result<()> 
     let run_python = || -> Result<(i64, f64)> {
         let out = std::env::temp_dir().join(format!("jagged-bench-python-{}.csv", std::process::id()));
         let o = std::process::Command::new(python)
-            .arg(&script)
+            .arg(script)
             .args([&model, &card, &images, &out])
             .args(["--max-shift", &c.max_shift.to_string(), "--batch", &c.batch.to_string(), "--threads", &c.threads.to_string()])
             .args(["--device", device])
