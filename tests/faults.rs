@@ -219,6 +219,8 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
     let total = rt.block_on(until(&url, reference_id, "status", |_| true)).total;
 
     type Damage<'a> = Box<dyn Fn(&mut LocalCluster, &tokio::runtime::Runtime, i64) + 'a>;
+    let frozen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let frozen_worker = frozen.clone();
     let scenarios: Vec<(&str, Damage)> = vec![
         (
             "workers killed with SIGKILL again and again",
@@ -262,14 +264,20 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
             Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
                 let pg = c.postgres.url();
                 mid(rt, &c.url, id, total, 0.2);
+                // Freeze whichever worker holds a shard first (one may still be backing
+                // off after the previous scenario's outage).
                 let deadline = Instant::now() + Duration::from_secs(30);
-                while rt.block_on(held_by(&pg, id, "worker-0")) == 0 {
-                    assert!(Instant::now() < deadline, "worker-0 never held a shard");
+                let w = loop {
+                    if let Some(w) = (0..2).find(|w| rt.block_on(held_by(&pg, id, &format!("worker-{w}"))) > 0) {
+                        break w;
+                    }
+                    assert!(Instant::now() < deadline, "no worker held a shard");
                     std::thread::sleep(Duration::from_millis(5));
-                }
-                c.workers[0].signal("STOP");
+                };
+                frozen_worker.store(w, std::sync::atomic::Ordering::Relaxed);
+                c.workers[w].signal("STOP");
                 std::thread::sleep(Duration::from_millis(3 * lease_ms as u64));
-                c.workers[0].signal("CONT");
+                c.workers[w].signal("CONT");
             }),
         ),
         (
@@ -293,10 +301,10 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
         ),
     ];
 
-    let worker0_log = dir.join("run/logs/worker-0.log");
+    let logs = [dir.join("run/logs/worker-0.log"), dir.join("run/logs/worker-1.log")];
     for (name, damage) in &scenarios {
         let started = Instant::now();
-        let log_from = std::fs::metadata(&worker0_log).map(|m| m.len() as usize).unwrap_or(0);
+        let log_from = logs.clone().map(|l| std::fs::metadata(l).map(|m| m.len() as usize).unwrap_or(0));
         let id = submit(&rt);
         let (errors, watcher) = watch(&rt, cluster.url.clone(), id);
         damage(&mut cluster, &rt, id);
@@ -311,9 +319,10 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
         assert!(csv == reference, "{name}: the report differs from the undisturbed run:\n{csv}\nvs\n{reference}");
         if name.contains("frozen") {
             // The frozen worker's late work was refused or abandoned, never counted.
-            let log = std::fs::read_to_string(&worker0_log).unwrap();
-            let tail = &log[log_from.min(log.len())..];
-            assert!(tail.contains("lost leases") || tail.contains("commit refused"), "worker-0 never noticed its lost lease:\n{tail}");
+            let w = frozen.load(std::sync::atomic::Ordering::Relaxed);
+            let log = std::fs::read_to_string(&logs[w]).unwrap();
+            let tail = &log[log_from[w].min(log.len())..];
+            assert!(tail.contains("lost leases") || tail.contains("commit refused"), "worker-{w} never noticed its lost lease:\n{tail}");
         }
     }
     cluster.stop();

@@ -84,8 +84,15 @@ where
     }
 }
 
-/// Engines by model key; a std Mutex since it is only locked on blocking threads.
-type Engines = Arc<Mutex<HashMap<String, Engine>>>;
+/// Engines by model key, with when each was last used; a std Mutex since it is
+/// only locked on blocking threads.
+type Engines = Arc<Mutex<HashMap<String, (Engine, u64)>>>;
+
+/// Models a worker keeps loaded; past this, the least recently used is dropped.
+const MAX_ENGINES: usize = 4;
+
+/// Orders engine uses.
+static ENGINE_CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Runs the worker until `shutdown` resolves (finishing the shard in hand) or, with
 /// `exit_when_idle`, until no work has been ready for that long.
@@ -316,12 +323,15 @@ async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost
             // Retried like any failure (bounded by the sweep's max_attempts): another
             // worker may load what this one cannot (a device, a library).
             let engine = Engine::load(&bytes, &card, &opts).map_err(|e| retryable(e.to_string()))?;
-            if engines.len() >= 4 {
-                engines.clear();
+            if engines.len() >= MAX_ENGINES {
+                // Make room by dropping the model used least recently.
+                let oldest = engines.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone());
+                oldest.map(|k| engines.remove(&k));
             }
-            engines.insert(task.model_key.clone(), engine);
+            engines.insert(task.model_key.clone(), (engine, 0));
         }
-        let engine = engines.get_mut(&task.model_key).expect("inserted above");
+        let (engine, used) = engines.get_mut(&task.model_key).expect("inserted above");
+        *used = ENGINE_CLOCK.fetch_add(1, Ordering::Relaxed);
         let pad_batches = pads_batches(engine.provider);
         let input = ShardInput { task: &task, family: &family, images, host_threads, pad_batches };
         let abandoned = || lost.lock().unwrap().contains(&shard_id);
