@@ -130,6 +130,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
     let hb = tokio::spawn(heartbeat(client.clone(), worker_id, held.clone(), lost.clone(), Duration::from_millis(reg.heartbeat_ms.max(100) as u64)));
     let engines: Engines = Default::default();
     let mut idle_since = Instant::now();
+    let mut pending: Option<tokio::task::JoinHandle<()>> = None;
     let result = loop {
         if stop.load(Ordering::Relaxed) {
             break Ok(());
@@ -160,15 +161,30 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
         }
         for task in tasks {
             held.lock().unwrap().insert(task.shard_id, task.lease_epoch);
-            let id = task.shard_id;
-            if let Err(e) = process(&config, &client, worker_id, task, &engines, &lost, &stop).await {
-                tracing::error!(shard = id, error = %format!("{e:#}"), "shard could not be reported");
+            let started = Instant::now();
+            tracing::info!(shard = task.shard_id, attempt = task.attempt, model = %task.model_name, images = task.images.len(), "running shard");
+            let outcome = execute(&config, task.clone(), &engines, &lost).await;
+            // The upload and commit of one shard run while the next is leased and
+            // computed; at most one waits (its part is the only one kept in memory).
+            if let Some(previous) = pending.take() {
+                let _ = previous.await;
             }
-            held.lock().unwrap().remove(&id);
-            lost.lock().unwrap().remove(&id);
+            let (config, client, stop, held, lost) = (config.clone(), client.clone(), stop.clone(), held.clone(), lost.clone());
+            pending = Some(tokio::spawn(async move {
+                let id = task.shard_id;
+                if let Err(e) = report(&config, &client, worker_id, task, outcome, started, &stop).await {
+                    tracing::error!(shard = id, error = %format!("{e:#}"), "shard could not be reported");
+                }
+                held.lock().unwrap().remove(&id);
+                lost.lock().unwrap().remove(&id);
+            }));
         }
         idle_since = Instant::now();
     };
+    // Stopping or not, the last shard's commit goes out before the worker ends.
+    if let Some(previous) = pending.take() {
+        let _ = previous.await;
+    }
     hb.abort();
     result
 }
@@ -195,20 +211,18 @@ async fn heartbeat(client: Client, worker_id: i64, held: Arc<Mutex<HashMap<i64, 
     }
 }
 
-/// Runs one leased shard and reports its outcome.
-async fn process(
+/// Reports a shard's outcome: uploads its part and commits it, or reports the
+/// failed attempt.
+async fn report(
     config: &WorkerConfig,
     client: &Client,
     worker_id: i64,
     task: ShardTask,
-    engines: &Engines,
-    lost: &Arc<Mutex<HashSet<i64>>>,
+    outcome: Result<Option<ShardOutput>, Failure>,
+    started: Instant,
     stop: &AtomicBool,
 ) -> Result<()> {
-    let started = Instant::now();
     let (shard, epoch) = (task.shard_id, task.lease_epoch);
-    tracing::info!(shard, attempt = task.attempt, model = %task.model_name, images = task.images.len(), "running shard");
-    let outcome = execute(config, task.clone(), engines, lost).await;
     match outcome {
         Ok(Some(out)) => {
             let key = jagged_artifacts::part_key(task.sweep_id, shard, task.attempt, epoch);
