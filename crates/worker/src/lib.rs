@@ -6,7 +6,9 @@
 //! image once, render every grid point straight into batch tensors on host
 //! threads, ahead of and overlapped with ORT through a bounded queue, then
 //! per-image neighbour metrics on full probability vectors, in parallel), and
-//! commit (upload the part under an attempt-specific key, then a fenced `Complete`).
+//! commit (upload the part under an attempt-specific key, then a fenced
+//! `Complete`). A shard's commit runs while the next shard is leased and
+//! computed (one commit in flight at a time).
 //!
 //! A heartbeat task renews the leases of held shards; a shard whose lease was
 //! lost (expired, cancelled) is abandoned at the next batch boundary. A bad item
