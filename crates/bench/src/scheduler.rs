@@ -10,46 +10,19 @@
 
 use anyhow::{bail, Context, Result};
 use jagged_cli::{cluster, sweep};
-use jagged_domain::spec::{ImageRef, ModelCard, ResolvedModel, ResolvedSweep, SweepSpec};
+use jagged_domain::spec::ResolvedSweep;
 use jagged_proto::v1::worker_service_client::WorkerServiceClient;
 use jagged_proto::v1::{CompleteRequest, LeaseRequest, RegisterRequest, SubmitRequest};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
-/// A resolved sweep of `images` x `families` one-image shards.
-fn resolved(name: &str, images: u32, families: u32) -> Result<ResolvedSweep> {
-    let mut text = format!("name = \"{name}\"\n[dataset]\npath = \"bench\"\n[[models]]\npath = \"m.onnx\"\n");
-    for _ in 0..families {
-        text += "[[families]]\nkind = \"diagonal\"\nsteps = 1\nsize = 36\n";
-    }
-    text += "[shard]\nimages = 1\n";
-    let spec = SweepSpec::from_toml(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let card = ModelCard {
-        name: "bench".into(),
-        input_name: "x".into(),
-        output_name: "y".into(),
-        input_size: 32,
-        normalize: jagged_domain::transform::Normalize { mean: [0.0; 3], std: [1.0; 3] },
-        num_classes: 10,
-        output: Default::default(),
-        classes: vec![],
-        wnids: vec![],
-        untrained: true,
-        source: String::new(),
-        license: String::new(),
-    };
-    Ok(ResolvedSweep {
-        spec,
-        models: vec![ResolvedModel { name: "bench".into(), key: "models/bench.onnx".into(), card }],
-        images: (0..images)
-            .map(|i| ImageRef { name: format!("{i:07}.png"), key: format!("images/{i:07}"), label: Some(1), frames: vec![] })
-            .collect(),
-        family_items: Default::default(),
-    })
+/// A resolved sweep of `images` x `families` one-image shards (the tiny test CNN).
+fn resolved(images: u32, families: u32) -> ResolvedSweep {
+    jagged_testkit::resolved(images as usize, &"[[families]]\nkind = \"diagonal\"\nsteps = 1\nsize = 36\n".repeat(families as usize), 1, 3)
 }
 
 async fn submit(url: &str, images: u32, families: u32) -> Result<(i64, u32)> {
-    let sweep = resolved(&format!("scheduler bench {images}x{families}"), images, families)?;
+    let sweep = resolved(images, families);
     let mut admin = sweep::connect(url).await?;
     let r = admin
         .submit(SubmitRequest { resolved_json: serde_json::to_string(&sweep)?, spec_toml: String::new(), again: true })
@@ -58,6 +31,9 @@ async fn submit(url: &str, images: u32, families: u32) -> Result<(i64, u32)> {
         .into_inner();
     Ok((r.sweep_id, r.shards))
 }
+
+/// The model key of [`resolved`]'s sweeps.
+const MODEL_KEY: &str = "blobs/sha256/model";
 
 async fn client(url: &str) -> Result<(WorkerServiceClient<Channel>, i64)> {
     let ch = jagged_proto::transport::endpoint(url).map_err(anyhow::Error::msg)?.tcp_nodelay(true).connect().await?;
@@ -69,8 +45,7 @@ async fn client(url: &str) -> Result<(WorkerServiceClient<Channel>, i64)> {
 /// One lease + commit; None when nothing was leased. Returns the two latencies.
 async fn cycle(c: &mut WorkerServiceClient<Channel>, worker: i64) -> Result<Option<(Duration, Duration)>> {
     let t = Instant::now();
-    let shards =
-        c.lease(LeaseRequest { worker_id: worker, max_shards: 1, loaded_models: vec!["models/bench.onnx".into()] }).await?.into_inner().shards;
+    let shards = c.lease(LeaseRequest { worker_id: worker, max_shards: 1, loaded_models: vec![MODEL_KEY.into()] }).await?.into_inner().shards;
     let lease = t.elapsed();
     let Some(s) = shards.into_iter().next() else { return Ok(None) };
     let t = Instant::now();
