@@ -16,6 +16,19 @@ const MAX_BATCH: usize = 512;
 
 type Pending = Vec<(Commit, oneshot::Sender<Result<(), StoreError>>)>;
 
+fn lost_batch() -> StoreError {
+    StoreError::Unavailable("a commit batch failed; retry".into())
+}
+
+/// A commit's result once its batch has run (an error if the batch was lost).
+fn outcome(rx: &mut oneshot::Receiver<Result<(), StoreError>>) -> Option<Result<(), StoreError>> {
+    match rx.try_recv() {
+        Ok(r) => Some(r),
+        Err(oneshot::error::TryRecvError::Closed) => Some(Err(lost_batch())),
+        Err(oneshot::error::TryRecvError::Empty) => None,
+    }
+}
+
 /// The pending commits and the batch in flight.
 #[derive(Clone, Default)]
 pub struct GroupCommit {
@@ -29,16 +42,12 @@ impl GroupCommit {
         let (tx, mut rx) = oneshot::channel();
         self.pending.lock().unwrap().push((commit, tx));
         loop {
-            match rx.try_recv() {
-                Ok(r) => return r,
-                Err(oneshot::error::TryRecvError::Closed) => return Err(StoreError::Unavailable("a commit batch failed; retry".into())),
-                Err(oneshot::error::TryRecvError::Empty) => {}
+            if let Some(r) = outcome(&mut rx) {
+                return r;
             }
             let guard = self.flight.lock().await;
-            match rx.try_recv() {
-                Ok(r) => return r,
-                Err(oneshot::error::TryRecvError::Closed) => return Err(StoreError::Unavailable("a commit batch failed; retry".into())),
-                Err(oneshot::error::TryRecvError::Empty) => {}
+            if let Some(r) = outcome(&mut rx) {
+                return r;
             }
             let batch: Pending = {
                 let mut p = self.pending.lock().unwrap();
@@ -64,7 +73,7 @@ impl GroupCommit {
             });
             if task.await.is_err() {
                 drop(guard);
-                return Err(StoreError::Unavailable("a commit batch failed; retry".into()));
+                return Err(lost_batch());
             }
             drop(guard);
             // Ours was in this batch, or is still pending (more than MAX_BATCH
