@@ -3,7 +3,8 @@
 
 Per image: its rows' sums, whether its reference point is labelled and right at
 top-1 / top-5, whether every point is right; then per (model, family) the ratios
-(docs/metrics.md). Prints one JSON line: rows, seconds, peak RSS, the metrics.
+(docs/results.md; one column per metric of the table in
+crates/domain/src/metrics/table.rs). Prints one JSON line: rows, seconds, peak RSS, the metrics.
 
 usage: aggregate_duckdb.py PARTS_DIR THREADS
 """
@@ -16,7 +17,7 @@ import duckdb
 
 QUERY = """
 with per_image as (
-    select model, family_index, image_index,
+    select model, family, family_index, image_index,
            count(*) as n,
            max(case when is_reference then 1 else 0 end) as has_reference,
            sum(fwd_pairs) as pairs,
@@ -42,10 +43,11 @@ select model, family_index,
        sum(case when labelled = 1 then tr else 0 end) / nullif(sum(labelled), 0) as mean_transitions,
        sum(case when labelled = 1 and all_correct then 1 else 0 end) / nullif(sum(labelled), 0) as worst_acc,
        avg(case when pairs > 0 then changes / pairs end) as flip_prob,
-       avg(case when pairs > 0 then t5d / pairs end) as top5_dist
+       avg(case when pairs > 0 then t5d / pairs end) as top5_dist,
+       case when family = 'random_pairs' then 1 - sum(changes) / nullif(sum(pairs), 0) end as consistency
 from per_image
-group by all
-order by all
+group by model, family, family_index
+order by model, family_index
 """
 
 

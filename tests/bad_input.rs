@@ -89,20 +89,16 @@ fn bad_numbers_and_unknown_fields_in_specs_are_refused_naming_the_field() {
 /// Runs the worker's compute step over `files` (name, bytes) with the tiny model
 /// (or `model`), one point per image; returns the output.
 fn compute(files: &[(String, Vec<u8>)], model: Option<jagged_onnx::BuiltModel>) -> jagged_worker::ShardOutput {
-    use jagged_proto::v1::{ImageItem, ShardTask};
     jagged_testkit::ort();
     let m = model.unwrap_or_else(|| jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default()));
     let mut engine = jagged_infer::Engine::load(&m.bytes, &m.card, &jagged_infer::EngineOptions::cpu(1)).unwrap();
     let family = jagged_domain::transform::Family::Crop { max_shift: 1, step: 1, resize: None, resample: Default::default() };
-    let items: Vec<ImageItem> = files
-        .iter()
-        .enumerate()
-        .map(|(i, (n, _))| ImageItem { index: i as u32, name: n.clone(), key: String::new(), label: 1, frames: vec![] })
-        .collect();
-    let task = ShardTask { model_name: m.card.name.clone(), images: items.clone(), batch_size: 8, ..Default::default() };
+    let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+    let mut task = jagged_testkit::task(&m.card, family, &names, 8);
+    task.items.iter_mut().for_each(|i| i.image.label = Some(1));
+    let items = task.items.clone();
     let input = jagged_worker::ShardInput {
         task: &task,
-        family: &family,
         images: items.into_iter().zip(files.iter().map(|(_, b)| Ok(vec![bytes::Bytes::from(b.clone())]))).collect(),
         host_threads: 2,
         pad_batches: false,
@@ -189,7 +185,7 @@ print(Image.open(d + "/cmyk.jpg").convert("RGB").getpixel((20, 18)))
     let started = std::time::Instant::now();
     let out = compute(&files, None);
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "a bad header must be refused before allocating");
-    let failed: Vec<(String, String)> = out.failed.iter().map(|f| (f.image_name.clone(), f.reason.clone())).collect();
+    let failed: Vec<(String, String)> = out.failed.iter().map(|f| (f.name.clone(), f.reason.clone())).collect();
     assert_eq!(failed.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["truncated.jpg", "huge.png", "text.jpg"], "{failed:?}");
     assert!(failed[0].1.contains("corrupt"), "{failed:?}");
     assert!(failed[1].1.contains("100000x100000") && failed[1].1.contains("limit"), "{failed:?}");

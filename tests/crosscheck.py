@@ -6,9 +6,11 @@ families by plain array slicing (images are given at the resize size, so no
 resampling is involved), reads `sequence` frames in natural name order (frames
 are given at the model input size), normalises, runs the model, and computes per
 point the argmax, p(label) and the forward-pair metrics, the top-5 distance as
-ImageNet-P's reference code does (rankdata + cumulative sums). Prints JSON:
-{"<family>/<image>/<dx>/<dy>" (sequences: "sequence/<name>/<frame>"):
- [top1, p_label, fwd_pairs, fwd_changes, fwd_abs, fwd_transitions, fwd_top5_dist]}.
+ImageNet-P's reference code does (rankdata + cumulative sums); then, per family,
+every metric of the report's table from those per-image results. Prints JSON:
+{"rows": {"<family>/<image>/<dx>/<dy>" (sequences: "sequence/<name>/<frame>"):
+ [top1, p_label, fwd_pairs, fwd_changes, fwd_abs, fwd_transitions, fwd_top5_dist]},
+ "summary": {"<family index>": {"<metric>": value or null}}}.
 
 usage: crosscheck.py MODEL.onnx CARD.json IMAGES_DIR FAMILIES.json
 """
@@ -67,6 +69,51 @@ def sequences(fam, s):
     return out
 
 
+def summary(kind, images):
+    """The report's metrics for one family from per-image records: each image's
+    label, its top-1 at every point, its reference point, and per pair
+    (changed, |dp|, top-5 border crossed, top-5 distance)."""
+    labelled = [im for im in images if im["label"] is not None]
+    pairs = [p for im in images for p in im["pairs"]]
+    paired = [im for im in images if im["pairs"]]
+
+    def ratio(n, d):
+        return n / d if d else None
+
+    def right(im):
+        return im["top1"][im["ref"]] == im["label"]
+
+    def change_rate(ims):
+        ps = [p for im in ims for p in im["pairs"]]
+        return ratio(sum(p[0] for p in ps), len(ps))
+
+    crossings = [sum(p[2] for p in im["pairs"]) for im in labelled]
+    return {
+        "acc1": ratio(sum(right(im) for im in labelled), len(labelled)),
+        "acc5": ratio(sum(im["label"] in im["top5_ref"] for im in labelled), len(labelled)),
+        "p_top1_change": change_rate(images),
+        "mac": ratio(sum(p[1] for p in pairs), len(pairs)),
+        "jagged_fraction": ratio(sum(c > 0 for c in crossings), len(labelled)),
+        "mean_transitions": ratio(sum(crossings), len(labelled)),
+        "worst_acc": ratio(sum(all(t == im["label"] for t in im["top1"]) for im in labelled), len(labelled)),
+        "flip_prob": ratio(sum(sum(p[0] for p in im["pairs"]) / len(im["pairs"]) for im in paired), len(paired)),
+        "top5_dist": ratio(sum(sum(p[3] for p in im["pairs"]) / len(im["pairs"]) for im in paired), len(paired)),
+        "consistency": (1 - change_rate(images)) if kind == "random_pairs" and pairs else None,
+    }
+
+
+def record(probs, pairs, ref, label):
+    """One image's record for `summary` from its probability vectors."""
+    top1 = [int(np.argmax(p)) for p in probs]
+    out = []
+    for a, b in pairs:
+        c = top1[a]
+        crossed = label is not None and in_top5(probs[a], label) != in_top5(probs[b], label)
+        out.append((int(top1[a] != top1[b]), abs(float(probs[a][c]) - float(probs[b][c])), int(crossed), top5_dist(probs[a], probs[b])))
+    order = sorted(range(len(probs[ref])), key=lambda i: (-probs[ref][i], i))
+    return {"label": label, "top1": top1, "ref": ref, "top5_ref": order[:5], "pairs": out}
+
+
 def main():
     model, card_path, images, families_path = sys.argv[1:5]
     card = json.load(open(card_path))
@@ -77,8 +124,10 @@ def main():
     sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     rows = list(csv.DictReader(open(f"{images}/labels.csv")))
     out = {}
-    for fam in families:
+    per_family = {}
+    for index, fam in enumerate(families):
         kind = fam["kind"]
+        records = per_family.setdefault(str(index), (kind, []))[1]
         if kind == "sequence":
             seqs = sequences(fam, s)
             n = fam.get("frames") or min(len(f) for _, _, f in seqs)
@@ -88,6 +137,7 @@ def main():
                     continue
                 x = np.stack([((f.astype(np.float32) - mean) * (1.0 / std)).transpose(2, 0, 1) for f in frames[:n]])
                 probs = [softmax(l) for l in sess.run([card["output_name"]], {card["input_name"]: x})[0]]
+                records.append(record(probs, [(k, k + st) for k in range(n - st)], 0, label))
                 for k in range(n):
                     p, c = probs[k], int(np.argmax(probs[k]))
                     nb = [k + st] if k + st < n else []
@@ -121,6 +171,9 @@ def main():
                 wins.append(((win.astype(np.float32) - mean) * (1.0 / std)).transpose(2, 0, 1))
             logits = sess.run([card["output_name"]], {card["input_name"]: np.stack(wins)})[0]
             probs = {pt: softmax(l) for pt, l in zip(pts, logits)}
+            index_of = {pt: i for i, pt in enumerate(pts)}
+            pairs = [(index_of[pt], index_of[q]) for pt in pts for q in nbrs.get(pt, [])]
+            records.append(record([probs[pt] for pt in pts], pairs, index_of[(0, 0)], label))
             for pt in pts:
                 p = probs[pt]
                 c = int(np.argmax(p))
@@ -133,7 +186,7 @@ def main():
                         tr += int(in_top5(p, label) != in_top5(probs[q], label))
                 pl = float(p[label]) if label is not None else None
                 out[f"{kind}/{row['file']}/{pt[0]}/{pt[1]}"] = [c, pl, len(nbrs.get(pt, [])), ch, ab, tr, t5]
-    json.dump(out, sys.stdout)
+    json.dump({"rows": out, "summary": {i: summary(kind, recs) for i, (kind, recs) in per_family.items()}}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-use jagged_cli::cluster::{ClusterOptions, LocalCluster};
-use jagged_cli::sweep;
+use jagged_domain::status::SweepState;
+use jagged_local::{ClusterOptions, LocalCluster};
 use jagged_testkit::{jagged_bin, ort, png, root, tiny_model};
 
 const SPEC: &str = r#"
@@ -79,7 +79,8 @@ fn python_recomputation_matches_every_row() {
         .output()
         .unwrap();
     assert!(out.status.success(), "crosscheck.py failed: {}", String::from_utf8_lossy(&out.stderr));
-    let expected: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let python: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_value(python["rows"].clone()).unwrap();
 
     let opts = ClusterOptions {
         bin: jagged_bin(),
@@ -93,16 +94,16 @@ fn python_recomputation_matches_every_row() {
     };
     let cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let rows = rt.block_on(async {
+    let (rows, report) = rt.block_on(async {
         let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
-        let id = sweep::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref()).await.unwrap();
-        assert_eq!(sweep::wait(&cluster.url, id).await.unwrap().state, "done");
+        let id = jagged_testkit::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap();
+        assert_eq!(jagged_testkit::wait(&cluster.url, id).await.state, SweepState::Done);
         let store = jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap();
         let mut rows = Vec::new();
         for o in store.outputs(id).await.unwrap() {
             rows.extend(jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await.unwrap()).unwrap());
         }
-        rows
+        (rows, jagged_report::build(&store, objects.as_ref(), id).await.unwrap())
     });
     cluster.stop();
 
@@ -128,4 +129,18 @@ fn python_recomputation_matches_every_row() {
     assert_eq!(rows.iter().filter(|r| r.family == "sequence").count(), 3 * 11);
     assert!(rows.iter().any(|r| r.fwd_top5_dist > 0), "the check must cover changing rankings");
     assert!(rows.iter().any(|r| r.fwd_top1_changes > 0), "the check must cover changing predictions");
+
+    // Every metric of the table, per family, as the Python script computes it
+    // from its own per-image results (a metric it lacks fails here).
+    for row in &report.rows {
+        let theirs = &python["summary"][row.family_index.to_string()];
+        for m in jagged_domain::metrics::METRICS {
+            let Some(v) = theirs.get(m.name) else { panic!("tests/crosscheck.py computes no `{}`", m.name) };
+            let ours = row.metric(m.name);
+            match (ours, v.as_f64()) {
+                (Some(a), Some(b)) => assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{} {}: ours {a}, python {b}", row.family_label, m.name),
+                (a, b) => assert!(a.is_none() && b.is_none(), "{} {}: ours {a:?}, python {b:?}", row.family_label, m.name),
+            }
+        }
+    }
 }

@@ -1,6 +1,6 @@
-use jagged_cli::cluster::{ClusterOptions, LocalCluster};
-use jagged_cli::sweep;
-use jagged_testkit::{dataset, jagged_bin, ort, tiny_model};
+use jagged_domain::status::SweepState;
+use jagged_local::{ClusterOptions, LocalCluster};
+use jagged_testkit::{dataset, jagged_bin, ort, submit, tiny_model, wait};
 use std::collections::{BTreeMap, HashSet};
 
 const SPEC: &str = r#"
@@ -171,8 +171,8 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let result = rt.block_on(async {
         let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
-        let id = sweep::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref()).await.unwrap();
-        let st = sweep::wait(&cluster.url, id).await.unwrap();
+        let id = submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap();
+        let st = wait(&cluster.url, id).await;
         let store = jagged_store::Store::connect(&cluster.postgres.url(), 4).await.unwrap();
         let report = jagged_report::build(&store, objects.as_ref(), id).await.unwrap();
         // Folding parts on one thread or many gives the same table.
@@ -183,24 +183,24 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
             rows.extend(jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await.unwrap()).unwrap());
         }
         // Submitted again as is, the same sweep comes back and no work is added.
-        let again = sweep::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref()).await.unwrap();
+        let again = submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap();
         assert_eq!(again, id, "a second submit of the same sweep returns the first");
         assert_eq!(store.sweeps().await.unwrap().len(), 1);
         // Run anew (`--again`): results must be identical (pure transforms, same ORT).
-        let over = jagged_cli::resolve::Overrides { again: true, ..Default::default() };
-        let id2 = sweep::submit_with(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &over).await.unwrap();
+        let over = jagged_client::Overrides { again: true, ..Default::default() };
+        let id2 = submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &over).await.unwrap();
         assert_ne!(id2, id);
-        sweep::wait(&cluster.url, id2).await.unwrap();
+        wait(&cluster.url, id2).await;
         let report2 = jagged_report::build(&store, objects.as_ref(), id2).await.unwrap();
         (st, report, rows, report2)
     });
     cluster.stop();
     let (st, report, rows, report2) = result;
 
-    assert_eq!(st.state, "done");
+    assert_eq!(st.state, SweepState::Done);
     assert_eq!((st.done, st.failed, st.total), (28, 0, 28), "7 families x 4 shards of 2 images");
     assert_eq!(st.failed_items, 7, "the corrupt image fails once per family");
-    assert!(report.failures.iter().all(|f| f.2 == "broken.png" && f.3.contains("corrupt")), "{:?}", report.failures);
+    assert!(report.failures.iter().all(|f| f.image == "broken.png" && f.reason.contains("corrupt")), "{:?}", report.failures);
 
     // Row counts: 6 good images x grid points, each (family, image, point) exactly once.
     let points = [
@@ -223,18 +223,24 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         let re = recompute(&fam_rows, family, *step);
         let table = report.rows.iter().find(|t| t.family_index == fi).unwrap();
         assert_eq!(table.family, *family);
-        assert_eq!((table.untrained, table.subsampling, table.blurred), (true, 4, (0, 2)), "tiny CNN: two strided convs, no blur");
-        let m = &table.metrics;
-        assert_eq!((m.images as usize, m.inferences as usize, m.failed_items), (re.images, re.inferences, 1));
-        close(m.acc1, re.correct1 as f64 / re.labelled as f64);
-        close(m.acc5, re.correct5 as f64 / re.labelled as f64);
-        close(m.p_top1_change, re.changes as f64 / re.pairs as f64);
-        close(m.mac, re.abs / re.pairs as f64);
-        close(m.jagged_fraction, re.jagged as f64 / re.labelled as f64);
-        close(m.mean_transitions, re.transitions as f64 / re.labelled as f64);
-        close(m.worst_of_grid_acc, re.worst as f64 / re.labelled as f64);
-        let ci = table.intervals.p_top1_change.expect("interval");
-        assert!(ci.lo <= m.p_top1_change.unwrap() && m.p_top1_change.unwrap() <= ci.hi, "{family}: {ci:?}");
+        let structure = table.structure.expect("read at submit");
+        assert_eq!(
+            (table.untrained, structure.factor, structure.blurred_ops, structure.subsampling_ops),
+            (true, 4, 0, 2),
+            "tiny CNN: two strided convs, no blur"
+        );
+        let t = &table.totals;
+        assert_eq!((t.images as usize, t.inferences as usize, t.failed_items), (re.images, re.inferences, 1));
+        let m = |name: &str| table.metric(name);
+        close(m("acc1"), re.correct1 as f64 / re.labelled as f64);
+        close(m("acc5"), re.correct5 as f64 / re.labelled as f64);
+        close(m("p_top1_change"), re.changes as f64 / re.pairs as f64);
+        close(m("mac"), re.abs / re.pairs as f64);
+        close(m("jagged_fraction"), re.jagged as f64 / re.labelled as f64);
+        close(m("mean_transitions"), re.transitions as f64 / re.labelled as f64);
+        close(m("worst_acc"), re.worst as f64 / re.labelled as f64);
+        let ci = table.intervals.get("p_top1_change").expect("interval");
+        assert!(ci.lo <= m("p_top1_change").unwrap() && m("p_top1_change").unwrap() <= ci.hi, "{family}: {ci:?}");
         if *family == "crop" {
             assert!(re.changes > 0, "the tiny strided CNN must change its prediction under some one-pixel shift");
         }
@@ -276,7 +282,7 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     assert!(colours.len() > 50, "the rendered report is blank ({} colours)", colours.len());
     assert!(report.csv().contains("tiny_cnn (untrained),crop,"), "{}", report.csv());
     let rp = report.rows.iter().find(|t| t.family == "random_pairs").unwrap();
-    let consistency = 1.0 - rp.metrics.p_top1_change.unwrap();
+    let consistency = 1.0 - rp.metric("p_top1_change").unwrap();
     assert!(report.csv().contains(&format!(",{consistency:.4},4,0/2")), "consistency column: {}", report.csv());
 }
 
@@ -366,8 +372,8 @@ fn sequences_give_flip_rates_and_normalised_rates() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (st, report, rows) = rt.block_on(async {
         let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
-        let id = sweep::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref()).await.unwrap();
-        let st = sweep::wait(&cluster.url, id).await.unwrap();
+        let id = submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap();
+        let st = wait(&cluster.url, id).await;
         let store = jagged_store::Store::connect(&cluster.postgres.url(), 4).await.unwrap();
         let report = jagged_report::build(&store, objects.as_ref(), id).await.unwrap();
         let mut rows = Vec::new();
@@ -377,8 +383,8 @@ fn sequences_give_flip_rates_and_normalised_rates() {
         (st, report, rows)
     });
     cluster.stop();
-    assert_eq!(st.state, "done");
-    let mut failures: Vec<String> = report.failures.iter().map(|f| format!("{}|{}|{}|{}", f.0, f.1, f.2, f.3)).collect();
+    assert_eq!(st.state, SweepState::Done);
+    let mut failures: Vec<String> = report.failures.iter().map(|f| format!("{}|{}|{}|{}", f.model, f.family, f.image, f.reason)).collect();
     failures.sort();
     assert_eq!(failures.len(), 4, "{failures:?}");
     assert!(failures[0].starts_with("tiny_b|sequence|v2|frame 2:"), "{failures:?}");
@@ -409,8 +415,8 @@ fn sequences_give_flip_rates_and_normalised_rates() {
         }
         let n = by_seq.len() as f64;
         let row = report.rows.iter().find(|t| t.model == model && t.family_index == fam as usize).unwrap();
-        close(row.metrics.flip_prob, fp / n);
-        close(row.metrics.top5_dist, td / n);
+        close(row.metric("flip_prob"), fp / n);
+        close(row.metric("top5_dist"), td / n);
         assert_eq!(row.family_label, if fam == 0 { "sequence:translate" } else { "sequence:noise" });
         fp_t5d.insert((model.to_string(), fam), (fp / n, td / n));
     }
@@ -418,7 +424,8 @@ fn sequences_give_flip_rates_and_normalised_rates() {
     let table = report.normalised.as_ref().expect("baseline given");
     assert_eq!(table.baseline, "tiny_cnn");
     assert_eq!(table.families, vec!["sequence:translate", "sequence:noise"]);
-    for (model, n) in &table.models {
+    for row in &table.models {
+        let (model, n) = (&row.model, &row.ratios);
         let mut frs = Vec::new();
         for fam in 0..2 {
             let (m, b) = (fp_t5d[&(model.clone(), fam)], fp_t5d[&("tiny_cnn".to_string(), fam)]);
@@ -475,8 +482,8 @@ fn poison_shards_fail_after_bounded_retries_and_the_rest_completes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (st, report, attempts) = rt.block_on(async {
         let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
-        let id = sweep::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref()).await.unwrap();
-        let st = sweep::wait(&cluster.url, id).await.unwrap();
+        let id = submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap();
+        let st = wait(&cluster.url, id).await;
         let store = jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap();
         let attempts: Vec<(i32, i32, String)> = sqlx::query_as("select model_idx, attempt, state from shards where sweep_id = $1 order by id")
             .bind(id)
@@ -486,7 +493,7 @@ fn poison_shards_fail_after_bounded_retries_and_the_rest_completes() {
         (st, jagged_report::build(&store, objects.as_ref(), id).await.unwrap(), attempts)
     });
     cluster.stop();
-    assert_eq!(st.state, "done");
+    assert_eq!(st.state, SweepState::Done);
     assert_eq!((st.total, st.done, st.failed), (4, 2, 2), "{st:?}");
     assert_eq!(st.errors.len(), 2);
     assert!(st.errors.iter().all(|e| e.error.contains("broken") && e.error.contains("does not load")), "{:?}", st.errors);
@@ -497,6 +504,6 @@ fn poison_shards_fail_after_bounded_retries_and_the_rest_completes() {
         }
     }
     let good = report.rows.iter().find(|r| r.model == "tiny_cnn").unwrap();
-    assert_eq!(good.metrics.images, 4);
-    assert_eq!(report.failures.iter().filter(|f| f.0 == "broken" && f.3.contains("does not load")).count(), 4, "{:?}", report.failures);
+    assert_eq!(good.totals.images, 4);
+    assert_eq!(report.failures.iter().filter(|f| f.model == "broken" && f.reason.contains("does not load")).count(), 4, "{:?}", report.failures);
 }

@@ -5,9 +5,9 @@
 //! committed output per shard, no row lost or counted twice, no shard left
 //! leased, and `sweep status` consistent throughout.
 
-use jagged_cli::cluster::{ClusterOptions, LocalCluster};
-use jagged_cli::sweep;
-use jagged_proto::v1::SweepStatus;
+use jagged_client::{Admin, ClientConfig, Overrides};
+use jagged_domain::status::{SweepState, SweepStatus};
+use jagged_local::{ClusterOptions, LocalCluster};
 use jagged_testkit::{dataset, jagged_bin, ort};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -40,8 +40,8 @@ const IMAGES: u32 = 36;
 async fn until(url: &str, id: i64, what: &str, cond: impl Fn(&SweepStatus) -> bool) -> SweepStatus {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Ok(mut c) = sweep::connect(url).await {
-            if let Ok(s) = sweep::status(&mut c, id).await {
+        if let Ok(mut c) = Admin::connect(&ClientConfig::new(url)).await {
+            if let Ok(s) = c.status(id).await {
                 if cond(&s) {
                     return s;
                 }
@@ -52,11 +52,20 @@ async fn until(url: &str, id: i64, what: &str, cond: impl Fn(&SweepStatus) -> bo
     }
 }
 
+/// Polls `cond` every 20 ms until it holds (or panics after two minutes).
+fn poll(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits until `frac` of the shards are done and checks the sweep is still
 /// running, so the damage lands mid-sweep.
 fn mid(rt: &tokio::runtime::Runtime, url: &str, id: i64, total: u32, frac: f64) {
     let s = rt.block_on(until(url, id, "progress", |s| s.done >= (total as f64 * frac) as u32));
-    assert_eq!(s.state, "running", "the sweep finished before the damage: make it longer");
+    assert_eq!(s.state, SweepState::Running, "the sweep finished before the damage: make it longer");
 }
 
 /// Watches `sweep status` while damage is done, recording any inconsistency:
@@ -71,8 +80,8 @@ fn watch(rt: &tokio::runtime::Runtime, url: String, id: i64) -> Watch {
     let handle = rt.spawn(async move {
         let (mut last_done, mut seen, mut fastest) = (0u32, 0usize, 0f64);
         loop {
-            if let Ok(mut c) = sweep::connect(&url).await {
-                if let Ok(s) = sweep::status(&mut c, id).await {
+            if let Ok(mut c) = Admin::connect(&ClientConfig::new(url.clone())).await {
+                if let Ok(s) = c.status(id).await {
                     seen += 1;
                     let sum = s.queued + s.leased + s.done + s.failed + s.cancelled;
                     let mut e = errs.lock().unwrap();
@@ -85,12 +94,12 @@ fn watch(rt: &tokio::runtime::Runtime, url: String, id: i64) -> Watch {
                     if s.inferences_done > s.inferences_total || s.failed > 0 {
                         e.push(format!("impossible counts: {s:?}"));
                     }
-                    if s.state == "running" && s.inferences_per_sec > 0.0 && (s.eta_secs.is_nan() || s.eta_secs < 0.0) {
+                    if s.state == SweepState::Running && s.inferences_per_sec > 0.0 && (s.eta_secs.is_nan() || s.eta_secs < 0.0) {
                         e.push(format!("a pace without an ETA: {s:?}"));
                     }
                     fastest = fastest.max(s.inferences_per_sec);
                     last_done = s.done;
-                    if s.state == "done" {
+                    if s.state == SweepState::Done {
                         if (s.inferences_per_sec, s.eta_secs) != (0.0, 0.0) {
                             e.push(format!("a done sweep with a pace: {s:?}"));
                         }
@@ -106,7 +115,7 @@ fn watch(rt: &tokio::runtime::Runtime, url: String, id: i64) -> Watch {
 
 /// Waits for the sweep and checks its end state; returns the report's CSV.
 async fn finish(cluster_url: &str, pg: &str, objects: &dyn object_store::ObjectStore, id: i64) -> String {
-    let st = until(cluster_url, id, "the sweep to finish", |s| s.state == "done").await;
+    let st = until(cluster_url, id, "the sweep to finish", |s| s.state == SweepState::Done).await;
     assert_eq!((st.done, st.failed, st.leased, st.queued), (st.total, 0, 0, 0), "{st:?}");
     assert_eq!(st.inferences_done, st.inferences_total);
     let store = jagged_store::Store::connect(pg, 2).await.unwrap();
@@ -174,22 +183,27 @@ fn sweep_on_s3_survives_an_outage_of_the_server() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (url, pg) = (cluster.url.clone(), cluster.postgres.url());
     let objects = jagged_artifacts::open_store_with(&url_s3, &env).unwrap();
-    let again = jagged_cli::resolve::Overrides { again: true, ..Default::default() };
-    let submit = || rt.block_on(sweep::submit_with(&url, &dir.join("spec.toml"), objects.as_ref(), &again)).unwrap();
+    let again = Overrides { again: true, ..Default::default() };
+    let submit = || rt.block_on(jagged_testkit::submit(&url, &dir.join("spec.toml"), objects.as_ref(), &again)).unwrap();
     let reference_id = submit();
     let reference = rt.block_on(finish(&url, &pg, objects.as_ref(), reference_id));
     let total = rt.block_on(until(&url, reference_id, "status", |_| true)).total;
     let id = submit();
     let (errors, watcher) = watch(&rt, url.clone(), id);
     mid(&rt, &url, id, total, 0.3);
+    let logs: Vec<_> = (0..2).map(|i| dir.join(format!("run/logs/worker-{i}.log"))).collect();
+    let from: Vec<usize> = logs.iter().map(|l| std::fs::metadata(l).map(|m| m.len() as usize).unwrap_or(0)).collect();
     s3.pause();
-    std::thread::sleep(Duration::from_secs(4));
+    // The outage lasts until a worker has met it and is retrying.
+    poll("a worker retrying through the outage", || {
+        logs.iter().zip(&from).any(|(l, &f)| std::fs::read_to_string(l).is_ok_and(|t| t.get(f..).is_some_and(|t| t.contains("backing off"))))
+    });
     let stalled = rt.block_on(until(&url, id, "status", |_| true));
     s3.resume();
     let csv = rt.block_on(finish(&url, &pg, objects.as_ref(), id));
     rt.block_on(watcher).unwrap();
     assert!(errors.lock().unwrap().is_empty(), "{:?}", errors.lock().unwrap());
-    assert_eq!(stalled.state, "running", "the outage must come before the end");
+    assert_eq!(stalled.state, SweepState::Running, "the outage must come before the end");
     assert!(csv == reference, "the report differs from the undisturbed run:\n{csv}\nvs\n{reference}");
     cluster.stop();
 }
@@ -207,8 +221,8 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (url, pg) = (cluster.url.clone(), cluster.postgres.url());
     let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
-    let again = jagged_cli::resolve::Overrides { again: true, ..Default::default() };
-    let submit = |rt: &tokio::runtime::Runtime| rt.block_on(sweep::submit_with(&url, &dir.join("spec.toml"), objects.as_ref(), &again)).unwrap();
+    let again = Overrides { again: true, ..Default::default() };
+    let submit = |rt: &tokio::runtime::Runtime| rt.block_on(jagged_testkit::submit(&url, &dir.join("spec.toml"), objects.as_ref(), &again)).unwrap();
 
     // The undisturbed run.
     let started = Instant::now();
@@ -255,7 +269,11 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
             Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
                 mid(rt, &c.url, id, total, 0.3);
                 c.postgres.stop();
-                std::thread::sleep(Duration::from_millis(1500));
+                // Down until the coordinator has met the outage (status fails).
+                let config = ClientConfig::new(c.url.clone());
+                poll("the coordinator to meet the outage", || {
+                    rt.block_on(async { Admin::connect(&config).await.ok()?.status(id).await.err() }).is_some()
+                });
                 c.postgres.restart().unwrap();
             }),
         ),
@@ -276,7 +294,8 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
                 };
                 frozen_worker.store(w, std::sync::atomic::Ordering::Relaxed);
                 c.workers[w].signal("STOP");
-                std::thread::sleep(Duration::from_millis(3 * lease_ms as u64));
+                // Frozen until its lease has expired and the reaper took its shard back.
+                poll("the frozen worker's lease to be reaped", || rt.block_on(held_by(&pg, id, &format!("worker-{w}"))) == 0);
                 c.workers[w].signal("CONT");
             }),
         ),
@@ -415,15 +434,16 @@ fn a_worker_cut_off_by_the_network_changes_nothing() {
     let pg = cluster.postgres.url();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
-    let again = jagged_cli::resolve::Overrides { again: true, ..Default::default() };
-    let submit = || rt.block_on(sweep::submit_as(&url, Some(&admin), &dir.join("spec.toml"), objects.as_ref(), &again)).unwrap().sweep_id;
+    let again = Overrides { again: true, ..Default::default() };
+    let config = ClientConfig::new(url.clone()).with_token(Some(admin));
+    let submit = || rt.block_on(jagged_client::submit(&config, &dir.join("spec.toml"), objects.as_ref(), &again)).unwrap().sweep_id;
     let wait_done = |id: i64| {
         rt.block_on(async {
-            let mut c = sweep::connect_with(&url, Some(&admin)).await.unwrap();
+            let mut c = Admin::connect(&config).await.unwrap();
             let t = Instant::now();
             loop {
-                let s = sweep::status(&mut c, id).await.unwrap();
-                if s.state == "done" {
+                let s = c.status(id).await.unwrap();
+                if s.state == SweepState::Done {
                     return s;
                 }
                 assert!(t.elapsed() < Duration::from_secs(120), "sweep {id} did not finish: {s:?}");
@@ -462,7 +482,7 @@ fn a_worker_cut_off_by_the_network_changes_nothing() {
     ]
     .map(String::from)
     .to_vec();
-    let mut outsider = jagged_cli::cluster::Proc::spawn("worker-ns", std::path::Path::new("ip"), &args, &[("JAGGED_WORKER_TOKEN".into(), wt)], &log);
+    let mut outsider = jagged_local::Proc::spawn("worker-ns", std::path::Path::new("ip"), &args, &[("JAGGED_WORKER_TOKEN".into(), wt)], &log);
     let outsider = outsider.as_mut().expect("spawning the namespaced worker");
     let id = submit();
     let t = Instant::now();
@@ -475,7 +495,8 @@ fn a_worker_cut_off_by_the_network_changes_nothing() {
         std::thread::sleep(Duration::from_millis(5));
     }
     ns.link(false);
-    std::thread::sleep(Duration::from_millis(3 * lease_ms as u64));
+    // Cut off until its lease has expired and the reaper took its shard back.
+    poll("the cut-off worker's lease to be reaped", || rt.block_on(held_by(&pg, id, "worker-ns")) == 0);
     ns.link(true);
     let st = wait_done(id);
     assert_eq!((st.done, st.failed), (st.total, 0));

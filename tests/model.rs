@@ -8,13 +8,13 @@ fn efficientnet_lite0_sees_a_cat_in_chelsea() {
     let model = root().join(".cache/jagged/models/efficientnet_lite0.onnx");
     let image = root().join(".cache/jagged/samples/chelsea.png");
     assert!(model.is_file() && image.is_file(), "run `just test` (it fetches and imports the model)");
-    let top = jagged_cli::models::predict(&model, &image, &jagged_infer::EngineOptions::cpu(2)).unwrap();
-    assert!([281, 282, 285].contains(&top[0].0), "top-5: {top:?}");
-    let top3: Vec<u32> = top.iter().take(3).map(|t| t.0).collect();
+    let top = jagged_models::predict(&model, &image, &jagged_infer::EngineOptions::cpu(2)).unwrap();
+    assert!([281, 282, 285].contains(&top[0].class), "top-5: {top:?}");
+    let top3: Vec<u32> = top.iter().take(3).map(|t| t.class).collect();
     let mut sorted = top3.clone();
     sorted.sort();
     assert_eq!(sorted, vec![281, 282, 285], "tiger cat, Egyptian cat and tabby lead: {top:?}");
-    assert!(top[0].1.contains("cat") || top[0].1.contains("tabby"));
+    assert!(top[0].name.contains("cat") || top[0].name.contains("tabby"));
 }
 
 /// Importing the same weights twice gives byte-identical ONNX files.
@@ -23,8 +23,8 @@ fn import_is_deterministic() {
     let weights = root().join(".cache/jagged/weights/efficientnet-lite0.pth");
     assert!(weights.is_file(), "run `just test` (it fetches the weights)");
     let tmp = tempfile::tempdir().unwrap();
-    let a = jagged_cli::models::import_lite("efficientnet_lite0", &weights, None, None, &tmp.path().join("a")).unwrap();
-    let b = jagged_cli::models::import_lite("efficientnet_lite0", &weights, None, None, &tmp.path().join("b")).unwrap();
+    let a = jagged_models::import_lite("efficientnet_lite0", &weights, None, None, &tmp.path().join("a")).unwrap();
+    let b = jagged_models::import_lite("efficientnet_lite0", &weights, None, None, &tmp.path().join("b")).unwrap();
     assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
 }
 
@@ -35,7 +35,7 @@ fn cuda_needs_the_gpu_runtime_and_says_so() {
     ort();
     let tmp = tempfile::tempdir().unwrap();
     let model = jagged_testkit::tiny_model(tmp.path());
-    let card = jagged_cli::models::read_card(&jagged_cli::models::card_path(&model)).unwrap();
+    let card = jagged_onnx::card::read_card(&jagged_onnx::card::card_path(&model)).unwrap();
     let opts = jagged_infer::EngineOptions { device: jagged_infer::Device::Cuda { id: 0 }, ..jagged_infer::EngineOptions::cpu(1) };
     match jagged_infer::Engine::load(&std::fs::read(&model).unwrap(), &card, &opts) {
         Err(e) => {
@@ -103,14 +103,14 @@ fn batch_norm_calibration_stops_saturation() {
     };
     let before = top(&m);
     assert!(before.iter().all(|&p| p > 0.999), "uncalibrated outputs saturate: {before:?}");
-    assert!(jagged_cli::models::calibration_residual(&m, &input, 2).unwrap() > 1.0, "identity statistics are far from the inputs'");
-    let c = jagged_cli::models::calibrate(&mut m, 2).unwrap();
+    assert!(jagged_models::calibration_residual(&m, &input, 2).unwrap() > 1.0, "identity statistics are far from the inputs'");
+    let c = jagged_models::calibrate(&mut m, 2).unwrap();
     assert_eq!(c.layers, 53);
-    assert!(c.residual < jagged_cli::models::CALIBRATION_TOLERANCE, "{c:?}");
+    assert!(c.residual < jagged_models::CALIBRATION_TOLERANCE, "{c:?}");
     let after = top(&m);
     assert!(after.iter().all(|&p| p < 0.95), "calibrated outputs spread: {after:?}");
-    let batch = jagged_cli::models::calibration_batch(&m.card, 8);
-    assert!(jagged_cli::models::calibration_residual(&m, &batch, 2).unwrap() < jagged_cli::models::CALIBRATION_TOLERANCE);
+    let batch = jagged_models::calibration_batch(&m.card, 8);
+    assert!(jagged_models::calibration_residual(&m, &batch, 2).unwrap() < jagged_models::CALIBRATION_TOLERANCE);
 }
 
 /// `jagged inspect` reads the sampling structure the paper argues from:
@@ -158,12 +158,12 @@ fn imagefolder_by_wordnet_id_gets_imagenet_labels() {
     .unwrap();
     let store = jagged_artifacts::open_store(d.join("store").to_str().unwrap()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_, resolved) = rt.block_on(jagged_cli::resolve::resolve(&d.join("spec.toml"), store.as_ref())).unwrap();
+    let (_, resolved) = rt.block_on(jagged_client::resolve::resolve(&d.join("spec.toml"), store.as_ref())).unwrap();
     let labels: Vec<(String, Option<i32>)> = resolved.images.iter().map(|i| (i.name.clone(), i.label)).collect();
     assert_eq!(labels, vec![("n02123159/a.png".to_string(), Some(282)), ("n07920052/b.png".to_string(), Some(967))]);
     // A labels.csv may name classes by name or id.
     std::fs::write(d.join("val/labels.csv"), "file,label\nn02123159/a.png,tiger cat\nn07920052/b.png,n07920052\n").unwrap();
-    let (_, resolved) = rt.block_on(jagged_cli::resolve::resolve(&d.join("spec.toml"), store.as_ref())).unwrap();
+    let (_, resolved) = rt.block_on(jagged_client::resolve::resolve(&d.join("spec.toml"), store.as_ref())).unwrap();
     assert_eq!(resolved.images.iter().map(|i| i.label).collect::<Vec<_>>(), vec![Some(282), Some(967)]);
     // The same spec pointed at another ImageFolder from the command line (`--dataset`,
     // `--limit`), as `just example azulay-weiss --dataset <val>` does.
@@ -171,12 +171,12 @@ fn imagefolder_by_wordnet_id_gets_imagenet_labels() {
         std::fs::create_dir_all(d.join("other").join(wnid)).unwrap();
         std::fs::write(d.join("other").join(wnid).join(f), jagged_testkit::png(40, 30, 2)).unwrap();
     }
-    let over = jagged_cli::resolve::Overrides { dataset: Some(d.join("other")), limit: Some(1), ..Default::default() };
-    let (_, resolved) = rt.block_on(jagged_cli::resolve::resolve_with(&d.join("spec.toml"), store.as_ref(), &over)).unwrap();
+    let over = jagged_client::Overrides { dataset: Some(d.join("other")), limit: Some(1), ..Default::default() };
+    let (_, resolved) = rt.block_on(jagged_client::resolve::resolve_with(&d.join("spec.toml"), store.as_ref(), &over)).unwrap();
     let labels: Vec<(String, Option<i32>)> = resolved.images.iter().map(|i| (i.name.clone(), i.label)).collect();
     assert_eq!(labels, vec![("n01440764/c.png".to_string(), Some(0))]);
-    let over = jagged_cli::resolve::Overrides { dataset: Some(d.join("missing")), ..Default::default() };
-    let e = rt.block_on(jagged_cli::resolve::resolve_with(&d.join("spec.toml"), store.as_ref(), &over)).unwrap_err();
+    let over = jagged_client::Overrides { dataset: Some(d.join("missing")), ..Default::default() };
+    let e = rt.block_on(jagged_client::resolve::resolve_with(&d.join("spec.toml"), store.as_ref(), &over)).unwrap_err();
     assert!(format!("{e:#}").contains("--dataset") && format!("{e:#}").contains("missing"), "{e:#}");
 }
 
@@ -186,23 +186,24 @@ fn imagefolder_by_wordnet_id_gets_imagenet_labels() {
 /// lease is lost.
 #[test]
 fn compute_step_is_identical_for_any_host_threads_and_batch() {
-    use jagged_proto::v1::{ImageItem, ShardTask};
     ort();
     let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
     let mut engine = jagged_infer::Engine::load(&m.bytes, &m.card, &jagged_infer::EngineOptions::cpu(1)).unwrap();
     let family = jagged_domain::transform::Family::Crop { max_shift: 3, step: 1, resize: None, resample: Default::default() };
-    let mut items = Vec::new();
+    let names: Vec<String> = (0..5).map(|i| format!("{i}.png")).collect();
+    let mut base_task = jagged_testkit::task(&m.card, family, &names, 1);
+    base_task.keep_probs = true;
+    base_task.items.iter_mut().for_each(|i| i.image.label = Some((i.index % 3) as i32));
+    let items = base_task.items.clone();
     let mut files = Vec::new();
     for i in 0..5u32 {
-        items.push(ImageItem { index: i, name: format!("{i}.png"), key: String::new(), label: (i % 3) as i32, frames: vec![] });
         let b = if i == 2 { b"not an image".to_vec() } else { jagged_testkit::png(50 + i, 44, i) };
         files.push(bytes::Bytes::from(b));
     }
     let run = |engine: &mut jagged_infer::Engine, batch: u32, host: usize, pad: bool, stop_after: Option<usize>| {
-        let task = ShardTask { model_name: "tiny_cnn".into(), images: items.clone(), batch_size: batch, keep_probs: true, ..Default::default() };
+        let task = jagged_domain::task::ShardTask { batch_size: batch, ..base_task.clone() };
         let input = jagged_worker::ShardInput {
             task: &task,
-            family: &family,
             images: items.iter().cloned().zip(files.iter().cloned().map(|b| Ok(vec![b]))).collect(),
             host_threads: host,
             pad_batches: pad,
@@ -214,7 +215,7 @@ fn compute_step_is_identical_for_any_host_threads_and_batch() {
     let base = run(&mut engine, 1, 1, false, None).unwrap();
     assert_eq!(base.rows, 4 * 49);
     assert_eq!(base.failed.len(), 1);
-    assert_eq!(base.failed[0].image_name, "2.png");
+    assert_eq!(base.failed[0].name, "2.png");
     // CUDA's padded batches (every run at the full batch) give the same results too.
     for (batch, host, pad) in
         [(7, 1, false), (16, 3, false), (64, 2, false), (200, 8, false), (7, 2, true), (64, 1, true), (200, 3, true), (16, 0, false), (7, 0, true)]

@@ -10,7 +10,7 @@ use tonic::transport::Channel;
 const DIAGONAL: &str = "[[families]]\nkind = \"diagonal\"\nsteps = 1\nsize = 36\n";
 
 /// A coordinator on a private PostgreSQL, serving on a loopback port.
-async fn coordinator() -> (jagged_store::local::LocalPostgres, String, tokio::sync::oneshot::Sender<()>) {
+async fn coordinator() -> (jagged_local::LocalPostgres, String, tokio::sync::oneshot::Sender<()>) {
     let (pg, store) = store().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -23,7 +23,7 @@ async fn coordinator() -> (jagged_store::local::LocalPostgres, String, tokio::sy
 
 async fn submit(url: &str, sweep: &jagged_domain::spec::ResolvedSweep) -> i64 {
     let mut admin = AdminServiceClient::connect(url.to_string()).await.unwrap();
-    let req = SubmitRequest { resolved_json: serde_json::to_string(sweep).unwrap(), spec_toml: String::new(), again: true };
+    let req = SubmitRequest { sweep: Some(sweep.clone().into()), spec_toml: String::new(), again: true };
     admin.submit(req).await.unwrap().into_inner().sweep_id
 }
 
@@ -38,6 +38,11 @@ async fn lease(c: &mut WorkerServiceClient<Channel>, worker: i64, loaded: &[&str
     c.lease(req).await.unwrap().into_inner().shards.into_iter().next()
 }
 
+/// The object key of a task's model.
+fn key(s: &ShardTask) -> String {
+    s.model.as_ref().map(|m| m.key.clone()).unwrap_or_default()
+}
+
 async fn complete(c: &mut WorkerServiceClient<Channel>, worker: i64, s: &ShardTask) {
     c.complete(CompleteRequest {
         worker_id: worker,
@@ -48,7 +53,7 @@ async fn complete(c: &mut WorkerServiceClient<Channel>, worker: i64, s: &ShardTa
         sha256: "00".into(),
         execution_provider: "CPUExecutionProvider".into(),
         seconds: 0.01,
-        model_key: s.model_key.clone(),
+        model_key: key(s),
         ..Default::default()
     })
     .await
@@ -106,16 +111,16 @@ async fn workers_get_shards_of_the_models_they_hold() {
     let (mut b, wb) = worker(&url).await;
     // A fresh worker starts on the first model; one holding the second stays on it.
     let t = lease(&mut a, wa, &[]).await.unwrap();
-    assert_eq!(t.model_key, k0);
+    assert_eq!(key(&t), k0);
     complete(&mut a, wa, &t).await;
     for _ in 0..4 {
         let t = lease(&mut b, wb, &[&k1]).await.unwrap();
-        assert_eq!(t.model_key, k1, "affinity");
+        assert_eq!(key(&t), k1, "affinity");
         complete(&mut b, wb, &t).await;
     }
     for _ in 0..3 {
         let t = lease(&mut a, wa, &[&k0]).await.unwrap();
-        assert_eq!(t.model_key, k0);
+        assert_eq!(key(&t), k0);
         complete(&mut a, wa, &t).await;
     }
     // The second model is used up: a worker holding it gets the first's work
@@ -130,7 +135,7 @@ async fn shards_are_sized_from_the_measured_throughput_of_their_model() {
     a.spec.shard.images = None;
     a.spec.shard.target_inferences = 8; // 4 images of 2 points: 10 shards
     let mut admin = AdminServiceClient::connect(url.clone()).await.unwrap();
-    let req = SubmitRequest { resolved_json: serde_json::to_string(&a).unwrap(), spec_toml: String::new(), again: true };
+    let req = SubmitRequest { sweep: Some(a.clone().into()), spec_toml: String::new(), again: true };
     assert_eq!(admin.submit(req).await.unwrap().into_inner().shards, 10, "nothing measured yet: target_inferences");
     let (mut c, w) = worker(&url).await;
     while let Some(t) = lease(&mut c, w, &[]).await {
@@ -140,17 +145,17 @@ async fn shards_are_sized_from_the_measured_throughput_of_their_model() {
     let mut b = resolved(7000, DIAGONAL, 1, 3);
     b.spec.shard.images = None;
     b.spec.shard.target_inferences = 8;
-    let req = SubmitRequest { resolved_json: serde_json::to_string(&b).unwrap(), spec_toml: String::new(), again: true };
+    let req = SubmitRequest { sweep: Some(b.clone().into()), spec_toml: String::new(), again: true };
     assert_eq!(admin.submit(req).await.unwrap().into_inner().shards, 3);
     // An explicit size still wins.
     b.spec.shard.images = Some(1000);
-    let req = SubmitRequest { resolved_json: serde_json::to_string(&b).unwrap(), spec_toml: String::new(), again: true };
+    let req = SubmitRequest { sweep: Some(b.clone().into()), spec_toml: String::new(), again: true };
     assert_eq!(admin.submit(req).await.unwrap().into_inner().shards, 7);
 }
 
 #[test]
 fn one_worker_process_runs_several_sessions() {
-    use jagged_cli::cluster::{ClusterOptions, LocalCluster};
+    use jagged_local::{ClusterOptions, LocalCluster};
     jagged_testkit::ort();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -173,14 +178,14 @@ fn one_worker_process_runs_several_sessions() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (st, names) = rt.block_on(async {
         let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
-        let id = jagged_cli::sweep::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref()).await.unwrap();
-        let st = jagged_cli::sweep::wait(&cluster.url, id).await.unwrap();
+        let id = jagged_testkit::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap();
+        let st = jagged_testkit::wait(&cluster.url, id).await;
         let store = jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap();
         let names: Vec<String> = sqlx::query_scalar("select name from workers order by name").fetch_all(store.pool()).await.unwrap();
         (st, names)
     });
     cluster.stop();
-    assert_eq!((st.state.as_str(), st.done, st.failed), ("done", 12, 0));
+    assert_eq!((st.state, st.done, st.failed), (jagged_domain::status::SweepState::Done, 12, 0));
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names[0].ends_with("-s0") && names[1].ends_with("-s1"), "{names:?}");
 }

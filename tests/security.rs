@@ -2,8 +2,9 @@
 //! clients, refused when missing or wrong, never written to logs; a coordinator
 //! that would be reachable from other machines without tokens refuses to start.
 
-use jagged_cli::cluster::{ClusterOptions, LocalCluster};
-use jagged_cli::sweep;
+use jagged_client::{Admin, ClientConfig};
+use jagged_domain::status::SweepState;
+use jagged_local::{ClusterOptions, LocalCluster};
 use jagged_proto::auth::Token;
 use jagged_testkit::{dataset, jagged_bin, ort, tiny_model};
 use std::process::{Command, Stdio};
@@ -65,24 +66,28 @@ fn tokens_keep_out_callers_who_do_not_belong() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         // No token, or the worker's token, on the admin service: refused.
-        let e = sweep::list(&mut sweep::connect_with(&url, None).await.unwrap()).await.unwrap_err();
+        let anonymous = ClientConfig::new(url.clone());
+        let e = Admin::connect(&anonymous).await.unwrap().list().await.unwrap_err();
         assert!(e.to_string().contains("token"), "{e}");
-        let e = sweep::list(&mut sweep::connect_with(&url, Some(&as_worker)).await.unwrap()).await.unwrap_err();
+        let e = Admin::connect(&anonymous.clone().with_token(Some(as_worker))).await.unwrap().list().await.unwrap_err();
         assert!(e.to_string().contains("wrong token"), "{e}");
         let objects = jagged_artifacts::open_store(&store_url).unwrap();
-        let e = sweep::submit_as(&url, None, &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap_err();
+        let e = jagged_client::submit(&anonymous, &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap_err();
         assert!(e.to_string().contains("token"), "{e}");
         // The admin token works, and the cluster's workers (with the worker token) run the sweep.
-        let r = sweep::submit_as(&url, Some(&admin), &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap();
+        let config = anonymous.clone().with_token(Some(admin));
+        let r = jagged_client::submit(&config, &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap();
         // A message over the coordinator's limit (1 MiB here) is refused before it is read.
-        let huge = jagged_proto::v1::SubmitRequest { resolved_json: "x".repeat(2 << 20), spec_toml: String::new(), again: false };
-        let e = sweep::connect_with(&url, Some(&admin)).await.unwrap().submit(huge).await.unwrap_err();
+        let spec = jagged_proto::v1::SweepSpec { name: "x".repeat(2 << 20), ..Default::default() };
+        let huge =
+            jagged_proto::v1::SubmitRequest { sweep: Some(jagged_proto::v1::Sweep { spec: Some(spec), ..Default::default() }), ..Default::default() };
+        let e = Admin::connect(&config).await.unwrap().raw().submit(huge).await.unwrap_err();
         assert!(matches!(e.code(), tonic::Code::OutOfRange | tonic::Code::ResourceExhausted), "{e:?}");
-        let mut c = sweep::connect_with(&url, Some(&admin)).await.unwrap();
+        let mut c = Admin::connect(&config).await.unwrap();
         let t = Instant::now();
         loop {
-            let s = sweep::status(&mut c, r.sweep_id).await.unwrap();
-            if s.state == "done" {
+            let s = c.status(r.sweep_id).await.unwrap();
+            if s.state == SweepState::Done {
                 assert_eq!(s.done, s.total);
                 break;
             }
@@ -169,10 +174,10 @@ fn grpc_over_tls_with_tokens_runs_a_sweep() {
         "name = \"tls\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[families]]\nkind = \"diagonal\"\nsteps = 2\n",
     )
     .unwrap();
-    let pg = jagged_store::local::LocalPostgres::start().unwrap();
+    let pg = jagged_local::LocalPostgres::start().unwrap();
     let (wt, at) = (random_token(), random_token());
     let addr_file = dir.join("addr");
-    let mut coordinator = jagged_cli::cluster::Proc::spawn(
+    let mut coordinator = jagged_local::Proc::spawn(
         "coordinator",
         &jagged_bin(),
         &["coordinator", "--listen", "127.0.0.1:0", "--database-url", &pg.url(), "--addr-file", addr_file.to_str().unwrap()].map(String::from),

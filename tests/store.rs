@@ -1,6 +1,8 @@
 use jagged_domain::lease::{LeasePolicy, ShardState};
 use jagged_domain::plan::plan;
-use jagged_store::{FailedItem, Output, StoreError};
+use jagged_domain::status::SweepState;
+use jagged_domain::task::FailedItem;
+use jagged_store::{Commit, Held, Output, RunningSweep, StoreError};
 use jagged_testkit::{resolved, store};
 
 const CROP: &str = "[[families]]\nkind = \"crop\"\nmax_shift = 1\n";
@@ -88,23 +90,35 @@ async fn stale_commit_is_refused_and_never_counted() {
     let second = store.claim(2, 1, T0 + 6_000, &p).await.unwrap().remove(0);
     assert_eq!(second.id, first.id);
     // The frozen first holder wakes up and tries to commit.
-    let e = store.complete(first.id, first.lease_epoch, 1, &output(&first), &[], T0 + 6_100).await.unwrap_err();
+    let e = store
+        .complete(Commit { shard: first.id, epoch: first.lease_epoch, worker: 1, out: output(&first), failed: vec![] }, T0 + 6_100)
+        .await
+        .unwrap_err();
     assert!(matches!(e, StoreError::Stale(id) if id == first.id), "{e}");
     // A key outside the attempt's own part (another sweep's prefix) is refused, and
     // the shard stays leased to its holder.
     let mut escape = output(&second);
     escape.object_key = format!("sweeps/{}/parts/../../other/x.parquet", second.sweep_id);
-    let e = store.complete(second.id, second.lease_epoch, 2, &escape, &[], T0 + 6_150).await.unwrap_err();
+    let e = store
+        .complete(Commit { shard: second.id, epoch: second.lease_epoch, worker: 2, out: escape.clone(), failed: vec![] }, T0 + 6_150)
+        .await
+        .unwrap_err();
     assert!(matches!(e, StoreError::BadKey { .. }), "{e}");
     assert_eq!(store.leased_count(sweep).await.unwrap(), 1);
-    store.complete(second.id, second.lease_epoch, 2, &output(&second), &[], T0 + 6_200).await.unwrap();
+    store
+        .complete(Commit { shard: second.id, epoch: second.lease_epoch, worker: 2, out: output(&second), failed: vec![] }, T0 + 6_200)
+        .await
+        .unwrap();
     // A second commit of the same lease is refused too.
-    assert!(matches!(store.complete(second.id, second.lease_epoch, 2, &output(&second), &[], T0 + 6_300).await, Err(StoreError::Stale(_))));
+    assert!(matches!(
+        store.complete(Commit { shard: second.id, epoch: second.lease_epoch, worker: 2, out: output(&second), failed: vec![] }, T0 + 6_300).await,
+        Err(StoreError::Stale(_))
+    ));
     let outs = store.outputs(sweep).await.unwrap();
     assert_eq!(outs.len(), 1);
     assert_eq!(outs[0].object_key, output(&second).object_key);
     let s = store.sweep(sweep).await.unwrap();
-    assert_eq!((s.done, s.state.as_str(), s.inferences_done), (1, "done", 9));
+    assert_eq!((s.done, s.state, s.inferences_done), (1, SweepState::Done, 9));
 }
 
 #[tokio::test]
@@ -120,17 +134,20 @@ async fn poison_shard_fails_after_max_attempts_with_its_last_error() {
     let errs = store.shard_errors(sweep, 10).await.unwrap();
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].error, "boom 2");
-    assert_eq!(store.sweep(sweep).await.unwrap().state, "running", "the other shard is still out");
+    assert_eq!(store.sweep(sweep).await.unwrap().state, SweepState::Running, "the other shard is still out");
     let other = b.iter().find(|c| c.id != a.id).unwrap();
-    let bad = FailedItem { image_idx: 1, image_name: "1.png".into(), reason: "corrupt".into() };
-    store.complete(other.id, other.lease_epoch, 1, &output(other), &[bad], T0 + 10_500).await.unwrap();
+    let bad = FailedItem { index: 1, name: "1.png".into(), reason: "corrupt".into() };
+    store
+        .complete(Commit { shard: other.id, epoch: other.lease_epoch, worker: 1, out: output(other), failed: vec![bad] }, T0 + 10_500)
+        .await
+        .unwrap();
     let s = store.sweep(sweep).await.unwrap();
-    assert_eq!((s.state.as_str(), s.done, s.failed, s.failed_items), ("done", 1, 1, 1));
+    assert_eq!((s.state, s.done, s.failed, s.failed_items), (SweepState::Done, 1, 1, 1));
     // A non-retryable error fails at once.
     let sweep2 = sweep_with(&store, 1, 1, 5).await;
     let c = store.claim(1, 1, T0 + 20_000, &p).await.unwrap().remove(0);
     assert_eq!(store.fail(c.id, c.lease_epoch, "model does not load", false, T0 + 20_000, &p).await.unwrap(), ShardState::Failed);
-    assert_eq!(store.sweep(sweep2).await.unwrap().state, "done");
+    assert_eq!(store.sweep(sweep2).await.unwrap().state, SweepState::Done);
 }
 
 #[tokio::test]
@@ -139,14 +156,14 @@ async fn heartbeat_extends_held_leases_and_reports_lost_ones() {
     let sweep = sweep_with(&store, 2, 1, 3).await;
     let p = policy();
     let c = store.claim(7, 2, T0, &p).await.unwrap();
-    let held: Vec<(i64, i64)> = c.iter().map(|c| (c.id, c.lease_epoch)).collect();
+    let held: Vec<Held> = c.iter().map(|c| Held { shard: c.id, epoch: c.lease_epoch }).collect();
     assert!(store.heartbeat(7, &held, T0 + 900, &p).await.unwrap().is_empty());
     assert_eq!(store.reap(T0 + 1_500, &p, 100).await.unwrap(), 0, "renewed to T0 + 1900");
     store.cancel(sweep, T0 + 1_600).await.unwrap();
     let lost = store.heartbeat(7, &held, T0 + 1_700, &p).await.unwrap();
     assert_eq!(lost.len(), 2, "cancelled shards are reported lost");
     let s = store.sweep(sweep).await.unwrap();
-    assert_eq!((s.state.as_str(), s.cancelled), ("cancelled", 2));
+    assert_eq!((s.state, s.cancelled), (SweepState::Cancelled, 2));
     assert!(store.claim(8, 5, T0 + 2_000, &p).await.unwrap().is_empty());
 }
 
@@ -157,14 +174,9 @@ async fn group_commit_writes_the_good_ones_and_refuses_each_bad_one_alone() {
     let p = policy();
     let c = store.claim(1, 6, T0, &p).await.unwrap();
     assert_eq!(c.len(), 6);
-    let commit = |k: &jagged_store::Claimed, out: Output, failed: Vec<FailedItem>| jagged_store::Commit {
-        shard: k.id,
-        epoch: k.lease_epoch,
-        worker: 1,
-        out,
-        failed,
-    };
-    let item = |i: i32| FailedItem { image_idx: i, image_name: format!("{i}.png"), reason: "bad".into() };
+    let commit =
+        |k: &jagged_store::Claimed, out: Output, failed: Vec<FailedItem>| Commit { shard: k.id, epoch: k.lease_epoch, worker: 1, out, failed };
+    let item = |i: u32| FailedItem { index: i, name: format!("{i}.png"), reason: "bad".into() };
     let mut stale = commit(&c[3], output(&c[3]), vec![]);
     stale.epoch += 1; // an epoch the shard never had
     stale.out.object_key = jagged_domain::keys::part_key(c[3].sweep_id, c[3].id, c[3].attempt, stale.epoch);
@@ -184,17 +196,17 @@ async fn group_commit_writes_the_good_ones_and_refuses_each_bad_one_alone() {
     assert!(matches!(r[4], Err(StoreError::BadKey { shard, .. }) if shard == c[4].id), "{:?}", r[4]);
     assert!(matches!(r[5], Err(StoreError::Stale(id)) if id == c[2].id), "counted once: {:?}", r[5]);
     let s = store.sweep(sweep).await.unwrap();
-    assert_eq!((s.done, s.inferences_done, s.failed_items, s.state.as_str()), (3, 27, 1, "running"));
+    assert_eq!((s.done, s.inferences_done, s.failed_items, s.state), (3, 27, 1, SweepState::Running));
     assert_eq!(store.leased_count(sweep).await.unwrap(), 3, "refused shards stay with their holder");
     let outs = store.outputs(sweep).await.unwrap();
     assert_eq!(outs.iter().map(|o| o.shard_id).collect::<Vec<_>>(), vec![c[0].id, c[1].id, c[2].id]);
     let failed = store.failed_items(sweep).await.unwrap();
-    assert_eq!((failed.len(), failed[0].shard_id, failed[0].item.image_idx), (1, c[1].id, 1));
+    assert_eq!((failed.len(), failed[0].shard_id, failed[0].item.index), (1, c[1].id, 1));
     // The rest, committed properly in a second batch, finish the sweep once.
     let rest: Vec<_> = c[3..].iter().map(|k| commit(k, output(k), vec![])).collect();
     assert!(store.complete_many(&rest, T0 + 200).await.unwrap().iter().all(Result::is_ok));
     let s = store.sweep(sweep).await.unwrap();
-    assert_eq!((s.done, s.inferences_done, s.state.as_str()), (6, 54, "done"));
+    assert_eq!((s.done, s.inferences_done, s.state), (6, 54, SweepState::Done));
     assert_eq!(store.outputs(sweep).await.unwrap().len(), 6);
 }
 
@@ -216,5 +228,29 @@ async fn claims_from_one_sweep_prefer_the_given_model() {
     assert_eq!((any[0].model_idx, any[0].image_lo, any[0].inferences), (0, 0, 18));
     let other = store.claim_from(3, b, None, 5, T0, &p).await.unwrap();
     assert!(other.iter().all(|c| c.sweep_id == b) && other.len() == 2);
-    assert_eq!(store.running_sweeps().await.unwrap(), vec![(a, 0), (b, 0)]);
+    assert_eq!(store.running_sweeps().await.unwrap(), vec![RunningSweep { id: a, priority: 0 }, RunningSweep { id: b, priority: 0 }]);
+}
+
+/// A sweep's resolved form is stored with its format: rows of an older format
+/// are read, rows of a newer one are refused with a message naming the sweep,
+/// both formats and the fix.
+#[tokio::test]
+async fn stored_sweeps_carry_their_format_and_newer_ones_are_refused() {
+    let (_pg, store) = store().await;
+    let id = sweep_with(&store, 2, 1, 3).await;
+    let format: i32 = sqlx::query_scalar("select resolved_format from sweeps where id = $1").bind(id).fetch_one(store.pool()).await.unwrap();
+    assert_eq!(format, jagged_domain::spec::RESOLVED_FORMAT as i32);
+    // A row written before structures were recorded (format 1) reads with none.
+    sqlx::query("update sweeps set resolved_format = 1, resolved = resolved #- '{models,0,structure}' where id = $1")
+        .bind(id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let old = store.resolved(id).await.unwrap();
+    assert_eq!((old.models[0].structure, old.images.len()), (None, 2));
+    sqlx::query("update sweeps set resolved_format = 99 where id = $1").bind(id).execute(store.pool()).await.unwrap();
+    let e = store.resolved(id).await.unwrap_err();
+    assert!(matches!(e, StoreError::Format { format: 99, .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains(&format!("sweep `{id}`")) && msg.contains("format 99") && msg.contains("upgrade jagged"), "{msg}");
 }

@@ -18,3 +18,5 @@ mod faults;
 mod s3;
 // Authentication: worker and admin tokens.
 mod security;
+// The metric table is documented and recomputed outside the code.
+mod docs;

@@ -11,6 +11,7 @@
 
 use anyhow::{bail, Context, Result};
 use jagged_artifacts::ResultRow;
+use jagged_domain::metrics::METRICS;
 use jagged_domain::rng::SplitMix;
 use jagged_domain::transform::Family;
 use std::collections::BTreeMap;
@@ -150,13 +151,20 @@ pub fn run_ours(dir: &Path, threads: usize) -> Result<()> {
             }
         }
     }
+    let family = fam.name();
     let results: Vec<serde_json::Value> = all
         .iter()
         .map(|(m, f)| {
-            let (s, ci) = f.finish();
-            serde_json::json!({"model": format!("model{m}"), "images": s.images, "inferences": s.inferences, "acc1": s.acc1, "acc5": s.acc5,
-                "p_top1_change": s.p_top1_change, "mac": s.mac, "jagged_fraction": s.jagged_fraction, "mean_transitions": s.mean_transitions,
-                "worst_acc": s.worst_of_grid_acc, "flip_prob": s.flip_prob, "top5_dist": s.top5_dist, "acc1_ci": ci.acc1.map(|i| [i.lo, i.hi])})
+            let (t, ci) = f.finish();
+            let mut row = serde_json::Map::new();
+            row.insert("model".into(), format!("model{m}").into());
+            row.insert("images".into(), t.images.into());
+            row.insert("inferences".into(), t.inferences.into());
+            for metric in METRICS {
+                row.insert(metric.name.into(), metric.of(family, &t).into());
+            }
+            row.insert("acc1_ci".into(), ci.get("acc1").map(|i| vec![i.lo, i.hi]).into());
+            serde_json::Value::Object(row)
         })
         .collect();
     let secs = start.elapsed().as_secs_f64();
@@ -173,29 +181,23 @@ fn side(mut cmd: std::process::Command, what: &str) -> Result<serde_json::Value>
     serde_json::from_str(&line).with_context(|| format!("{what} output: {line}"))
 }
 
-/// Compares the metrics both sides computed.
+/// Compares the metrics both sides computed: the counts and every metric of
+/// the table (a metric DuckDB's query lacks is a disagreement).
 fn agree(ours: &serde_json::Value, duck: &serde_json::Value) -> Result<()> {
     let (a, b) = (ours["results"].as_array().context("results")?, duck["results"].as_array().context("results")?);
     if a.len() != b.len() {
         bail!("{} rows vs DuckDB's {}", a.len(), b.len());
     }
     for (x, y) in a.iter().zip(b) {
-        for k in [
-            "images",
-            "inferences",
-            "acc1",
-            "acc5",
-            "p_top1_change",
-            "mac",
-            "jagged_fraction",
-            "mean_transitions",
-            "worst_acc",
-            "flip_prob",
-            "top5_dist",
-        ] {
-            let (u, v) = (x[k].as_f64().unwrap_or(f64::NAN), y[k].as_f64().unwrap_or(f64::NAN));
-            if (u - v).abs() > 1e-9 * v.abs().max(1.0) {
-                bail!("{} {k}: ours {u}, DuckDB {v}", x["model"]);
+        for k in ["images", "inferences"].into_iter().chain(METRICS.iter().map(|m| m.name)) {
+            let Some(v) = y.get(k) else { bail!("DuckDB's query computes no `{k}`") };
+            let (u, v) = (x[k].as_f64(), v.as_f64());
+            let same = match (u, v) {
+                (Some(u), Some(v)) => (u - v).abs() <= 1e-9 * v.abs().max(1.0),
+                (u, v) => u.is_none() && v.is_none(),
+            };
+            if !same {
+                bail!("{} {k}: ours {u:?}, DuckDB {v:?}", x["model"]);
             }
         }
     }

@@ -10,8 +10,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use jagged_cli::{cluster, sweep};
+use jagged_client::{admin, ClientConfig};
+use jagged_domain::status::SweepState;
 use jagged_infer::{Engine, EngineOptions};
+use jagged_local::{ClusterOptions, LocalCluster};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -170,7 +172,7 @@ fn bare(model: &Path, threads: usize, batch: u32, secs: f64, images: &Path) -> R
 }
 
 fn bare_on(model: &Path, opts: &EngineOptions, batch: u32, secs: f64, images: &Path) -> Result<f64> {
-    let card = jagged_cli::models::read_card(&jagged_cli::models::card_path(model))?;
+    let card = jagged_onnx::card::read_card(&jagged_onnx::card::card_path(model))?;
     let mut engine = Engine::load(&std::fs::read(model)?, &card, opts)?;
     let img = jagged_infer::decode_image(&std::fs::read(images.join("chelsea.png"))?)?;
     let fam = jagged_domain::transform::Family::Crop { max_shift: 4, step: 1, resize: None, resample: Default::default() };
@@ -195,7 +197,7 @@ fn load(workers: usize, images: u32, families: u32) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("data"))?;
     let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
-    jagged_cli::models::write_model(&m, &dir)?;
+    jagged_onnx::card::write_model(&m, &dir)?;
     let mut csv = String::from("file,label\n");
     for i in 0..images {
         let img = image::RgbImage::from_fn(36, 36, |x, y| image::Rgb([(x * 7 + i) as u8, (y * 5 + i / 3) as u8, (x ^ y) as u8]));
@@ -212,7 +214,7 @@ fn load(workers: usize, images: u32, families: u32) -> Result<()> {
     let shards = images as u64 * families as u64;
     println!("load: {workers} worker processes, one coordinator, {shards} shards (tiny CNN, 1 image x 2 points each)");
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
-    let opts = cluster::ClusterOptions {
+    let opts = ClusterOptions {
         bin,
         dir: dir.join("run"),
         workers,
@@ -222,17 +224,19 @@ fn load(workers: usize, images: u32, families: u32) -> Result<()> {
         store: None,
         env: vec![("JAGGED_LOG".into(), "warn".into())],
     };
-    let c = cluster::LocalCluster::start(opts)?;
+    let c = LocalCluster::start(opts)?;
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
         let objects = jagged_artifacts::open_store(&c.store_url)?;
-        let id = sweep::submit(&c.url, &dir.join("load.toml"), objects.as_ref()).await?;
-        let st = sweep::wait(&c.url, id).await?;
-        if st.state != "done" || st.failed > 0 || st.done as u64 != shards {
-            bail!("load sweep did not complete cleanly: {}", sweep::line(&st));
+        let config = ClientConfig::new(c.url.clone());
+        let id = jagged_client::submit(&config, &dir.join("load.toml"), objects.as_ref(), &Default::default()).await?.sweep_id;
+        let st = admin::wait(&config, id, |_| {}).await?;
+        if st.state != SweepState::Done || st.failed > 0 || st.done as u64 != shards {
+            bail!("load sweep did not complete cleanly: {}", admin::line(&st));
         }
         let store = jagged_store::Store::connect(&c.postgres.url(), 2).await?;
-        let (first, last) = store.sweep_timing(id).await?.context("no shard timing")?;
+        let timing = store.sweep_timing(id).await?.context("no shard timing")?;
+        let (first, last) = (timing.first_start_ms, timing.last_finish_ms);
         // Nothing lost, nothing twice: one output per shard, each row once.
         let outputs = store.outputs(id).await?;
         let mut seen = std::collections::HashSet::new();
@@ -278,7 +282,7 @@ fn system_sweep(c: &Common, model: &Path, images: &Path, device: &str) -> Result
         ),
     )?;
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
-    let opts = cluster::ClusterOptions {
+    let opts = ClusterOptions {
         bin,
         dir: dir.clone(),
         workers: 1,
@@ -288,19 +292,21 @@ fn system_sweep(c: &Common, model: &Path, images: &Path, device: &str) -> Result
         store: None,
         env: vec![("JAGGED_DEVICE".into(), device.into())],
     };
-    let cl = cluster::LocalCluster::start(opts)?;
+    let cl = LocalCluster::start(opts)?;
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
         let objects = jagged_artifacts::open_store(&cl.store_url)?;
         let wall = Instant::now();
-        let id = sweep::submit(&cl.url, &spec, objects.as_ref()).await?;
-        let st = sweep::wait(&cl.url, id).await?;
+        let config = ClientConfig::new(cl.url.clone());
+        let id = jagged_client::submit(&config, &spec, objects.as_ref(), &Default::default()).await?.sweep_id;
+        let st = admin::wait(&config, id, |_| {}).await?;
         let wall = wall.elapsed().as_secs_f64();
-        if st.state != "done" || st.failed > 0 || st.failed_items > 0 {
-            bail!("bench sweep did not complete cleanly: {}", sweep::line(&st));
+        if st.state != SweepState::Done || st.failed > 0 || st.failed_items > 0 {
+            bail!("bench sweep did not complete cleanly: {}", admin::line(&st));
         }
         let store = jagged_store::Store::connect(&cl.postgres.url(), 2).await?;
-        let (first, last) = store.sweep_timing(id).await?.context("no shard timing")?;
+        let timing = store.sweep_timing(id).await?.context("no shard timing")?;
+        let (first, last) = (timing.first_start_ms, timing.last_finish_ms);
         Ok::<_, anyhow::Error>((st.inferences_done, (last - first) as f64 / 1000.0, wall))
     });
     cl.stop();
@@ -351,7 +357,7 @@ fn python(c: &Common, python: &Path, device: &str, script: &Path) -> Result<()> 
     if !script.is_file() {
         bail!("{} not found (run from the repository root, or give --script)", script.display());
     }
-    let card = jagged_cli::models::card_path(&model);
+    let card = jagged_onnx::card::card_path(&model);
     let run_python = || -> Result<(i64, f64)> {
         let out = std::env::temp_dir().join(format!("jagged-bench-python-{}.csv", std::process::id()));
         let o = std::process::Command::new(python)
@@ -384,7 +390,6 @@ fn python(c: &Common, python: &Path, device: &str, script: &Path) -> Result<()> 
 fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize) -> Result<()> {
     let (batch, max_shift, bare_secs) = (c.batch, c.max_shift, c.bare_secs);
     let (model, images) = (c.model.as_path(), c.images.as_path());
-    use jagged_proto::v1::{ImageItem, ShardTask};
     if !model.is_file() {
         bail!("{} not found: run `just assets release` first", model.display());
     }
@@ -392,28 +397,24 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize) -
     println!("compute: EfficientNet-Lite0 on {} ({provider}, {precision}), batch {batch}, {} ORT thread(s)", opts.device, opts.intra_threads);
     let base = bare_on(model, opts, batch, bare_secs, images)?;
     println!("bare ORT session.run: {base:.1} img/s");
-    let card = jagged_cli::models::read_card(&jagged_cli::models::card_path(model))?;
+    let card = jagged_onnx::card::read_card(&jagged_onnx::card::card_path(model))?;
     let mut engine = Engine::load(&std::fs::read(model)?, &card, opts)?;
     let family = jagged_domain::transform::Family::Crop { max_shift, step: 1, resize: None, resample: Default::default() };
-    let mut items = Vec::new();
+    let mut names = Vec::new();
+    let mut labels = Vec::new();
     let mut bytes = Vec::new();
-    for (i, line) in std::fs::read_to_string(images.join("labels.csv"))?.lines().skip(1).enumerate() {
+    for line in std::fs::read_to_string(images.join("labels.csv"))?.lines().skip(1) {
         let (file, label) = line.split_once(',').unwrap_or((line, ""));
-        items.push(ImageItem { index: i as u32, name: file.into(), key: String::new(), label: label.parse().unwrap_or(-1), frames: vec![] });
+        names.push(file.to_string());
+        labels.push(label.parse().ok());
         bytes.push(bytes::Bytes::from(std::fs::read(images.join(file))?));
     }
-    let task = ShardTask {
-        model_name: card.name.clone(),
-        model_card_json: serde_json::to_string(&card)?,
-        family_json: serde_json::to_string(&family)?,
-        images: items.clone(),
-        batch_size: batch,
-        ..Default::default()
-    };
+    let mut task = jagged_testkit::task(&card, family.clone(), &names, batch);
+    task.items.iter_mut().zip(labels).for_each(|(i, l)| i.image.label = l);
+    let items = task.items.clone();
     let run = |engine: &mut Engine| -> Result<(usize, jagged_worker::Timing)> {
         let input = jagged_worker::ShardInput {
             task: &task,
-            family: &family,
             images: items.iter().cloned().zip(bytes.iter().cloned().map(|b| Ok(vec![b]))).collect(),
             host_threads,
             pad_batches: jagged_worker::pads_batches(engine.provider),

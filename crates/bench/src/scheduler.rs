@@ -9,10 +9,12 @@
 //! need not exist, since nothing reads them).
 
 use anyhow::{bail, Context, Result};
-use jagged_cli::{cluster, sweep};
+use jagged_client::{admin, Admin, ClientConfig};
 use jagged_domain::spec::ResolvedSweep;
+use jagged_domain::status::SweepState;
+use jagged_local::{ClusterOptions, LocalCluster};
 use jagged_proto::v1::worker_service_client::WorkerServiceClient;
-use jagged_proto::v1::{CompleteRequest, LeaseRequest, RegisterRequest, SubmitRequest};
+use jagged_proto::v1::{CompleteRequest, LeaseRequest, RegisterRequest};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
@@ -23,12 +25,8 @@ fn resolved(images: u32, families: u32) -> ResolvedSweep {
 
 async fn submit(url: &str, images: u32, families: u32) -> Result<(i64, u32)> {
     let sweep = resolved(images, families);
-    let mut admin = sweep::connect(url).await?;
-    let r = admin
-        .submit(SubmitRequest { resolved_json: serde_json::to_string(&sweep)?, spec_toml: String::new(), again: true })
-        .await
-        .context("submitting")?
-        .into_inner();
+    let mut admin = Admin::connect(&ClientConfig::new(url)).await?;
+    let r = admin.submit(sweep, String::new(), true).await.context("submitting")?;
     Ok((r.sweep_id, r.shards))
 }
 
@@ -36,7 +34,7 @@ async fn submit(url: &str, images: u32, families: u32) -> Result<(i64, u32)> {
 const MODEL_KEY: &str = "blobs/sha256/model";
 
 async fn client(url: &str) -> Result<(WorkerServiceClient<Channel>, i64)> {
-    let ch = jagged_proto::transport::endpoint(url).map_err(anyhow::Error::msg)?.tcp_nodelay(true).connect().await?;
+    let ch = jagged_proto::transport::endpoint(url, None).map_err(anyhow::Error::msg)?.tcp_nodelay(true).connect().await?;
     let mut c = WorkerServiceClient::new(ch);
     let id = c.register(RegisterRequest { name: "bench".into(), host: "bench".into(), device: "cpu".into() }).await?.into_inner().worker_id;
     Ok((c, id))
@@ -59,7 +57,7 @@ async fn cycle(c: &mut WorkerServiceClient<Channel>, worker: i64) -> Result<Opti
         failed_items: vec![],
         execution_provider: "CPUExecutionProvider".into(),
         seconds: 0.001,
-        model_key: s.model_key,
+        model_key: s.model.map(|m| m.key).unwrap_or_default(),
     })
     .await?;
     Ok(Some((lease, t.elapsed())))
@@ -74,7 +72,7 @@ pub fn run(workers: usize, shards: u32, depths: &[u32], samples: usize) -> Resul
     let dir = std::env::temp_dir().join(format!("jagged-bench-scheduler-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
-    let opts = cluster::ClusterOptions {
+    let opts = ClusterOptions {
         bin,
         dir: dir.clone(),
         workers: 0,
@@ -84,7 +82,7 @@ pub fn run(workers: usize, shards: u32, depths: &[u32], samples: usize) -> Resul
         store: None,
         env: vec![("JAGGED_LOG".into(), "warn".into())],
     };
-    let cl = cluster::LocalCluster::start(opts)?;
+    let cl = LocalCluster::start(opts)?;
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
         let url = cl.url.clone();
@@ -111,10 +109,10 @@ pub fn run(workers: usize, shards: u32, depths: &[u32], samples: usize) -> Resul
             total += t.await??;
         }
         let secs = start.elapsed().as_secs_f64();
-        let mut admin = sweep::connect(&url).await?;
-        let st = sweep::status(&mut admin, id).await?;
-        if total != n as u64 || st.done != n || st.state != "done" {
-            bail!("throughput run: {total} cycles for {n} shards; {}", sweep::line(&st));
+        let mut admin = Admin::connect(&ClientConfig::new(url.clone())).await?;
+        let st = admin.status(id).await?;
+        if total != n as u64 || st.done != n || st.state != SweepState::Done {
+            bail!("throughput run: {total} cycles for {n} shards; {}", admin::line(&st));
         }
         println!("{n} shards leased and committed in {secs:.2} s: {:.0} claim+complete cycles/s (bar: >= 2000)", n as f64 / secs);
 
@@ -142,7 +140,7 @@ pub fn run(workers: usize, shards: u32, depths: &[u32], samples: usize) -> Resul
                 quantile(&mut commit, 0.5),
                 quantile(&mut commit, 0.99)
             );
-            sweep::cancel(&mut admin, id).await?;
+            admin.cancel(id).await?;
         }
         // What the database and the coordinator hold, for docs/scaling.md.
         let store = jagged_store::Store::connect(&cl.postgres.url(), 2).await?;

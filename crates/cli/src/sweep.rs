@@ -1,95 +1,76 @@
-//! `jagged sweep ...`: talk to the coordinator's admin service.
+//! `jagged sweep ...`: submit, watch, list and cancel sweeps.
 
-use anyhow::{Context, Result};
-use jagged_proto::v1::admin_service_client::AdminServiceClient;
-use jagged_proto::v1::*;
+use crate::args::StoreArg;
+use crate::client::ClientArgs;
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use jagged_client::admin::{line, wait, Admin};
+use jagged_domain::status::SweepStatus;
 use std::io::{IsTerminal, Write};
-use std::path::Path;
-use std::time::Duration;
-use tonic::transport::Channel;
+use std::path::PathBuf;
 
-/// An admin client, with the admin token when one is set.
-pub type Admin = AdminServiceClient<tonic::service::interceptor::InterceptedService<Channel, jagged_proto::auth::WithToken>>;
-
-/// Connects to the coordinator's admin service, presenting `JAGGED_ADMIN_TOKEN`
-/// (or the token in the file `JAGGED_ADMIN_TOKEN_FILE` names) when set.
-pub async fn connect(url: &str) -> Result<Admin> {
-    let token = jagged_proto::auth::Token::from_env("JAGGED_ADMIN_TOKEN").map_err(anyhow::Error::msg)?;
-    connect_with(url, token.as_ref()).await
+/// Command-line changes to a spec.
+#[derive(Args, Debug, Clone, PartialEq)]
+pub struct OverrideArgs {
+    /// Run over this dataset folder instead of the spec's (ImageFolder `<class>/*`,
+    /// or images with a labels.csv).
+    #[arg(long)]
+    dataset: Option<PathBuf>,
+    /// Use only the first N images of the dataset.
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Run the sweep even if the same one (same spec, models and images) was
+    /// submitted before; without it, that sweep is returned and nothing is added.
+    #[arg(long)]
+    again: bool,
 }
 
-/// Connects to the coordinator's admin service with an explicit token.
-pub async fn connect_with(url: &str, token: Option<&jagged_proto::auth::Token>) -> Result<Admin> {
-    let with_token = jagged_proto::auth::WithToken::new(token).map_err(anyhow::Error::msg)?;
-    let ch = jagged_proto::transport::endpoint(url)
-        .map_err(anyhow::Error::msg)?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the coordinator at {url} (start one with `jagged coordinator`, or set JAGGED_COORDINATOR)"))?;
-    Ok(AdminServiceClient::with_interceptor(ch, with_token).max_encoding_message_size(256 * 1024 * 1024).max_decoding_message_size(256 * 1024 * 1024))
-}
-
-fn status_err(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{}", s.message())
-}
-
-/// Resolves and uploads a spec (refusing a bad one before any connection), then
-/// submits it to the coordinator at `url`; returns the sweep id.
-pub async fn submit(url: &str, spec: &Path, store: &dyn object_store::ObjectStore) -> Result<i64> {
-    submit_with(url, spec, store, &crate::resolve::Overrides::default()).await
-}
-
-/// [`submit`] with command-line overrides of the spec.
-pub async fn submit_with(url: &str, spec: &Path, store: &dyn object_store::ObjectStore, over: &crate::resolve::Overrides) -> Result<i64> {
-    let token = jagged_proto::auth::Token::from_env("JAGGED_ADMIN_TOKEN").map_err(anyhow::Error::msg)?;
-    Ok(submit_as(url, token.as_ref(), spec, store, over).await?.sweep_id)
-}
-
-/// [`submit_with`] with an explicit admin token; returns the coordinator's answer
-/// (`existing` when the same sweep was there already and nothing was added).
-pub async fn submit_as(
-    url: &str,
-    token: Option<&jagged_proto::auth::Token>,
-    spec: &Path,
-    store: &dyn object_store::ObjectStore,
-    over: &crate::resolve::Overrides,
-) -> Result<SubmitResponse> {
-    let (text, resolved) = crate::resolve::resolve_with(spec, store, over).await?;
-    let mut client = connect_with(url, token).await?;
-    let n_images = (0..resolved.spec.families.len()).map(|f| resolved.items(f).len()).max().unwrap_or(0);
-    let n_models = resolved.models.len();
-    let req = SubmitRequest { resolved_json: serde_json::to_string(&resolved)?, spec_toml: text, again: over.again };
-    let r = client.submit(req).await.map_err(status_err)?.into_inner();
-    if r.existing {
-        eprintln!("sweep {} already holds this spec over the same models and images; nothing added (pass --again to run it anew)", r.sweep_id);
-    } else {
-        eprintln!("submitted sweep {} ({} shards: {n_models} model(s), {n_images} image(s))", r.sweep_id, r.shards);
+impl OverrideArgs {
+    /// The overrides as the client library takes them.
+    pub fn overrides(&self) -> jagged_client::Overrides {
+        jagged_client::Overrides { dataset: self.dataset.clone(), limit: self.limit, again: self.again }
     }
-    Ok(r)
 }
 
-/// One-line progress of a sweep.
-pub fn line(s: &SweepStatus) -> String {
-    let pct = if s.inferences_total > 0 { 100.0 * s.inferences_done as f64 / s.inferences_total as f64 } else { 0.0 };
-    format!(
-        "sweep {} [{}] {}: shards {}/{} done, {} leased, {} queued, {} failed, {} cancelled; inferences {}/{} ({pct:.0}%); failed items {}; workers {}",
-        s.sweep_id, s.state, s.name, s.done, s.total, s.leased, s.queued, s.failed, s.cancelled, s.inferences_done, s.inferences_total, s.failed_items, s.workers_alive
-    ) + &pace(s)
-}
-
-/// `; 165 inferences/s, ETA 0:01:12` for a running sweep whose pace is known.
-fn pace(s: &SweepStatus) -> String {
-    if s.state != "running" || s.inferences_per_sec <= 0.0 {
-        return String::new();
-    }
-    let eta = if s.eta_secs >= 0.0 {
-        let t = s.eta_secs.round() as u64;
-        format!(", ETA {}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
-    } else {
-        String::new()
-    };
-    format!("; {:.0} inferences/s{eta}", s.inferences_per_sec)
+/// `jagged sweep` subcommands.
+#[derive(Subcommand, Debug, PartialEq)]
+pub enum SweepCmd {
+    /// Submit a sweep spec (TOML); models and images are uploaded to the store.
+    Submit {
+        /// The spec file.
+        spec: PathBuf,
+        /// Wait, showing progress, until the sweep finishes.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        over: OverrideArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Show a sweep's progress (default: the newest sweep).
+    Status {
+        /// Sweep id.
+        id: Option<i64>,
+        /// Keep showing progress until the sweep finishes.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List all sweeps.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel a sweep: queued and running shards stop; committed results stay.
+    Cancel {
+        /// Sweep id.
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// Prints a status with its shard errors.
@@ -100,63 +81,57 @@ pub fn print(s: &SweepStatus) {
     }
 }
 
-/// Fetches one sweep's status.
-pub async fn status(client: &mut Admin, id: i64) -> Result<SweepStatus> {
-    Ok(client.status(StatusRequest { sweep_id: id }).await.map_err(status_err)?.into_inner())
-}
-
-/// The newest sweep's id.
-pub async fn latest(client: &mut Admin) -> Result<i64> {
-    let l = client.list(ListRequest {}).await.map_err(status_err)?.into_inner();
-    l.sweeps.last().map(|s| s.sweep_id).context("no sweeps yet")
-}
-
-/// Lists all sweeps.
-pub async fn list(client: &mut Admin) -> Result<Vec<SweepStatus>> {
-    Ok(client.list(ListRequest {}).await.map_err(status_err)?.into_inner().sweeps)
-}
-
-/// Cancels a sweep.
-pub async fn cancel(client: &mut Admin, id: i64) -> Result<SweepStatus> {
-    Ok(client.cancel(CancelRequest { sweep_id: id }).await.map_err(status_err)?.into_inner())
-}
-
-/// Shows progress until the sweep is no longer running; returns the final status.
-/// Coordinator hiccups are retried, so a restart does not end the wait.
-pub async fn wait(url: &str, id: i64) -> Result<SweepStatus> {
+/// Shows progress on stderr: one line redrawn on a terminal, else each new line.
+pub fn progress() -> impl FnMut(&SweepStatus) {
     let tty = std::io::stderr().is_terminal();
     let mut last = String::new();
-    let mut failures = 0;
-    loop {
-        let st = match connect(url).await {
-            Ok(mut c) => status(&mut c, id).await,
-            Err(e) => Err(e),
-        };
-        match st {
-            Ok(s) => {
-                failures = 0;
-                let l = line(&s);
-                if tty {
-                    eprint!("\r\x1b[2K{l}");
-                    let _ = std::io::stderr().flush();
-                } else if l != last {
-                    eprintln!("{l}");
-                }
-                last = l;
-                if s.state != "running" {
-                    if tty {
-                        eprintln!();
-                    }
-                    return Ok(s);
-                }
+    move |s| {
+        let l = line(s);
+        if tty {
+            eprint!("\r\x1b[2K{l}");
+            if s.state != jagged_domain::status::SweepState::Running {
+                eprintln!();
             }
-            Err(e) => {
-                failures += 1;
-                if failures > 60 {
-                    return Err(e.context("coordinator unreachable for a minute"));
-                }
+            let _ = std::io::stderr().flush();
+        } else if l != last {
+            eprintln!("{l}");
+        }
+        last = l;
+    }
+}
+
+/// Runs a `jagged sweep` subcommand.
+pub async fn run(cmd: SweepCmd) -> Result<()> {
+    match cmd {
+        SweepCmd::Submit { spec, wait: watch, over, client, store } => {
+            let config = client.config()?;
+            let objects = store.open()?;
+            let id = jagged_client::submit(&config, &spec, objects.as_ref(), &over.overrides()).await?.sweep_id;
+            println!("{id}");
+            if watch {
+                print(&wait(&config, id, progress()).await?);
             }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        SweepCmd::Status { id, watch, client } => {
+            let config = client.config()?;
+            let mut admin = Admin::connect(&config).await?;
+            let id = match id {
+                Some(i) => i,
+                None => admin.latest().await?,
+            };
+            let s = if watch { wait(&config, id, progress()).await? } else { admin.status(id).await? };
+            print(&s);
+        }
+        SweepCmd::List { client } => {
+            let all = Admin::connect(&client.config()?).await?.list().await?;
+            if all.is_empty() {
+                println!("no sweeps");
+            }
+            for s in all {
+                println!("{}", line(&s));
+            }
+        }
+        SweepCmd::Cancel { id, client } => print(&Admin::connect(&client.config()?).await?.cancel(id).await?),
     }
+    Ok(())
 }

@@ -14,11 +14,16 @@ use jagged_domain::lease::LeasePolicy;
 use jagged_domain::plan::plan_sized;
 use jagged_domain::share::FairShare;
 use jagged_domain::spec::ResolvedSweep;
+use jagged_domain::status::{ShardError, SweepState, SweepStatus};
+use jagged_domain::task::{ShardTask, TaskItem};
 use jagged_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
 use jagged_proto::v1::worker_service_server::{WorkerService, WorkerServiceServer};
-use jagged_proto::v1::*;
+use jagged_proto::v1::{
+    self as pb, CancelRequest, CompleteRequest, CompleteResponse, FailRequest, FailResponse, HeartbeatRequest, HeartbeatResponse, LeaseRequest,
+    LeaseResponse, ListRequest, ListResponse, RegisterRequest, RegisterResponse, StatusRequest, SubmitRequest, SubmitResponse,
+};
 use jagged_proto::ServiceError;
-use jagged_store::{now_ms, Commit, FailedItem as StoreFailedItem, Output, Store, StoreError};
+use jagged_store::{now_ms, Commit, Held, Output, Store, StoreError};
 use sha2::Digest;
 use std::collections::HashMap;
 use std::future::Future;
@@ -39,7 +44,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { policy: LeasePolicy::default(), reap_interval: Duration::from_secs(2), max_message: MAX_MESSAGE }
+        Config { policy: LeasePolicy::default(), reap_interval: Duration::from_secs(2), max_message: jagged_proto::MAX_MESSAGE }
     }
 }
 
@@ -70,7 +75,7 @@ fn store_err(e: StoreError) -> ServiceError {
         StoreError::Stale(_) => ServiceError::Stale(e.to_string()),
         StoreError::NoSweep(_) => ServiceError::NotFound(e.to_string()),
         StoreError::Db(_) | StoreError::Unavailable(_) => ServiceError::Unavailable(e.to_string()),
-        StoreError::Data(_) => ServiceError::Internal(e.to_string()),
+        StoreError::Data(_) | StoreError::Format { .. } => ServiceError::Internal(e.to_string()),
         StoreError::BadKey { .. } => ServiceError::Invalid(e.to_string()),
     }
 }
@@ -100,11 +105,11 @@ impl Coordinator {
                 continue;
             }
             let by_provider = self.store.throughput(&m.key, RATE_WINDOW).await.map_err(store_err)?;
-            let best = by_provider.into_iter().max_by(|a, b| a.2.cmp(&b.2).then(b.0.cmp(&a.0)));
-            if let Some((provider, rate, shards)) = &best {
-                tracing::info!(model = %m.name, provider = %provider, per_sec = rate, shards, "sizing shards from measured throughput");
+            let best = by_provider.into_iter().max_by(|a, b| a.shards.cmp(&b.shards).then(b.provider.cmp(&a.provider)));
+            if let Some(b) = &best {
+                tracing::info!(model = %m.name, provider = %b.provider, per_sec = b.per_sec, shards = b.shards, "sizing shards from measured throughput");
             }
-            out.push(best.map(|b| b.1));
+            out.push(best.map(|b| b.per_sec));
         }
         Ok(out)
     }
@@ -116,7 +121,7 @@ impl Coordinator {
         if now - synced >= SHARE_SYNC_MS || now < synced {
             let running = self.store.running_sweeps().await.map_err(store_err)?;
             // Finished sweeps leave the cache (a status call reloads one if needed).
-            self.sweeps.lock().unwrap().retain(|id, _| running.iter().any(|r| r.0 == *id));
+            self.sweeps.lock().unwrap().retain(|id, _| running.iter().any(|r| r.id == *id));
             let mut share = self.share.lock().unwrap();
             share.0.sync(&running);
             share.1 = now;
@@ -165,7 +170,7 @@ impl Coordinator {
             let mut all = self.progress.lock().unwrap();
             let p = all.entry(id).or_default();
             p.observe(now_ms(), s.inferences_done);
-            let running = s.state == "running";
+            let running = s.state == SweepState::Running;
             let eta = if running { p.eta_secs(s.inferences_total - s.inferences_done).unwrap_or(-1.0) } else { 0.0 };
             let rate = if running { p.rate().unwrap_or(0.0) } else { 0.0 };
             if !running {
@@ -190,7 +195,7 @@ impl Coordinator {
             inferences_total: s.inferences_total,
             failed_items: s.failed_items,
             created_at: s.created_at.to_rfc3339(),
-            finished_at: s.finished_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            finished_at: s.finished_at.map(|t| t.to_rfc3339()),
             errors: errors
                 .into_iter()
                 .map(|e| ShardError {
@@ -241,48 +246,14 @@ impl WorkerService for Coordinator {
         let mut shards = Vec::with_capacity(claimed.len());
         for c in claimed {
             let sweep = self.resolved(c.sweep_id).await?;
-            let model = sweep
-                .models
-                .get(c.model_idx as usize)
-                .ok_or_else(|| ServiceError::Internal(format!("shard `{}`: model index out of range", c.id)))?;
-            let family = sweep
-                .spec
-                .families
-                .get(c.family_idx as usize)
-                .ok_or_else(|| ServiceError::Internal(format!("shard `{}`: family index out of range", c.id)))?;
-            let images = (c.image_lo..c.image_hi)
-                .filter_map(|i| {
-                    sweep.items(c.family_idx as usize).get(i as usize).map(|img| ImageItem {
-                        index: i as u32,
-                        name: img.name.clone(),
-                        key: img.key.clone(),
-                        label: img.label.unwrap_or(-1),
-                        frames: img.frames.clone(),
-                    })
-                })
-                .collect();
-            shards.push(ShardTask {
-                shard_id: c.id,
-                lease_epoch: c.lease_epoch,
-                attempt: c.attempt,
-                sweep_id: c.sweep_id,
-                model_name: model.name.clone(),
-                model_key: model.key.clone(),
-                model_card_json: serde_json::to_string(&model.card).map_err(|e| ServiceError::Internal(e.to_string()))?,
-                family_index: c.family_idx as u32,
-                family_json: serde_json::to_string(family).map_err(|e| ServiceError::Internal(e.to_string()))?,
-                images,
-                batch_size: sweep.spec.run.batch_size,
-                keep_probs: sweep.spec.run.keep_probs,
-                lease_deadline_ms: c.deadline_ms,
-            });
+            shards.push(pb::ShardTask::from(task_of(&sweep, &c)?));
         }
         Ok(Response::new(LeaseResponse { shards }))
     }
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         let r = req.into_inner();
-        let held: Vec<(i64, i64)> = r.held.iter().map(|h| (h.shard_id, h.lease_epoch)).collect();
+        let held: Vec<Held> = r.held.iter().map(|h| Held { shard: h.shard_id, epoch: h.lease_epoch }).collect();
         let now = now_ms();
         let lost = self.store.heartbeat(r.worker_id, &held, now, &self.config.policy).await.map_err(store_err)?;
         Ok(Response::new(HeartbeatResponse { lost, lease_deadline_ms: self.config.policy.deadline(now) }))
@@ -290,11 +261,7 @@ impl WorkerService for Coordinator {
 
     async fn complete(&self, req: Request<CompleteRequest>) -> Result<Response<CompleteResponse>, Status> {
         let r = req.into_inner();
-        let failed: Vec<StoreFailedItem> = r
-            .failed_items
-            .iter()
-            .map(|f| StoreFailedItem { image_idx: f.image_index as i32, image_name: f.image_name.clone(), reason: f.reason.clone() })
-            .collect();
+        let failed = r.failed_items.into_iter().map(Into::into).collect();
         let out = Output {
             object_key: r.object_key.clone(),
             rows: r.rows,
@@ -320,7 +287,7 @@ impl WorkerService for Coordinator {
         let r = req.into_inner();
         let state = self.store.fail(r.shard_id, r.lease_epoch, &r.error, r.retryable, now_ms(), &self.config.policy).await.map_err(store_err)?;
         tracing::warn!(shard = r.shard_id, state = state.as_str(), error = %r.error, "shard attempt failed");
-        Ok(Response::new(FailResponse { state: state.as_str().into() }))
+        Ok(Response::new(FailResponse { state: pb::ShardState::from(state) as i32 }))
     }
 }
 
@@ -328,7 +295,9 @@ impl WorkerService for Coordinator {
 impl AdminService for Coordinator {
     async fn submit(&self, req: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
         let r = req.into_inner();
-        let sweep: ResolvedSweep = serde_json::from_str(&r.resolved_json).map_err(|e| ServiceError::Invalid(format!("malformed sweep: {e}")))?;
+        let sweep =
+            ResolvedSweep::try_from(r.sweep.ok_or_else(|| ServiceError::Invalid("malformed message: `SubmitRequest.sweep` is missing".into()))?)
+                .map_err(ServiceError::from)?;
         sweep.validate().map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let rates = self.measured_rates(&sweep).await?;
         let shards = plan_sized(&sweep, &rates);
@@ -346,30 +315,52 @@ impl AdminService for Coordinator {
         Ok(Response::new(SubmitResponse { sweep_id: id, shards: shards.len() as u32, existing }))
     }
 
-    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<SweepStatus>, Status> {
-        Ok(Response::new(Coordinator::status(self, req.into_inner().sweep_id).await?))
+    async fn status(&self, req: Request<StatusRequest>) -> Result<Response<pb::SweepStatus>, Status> {
+        Ok(Response::new(Coordinator::status(self, req.into_inner().sweep_id).await?.into()))
     }
 
     async fn list(&self, _req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
         let rows = self.store.sweeps().await.map_err(store_err)?;
         let mut sweeps = Vec::with_capacity(rows.len());
         for r in rows {
-            sweeps.push(Coordinator::status(self, r.id).await?);
+            sweeps.push(Coordinator::status(self, r.id).await?.into());
         }
         Ok(Response::new(ListResponse { sweeps }))
     }
 
-    async fn cancel(&self, req: Request<CancelRequest>) -> Result<Response<SweepStatus>, Status> {
+    async fn cancel(&self, req: Request<CancelRequest>) -> Result<Response<pb::SweepStatus>, Status> {
         let id = req.into_inner().sweep_id;
         self.store.cancel(id, now_ms()).await.map_err(store_err)?;
         self.share.lock().unwrap().1 = 0;
         tracing::info!(sweep = id, "sweep cancelled");
-        Ok(Response::new(Coordinator::status(self, id).await?))
+        Ok(Response::new(Coordinator::status(self, id).await?.into()))
     }
 }
 
-/// Default largest message (a sweep of many images is submitted as one message).
-pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+/// The task of a claimed shard: its model, family and items from the sweep.
+fn task_of(sweep: &ResolvedSweep, c: &jagged_store::Claimed) -> Result<ShardTask, ServiceError> {
+    let model =
+        sweep.models.get(c.model_idx as usize).ok_or_else(|| ServiceError::Internal(format!("shard `{}`: model index out of range", c.id)))?;
+    let family = sweep
+        .spec
+        .families
+        .get(c.family_idx as usize)
+        .ok_or_else(|| ServiceError::Internal(format!("shard `{}`: family index out of range", c.id)))?;
+    let items = sweep.items(c.family_idx as usize);
+    Ok(ShardTask {
+        shard_id: c.id,
+        lease_epoch: c.lease_epoch,
+        attempt: c.attempt,
+        sweep_id: c.sweep_id,
+        model: model.clone(),
+        family_index: c.family_idx as u32,
+        family: family.clone(),
+        items: (c.image_lo..c.image_hi).filter_map(|i| items.get(i as usize).map(|img| TaskItem { index: i as u32, image: img.clone() })).collect(),
+        batch_size: sweep.spec.run.batch_size,
+        keep_probs: sweep.spec.run.keep_probs,
+        lease_deadline_ms: c.deadline_ms,
+    })
+}
 
 /// Who may call: the bearer tokens of workers and of admin clients (`None`: no
 /// token required, for a coordinator on loopback).

@@ -8,24 +8,36 @@ pub fn part_key(sweep: i64, shard: i64, attempt: i32, epoch: i64) -> String {
     format!("sweeps/{sweep}/parts/shard-{shard:010}/attempt-{attempt}-epoch-{epoch}.parquet")
 }
 
-/// The (sweep, shard, attempt, epoch) of a key written by [`part_key`]; `None`
-/// for any other key.
-pub fn parse_part_key(key: &str) -> Option<(i64, i64, i32, i64)> {
+/// What a part key names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartKey {
+    /// The sweep.
+    pub sweep: i64,
+    /// The shard.
+    pub shard: i64,
+    /// The attempt that wrote it.
+    pub attempt: i32,
+    /// The lease epoch it was written under.
+    pub epoch: i64,
+}
+
+/// What a key written by [`part_key`] names; `None` for any other key.
+pub fn parse_part_key(key: &str) -> Option<PartKey> {
     let rest = key.strip_prefix("sweeps/")?;
     let (sweep, rest) = rest.split_once("/parts/shard-")?;
     let (shard, rest) = rest.split_once("/attempt-")?;
     let (attempt, rest) = rest.split_once("-epoch-")?;
     let epoch = rest.strip_suffix(".parquet")?;
-    let parsed = (sweep.parse().ok()?, shard.parse().ok()?, attempt.parse().ok()?, epoch.parse().ok()?);
+    let k = PartKey { sweep: sweep.parse().ok()?, shard: shard.parse().ok()?, attempt: attempt.parse().ok()?, epoch: epoch.parse().ok()? };
     // Only the canonical spelling (no signs, padding as written) round-trips.
-    (part_key(parsed.0, parsed.1, parsed.2, parsed.3) == key).then_some(parsed)
+    (part_key(k.sweep, k.shard, k.attempt, k.epoch) == key).then_some(k)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn part_keys_parse_back_and_nothing_else_does() {
-        assert_eq!(super::parse_part_key(&super::part_key(3, 42, 2, 7)), Some((3, 42, 2, 7)));
+        assert_eq!(super::parse_part_key(&super::part_key(3, 42, 2, 7)), Some(super::PartKey { sweep: 3, shard: 42, attempt: 2, epoch: 7 }));
         for bad in [
             "sweeps/3/parts/shard-42/attempt-2-epoch-7.parquet",
             "sweeps/3/parts/shard-0000000042/attempt-+2-epoch-7.parquet",

@@ -102,7 +102,7 @@ mod tests {
         };
         ResolvedSweep {
             spec,
-            models: (0..models).map(|i| ResolvedModel { name: format!("m{i}"), key: "k".into(), card: card.clone() }).collect(),
+            models: (0..models).map(|i| ResolvedModel { name: format!("m{i}"), key: "k".into(), card: card.clone(), structure: None }).collect(),
             images: (0..images).map(|i| ImageRef { name: format!("{i}.png"), key: "k".into(), label: Some(1), frames: vec![] }).collect(),
             family_items: Default::default(),
         }

@@ -23,6 +23,15 @@ struct Entry {
     pass: f64,
 }
 
+/// A running sweep and its priority (share 2^priority).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunningSweep {
+    /// Sweep id.
+    pub id: i64,
+    /// Its priority.
+    pub priority: i32,
+}
+
 /// The running sweeps and their passes.
 #[derive(Clone, Debug, Default)]
 pub struct FairShare {
@@ -30,14 +39,14 @@ pub struct FairShare {
 }
 
 impl FairShare {
-    /// Makes the set of sweeps `running` (id, priority): new ones join at the
-    /// lowest pass, finished ones leave, priorities are updated.
-    pub fn sync(&mut self, running: &[(i64, i32)]) {
+    /// Makes the set of sweeps `running`: new ones join at the lowest pass,
+    /// finished ones leave, priorities are updated.
+    pub fn sync(&mut self, running: &[RunningSweep]) {
         let floor = self.sweeps.values().map(|e| e.pass).fold(f64::INFINITY, f64::min);
         let floor = if floor.is_finite() { floor } else { 0.0 };
-        self.sweeps.retain(|id, _| running.iter().any(|r| r.0 == *id));
-        for &(id, priority) in running {
-            self.sweeps.entry(id).and_modify(|e| e.weight = weight(priority)).or_insert(Entry { weight: weight(priority), pass: floor });
+        self.sweeps.retain(|id, _| running.iter().any(|r| r.id == *id));
+        for r in running {
+            self.sweeps.entry(r.id).and_modify(|e| e.weight = weight(r.priority)).or_insert(Entry { weight: weight(r.priority), pass: floor });
         }
     }
 
@@ -66,6 +75,10 @@ impl FairShare {
 mod tests {
     use super::*;
 
+    fn sweeps(v: &[(i64, i32)]) -> Vec<RunningSweep> {
+        v.iter().map(|&(id, priority)| RunningSweep { id, priority }).collect()
+    }
+
     /// Simulates `claims` claims of `work` each when every sweep always has work.
     fn run(fs: &mut FairShare, claims: usize, work: f64) -> BTreeMap<i64, usize> {
         let mut got = BTreeMap::new();
@@ -80,7 +93,7 @@ mod tests {
     #[test]
     fn equal_priorities_share_equally() {
         let mut fs = FairShare::default();
-        fs.sync(&[(1, 0), (2, 0), (3, 0)]);
+        fs.sync(&sweeps(&[(1, 0), (2, 0), (3, 0)]));
         let got = run(&mut fs, 300, 10.0);
         assert_eq!(got.values().copied().collect::<Vec<_>>(), vec![100, 100, 100]);
     }
@@ -88,7 +101,7 @@ mod tests {
     #[test]
     fn share_follows_two_to_the_priority() {
         let mut fs = FairShare::default();
-        fs.sync(&[(1, 0), (2, 1), (3, 2)]);
+        fs.sync(&sweeps(&[(1, 0), (2, 1), (3, 2)]));
         let got = run(&mut fs, 700, 1.0);
         // Weights 1 : 2 : 4.
         assert_eq!((got[&1], got[&2], got[&3]), (100, 200, 400));
@@ -99,9 +112,9 @@ mod tests {
     #[test]
     fn late_sweep_joins_at_the_floor_without_a_burst() {
         let mut fs = FairShare::default();
-        fs.sync(&[(1, 0)]);
+        fs.sync(&sweeps(&[(1, 0)]));
         run(&mut fs, 1000, 1.0);
-        fs.sync(&[(1, 0), (2, 0)]);
+        fs.sync(&sweeps(&[(1, 0), (2, 0)]));
         let got = run(&mut fs, 100, 1.0);
         assert_eq!((got[&1], got[&2]), (50, 50), "the newcomer gets its share, not all 1000 claims it missed");
     }
@@ -109,11 +122,11 @@ mod tests {
     #[test]
     fn finished_sweeps_leave_and_priorities_update() {
         let mut fs = FairShare::default();
-        fs.sync(&[(1, 0), (2, 0)]);
-        fs.sync(&[(2, 3)]);
+        fs.sync(&sweeps(&[(1, 0), (2, 0)]));
+        fs.sync(&sweeps(&[(2, 3)]));
         assert!(!fs.contains(1));
         assert_eq!(fs.order(), vec![2]);
-        fs.sync(&[(2, 3), (5, 0)]);
+        fs.sync(&sweeps(&[(2, 3), (5, 0)]));
         let got = run(&mut fs, 90, 1.0);
         assert_eq!((got[&2], got[&5]), (80, 10));
     }
@@ -121,7 +134,7 @@ mod tests {
     #[test]
     fn ties_go_to_the_heavier_then_older_sweep() {
         let mut fs = FairShare::default();
-        fs.sync(&[(7, 0), (3, 0), (9, 2)]);
+        fs.sync(&sweeps(&[(7, 0), (3, 0), (9, 2)]));
         assert_eq!(fs.order(), vec![9, 3, 7]);
     }
 }

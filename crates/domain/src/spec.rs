@@ -87,17 +87,13 @@ pub struct Published {
     /// The family it corresponds to: a name (e.g. `crop`) or a position
     /// (`families[2]`) when the spec has several of one kind.
     pub family: String,
-    /// The metric: `acc1`, `acc5`, `p_top1_change`, `mac`, `jagged_fraction`,
-    /// `consistency`.
+    /// The metric: a name of the metric table ([`crate::metrics::METRICS`]).
     pub metric: String,
     /// The value, as a fraction.
     pub value: f64,
     /// Where it comes from.
     pub source: String,
 }
-
-/// Metrics a [`Published`] value may name.
-pub const PUBLISHED_METRICS: [&str; 8] = ["acc1", "acc5", "p_top1_change", "mac", "jagged_fraction", "consistency", "flip_prob", "top5_dist"];
 
 /// Where the images are.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -258,8 +254,8 @@ impl SweepSpec {
             }
         }
         for (i, p) in self.published.iter().enumerate() {
-            if !PUBLISHED_METRICS.contains(&p.metric.as_str()) {
-                return Err(field(format!("published[{i}].metric"), format!("`{}` is not one of {}", p.metric, PUBLISHED_METRICS.join(", "))));
+            if crate::metrics::table::metric(&p.metric).is_none() {
+                return Err(field(format!("published[{i}].metric"), format!("`{}` is not one of {}", p.metric, crate::metrics::table::names())));
             }
             if !p.value.is_finite() {
                 return Err(field(format!("published[{i}].value"), "must be a number"));
@@ -359,6 +355,18 @@ impl ModelCard {
     }
 }
 
+/// Where a model subsamples, read from its graph once when it is submitted
+/// (`jagged inspect` shows the details), so reports never parse graphs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Structure {
+    /// Cumulative subsampling factor: the product of strides along the path.
+    pub factor: i64,
+    /// Subsampling ops (strided convolutions and pools).
+    pub subsampling_ops: u32,
+    /// Of those, the ops a low-pass filter precedes.
+    pub blurred_ops: u32,
+}
+
 /// A model with its file in the object store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResolvedModel {
@@ -368,6 +376,10 @@ pub struct ResolvedModel {
     pub key: String,
     /// Its card.
     pub card: ModelCard,
+    /// Its subsampling structure; `None` when the graph could not be read or the
+    /// sweep was stored before structures were recorded.
+    #[serde(default)]
+    pub structure: Option<Structure>,
 }
 
 /// An image with its file in the object store.
@@ -384,6 +396,11 @@ pub struct ImageRef {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub frames: Vec<String>,
 }
+
+/// The layout version of a [`ResolvedSweep`] as stored (JSON in PostgreSQL).
+/// Format 1 had no model [`Structure`]; format 2 adds it. Readers accept every
+/// format up to this one and refuse newer ones by name.
+pub const RESOLVED_FORMAT: u32 = 2;
 
 /// A spec whose files have been located and stored: all the coordinator needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

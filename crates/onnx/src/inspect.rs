@@ -114,6 +114,17 @@ fn is_lowpass(node: &pb::NodeProto, weights: &HashMap<&str, &pb::TensorProto>) -
     }
 }
 
+impl Inspection {
+    /// The summary stored with a model at submit.
+    pub fn structure(&self) -> jagged_domain::spec::Structure {
+        jagged_domain::spec::Structure {
+            factor: self.factor,
+            subsampling_ops: self.subsampling.len() as u32,
+            blurred_ops: self.subsampling.iter().filter(|s| s.blurred).count() as u32,
+        }
+    }
+}
+
 /// Analyses an ONNX model's bytes.
 pub fn inspect(bytes: &[u8]) -> Result<Inspection, OnnxError> {
     let model = pb::ModelProto::decode(bytes).map_err(|e| OnnxError::Weights(format!("not an ONNX model: {e}")))?;

@@ -6,6 +6,9 @@
 //!   (read by [`pth`]), with batch norm folded into the convolutions.
 //! - [`tiny`]: a tiny CNN with seeded random weights and strided layers, so its
 //!   predictions change under one-pixel shifts; used by the test suite.
+//! - [`light`]: the onnx package's `light_*` architectures with seeded weights.
+//! - [`inspect`]: where a graph subsamples and whether a blur precedes it.
+//! - [`card`]: model files and their cards on disk.
 //!
 //! ```
 //! let model = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
@@ -14,6 +17,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod card;
 pub mod efficientnet;
 pub mod graph;
 pub mod inspect;
@@ -36,6 +40,9 @@ pub enum OnnxError {
     /// A weight the architecture needs is missing or has the wrong shape.
     #[error("weights: {0}")]
     Weights(String),
+    /// A model card cannot be read, written or is not valid.
+    #[error("{0}")]
+    Card(String),
     /// Reading a file failed.
     #[error("{path}: {source}")]
     Io {

@@ -3,7 +3,7 @@
 #![deny(missing_docs)]
 
 use jagged_domain::spec::{ImageRef, ResolvedModel, ResolvedSweep, SweepSpec};
-use jagged_store::local::LocalPostgres;
+use jagged_local::LocalPostgres;
 use jagged_store::Store;
 use std::path::{Path, PathBuf};
 
@@ -108,11 +108,58 @@ pub fn resolved(images: usize, families: &str, shard_images: u32, max_attempts: 
     let card = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default()).card;
     ResolvedSweep {
         spec,
-        models: vec![ResolvedModel { name: "tiny_cnn".into(), key: "blobs/sha256/model".into(), card }],
+        models: vec![ResolvedModel { name: "tiny_cnn".into(), key: "blobs/sha256/model".into(), card, structure: None }],
         images: (0..images)
             .map(|i| ImageRef { name: format!("{i}.png"), key: format!("blobs/sha256/{i}"), label: Some(1), frames: vec![] })
             .collect(),
         family_items: Default::default(),
+    }
+}
+
+/// Resolves, uploads and submits a spec to the coordinator at `url` (no token);
+/// returns the sweep id.
+pub async fn submit(
+    url: &str,
+    spec: &Path,
+    store: &dyn object_store::ObjectStore,
+    over: &jagged_client::Overrides,
+) -> Result<i64, jagged_client::ClientError> {
+    Ok(jagged_client::submit(&jagged_client::ClientConfig::new(url), spec, store, over).await?.sweep_id)
+}
+
+/// Waits until a sweep stops running; its final status.
+pub async fn wait(url: &str, id: i64) -> jagged_domain::status::SweepStatus {
+    jagged_client::admin::wait(&jagged_client::ClientConfig::new(url), id, |_| {}).await.expect("the sweep's status")
+}
+
+/// A shard task of `model`'s card and `family` over items named `names`
+/// (indices in order, unlabelled, no object keys), for driving the worker's
+/// compute step directly.
+pub fn task(
+    card: &jagged_domain::spec::ModelCard,
+    family: jagged_domain::transform::Family,
+    names: &[String],
+    batch: u32,
+) -> jagged_domain::task::ShardTask {
+    jagged_domain::task::ShardTask {
+        shard_id: 1,
+        lease_epoch: 1,
+        attempt: 1,
+        sweep_id: 1,
+        model: ResolvedModel { name: card.name.clone(), key: String::new(), card: card.clone(), structure: None },
+        family_index: 0,
+        family,
+        items: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| jagged_domain::task::TaskItem {
+                index: i as u32,
+                image: ImageRef { name: n.clone(), key: String::new(), label: None, frames: vec![] },
+            })
+            .collect(),
+        batch_size: batch,
+        keep_probs: false,
+        lease_deadline_ms: 0,
     }
 }
 
@@ -209,7 +256,7 @@ impl S3Server {
     pub fn pause(&mut self) {
         if let Some(mut c) = self.child.take() {
             let pid = c.id().to_string();
-            jagged_store::local::stop_child(&mut c, "TERM", &pid, std::time::Duration::from_secs(5));
+            jagged_local::stop_child(&mut c, "TERM", &pid, std::time::Duration::from_secs(5));
         }
     }
 }

@@ -18,10 +18,10 @@
 
 mod run;
 
-use anyhow::{Context, Result};
+use jagged_domain::task::ShardTask;
 use jagged_infer::{Engine, EngineOptions};
 use jagged_proto::v1::worker_service_client::WorkerServiceClient;
-use jagged_proto::v1::*;
+use jagged_proto::v1::{CompleteRequest, FailRequest, HeartbeatRequest, HeldShard, LeaseRequest, RegisterRequest};
 use object_store::ObjectStore;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -30,7 +30,34 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
-pub use run::{pads_batches, run_shard, ShardInput, ShardOutput, Timing};
+pub use run::{pads_batches, run_shard, RunError, ShardInput, ShardOutput, Timing};
+
+/// Why a worker stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// ONNX Runtime cannot be loaded.
+    #[error(transparent)]
+    Runtime(#[from] jagged_infer::InferError),
+    /// The worker's settings are unusable (coordinator URL, token, TLS).
+    #[error("{0}")]
+    Config(String),
+    /// The coordinator refused to register the worker.
+    #[error("registering with the coordinator: {}", .0.message())]
+    Register(tonic::Status),
+    /// The coordinator refused a lease request (not a transient failure).
+    #[error("lease refused: {}", .0.message())]
+    Lease(tonic::Status),
+}
+
+/// Why a shard's outcome could not be reported (logged; the lease then expires
+/// and the shard is retried).
+#[derive(Debug, thiserror::Error)]
+enum ReportError {
+    #[error("uploading the result part: {0}")]
+    Upload(jagged_artifacts::ArtifactError),
+    #[error("complete failed: {}", .0.message())]
+    Complete(tonic::Status),
+}
 
 /// Worker settings.
 #[derive(Clone)]
@@ -39,6 +66,8 @@ pub struct WorkerConfig {
     pub coordinator: String,
     /// Bearer token of the worker service, if the coordinator requires one.
     pub token: Option<jagged_proto::auth::Token>,
+    /// PEM file of the CA that signed the coordinator's certificate (`https://`).
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Where models, images and result parts live.
     pub store: Arc<dyn ObjectStore>,
     /// Name shown in logs and the database.
@@ -98,7 +127,7 @@ static ENGINE_CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 
 /// Runs the worker until `shutdown` resolves (finishing the shard in hand) or, with
 /// `exit_when_idle`, until no work has been ready for that long.
-pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), WorkerError> {
     jagged_infer::init_runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -108,13 +137,13 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
             stop.store(true, Ordering::Relaxed);
         });
     }
-    let channel = jagged_proto::transport::endpoint(&config.coordinator)
-        .map_err(anyhow::Error::msg)?
+    let channel = jagged_proto::transport::endpoint(&config.coordinator, config.tls_ca.as_deref())
+        .map_err(WorkerError::Config)?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
         .connect_lazy();
-    let with_token = jagged_proto::auth::WithToken::new(config.token.as_ref()).map_err(anyhow::Error::msg)?;
-    let client = WorkerServiceClient::with_interceptor(channel, with_token).max_decoding_message_size(MAX_MESSAGE);
+    let with_token = jagged_proto::auth::WithToken::new(config.token.as_ref()).map_err(WorkerError::Config)?;
+    let client = WorkerServiceClient::with_interceptor(channel, with_token).max_decoding_message_size(jagged_proto::MAX_MESSAGE);
     let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
     let reg = retry("register", &stop, || {
         let mut c = client.clone();
@@ -122,7 +151,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
         async move { c.register(req).await }
     })
     .await
-    .context("registering with the coordinator")?
+    .map_err(WorkerError::Register)?
     .into_inner();
     let worker_id = reg.worker_id;
     tracing::info!(worker = worker_id, name = %config.name, "registered");
@@ -149,7 +178,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
                 tracing::info!(error = %s.message(), "stopping");
                 break Ok(());
             }
-            Err(s) => break Err(anyhow::anyhow!("lease refused: {}", s.message())),
+            Err(s) => break Err(WorkerError::Lease(s)),
         };
         if tasks.is_empty() {
             if let Some(limit) = config.exit_when_idle {
@@ -161,11 +190,19 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
             tokio::time::sleep(config.idle_poll).await;
             continue;
         }
-        for task in tasks {
-            held.lock().unwrap().insert(task.shard_id, task.lease_epoch);
+        for wire in tasks {
+            held.lock().unwrap().insert(wire.shard_id, wire.lease_epoch);
             let started = Instant::now();
-            tracing::info!(shard = task.shard_id, attempt = task.attempt, model = %task.model_name, images = task.images.len(), "running shard");
-            let outcome = execute(&config, task.clone(), &engines, &lost).await;
+            let (shard_id, epoch) = (wire.shard_id, wire.lease_epoch);
+            let task = ShardTask::try_from(wire);
+            let outcome = match &task {
+                Ok(task) => {
+                    tracing::info!(shard = task.shard_id, attempt = task.attempt, model = %task.model.name, images = task.items.len(), "running shard");
+                    execute(&config, task.clone(), &engines, &lost).await
+                }
+                // A task this worker cannot read fails at once (another build may).
+                Err(e) => Err(Failure { message: e.to_string(), retryable: true }),
+            };
             // The upload and commit of one shard run while the next is leased and
             // computed; at most one waits (its part is the only one kept in memory).
             if let Some(previous) = pending.take() {
@@ -173,9 +210,16 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
             }
             let (config, client, stop, held, lost) = (config.clone(), client.clone(), stop.clone(), held.clone(), lost.clone());
             pending = Some(tokio::spawn(async move {
-                let id = task.shard_id;
-                if let Err(e) = report(&config, &client, worker_id, task, outcome, started, &stop).await {
-                    tracing::error!(shard = id, error = %format!("{e:#}"), "shard could not be reported");
+                let id = shard_id;
+                let lease = Lease {
+                    sweep: task.as_ref().map(|t| t.sweep_id).unwrap_or_default(),
+                    shard: shard_id,
+                    epoch,
+                    attempt: task.as_ref().map(|t| t.attempt).unwrap_or_default(),
+                };
+                let model_key = task.map(|t| t.model.key).unwrap_or_default();
+                if let Err(e) = report(&config, &client, worker_id, lease, model_key, outcome, started, &stop).await {
+                    tracing::error!(shard = id, error = %e, "shard could not be reported");
                 }
                 held.lock().unwrap().remove(&id);
                 lost.lock().unwrap().remove(&id);
@@ -190,9 +234,6 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
     hb.abort();
     result
 }
-
-/// Largest message accepted from the coordinator (a shard of many images).
-const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 async fn heartbeat(client: Client, worker_id: i64, held: Arc<Mutex<HashMap<i64, i64>>>, lost: Arc<Mutex<HashSet<i64>>>, every: Duration) {
     let mut tick = tokio::time::interval(every);
@@ -213,25 +254,36 @@ async fn heartbeat(client: Client, worker_id: i64, held: Arc<Mutex<HashMap<i64, 
     }
 }
 
+/// The lease a shard ran under.
+#[derive(Clone, Copy, Debug)]
+struct Lease {
+    sweep: i64,
+    shard: i64,
+    epoch: i64,
+    attempt: i32,
+}
+
 /// Reports a shard's outcome: uploads its part and commits it, or reports the
 /// failed attempt.
+#[allow(clippy::too_many_arguments)]
 async fn report(
     config: &WorkerConfig,
     client: &Client,
     worker_id: i64,
-    task: ShardTask,
+    lease: Lease,
+    model_key: String,
     outcome: Result<Option<ShardOutput>, Failure>,
     started: Instant,
     stop: &AtomicBool,
-) -> Result<()> {
-    let (shard, epoch) = (task.shard_id, task.lease_epoch);
+) -> Result<(), ReportError> {
+    let (shard, epoch) = (lease.shard, lease.epoch);
     match outcome {
         Ok(Some(out)) => {
-            let key = jagged_artifacts::part_key(task.sweep_id, shard, task.attempt, epoch);
+            let key = jagged_artifacts::part_key(lease.sweep, shard, lease.attempt, epoch);
             let sha = jagged_artifacts::sha256_hex(&out.part);
             let rows = out.rows as i64;
             let t = out.timing;
-            jagged_artifacts::put(config.store.as_ref(), &key, out.part.into()).await.context("uploading the result part")?;
+            jagged_artifacts::put(config.store.as_ref(), &key, out.part.into()).await.map_err(ReportError::Upload)?;
             let req = CompleteRequest {
                 worker_id,
                 shard_id: shard,
@@ -239,10 +291,10 @@ async fn report(
                 object_key: key,
                 rows,
                 sha256: sha,
-                failed_items: out.failed,
+                failed_items: out.failed.into_iter().map(Into::into).collect(),
                 execution_provider: out.provider.into(),
                 seconds: started.elapsed().as_secs_f64(),
-                model_key: task.model_key.clone(),
+                model_key,
             };
             match retry("complete", stop, || {
                 let mut c = client.clone();
@@ -264,7 +316,7 @@ async fn report(
                 Err(s) if s.code() == tonic::Code::FailedPrecondition => {
                     tracing::warn!(shard, "commit refused: lease is stale; the part is ignored")
                 }
-                Err(s) => anyhow::bail!("complete failed: {}", s.message()),
+                Err(s) => return Err(ReportError::Complete(s)),
             }
         }
         Ok(None) => tracing::warn!(shard, "lease lost; shard abandoned"),
@@ -294,22 +346,20 @@ struct Failure {
 
 async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost: &Arc<Mutex<HashSet<i64>>>) -> Result<Option<ShardOutput>, Failure> {
     let retryable = |m: String| Failure { message: m, retryable: true };
-    let fatal = |m: String| Failure { message: m, retryable: false };
-    let card: jagged_domain::spec::ModelCard = serde_json::from_str(&task.model_card_json).map_err(|e| fatal(format!("model card: {e}")))?;
-    let family: jagged_domain::transform::Family = serde_json::from_str(&task.family_json).map_err(|e| fatal(format!("family: {e}")))?;
-    let model_bytes = if engines.lock().unwrap().contains_key(&task.model_key) {
+    let model_bytes = if engines.lock().unwrap().contains_key(&task.model.key) {
         None
     } else {
         Some(
-            jagged_artifacts::get(config.store.as_ref(), &task.model_key)
+            jagged_artifacts::get(config.store.as_ref(), &task.model.key)
                 .await
-                .map_err(|e| retryable(format!("model `{}`: {e}", task.model_name)))?,
+                .map_err(|e| retryable(format!("model `{}`: {e}", task.model.name)))?,
         )
     };
     // Fetch the shard's images (or each sequence's frames) concurrently; a missing
     // file is a failed item.
-    let fetches = task.images.iter().map(|img| {
+    let fetches = task.items.iter().map(|item| {
         let store = config.store.clone();
+        let img = &item.image;
         let keys = if img.frames.is_empty() { vec![img.key.clone()] } else { img.frames.clone() };
         async move {
             let gets = keys.iter().map(|k| jagged_artifacts::get(store.as_ref(), k));
@@ -317,16 +367,16 @@ async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost
         }
     });
     let fetched = futures::future::join_all(fetches).await;
-    let mut images = Vec::with_capacity(task.images.len());
-    for (img, bytes) in task.images.iter().zip(fetched) {
+    let mut images = Vec::with_capacity(task.items.len());
+    for (item, bytes) in task.items.iter().zip(fetched) {
         let bytes = match bytes {
             Ok(b) => Ok(b),
             Err(jagged_artifacts::ArtifactError::Store(object_store::Error::NotFound { .. })) => {
-                Err(if img.frames.is_empty() { "image missing from the store" } else { "a frame is missing from the store" }.to_string())
+                Err(if item.image.frames.is_empty() { "image missing from the store" } else { "a frame is missing from the store" }.to_string())
             }
-            Err(e) => return Err(retryable(format!("image `{}`: {e}", img.name))),
+            Err(e) => return Err(retryable(format!("image `{}`: {e}", item.image.name))),
         };
-        images.push((img.clone(), bytes));
+        images.push((item.clone(), bytes));
     }
     let engines = engines.clone();
     let lost = lost.clone();
@@ -338,20 +388,20 @@ async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost
         if let Some(bytes) = model_bytes {
             // Retried like any failure (bounded by the sweep's max_attempts): another
             // worker may load what this one cannot (a device, a library).
-            let engine = Engine::load(&bytes, &card, &opts).map_err(|e| retryable(e.to_string()))?;
+            let engine = Engine::load(&bytes, &task.model.card, &opts).map_err(|e| retryable(e.to_string()))?;
             if engines.len() >= MAX_ENGINES {
                 // Make room by dropping the model used least recently.
                 let oldest = engines.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone());
                 oldest.map(|k| engines.remove(&k));
             }
-            engines.insert(task.model_key.clone(), (engine, 0));
+            engines.insert(task.model.key.clone(), (engine, 0));
         }
-        let (engine, used) = engines.get_mut(&task.model_key).expect("inserted above");
+        let (engine, used) = engines.get_mut(&task.model.key).expect("inserted above");
         *used = ENGINE_CLOCK.fetch_add(1, Ordering::Relaxed);
         let pad_batches = pads_batches(engine.provider);
-        let input = ShardInput { task: &task, family: &family, images, host_threads, pad_batches };
+        let input = ShardInput { task: &task, images, host_threads, pad_batches };
         let abandoned = || lost.lock().unwrap().contains(&shard_id);
-        run_shard(engine, input, &abandoned).map_err(|e| retryable(format!("{e:#}")))
+        run_shard(engine, input, &abandoned).map_err(|e| retryable(e.to_string()))
     })
     .await
     .map_err(|e| retryable(format!("worker thread: {e}")))?

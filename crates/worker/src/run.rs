@@ -1,22 +1,33 @@
 //! The compute step of a shard: decode, render, infer, measure, encode.
 
-use anyhow::{Context, Result};
 use bytes::Bytes;
 use jagged_artifacts::ResultRow;
 use jagged_domain::metrics::image_outcomes;
-use jagged_domain::transform::{Family, GridPoint, Prepared};
+use jagged_domain::task::{FailedItem, ShardTask, TaskItem};
+use jagged_domain::transform::{GridPoint, Prepared};
 use jagged_infer::Engine;
-use jagged_proto::v1::{FailedItem, ImageItem, ShardTask};
+
+/// Why the compute step stopped (the shard is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// ONNX Runtime failed on a batch.
+    #[error("running the model: {0}")]
+    Model(#[source] jagged_infer::InferError),
+    /// The result part could not be encoded.
+    #[error("encoding the result part: {0}")]
+    Encode(#[source] jagged_artifacts::ArtifactError),
+    /// The thread rendering batches ahead stopped early.
+    #[error("the render thread stopped")]
+    RenderStopped,
+}
 
 /// What the compute step needs.
 pub struct ShardInput<'a> {
-    /// The leased shard.
+    /// The leased shard (its model, family and items).
     pub task: &'a ShardTask,
-    /// Its family.
-    pub family: &'a Family,
     /// Each item with its file's bytes (a sequence: each frame's, in order), or
     /// why they could not be fetched.
-    pub images: Vec<(ImageItem, Result<Vec<Bytes>, String>)>,
+    pub images: Vec<(TaskItem, Result<Vec<Bytes>, String>)>,
     /// Threads for host work (decoding, rendering, metrics) beside ONNX Runtime's;
     /// 0: render inline on the calling thread between runs.
     pub host_threads: usize,
@@ -84,9 +95,9 @@ fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + 
 /// a render thread fills batch tensors (each batch's points split over the host
 /// threads) up to [`AHEAD`] batches ahead, through a bounded channel, while this
 /// thread runs ONNX Runtime on the previous ones; tensors are recycled.
-pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn() -> bool + Sync)) -> Result<Option<ShardOutput>> {
+pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn() -> bool + Sync)) -> Result<Option<ShardOutput>, RunError> {
     let task = input.task;
-    let fam = input.family;
+    let fam = &task.family;
     let card = engine.card().clone();
     let side = card.input_size as usize;
     let plane = 3 * side * side;
@@ -113,11 +124,11 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
             .and_then(|imgs| fam.prepare_item(&imgs, card.input_size));
         (item.clone(), res)
     });
-    let mut prepared: Vec<(ImageItem, Prepared)> = Vec::new();
+    let mut prepared: Vec<(TaskItem, Prepared)> = Vec::new();
     for (item, res) in prepared_all {
         match res {
             Ok(p) => prepared.push((item, p)),
-            Err(reason) => failed.push(FailedItem { image_index: item.index, image_name: item.name.clone(), reason }),
+            Err(reason) => failed.push(FailedItem { index: item.index, name: item.image.name.clone(), reason }),
         }
     }
     timing.prepare_secs = t0.elapsed().as_secs_f64();
@@ -132,7 +143,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     let batch = if fixed { task.batch_size.max(1) as usize } else { (task.batch_size.max(1) as usize).min(work.len().max(1)) };
     let mut probs: Vec<Vec<Result<Vec<f32>, String>>> = points.iter().map(|p| Vec::with_capacity(p.len())).collect();
     let norm = card.normalize;
-    let outcome: Result<bool> = if input.host_threads == 0 {
+    let outcome: Result<bool, RunError> = if input.host_threads == 0 {
         // Inline: render each batch on this thread, then run it (when ONNX Runtime's
         // threads already take every core, overlapping would only oversubscribe).
         let mut tensor = vec![0f32; batch * plane];
@@ -149,7 +160,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
             timing.starved_secs += render.elapsed().as_secs_f64();
             let run = std::time::Instant::now();
             let n = if fixed { batch } else { chunk.len() };
-            let out = engine.probabilities(&tensor[..n * plane], n).context("running the model")?;
+            let out = engine.probabilities(&tensor[..n * plane], n).map_err(RunError::Model)?;
             timing.run_secs += run.elapsed().as_secs_f64();
             for (&(i, _), row) in chunk.iter().zip(out) {
                 probs[i].push(row);
@@ -165,7 +176,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     let t1 = std::time::Instant::now();
 
     // Per-image metrics on full probability vectors, in parallel.
-    let label_of = |item: &ImageItem| (item.label >= 0).then_some(item.label as usize);
+    let label_of = |item: &TaskItem| item.image.label.filter(|&l| l >= 0).map(|l| l as usize);
     let items: Vec<usize> = (0..prepared.len()).collect();
     let measured = par_map(&items, host, |&i| {
         let vecs: Result<Vec<&[f32]>, String> = probs[i].iter().map(|r| r.as_ref().map(|v| v.as_slice()).map_err(|e| e.clone())).collect();
@@ -176,7 +187,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
         let outcomes = match outcomes {
             Ok(o) => o,
             Err(reason) => {
-                failed.push(FailedItem { image_index: item.index, image_name: item.name.clone(), reason });
+                failed.push(FailedItem { index: item.index, name: item.image.name.clone(), reason });
                 continue;
             }
         };
@@ -186,11 +197,11 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
                 sweep_id: task.sweep_id,
                 shard_id: task.shard_id,
                 attempt: task.attempt,
-                model: task.model_name.clone(),
+                model: task.model.name.clone(),
                 family: fam.name().to_string(),
                 family_index: task.family_index as i32,
                 image_index: item.index as i32,
-                image_name: item.name.clone(),
+                image_name: item.image.name.clone(),
                 label: label.map(|l| l as i32),
                 point: p as i32,
                 dx: points[p].dx,
@@ -214,8 +225,8 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
             });
         }
     }
-    failed.sort_by_key(|f| f.image_index);
-    let part = jagged_artifacts::encode(&rows).context("encoding the result part")?;
+    failed.sort_by_key(|f| f.index);
+    let part = jagged_artifacts::encode(&rows).map_err(RunError::Encode)?;
     timing.finish_secs = t1.elapsed().as_secs_f64();
     Ok(Some(ShardOutput { part, rows: rows.len(), failed, provider: engine.provider, timing }))
 }
@@ -227,7 +238,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
 #[allow(clippy::too_many_arguments)]
 fn pipelined(
     engine: &mut Engine,
-    prepared: &[(ImageItem, Prepared)],
+    prepared: &[(TaskItem, Prepared)],
     points: &[Vec<GridPoint>],
     work: &[(usize, usize)],
     batch: usize,
@@ -238,7 +249,7 @@ fn pipelined(
     abandoned: &(dyn Fn() -> bool + Sync),
     probs: &mut [Vec<Result<Vec<f32>, String>>],
     timing: &mut Timing,
-) -> Result<bool> {
+) -> Result<bool, RunError> {
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(AHEAD);
     let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(AHEAD + 2);
     for _ in 0..AHEAD + 1 {
@@ -272,11 +283,11 @@ fn pipelined(
                 return Ok(false);
             }
             let wait = std::time::Instant::now();
-            let tensor = full_rx.recv().context("the render thread stopped")?;
+            let tensor = full_rx.recv().map_err(|_| RunError::RenderStopped)?;
             timing.starved_secs += wait.elapsed().as_secs_f64();
             let run = std::time::Instant::now();
             let n = if fixed { batch } else { chunk.len() };
-            let out = engine.probabilities(&tensor[..n * plane], n).context("running the model")?;
+            let out = engine.probabilities(&tensor[..n * plane], n).map_err(RunError::Model)?;
             timing.run_secs += run.elapsed().as_secs_f64();
             let _ = free_tx.send(tensor);
             for (&(i, _), row) in chunk.iter().zip(out) {

@@ -1,1 +1,1 @@
-select resolved from sweeps where id = $1
+select resolved, resolved_format from sweeps where id = $1

@@ -2,10 +2,12 @@
 //! temporary folder, a random loopback port, the socket in that folder, and
 //! durability off (fsync, synchronous commit) since it is thrown away.
 //!
-//! Server binaries are found in `JAGGED_PG_BIN`, else `pg_config --bindir`, else
-//! the newest `/usr/lib/postgresql/*/bin`. PostgreSQL refuses to run as root, so
+//! Server binaries are found in `JAGGED_PG_BIN`, else the newest
+//! `/usr/lib/postgresql/*/bin`, else `pg_config --bindir`. PostgreSQL refuses to run as root, so
 //! as root the cluster runs as the `postgres` user through `runuser`.
 
+use crate::process::stop_child;
+use crate::LocalError;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,7 +21,7 @@ pub struct LocalPostgres {
     child: Option<Child>,
 }
 
-fn find_bin() -> Result<PathBuf, String> {
+fn find_bin() -> Result<PathBuf, LocalError> {
     if let Some(p) = std::env::var_os("JAGGED_PG_BIN") {
         return Ok(PathBuf::from(p));
     }
@@ -35,7 +37,7 @@ fn find_bin() -> Result<PathBuf, String> {
             return Ok(p);
         }
     }
-    Err("PostgreSQL server binaries not found: install the PostgreSQL server package or set JAGGED_PG_BIN".into())
+    Err(LocalError::Postgres("PostgreSQL server binaries not found: install the PostgreSQL server package or set JAGGED_PG_BIN".into()))
 }
 
 fn is_root() -> bool {
@@ -52,28 +54,28 @@ fn as_owner(bin: &Path, prog: &str) -> Command {
     }
 }
 
-fn free_port() -> Result<u16, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+fn free_port() -> Result<u16, LocalError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| LocalError::Postgres(format!("no free port: {e}")))?;
+    Ok(l.local_addr().map_err(|e| LocalError::Postgres(e.to_string()))?.port())
 }
 
 impl LocalPostgres {
     /// Initialises and starts a cluster in a new temporary folder.
-    pub fn start() -> Result<LocalPostgres, String> {
+    pub fn start() -> Result<LocalPostgres, LocalError> {
         let dir = std::env::temp_dir().join(format!("jagged-pg-{}-{}", std::process::id(), rand_suffix()));
         Self::start_in(&dir, false)
     }
 
     /// Initialises (if needed) and starts a cluster in `dir`; `keep` leaves the
     /// folder in place on drop.
-    pub fn start_in(dir: &Path, keep: bool) -> Result<LocalPostgres, String> {
+    pub fn start_in(dir: &Path, keep: bool) -> Result<LocalPostgres, LocalError> {
         let bin = find_bin()?;
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| LocalError::Postgres(format!("{}: {e}", dir.display())))?;
         let data = dir.join("data");
         if is_root() {
-            let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir).status().map_err(|e| e.to_string())?;
+            let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir).status().map_err(|e| LocalError::Postgres(e.to_string()))?;
             if !st.success() {
-                return Err(format!("chown of {} to postgres failed", dir.display()));
+                return Err(LocalError::Postgres(format!("chown of {} to postgres failed", dir.display())));
             }
         }
         if !data.join("PG_VERSION").exists() {
@@ -82,9 +84,9 @@ impl LocalPostgres {
                 .arg(&data)
                 .args(["-U", "jagged", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"])
                 .output()
-                .map_err(|e| format!("running initdb: {e}"))?;
+                .map_err(|e| LocalError::Postgres(format!("running initdb: {e}")))?;
             if !out.status.success() {
-                return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+                return Err(LocalError::Postgres(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr))));
             }
         }
         let mut pg = LocalPostgres { dir: dir.to_path_buf(), keep, port: free_port()?, bin, child: None };
@@ -104,9 +106,9 @@ impl LocalPostgres {
     }
 
     /// (Re)starts the server on the same port and waits until it accepts connections.
-    pub fn restart(&mut self) -> Result<(), String> {
+    pub fn restart(&mut self) -> Result<(), LocalError> {
         self.stop();
-        let log = std::fs::File::create(self.dir.join("server.log")).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(self.dir.join("server.log")).map_err(|e| LocalError::Postgres(e.to_string()))?;
         if is_root() {
             let _ = Command::new("chown").args(["postgres:postgres"]).arg(self.dir.join("server.log")).status();
         }
@@ -118,10 +120,10 @@ impl LocalPostgres {
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=300", "-c", "shared_buffers=128MB"])
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stdout(log.try_clone().map_err(|e| LocalError::Postgres(e.to_string()))?)
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("starting postgres: {e}"))?;
+            .map_err(|e| LocalError::Postgres(format!("starting postgres: {e}")))?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -138,11 +140,11 @@ impl LocalPostgres {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(st)) = c.try_wait() {
                     let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-                    return Err(format!("postgres exited ({st}): {log}"));
+                    return Err(LocalError::Postgres(format!("postgres exited ({st}): {log}")));
                 }
             }
             if Instant::now() > deadline {
-                return Err("postgres did not accept connections within 30 s".into());
+                return Err(LocalError::Postgres("postgres did not accept connections within 30 s".into()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -166,24 +168,6 @@ impl LocalPostgres {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
-
-/// Sends `signal` to `pid`, waits up to `grace` for `child` to exit, then kills
-/// and reaps it.
-pub fn stop_child(child: &mut Child, signal: &str, pid: &str, grace: Duration) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid).status();
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn rand_suffix() -> String {

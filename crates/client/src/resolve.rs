@@ -1,12 +1,16 @@
 //! Turning a spec file into a [`ResolvedSweep`]: locate and check every file,
-//! read labels, and upload models and images to the object store.
+//! read labels, upload models and images to the object store, and read each
+//! model's subsampling structure from its graph (once, here, so reports never
+//! parse graphs).
 
-use anyhow::{bail, Context, Result};
+use crate::{io_err, store_err, ClientError};
 use futures::StreamExt;
-use jagged_domain::spec::{ImageRef, ModelCard, ResolvedModel, ResolvedSweep, SweepSpec};
+use jagged_domain::spec::{ImageRef, ResolvedModel, ResolvedSweep, Structure, SweepSpec};
 use jagged_domain::transform::Family;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use std::path::{Path, PathBuf};
+
+type Result<T> = std::result::Result<T, ClientError>;
 
 const IMAGE_EXTS: [&str; 4] = ["png", "jpg", "jpeg", "JPEG"];
 
@@ -35,8 +39,9 @@ fn parse_label(raw: &str, classes: &[String], wnids: &[String], line: usize, lab
     if let Ok(i) = raw.parse::<i32>() {
         return Ok(Some(i));
     }
-    let idx = class_index(raw, classes, wnids)
-        .with_context(|| format!("{}:{line}: label `{raw}` is neither a class index nor a class name or id of the model", labels.display()))?;
+    let idx = class_index(raw, classes, wnids).ok_or_else(|| {
+        ClientError::Spec(format!("{}:{line}: label `{raw}` is neither a class index nor a class name or id of the model", labels.display()))
+    })?;
     Ok(Some(idx as i32))
 }
 
@@ -73,7 +78,7 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// The images of a folder, sorted by name (naturally: frame order).
 fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut imgs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
+        .map_err(io_err(format!("reading {}", dir.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && is_image(p))
         .collect();
@@ -97,7 +102,7 @@ struct Source<'a> {
 fn list_items(src: &Source<'_>, classes: &[String], wnids: &[String]) -> Result<Vec<Entry>> {
     let (root, field) = (&src.root, &src.field);
     if !root.is_dir() {
-        bail!("invalid spec: `{field}.path`: {} is not a folder", root.display());
+        return Err(ClientError::Spec(format!("invalid spec: `{field}.path`: {} is not a folder", root.display())));
     }
     let what = if src.sequences { "sequence" } else { "image" };
     let entry = |name: String, path: PathBuf, label: Option<i32>| -> Result<Entry> {
@@ -108,7 +113,7 @@ fn list_items(src: &Source<'_>, classes: &[String], wnids: &[String]) -> Result<
         Some(l) => {
             let p = root.join(l);
             if !p.is_file() {
-                bail!("invalid spec: `{field}.labels`: {} does not exist", p.display());
+                return Err(ClientError::Spec(format!("invalid spec: `{field}.labels`: {} does not exist", p.display())));
             }
             Some(p)
         }
@@ -116,7 +121,7 @@ fn list_items(src: &Source<'_>, classes: &[String], wnids: &[String]) -> Result<
     };
     let mut entries = Vec::new();
     if let Some(labels) = labels {
-        let text = std::fs::read_to_string(&labels).with_context(|| format!("reading {}", labels.display()))?;
+        let text = std::fs::read_to_string(&labels).map_err(io_err(format!("reading {}", labels.display())))?;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             let lower = line.to_ascii_lowercase();
@@ -127,7 +132,7 @@ fn list_items(src: &Source<'_>, classes: &[String], wnids: &[String]) -> Result<
             let file = file.trim().trim_matches('"');
             let path = root.join(file);
             if (src.sequences && !path.is_dir()) || (!src.sequences && !path.is_file()) {
-                bail!("{}:{}: {what} `{file}` does not exist", labels.display(), n + 1);
+                return Err(ClientError::Spec(format!("{}:{}: {what} `{file}` does not exist", labels.display(), n + 1)));
             }
             let label = parse_label(label.trim_matches('"'), classes, wnids, n + 1, &labels)?;
             entries.push(entry(file.to_string(), path, label)?);
@@ -135,8 +140,8 @@ fn list_items(src: &Source<'_>, classes: &[String], wnids: &[String]) -> Result<
     } else {
         let mut dirs: Vec<PathBuf> = Vec::new();
         let mut files: Vec<PathBuf> = Vec::new();
-        for e in std::fs::read_dir(root).with_context(|| format!("reading {}", root.display()))? {
-            let p = e?.path();
+        for e in std::fs::read_dir(root).map_err(io_err(format!("reading {}", root.display())))? {
+            let p = e.map_err(io_err(format!("reading {}", root.display())))?.path();
             if p.is_dir() {
                 dirs.push(p);
             } else if is_image(&p) {
@@ -158,7 +163,11 @@ fn list_items(src: &Source<'_>, classes: &[String], wnids: &[String]) -> Result<
                 let cname = d.file_name().unwrap().to_string_lossy().to_string();
                 let label = class_index(&cname, classes, wnids).map(|x| x as i32).unwrap_or(i as i32);
                 let items: Vec<PathBuf> = if src.sequences {
-                    let mut v: Vec<PathBuf> = std::fs::read_dir(d)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+                    let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+                        .map_err(io_err(format!("reading {}", d.display())))?
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.is_dir())
+                        .collect();
                     v.sort();
                     v
                 } else {
@@ -181,10 +190,10 @@ fn list_items(src: &Source<'_>, classes: &[String], wnids: &[String]) -> Result<
     }
     if entries.is_empty() {
         let holds = if src.sequences { "no sequences (folders of .png/.jpg frames)" } else { "no images (.png, .jpg, .jpeg)" };
-        bail!("invalid spec: `{field}.path`: {} holds {holds}", root.display());
+        return Err(ClientError::Spec(format!("invalid spec: `{field}.path`: {} holds {holds}", root.display())));
     }
     if let Some(e) = entries.iter().find(|e| e.paths.is_empty()) {
-        bail!("invalid spec: `{field}.path`: sequence `{}` holds no frames", e.name);
+        return Err(ClientError::Spec(format!("invalid spec: `{field}.path`: sequence `{}` holds no frames", e.name)));
     }
     Ok(entries)
 }
@@ -195,12 +204,12 @@ async fn upload(store: &dyn ObjectStore, entries: Vec<Entry>, frames: Option<usi
     let mut uploads = futures::stream::iter(entries.into_iter().map(|e| async move {
         let mut keys = Vec::with_capacity(e.paths.len());
         for p in e.paths.iter().take(frames.unwrap_or(usize::MAX)) {
-            let bytes = tokio::fs::read(p).await.with_context(|| format!("reading {}", p.display()))?;
-            keys.push(jagged_artifacts::put_blob(store, bytes.into()).await.with_context(|| format!("uploading {}", p.display()))?);
+            let bytes = tokio::fs::read(p).await.map_err(io_err(format!("reading {}", p.display())))?;
+            keys.push(jagged_artifacts::put_blob(store, bytes.into()).await.map_err(store_err(format!("uploading {}", p.display())))?);
         }
         let key = keys.first().cloned().unwrap_or_default();
         let frames = if frames.is_some() { keys } else { vec![] };
-        Ok::<_, anyhow::Error>(ImageRef { name: e.name, key, label: e.label, frames })
+        Ok::<_, ClientError>(ImageRef { name: e.name, key, label: e.label, frames })
     }))
     .buffered(16);
     let mut out = Vec::with_capacity(total);
@@ -208,6 +217,12 @@ async fn upload(store: &dyn ObjectStore, entries: Vec<Entry>, frames: Option<usi
         out.push(img?);
     }
     Ok(out)
+}
+
+/// A model's subsampling structure, read from its graph; `None` (shown as
+/// unknown) when the graph cannot be analysed, which loading it will report.
+fn structure(bytes: &[u8]) -> Option<Structure> {
+    jagged_onnx::inspect::inspect(bytes).ok().map(|i| i.structure())
 }
 
 /// Reads, checks and uploads everything a spec names.
@@ -230,50 +245,53 @@ pub struct Overrides {
 
 /// [`resolve`] with command-line overrides applied to the spec first.
 pub async fn resolve_with(spec_path: &Path, store: &dyn ObjectStore, over: &Overrides) -> Result<(String, ResolvedSweep)> {
-    let text = std::fs::read_to_string(spec_path).with_context(|| format!("reading spec {}", spec_path.display()))?;
-    let mut spec = SweepSpec::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", spec_path.display()))?;
+    let text = std::fs::read_to_string(spec_path).map_err(io_err(format!("reading spec {}", spec_path.display())))?;
+    let mut spec = SweepSpec::from_toml(&text).map_err(|e| ClientError::Spec(format!("{}: {e}", spec_path.display())))?;
     if let Some(d) = &over.dataset {
-        let abs = std::fs::canonicalize(d).with_context(|| format!("--dataset {}: no such folder", d.display()))?;
+        let abs = std::fs::canonicalize(d).map_err(|e| ClientError::Spec(format!("--dataset {}: no such folder ({e})", d.display())))?;
         let limit = spec.dataset.as_ref().and_then(|x| x.limit);
         spec.dataset = Some(jagged_domain::spec::DatasetSpec { path: abs.display().to_string(), labels: None, limit });
     }
     if let Some(n) = over.limit {
         match spec.dataset.as_mut() {
             Some(d) => d.limit = Some(n),
-            None => bail!("--limit applies to the dataset, and {} has none", spec_path.display()),
+            None => return Err(ClientError::Spec(format!("--limit applies to the dataset, and {} has none", spec_path.display()))),
         }
     }
-    spec.validate().map_err(|e| anyhow::anyhow!("{}: {e}", spec_path.display()))?;
+    spec.validate().map_err(|e| ClientError::Spec(format!("{}: {e}", spec_path.display())))?;
     let base = spec_path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut models = Vec::new();
     for (i, m) in spec.models.iter().enumerate() {
-        let (key, card_path) = match (&m.path, &m.uri) {
+        let (key, bytes, card_path) = match (&m.path, &m.uri) {
             (Some(p), _) => {
                 let path = base.join(p);
                 if !path.is_file() {
-                    bail!("invalid spec: `models[{i}].path`: model file {} does not exist", path.display());
+                    return Err(ClientError::Spec(format!("invalid spec: `models[{i}].path`: model file {} does not exist", path.display())));
                 }
-                let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                let key = jagged_artifacts::put_blob(store, bytes.into()).await.context("uploading the model")?;
-                let card = m.card.as_ref().map(|c| base.join(c)).unwrap_or_else(|| crate::models::card_path(&path));
-                (key, card)
+                let bytes = bytes::Bytes::from(std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?);
+                let key = jagged_artifacts::put_blob(store, bytes.clone()).await.map_err(store_err(format!("uploading {}", path.display())))?;
+                let card = m.card.as_ref().map(|c| base.join(c)).unwrap_or_else(|| jagged_onnx::card::card_path(&path));
+                (key, bytes, card)
             }
             (None, Some(uri)) => {
-                store
-                    .head(&object_store::path::Path::from(uri.as_str()))
+                let bytes = jagged_artifacts::get(store, uri)
                     .await
-                    .with_context(|| format!("invalid spec: `models[{i}].uri`: `{uri}` is not in the object store"))?;
-                let card = m.card.as_ref().map(|c| base.join(c)).with_context(|| format!("invalid spec: `models[{i}].card` is needed with `uri`"))?;
-                (uri.clone(), card)
+                    .map_err(|e| ClientError::Spec(format!("invalid spec: `models[{i}].uri`: `{uri}` is not in the object store ({e})")))?;
+                let card = m
+                    .card
+                    .as_ref()
+                    .map(|c| base.join(c))
+                    .ok_or_else(|| ClientError::Spec(format!("invalid spec: `models[{i}].card` is needed with `uri`")))?;
+                (uri.clone(), bytes, card)
             }
             (None, None) => unreachable!("validated"),
         };
         if !card_path.is_file() {
-            bail!("invalid spec: `models[{i}].card`: model card {} does not exist", card_path.display());
+            return Err(ClientError::Spec(format!("invalid spec: `models[{i}].card`: model card {} does not exist", card_path.display())));
         }
-        let card: ModelCard = crate::models::read_card(&card_path)?;
+        let card = jagged_onnx::card::read_card(&card_path).map_err(|e| ClientError::Spec(e.to_string()))?;
         let name = m.name.clone().unwrap_or_else(|| card.name.clone());
-        models.push(ResolvedModel { name, key, card });
+        models.push(ResolvedModel { name, key, card, structure: structure(&bytes) });
     }
     let classes = models.first().map(|m| m.card.classes.clone()).unwrap_or_default();
     let wnids = models.first().map(|m| m.card.wnids.clone()).unwrap_or_default();
@@ -292,13 +310,16 @@ pub async fn resolve_with(spec_path: &Path, store: &dyn ObjectStore, over: &Over
             // Default length: the shortest sequence's.
             let n = *frames.get_or_insert_with(|| entries.iter().map(|e| e.paths.len()).min().unwrap_or(0) as u32);
             if n < 2 {
-                bail!("invalid spec: `families[{f}].frames`: sequences need at least 2 frames; {} has {n}", src.root.display());
+                return Err(ClientError::Spec(format!(
+                    "invalid spec: `families[{f}].frames`: sequences need at least 2 frames; {} has {n}",
+                    src.root.display()
+                )));
             }
             family_items.insert(f as u32, upload(store, entries, Some(n as usize)).await?);
         }
     }
     let resolved = ResolvedSweep { spec, models, images, family_items };
-    resolved.validate().map_err(|e| anyhow::anyhow!("{}: {e}", spec_path.display()))?;
+    resolved.validate().map_err(|e| ClientError::Spec(format!("{}: {e}", spec_path.display())))?;
     Ok((text, resolved))
 }
 

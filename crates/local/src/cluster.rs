@@ -2,73 +2,11 @@
 //! local-filesystem object store, a coordinator and N workers as child
 //! processes on loopback. The demo runs on it, and so do the end-to-end tests.
 
-use anyhow::{bail, Context, Result};
-use jagged_store::local::LocalPostgres;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use crate::postgres::LocalPostgres;
+use crate::process::Proc;
+use crate::LocalError;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// A child process, terminated on drop.
-pub struct Proc {
-    /// Name for messages.
-    pub name: String,
-    child: Option<Child>,
-}
-
-impl Proc {
-    /// Spawns `bin args...` with stdout and stderr appended to `log`.
-    pub fn spawn(name: &str, bin: &Path, args: &[String], envs: &[(String, String)], log: &Path) -> Result<Proc> {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
-        let child = Command::new(bin)
-            .args(args)
-            .envs(envs.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(f.try_clone()?)
-            .stderr(f)
-            .spawn()
-            .with_context(|| format!("starting {name} ({})", bin.display()))?;
-        Ok(Proc { name: name.to_string(), child: Some(child) })
-    }
-
-    /// The process id, while running.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-
-    /// Whether it has exited.
-    pub fn exited(&mut self) -> bool {
-        self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
-    }
-
-    /// Sends a signal by name (`TERM`, `KILL`, `STOP`, `CONT`).
-    pub fn signal(&self, sig: &str) {
-        if let Some(pid) = self.pid() {
-            let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
-        }
-    }
-
-    /// SIGTERM, then SIGKILL after `grace`; waits for exit.
-    pub fn terminate(&mut self, grace: Duration) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id().to_string();
-            jagged_store::local::stop_child(&mut child, "TERM", &pid, grace);
-        }
-    }
-
-    /// SIGKILL now, and reap.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.terminate(Duration::from_secs(5));
-    }
-}
 
 /// How to start a local cluster.
 #[derive(Clone, Debug)]
@@ -109,18 +47,20 @@ pub struct LocalCluster {
 
 impl LocalCluster {
     /// Starts PostgreSQL, the coordinator and the workers.
-    pub fn start(opts: ClusterOptions) -> Result<LocalCluster> {
+    pub fn start(opts: ClusterOptions) -> Result<LocalCluster, LocalError> {
         if !opts.bin.is_file() {
-            bail!("jagged binary {} not found (build it with `cargo build`)", opts.bin.display());
+            return Err(LocalError::Cluster(format!("jagged binary {} not found (build it with `cargo build`)", opts.bin.display())));
         }
-        std::fs::create_dir_all(opts.dir.join("logs"))?;
-        let postgres = LocalPostgres::start().map_err(anyhow::Error::msg).context("starting a private PostgreSQL cluster")?;
+        let logs = opts.dir.join("logs");
+        std::fs::create_dir_all(&logs).map_err(|e| LocalError::Io(format!("creating {}", logs.display()), e))?;
+        let postgres = LocalPostgres::start()?;
         let store_url = match &opts.store {
             Some(url) => url.clone(),
             None => {
                 let store_dir = opts.dir.join("store");
-                std::fs::create_dir_all(&store_dir)?;
-                std::fs::canonicalize(&store_dir)?.display().to_string()
+                let io = |e| LocalError::Io(format!("creating {}", store_dir.display()), e);
+                std::fs::create_dir_all(&store_dir).map_err(io)?;
+                std::fs::canonicalize(&store_dir).map_err(io)?.display().to_string()
             }
         };
         // `JAGGED_LISTEN` in `env` picks another listen address (e.g. `0.0.0.0:0`).
@@ -134,7 +74,7 @@ impl LocalCluster {
         Ok(cluster)
     }
 
-    fn spawn_coordinator(opts: &ClusterOptions, database_url: &str, listen: &str) -> Result<Proc> {
+    fn spawn_coordinator(opts: &ClusterOptions, database_url: &str, listen: &str) -> Result<Proc, LocalError> {
         let addr_file = opts.dir.join("coordinator.addr");
         let _ = std::fs::remove_file(&addr_file);
         Proc::spawn(
@@ -160,19 +100,19 @@ impl LocalCluster {
 
     /// Kills the coordinator (SIGKILL) and starts it again on the address it had;
     /// workers reconnect by themselves.
-    pub fn restart_coordinator(&mut self) -> Result<()> {
+    pub fn restart_coordinator(&mut self) -> Result<(), LocalError> {
         self.coordinator.kill9();
         self.start_coordinator_again()
     }
 
     /// Stops the coordinator with SIGTERM (it drains in-flight requests and exits)
     /// and starts it again on the address it had.
-    pub fn restart_coordinator_gracefully(&mut self) -> Result<()> {
+    pub fn restart_coordinator_gracefully(&mut self) -> Result<(), LocalError> {
         self.coordinator.terminate(Duration::from_secs(20));
         self.start_coordinator_again()
     }
 
-    fn start_coordinator_again(&mut self) -> Result<()> {
+    fn start_coordinator_again(&mut self) -> Result<(), LocalError> {
         let listen = self.url.trim_start_matches("http://").to_string();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -189,7 +129,7 @@ impl LocalCluster {
         }
     }
 
-    fn wait_for_coordinator(&mut self) -> Result<String> {
+    fn wait_for_coordinator(&mut self) -> Result<String, LocalError> {
         let addr_file = self.opts.dir.join("coordinator.addr");
         let addr_file = addr_file.as_path();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -201,17 +141,17 @@ impl LocalCluster {
             }
             if self.coordinator.exited() {
                 let log = std::fs::read_to_string(self.opts.dir.join("logs/coordinator.log")).unwrap_or_default();
-                bail!("the coordinator exited at start:\n{log}");
+                return Err(LocalError::Cluster(format!("the coordinator exited at start:\n{log}")));
             }
             if Instant::now() > deadline {
-                bail!("the coordinator did not start within 60 s");
+                return Err(LocalError::Cluster("the coordinator did not start within 60 s".into()));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     /// Starts worker number `i` (its log is `logs/worker-<i>.log`).
-    pub fn add_worker(&mut self, i: usize) -> Result<()> {
+    pub fn add_worker(&mut self, i: usize) -> Result<(), LocalError> {
         let w = Proc::spawn(
             &format!("worker-{i}"),
             &self.opts.bin,

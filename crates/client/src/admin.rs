@@ -1,0 +1,187 @@
+//! The coordinator's admin service: submit, status, list, cancel, and waiting
+//! for a sweep to finish.
+
+use crate::resolve::{resolve_with, Overrides};
+use crate::{ClientConfig, ClientError};
+use jagged_domain::spec::ResolvedSweep;
+use jagged_domain::status::{SweepState, SweepStatus};
+use jagged_proto::v1::admin_service_client::AdminServiceClient;
+use jagged_proto::v1::{CancelRequest, ListRequest, StatusRequest, SubmitRequest};
+use std::path::Path;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+/// The generated client with the admin token attached to every call.
+pub type RawAdmin = AdminServiceClient<tonic::service::interceptor::InterceptedService<Channel, jagged_proto::auth::WithToken>>;
+
+/// A connection to the coordinator's admin service.
+#[derive(Clone)]
+pub struct Admin {
+    raw: RawAdmin,
+}
+
+/// The coordinator's answer to a submit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    /// The sweep's id.
+    pub sweep_id: i64,
+    /// Shards planned.
+    pub shards: u32,
+    /// The same sweep (spec, models and images) existed; nothing was added.
+    pub existing: bool,
+}
+
+impl Admin {
+    /// Connects, presenting the configured admin token.
+    pub async fn connect(config: &ClientConfig) -> Result<Admin> {
+        let with_token = jagged_proto::auth::WithToken::new(config.token.as_ref()).map_err(ClientError::Config)?;
+        let url = &config.coordinator;
+        let ch = jagged_proto::transport::endpoint(url, config.tls_ca.as_deref())
+            .map_err(ClientError::Config)?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|cause| ClientError::Connect { url: url.clone(), cause })?;
+        let max = jagged_proto::MAX_MESSAGE;
+        Ok(Admin { raw: AdminServiceClient::with_interceptor(ch, with_token).max_encoding_message_size(max).max_decoding_message_size(max) })
+    }
+
+    /// The generated client, for calls this wrapper does not make.
+    pub fn raw(&mut self) -> &mut RawAdmin {
+        &mut self.raw
+    }
+
+    /// Submits a resolved sweep; `again` runs it even if the same sweep exists.
+    pub async fn submit(&mut self, sweep: ResolvedSweep, spec_toml: String, again: bool) -> Result<Submitted> {
+        let r = self.raw.submit(SubmitRequest { sweep: Some(sweep.into()), spec_toml, again }).await?.into_inner();
+        Ok(Submitted { sweep_id: r.sweep_id, shards: r.shards, existing: r.existing })
+    }
+
+    /// One sweep's status.
+    pub async fn status(&mut self, id: i64) -> Result<SweepStatus> {
+        Ok(self.raw.status(StatusRequest { sweep_id: id }).await?.into_inner().try_into()?)
+    }
+
+    /// Every sweep's status, oldest first.
+    pub async fn list(&mut self) -> Result<Vec<SweepStatus>> {
+        let all = self.raw.list(ListRequest {}).await?.into_inner().sweeps;
+        Ok(all.into_iter().map(SweepStatus::try_from).collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// The newest sweep's id.
+    pub async fn latest(&mut self) -> Result<i64> {
+        self.list().await?.last().map(|s| s.sweep_id).ok_or_else(|| ClientError::Spec("no sweeps yet".into()))
+    }
+
+    /// Cancels a sweep; committed results stay.
+    pub async fn cancel(&mut self, id: i64) -> Result<SweepStatus> {
+        Ok(self.raw.cancel(CancelRequest { sweep_id: id }).await?.into_inner().try_into()?)
+    }
+}
+
+/// Resolves and uploads a spec (refusing a bad one before any connection), then
+/// submits it; says on stderr what was submitted.
+pub async fn submit(config: &ClientConfig, spec: &Path, store: &dyn object_store::ObjectStore, over: &Overrides) -> Result<Submitted> {
+    let (text, resolved) = resolve_with(spec, store, over).await?;
+    let mut admin = Admin::connect(config).await?;
+    let n_images = (0..resolved.spec.families.len()).map(|f| resolved.items(f).len()).max().unwrap_or(0);
+    let n_models = resolved.models.len();
+    let r = admin.submit(resolved, text, over.again).await?;
+    if r.existing {
+        eprintln!("sweep {} already holds this spec over the same models and images; nothing added (pass --again to run it anew)", r.sweep_id);
+    } else {
+        eprintln!("submitted sweep {} ({} shards: {n_models} model(s), {n_images} image(s))", r.sweep_id, r.shards);
+    }
+    Ok(r)
+}
+
+/// One-line progress of a sweep.
+pub fn line(s: &SweepStatus) -> String {
+    let pct = if s.inferences_total > 0 { 100.0 * s.inferences_done as f64 / s.inferences_total as f64 } else { 0.0 };
+    format!(
+        "sweep {} [{}] {}: shards {}/{} done, {} leased, {} queued, {} failed, {} cancelled; inferences {}/{} ({pct:.0}%); failed items {}; workers {}",
+        s.sweep_id, s.state, s.name, s.done, s.total, s.leased, s.queued, s.failed, s.cancelled, s.inferences_done, s.inferences_total, s.failed_items, s.workers_alive
+    ) + &pace(s)
+}
+
+/// `; 165 inferences/s, ETA 0:01:12` for a running sweep whose pace is known.
+fn pace(s: &SweepStatus) -> String {
+    if s.state != SweepState::Running || s.inferences_per_sec <= 0.0 {
+        return String::new();
+    }
+    let eta = if s.eta_secs >= 0.0 {
+        let t = s.eta_secs.round() as u64;
+        format!(", ETA {}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+    } else {
+        String::new()
+    };
+    format!("; {:.0} inferences/s{eta}", s.inferences_per_sec)
+}
+
+/// Polls a sweep until it is no longer running, calling `progress` with every
+/// status; returns the final one. Coordinator hiccups are retried (a restart
+/// does not end the wait) for up to a minute.
+pub async fn wait(config: &ClientConfig, id: i64, mut progress: impl FnMut(&SweepStatus)) -> Result<SweepStatus> {
+    let mut failures = 0;
+    loop {
+        let st = match Admin::connect(config).await {
+            Ok(mut c) => c.status(id).await,
+            Err(e) => Err(e),
+        };
+        match st {
+            Ok(s) => {
+                failures = 0;
+                progress(&s);
+                if s.state != SweepState::Running {
+                    return Ok(s);
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if failures > 60 {
+                    return Err(ClientError::Unreachable(Box::new(e)));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: SweepState, rate: f64, eta: f64) -> SweepStatus {
+        SweepStatus {
+            sweep_id: 7,
+            name: "n".into(),
+            state,
+            priority: 0,
+            total: 4,
+            queued: 1,
+            leased: 1,
+            done: 2,
+            failed: 0,
+            cancelled: 0,
+            inferences_done: 50,
+            inferences_total: 100,
+            failed_items: 0,
+            created_at: String::new(),
+            finished_at: None,
+            errors: vec![],
+            workers_alive: 2,
+            inferences_per_sec: rate,
+            eta_secs: eta,
+        }
+    }
+
+    #[test]
+    fn status_lines_show_pace_only_while_running() {
+        let l = line(&status(SweepState::Running, 165.0, 72.0));
+        assert!(l.starts_with("sweep 7 [running] n: shards 2/4 done") && l.ends_with("; 165 inferences/s, ETA 0:01:12"), "{l}");
+        assert!(line(&status(SweepState::Running, 165.0, -1.0)).ends_with("; 165 inferences/s"));
+        assert!(line(&status(SweepState::Done, 165.0, 72.0)).ends_with("workers 2"));
+    }
+}

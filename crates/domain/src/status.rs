@@ -1,0 +1,113 @@
+//! A sweep's state and the progress a status request reports.
+
+use serde::{Deserialize, Serialize};
+
+/// The life of a sweep: `running` until every shard is done, failed or
+/// cancelled; `cancelled` when a user cancels it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepState {
+    /// Shards are queued or leased.
+    Running,
+    /// Every shard is done or failed.
+    Done,
+    /// Stopped by a user; committed results stay.
+    Cancelled,
+}
+
+impl SweepState {
+    /// The name stored in the database and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SweepState::Running => "running",
+            SweepState::Done => "done",
+            SweepState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<SweepState> {
+        Some(match s {
+            "running" => SweepState::Running,
+            "done" => SweepState::Done,
+            "cancelled" => SweepState::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for SweepState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed shard with its last error, named by model and family.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShardError {
+    /// Shard id.
+    pub shard_id: i64,
+    /// Model name.
+    pub model: String,
+    /// Family name.
+    pub family: String,
+    /// Last error.
+    pub error: String,
+}
+
+/// A sweep's progress, as `jagged sweep status` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepStatus {
+    /// Sweep id.
+    pub sweep_id: i64,
+    /// Name from the spec.
+    pub name: String,
+    /// State.
+    pub state: SweepState,
+    /// Share of the workers among running sweeps: 2^priority.
+    pub priority: i32,
+    /// Shards planned.
+    pub total: u32,
+    /// Shards waiting for a worker.
+    pub queued: u32,
+    /// Shards held by workers.
+    pub leased: u32,
+    /// Shards committed.
+    pub done: u32,
+    /// Shards failed after their attempts.
+    pub failed: u32,
+    /// Shards cancelled.
+    pub cancelled: u32,
+    /// Inferences in committed shards.
+    pub inferences_done: i64,
+    /// Inferences planned.
+    pub inferences_total: i64,
+    /// Items that failed inside committed shards.
+    pub failed_items: i64,
+    /// Submission time (RFC 3339).
+    pub created_at: String,
+    /// When it stopped running (RFC 3339), if it has.
+    pub finished_at: Option<String>,
+    /// The first failed shards with their errors.
+    pub errors: Vec<ShardError>,
+    /// Workers seen within three heartbeats.
+    pub workers_alive: u32,
+    /// Inferences per second over the last minute of status requests (0: not known yet).
+    pub inferences_per_sec: f64,
+    /// Seconds to finish at that rate (-1: not known).
+    pub eta_secs: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_states_round_trip_their_names() {
+        for s in [SweepState::Running, SweepState::Done, SweepState::Cancelled] {
+            assert_eq!(SweepState::parse(s.as_str()), Some(s));
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        assert_eq!(SweepState::parse("paused"), None);
+    }
+}

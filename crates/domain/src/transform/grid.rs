@@ -1,0 +1,197 @@
+//! Grid points, neighbour pairs and reference points of each family.
+
+use super::{Compare, Family, GridPoint};
+
+/// Largest grid a family may have, a guard against specs that would explode.
+pub const MAX_POINTS: usize = 100_000;
+
+/// Values `from, from + step, ..., <= to` (with a small tolerance for rounding).
+pub(super) fn range(from: f32, to: f32, step: f32) -> Vec<f32> {
+    if step.is_nan() || step <= 0.0 || !from.is_finite() || !to.is_finite() || to < from {
+        return vec![];
+    }
+    let n = (((to - from) / step) as f64 + 1e-4).floor() as usize + 1;
+    (0..n.min(MAX_POINTS + 1)).map(|i| (from as f64 + i as f64 * step as f64) as f32).collect()
+}
+
+/// The shape of a family's grid.
+enum Shape {
+    Grid(u32, u32),
+    Line(Vec<GridPoint>),
+    /// A centre point then `n` independent pairs.
+    Pairs(u32),
+    /// Frames with explicit neighbour pairs.
+    Frames(Vec<GridPoint>, Vec<(usize, usize)>),
+}
+
+impl Family {
+    fn axis(max_shift: u32, step: u32) -> Vec<i32> {
+        let (m, s) = (max_shift as i32, step.max(1) as i32);
+        (-m..=m).step_by(s as usize).collect()
+    }
+
+    fn shape(&self) -> Shape {
+        match *self {
+            Family::Crop { max_shift, step, .. } | Family::Embed { max_shift, step, .. } | Family::Circular { max_shift, step, .. } => {
+                Shape::Grid(max_shift, step)
+            }
+            Family::Diagonal { steps, .. } => Shape::Line((0..=steps as i32).enumerate().map(|(i, c)| GridPoint::offset(i, c, c)).collect()),
+            Family::Scale { from, to, step, .. } => Shape::Line(
+                range(from, to, step).into_iter().enumerate().map(|(i, s)| GridPoint { scale: s, ..GridPoint::offset(i, 0, 0) }).collect(),
+            ),
+            Family::RandomPairs { pairs, .. } => Shape::Pairs(pairs),
+            Family::Sequence { frames, stride, compare, .. } => {
+                let n = frames.unwrap_or(0);
+                let pts = (0..n as usize).map(|i| GridPoint::offset(i, 0, 0)).collect();
+                let pairs = match compare {
+                    Compare::Previous => (0..n.saturating_sub(stride) as usize).map(|k| (k, k + stride as usize)).collect(),
+                    Compare::First => (1..n as usize).map(|k| (0, k)).collect(),
+                };
+                Shape::Frames(pts, pairs)
+            }
+            Family::Rotate { from, to, step, .. } => Shape::Line(
+                range(from, to, step).into_iter().enumerate().map(|(i, a)| GridPoint { angle: a, ..GridPoint::offset(i, 0, 0) }).collect(),
+            ),
+        }
+    }
+
+    /// The grid points in their fixed order.
+    pub fn points(&self) -> Vec<GridPoint> {
+        match self.shape() {
+            Shape::Grid(m, s) => {
+                let ax = Self::axis(m, s);
+                ax.iter().flat_map(|&dy| ax.iter().map(move |&dx| (dx, dy))).enumerate().map(|(i, (dx, dy))| GridPoint::offset(i, dx, dy)).collect()
+            }
+            Shape::Line(p) | Shape::Frames(p, _) => p,
+            Shape::Pairs(n) => (0..=2 * n as usize).map(|i| GridPoint::offset(i, 0, 0)).collect(),
+        }
+    }
+
+    /// The points of one image: as [`Family::points`], except that `random_pairs`
+    /// draws its offsets from the family's seed and the image index, so they are
+    /// the same on every worker and every attempt, for a given room
+    /// (`resize - input`) of the resized image's short side.
+    pub fn image_points(&self, image_index: u32, side: u32) -> Vec<GridPoint> {
+        let mut pts = self.points();
+        if let Family::RandomPairs { max_offset, seed, resize, .. } = *self {
+            let room = resize.unwrap_or(side + 32).saturating_sub(side);
+            let max = max_offset.unwrap_or(room).min(room) as u64;
+            let mut rng = crate::rng::SplitMix(seed ^ (image_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let centre = (room / 2) as i32;
+            for p in pts.iter_mut().skip(1) {
+                p.dx = (rng.next_u64() % (max + 1)) as i32 - centre;
+                p.dy = (rng.next_u64() % (max + 1)) as i32 - centre;
+            }
+        }
+        pts
+    }
+
+    /// Neighbour pairs `(a, b)` of point indices; pair metrics take `a` as first.
+    pub fn pairs(&self) -> Vec<(usize, usize)> {
+        match self.shape() {
+            Shape::Grid(m, s) => {
+                let n = Self::axis(m, s).len();
+                let mut pairs = Vec::with_capacity(2 * n * n.saturating_sub(1));
+                for r in 0..n {
+                    for c in 0..n {
+                        let i = r * n + c;
+                        if c + 1 < n {
+                            pairs.push((i, i + 1));
+                        }
+                        if r + 1 < n {
+                            pairs.push((i, i + n));
+                        }
+                    }
+                }
+                pairs
+            }
+            Shape::Line(p) => (0..p.len().saturating_sub(1)).map(|c| (c, c + 1)).collect(),
+            Shape::Pairs(n) => (0..n as usize).map(|i| (1 + 2 * i, 2 + 2 * i)).collect(),
+            Shape::Frames(_, pairs) => pairs,
+        }
+    }
+
+    /// Index of the reference (untransformed, centred) point.
+    pub fn reference(&self) -> usize {
+        if let Family::RandomPairs { .. } | Family::Sequence { .. } = self {
+            return 0;
+        }
+        let pts = self.points();
+        let key = |p: &GridPoint| (p.dx.unsigned_abs() + p.dy.unsigned_abs()) as f64 + (p.scale as f64 - 1.0).abs() + (p.angle as f64).abs();
+        (0..pts.len()).min_by(|&a, &b| key(&pts[a]).total_cmp(&key(&pts[b])).then(a.cmp(&b))).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{Resample, Rgb8};
+    use crate::transform::testutil::NEAREST;
+
+    #[test]
+    fn crop_grid_is_row_major_with_centre_reference() {
+        let f = Family::Crop { max_shift: 2, step: 2, resize: None, resample: Resample::default() };
+        let pts = f.points();
+        assert_eq!(pts.len(), 9);
+        assert_eq!((pts[0].dx, pts[0].dy), (-2, -2));
+        assert_eq!((pts[1].dx, pts[1].dy), (0, -2));
+        assert_eq!((pts[3].dx, pts[3].dy), (-2, 0));
+        assert_eq!(f.reference(), 4);
+        // 3x3 grid: 6 horizontal + 6 vertical neighbour pairs.
+        let pairs = f.pairs();
+        assert_eq!(pairs.len(), 12);
+        assert!(pairs.contains(&(0, 1)) && pairs.contains(&(0, 3)) && pairs.contains(&(7, 8)));
+        assert!(!pairs.contains(&(2, 3)), "row ends are not neighbours");
+    }
+
+    #[test]
+    fn diagonal_pairs_are_consecutive_steps() {
+        let f: Family = toml::from_str("kind = \"diagonal\"\nsteps = 3").unwrap();
+        let p = f.points();
+        assert_eq!(p.iter().map(|g| (g.dx, g.dy)).collect::<Vec<_>>(), vec![(0, 0), (1, 1), (2, 2), (3, 3)]);
+        assert_eq!(f.pairs(), vec![(0, 1), (1, 2), (2, 3)]);
+        assert_eq!(f.reference(), 0);
+    }
+
+    #[test]
+    fn random_pairs_replay_per_image_and_stay_inside() {
+        let f: Family = toml::from_str("kind = \"random_pairs\"\npairs = 3\nseed = 11").unwrap();
+        assert_eq!(f.points().len(), 7);
+        assert_eq!(f.pairs(), vec![(1, 2), (3, 4), (5, 6)]);
+        assert_eq!(f.reference(), 0);
+        let a = f.image_points(5, 32);
+        assert_eq!(a, f.image_points(5, 32), "same image, same draws");
+        assert_ne!(a, f.image_points(6, 32), "other image, other draws");
+        assert_eq!((a[0].dx, a[0].dy), (0, 0), "point 0 is the centre crop");
+        // Room 32 (resize 64, input 32): offsets from the corner 0..=32, centred at 16.
+        for i in 0..500 {
+            for p in f.image_points(i, 32) {
+                assert!((-16..=16).contains(&p.dx) && (-16..=16).contains(&p.dy));
+            }
+        }
+        let img = Rgb8::new(80, 64);
+        let prep = f.prepare(&img, 32).unwrap();
+        for p in f.image_points(3, 32) {
+            prep.render(p);
+        }
+    }
+
+    fn sequence(frames: u32, stride: u32, compare: Compare) -> Family {
+        Family::Sequence { path: "s".into(), frames: Some(frames), stride, compare, resize: None, resample: NEAREST, labels: None, limit: None }
+    }
+
+    #[test]
+    fn sequence_pairs_follow_compare_and_stride() {
+        let f = sequence(5, 1, Compare::Previous);
+        assert_eq!(f.points().len(), 5);
+        assert_eq!(f.pairs(), vec![(0, 1), (1, 2), (2, 3), (3, 4)]);
+        assert_eq!(f.reference(), 0);
+        // ImageNet-P with difficulty 2: frames k and k + 2.
+        assert_eq!(sequence(5, 2, Compare::Previous).pairs(), vec![(0, 2), (1, 3), (2, 4)]);
+        // Noise sequences: every frame against the first.
+        assert_eq!(sequence(4, 1, Compare::First).pairs(), vec![(0, 1), (0, 2), (0, 3)]);
+        assert!(sequence(3, 3, Compare::Previous).validate(None).is_err());
+        assert!(sequence(1, 1, Compare::Previous).validate(None).is_err());
+        assert_eq!(sequence(3, 0, Compare::Previous).validate(None).unwrap_err().0, "stride");
+    }
+}

@@ -1,0 +1,333 @@
+//! Transform families: parameter grids, neighbour relations, and rendering of
+//! one grid point straight into a model input tensor (`S` x `S`, S = the model's
+//! input side).
+//!
+//! - `crop` (Azulay & Weiss "Crop"): the image is resized so its short side is
+//!   `resize` (default: S + 32), and the S x S window is taken at the centre moved
+//!   by `(dx, dy)`. No blank borders: the grid must fit inside the resized image.
+//! - `embed` (Azulay & Weiss "Black"): the image is resized so its short side is
+//!   `size`, centre-cropped to a `size` x `size` square, and pasted on an S x S
+//!   canvas at the centre moved by `(dx, dy)`. Background `black` (pixel value 0)
+//!   or `mean` (the normalisation mean: 0 after normalising, as the paper's
+//!   released code did).
+//! - `diagonal`: the paper's one-pixel diagonal steps: points `(c, c)` for
+//!   `c = 0..=steps` on top of a `crop` or `embed` placement.
+//! - `circular`: the centre S x S crop shifted circularly (wrap-around) by
+//!   `(dx, dy)`: the setting in which shift-equivariant networks can be exactly
+//!   invariant.
+//! - `scale`: the image resized to a square of side `round(s * base)` (base
+//!   default S), centred on the canvas (cropped when larger), for `s` from `from`
+//!   to `to` in steps of `step` (ImageNet-P: 0.40..1.15 step 0.025).
+//! - `rotate`: the crop window rotated by `angle` degrees (counter-clockwise)
+//!   about its centre, bilinear sampling, black outside the image (ImageNet-P:
+//!   -15..15).
+//! - `sequence`: user-provided frame sequences (folders of consecutive frames, as
+//!   in ImageNet-P): point `k` is frame `k`, resized so its short side is `resize`
+//!   (default S) and centre-cropped. Neighbours are frames `k` and `k + stride`
+//!   (`compare = "previous"`), or the first frame and every other frame
+//!   (`compare = "first"`, ImageNet-P's noise sequences). The reference is frame 0.
+//!
+//! Grids (`crop`, `embed`, `circular`) are the offsets `-max_shift..=max_shift` in
+//! steps of `step` on both axes, row-major (dy outer); neighbours are horizontally
+//! and vertically adjacent points; the reference is `(0, 0)`. One-dimensional
+//! families (`diagonal`, `scale`, `rotate`) pair consecutive points; their
+//! reference is `c = 0`, the scale nearest 1, the angle nearest 0.
+//!
+//! One file per concern: grid points, pairs and references (`grid.rs`),
+//! validation and placement (`placement.rs`), preparation and rendering
+//! (`render.rs`), and one file per placement kind
+//! (`crop.rs`: windows and circular shifts, `embed.rs`, `scale.rs`, `rotate.rs`,
+//! `sequence.rs`), plus the paper's inpainting (`inpaint.rs`).
+
+mod crop;
+mod embed;
+mod grid;
+mod inpaint;
+mod placement;
+mod render;
+mod rotate;
+mod scale;
+mod sequence;
+
+pub use grid::MAX_POINTS;
+pub use inpaint::{inpaint, INPAINT_ITERATIONS, INPAINT_MAX_UNFILLED};
+pub use render::{Normalize, Prepared};
+
+use crate::image::Resample;
+use serde::{Deserialize, Serialize};
+
+/// Pixel value of the `black` background, before normalisation.
+pub const BLACK: u8 = 0;
+
+/// One transform family with its grid, as written in the sweep spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Family {
+    /// Shifted windows of a resized image.
+    Crop {
+        /// Largest offset in pixels, on each axis.
+        max_shift: u32,
+        /// Grid spacing in pixels; must divide `max_shift`.
+        #[serde(default = "one")]
+        step: u32,
+        /// Short side after resizing; default: model input side + 32.
+        #[serde(default)]
+        resize: Option<u32>,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+    },
+    /// A downscaled image pasted on a canvas at shifted positions.
+    Embed {
+        /// Side of the embedded square image in pixels.
+        size: u32,
+        /// Largest offset in pixels, on each axis.
+        max_shift: u32,
+        /// Grid spacing in pixels; must divide `max_shift`.
+        #[serde(default = "one")]
+        step: u32,
+        /// Canvas background.
+        #[serde(default)]
+        background: Background,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+    },
+    /// One-pixel diagonal steps `(c, c)`, `c = 0..=steps`.
+    Diagonal {
+        /// Number of steps (points = steps + 1).
+        #[serde(default = "eight")]
+        steps: u32,
+        /// The placement that is shifted.
+        #[serde(default)]
+        base: DiagonalBase,
+        /// Short side of the resize (`crop` base) or embedded side (`embed` base).
+        #[serde(default)]
+        size: Option<u32>,
+        /// Canvas background of the `embed` base.
+        #[serde(default)]
+        background: Background,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+    },
+    /// Circular (wrap-around) shifts of the centre crop.
+    Circular {
+        /// Largest offset in pixels, on each axis.
+        max_shift: u32,
+        /// Grid spacing in pixels; must divide `max_shift`.
+        #[serde(default = "one")]
+        step: u32,
+        /// Short side after resizing, before the centre crop; default: input + 32.
+        #[serde(default)]
+        resize: Option<u32>,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+    },
+    /// The image at a sweep of scales, centred on a canvas.
+    Scale {
+        /// First scale factor.
+        #[serde(default = "scale_from")]
+        from: f32,
+        /// Last scale factor (inclusive).
+        #[serde(default = "scale_to")]
+        to: f32,
+        /// Scale step.
+        #[serde(default = "scale_step")]
+        step: f32,
+        /// Side that scale 1 maps to; default: model input side.
+        #[serde(default)]
+        base: Option<u32>,
+        /// Canvas background where the image does not cover it.
+        #[serde(default)]
+        background: Background,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+    },
+    /// Zhang's consistency protocol: per image, pairs of crop windows at offsets
+    /// drawn from U{0..=max_offset}^2 (from the resized image's top-left), with a
+    /// recorded seed; point 0 is the centre crop (the accuracy reference).
+    RandomPairs {
+        /// Pairs per image.
+        #[serde(default = "one")]
+        pairs: u32,
+        /// Largest offset from the top-left corner; default: resize - input (32).
+        #[serde(default)]
+        max_offset: Option<u32>,
+        /// Seed of the draws (each image's draws depend on it and the image index).
+        #[serde(default)]
+        seed: u64,
+        /// Short side after resizing; default: model input side + 32.
+        #[serde(default)]
+        resize: Option<u32>,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+    },
+    /// Frames of user-provided sequences (one item = one folder of frames).
+    Sequence {
+        /// Folder of sequences, relative to the spec file: `<sequence>/<frames>` with
+        /// an optional `labels.csv` (`sequence,label`), or `<class>/<sequence>/<frames>`.
+        path: String,
+        /// Frames used per sequence (the first ones, in natural name order);
+        /// default: the length of the shortest sequence, filled in at submit.
+        #[serde(default)]
+        frames: Option<u32>,
+        /// Neighbours are frames `k` and `k + stride` (with `compare = "previous"`).
+        #[serde(default = "one")]
+        stride: u32,
+        /// What each frame is compared with.
+        #[serde(default)]
+        compare: Compare,
+        /// Short side after resizing, before the centre crop; default: model input side.
+        #[serde(default)]
+        resize: Option<u32>,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+        /// CSV of `sequence,label` inside `path`; default `labels.csv` when present.
+        #[serde(default)]
+        labels: Option<String>,
+        /// Use only the first N sequences (in sorted order).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// The crop window rotated about its centre.
+    Rotate {
+        /// First angle in degrees.
+        #[serde(default = "angle_from")]
+        from: f32,
+        /// Last angle in degrees (inclusive).
+        #[serde(default = "angle_to")]
+        to: f32,
+        /// Angle step in degrees.
+        #[serde(default = "one_f")]
+        step: f32,
+        /// Short side after resizing; default: model input side + 32.
+        #[serde(default)]
+        resize: Option<u32>,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+    },
+}
+
+fn one() -> u32 {
+    1
+}
+fn eight() -> u32 {
+    8
+}
+fn one_f() -> f32 {
+    1.0
+}
+fn scale_from() -> f32 {
+    0.4
+}
+fn scale_to() -> f32 {
+    1.15
+}
+fn scale_step() -> f32 {
+    0.025
+}
+fn angle_from() -> f32 {
+    -15.0
+}
+fn angle_to() -> f32 {
+    15.0
+}
+
+/// What a `sequence` frame is compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Compare {
+    /// The frame `stride` before it (ImageNet-P's translate, rotate, scale, tilt...).
+    #[default]
+    Previous,
+    /// The first frame (ImageNet-P's noise sequences).
+    First,
+}
+
+/// Canvas background for `embed` and `scale`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Background {
+    /// Pixel value 0 before normalisation.
+    #[default]
+    Black,
+    /// The normalisation mean: 0 after normalisation.
+    Mean,
+    /// Filled from the image's edges by repeated normalised convolution (see
+    /// [`inpaint`]), as the paper's released `InpaintingFunction` does.
+    Inpaint,
+}
+
+/// Which placement `diagonal` shifts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DiagonalBase {
+    /// Windows of the resized image.
+    #[default]
+    Crop,
+    /// The image embedded in a black canvas.
+    Embed,
+}
+
+/// One point of a family's grid.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GridPoint {
+    /// Position in the family's point list.
+    pub index: u32,
+    /// Horizontal offset in pixels (positive: content window moves right).
+    pub dx: i32,
+    /// Vertical offset in pixels (positive: content window moves down).
+    pub dy: i32,
+    /// Scale factor (1 for families that do not scale).
+    pub scale: f32,
+    /// Rotation in degrees, counter-clockwise (0 for families that do not rotate).
+    pub angle: f32,
+}
+
+impl GridPoint {
+    pub(crate) fn offset(index: usize, dx: i32, dy: i32) -> GridPoint {
+        GridPoint { index: index as u32, dx, dy, scale: 1.0, angle: 0.0 }
+    }
+}
+
+impl Family {
+    /// The family's name as written in specs and result files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Family::Crop { .. } => "crop",
+            Family::Embed { .. } => "embed",
+            Family::Diagonal { .. } => "diagonal",
+            Family::Circular { .. } => "circular",
+            Family::Scale { .. } => "scale",
+            Family::Rotate { .. } => "rotate",
+            Family::RandomPairs { .. } => "random_pairs",
+            Family::Sequence { .. } => "sequence",
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::Normalize;
+    use crate::image::{Filter, Resample, Rgb8};
+
+    /// An image whose pixel (x, y) is (x, y, 200).
+    pub fn numbered(w: u32, h: u32) -> Rgb8 {
+        let mut img = Rgb8::new(w, h);
+        for y in 0..h {
+            for x in 0..w {
+                img.set_pixel(x, y, [x as u8, y as u8, 200]);
+            }
+        }
+        img
+    }
+
+    pub const NEAREST: Resample = Resample { filter: Filter::Nearest, antialias: false };
+    pub const ID: Normalize = Normalize { mean: [0.0; 3], std: [1.0; 3] };
+}

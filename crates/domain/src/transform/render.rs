@@ -1,0 +1,161 @@
+//! Preparing a decoded image for a family (the resizes, done once per image and
+//! shared by all its points) and writing any point, normalised, into a model's
+//! CHW input tensor.
+
+use super::placement::Placement;
+use super::{crop, embed, rotate, scale, sequence, Background, Family, GridPoint};
+use crate::image::{resize_short_side, Rgb8};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug)]
+pub(super) enum Kind {
+    /// The resized image; points are windows of it.
+    Window(Rgb8),
+    /// Squares pasted centred (plus offset) on a canvas: one for all points, or
+    /// one per point (scale).
+    Embed(Vec<Rgb8>, Background),
+    /// The centre crop; points wrap it around.
+    Circular(Rgb8),
+    /// The resized image; points are rotated windows of it.
+    Rotate(Rgb8),
+    /// One centre crop per frame; point `k` is frame `k`.
+    Frames(Vec<Rgb8>),
+}
+
+/// An image prepared for one family and model input side, ready to render any point.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub(super) side: u32,
+    pub(super) kind: Kind,
+}
+
+/// Per-channel normalisation applied when writing tensors: `(x - mean) / std`
+/// on pixel values 0..=255, channels in RGB order.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalize {
+    /// Per-channel mean in pixel units.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation in pixel units.
+    pub std: [f32; 3],
+}
+
+/// Normalisation that leaves pixel values as they are.
+const IDENTITY: Normalize = Normalize { mean: [0.0; 3], std: [1.0; 3] };
+
+/// A pixel value (0..=255) of channel `c`, normalised.
+pub(super) type Px<'a> = &'a dyn Fn(f32, usize) -> f32;
+
+impl Family {
+    /// Prepares one item (an image, or a sequence's frames in order) for rendering
+    /// the grid at model input `side`.
+    pub fn prepare_item(&self, frames: &[Rgb8], side: u32) -> Result<Prepared, String> {
+        if let Placement::Frames { extent, resample } = self.placement(side).map_err(|(f, m)| format!("{f}: {m}"))? {
+            let crops = sequence::centre_crops(frames, self.frames_needed(), extent, resample, side)?;
+            return Ok(Prepared { side, kind: Kind::Frames(crops) });
+        }
+        match frames {
+            [img] => self.prepare(img, side),
+            _ => Err(format!("expected one image, got {}", frames.len())),
+        }
+    }
+
+    /// Prepares one decoded image for rendering the grid at model input `side`: the
+    /// resizes are done once per image and shared by all points.
+    pub fn prepare(&self, img: &Rgb8, side: u32) -> Result<Prepared, String> {
+        let placement = self.placement(side).map_err(|(f, m)| format!("{f}: {m}"))?;
+        let kind = match placement {
+            Placement::Frames { .. } => return self.prepare_item(std::slice::from_ref(img), side),
+            Placement::Window { extent, resample } => Kind::Window(resize_short_side(img, extent, resample)),
+            Placement::Rotate { extent, resample } => Kind::Rotate(resize_short_side(img, extent, resample)),
+            Placement::Embed { extent, background, resample } => {
+                let small = resize_short_side(img, extent, resample);
+                Kind::Embed(vec![small.center_square(extent).expect("short side equals extent")], background)
+            }
+            Placement::Circular { extent, resample } => {
+                let r = resize_short_side(img, extent, resample);
+                Kind::Circular(r.center_square(side).expect("extent covers the input"))
+            }
+            Placement::Scale { base, background, resample } => Kind::Embed(scale::squares(&self.points(), img, base, resample), background),
+        };
+        Ok(Prepared { side, kind })
+    }
+}
+
+impl Prepared {
+    /// Renders one point as an RGB image of the model input size.
+    pub fn render(&self, p: GridPoint) -> Rgb8 {
+        let s = self.side as usize;
+        let mut t = vec![0f32; 3 * s * s];
+        self.write_chw(p, &IDENTITY, &mut t);
+        let mut out = Rgb8::new(self.side, self.side);
+        for i in 0..s * s {
+            for c in 0..3 {
+                out.data[i * 3 + c] = t[c * s * s + i].round().clamp(0.0, 255.0) as u8;
+            }
+        }
+        out
+    }
+
+    /// Writes one point, normalised, into a CHW `f32` slice of `3 * side * side`.
+    pub fn write_chw(&self, p: GridPoint, norm: &Normalize, out: &mut [f32]) {
+        let side = self.side as usize;
+        assert_eq!(out.len(), 3 * side * side);
+        let scale = [1.0 / norm.std[0], 1.0 / norm.std[1], 1.0 / norm.std[2]];
+        let px = |v: f32, c: usize| (v - norm.mean[c]) * scale[c];
+        match &self.kind {
+            Kind::Window(img) => crop::write_window(img, p, side, &px, out),
+            Kind::Embed(squares, bg) => {
+                let img = if squares.len() == 1 { &squares[0] } else { &squares[p.index as usize] };
+                embed::write_embedded(img, *bg, p, side, &px, out);
+            }
+            Kind::Frames(frames) => paste(&frames[p.index as usize], 0, 0, side, [0.0; 3], &px, out),
+            Kind::Circular(img) => crop::write_circular(img, p, side, &px, out),
+            Kind::Rotate(img) => rotate::write_rotated(img, p.angle, side, &px, out),
+        }
+    }
+}
+
+/// Writes the `side` x `side` view of `img` whose top-left is image pixel
+/// `(x0, y0)` (may lie outside), with `bg` (already normalised) where it does.
+pub(super) fn paste(img: &Rgb8, x0: i64, y0: i64, side: usize, bg: [f32; 3], px: Px<'_>, out: &mut [f32]) {
+    let plane = side * side;
+    let (w, h) = (img.width as i64, img.height as i64);
+    for y in 0..side {
+        let sy = y0 + y as i64;
+        for x in 0..side {
+            let sx = x0 + x as i64;
+            let o = y * side + x;
+            if sy >= 0 && sy < h && sx >= 0 && sx < w {
+                let i = ((sy * w + sx) * 3) as usize;
+                for c in 0..3 {
+                    out[c * plane + o] = px(img.data[i + c] as f32, c);
+                }
+            } else {
+                for c in 0..3 {
+                    out[c * plane + o] = bg[c];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Resample;
+    use crate::transform::testutil::{numbered, ID};
+
+    #[test]
+    fn rendering_is_bit_identical_across_runs() {
+        let img = numbered(123, 77);
+        let f = Family::Crop { max_shift: 4, step: 1, resize: None, resample: Resample::default() };
+        let a = f.prepare(&img, 64).unwrap();
+        let b = f.prepare(&img, 64).unwrap();
+        for p in f.points() {
+            let (mut ta, mut tb) = (vec![0f32; 3 * 64 * 64], vec![0f32; 3 * 64 * 64]);
+            a.write_chw(p, &ID, &mut ta);
+            b.write_chw(p, &ID, &mut tb);
+            assert!(ta.iter().zip(&tb).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+}

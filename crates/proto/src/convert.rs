@@ -1,0 +1,400 @@
+//! Conversions between the wire messages and the domain types, both ways, in
+//! one place. Domain to wire is infallible (`From`); wire to domain checks what
+//! protobuf cannot express (required messages present, enum values known,
+//! three-channel normalisation) and names the field that breaks it
+//! (`TryFrom`, [`ConvertError`]).
+
+use crate::v1 as pb;
+use jagged_domain::image::{Filter, Resample};
+use jagged_domain::lease::ShardState;
+use jagged_domain::spec::{
+    DatasetSpec, ImageRef, MetricsSpec, ModelCard, ModelSpec, OutputKind, Published, ResolvedModel, ResolvedSweep, RunSpec, ShardSpec, Structure,
+    SweepSpec,
+};
+use jagged_domain::status::{ShardError, SweepState, SweepStatus};
+use jagged_domain::task::{FailedItem, ShardTask, TaskItem};
+use jagged_domain::transform::{Background, Compare, DiagonalBase, Family, Normalize};
+
+/// A message that does not describe a valid domain value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("malformed message: `{field}` {problem}")]
+pub struct ConvertError {
+    /// The field, as `Message.field`.
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+fn bad(field: &str, problem: impl Into<String>) -> ConvertError {
+    ConvertError { field: field.to_string(), problem: problem.into() }
+}
+
+/// A required sub-message.
+fn need<T>(v: Option<T>, field: &str) -> Result<T, ConvertError> {
+    v.ok_or_else(|| bad(field, "is missing"))
+}
+
+/// Converts every element, failing on the first that does not convert.
+fn all<A, B: TryFrom<A, Error = ConvertError>>(v: Vec<A>) -> Result<Vec<B>, ConvertError> {
+    v.into_iter().map(B::try_from).collect()
+}
+
+fn map<A, B: From<A>>(v: Vec<A>) -> Vec<B> {
+    v.into_iter().map(B::from).collect()
+}
+
+/// Structs whose fields are the same on both sides, by name and type:
+/// `From` both ways.
+macro_rules! mirror {
+    ($($dom:ident <=> $pb:ident { $($f:ident),+ $(,)? })+) => {$(
+        impl From<$dom> for pb::$pb {
+            fn from(v: $dom) -> pb::$pb {
+                pb::$pb { $($f: v.$f),+ }
+            }
+        }
+
+        impl From<pb::$pb> for $dom {
+            fn from(v: pb::$pb) -> $dom {
+                $dom { $($f: v.$f),+ }
+            }
+        }
+    )+};
+}
+
+mirror! {
+    Structure <=> Structure { factor, subsampling_ops, blurred_ops }
+    ImageRef <=> Item { name, key, label, frames }
+    FailedItem <=> FailedItem { index, name, reason }
+    ShardError <=> ShardError { shard_id, model, family, error }
+    Published <=> Published { model, family, metric, value, source }
+    DatasetSpec <=> Dataset { path, labels, limit }
+    ModelSpec <=> ModelSource { name, path, uri, card }
+}
+
+/// Structs with some fields the same on both sides (`same`) and others
+/// converted by expressions over the value `$v`: `From` domain -> wire and
+/// `TryFrom` wire -> domain.
+macro_rules! convert {
+    (
+        $v:ident: $dom:ident <=> $pb:ident { same: [$($f:ident),* $(,)?] }
+        to_wire { $($wf:ident: $we:expr),* $(,)? }
+        from_wire { $($df:ident: $de:expr),* $(,)? }
+    ) => {
+        impl From<$dom> for pb::$pb {
+            fn from($v: $dom) -> pb::$pb {
+                pb::$pb { $($wf: $we,)* $($f: $v.$f),* }
+            }
+        }
+
+        impl TryFrom<pb::$pb> for $dom {
+            type Error = ConvertError;
+            fn try_from($v: pb::$pb) -> Result<$dom, ConvertError> {
+                Ok($dom { $($df: $de,)* $($f: $v.$f),* })
+            }
+        }
+    };
+}
+
+// ----- enums ---------------------------------------------------------------
+
+/// Wire enum <-> domain enum, with `UNSPECIFIED` and unknown values refused.
+macro_rules! enum_conv {
+    ($pb:ident, $dom:ty, $field:literal, { $($p:ident <=> $d:path),+ $(,)? }) => {
+        impl From<$dom> for pb::$pb {
+            fn from(v: $dom) -> pb::$pb {
+                match v { $($d => pb::$pb::$p,)+ }
+            }
+        }
+
+        impl TryFrom<i32> for WireEnum<$dom> {
+            type Error = ConvertError;
+            fn try_from(v: i32) -> Result<WireEnum<$dom>, ConvertError> {
+                match pb::$pb::try_from(v) {
+                    $(Ok(pb::$pb::$p) => Ok(WireEnum($d)),)+
+                    _ => Err(bad($field, format!("has no known value ({v})"))),
+                }
+            }
+        }
+    };
+}
+
+/// A domain enum read from its wire number.
+struct WireEnum<T>(T);
+
+fn enum_of<T>(v: i32) -> Result<T, ConvertError>
+where
+    WireEnum<T>: TryFrom<i32, Error = ConvertError>,
+{
+    WireEnum::<T>::try_from(v).map(|w| w.0)
+}
+
+enum_conv!(Filter, Filter, "Resample.filter", { Nearest <=> Filter::Nearest, Bilinear <=> Filter::Bilinear, Bicubic <=> Filter::Bicubic });
+enum_conv!(Background, Background, "background", { Black <=> Background::Black, Mean <=> Background::Mean, Inpaint <=> Background::Inpaint });
+enum_conv!(DiagonalBase, DiagonalBase, "Diagonal.base", { Crop <=> DiagonalBase::Crop, Embed <=> DiagonalBase::Embed });
+enum_conv!(Compare, Compare, "Sequence.compare", { Previous <=> Compare::Previous, First <=> Compare::First });
+enum_conv!(OutputKind, OutputKind, "ModelCard.output", { Logits <=> OutputKind::Logits, Probabilities <=> OutputKind::Probabilities });
+enum_conv!(SweepState, SweepState, "SweepStatus.state", { Running <=> SweepState::Running, Done <=> SweepState::Done, Cancelled <=> SweepState::Cancelled });
+enum_conv!(ShardState, ShardState, "FailResponse.state", {
+    Queued <=> ShardState::Queued,
+    Leased <=> ShardState::Leased,
+    Done <=> ShardState::Done,
+    Failed <=> ShardState::Failed,
+    Cancelled <=> ShardState::Cancelled,
+});
+
+/// The domain sweep state of a wire number.
+pub fn sweep_state(v: i32) -> Result<SweepState, ConvertError> {
+    enum_of(v)
+}
+
+/// The domain shard state of a wire number.
+pub fn shard_state(v: i32) -> Result<ShardState, ConvertError> {
+    enum_of(v)
+}
+
+// ----- families ------------------------------------------------------------
+
+impl From<Resample> for pb::Resample {
+    fn from(r: Resample) -> pb::Resample {
+        pb::Resample { filter: pb::Filter::from(r.filter) as i32, antialias: r.antialias }
+    }
+}
+
+fn resample(r: Option<pb::Resample>, field: &str) -> Result<Resample, ConvertError> {
+    let r = need(r, field)?;
+    Ok(Resample { filter: enum_of(r.filter)?, antialias: r.antialias })
+}
+
+impl From<Family> for pb::Family {
+    fn from(f: Family) -> pb::Family {
+        use pb::family::Kind;
+        let bg = |b: Background| pb::Background::from(b) as i32;
+        let kind = match f {
+            Family::Crop { max_shift, step, resize, resample } => Kind::Crop(pb::Crop { max_shift, step, resize, resample: Some(resample.into()) }),
+            Family::Embed { size, max_shift, step, background, resample } => {
+                Kind::Embed(pb::Embed { size, max_shift, step, background: bg(background), resample: Some(resample.into()) })
+            }
+            Family::Diagonal { steps, base, size, background, resample } => Kind::Diagonal(pb::Diagonal {
+                steps,
+                base: pb::DiagonalBase::from(base) as i32,
+                size,
+                background: bg(background),
+                resample: Some(resample.into()),
+            }),
+            Family::Circular { max_shift, step, resize, resample } => {
+                Kind::Circular(pb::Circular { max_shift, step, resize, resample: Some(resample.into()) })
+            }
+            Family::Scale { from, to, step, base, background, resample } => {
+                Kind::Scale(pb::Scale { from, to, step, base, background: bg(background), resample: Some(resample.into()) })
+            }
+            Family::RandomPairs { pairs, max_offset, seed, resize, resample } => {
+                Kind::RandomPairs(pb::RandomPairs { pairs, max_offset, seed, resize, resample: Some(resample.into()) })
+            }
+            Family::Sequence { path, frames, stride, compare, resize, resample, labels, limit } => Kind::Sequence(pb::Sequence {
+                path,
+                frames,
+                stride,
+                compare: pb::Compare::from(compare) as i32,
+                resize,
+                resample: Some(resample.into()),
+                labels,
+                limit,
+            }),
+            Family::Rotate { from, to, step, resize, resample } => {
+                Kind::Rotate(pb::Rotate { from, to, step, resize, resample: Some(resample.into()) })
+            }
+        };
+        pb::Family { kind: Some(kind) }
+    }
+}
+
+impl TryFrom<pb::Family> for Family {
+    type Error = ConvertError;
+    fn try_from(f: pb::Family) -> Result<Family, ConvertError> {
+        use pb::family::Kind;
+        Ok(match need(f.kind, "Family.kind")? {
+            Kind::Crop(c) => {
+                Family::Crop { max_shift: c.max_shift, step: c.step, resize: c.resize, resample: resample(c.resample, "Crop.resample")? }
+            }
+            Kind::Embed(e) => Family::Embed {
+                size: e.size,
+                max_shift: e.max_shift,
+                step: e.step,
+                background: enum_of(e.background)?,
+                resample: resample(e.resample, "Embed.resample")?,
+            },
+            Kind::Diagonal(d) => Family::Diagonal {
+                steps: d.steps,
+                base: enum_of(d.base)?,
+                size: d.size,
+                background: enum_of(d.background)?,
+                resample: resample(d.resample, "Diagonal.resample")?,
+            },
+            Kind::Circular(c) => {
+                Family::Circular { max_shift: c.max_shift, step: c.step, resize: c.resize, resample: resample(c.resample, "Circular.resample")? }
+            }
+            Kind::Scale(s) => Family::Scale {
+                from: s.from,
+                to: s.to,
+                step: s.step,
+                base: s.base,
+                background: enum_of(s.background)?,
+                resample: resample(s.resample, "Scale.resample")?,
+            },
+            Kind::RandomPairs(r) => Family::RandomPairs {
+                pairs: r.pairs,
+                max_offset: r.max_offset,
+                seed: r.seed,
+                resize: r.resize,
+                resample: resample(r.resample, "RandomPairs.resample")?,
+            },
+            Kind::Sequence(s) => Family::Sequence {
+                path: s.path,
+                frames: s.frames,
+                stride: s.stride,
+                compare: enum_of(s.compare)?,
+                resize: s.resize,
+                resample: resample(s.resample, "Sequence.resample")?,
+                labels: s.labels,
+                limit: s.limit,
+            },
+            Kind::Rotate(r) => {
+                Family::Rotate { from: r.from, to: r.to, step: r.step, resize: r.resize, resample: resample(r.resample, "Rotate.resample")? }
+            }
+        })
+    }
+}
+
+// ----- models and items ----------------------------------------------------
+
+/// A normalisation from its wire form: three values per channel list.
+fn normalize(n: Option<pb::Normalize>) -> Result<Normalize, ConvertError> {
+    let n = need(n, "ModelCard.normalize")?;
+    let three = |v: Vec<f32>, field: &str| -> Result<[f32; 3], ConvertError> {
+        <[f32; 3]>::try_from(v.as_slice()).map_err(|_| bad(field, format!("needs 3 values (RGB), has {}", v.len())))
+    };
+    Ok(Normalize { mean: three(n.mean, "Normalize.mean")?, std: three(n.std, "Normalize.std")? })
+}
+
+convert! {
+    c: ModelCard <=> ModelCard { same: [name, input_name, output_name, input_size, num_classes, classes, wnids, untrained, source, license] }
+    to_wire {
+        normalize: Some(pb::Normalize { mean: c.normalize.mean.to_vec(), std: c.normalize.std.to_vec() }),
+        output: pb::OutputKind::from(c.output) as i32,
+    }
+    from_wire { normalize: normalize(c.normalize)?, output: enum_of(c.output)? }
+}
+
+convert! {
+    m: ResolvedModel <=> Model { same: [name, key] }
+    to_wire { card: Some(m.card.into()), structure: m.structure.map(Into::into) }
+    from_wire { card: need(m.card, "Model.card")?.try_into()?, structure: m.structure.map(Into::into) }
+}
+
+// ----- the spec and the resolved sweep -------------------------------------
+
+impl From<SweepSpec> for pb::SweepSpec {
+    fn from(s: SweepSpec) -> pb::SweepSpec {
+        pb::SweepSpec {
+            name: s.name,
+            priority: s.priority,
+            dataset: s.dataset.map(Into::into),
+            models: map(s.models),
+            families: map(s.families),
+            shard: Some(pb::ShardSettings {
+                images: s.shard.images,
+                target_seconds: s.shard.target_seconds,
+                target_inferences: s.shard.target_inferences,
+                max_attempts: s.shard.max_attempts,
+            }),
+            run: Some(pb::RunSettings { batch_size: s.run.batch_size, keep_probs: s.run.keep_probs }),
+            metrics: Some(pb::MetricSettings { baseline: s.metrics.baseline, families: s.metrics.families.map(|names| pb::Selectors { names }) }),
+            published: map(s.published),
+        }
+    }
+}
+
+impl TryFrom<pb::SweepSpec> for SweepSpec {
+    type Error = ConvertError;
+    fn try_from(s: pb::SweepSpec) -> Result<SweepSpec, ConvertError> {
+        let shard = need(s.shard, "SweepSpec.shard")?;
+        let run = need(s.run, "SweepSpec.run")?;
+        let metrics = need(s.metrics, "SweepSpec.metrics")?;
+        Ok(SweepSpec {
+            name: s.name,
+            priority: s.priority,
+            dataset: s.dataset.map(Into::into),
+            models: map(s.models),
+            families: all(s.families)?,
+            shard: ShardSpec {
+                images: shard.images,
+                target_seconds: shard.target_seconds,
+                target_inferences: shard.target_inferences,
+                max_attempts: shard.max_attempts,
+            },
+            run: RunSpec { batch_size: run.batch_size, keep_probs: run.keep_probs },
+            metrics: MetricsSpec { baseline: metrics.baseline, families: metrics.families.map(|f| f.names) },
+            published: map(s.published),
+        })
+    }
+}
+
+impl From<ResolvedSweep> for pb::Sweep {
+    fn from(s: ResolvedSweep) -> pb::Sweep {
+        pb::Sweep {
+            spec: Some(s.spec.into()),
+            models: map(s.models),
+            images: map(s.images),
+            family_items: s.family_items.into_iter().map(|(f, items)| (f, pb::ItemList { items: map(items) })).collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::Sweep> for ResolvedSweep {
+    type Error = ConvertError;
+    fn try_from(s: pb::Sweep) -> Result<ResolvedSweep, ConvertError> {
+        Ok(ResolvedSweep {
+            spec: need(s.spec, "Sweep.spec")?.try_into()?,
+            models: all(s.models)?,
+            images: map(s.images),
+            family_items: s.family_items.into_iter().map(|(f, l)| (f, map(l.items))).collect(),
+        })
+    }
+}
+
+// ----- shards --------------------------------------------------------------
+
+convert! {
+    t: ShardTask <=> ShardTask { same: [shard_id, lease_epoch, attempt, sweep_id, family_index, batch_size, keep_probs, lease_deadline_ms] }
+    to_wire {
+        model: Some(t.model.into()),
+        family: Some(t.family.into()),
+        items: t.items.into_iter().map(|i| pb::ShardItem { index: i.index, item: Some(i.image.into()) }).collect(),
+    }
+    from_wire {
+        model: need(t.model, "ShardTask.model")?.try_into()?,
+        family: need(t.family, "ShardTask.family")?.try_into()?,
+        items: t
+            .items
+            .into_iter()
+            .map(|i| Ok(TaskItem { index: i.index, image: need(i.item, "ShardItem.item")?.into() }))
+            .collect::<Result<_, ConvertError>>()?,
+    }
+}
+
+// ----- status --------------------------------------------------------------
+
+convert! {
+    s: SweepStatus <=> SweepStatus {
+        same: [
+            sweep_id, name, priority, total, queued, leased, done, failed, cancelled, inferences_done, inferences_total, failed_items, created_at,
+            workers_alive, inferences_per_sec, eta_secs,
+        ]
+    }
+    to_wire { state: pb::SweepState::from(s.state) as i32, finished_at: s.finished_at.unwrap_or_default(), errors: map(s.errors) }
+    from_wire { state: enum_of(s.state)?, finished_at: (!s.finished_at.is_empty()).then_some(s.finished_at), errors: map(s.errors) }
+}
+
+#[cfg(test)]
+#[path = "convert_tests.rs"]
+mod tests;

@@ -1,0 +1,164 @@
+//! Building a sweep's report from its committed parts.
+
+use crate::fold::RowFold;
+use crate::{Failure, NormalisedModel, NormalisedTable, Report, ReportError, TableRow};
+use futures::StreamExt;
+use jagged_domain::metrics::{normalised, table::metric};
+use jagged_domain::spec::ResolvedSweep;
+use jagged_domain::transform::Family;
+use jagged_store::Store;
+use object_store::ObjectStore;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Builds the report of a sweep from its committed parts, reading and folding
+/// parts on all cores.
+pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> Result<Report, ReportError> {
+    build_with(store, objects, sweep_id, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).await
+}
+
+/// [`build`] with `threads` parts read and folded at a time. Parts are folded
+/// independently and merged in shard order, so the result does not depend on
+/// `threads`.
+pub async fn build_with(store: &Store, objects: &dyn ObjectStore, sweep_id: i64, threads: usize) -> Result<Report, ReportError> {
+    let sweep = store.sweep(sweep_id).await?;
+    let resolved = std::sync::Arc::new(store.resolved(sweep_id).await?);
+    let outputs = store.outputs(sweep_id).await?;
+    let mut folds: BTreeMap<(usize, usize), RowFold> = BTreeMap::new();
+    for m in 0..resolved.models.len() {
+        for (f, fam) in resolved.spec.families.iter().enumerate() {
+            folds.insert((m, f), RowFold::new(fam));
+        }
+    }
+    let mut parts = futures::stream::iter(outputs.into_iter().map(|o| {
+        let resolved = resolved.clone();
+        async move {
+            let bytes = jagged_artifacts::get(objects, &o.object_key).await?;
+            let key = (o.model_idx as usize, o.family_idx as usize);
+            let fold = tokio::task::spawn_blocking(move || {
+                if jagged_artifacts::sha256_hex(&bytes) != o.sha256 {
+                    return Err(ReportError::Checksum(o.object_key.clone()));
+                }
+                let cols = jagged_artifacts::decode_summary(bytes)?;
+                let family = resolved.spec.families.get(key.1).ok_or_else(|| ReportError::Orphan(o.object_key.clone()))?;
+                let mut fold = RowFold::new(family);
+                fold.add_part(&cols, resolved.items(key.1));
+                Ok(fold)
+            })
+            .await
+            .map_err(|e| ReportError::Io("folding a part".into(), std::io::Error::other(e.to_string())))??;
+            Ok::<_, ReportError>((key, fold))
+        }
+    }))
+    .buffered(threads.max(1));
+    while let Some(part) = parts.next().await {
+        let (key, fold) = part?;
+        match folds.get_mut(&key) {
+            Some(f) => f.merge(fold),
+            None => {
+                folds.insert(key, fold);
+            }
+        }
+    }
+    let names = |m: usize, f: usize| {
+        (
+            resolved.models.get(m).map(|x| x.name.clone()).unwrap_or_default(),
+            resolved.spec.families.get(f).map(|x| x.name().to_string()).unwrap_or_default(),
+        )
+    };
+    let mut failures = Vec::new();
+    for f in store.failed_items(sweep_id).await? {
+        let key = (f.model_idx as usize, f.family_idx as usize);
+        if let Some(f) = folds.get_mut(&key) {
+            f.totals.failed_items += 1;
+        }
+        let (model, family) = names(key.0, key.1);
+        failures.push(Failure { model, family, image: f.item.name, reason: f.item.reason });
+    }
+    for s in store.shard_errors(sweep_id, i64::MAX).await? {
+        let key = (s.model_idx as usize, s.family_idx as usize);
+        if let Some(f) = folds.get_mut(&key) {
+            f.totals.failed_items += (s.image_hi - s.image_lo) as u64;
+        }
+        let (model, family) = names(key.0, key.1);
+        for i in s.image_lo..s.image_hi {
+            let image = resolved.items(key.1).get(i as usize).map(|x| x.name.clone()).unwrap_or_default();
+            failures.push(Failure {
+                model: model.clone(),
+                family: family.clone(),
+                image,
+                reason: format!("shard {} failed: {}", s.shard_id, s.error),
+            });
+        }
+    }
+    let figures = folds.values().map(|f| f.figure.clone()).collect();
+    let rows: Vec<TableRow> = folds
+        .into_iter()
+        .map(|((m, f), fold)| {
+            let (model, family) = names(m, f);
+            let (totals, intervals) = fold.finish();
+            TableRow {
+                family_label: family_label(&resolved.spec.families, f),
+                model,
+                family,
+                family_index: f,
+                untrained: resolved.models.get(m).is_some_and(|x| x.card.untrained),
+                structure: resolved.models.get(m).and_then(|x| x.structure),
+                totals,
+                intervals,
+            }
+        })
+        .collect();
+    let normalised = resolved.spec.metrics.baseline.as_ref().map(|b| normalised_table(&resolved, &rows, b));
+    Ok(Report { sweep, rows, failures, published: resolved.spec.published.clone(), figures, normalised })
+}
+
+/// A family as shown in tables: its name, with its position when the spec has
+/// several of that kind; sequences by their folder (ImageNet-P: the perturbation).
+fn family_label(families: &[Family], f: usize) -> String {
+    let name = families[f].name();
+    match &families[f] {
+        Family::Sequence { path, .. } => {
+            let folder = Path::new(path).file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let same = families
+                .iter()
+                .filter(|x| matches!(x, Family::Sequence { path: p, .. } if Path::new(p).file_name() == Path::new(path).file_name()))
+                .count();
+            if same > 1 || folder.is_empty() {
+                format!("sequence[{f}]")
+            } else {
+                format!("sequence:{folder}")
+            }
+        }
+        _ if families.iter().filter(|x| x.name() == name).count() > 1 => format!("{name}[{f}]"),
+        _ => name.to_string(),
+    }
+}
+
+/// The mFR / mT5D table over the families the spec selects (default: all but
+/// `random_pairs`).
+fn normalised_table(resolved: &ResolvedSweep, rows: &[TableRow], baseline: &str) -> NormalisedTable {
+    let fams = &resolved.spec.families;
+    let chosen: Vec<usize> = (0..fams.len())
+        .filter(|&f| match &resolved.spec.metrics.families {
+            Some(sel) => sel.iter().any(|s| jagged_domain::spec::selects(s, fams, f)),
+            None => !matches!(fams[f], Family::RandomPairs { .. }),
+        })
+        .collect();
+    let (fp, t5d) = (metric("flip_prob").expect("in the metric table"), metric("top5_dist").expect("in the metric table"));
+    let values = |model: &str| -> Vec<(Option<f64>, Option<f64>)> {
+        chosen
+            .iter()
+            .map(|&f| {
+                rows.iter()
+                    .find(|r| r.model == model && r.family_index == f)
+                    .map(|r| (fp.of(&r.family, &r.totals), t5d.of(&r.family, &r.totals)))
+                    .unwrap_or((None, None))
+            })
+            .collect()
+    };
+    let base = values(baseline);
+    let families = chosen.iter().map(|&f| rows.iter().find(|r| r.family_index == f).map(|r| r.family_label.clone()).unwrap_or_default()).collect();
+    let models = resolved.models.iter().map(|m| NormalisedModel { model: m.name.clone(), ratios: normalised(&values(&m.name), &base) }).collect();
+    NormalisedTable { baseline: baseline.to_string(), families, models }
+}

@@ -1,0 +1,383 @@
+//! The report as tables, and those tables as CSV, Markdown and HTML.
+//!
+//! Every table is first a [`Table`] of cells (the summary's columns come from
+//! the metric table); the writers only lay cells out. CSV goes through the
+//! `csv` crate and HTML through a compiled `maud` template, so quoting and
+//! escaping are the libraries' job.
+
+use crate::{figures, Report, TableRow, BOOTSTRAP_RESAMPLES};
+use jagged_domain::metrics::{table::metric, Format, METRICS};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// A table of text cells.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    /// Column names.
+    pub head: Vec<String>,
+    /// Rows of cells, as many as `head`.
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(head: impl IntoIterator<Item = impl Into<String>>) -> Table {
+        Table { head: head.into_iter().map(Into::into).collect(), rows: vec![] }
+    }
+
+    /// The table as CSV (a header line, then a line per row).
+    pub fn csv(&self) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let rows = std::iter::once(&self.head).chain(&self.rows);
+        for r in rows {
+            w.write_record(r).expect("writing CSV to memory");
+        }
+        String::from_utf8(w.into_inner().expect("writing CSV to memory")).expect("cells are UTF-8")
+    }
+
+    /// The table in Markdown; `|` and line breaks in cells are escaped.
+    pub fn markdown(&self) -> String {
+        let cell = |c: &String| c.replace('|', "\\|").replace(['\r', '\n'], " ");
+        let line = |r: &[String]| format!("| {} |\n", r.iter().map(cell).collect::<Vec<_>>().join(" | "));
+        let mut out = line(&self.head);
+        out += &format!("|{}|\n", self.head.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+        self.rows.iter().for_each(|r| out += &line(r));
+        out
+    }
+
+    /// The table as an HTML `<table>`.
+    pub fn html(&self) -> Markup {
+        html! {
+            table {
+                tr { @for h in &self.head { th { (h) } } }
+                @for r in &self.rows { tr { @for c in r { td { (c) } } } }
+            }
+        }
+    }
+}
+
+/// A value of the bootstrap and normalised tables.
+fn num(v: Option<f64>) -> String {
+    Format::Fixed(4).show(v)
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.1}%", 100.0 * x)).unwrap_or_else(|| "n/a".into())
+}
+
+/// Columns before the metrics.
+const LEAD: [&str; 5] = ["model", "family", "images", "inferences", "failed_items"];
+/// Columns after the metrics: the model's structure.
+const TRAIL: [&str; 2] = ["subsampling", "blurred"];
+
+fn summary_cells(r: &TableRow) -> Vec<String> {
+    let t = &r.totals;
+    let mut cells = vec![
+        if r.untrained { format!("{} (untrained)", r.model) } else { r.model.clone() },
+        r.family_label.clone(),
+        t.images.to_string(),
+        t.inferences.to_string(),
+        t.failed_items.to_string(),
+    ];
+    cells.extend(METRICS.iter().map(|m| m.show(m.of(&r.family, t))));
+    match r.structure {
+        Some(s) => cells.extend([s.factor.to_string(), format!("{}/{}", s.blurred_ops, s.subsampling_ops)]),
+        None => cells.extend(["n/a".to_string(), "n/a".to_string()]),
+    }
+    cells
+}
+
+/// The bounds of each metric's bootstrap interval, in table order.
+fn interval_bounds(r: &TableRow) -> Vec<(Option<f64>, Option<f64>)> {
+    r.intervals.0.iter().map(|(_, i)| (i.map(|x| x.lo), i.map(|x| x.hi))).collect()
+}
+
+impl Report {
+    /// The jaggedness table: identity columns, one column per metric of the
+    /// metric table, then the model's structure.
+    pub fn summary_table(&self) -> Table {
+        let mut t = Table::new(LEAD.into_iter().chain(METRICS.iter().map(|m| m.name)).chain(TRAIL));
+        t.rows = self.rows.iter().map(summary_cells).collect();
+        t
+    }
+
+    /// The bootstrap intervals as `[lo, hi]` cells.
+    pub fn interval_table(&self) -> Table {
+        let names = self.rows.first().map(|r| r.intervals.0.iter().map(|(n, _)| *n).collect::<Vec<_>>()).unwrap_or_default();
+        let mut t = Table::new(["model", "family"].into_iter().chain(names));
+        t.rows = self
+            .rows
+            .iter()
+            .map(|r| {
+                let mut cells = vec![r.model.clone(), r.family_label.clone()];
+                cells.extend(interval_bounds(r).into_iter().map(|(lo, hi)| format!("[{}, {}]", num(lo), num(hi))));
+                cells
+            })
+            .collect();
+        t
+    }
+
+    /// mFR / mT5D and the per-family ratios, each value written by `fmt`.
+    fn normalised_table(&self, fmt: fn(Option<f64>) -> String) -> Option<Table> {
+        let n = self.normalised.as_ref()?;
+        let mut t = Table::new(["model".to_string(), "mFR".into(), "mT5D".into()]);
+        t.head.extend(n.families.iter().map(|f| format!("FR {f}")));
+        t.head.extend(n.families.iter().map(|f| format!("T5D {f}")));
+        t.rows = n
+            .models
+            .iter()
+            .map(|m| {
+                let mut r = vec![m.model.clone(), fmt(m.ratios.mfr), fmt(m.ratios.mt5d)];
+                r.extend(m.ratios.fr.iter().map(|v| fmt(*v)));
+                r.extend(m.ratios.t5d.iter().map(|v| fmt(*v)));
+                r
+            })
+            .collect();
+        Some(t)
+    }
+
+    /// The spec's published values beside ours for the same family and metric.
+    pub fn published_table(&self) -> Table {
+        let mut t = Table::new(["family", "metric", "published model", "published", "source", "ours"]);
+        for p in &self.published {
+            let ours: Vec<String> = self
+                .rows
+                .iter()
+                .filter(|r| match p.family.strip_prefix("families[").and_then(|s| s.strip_suffix(']')) {
+                    Some(i) => i.parse() == Ok(r.family_index),
+                    None => r.family == p.family,
+                })
+                .filter_map(|r| metric(&p.metric).and_then(|m| m.of(&r.family, &r.totals)).map(|v| format!("{}: {v:.3}", r.model)))
+                .collect();
+            t.rows.push(vec![
+                p.family.clone(),
+                p.metric.clone(),
+                p.model.clone(),
+                format!("{:.3}", p.value),
+                p.source.clone(),
+                if ours.is_empty() { "n/a".to_string() } else { ours.join("; ") },
+            ]);
+        }
+        t
+    }
+
+    /// Failed items: model, family, image, reason.
+    pub fn failures_table(&self) -> Table {
+        let mut t = Table::new(["model", "family", "image", "reason"]);
+        t.rows = self.failures.iter().map(|f| vec![f.model.clone(), f.family.clone(), f.image.clone(), f.reason.clone()]).collect();
+        t
+    }
+
+    /// The table as CSV, with each metric's bootstrap interval bounds as extra
+    /// columns (`<metric>_lo`, `<metric>_hi`).
+    pub fn csv(&self) -> String {
+        let mut t = self.summary_table();
+        t.head.extend(METRICS.iter().filter(|m| m.interval).flat_map(|m| [format!("{}_lo", m.name), format!("{}_hi", m.name)]));
+        for (cells, r) in t.rows.iter_mut().zip(&self.rows) {
+            cells.extend(interval_bounds(r).into_iter().flat_map(|(lo, hi)| [num(lo), num(hi)]));
+        }
+        t.csv()
+    }
+
+    /// The table as Markdown.
+    pub fn markdown_table(&self) -> String {
+        self.summary_table().markdown()
+    }
+
+    /// What each column means (term, meaning), from the metric table.
+    fn glossary(&self) -> Vec<(String, String)> {
+        let mut g = vec![
+            ("images / inferences".to_string(), "images (sequences) with results, and the inferences they took".to_string()),
+            ("failed_items".to_string(), "items that could not be processed (listed below)".to_string()),
+        ];
+        g.extend(METRICS.iter().map(|m| (m.name.to_string(), format!("{} ({})", m.definition, m.per.describe()))));
+        g.push((
+            "subsampling / blurred".into(),
+            "the model's cumulative subsampling factor, and its subsampling ops preceded by a low-pass filter, of all (`jagged inspect`)".into(),
+        ));
+        g
+    }
+
+    fn state_line(&self) -> String {
+        let s = &self.sweep;
+        format!(
+            "State `{}`; shards {} done, {} failed, {} cancelled of {}; {} inferences.",
+            s.state, s.done, s.failed, s.cancelled, s.total, s.inferences_done
+        )
+    }
+
+    /// The full Markdown report.
+    pub fn markdown(&self) -> String {
+        let s = &self.sweep;
+        let mut out = format!("# Sweep {}: {}\n\n{}\n\n", s.id, s.name, self.state_line());
+        out += &self.markdown_table();
+        out += "\n";
+        for (name, what) in self.glossary() {
+            let _ = writeln!(out, "- `{name}`: {what}.");
+        }
+        out += "\nModels marked untrained have random weights: their numbers measure the architecture only. n/a: no labelled images or no pairs, or a metric that does not apply to the family.\n";
+        let _ = write!(
+            out,
+            "\n## 95% bootstrap intervals\n\n{BOOTSTRAP_RESAMPLES} resamples of the images (seed 0).\n\n{}",
+            self.interval_table().markdown()
+        );
+        if let (Some(n), Some(t)) = (&self.normalised, self.normalised_table(pct)) {
+            let _ = write!(
+                out,
+                "\n## Flip rate and top-5 distance relative to {}\n\n\
+                 FR = flip_prob / the baseline's on the same family, T5D likewise with top5_dist; \
+                 mFR and mT5D are their means over the families (ImageNet-P's mFR / mT5D, with this \
+                 sweep's baseline in place of AlexNet).\n\n{}",
+                n.baseline,
+                t.markdown()
+            );
+        }
+        if !self.published.is_empty() {
+            out +=
+                "\n## Published values beside ours\n\nOther models and data: a comparison of magnitude, not a reproduction of the same numbers.\n\n";
+            out += &self.published_table().markdown();
+        }
+        if !self.failures.is_empty() {
+            out += "\n## Failed items\n\n";
+            out += &self.failures_table().markdown();
+        }
+        out
+    }
+
+    /// Every figure as (file stem, SVG text).
+    pub fn figures(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let slug = |s: &str| {
+            s.chars().filter(|c| *c != ']').map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect::<String>()
+        };
+        for (r, d) in self.rows.iter().zip(&self.figures) {
+            if r.family == "random_pairs" {
+                continue;
+            }
+            let stem = format!("{}__{}", slug(&r.model), slug(&r.family_label));
+            let what = format!("{}, {}", r.model, r.family_label);
+            if let Some(s) = figures::heatmap(&format!("p(true class) per image: {what}"), d, &r.family) {
+                out.push((format!("{stem}__heatmap"), s));
+            }
+            if matches!(r.family.as_str(), "diagonal" | "scale" | "rotate" | "sequence") {
+                if let Some(s) = figures::traces(&format!("p(true class) along the transformation: {what}"), d, &r.family) {
+                    out.push((format!("{stem}__traces"), s));
+                }
+            }
+            if matches!(r.family.as_str(), "crop" | "embed" | "circular") {
+                if let Some(s) = figures::grid_map(&format!("mean p(true class) over offsets: {what}"), d) {
+                    out.push((format!("{stem}__map"), s));
+                }
+            }
+        }
+        let bars = |name: &str| -> Vec<(String, String, Option<f64>)> {
+            self.rows.iter().map(|r| (r.model.clone(), r.family_label.clone(), r.metric(name))).collect()
+        };
+        if let Some(s) = figures::bars("P(top-1 change) per model and family", "P(top-1 change)", &bars("p_top1_change")) {
+            out.push(("bars_p_top1_change".into(), s));
+        }
+        if let Some(s) = figures::bars("Jagged images per model and family", "fraction of jagged images", &bars("jagged_fraction")) {
+            out.push(("bars_jagged_fraction".into(), s));
+        }
+        out
+    }
+
+    /// A self-contained HTML page: the tables, the glossary and the figures inline.
+    pub fn html(&self) -> String {
+        const CSS: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:24px;color:#222}\
+            table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}\
+            th{background:#f0f0f0}td:nth-child(-n+2){text-align:left}figure{display:inline-block;margin:8px}";
+        let s = &self.sweep;
+        let page = html! {
+            (DOCTYPE)
+            html {
+                head {
+                    meta charset="utf-8";
+                    title { "jagged report: sweep " (s.id) }
+                    style { (PreEscaped(CSS)) }
+                }
+                body {
+                    h1 { "Sweep " (s.id) ": " (s.name) }
+                    p {
+                        "State " b { (s.state) } "; shards " (s.done) " done, " (s.failed) " failed, " (s.cancelled)
+                        " cancelled of " (s.total) "; " (s.inferences_done) " inferences."
+                    }
+                    (self.summary_table().html())
+                    dl { @for (name, what) in self.glossary() { dt { code { (name) } } dd { (what) } } }
+                    h2 { "95% bootstrap intervals" }
+                    p { (BOOTSTRAP_RESAMPLES) " resamples of the images (seed 0)." }
+                    (self.interval_table().html())
+                    @if let (Some(n), Some(t)) = (&self.normalised, self.normalised_table(pct)) {
+                        h2 { "Flip rate and top-5 distance relative to " (n.baseline) }
+                        (t.html())
+                    }
+                    @if !self.published.is_empty() {
+                        h2 { "Published values beside ours" }
+                        p { "Other models and data: a comparison of magnitude, not a reproduction of the same numbers." }
+                        (self.published_table().html())
+                    }
+                    h2 { "Figures" }
+                    @for (name, svg) in self.figures() {
+                        figure { (PreEscaped(svg)) figcaption { (name) } }
+                    }
+                    @if !self.failures.is_empty() {
+                        h2 { "Failed items" }
+                        (self.failures_table().html())
+                    }
+                }
+            }
+        };
+        page.into_string()
+    }
+
+    /// Writes `summary.csv`, `summary.md`, `failed_items.csv`, `report.html`,
+    /// `normalised.csv` (with a baseline) and `figures/*.svg` and `*.png` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<(), crate::ReportError> {
+        let io = |p: &Path, e| crate::ReportError::Io(p.display().to_string(), e);
+        std::fs::create_dir_all(dir.join("figures")).map_err(|e| io(dir, e))?;
+        for (name, svg) in self.figures() {
+            let p = dir.join("figures").join(format!("{name}.svg"));
+            std::fs::write(&p, &svg).map_err(|e| io(&p, e))?;
+            let png = figures::png(&svg).map_err(|e| crate::ReportError::Io(name.clone(), std::io::Error::other(e)))?;
+            let p = dir.join("figures").join(format!("{name}.png"));
+            std::fs::write(&p, png).map_err(|e| io(&p, e))?;
+        }
+        let mut files = vec![
+            ("report.html", self.html()),
+            ("summary.csv", self.csv()),
+            ("summary.md", self.markdown()),
+            ("failed_items.csv", self.failures_table().csv()),
+        ];
+        if let Some(t) = self.normalised_table(num) {
+            files.push(("normalised.csv", t.csv()));
+        }
+        for (name, text) in files {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| io(&p, e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_quoted_and_escaped_by_each_format() {
+        let t = Table { head: vec!["a".into(), "b".into()], rows: vec![vec!["x,y\r\nz".into(), "say \"hi\" | <b>&'".into()]] };
+        assert_eq!(t.csv(), "a,b\n\"x,y\r\nz\",\"say \"\"hi\"\" | <b>&'\"\n");
+        assert_eq!(t.markdown(), "| a | b |\n|---|---|\n| x,y  z | say \"hi\" \\| <b>&' |\n");
+        let h = t.html().into_string();
+        assert!(h.contains("<td>say &quot;hi&quot; | &lt;b&gt;&amp;'</td>"), "{h}");
+    }
+
+    #[test]
+    fn the_summary_has_a_column_per_metric_of_the_table() {
+        let head = Table::new(LEAD.into_iter().chain(METRICS.iter().map(|m| m.name)).chain(TRAIL)).head;
+        assert_eq!(head.len(), LEAD.len() + METRICS.len() + TRAIL.len());
+        for m in METRICS {
+            assert!(head.iter().any(|h| h == m.name), "{}", m.name);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The `outputs` and `failed_items` tables: the one committed part of each done
+//! shard, and the items that failed inside it (`queries/outputs/`).
+
+use crate::{Result, Store};
+use jagged_domain::task::FailedItem;
+
+/// The committed output of a shard.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    /// Object key of the result file.
+    pub object_key: String,
+    /// Rows in it.
+    pub rows: i64,
+    /// Its SHA-256, hex.
+    pub sha256: String,
+    /// Epoch of the lease it was written under.
+    pub lease_epoch: i64,
+    /// Writer.
+    pub worker_id: i64,
+    /// Execution provider.
+    pub provider: String,
+    /// Wall seconds the shard took.
+    pub seconds: f64,
+    /// The model's object key (for throughput per model), when known.
+    pub model_key: Option<String>,
+}
+
+/// One shard's commit, for [`Store::complete_many`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Commit {
+    /// The shard.
+    pub shard: i64,
+    /// The lease epoch it was written under.
+    pub epoch: i64,
+    /// The committing worker.
+    pub worker: i64,
+    /// The output.
+    pub out: Output,
+    /// Items that failed inside it.
+    pub failed: Vec<FailedItem>,
+}
+
+/// A committed output with its shard's coordinates.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct CommittedOutput {
+    /// Shard id.
+    pub shard_id: i64,
+    /// Object key of the result file.
+    pub object_key: String,
+    /// Rows.
+    pub rows: i64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Model index.
+    pub model_idx: i32,
+    /// Family index.
+    pub family_idx: i32,
+}
+
+/// A failed item with its shard's coordinates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommittedFailure {
+    /// Shard id.
+    pub shard_id: i64,
+    /// Model index.
+    pub model_idx: i32,
+    /// Family index.
+    pub family_idx: i32,
+    /// The item.
+    pub item: FailedItem,
+}
+
+/// A model's measured speed on one execution provider.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Throughput {
+    /// Execution provider.
+    pub provider: String,
+    /// Inferences per second over the shards measured.
+    pub per_sec: f64,
+    /// Shards measured.
+    pub shards: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct PgFailedItem {
+    shard_id: i64,
+    image_idx: i32,
+    image_name: String,
+    reason: String,
+    model_idx: i32,
+    family_idx: i32,
+}
+
+#[derive(sqlx::FromRow)]
+struct PgThroughput {
+    provider: String,
+    per_sec: f64,
+    shards: i64,
+}
+
+impl Store {
+    /// Committed outputs of a sweep, in shard order.
+    pub async fn outputs(&self, sweep_id: i64) -> Result<Vec<CommittedOutput>> {
+        Ok(sqlx::query_as(include_str!("../queries/outputs/list.sql")).bind(sweep_id).fetch_all(&self.pool).await?)
+    }
+
+    /// Failed items of a sweep's committed shards.
+    pub async fn failed_items(&self, sweep_id: i64) -> Result<Vec<CommittedFailure>> {
+        let rows: Vec<PgFailedItem> =
+            sqlx::query_as(include_str!("../queries/outputs/failed_items.sql")).bind(sweep_id).fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| CommittedFailure {
+                shard_id: r.shard_id,
+                model_idx: r.model_idx,
+                family_idx: r.family_idx,
+                item: FailedItem { index: r.image_idx as u32, name: r.image_name, reason: r.reason },
+            })
+            .collect())
+    }
+
+    /// Measured inferences per second of a model (by object key) over its most
+    /// recent `recent` committed shards, per execution provider.
+    pub async fn throughput(&self, model_key: &str, recent: i64) -> Result<Vec<Throughput>> {
+        let rows: Vec<PgThroughput> =
+            sqlx::query_as(include_str!("../queries/outputs/throughput.sql")).bind(model_key).bind(recent).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|r| Throughput { provider: r.provider, per_sec: r.per_sec, shards: r.shards }).collect())
+    }
+}

@@ -1,0 +1,386 @@
+//! The `shards` table: planned work, claims, leases, fenced commits, failures
+//! and the reaper (`queries/shards/`).
+
+use crate::outputs::Commit;
+use crate::sweeps::ShardCounts;
+use crate::{ts, Result, Store, StoreError};
+use chrono::{DateTime, Utc};
+use jagged_domain::lease::{LeasePolicy, ShardState};
+use jagged_domain::plan::PlannedShard;
+use jagged_domain::spec::ResolvedSweep;
+
+/// A claimed shard.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimed {
+    /// Shard id.
+    pub id: i64,
+    /// Its sweep.
+    pub sweep_id: i64,
+    /// Index into the sweep's models.
+    pub model_idx: i32,
+    /// Index into the sweep's families.
+    pub family_idx: i32,
+    /// First image (inclusive).
+    pub image_lo: i32,
+    /// Last image (exclusive).
+    pub image_hi: i32,
+    /// Attempt number, from 1.
+    pub attempt: i32,
+    /// Lease epoch to present when completing.
+    pub lease_epoch: i64,
+    /// Lease deadline, ms since epoch.
+    pub deadline_ms: i64,
+    /// Inferences the shard holds.
+    pub inferences: i64,
+}
+
+/// A failed shard and its last error.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShardFailure {
+    /// Shard id.
+    pub shard_id: i64,
+    /// Model index.
+    pub model_idx: i32,
+    /// Family index.
+    pub family_idx: i32,
+    /// First image (inclusive).
+    pub image_lo: i32,
+    /// Last image (exclusive).
+    pub image_hi: i32,
+    /// Last error.
+    pub error: String,
+}
+
+/// When a sweep's shards ran: first lease and last finish, ms since the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SweepTiming {
+    /// First lease of any shard.
+    pub first_start_ms: i64,
+    /// Last finish of any shard.
+    pub last_finish_ms: i64,
+}
+
+/// A shard held under a lease: its id and the epoch it was leased under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// Shard id.
+    pub shard: i64,
+    /// Lease epoch.
+    pub epoch: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct PgClaimed {
+    id: i64,
+    sweep_id: i64,
+    model_idx: i32,
+    family_idx: i32,
+    image_lo: i32,
+    image_hi: i32,
+    attempt: i32,
+    lease_epoch: i64,
+    leased_until: DateTime<Utc>,
+    inferences: i64,
+}
+
+impl From<PgClaimed> for Claimed {
+    fn from(r: PgClaimed) -> Claimed {
+        Claimed {
+            id: r.id,
+            sweep_id: r.sweep_id,
+            model_idx: r.model_idx,
+            family_idx: r.family_idx,
+            image_lo: r.image_lo,
+            image_hi: r.image_hi,
+            attempt: r.attempt,
+            lease_epoch: r.lease_epoch,
+            deadline_ms: r.leased_until.timestamp_millis(),
+            inferences: r.inferences,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PgFailure {
+    id: i64,
+    model_idx: i32,
+    family_idx: i32,
+    image_lo: i32,
+    image_hi: i32,
+    last_error: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct PgTiming {
+    first_start: Option<i64>,
+    last_finish: Option<i64>,
+}
+
+/// A locked leased shard, about to be released.
+#[derive(sqlx::FromRow)]
+struct PgLocked {
+    id: i64,
+    sweep_id: i64,
+    attempt: i32,
+    max_attempts: i32,
+}
+
+#[derive(sqlx::FromRow)]
+struct PgLease {
+    sweep_id: i64,
+    attempt: i32,
+    lease_epoch: i64,
+    state: String,
+}
+
+impl Store {
+    pub(crate) async fn insert_shards(
+        tx: &mut sqlx::PgConnection,
+        sweep_id: i64,
+        sweep: &ResolvedSweep,
+        shards: &[PlannedShard],
+        inferences: &[i64],
+    ) -> Result<()> {
+        for (sh, nn) in shards.chunks(50_000).zip(inferences.chunks(50_000)) {
+            sqlx::query(include_str!("../queries/shards/insert.sql"))
+                .bind(sweep_id)
+                .bind(sh.iter().map(|s| s.model as i32).collect::<Vec<_>>())
+                .bind(sh.iter().map(|s| s.family as i32).collect::<Vec<_>>())
+                .bind(sh.iter().map(|s| s.image_lo as i32).collect::<Vec<_>>())
+                .bind(sh.iter().map(|s| s.image_hi as i32).collect::<Vec<_>>())
+                .bind(nn)
+                .bind(sweep.spec.priority)
+                .bind(sweep.spec.shard.max_attempts as i32)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Shards of a sweep currently leased.
+    pub async fn leased_count(&self, sweep_id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(include_str!("../queries/shards/count_leased.sql")).bind(sweep_id).fetch_one(&self.pool).await?)
+    }
+
+    /// Failed shards of a sweep with their last errors (at most `limit`).
+    pub async fn shard_errors(&self, sweep_id: i64, limit: i64) -> Result<Vec<ShardFailure>> {
+        let rows: Vec<PgFailure> =
+            sqlx::query_as(include_str!("../queries/shards/errors.sql")).bind(sweep_id).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ShardFailure {
+                shard_id: r.id,
+                model_idx: r.model_idx,
+                family_idx: r.family_idx,
+                image_lo: r.image_lo,
+                image_hi: r.image_hi,
+                error: r.last_error,
+            })
+            .collect())
+    }
+
+    /// First lease start and last finish of a sweep's shards, once any exist.
+    pub async fn sweep_timing(&self, sweep_id: i64) -> Result<Option<SweepTiming>> {
+        let r: PgTiming = sqlx::query_as(include_str!("../queries/shards/timing.sql")).bind(sweep_id).fetch_one(&self.pool).await?;
+        Ok(r.first_start.zip(r.last_finish).map(|(first_start_ms, last_finish_ms)| SweepTiming { first_start_ms, last_finish_ms }))
+    }
+
+    /// Claims up to `max` ready shards for `worker` from the running sweeps in
+    /// priority order (highest first, then oldest). The coordinator uses
+    /// [`Store::claim_from`] with its fair-share order instead.
+    pub async fn claim(&self, worker: i64, max: i64, now_ms: i64, policy: &LeasePolicy) -> Result<Vec<Claimed>> {
+        let mut running = self.running_sweeps().await?;
+        running.sort_by_key(|r| (-(r.priority as i64), r.id));
+        for r in running {
+            let c = self.claim_from(worker, r.id, None, max, now_ms, policy).await?;
+            if !c.is_empty() {
+                return Ok(c);
+            }
+        }
+        Ok(vec![])
+    }
+
+    /// Claims up to `max` ready shards of one sweep (of one model, if given) for
+    /// `worker`: lowest model index, then lowest shard id, first.
+    pub async fn claim_from(&self, worker: i64, sweep: i64, model: Option<i32>, max: i64, now_ms: i64, policy: &LeasePolicy) -> Result<Vec<Claimed>> {
+        let rows: Vec<PgClaimed> = sqlx::query_as(include_str!("../queries/shards/claim_from.sql"))
+            .bind(ts(now_ms))
+            .bind(worker)
+            .bind(max)
+            .bind(ts(policy.deadline(now_ms)))
+            .bind(sweep)
+            .bind(model)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: Vec<Claimed> = rows.into_iter().map(Claimed::from).collect();
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+
+    /// Renews the leases `worker` holds; returns the ids of held shards it lost.
+    pub async fn heartbeat(&self, worker: i64, held: &[Held], now_ms: i64, policy: &LeasePolicy) -> Result<Vec<i64>> {
+        self.touch_worker(worker, now_ms).await?;
+        if held.is_empty() {
+            return Ok(vec![]);
+        }
+        let kept: Vec<i64> = sqlx::query_scalar(include_str!("../queries/shards/heartbeat.sql"))
+            .bind(worker)
+            .bind(held.iter().map(|h| h.shard).collect::<Vec<_>>())
+            .bind(held.iter().map(|h| h.epoch).collect::<Vec<_>>())
+            .bind(ts(policy.deadline(now_ms)))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(held.iter().map(|h| h.shard).filter(|id| !kept.contains(id)).collect())
+    }
+
+    /// Commits one shard's output under its lease epoch, with its failed items,
+    /// and counts it into the sweep, atomically ([`Store::complete_many`] of one).
+    pub async fn complete(&self, commit: Commit, now_ms: i64) -> Result<()> {
+        self.complete_many(std::slice::from_ref(&commit), now_ms).await?.remove(0)
+    }
+
+    /// Commits many shards in one statement (one round trip, one counter update
+    /// per sweep), each fenced by its lease epoch and part key as
+    /// [`Store::complete`]; per commit: done, [`StoreError::Stale`] or
+    /// [`StoreError::BadKey`]. A database error fails them all (none is written).
+    pub async fn complete_many(&self, commits: &[Commit], now_ms: i64) -> Result<Vec<Result<()>>> {
+        /// A commit that names its own attempt's part, with what the key says.
+        struct Named {
+            index: usize,
+            sweep: i64,
+            attempt: i32,
+        }
+        let mut results: Vec<Option<Result<()>>> = commits.iter().map(|_| None).collect();
+        let mut batch: Vec<Named> = Vec::new();
+        let mut later = Vec::new(); // the same shard twice: after this batch
+        let mut seen = std::collections::HashSet::new();
+        for (i, c) in commits.iter().enumerate() {
+            let named = jagged_domain::keys::parse_part_key(&c.out.object_key).filter(|k| k.shard == c.shard && k.epoch == c.epoch);
+            match named {
+                Some(_) if !seen.insert(c.shard) => later.push(i),
+                Some(k) => batch.push(Named { index: i, sweep: k.sweep, attempt: k.attempt }),
+                None => {}
+            }
+        }
+        if !batch.is_empty() {
+            let of = |n: &Named| &commits[n.index];
+            let failed: Vec<(i64, &jagged_domain::task::FailedItem)> =
+                batch.iter().flat_map(|n| of(n).failed.iter().map(move |f| (of(n).shard, f))).collect();
+            let done: Vec<i64> = sqlx::query_scalar(include_str!("../queries/shards/complete.sql"))
+                .bind(batch.iter().map(|n| of(n).shard).collect::<Vec<i64>>())
+                .bind(batch.iter().map(|n| of(n).epoch).collect::<Vec<i64>>())
+                .bind(batch.iter().map(|n| n.sweep).collect::<Vec<i64>>())
+                .bind(batch.iter().map(|n| n.attempt).collect::<Vec<i32>>())
+                .bind(batch.iter().map(|n| of(n).out.object_key.clone()).collect::<Vec<String>>())
+                .bind(batch.iter().map(|n| of(n).out.rows).collect::<Vec<i64>>())
+                .bind(batch.iter().map(|n| of(n).out.sha256.clone()).collect::<Vec<String>>())
+                .bind(batch.iter().map(|n| of(n).worker).collect::<Vec<i64>>())
+                .bind(batch.iter().map(|n| of(n).out.provider.clone()).collect::<Vec<String>>())
+                .bind(batch.iter().map(|n| of(n).out.seconds).collect::<Vec<f64>>())
+                .bind(batch.iter().map(|n| of(n).out.model_key.clone()).collect::<Vec<Option<String>>>())
+                .bind(batch.iter().map(|n| of(n).failed.len() as i64).collect::<Vec<i64>>())
+                .bind(ts(now_ms))
+                .bind(failed.iter().map(|f| f.0).collect::<Vec<i64>>())
+                .bind(failed.iter().map(|f| f.1.index as i32).collect::<Vec<i32>>())
+                .bind(failed.iter().map(|f| f.1.name.clone()).collect::<Vec<String>>())
+                .bind(failed.iter().map(|f| f.1.reason.clone()).collect::<Vec<String>>())
+                .fetch_all(&self.pool)
+                .await?;
+            for n in &batch {
+                if done.contains(&of(n).shard) {
+                    results[n.index] = Some(Ok(()));
+                }
+            }
+        }
+        if !later.is_empty() {
+            let again: Vec<Commit> = later.iter().map(|&i| commits[i].clone()).collect();
+            for (i, r) in later.into_iter().zip(Box::pin(self.complete_many(&again, now_ms)).await?) {
+                results[i] = Some(r);
+            }
+        }
+        // Nothing was committed for the rest: a lost lease, or a key other than
+        // the attempt's own part.
+        let mut out = Vec::with_capacity(commits.len());
+        for (c, r) in commits.iter().zip(results) {
+            out.push(match r {
+                Some(r) => r,
+                None => Err(self.refusal(c).await?),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Why a commit was not written: a wrong part key for the current lease, or
+    /// a stale lease.
+    async fn refusal(&self, c: &Commit) -> Result<StoreError> {
+        let row: Option<PgLease> = sqlx::query_as(include_str!("../queries/shards/lease_of.sql")).bind(c.shard).fetch_optional(&self.pool).await?;
+        Ok(match row {
+            Some(r) if r.state == ShardState::Leased.as_str() && r.lease_epoch == c.epoch => {
+                let expected = jagged_domain::keys::part_key(r.sweep_id, c.shard, r.attempt, c.epoch);
+                if c.out.object_key != expected {
+                    StoreError::BadKey { shard: c.shard, key: c.out.object_key.clone(), expected }
+                } else {
+                    StoreError::Stale(c.shard)
+                }
+            }
+            _ => StoreError::Stale(c.shard),
+        })
+    }
+
+    /// Records a failed attempt under its lease epoch: requeued with backoff, or
+    /// failed for good after its last attempt (or at once when not retryable).
+    pub async fn fail(&self, shard: i64, epoch: i64, error: &str, retryable: bool, now_ms: i64, policy: &LeasePolicy) -> Result<ShardState> {
+        let mut tx = self.pool.begin().await?;
+        let row: PgLocked = sqlx::query_as(include_str!("../queries/shards/lock_leased.sql"))
+            .bind(shard)
+            .bind(epoch)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::Stale(shard))?;
+        let states = Self::release(&mut tx, &[row], error, retryable, now_ms, policy).await?;
+        tx.commit().await?;
+        Ok(states[0])
+    }
+
+    async fn release(
+        tx: &mut sqlx::PgConnection,
+        locked: &[PgLocked],
+        error: &str,
+        retryable: bool,
+        now_ms: i64,
+        policy: &LeasePolicy,
+    ) -> Result<Vec<ShardState>> {
+        let states: Vec<ShardState> = locked
+            .iter()
+            .map(|l| if retryable { policy.after_failure(l.attempt as u32, l.max_attempts as u32) } else { ShardState::Failed })
+            .collect();
+        let run_after: Vec<DateTime<Utc>> = locked.iter().map(|l| ts(now_ms + policy.backoff_ms(l.attempt as u32))).collect();
+        sqlx::query(include_str!("../queries/shards/release.sql"))
+            .bind(locked.iter().map(|l| l.id).collect::<Vec<_>>())
+            .bind(states.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>())
+            .bind(run_after)
+            .bind(vec![error.to_string(); locked.len()])
+            .bind(ts(now_ms))
+            .execute(&mut *tx)
+            .await?;
+        for (l, s) in locked.iter().zip(&states) {
+            if *s == ShardState::Failed {
+                Self::count_shards(tx, l.sweep_id, ShardCounts { failed: 1, ..Default::default() }, now_ms).await?;
+            }
+        }
+        Ok(states)
+    }
+
+    /// Requeues (with backoff) or fails shards whose lease expired before `now`;
+    /// returns how many it released.
+    pub async fn reap(&self, now_ms: i64, policy: &LeasePolicy, batch: i64) -> Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let locked: Vec<PgLocked> =
+            sqlx::query_as(include_str!("../queries/shards/lock_expired.sql")).bind(ts(now_ms)).bind(batch).fetch_all(&mut *tx).await?;
+        if !locked.is_empty() {
+            Self::release(&mut tx, &locked, "lease expired (worker lost or too slow)", true, now_ms, policy).await?;
+        }
+        tx.commit().await?;
+        Ok(locked.len())
+    }
+}

@@ -1,0 +1,231 @@
+//! The `sweeps` table: a sweep's resolved form (versioned JSON), its counters
+//! and state (`queries/sweeps/`).
+
+use crate::{ts, Result, Store, StoreError};
+use chrono::{DateTime, Utc};
+use jagged_domain::plan::PlannedShard;
+pub use jagged_domain::share::RunningSweep;
+use jagged_domain::spec::{ResolvedSweep, RESOLVED_FORMAT};
+use jagged_domain::status::SweepState;
+
+/// A sweep's counters and state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepRow {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// State.
+    pub state: SweepState,
+    /// Priority.
+    pub priority: i32,
+    /// Shards planned.
+    pub total: i32,
+    /// Shards done.
+    pub done: i32,
+    /// Shards failed.
+    pub failed: i32,
+    /// Shards cancelled.
+    pub cancelled: i32,
+    /// Inferences planned.
+    pub inferences_total: i64,
+    /// Inferences in done shards.
+    pub inferences_done: i64,
+    /// Failed items in done shards.
+    pub failed_items: i64,
+    /// Submission time.
+    pub created_at: DateTime<Utc>,
+    /// When it became done or cancelled.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct PgSweep {
+    id: i64,
+    name: String,
+    state: String,
+    priority: i32,
+    total_shards: i32,
+    shards_done: i32,
+    shards_failed: i32,
+    shards_cancelled: i32,
+    inferences_total: i64,
+    inferences_done: i64,
+    failed_items: i64,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<PgSweep> for SweepRow {
+    type Error = StoreError;
+    fn try_from(r: PgSweep) -> Result<SweepRow> {
+        let state = SweepState::parse(&r.state).ok_or_else(|| StoreError::Data(format!("sweep `{}`: unknown state `{}`", r.id, r.state)))?;
+        Ok(SweepRow {
+            id: r.id,
+            name: r.name,
+            state,
+            priority: r.priority,
+            total: r.total_shards,
+            done: r.shards_done,
+            failed: r.shards_failed,
+            cancelled: r.shards_cancelled,
+            inferences_total: r.inferences_total,
+            inferences_done: r.inferences_done,
+            failed_items: r.failed_items,
+            created_at: r.created_at,
+            finished_at: r.finished_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PgResolved {
+    resolved: serde_json::Value,
+    resolved_format: i32,
+}
+
+#[derive(sqlx::FromRow)]
+struct PgRunning {
+    id: i64,
+    priority: i32,
+}
+
+/// Decodes a stored resolved form of any known format. Format 1 differs from 2
+/// only by lacking model structures, which read as unknown.
+fn decode_resolved(sweep: i64, r: PgResolved) -> Result<ResolvedSweep> {
+    if r.resolved_format < 1 || r.resolved_format as u32 > RESOLVED_FORMAT {
+        return Err(StoreError::Format { sweep, format: r.resolved_format, known: RESOLVED_FORMAT });
+    }
+    serde_json::from_value(r.resolved).map_err(|e| StoreError::Data(format!("sweep `{sweep}` (format {}): {e}", r.resolved_format)))
+}
+
+impl Store {
+    /// Stores a sweep and its planned shards in one transaction; returns its id.
+    pub async fn insert_sweep(&self, spec_toml: &str, sweep: &ResolvedSweep, shards: &[PlannedShard]) -> Result<i64> {
+        Ok(self.insert_sweep_once(spec_toml, sweep, shards, None, false).await?.0)
+    }
+
+    /// Stores a sweep with its `content_hash`; with `dedupe`, unless one with the
+    /// same hash (and not cancelled) exists, in which case that one's id is
+    /// returned with `true`. Concurrent submits of the same content are
+    /// serialised, so only one is stored.
+    pub async fn insert_sweep_once(
+        &self,
+        spec_toml: &str,
+        sweep: &ResolvedSweep,
+        shards: &[PlannedShard],
+        content_hash: Option<&str>,
+        dedupe: bool,
+    ) -> Result<(i64, bool)> {
+        let points: Vec<i64> = sweep.spec.families.iter().map(|f| f.points().len() as i64).collect();
+        let n: Vec<i64> = shards.iter().map(|s| (s.image_hi - s.image_lo) as i64 * points[s.family as usize]).collect();
+        let resolved = serde_json::to_value(sweep).map_err(|e| StoreError::Data(e.to_string()))?;
+        let mut tx = self.pool.begin().await?;
+        if let (Some(h), true) = (content_hash, dedupe) {
+            sqlx::query(include_str!("../queries/sweeps/lock_hash.sql")).bind(h).execute(&mut *tx).await?;
+            let found: Option<i64> = sqlx::query_scalar(include_str!("../queries/sweeps/find_by_hash.sql")).bind(h).fetch_optional(&mut *tx).await?;
+            if let Some(id) = found {
+                return Ok((id, true));
+            }
+        }
+        let id: i64 = sqlx::query_scalar(include_str!("../queries/sweeps/insert.sql"))
+            .bind(&sweep.spec.name)
+            .bind(spec_toml)
+            .bind(resolved)
+            .bind(sweep.spec.priority)
+            .bind(shards.len() as i32)
+            .bind(n.iter().sum::<i64>())
+            .bind(content_hash)
+            .bind(RESOLVED_FORMAT as i32)
+            .fetch_one(&mut *tx)
+            .await?;
+        Self::insert_shards(&mut tx, id, sweep, shards, &n).await?;
+        tx.commit().await?;
+        Ok((id, false))
+    }
+
+    /// The resolved sweep as submitted, in any format this build reads.
+    pub async fn resolved(&self, sweep_id: i64) -> Result<ResolvedSweep> {
+        let r: Option<PgResolved> = sqlx::query_as(include_str!("../queries/sweeps/resolved.sql")).bind(sweep_id).fetch_optional(&self.pool).await?;
+        decode_resolved(sweep_id, r.ok_or(StoreError::NoSweep(sweep_id))?)
+    }
+
+    /// One sweep's counters.
+    pub async fn sweep(&self, sweep_id: i64) -> Result<SweepRow> {
+        let r: Option<PgSweep> = sqlx::query_as(include_str!("../queries/sweeps/get.sql")).bind(sweep_id).fetch_optional(&self.pool).await?;
+        r.ok_or(StoreError::NoSweep(sweep_id))?.try_into()
+    }
+
+    /// All sweeps.
+    pub async fn sweeps(&self) -> Result<Vec<SweepRow>> {
+        let rows: Vec<PgSweep> = sqlx::query_as(include_str!("../queries/sweeps/list.sql")).fetch_all(&self.pool).await?;
+        rows.into_iter().map(SweepRow::try_from).collect()
+    }
+
+    /// Running sweeps with their priorities, by id.
+    pub async fn running_sweeps(&self) -> Result<Vec<RunningSweep>> {
+        let rows: Vec<PgRunning> = sqlx::query_as(include_str!("../queries/sweeps/running.sql")).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|r| RunningSweep { id: r.id, priority: r.priority }).collect())
+    }
+
+    /// Cancels a sweep: queued and leased shards become cancelled.
+    pub async fn cancel(&self, sweep_id: i64, now_ms: i64) -> Result<SweepRow> {
+        self.sweep(sweep_id).await?;
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(include_str!("../queries/shards/cancel.sql")).bind(sweep_id).bind(ts(now_ms)).execute(&mut *tx).await?.rows_affected();
+        sqlx::query(include_str!("../queries/sweeps/cancel.sql")).bind(sweep_id).bind(n as i32).bind(ts(now_ms)).execute(&mut *tx).await?;
+        tx.commit().await?;
+        self.sweep(sweep_id).await
+    }
+
+    /// Counts finished shards into their sweep's counters (and finishes the sweep
+    /// when every shard is), inside the caller's transaction.
+    pub(crate) async fn count_shards(tx: &mut sqlx::PgConnection, sweep_id: i64, counts: ShardCounts, now_ms: i64) -> Result<()> {
+        sqlx::query(include_str!("../queries/sweeps/count_shard.sql"))
+            .bind(sweep_id)
+            .bind(counts.done)
+            .bind(counts.failed)
+            .bind(counts.inferences)
+            .bind(counts.failed_items)
+            .bind(ts(now_ms))
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// What finished shards add to their sweep's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ShardCounts {
+    pub done: i32,
+    pub failed: i32,
+    pub inferences: i64,
+    pub failed_items: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_formats_are_read_up_to_the_current_and_newer_ones_refused() {
+        // A format 1 row: no model structure.
+        let v1 = serde_json::json!({
+            "spec": {"name": "s", "dataset": {"path": "d"}, "models": [{"path": "m.onnx"}], "families": [{"kind": "diagonal"}]},
+            "models": [{"name": "m", "key": "k", "card": {"name": "m", "input_name": "x", "output_name": "y", "input_size": 32,
+                "normalize": {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}, "num_classes": 10}}],
+            "images": [{"name": "a.png", "key": "k", "label": 1}]
+        });
+        let old = decode_resolved(3, PgResolved { resolved: v1.clone(), resolved_format: 1 }).unwrap();
+        assert_eq!(old.models[0].structure, None);
+        assert_eq!(old.images.len(), 1);
+        let current =
+            decode_resolved(3, PgResolved { resolved: serde_json::to_value(&old).unwrap(), resolved_format: RESOLVED_FORMAT as i32 }).unwrap();
+        assert_eq!(current, old);
+        let e = decode_resolved(3, PgResolved { resolved: v1, resolved_format: RESOLVED_FORMAT as i32 + 1 }).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("sweep `3`") && msg.contains(&format!("format {}", RESOLVED_FORMAT + 1)) && msg.contains("upgrade"), "{msg}");
+        let garbage = decode_resolved(4, PgResolved { resolved: serde_json::json!({"spec": 1}), resolved_format: 1 }).unwrap_err();
+        assert!(garbage.to_string().contains("sweep `4` (format 1)"), "{garbage}");
+    }
+}

@@ -1,0 +1,1 @@
+alter table sweeps drop column resolved_format;
