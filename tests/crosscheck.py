@@ -92,6 +92,8 @@ def summary(kind, images):
         "acc1": ratio(sum(right(im) for im in labelled), len(labelled)),
         "acc5": ratio(sum(im["label"] in im["top5_ref"] for im in labelled), len(labelled)),
         "p_top1_change": change_rate(images),
+        "p_top1_change_correct": change_rate([im for im in labelled if right(im)]),
+        "p_top1_change_wrong": change_rate([im for im in labelled if not right(im)]),
         "mac": ratio(sum(p[1] for p in pairs), len(pairs)),
         "jagged_fraction": ratio(sum(c > 0 for c in crossings), len(labelled)),
         "mean_transitions": ratio(sum(crossings), len(labelled)),

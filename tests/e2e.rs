@@ -60,6 +60,9 @@ struct Recomputed {
     transitions: usize,
     jagged: usize,
     worst: usize,
+    /// Pairs and changes of labelled images right (and wrong) at the reference.
+    right: (usize, usize),
+    wrong: (usize, usize),
 }
 
 fn first_argmax(p: &[f32]) -> usize {
@@ -117,6 +120,7 @@ fn recompute(rows: &[&jagged_artifacts::ResultRow], family: &str, step: i32) -> 
             }
         }
         let reference = pts.iter().find(|r| r.dx == 0 && r.dy == 0 && r.scale == 1.0 && r.angle == 0.0).expect("reference point");
+        let right = label.map(|l| first_argmax(&probs(reference)) == l);
         if let Some(l) = label {
             out.labelled += 1;
             let r = probs(reference);
@@ -127,8 +131,14 @@ fn recompute(rows: &[&jagged_artifacts::ResultRow], family: &str, step: i32) -> 
         for (a, b) in neighbours {
             let (pa, pb) = (probs(a), probs(b));
             let c = first_argmax(&pa);
+            let changed = (c != first_argmax(&pb)) as usize;
             out.pairs += 1;
-            out.changes += (c != first_argmax(&pb)) as usize;
+            out.changes += changed;
+            match right {
+                Some(true) => out.right = (out.right.0 + 1, out.right.1 + changed),
+                Some(false) => out.wrong = (out.wrong.0 + 1, out.wrong.1 + changed),
+                None => {}
+            }
             out.abs += (pa[c] as f64 - pb[c] as f64).abs();
             if let Some(l) = label {
                 t += (top5(&pa).contains(&l) != top5(&pb).contains(&l)) as usize;
@@ -239,6 +249,9 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         close(m("jagged_fraction"), re.jagged as f64 / re.labelled as f64);
         close(m("mean_transitions"), re.transitions as f64 / re.labelled as f64);
         close(m("worst_acc"), re.worst as f64 / re.labelled as f64);
+        let split = |(pairs, changes): (usize, usize)| (pairs > 0).then(|| changes as f64 / pairs as f64);
+        assert_eq!(m("p_top1_change_correct").map(|v| (v * 1e12).round()), split(re.right).map(|v| (v * 1e12).round()), "{family}");
+        assert_eq!(m("p_top1_change_wrong").map(|v| (v * 1e12).round()), split(re.wrong).map(|v| (v * 1e12).round()), "{family}");
         let ci = table.intervals.get("p_top1_change").expect("interval");
         assert!(ci.lo <= m("p_top1_change").unwrap() && m("p_top1_change").unwrap() <= ci.hi, "{family}: {ci:?}");
         if *family == "crop" {

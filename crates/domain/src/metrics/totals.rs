@@ -58,6 +58,14 @@ counters! {
     image_t5d_sum: f64,
     /// Items (images) that failed.
     failed_items: u64,
+    /// Pairs of labelled images whose reference input is classified correctly.
+    correct_pairs: u64,
+    /// Of those, pairs with a changed argmax.
+    correct_changes: u64,
+    /// Pairs of labelled images whose reference input is classified wrongly.
+    wrong_pairs: u64,
+    /// Of those, pairs with a changed argmax.
+    wrong_changes: u64,
 }
 
 /// One result row as the totals need it.
@@ -113,6 +121,11 @@ impl Totals {
             t.transitions = transitions;
             t.jagged_images = (transitions > 0) as u64;
             t.worst_correct = all_correct as u64;
+            if t.correct1 > 0 {
+                (t.correct_pairs, t.correct_changes) = (t.pairs, t.top1_changes);
+            } else {
+                (t.wrong_pairs, t.wrong_changes) = (t.pairs, t.top1_changes);
+            }
         }
         if t.pairs > 0 {
             t.paired_images = 1;
@@ -187,6 +200,12 @@ mod tests {
         // Top-5 distance (2 per change here): per image 2/2, 0/2, 2/1 -> mean 1.
         assert_eq!(value("top5_dist", &s), Some(1.0));
         assert_eq!(value("consistency", &s), Some(3.0 / 5.0));
+        // Split by correctness: image 0 (right at the reference) has 1 change in 2
+        // pairs, image 1 (wrong) none in 2; unlabelled image 2 is in neither.
+        assert_eq!(value("p_top1_change_correct", &s), Some(0.5));
+        assert_eq!(value("p_top1_change_wrong", &s), Some(0.0));
+        let unlabelled = fold(&images[2..]);
+        assert_eq!((value("p_top1_change_correct", &unlabelled), value("p_top1_change_wrong", &unlabelled)), (None, None));
         // Adding in another grouping changes the counts not at all, the sums of
         // floats only by rounding.
         let mut halves = fold(&images[..1]);
