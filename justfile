@@ -44,7 +44,9 @@ bench what="pipeline" *ARGS: (assets "release")
 # Fetch ONNX Runtime, weights and sample images; build; import EfficientNet-Lite0.
 assets profile="debug":
     scripts/fetch.sh ort weights samples
-    cargo build {{ if profile == "release" { "--release" } else { "" } }} -p jagged-cli -p jagged-bench
+    # Debug builds every target at once, with the features the tests unify, so
+    # `cargo test` after it compiles nothing again.
+    cargo build {{ if profile == "release" { "--release -p jagged-cli -p jagged-bench" } else { "--workspace --all-targets" } }}
     [ -f {{cache}}/models/efficientnet_lite0.onnx ] || ./target/{{profile}}/jagged models import efficientnet_lite0 \
         --weights {{cache}}/weights/efficientnet-lite0.pth --classes {{cache}}/weights/imagenet_classes.json \
         --wnids {{cache}}/weights/imagenet_wnids.json --out {{cache}}/models

@@ -56,6 +56,14 @@ impl Table {
     }
 }
 
+/// One column of the glossary.
+struct Gloss {
+    term: &'static str,
+    /// What it averages over, for metrics.
+    unit: Option<&'static str>,
+    meaning: &'static str,
+}
+
 /// A value of the bootstrap and normalised tables.
 fn num(v: Option<f64>) -> String {
     Format::Fixed(4).show(v)
@@ -184,17 +192,18 @@ impl Report {
         self.summary_table().markdown()
     }
 
-    /// What each column means (term, meaning), from the metric table.
-    fn glossary(&self) -> Vec<(String, String)> {
+    /// What each column means, from the metric table.
+    fn glossary(&self) -> Vec<Gloss> {
         let mut g = vec![
-            ("images / inferences".to_string(), "images (sequences) with results, and the inferences they took".to_string()),
-            ("failed_items".to_string(), "items that could not be processed (listed below)".to_string()),
+            Gloss { term: "images / inferences", unit: None, meaning: "images (sequences) with results, and the inferences they took" },
+            Gloss { term: "failed_items", unit: None, meaning: "items that could not be processed (listed below)" },
         ];
-        g.extend(METRICS.iter().map(|m| (m.name.to_string(), format!("{} ({})", m.definition, m.per.describe()))));
-        g.push((
-            "subsampling / blurred".into(),
-            "the model's cumulative subsampling factor, and its subsampling ops preceded by a low-pass filter, of all (`jagged inspect`)".into(),
-        ));
+        g.extend(METRICS.iter().map(|m| Gloss { term: m.name, unit: Some(m.per.describe()), meaning: m.definition }));
+        g.push(Gloss {
+            term: "subsampling / blurred",
+            unit: None,
+            meaning: "the model's cumulative subsampling factor, and its subsampling ops preceded by a low-pass filter, of all (`jagged inspect`)",
+        });
         g
     }
 
@@ -212,8 +221,9 @@ impl Report {
         let mut out = format!("# Sweep {}: {}\n\n{}\n\n", s.id, s.name, self.state_line());
         out += &self.markdown_table();
         out += "\n";
-        for (name, what) in self.glossary() {
-            let _ = writeln!(out, "- `{name}`: {what}.");
+        for g in self.glossary() {
+            let unit = g.unit.map(|u| format!(" ({u})")).unwrap_or_default();
+            let _ = writeln!(out, "- `{}`{unit}: {}.", g.term, g.meaning);
         }
         out += "\nModels marked untrained have random weights: their numbers measure the architecture only. n/a: no labelled images or no pairs, or a metric that does not apply to the family.\n";
         let _ = write!(
@@ -303,7 +313,12 @@ impl Report {
                         " cancelled of " (s.total) "; " (s.inferences_done) " inferences."
                     }
                     (self.summary_table().html())
-                    dl { @for (name, what) in self.glossary() { dt { code { (name) } } dd { (what) } } }
+                    dl {
+                        @for g in self.glossary() {
+                            dt { code { (g.term) } @if let Some(u) = g.unit { " (" (u) ")" } }
+                            dd { (g.meaning) }
+                        }
+                    }
                     h2 { "95% bootstrap intervals" }
                     p { (BOOTSTRAP_RESAMPLES) " resamples of the images (seed 0)." }
                     (self.interval_table().html())

@@ -193,14 +193,15 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
         for wire in tasks {
             held.lock().unwrap().insert(wire.shard_id, wire.lease_epoch);
             let started = Instant::now();
-            let (shard_id, epoch) = (wire.shard_id, wire.lease_epoch);
-            let task = ShardTask::try_from(wire);
-            let outcome = match &task {
+            let lease = Lease { sweep: wire.sweep_id, shard: wire.shard_id, epoch: wire.lease_epoch, attempt: wire.attempt };
+            let model_key = wire.model.as_ref().map(|m| m.key.clone()).unwrap_or_default();
+            let outcome = match ShardTask::try_from(wire) {
                 Ok(task) => {
                     tracing::info!(shard = task.shard_id, attempt = task.attempt, model = %task.model.name, images = task.items.len(), "running shard");
-                    execute(&config, task.clone(), &engines, &lost).await
+                    execute(&config, task, &engines, &lost).await
                 }
-                // A task this worker cannot read fails at once (another build may).
+                // A task this worker cannot read is a failed attempt: retried, so a
+                // worker of another build may read it.
                 Err(e) => Err(Failure { message: e.to_string(), retryable: true }),
             };
             // The upload and commit of one shard run while the next is leased and
@@ -210,14 +211,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
             }
             let (config, client, stop, held, lost) = (config.clone(), client.clone(), stop.clone(), held.clone(), lost.clone());
             pending = Some(tokio::spawn(async move {
-                let id = shard_id;
-                let lease = Lease {
-                    sweep: task.as_ref().map(|t| t.sweep_id).unwrap_or_default(),
-                    shard: shard_id,
-                    epoch,
-                    attempt: task.as_ref().map(|t| t.attempt).unwrap_or_default(),
-                };
-                let model_key = task.map(|t| t.model.key).unwrap_or_default();
+                let id = lease.shard;
                 if let Err(e) = report(&config, &client, worker_id, lease, model_key, outcome, started, &stop).await {
                     tracing::error!(shard = id, error = %e, "shard could not be reported");
                 }

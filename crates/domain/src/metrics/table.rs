@@ -173,7 +173,7 @@ pub const METRICS: &[Metric] = &[
     },
     Metric {
         name: "mean_transitions",
-        definition: "top-5 entries and exits of the true class between neighbours, per labelled image",
+        definition: "top-5 entries and exits of the true class between neighbours, averaged over labelled images",
         per: Per::LabelledImage,
         format: Format::Fixed(4),
         applies: Applies::All,
