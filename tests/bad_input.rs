@@ -235,7 +235,7 @@ fn garbage_and_mismatched_models_are_refused_naming_the_model() {
     let mut card = m.card.clone();
     card.num_classes = 1000;
     let e = jagged_infer::Engine::load(&m.bytes, &card, &opts).err().unwrap().to_string();
-    assert!(e.contains("10 classes") && e.contains("1000"), "{e}");
+    assert!(e.contains("has 10 classes; the card says 1000"), "{e}");
     let mut card = m.card.clone();
     card.input_name = "pixels".into();
     let e = jagged_infer::Engine::load(&m.bytes, &card, &opts).err().unwrap().to_string();
@@ -250,4 +250,30 @@ fn garbage_and_mismatched_models_are_refused_naming_the_model() {
     }
     let e = jagged_infer::Engine::load(&proto.encode_to_vec(), &m.card, &opts).err().unwrap().to_string();
     assert!(e.contains("tiny_cnn"), "{e}");
+}
+
+/// A model whose graph does not match its card is refused at submit, naming the
+/// model and both numbers; a file that is not an ONNX graph too.
+#[test]
+fn a_model_that_does_not_match_its_card_is_refused_at_submit() {
+    let tmp = tempfile::tempdir().unwrap();
+    dataset(&tmp.path().join("data"), 2, 10, &[]);
+    let model = tiny_model(&tmp.path().join("models"));
+    let card_path = model.with_extension("card.json");
+    let mut card: serde_json::Value = serde_json::from_slice(&std::fs::read(&card_path).unwrap()).unwrap();
+    card["num_classes"] = 1000.into();
+    card["classes"] = serde_json::json!([]);
+    card["wnids"] = serde_json::json!([]);
+    std::fs::write(&card_path, serde_json::to_vec(&card).unwrap()).unwrap();
+    let spec = format!("{BASE}[[families]]\nkind = \"diagonal\"\n");
+    let err = submit(tmp.path(), &spec);
+    assert!(err.contains("`models[0].path`: model `tiny_cnn`") && err.contains("output `logits` has 10 classes; the card says 1000"), "{err}");
+    card["num_classes"] = 10.into();
+    card["input_size"] = 64.into();
+    std::fs::write(&card_path, serde_json::to_vec(&card).unwrap()).unwrap();
+    let err = submit(tmp.path(), &spec);
+    assert!(err.contains("model `tiny_cnn`") && err.contains("the card expects [N, 3, 64, 64]"), "{err}");
+    std::fs::write(&model, b"this is not an onnx model").unwrap();
+    let err = submit(tmp.path(), &spec);
+    assert!(err.contains("model `tiny_cnn`") && err.contains("cannot be read: not an ONNX model"), "{err}");
 }

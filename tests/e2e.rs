@@ -462,17 +462,21 @@ fn sequences_give_flip_rates_and_normalised_rates() {
     assert!(out.join("figures/tiny_b__sequence-translate__traces.svg").is_file());
 }
 
-/// Poison work: a model that cannot load fails each of its shards on every
-/// attempt; they are retried `max_attempts` times with backoff, then marked failed
-/// with the error in `sweep status` and the report, while the good model's shards
-/// complete.
+/// Poison work: a model that cannot load (it uses an operator this ONNX Runtime
+/// does not have; its graph is otherwise well formed, so submit accepts it)
+/// fails each of its shards on every attempt; they are retried `max_attempts`
+/// times with backoff, then marked failed with the error in `sweep status` and
+/// the report, while the good model's shards complete; the sweep ends `failed`.
 #[test]
 fn poison_shards_fail_after_bounded_retries_and_the_rest_completes() {
     ort();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let model = tiny_model(&dir.join("models"));
-    std::fs::write(dir.join("models/broken.onnx"), b"this is not an onnx model").unwrap();
+    use prost::Message;
+    let mut proto = jagged_onnx::pb::ModelProto::decode(std::fs::read(&model).unwrap().as_slice()).unwrap();
+    proto.graph.as_mut().unwrap().node[0].op_type = Some("JaggedNoSuchOperator".into());
+    std::fs::write(dir.join("models/broken.onnx"), proto.encode_to_vec()).unwrap();
     let mut card: serde_json::Value = serde_json::from_slice(&std::fs::read(model.with_extension("card.json")).unwrap()).unwrap();
     card["name"] = "broken".into();
     std::fs::write(dir.join("models/broken.card.json"), serde_json::to_vec(&card).unwrap()).unwrap();
@@ -506,7 +510,7 @@ fn poison_shards_fail_after_bounded_retries_and_the_rest_completes() {
         (st, jagged_report::build(&store, objects.as_ref(), id).await.unwrap(), attempts)
     });
     cluster.stop();
-    assert_eq!(st.state, SweepState::Done);
+    assert_eq!(st.state, SweepState::Failed);
     assert_eq!((st.total, st.done, st.failed), (4, 2, 2), "{st:?}");
     assert_eq!(st.errors.len(), 2);
     assert!(st.errors.iter().all(|e| e.error.contains("broken") && e.error.contains("does not load")), "{:?}", st.errors);

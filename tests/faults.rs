@@ -6,9 +6,9 @@
 //! leased, and `sweep status` consistent throughout.
 
 use jagged_client::{Admin, ClientConfig, Overrides};
-use jagged_domain::status::{SweepState, SweepStatus};
+use jagged_domain::status::SweepState;
 use jagged_local::{ClusterOptions, LocalCluster};
-use jagged_testkit::{dataset, jagged_bin, ort};
+use jagged_testkit::{dataset, jagged_bin, ort, until};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -35,22 +35,6 @@ batch_size = 16
 "#;
 
 const IMAGES: u32 = 36;
-
-/// Polls `sweep status` until `cond` holds (or panics after two minutes).
-async fn until(url: &str, id: i64, what: &str, cond: impl Fn(&SweepStatus) -> bool) -> SweepStatus {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(mut c) = Admin::connect(&ClientConfig::new(url)).await {
-            if let Ok(s) = c.status(id).await {
-                if cond(&s) {
-                    return s;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Polls `cond` every 20 ms until it holds (or panics after two minutes).
 fn poll(what: &str, mut cond: impl FnMut() -> bool) {
@@ -246,6 +230,9 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
                     std::thread::sleep(Duration::from_millis(50));
                     c.add_worker(i).unwrap();
                 }
+                // Five registrations were killed; only the three running workers stay
+                // live (killed ones drop out after three missed heartbeats).
+                rt.block_on(until(&c.url, id, "the killed workers to stop counting as live", |s| s.workers_alive == 3));
             }),
         ),
         (

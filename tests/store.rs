@@ -142,12 +142,34 @@ async fn poison_shard_fails_after_max_attempts_with_its_last_error() {
         .await
         .unwrap();
     let s = store.sweep(sweep).await.unwrap();
-    assert_eq!((s.state, s.done, s.failed, s.failed_items), (SweepState::Done, 1, 1, 1));
+    // The failed shard's 9 planned inferences could not run.
+    assert_eq!((s.state, s.done, s.failed, s.failed_items, s.inferences_done, s.inferences_failed), (SweepState::Failed, 1, 1, 1, 9, 9));
     // A non-retryable error fails at once.
     let sweep2 = sweep_with(&store, 1, 1, 5).await;
     let c = store.claim(1, 1, T0 + 20_000, &p).await.unwrap().remove(0);
     assert_eq!(store.fail(c.id, c.lease_epoch, "model does not load", false, T0 + 20_000, &p).await.unwrap(), ShardState::Failed);
-    assert_eq!(store.sweep(sweep2).await.unwrap().state, SweepState::Done);
+    assert_eq!(store.sweep(sweep2).await.unwrap().state, SweepState::Failed);
+
+    // Retrying: only failed shards, with fresh attempts; the committed one stays.
+    let refused = store.retry_failed(sweep, Some(other.id), T0 + 30_000).await.unwrap_err().to_string();
+    assert_eq!(refused, format!("shard `{}` of sweep `{sweep}` has not failed: only failed shards are retried", other.id));
+    assert_eq!(store.retry_failed(sweep, None, T0 + 30_000).await.unwrap(), vec![a.id]);
+    let s = store.sweep(sweep).await.unwrap();
+    assert_eq!((s.state, s.done, s.failed, s.inferences_done, s.inferences_failed, s.finished_at), (SweepState::Running, 1, 0, 9, 0, None));
+    let again = store.claim(1, 5, T0 + 30_000, &p).await.unwrap();
+    let a3 = again.iter().find(|c| c.id == a.id).expect("the failed shard is leased again");
+    assert_eq!(a3.attempt, 1, "fresh attempts");
+    assert!(a3.lease_epoch > a2.lease_epoch, "a new part key");
+    store.complete(Commit { shard: a3.id, epoch: a3.lease_epoch, worker: 1, out: output(a3), failed: vec![] }, T0 + 30_100).await.unwrap();
+    let s = store.sweep(sweep).await.unwrap();
+    assert_eq!((s.state, s.done, s.failed, s.inferences_done, s.inferences_failed), (SweepState::Done, 2, 0, 18, 0));
+    assert_eq!(store.outputs(sweep).await.unwrap().len(), 2, "the first commit stays");
+    let none = store.retry_failed(sweep, None, T0 + 31_000).await.unwrap_err().to_string();
+    assert_eq!(none, format!("sweep `{sweep}` has no failed shards"));
+    let sweep3 = sweep_with(&store, 1, 1, 5).await;
+    store.cancel(sweep3, T0 + 31_000).await.unwrap();
+    let cancelled = store.retry_failed(sweep3, None, T0 + 31_000).await.unwrap_err().to_string();
+    assert!(cancelled.contains("was cancelled"), "{cancelled}");
 }
 
 #[tokio::test]
@@ -155,16 +177,26 @@ async fn heartbeat_extends_held_leases_and_reports_lost_ones() {
     let (_pg, store) = store().await;
     let sweep = sweep_with(&store, 2, 1, 3).await;
     let p = policy();
-    let c = store.claim(7, 2, T0, &p).await.unwrap();
+    let w = store.register_worker("w", "host", "cpu", T0).await.unwrap();
+    let c = store.claim(w, 2, T0, &p).await.unwrap();
     let held: Vec<Held> = c.iter().map(|c| Held { shard: c.id, epoch: c.lease_epoch }).collect();
-    assert!(store.heartbeat(7, &held, T0 + 900, &p).await.unwrap().is_empty());
+    let stranger = store.heartbeat(w + 1000, &held, T0 + 900, &p).await.unwrap_err();
+    assert!(matches!(stranger, StoreError::NoWorker(id) if id == w + 1000), "a worker id that never registered is refused: {stranger}");
+    assert!(store.heartbeat(w, &held, T0 + 900, &p).await.unwrap().is_empty());
     assert_eq!(store.reap(T0 + 1_500, &p, 100).await.unwrap(), 0, "renewed to T0 + 1900");
     store.cancel(sweep, T0 + 1_600).await.unwrap();
-    let lost = store.heartbeat(7, &held, T0 + 1_700, &p).await.unwrap();
+    let lost = store.heartbeat(w, &held, T0 + 1_700, &p).await.unwrap();
     assert_eq!(lost.len(), 2, "cancelled shards are reported lost");
     let s = store.sweep(sweep).await.unwrap();
     assert_eq!((s.state, s.cancelled), (SweepState::Cancelled, 2));
     assert!(store.claim(8, 5, T0 + 2_000, &p).await.unwrap().is_empty());
+    // Live workers: seen recently and not gone.
+    assert_eq!(store.workers_alive(T0 + 1_000).await.unwrap(), 1);
+    assert_eq!(store.workers_alive(T0 + 1_800).await.unwrap(), 0, "not seen since");
+    store.heartbeat(w, &[], T0 + 2_000, &p).await.unwrap();
+    assert_eq!(store.workers_alive(T0 + 1_800).await.unwrap(), 1);
+    store.leave_worker(w, T0 + 2_100).await.unwrap();
+    assert_eq!(store.workers_alive(T0 + 1_800).await.unwrap(), 0, "a worker that left is not live");
 }
 
 #[tokio::test]
@@ -182,9 +214,10 @@ async fn group_commit_writes_the_good_ones_and_refuses_each_bad_one_alone() {
     stale.out.object_key = jagged_domain::keys::part_key(c[3].sweep_id, c[3].id, c[3].attempt, stale.epoch);
     let mut wrong = commit(&c[4], output(&c[4]), vec![]);
     wrong.out.object_key = output(&c[5]).object_key; // another shard's part
+                                                     // Shard 1's only image failed: none of its 9 inferences ran.
     let batch = vec![
         commit(&c[0], output(&c[0]), vec![]),
-        commit(&c[1], output(&c[1]), vec![item(1)]),
+        commit(&c[1], Output { rows: 0, ..output(&c[1]) }, vec![item(1)]),
         commit(&c[2], output(&c[2]), vec![]),
         stale,
         wrong,
@@ -196,7 +229,7 @@ async fn group_commit_writes_the_good_ones_and_refuses_each_bad_one_alone() {
     assert!(matches!(r[4], Err(StoreError::BadKey { shard, .. }) if shard == c[4].id), "{:?}", r[4]);
     assert!(matches!(r[5], Err(StoreError::Stale(id)) if id == c[2].id), "counted once: {:?}", r[5]);
     let s = store.sweep(sweep).await.unwrap();
-    assert_eq!((s.done, s.inferences_done, s.failed_items, s.state), (3, 27, 1, SweepState::Running));
+    assert_eq!((s.done, s.inferences_done, s.inferences_failed, s.failed_items, s.state), (3, 18, 9, 1, SweepState::Running));
     assert_eq!(store.leased_count(sweep).await.unwrap(), 3, "refused shards stay with their holder");
     let outs = store.outputs(sweep).await.unwrap();
     assert_eq!(outs.iter().map(|o| o.shard_id).collect::<Vec<_>>(), vec![c[0].id, c[1].id, c[2].id]);
@@ -206,7 +239,7 @@ async fn group_commit_writes_the_good_ones_and_refuses_each_bad_one_alone() {
     let rest: Vec<_> = c[3..].iter().map(|k| commit(k, output(k), vec![])).collect();
     assert!(store.complete_many(&rest, T0 + 200).await.unwrap().iter().all(Result::is_ok));
     let s = store.sweep(sweep).await.unwrap();
-    assert_eq!((s.done, s.inferences_done, s.state), (6, 54, SweepState::Done));
+    assert_eq!((s.done, s.inferences_done, s.inferences_failed, s.state), (6, 45, 9, SweepState::Done));
     assert_eq!(store.outputs(sweep).await.unwrap().len(), 6);
 }
 

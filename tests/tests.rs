@@ -20,3 +20,5 @@ mod s3;
 mod security;
 // The metric table is documented and recomputed outside the code.
 mod docs;
+// Failures that say what happened and can be retried without losing work.
+mod failures;

@@ -38,7 +38,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     let workers = a.workers.max(1);
     let threads = a.threads.unwrap_or((cores / workers).max(1));
-    let _ = std::fs::remove_dir_all(&a.out);
+    fresh_out(&a.out)?;
     let opts = ClusterOptions {
         bin: std::env::current_exe()?,
         dir: a.out.clone(),
@@ -62,15 +62,63 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         };
         let secs = started.elapsed().as_secs_f64();
         eprintln!("sweep {id} {} in {secs:.1} s ({:.0} inferences/s)", status.state, status.inferences_done as f64 / secs);
+        if status.state != jagged_domain::status::SweepState::Done {
+            crate::sweep::print(&status);
+        }
         let st = connect_db(&c.postgres.url(), false).await?;
         let report = jagged_report::build(&st, objects.as_ref(), id).await?;
         let dir = a.out.join("report");
         report.write(&dir)?;
         print!("{}", report.markdown_table());
         eprintln!("report written to {}", dir.display());
-        Ok(())
+        crate::sweep::finished(&status)
     }
     .await;
     tokio::task::spawn_blocking(move || c.stop()).await?;
     result
+}
+
+/// Marks a folder as the output of `jagged demo`, so a later demo may replace it.
+const MARK: &str = ".jagged-demo";
+
+/// Prepares `out` for a new demo: a missing or empty folder is used as is, a
+/// previous demo's output (it holds [`MARK`]) is replaced, and anything else is
+/// refused, never deleted.
+fn fresh_out(out: &std::path::Path) -> Result<()> {
+    if out.exists() {
+        let empty = std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))?.next().is_none();
+        if !empty {
+            if !out.join(MARK).is_file() {
+                bail!("{} exists and was not written by `jagged demo`; nothing was touched: choose another `--out` or move it away", out.display());
+            }
+            std::fs::remove_dir_all(out).with_context(|| format!("removing the previous demo in {}", out.display()))?;
+        }
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join(MARK), "written by `jagged demo`; the next demo with this --out replaces this folder\n")
+        .with_context(|| format!("writing into {}", out.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_empty_or_earlier_demo_folders_are_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let foreign = tmp.path().join("thesis");
+        std::fs::create_dir_all(&foreign).unwrap();
+        std::fs::write(foreign.join("chapter1.tex"), "keep me").unwrap();
+        let err = fresh_out(&foreign).unwrap_err().to_string();
+        assert!(err.contains("was not written by `jagged demo`"), "{err}");
+        assert_eq!(std::fs::read_to_string(foreign.join("chapter1.tex")).unwrap(), "keep me");
+
+        let new = tmp.path().join("new");
+        fresh_out(&new).unwrap();
+        std::fs::write(new.join("report.csv"), "old").unwrap();
+        fresh_out(&new).unwrap();
+        assert!(!new.join("report.csv").exists(), "an earlier demo's output is replaced");
+        assert!(new.join(MARK).is_file());
+    }
 }

@@ -1,11 +1,11 @@
-//! `jagged sweep ...`: submit, watch, list and cancel sweeps.
+//! `jagged sweep ...`: submit, watch, list, retry and cancel sweeps.
 
 use crate::args::StoreArg;
 use crate::client::ClientArgs;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use jagged_client::admin::{line, wait, Admin};
-use jagged_domain::status::SweepStatus;
+use jagged_domain::status::{SweepState, SweepStatus};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -64,6 +64,20 @@ pub enum SweepCmd {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Requeue a sweep's failed shards with fresh attempts (after fixing what
+    /// made them fail); committed results stay.
+    Retry {
+        /// Sweep id.
+        id: i64,
+        /// Only this shard (its id, as `sweep status` shows it).
+        #[arg(long)]
+        shard: Option<i64>,
+        /// Wait, showing progress, until the sweep finishes.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Cancel a sweep: queued and running shards stop; committed results stay.
     Cancel {
         /// Sweep id.
@@ -89,7 +103,7 @@ pub fn progress() -> impl FnMut(&SweepStatus) {
         let l = line(s);
         if tty {
             eprint!("\r\x1b[2K{l}");
-            if s.state != jagged_domain::status::SweepState::Running {
+            if s.state != SweepState::Running {
                 eprintln!();
             }
             let _ = std::io::stderr().flush();
@@ -98,6 +112,21 @@ pub fn progress() -> impl FnMut(&SweepStatus) {
         }
         last = l;
     }
+}
+
+/// Prints a sweep's final status; an error (a non-zero exit) when shards failed.
+pub fn finished(s: &SweepStatus) -> Result<()> {
+    print(s);
+    if s.state == SweepState::Failed {
+        anyhow::bail!(
+            "sweep {} failed: {} of {} shards failed after their attempts (errors above); fix the cause, then `jagged sweep retry {}` runs them again",
+            s.sweep_id,
+            s.failed,
+            s.total,
+            s.sweep_id
+        );
+    }
+    Ok(())
 }
 
 /// Runs a `jagged sweep` subcommand.
@@ -109,7 +138,7 @@ pub async fn run(cmd: SweepCmd) -> Result<()> {
             let id = jagged_client::submit(&config, &spec, objects.as_ref(), &over.overrides()).await?.sweep_id;
             println!("{id}");
             if watch {
-                print(&wait(&config, id, progress()).await?);
+                finished(&wait(&config, id, progress()).await?)?;
             }
         }
         SweepCmd::Status { id, watch, client } => {
@@ -119,8 +148,11 @@ pub async fn run(cmd: SweepCmd) -> Result<()> {
                 Some(i) => i,
                 None => admin.latest().await?,
             };
-            let s = if watch { wait(&config, id, progress()).await? } else { admin.status(id).await? };
-            print(&s);
+            if watch {
+                finished(&wait(&config, id, progress()).await?)?;
+            } else {
+                print(&admin.status(id).await?);
+            }
         }
         SweepCmd::List { client } => {
             let all = Admin::connect(&client.config()?).await?.list().await?;
@@ -129,6 +161,18 @@ pub async fn run(cmd: SweepCmd) -> Result<()> {
             }
             for s in all {
                 println!("{}", line(&s));
+            }
+        }
+        SweepCmd::Retry { id, shard, wait: watch, client } => {
+            let config = client.config()?;
+            let mut admin = Admin::connect(&config).await?;
+            let ids = admin.retry(id, shard).await?;
+            let list = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+            eprintln!("requeued {} shard(s) of sweep {id}: {list}", ids.len());
+            if watch {
+                finished(&wait(&config, id, progress()).await?)?;
+            } else {
+                print(&admin.status(id).await?);
             }
         }
         SweepCmd::Cancel { id, client } => print(&Admin::connect(&client.config()?).await?.cancel(id).await?),

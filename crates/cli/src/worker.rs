@@ -42,6 +42,10 @@ pub struct WorkerArgs {
     /// `--threads` is per session.
     #[arg(long, env = "JAGGED_SESSIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     sessions: u32,
+    /// How long a result part that cannot be written is retried (with backoff)
+    /// before the attempt is reported failed with the store's error.
+    #[arg(long, env = "JAGGED_STORE_RETRY_SECS", default_value_t = 120)]
+    store_retry_secs: u64,
 }
 
 impl WorkerArgs {
@@ -61,6 +65,7 @@ impl WorkerArgs {
             host_threads: self.host_threads.unwrap_or_else(|| jagged_worker::default_host_threads(cores, threads, self.device)),
             idle_poll: Duration::from_millis(200),
             exit_when_idle: self.exit_when_idle.map(Duration::from_secs),
+            store_retry: Duration::from_secs(self.store_retry_secs),
         })
     }
 }

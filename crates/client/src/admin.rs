@@ -6,7 +6,7 @@ use crate::{ClientConfig, ClientError};
 use jagged_domain::spec::ResolvedSweep;
 use jagged_domain::status::{SweepState, SweepStatus};
 use jagged_proto::v1::admin_service_client::AdminServiceClient;
-use jagged_proto::v1::{CancelRequest, ListRequest, StatusRequest, SubmitRequest};
+use jagged_proto::v1::{CancelRequest, ListRequest, RetryRequest, StatusRequest, SubmitRequest};
 use std::path::Path;
 use std::time::Duration;
 use tonic::transport::Channel;
@@ -75,6 +75,12 @@ impl Admin {
         self.list().await?.last().map(|s| s.sweep_id).ok_or_else(|| ClientError::Spec("no sweeps yet".into()))
     }
 
+    /// Requeues a sweep's failed shards (all, or only `shard`) with fresh
+    /// attempts; committed results stay. Returns the requeued shards' ids.
+    pub async fn retry(&mut self, id: i64, shard: Option<i64>) -> Result<Vec<i64>> {
+        Ok(self.raw.retry(RetryRequest { sweep_id: id, shard_id: shard.unwrap_or(0) }).await?.into_inner().shard_ids)
+    }
+
     /// Cancels a sweep; committed results stay.
     pub async fn cancel(&mut self, id: i64) -> Result<SweepStatus> {
         Ok(self.raw.cancel(CancelRequest { sweep_id: id }).await?.into_inner().try_into()?)
@@ -97,13 +103,30 @@ pub async fn submit(config: &ClientConfig, spec: &Path, store: &dyn object_store
     Ok(r)
 }
 
-/// One-line progress of a sweep.
+/// One-line progress of a sweep; what is zero is left out.
 pub fn line(s: &SweepStatus) -> String {
+    let running = s.state == SweepState::Running;
     let pct = if s.inferences_total > 0 { 100.0 * s.inferences_done as f64 / s.inferences_total as f64 } else { 0.0 };
-    format!(
-        "sweep {} [{}] {}: shards {}/{} done, {} leased, {} queued, {} failed, {} cancelled; inferences {}/{} ({pct:.0}%); failed items {}; workers {}",
-        s.sweep_id, s.state, s.name, s.done, s.total, s.leased, s.queued, s.failed, s.cancelled, s.inferences_done, s.inferences_total, s.failed_items, s.workers_alive
-    ) + &pace(s)
+    let mut out = format!("sweep {} [{}] {}: shards {}/{} done", s.sweep_id, s.state, s.name, s.done, s.total);
+    if running {
+        out += &format!(", {} leased, {} queued", s.leased, s.queued);
+    }
+    for (n, what) in [(s.failed, "failed"), (s.cancelled, "cancelled")] {
+        if n > 0 {
+            out += &format!(", {n} {what}");
+        }
+    }
+    out += &format!("; inferences {}/{} ({pct:.0}%)", s.inferences_done, s.inferences_total);
+    if s.inferences_failed > 0 {
+        out += &format!(", {} could not run", s.inferences_failed);
+    }
+    if s.failed_items > 0 {
+        out += &format!("; failed items {}", s.failed_items);
+    }
+    if running {
+        out += &format!("; workers {}", s.workers_alive);
+    }
+    out + &pace(s)
 }
 
 /// `; 165 inferences/s, ETA 0:01:12` for a running sweep whose pace is known.
@@ -166,6 +189,7 @@ mod tests {
             failed: 0,
             cancelled: 0,
             inferences_done: 50,
+            inferences_failed: 0,
             inferences_total: 100,
             failed_items: 0,
             created_at: String::new(),
@@ -182,6 +206,13 @@ mod tests {
         let l = line(&status(SweepState::Running, 165.0, 72.0));
         assert!(l.starts_with("sweep 7 [running] n: shards 2/4 done") && l.ends_with("; 165 inferences/s, ETA 0:01:12"), "{l}");
         assert!(line(&status(SweepState::Running, 165.0, -1.0)).ends_with("; 165 inferences/s"));
-        assert!(line(&status(SweepState::Done, 165.0, 72.0)).ends_with("workers 2"));
+        assert!(line(&status(SweepState::Done, 165.0, 72.0)).ends_with("inferences 50/100 (50%)"));
+    }
+
+    #[test]
+    fn status_lines_count_what_failed_apart() {
+        let mut s = status(SweepState::Failed, 0.0, 0.0);
+        (s.done, s.failed, s.inferences_failed, s.failed_items) = (3, 1, 30, 2);
+        assert_eq!(line(&s), "sweep 7 [failed] n: shards 3/4 done, 1 failed; inferences 50/100 (50%), 30 could not run; failed items 2");
     }
 }

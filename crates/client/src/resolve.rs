@@ -219,10 +219,16 @@ async fn upload(store: &dyn ObjectStore, entries: Vec<Entry>, frames: Option<usi
     Ok(out)
 }
 
-/// A model's subsampling structure, read from its graph; `None` (shown as
-/// unknown) when the graph cannot be analysed, which loading it will report.
-fn structure(bytes: &[u8]) -> Option<Structure> {
-    jagged_onnx::inspect::inspect(bytes).ok().map(|i| i.structure())
+/// Reads a model's graph: refuses a file that is not an ONNX graph or whose
+/// declared input and output do not match its card (naming the model, the
+/// field and both values), and returns its subsampling structure.
+fn check_graph(bytes: &[u8], card: &jagged_domain::spec::ModelCard, field: &str, file: &str) -> Result<Structure> {
+    let refuse = |m: String| ClientError::Spec(format!("invalid spec: `{field}`: model `{}` ({file}) {m}", card.name));
+    let graph = jagged_onnx::inspect::inspect(bytes).map_err(|e| refuse(format!("cannot be read: {e}")))?;
+    let port = |ports: &[jagged_onnx::inspect::Port], name: &str| ports.iter().find(|p| p.name == name).map(|p| p.shape.clone());
+    let (input, output) = (port(&graph.inputs, &card.input_name), port(&graph.outputs, &card.output_name));
+    card.check_ports(input.as_deref(), output.as_deref()).map_err(refuse)?;
+    Ok(graph.structure())
 }
 
 /// Reads, checks and uploads everything a spec names.
@@ -262,7 +268,7 @@ pub async fn resolve_with(spec_path: &Path, store: &dyn ObjectStore, over: &Over
     let base = spec_path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut models = Vec::new();
     for (i, m) in spec.models.iter().enumerate() {
-        let (key, bytes, card_path) = match (&m.path, &m.uri) {
+        let (key, bytes, card_path, file) = match (&m.path, &m.uri) {
             (Some(p), _) => {
                 let path = base.join(p);
                 if !path.is_file() {
@@ -271,7 +277,7 @@ pub async fn resolve_with(spec_path: &Path, store: &dyn ObjectStore, over: &Over
                 let bytes = bytes::Bytes::from(std::fs::read(&path).map_err(io_err(format!("reading {}", path.display())))?);
                 let key = jagged_artifacts::put_blob(store, bytes.clone()).await.map_err(store_err(format!("uploading {}", path.display())))?;
                 let card = m.card.as_ref().map(|c| base.join(c)).unwrap_or_else(|| jagged_onnx::card::card_path(&path));
-                (key, bytes, card)
+                (key, bytes, card, path.display().to_string())
             }
             (None, Some(uri)) => {
                 let bytes = jagged_artifacts::get(store, uri)
@@ -282,7 +288,7 @@ pub async fn resolve_with(spec_path: &Path, store: &dyn ObjectStore, over: &Over
                     .as_ref()
                     .map(|c| base.join(c))
                     .ok_or_else(|| ClientError::Spec(format!("invalid spec: `models[{i}].card` is needed with `uri`")))?;
-                (uri.clone(), bytes, card)
+                (uri.clone(), bytes, card, uri.clone())
             }
             (None, None) => unreachable!("validated"),
         };
@@ -291,7 +297,9 @@ pub async fn resolve_with(spec_path: &Path, store: &dyn ObjectStore, over: &Over
         }
         let card = jagged_onnx::card::read_card(&card_path).map_err(|e| ClientError::Spec(e.to_string()))?;
         let name = m.name.clone().unwrap_or_else(|| card.name.clone());
-        models.push(ResolvedModel { name, key, card, structure: structure(&bytes) });
+        let field = if m.path.is_some() { format!("models[{i}].path") } else { format!("models[{i}].uri") };
+        let structure = check_graph(&bytes, &card, &field, &file)?;
+        models.push(ResolvedModel { name, key, card, structure: Some(structure) });
     }
     let classes = models.first().map(|m| m.card.classes.clone()).unwrap_or_default();
     let wnids = models.first().map(|m| m.card.wnids.clone()).unwrap_or_default();

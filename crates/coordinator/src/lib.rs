@@ -20,7 +20,8 @@ use jagged_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
 use jagged_proto::v1::worker_service_server::{WorkerService, WorkerServiceServer};
 use jagged_proto::v1::{
     self as pb, CancelRequest, CompleteRequest, CompleteResponse, FailRequest, FailResponse, HeartbeatRequest, HeartbeatResponse, LeaseRequest,
-    LeaseResponse, ListRequest, ListResponse, RegisterRequest, RegisterResponse, StatusRequest, SubmitRequest, SubmitResponse,
+    LeaseResponse, ListRequest, ListResponse, RegisterRequest, RegisterResponse, RetryRequest, RetryResponse, StatusRequest, SubmitRequest,
+    SubmitResponse,
 };
 use jagged_proto::ServiceError;
 use jagged_store::{now_ms, Commit, Held, Output, Store, StoreError};
@@ -73,10 +74,10 @@ const SHARE_SYNC_MS: i64 = 1_000;
 fn store_err(e: StoreError) -> ServiceError {
     match e {
         StoreError::Stale(_) => ServiceError::Stale(e.to_string()),
-        StoreError::NoSweep(_) => ServiceError::NotFound(e.to_string()),
+        StoreError::NoSweep(_) | StoreError::NoWorker(_) => ServiceError::NotFound(e.to_string()),
         StoreError::Db(_) | StoreError::Unavailable(_) => ServiceError::Unavailable(e.to_string()),
         StoreError::Data(_) | StoreError::Format { .. } => ServiceError::Internal(e.to_string()),
-        StoreError::BadKey { .. } => ServiceError::Invalid(e.to_string()),
+        StoreError::BadKey { .. } | StoreError::Refused(_) => ServiceError::Invalid(e.to_string()),
     }
 }
 
@@ -171,7 +172,7 @@ impl Coordinator {
             let p = all.entry(id).or_default();
             p.observe(now_ms(), s.inferences_done);
             let running = s.state == SweepState::Running;
-            let eta = if running { p.eta_secs(s.inferences_total - s.inferences_done).unwrap_or(-1.0) } else { 0.0 };
+            let eta = if running { p.eta_secs(s.inferences_total - s.inferences_done - s.inferences_failed).unwrap_or(-1.0) } else { 0.0 };
             let rate = if running { p.rate().unwrap_or(0.0) } else { 0.0 };
             if !running {
                 all.remove(&id);
@@ -192,6 +193,7 @@ impl Coordinator {
             failed: s.failed as u32,
             cancelled: s.cancelled as u32,
             inferences_done: s.inferences_done,
+            inferences_failed: s.inferences_failed,
             inferences_total: s.inferences_total,
             failed_items: s.failed_items,
             created_at: s.created_at.to_rfc3339(),
@@ -256,6 +258,10 @@ impl WorkerService for Coordinator {
         let held: Vec<Held> = r.held.iter().map(|h| Held { shard: h.shard_id, epoch: h.lease_epoch }).collect();
         let now = now_ms();
         let lost = self.store.heartbeat(r.worker_id, &held, now, &self.config.policy).await.map_err(store_err)?;
+        if r.leaving {
+            self.store.leave_worker(r.worker_id, now).await.map_err(store_err)?;
+            tracing::info!(worker = r.worker_id, "worker left");
+        }
         Ok(Response::new(HeartbeatResponse { lost, lease_deadline_ms: self.config.policy.deadline(now) }))
     }
 
@@ -326,6 +332,15 @@ impl AdminService for Coordinator {
             sweeps.push(Coordinator::status(self, r.id).await?.into());
         }
         Ok(Response::new(ListResponse { sweeps }))
+    }
+
+    async fn retry(&self, req: Request<RetryRequest>) -> Result<Response<RetryResponse>, Status> {
+        let r = req.into_inner();
+        let shard = (r.shard_id != 0).then_some(r.shard_id);
+        let shard_ids = self.store.retry_failed(r.sweep_id, shard, now_ms()).await.map_err(store_err)?;
+        self.share.lock().unwrap().1 = 0; // the sweep runs again: re-read the running sweeps
+        tracing::info!(sweep = r.sweep_id, shards = shard_ids.len(), "failed shards requeued");
+        Ok(Response::new(RetryResponse { shard_ids }))
     }
 
     async fn cancel(&self, req: Request<CancelRequest>) -> Result<Response<pb::SweepStatus>, Status> {

@@ -73,8 +73,7 @@ pub fn plan_sized(sweep: &ResolvedSweep, per_sec: &[Option<f64>]) -> Vec<Planned
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ImageRef, ModelCard, ResolvedModel, SweepSpec};
-    use crate::transform::Normalize;
+    use crate::spec::{ImageRef, ResolvedModel, SweepSpec};
 
     fn sweep(images: usize, models: usize, shard_images: Option<u32>) -> ResolvedSweep {
         let mut text = String::from("name = \"p\"\n[dataset]\npath = \"d\"\n");
@@ -86,20 +85,7 @@ mod tests {
             text.push_str(&format!("[shard]\nimages = {s}\n"));
         }
         let spec = SweepSpec::from_toml(&text).unwrap();
-        let card = ModelCard {
-            name: "m".into(),
-            input_name: "x".into(),
-            output_name: "y".into(),
-            input_size: 32,
-            normalize: Normalize { mean: [0.0; 3], std: [1.0; 3] },
-            num_classes: 10,
-            output: Default::default(),
-            classes: vec![],
-            wnids: vec![],
-            untrained: true,
-            source: String::new(),
-            license: String::new(),
-        };
+        let card = crate::spec::test_card();
         ResolvedSweep {
             spec,
             models: (0..models).map(|i| ResolvedModel { name: format!("m{i}"), key: "k".into(), card: card.clone(), structure: None }).collect(),

@@ -12,9 +12,12 @@
 
 use std::collections::BTreeMap;
 
+/// The priorities a sweep may have (submit refuses others).
+pub const PRIORITIES: std::ops::RangeInclusive<i32> = -10..=10;
+
 /// Weight of a sweep of `priority`.
 pub fn weight(priority: i32) -> f64 {
-    2f64.powi(priority.clamp(-10, 10))
+    2f64.powi(priority.clamp(*PRIORITIES.start(), *PRIORITIES.end()))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

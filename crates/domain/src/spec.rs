@@ -202,8 +202,17 @@ impl SweepSpec {
 
     /// Checks everything that needs no files or model cards.
     pub fn validate(&self) -> Result<(), SpecError> {
-        if self.name.trim().is_empty() {
-            return Err(field("name", "must not be empty"));
+        check_name("name", &self.name)?;
+        if !crate::share::PRIORITIES.contains(&self.priority) {
+            return Err(field(
+                "priority",
+                format!(
+                    "{} is outside {}..={} (each step doubles a sweep's share of the workers)",
+                    self.priority,
+                    crate::share::PRIORITIES.start(),
+                    crate::share::PRIORITIES.end()
+                ),
+            ));
         }
         match &self.dataset {
             Some(d) if d.path.trim().is_empty() => return Err(field("dataset.path", "must not be empty")),
@@ -219,6 +228,9 @@ impl SweepSpec {
             return Err(field("models", "at least one model is needed"));
         }
         for (i, m) in self.models.iter().enumerate() {
+            if let Some(name) = &m.name {
+                check_name(&format!("models[{i}].name"), name)?;
+            }
             match (&m.path, &m.uri) {
                 (None, None) => return Err(field(format!("models[{i}]"), "needs `path` or `uri`")),
                 (Some(_), Some(_)) => return Err(field(format!("models[{i}]"), "give `path` or `uri`, not both")),
@@ -230,6 +242,17 @@ impl SweepSpec {
         }
         for (i, f) in self.families.iter().enumerate() {
             f.validate(None).map_err(|(f, m)| field(format!("families[{i}].{f}"), m))?;
+            // (A sequence's length is known once its folders are read; it needs two frames.)
+            if !matches!(f, Family::Sequence { .. }) && f.pairs().is_empty() {
+                return Err(field(
+                    format!("families[{i}]"),
+                    format!(
+                        "`{}` has {} grid point(s) and no neighbouring pairs to compare: widen it (`max_shift` >= 1, `from` < `to`)",
+                        f.name(),
+                        f.points().len()
+                    ),
+                ));
+            }
         }
         if self.shard.images == Some(0) {
             return Err(field("shard.images", "must be at least 1"));
@@ -263,6 +286,44 @@ impl SweepSpec {
         }
         Ok(())
     }
+}
+
+/// A card for tests: model `m`, input `x` of 32 x 32, output `y` of 10 classes.
+#[cfg(test)]
+pub(crate) fn test_card() -> ModelCard {
+    ModelCard {
+        name: "m".into(),
+        input_name: "x".into(),
+        output_name: "y".into(),
+        input_size: 32,
+        normalize: crate::transform::Normalize { mean: [0.0; 3], std: [1.0; 3] },
+        num_classes: 10,
+        output: Default::default(),
+        classes: vec![],
+        wnids: vec![],
+        untrained: true,
+        source: String::new(),
+        license: String::new(),
+    }
+}
+
+/// Longest name of a sweep or model, in characters.
+pub const MAX_NAME: usize = 200;
+
+/// A name shown in tables and status lines: not empty, at most [`MAX_NAME`]
+/// characters, no control characters.
+fn check_name(at: &str, name: &str) -> Result<(), SpecError> {
+    if name.trim().is_empty() {
+        return Err(field(at, "must not be empty"));
+    }
+    let n = name.chars().count();
+    if n > MAX_NAME {
+        return Err(field(at, format!("is {n} characters long; at most {MAX_NAME} are allowed")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(field(at, "must not contain control characters (line breaks, tabs)"));
+    }
+    Ok(())
 }
 
 /// Re-reads a spec that failed to parse section by section, to name the field
@@ -352,6 +413,27 @@ impl ModelCard {
             return Err("normalize.std must be finite and non-zero".into());
         }
         Ok(())
+    }
+
+    /// Checks a graph's declared input and output (by the card's names; `None`:
+    /// the graph has no such tensor; negative dimensions are symbolic) against
+    /// the card: the input must take `[N, 3, size, size]` and the output's last
+    /// dimension must be the card's class count. Submit checks the graph file;
+    /// workers check the loaded session.
+    pub fn check_ports(&self, input: Option<&[i64]>, output: Option<&[i64]>) -> Result<(), String> {
+        let input = input.ok_or_else(|| format!("has no input named `{}` (its card says so)", self.input_name))?;
+        let s = self.input_size as i64;
+        let fits = |d: i64| d == s || d < 0;
+        if !(input.len() == 4 && (input[1] == 3 || input[1] < 0) && fits(input[2]) && fits(input[3])) {
+            return Err(format!("input `{}` has shape {input:?}; the card expects [N, 3, {s}, {s}]", self.input_name));
+        }
+        let output = output.ok_or_else(|| format!("has no output named `{}` (its card says so)", self.output_name))?;
+        match output.last() {
+            Some(&last) if last >= 0 && last != self.num_classes as i64 => {
+                Err(format!("output `{}` has {last} classes; the card says {}", self.output_name, self.num_classes))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -473,6 +555,24 @@ impl ResolvedSweep {
 mod tests {
     use super::*;
 
+    #[test]
+    fn graph_ports_are_checked_against_the_card() {
+        let card = ModelCard { num_classes: 1000, ..test_card() };
+        assert_eq!(card.check_ports(Some(&[-1, 3, 32, 32]), Some(&[-1, 1000])), Ok(()));
+        assert_eq!(card.check_ports(Some(&[1, 3, -1, -1]), Some(&[1, -1])), Ok(()), "symbolic dimensions fit");
+        assert_eq!(card.check_ports(Some(&[-1, 3, 32, 32]), Some(&[-1, 10])), Err("output `y` has 10 classes; the card says 1000".into()));
+        assert_eq!(
+            card.check_ports(Some(&[-1, 3, 64, 64]), Some(&[-1, 1000])),
+            Err("input `x` has shape [-1, 3, 64, 64]; the card expects [N, 3, 32, 32]".into())
+        );
+        assert_eq!(
+            card.check_ports(Some(&[3, 32, 32]), Some(&[1000])),
+            Err("input `x` has shape [3, 32, 32]; the card expects [N, 3, 32, 32]".into())
+        );
+        assert_eq!(card.check_ports(None, Some(&[1000])), Err("has no input named `x` (its card says so)".into()));
+        assert_eq!(card.check_ports(Some(&[1, 3, 32, 32]), None), Err("has no output named `y` (its card says so)".into()));
+    }
+
     const GOOD: &str = r#"
 name = "t"
 [dataset]
@@ -517,6 +617,31 @@ kind = "diagonal"
         );
         let bad = format!("{GOOD}\n[run]\nbatch_size = 0\n");
         assert!(SweepSpec::from_toml(&bad).unwrap_err().to_string().contains("`run.batch_size`"));
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_with_the_allowed_range() {
+        let err = |toml: &str| SweepSpec::from_toml(toml).unwrap_err().to_string();
+        let e = err(&GOOD.replace("name = \"t\"", "name = \"t\"\npriority = 1000"));
+        assert!(e.contains("`priority`") && e.contains("1000 is outside -10..=10"), "{e}");
+        assert!(SweepSpec::from_toml(&GOOD.replace("name = \"t\"", "name = \"t\"\npriority = -10")).is_ok());
+        let long = "x".repeat(10_000);
+        let e = err(&GOOD.replace("name = \"t\"", &format!("name = \"{long}\"")));
+        assert!(e.contains("`name`") && e.contains("10000 characters long; at most 200"), "{e}");
+        assert!(e.len() < 200, "the name is not printed whole: {e}");
+        let e = err(&GOOD.replace("path = \"m.onnx\"", &format!("path = \"m.onnx\"\nname = \"{long}\"")));
+        assert!(e.contains("`models[0].name`"), "{e}");
+        let e = err(&GOOD.replace("name = \"t\"", "name = \"a\\nb\""));
+        assert!(e.contains("control characters"), "{e}");
+    }
+
+    #[test]
+    fn grids_without_pairs_are_refused() {
+        let e = SweepSpec::from_toml(&GOOD.replace("max_shift = 2", "max_shift = 0")).unwrap_err().to_string();
+        assert!(e.contains("`families[0]`") && e.contains("1 grid point(s) and no neighbouring pairs"), "{e}");
+        let rot = GOOD.replace("kind = \"crop\"\nmax_shift = 2", "kind = \"rotate\"\nfrom = 5.0\nto = 5.0");
+        let e = SweepSpec::from_toml(&rot).unwrap_err().to_string();
+        assert!(e.contains("`families[0]`") && e.contains("no neighbouring pairs"), "{e}");
     }
 
     #[test]

@@ -3,14 +3,18 @@
 use serde::{Deserialize, Serialize};
 
 /// The life of a sweep: `running` until every shard is done, failed or
-/// cancelled; `cancelled` when a user cancels it.
+/// cancelled; then `done` when every shard was committed, `failed` when any
+/// failed after its attempts (`jagged sweep retry` reopens it), `cancelled`
+/// when a user cancelled it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SweepState {
     /// Shards are queued or leased.
     Running,
-    /// Every shard is done or failed.
+    /// Every shard was committed.
     Done,
+    /// Every shard is out, and at least one failed after its attempts.
+    Failed,
     /// Stopped by a user; committed results stay.
     Cancelled,
 }
@@ -21,6 +25,7 @@ impl SweepState {
         match self {
             SweepState::Running => "running",
             SweepState::Done => "done",
+            SweepState::Failed => "failed",
             SweepState::Cancelled => "cancelled",
         }
     }
@@ -30,6 +35,7 @@ impl SweepState {
         Some(match s {
             "running" => SweepState::Running,
             "done" => SweepState::Done,
+            "failed" => SweepState::Failed,
             "cancelled" => SweepState::Cancelled,
             _ => return None,
         })
@@ -78,8 +84,11 @@ pub struct SweepStatus {
     pub failed: u32,
     /// Shards cancelled.
     pub cancelled: u32,
-    /// Inferences in committed shards.
+    /// Inferences run in committed shards.
     pub inferences_done: i64,
+    /// Planned inferences that could not run: those of failed items and of
+    /// failed shards.
+    pub inferences_failed: i64,
     /// Inferences planned.
     pub inferences_total: i64,
     /// Items that failed inside committed shards.
@@ -104,7 +113,7 @@ mod tests {
 
     #[test]
     fn sweep_states_round_trip_their_names() {
-        for s in [SweepState::Running, SweepState::Done, SweepState::Cancelled] {
+        for s in [SweepState::Running, SweepState::Done, SweepState::Failed, SweepState::Cancelled] {
             assert_eq!(SweepState::parse(s.as_str()), Some(s));
             assert_eq!(s.to_string(), s.as_str());
         }

@@ -166,37 +166,21 @@ impl Engine {
                 })?,
         };
         let session = builder.commit_from_memory(bytes).map_err(|e| merr(format!("does not load: {e}")))?;
-        let input = session
-            .inputs()
-            .iter()
-            .find(|o| o.name() == card.input_name)
-            .ok_or_else(|| merr(format!("has no input named `{}` (its card says so)", card.input_name)))?;
-        let s = card.input_size as i64;
-        match input.dtype() {
-            ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => {
-                let dims: Vec<i64> = shape.iter().copied().collect();
-                let ok = dims.len() == 4 && dims[1] == 3 && (dims[2] == s || dims[2] < 0) && (dims[3] == s || dims[3] < 0);
-                if !ok {
-                    return Err(merr(format!("input `{}` has shape {dims:?}; the card expects [N, 3, {s}, {s}]", card.input_name)));
-                }
-            }
-            other => return Err(merr(format!("input `{}` is {other:?}, expected a float32 tensor", card.input_name))),
-        }
-        let output = session
-            .outputs()
-            .iter()
-            .find(|o| o.name() == card.output_name)
-            .ok_or_else(|| merr(format!("has no output named `{}`", card.output_name)))?;
-        match output.dtype() {
-            ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => {
-                let dims: Vec<i64> = shape.iter().copied().collect();
-                let last = dims.last().copied().unwrap_or(-1);
-                if last >= 0 && last != card.num_classes as i64 {
-                    return Err(merr(format!("output has {last} classes; the card says {}", card.num_classes)));
-                }
-            }
-            other => return Err(merr(format!("output is {other:?}, expected a float32 tensor"))),
-        }
+        // Both tensors must be float32; their shapes are checked against the card
+        // by the same rule submit applies to the graph file.
+        let float_dims = |what: &str, name: &str, t: &ValueType| match t {
+            ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => Ok(shape.iter().copied().collect::<Vec<i64>>()),
+            other => Err(merr(format!("{what} `{name}` is {other:?}, expected a float32 tensor"))),
+        };
+        let input = match session.inputs().iter().find(|o| o.name() == card.input_name) {
+            Some(o) => Some(float_dims("input", &card.input_name, o.dtype())?),
+            None => None,
+        };
+        let output = match session.outputs().iter().find(|o| o.name() == card.output_name) {
+            Some(o) => Some(float_dims("output", &card.output_name, o.dtype())?),
+            None => None,
+        };
+        card.check_ports(input.as_deref(), output.as_deref()).map_err(merr)?;
         let (provider, precision) = opts.labels();
         Ok(Engine { session, card: card.clone(), provider, precision })
     }

@@ -127,8 +127,8 @@ impl Inspection {
 
 /// Analyses an ONNX model's bytes.
 pub fn inspect(bytes: &[u8]) -> Result<Inspection, OnnxError> {
-    let model = pb::ModelProto::decode(bytes).map_err(|e| OnnxError::Weights(format!("not an ONNX model: {e}")))?;
-    let g = model.graph.as_ref().ok_or_else(|| OnnxError::Weights("model has no graph".into()))?;
+    let model = pb::ModelProto::decode(bytes).map_err(|e| OnnxError::Graph(format!("not an ONNX model: {e}")))?;
+    let g = model.graph.as_ref().ok_or_else(|| OnnxError::Graph("the model has no graph".into()))?;
     let weights: HashMap<&str, &pb::TensorProto> = g.initializer.iter().map(|t| (t.name(), t)).collect();
     let producer: HashMap<&str, &pb::NodeProto> = g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
     let inputs: Vec<Port> = g.input.iter().filter(|i| !weights.contains_key(i.name())).map(port).collect();

@@ -40,6 +40,9 @@ pub enum OnnxError {
     /// A weight the architecture needs is missing or has the wrong shape.
     #[error("weights: {0}")]
     Weights(String),
+    /// A file is not a readable ONNX graph.
+    #[error("{0}")]
+    Graph(String),
     /// A model card cannot be read, written or is not valid.
     #[error("{0}")]
     Card(String),
@@ -65,7 +68,7 @@ pub struct BuiltModel {
 /// `raw_data`), by name.
 pub fn float_initializers(bytes: &[u8]) -> Result<std::collections::HashMap<String, Vec<f32>>, OnnxError> {
     use prost::Message;
-    let model = pb::ModelProto::decode(bytes).map_err(|e| OnnxError::Weights(format!("not an ONNX model: {e}")))?;
+    let model = pb::ModelProto::decode(bytes).map_err(|e| OnnxError::Graph(format!("not an ONNX model: {e}")))?;
     let graph = model.graph.unwrap_or_default();
     Ok(graph
         .initializer

@@ -133,7 +133,7 @@ enum_conv!(Background, Background, "background", { Black <=> Background::Black, 
 enum_conv!(DiagonalBase, DiagonalBase, "Diagonal.base", { Crop <=> DiagonalBase::Crop, Embed <=> DiagonalBase::Embed });
 enum_conv!(Compare, Compare, "Sequence.compare", { Previous <=> Compare::Previous, First <=> Compare::First });
 enum_conv!(OutputKind, OutputKind, "ModelCard.output", { Logits <=> OutputKind::Logits, Probabilities <=> OutputKind::Probabilities });
-enum_conv!(SweepState, SweepState, "SweepStatus.state", { Running <=> SweepState::Running, Done <=> SweepState::Done, Cancelled <=> SweepState::Cancelled });
+enum_conv!(SweepState, SweepState, "SweepStatus.state", { Running <=> SweepState::Running, Done <=> SweepState::Done, Failed <=> SweepState::Failed, Cancelled <=> SweepState::Cancelled });
 enum_conv!(ShardState, ShardState, "FailResponse.state", {
     Queued <=> ShardState::Queued,
     Leased <=> ShardState::Leased,
@@ -387,7 +387,8 @@ convert! {
 convert! {
     s: SweepStatus <=> SweepStatus {
         same: [
-            sweep_id, name, priority, total, queued, leased, done, failed, cancelled, inferences_done, inferences_total, failed_items, created_at,
+            sweep_id, name, priority, total, queued, leased, done, failed, cancelled, inferences_done, inferences_failed, inferences_total, failed_items,
+            created_at,
             workers_alive, inferences_per_sec, eta_secs,
         ]
     }

@@ -144,6 +144,7 @@ fn tasks_and_statuses_cross_the_wire_unchanged() {
         failed: 1,
         cancelled: 3,
         inferences_done: 30,
+        inferences_failed: 3,
         inferences_total: 100,
         failed_items: 2,
         created_at: "2026-11-27T00:00:00+00:00".into(),

@@ -40,6 +40,9 @@ pub enum StoreError {
     /// No such sweep.
     #[error("sweep `{0}` not found")]
     NoSweep(i64),
+    /// No worker registered under this id.
+    #[error("worker `{0}` is not registered (register first)")]
+    NoWorker(i64),
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
@@ -59,6 +62,9 @@ pub enum StoreError {
         /// The newest format this build reads.
         known: u32,
     },
+    /// The request cannot be carried out in the sweep's present state.
+    #[error("{0}")]
+    Refused(String),
     /// A commit names an object other than its shard attempt's own part.
     #[error("shard `{shard}`: object key `{key}` is not this attempt's part (`{expected}`)")]
     BadKey {

@@ -2,7 +2,6 @@
 //! and the reaper (`queries/shards/`).
 
 use crate::outputs::Commit;
-use crate::sweeps::ShardCounts;
 use crate::{ts, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use jagged_domain::lease::{LeasePolicy, ShardState};
@@ -123,6 +122,7 @@ struct PgLocked {
     sweep_id: i64,
     attempt: i32,
     max_attempts: i32,
+    inferences: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -365,7 +365,7 @@ impl Store {
             .await?;
         for (l, s) in locked.iter().zip(&states) {
             if *s == ShardState::Failed {
-                Self::count_shards(tx, l.sweep_id, ShardCounts { failed: 1, ..Default::default() }, now_ms).await?;
+                Self::count_failed(tx, l.sweep_id, l.inferences, now_ms).await?;
             }
         }
         Ok(states)

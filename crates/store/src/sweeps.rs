@@ -29,13 +29,16 @@ pub struct SweepRow {
     pub cancelled: i32,
     /// Inferences planned.
     pub inferences_total: i64,
-    /// Inferences in done shards.
+    /// Inferences run (rows written) in done shards.
     pub inferences_done: i64,
+    /// Planned inferences that could not run: those of failed items and of
+    /// failed shards.
+    pub inferences_failed: i64,
     /// Failed items in done shards.
     pub failed_items: i64,
     /// Submission time.
     pub created_at: DateTime<Utc>,
-    /// When it became done or cancelled.
+    /// When it stopped running (done, failed or cancelled).
     pub finished_at: Option<DateTime<Utc>>,
 }
 
@@ -51,6 +54,7 @@ struct PgSweep {
     shards_cancelled: i32,
     inferences_total: i64,
     inferences_done: i64,
+    inferences_failed: i64,
     failed_items: i64,
     created_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
@@ -71,6 +75,7 @@ impl TryFrom<PgSweep> for SweepRow {
             cancelled: r.shards_cancelled,
             inferences_total: r.inferences_total,
             inferences_done: r.inferences_done,
+            inferences_failed: r.inferences_failed,
             failed_items: r.failed_items,
             created_at: r.created_at,
             finished_at: r.finished_at,
@@ -178,29 +183,41 @@ impl Store {
         self.sweep(sweep_id).await
     }
 
-    /// Counts finished shards into their sweep's counters (and finishes the sweep
-    /// when every shard is), inside the caller's transaction.
-    pub(crate) async fn count_shards(tx: &mut sqlx::PgConnection, sweep_id: i64, counts: ShardCounts, now_ms: i64) -> Result<()> {
-        sqlx::query(include_str!("../queries/sweeps/count_shard.sql"))
-            .bind(sweep_id)
-            .bind(counts.done)
-            .bind(counts.failed)
-            .bind(counts.inferences)
-            .bind(counts.failed_items)
-            .bind(ts(now_ms))
-            .execute(tx)
-            .await?;
+    /// Counts a shard failed for good (with its planned inferences) into its
+    /// sweep, ending the sweep `failed` when it was the last one out, inside the
+    /// caller's transaction.
+    pub(crate) async fn count_failed(tx: &mut sqlx::PgConnection, sweep_id: i64, inferences: i64, now_ms: i64) -> Result<()> {
+        sqlx::query(include_str!("../queries/sweeps/count_failed.sql")).bind(sweep_id).bind(inferences).bind(ts(now_ms)).execute(tx).await?;
         Ok(())
     }
-}
 
-/// What finished shards add to their sweep's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct ShardCounts {
-    pub done: i32,
-    pub failed: i32,
-    pub inferences: i64,
-    pub failed_items: i64,
+    /// Requeues a sweep's failed shards (all, or only `shard`) with fresh
+    /// attempts and reopens the sweep; committed results stay. Returns the
+    /// requeued shards' ids.
+    pub async fn retry_failed(&self, sweep_id: i64, shard: Option<i64>, now_ms: i64) -> Result<Vec<i64>> {
+        let sweep = self.sweep(sweep_id).await?;
+        if sweep.state == SweepState::Cancelled {
+            return Err(StoreError::Refused(format!("sweep `{sweep_id}` was cancelled; submit its spec again to run what is left")));
+        }
+        let mut tx = self.pool.begin().await?;
+        let requeued: Vec<(i64, i64)> =
+            sqlx::query_as(include_str!("../queries/shards/retry.sql")).bind(sweep_id).bind(shard).bind(ts(now_ms)).fetch_all(&mut *tx).await?;
+        if requeued.is_empty() {
+            return Err(StoreError::Refused(match shard {
+                Some(id) => format!("shard `{id}` of sweep `{sweep_id}` has not failed: only failed shards are retried"),
+                None => format!("sweep `{sweep_id}` has no failed shards"),
+            }));
+        }
+        let inferences: i64 = requeued.iter().map(|r| r.1).sum();
+        sqlx::query(include_str!("../queries/sweeps/reopen.sql"))
+            .bind(sweep_id)
+            .bind(requeued.len() as i32)
+            .bind(inferences)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(requeued.into_iter().map(|r| r.0).collect())
+    }
 }
 
 #[cfg(test)]

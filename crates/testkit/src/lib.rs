@@ -127,6 +127,24 @@ pub async fn submit(
     Ok(jagged_client::submit(&jagged_client::ClientConfig::new(url), spec, store, over).await?.sweep_id)
 }
 
+/// Polls a sweep's status every 20 ms until `cond` holds (coordinator hiccups
+/// are ignored); panics after two minutes, naming `what` it waited for.
+pub async fn until(url: &str, id: i64, what: &str, cond: impl Fn(&jagged_domain::status::SweepStatus) -> bool) -> jagged_domain::status::SweepStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let config = jagged_client::ClientConfig::new(url);
+    loop {
+        if let Ok(mut c) = jagged_client::Admin::connect(&config).await {
+            if let Ok(s) = c.status(id).await {
+                if cond(&s) {
+                    return s;
+                }
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until a sweep stops running; its final status.
 pub async fn wait(url: &str, id: i64) -> jagged_domain::status::SweepStatus {
     jagged_client::admin::wait(&jagged_client::ClientConfig::new(url), id, |_| {}).await.expect("the sweep's status")

@@ -52,12 +52,8 @@ pub enum WorkerError {
 /// Why a shard's outcome could not be reported (logged; the lease then expires
 /// and the shard is retried).
 #[derive(Debug, thiserror::Error)]
-enum ReportError {
-    #[error("uploading the result part: {0}")]
-    Upload(jagged_artifacts::ArtifactError),
-    #[error("complete failed: {}", .0.message())]
-    Complete(tonic::Status),
-}
+#[error("complete failed: {}", .0.message())]
+struct ReportError(tonic::Status);
 
 /// Worker settings.
 #[derive(Clone)]
@@ -80,6 +76,9 @@ pub struct WorkerConfig {
     pub idle_poll: Duration,
     /// Exit once no work has been ready for this long (None: run until stopped).
     pub exit_when_idle: Option<Duration>,
+    /// How long writing a result part is retried (with backoff) before the
+    /// attempt is reported failed with the store's error.
+    pub store_retry: Duration,
 }
 
 /// Default host threads: on CUDA all cores but one (at most 8); on the CPU the
@@ -212,7 +211,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
             let (config, client, stop, held, lost) = (config.clone(), client.clone(), stop.clone(), held.clone(), lost.clone());
             pending = Some(tokio::spawn(async move {
                 let id = lease.shard;
-                if let Err(e) = report(&config, &client, worker_id, lease, model_key, outcome, started, &stop).await {
+                if let Err(e) = report(&config, &client, worker_id, lease, model_key, outcome, started, &stop, &lost).await {
                     tracing::error!(shard = id, error = %e, "shard could not be reported");
                 }
                 held.lock().unwrap().remove(&id);
@@ -226,6 +225,13 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
         let _ = previous.await;
     }
     hb.abort();
+    // Say goodbye, so status stops counting this worker at once (best effort:
+    // otherwise it stops counting after three missed heartbeats).
+    let mut c = client.clone();
+    let bye = c.heartbeat(HeartbeatRequest { worker_id, held: vec![], leaving: true });
+    if let Ok(Err(s)) = tokio::time::timeout(Duration::from_secs(2), bye).await {
+        tracing::warn!(error = %s.message(), "could not tell the coordinator this worker is leaving");
+    }
     result
 }
 
@@ -235,7 +241,7 @@ async fn heartbeat(client: Client, worker_id: i64, held: Arc<Mutex<HashMap<i64, 
         tick.tick().await;
         let shards: Vec<HeldShard> = held.lock().unwrap().iter().map(|(&shard_id, &lease_epoch)| HeldShard { shard_id, lease_epoch }).collect();
         let mut c = client.clone();
-        match c.heartbeat(HeartbeatRequest { worker_id, held: shards }).await {
+        match c.heartbeat(HeartbeatRequest { worker_id, held: shards, leaving: false }).await {
             Ok(r) => {
                 let gone = r.into_inner().lost;
                 if !gone.is_empty() {
@@ -258,7 +264,7 @@ struct Lease {
 }
 
 /// Reports a shard's outcome: uploads its part and commits it, or reports the
-/// failed attempt.
+/// failed attempt (a part the store would not take, with the store's error).
 #[allow(clippy::too_many_arguments)]
 async fn report(
     config: &WorkerConfig,
@@ -269,65 +275,108 @@ async fn report(
     outcome: Result<Option<ShardOutput>, Failure>,
     started: Instant,
     stop: &AtomicBool,
+    lost: &Mutex<HashSet<i64>>,
 ) -> Result<(), ReportError> {
     let (shard, epoch) = (lease.shard, lease.epoch);
-    match outcome {
-        Ok(Some(out)) => {
-            let key = jagged_artifacts::part_key(lease.sweep, shard, lease.attempt, epoch);
-            let sha = jagged_artifacts::sha256_hex(&out.part);
-            let rows = out.rows as i64;
-            let t = out.timing;
-            jagged_artifacts::put(config.store.as_ref(), &key, out.part.into()).await.map_err(ReportError::Upload)?;
-            let req = CompleteRequest {
-                worker_id,
-                shard_id: shard,
-                lease_epoch: epoch,
-                object_key: key,
-                rows,
-                sha256: sha,
-                failed_items: out.failed.into_iter().map(Into::into).collect(),
-                execution_provider: out.provider.into(),
-                seconds: started.elapsed().as_secs_f64(),
-                model_key,
-            };
-            match retry("complete", stop, || {
-                let mut c = client.clone();
-                let req = req.clone();
-                async move { c.complete(req).await }
-            })
-            .await
-            {
-                Ok(_) => tracing::info!(
-                    shard,
-                    rows,
-                    secs = started.elapsed().as_secs_f64(),
-                    prepare = t.prepare_secs,
-                    infer = t.run_secs,
-                    starved = t.starved_secs,
-                    finish = t.finish_secs,
-                    "shard committed"
-                ),
-                Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                    tracing::warn!(shard, "commit refused: lease is stale; the part is ignored")
-                }
-                Err(s) => return Err(ReportError::Complete(s)),
-            }
+    let out = match outcome {
+        Ok(Some(out)) => out,
+        Ok(None) => {
+            tracing::warn!(shard, "lease lost; shard abandoned");
+            return Ok(());
         }
-        Ok(None) => tracing::warn!(shard, "lease lost; shard abandoned"),
-        Err(failure) => {
-            tracing::warn!(shard, error = %failure.message, retryable = failure.retryable, "shard failed");
-            let req = FailRequest { worker_id, shard_id: shard, lease_epoch: epoch, error: failure.message, retryable: failure.retryable };
-            let reported = retry("fail", stop, || {
-                let mut c = client.clone();
-                let req = req.clone();
-                async move { c.fail(req).await }
-            })
-            .await;
-            if let Err(s) = reported {
-                // A stale lease needs no report; anything else is left to the reaper.
-                tracing::warn!(shard, error = %s.message(), "failure report refused");
-            }
+        Err(failure) => return report_failure(client, worker_id, lease, failure, stop).await,
+    };
+    let key = jagged_artifacts::part_key(lease.sweep, shard, lease.attempt, epoch);
+    let sha = jagged_artifacts::sha256_hex(&out.part);
+    let rows = out.rows as i64;
+    let t = out.timing;
+    match write_part(config, &key, out.part.into(), shard, lost).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(shard, "lease lost while the part was being written; shard abandoned");
+            return Ok(());
         }
+        Err(e) => {
+            let failure = Failure { message: format!("writing the result part `{key}`: {e}"), retryable: true };
+            return report_failure(client, worker_id, lease, failure, stop).await;
+        }
+    }
+    let req = CompleteRequest {
+        worker_id,
+        shard_id: shard,
+        lease_epoch: epoch,
+        object_key: key,
+        rows,
+        sha256: sha,
+        failed_items: out.failed.into_iter().map(Into::into).collect(),
+        execution_provider: out.provider.into(),
+        seconds: started.elapsed().as_secs_f64(),
+        model_key,
+    };
+    match retry("complete", stop, || {
+        let mut c = client.clone();
+        let req = req.clone();
+        async move { c.complete(req).await }
+    })
+    .await
+    {
+        Ok(_) => tracing::info!(
+            shard,
+            rows,
+            secs = started.elapsed().as_secs_f64(),
+            prepare = t.prepare_secs,
+            infer = t.run_secs,
+            starved = t.starved_secs,
+            finish = t.finish_secs,
+            "shard committed"
+        ),
+        Err(s) if s.code() == tonic::Code::FailedPrecondition => tracing::warn!(shard, "commit refused: lease is stale; the part is ignored"),
+        Err(s) => return Err(ReportError(s)),
+    }
+    Ok(())
+}
+
+/// Writes a result part, retrying any store error with backoff (up to 5 s
+/// apart) for `config.store_retry` while the lease holds (the heartbeat keeps
+/// renewing it meanwhile). `Ok(false)`: the lease was lost first.
+async fn write_part(
+    config: &WorkerConfig,
+    key: &str,
+    part: bytes::Bytes,
+    shard: i64,
+    lost: &Mutex<HashSet<i64>>,
+) -> Result<bool, jagged_artifacts::ArtifactError> {
+    let deadline = Instant::now() + config.store_retry;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match jagged_artifacts::put(config.store.as_ref(), key, part.clone()).await {
+            Ok(()) => return Ok(true),
+            Err(_) if lost.lock().unwrap().contains(&shard) => return Ok(false),
+            Err(e) if Instant::now() + delay < deadline => {
+                tracing::warn!(shard, error = %e, retry_in_ms = delay.as_millis() as u64, "the store did not take the result part; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reports a failed attempt (requeued with backoff, or failed for good after
+/// the sweep's attempts).
+async fn report_failure(client: &Client, worker_id: i64, lease: Lease, failure: Failure, stop: &AtomicBool) -> Result<(), ReportError> {
+    let shard = lease.shard;
+    tracing::warn!(shard, error = %failure.message, retryable = failure.retryable, "shard failed");
+    let req = FailRequest { worker_id, shard_id: shard, lease_epoch: lease.epoch, error: failure.message, retryable: failure.retryable };
+    let reported = retry("fail", stop, || {
+        let mut c = client.clone();
+        let req = req.clone();
+        async move { c.fail(req).await }
+    })
+    .await;
+    if let Err(s) = reported {
+        // A stale lease needs no report; anything else is left to the reaper.
+        tracing::warn!(shard, error = %s.message(), "failure report refused");
     }
     Ok(())
 }

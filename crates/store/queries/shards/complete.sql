@@ -1,7 +1,10 @@
 -- Fenced commits, many in one statement (the coordinator groups concurrent
 -- ones): only the current lease holder's epoch, for the attempt its part key
 -- names, may complete a shard; each output, its failed items and the sweeps'
--- counters (one update per sweep) are written with it, or nothing is.
+-- counters (one update per sweep) are written with it, or nothing is. Inferences
+-- done are the rows written; the rest of the shard's planned inferences (those
+-- of its failed items) count as failed. A sweep whose last shard is committed
+-- ends `done`, or `failed` when any of its shards failed.
 with input as (
     select *
     from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[], $6::bigint[], $7::text[],
@@ -22,16 +25,18 @@ with input as (
     select d.id, d.sweep_id, f.i, f.n, f.r
     from done d join unnest($14::bigint[], $15::int[], $16::text[], $17::text[]) as f (shard, i, n, r) on f.shard = d.id
 ), per_sweep as (
-    select d.sweep_id, count(*)::int as shards, sum(d.inferences)::bigint as inferences, sum(i.failed)::bigint as failed
+    select d.sweep_id, count(*)::int as shards, sum(least(i.rows, d.inferences))::bigint as inferences,
+           sum(greatest(d.inferences - i.rows, 0))::bigint as skipped, sum(i.failed)::bigint as failed
     from done d join input i on i.shard = d.id
     group by d.sweep_id
 ), counted as (
     update sweeps w
     set shards_done     = w.shards_done + p.shards,
         inferences_done = w.inferences_done + p.inferences,
+        inferences_failed = w.inferences_failed + p.skipped,
         failed_items    = w.failed_items + p.failed,
         state           = case when w.state = 'running' and w.shards_done + p.shards + w.shards_failed + w.shards_cancelled >= w.total_shards
-                               then 'done' else w.state end,
+                               then (case when w.shards_failed > 0 then 'failed' else 'done' end) else w.state end,
         finished_at     = case when w.state = 'running' and w.shards_done + p.shards + w.shards_failed + w.shards_cancelled >= w.total_shards
                                then $13 else w.finished_at end
     from per_sweep p

@@ -1,5 +1,5 @@
 -- Lock leased shards whose deadline passed before $1.
-select id, sweep_id, attempt, max_attempts
+select id, sweep_id, attempt, max_attempts, inferences
 from shards
 where state = 'leased' and leased_until < $1
 order by leased_until

@@ -1,5 +1,5 @@
 -- Lock one leased shard under its epoch, for a fenced failure report.
-select id, sweep_id, attempt, max_attempts
+select id, sweep_id, attempt, max_attempts, inferences
 from shards
 where id = $1 and lease_epoch = $2 and state = 'leased'
 for update

@@ -1,0 +1,167 @@
+//! Failures that must say what happened and never cost good work: a store that
+//! will not take result parts (for a moment, then for good), a sweep whose
+//! shards failed, and `jagged sweep retry` bringing it back with the report an
+//! undisturbed run gives.
+
+use jagged_client::Overrides;
+use jagged_domain::status::SweepState;
+use jagged_local::{ClusterOptions, LocalCluster};
+use jagged_testkit::{dataset, jagged_bin, ort, until};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SPEC: &str = r#"
+name = "failures"
+[dataset]
+path = "data"
+[[models]]
+path = "models/tiny64.onnx"
+[[families]]
+kind = "crop"
+max_shift = 6
+[shard]
+images = 2
+max_attempts = 1
+[run]
+batch_size = 16
+"#;
+
+/// A folder no one can create entries in until the guard is dropped: `chattr
+/// +i` as root (whom permissions do not stop), read-only permissions otherwise.
+struct Frozen(PathBuf);
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+impl Frozen {
+    fn new(dir: &Path) -> Frozen {
+        std::fs::create_dir_all(dir).unwrap();
+        if is_root() {
+            let ok = Command::new("chattr").arg("+i").arg(dir).status().is_ok_and(|s| s.success());
+            assert!(ok, "chattr +i {} failed (the test needs a filesystem with immutable attributes)", dir.display());
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        Frozen(dir.to_path_buf())
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if is_root() {
+            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+/// Whether any worker log has gained `text` since the offsets in `from`.
+fn logged_since(logs: &[PathBuf], from: &[usize], text: &str) -> bool {
+    logs.iter().zip(from).any(|(l, &f)| std::fs::read_to_string(l).is_ok_and(|t| t.get(f..).is_some_and(|t| t.contains(text))))
+}
+
+/// Runs the `jagged` binary as a user would; returns (success, stdout + stderr).
+fn jagged(args: &[&str]) -> (bool, String) {
+    let out = Command::new(jagged_bin()).args(args).env("NO_COLOR", "1").output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn an_unwritable_store_is_waited_out_or_reported_with_its_cause_and_retry_keeps_committed_work() {
+    ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { side: 64, name: "tiny64".into(), ..Default::default() });
+    std::fs::create_dir_all(dir.join("models")).unwrap();
+    std::fs::write(dir.join("models/tiny64.onnx"), &m.bytes).unwrap();
+    std::fs::write(dir.join("models/tiny64.card.json"), serde_json::to_vec(&m.card).unwrap()).unwrap();
+    dataset(&dir.join("data"), 16, 4, &[]);
+    std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
+    let opts = ClusterOptions {
+        bin: jagged_bin(),
+        dir: dir.join("run"),
+        workers: 2,
+        threads: 1,
+        lease_ms: 5_000,
+        heartbeat_ms: 500,
+        store: None,
+        // A write is retried for 3 s before the attempt counts as failed.
+        env: vec![("JAGGED_STORE_RETRY_SECS".into(), "3".into())],
+    };
+    let cluster = LocalCluster::start(opts).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (url, pg) = (cluster.url.clone(), cluster.postgres.url());
+    let store_dir = PathBuf::from(&cluster.store_url);
+    let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
+    let again = Overrides { again: true, ..Default::default() };
+    let submit = || rt.block_on(jagged_testkit::submit(&url, &dir.join("spec.toml"), objects.as_ref(), &again)).unwrap();
+    let report = |id| {
+        rt.block_on(async {
+            let store = jagged_store::Store::connect(&pg, 1).await.unwrap();
+            jagged_report::build(&store, objects.as_ref(), id).await.unwrap().csv()
+        })
+    };
+    let logs: Vec<_> = (0..2).map(|i| dir.join(format!("run/logs/worker-{i}.log"))).collect();
+    let offsets = || logs.iter().map(|l| std::fs::metadata(l).map(|m| m.len() as usize).unwrap_or(0)).collect::<Vec<_>>();
+
+    let reference_id = submit();
+    let done = rt.block_on(until(&url, reference_id, "the reference run", |s| s.state != SweepState::Running));
+    assert_eq!((done.state, done.done, done.failed), (SweepState::Done, 8, 0), "{done:?}");
+    let reference = report(reference_id);
+
+    // For a moment, mid-sweep: the workers wait the store out; nothing fails.
+    let from = offsets();
+    let id = submit();
+    let s = rt.block_on(until(&url, id, "progress", |s| s.done >= 2));
+    assert_eq!(s.state, SweepState::Running, "the sweep finished before the damage: make it longer");
+    let frozen = Frozen::new(&store_dir.join(format!("sweeps/{id}/parts")));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !logged_since(&logs, &from, "the store did not take the result part; retrying") {
+        assert!(Instant::now() < deadline, "no worker met the unwritable store");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(frozen);
+    let st = rt.block_on(until(&url, id, "the sweep to finish", |s| s.state != SweepState::Running));
+    assert_eq!((st.state, st.done, st.failed, st.inferences_done, st.inferences_failed), (SweepState::Done, 8, 0, st.inferences_total, 0), "{st:?}");
+    assert_eq!(report(id), reference, "a store outage changed the results");
+
+    // For good: every attempt fails with the store's own error, the sweep ends
+    // `failed` (a non-zero exit), and `sweep retry` after the repair completes it.
+    let frozen = Frozen::new(&store_dir.join("sweeps"));
+    let id = submit();
+    let st = rt.block_on(until(&url, id, "the sweep to fail", |s| s.state != SweepState::Running));
+    assert_eq!(
+        (st.state, st.failed, st.done, st.inferences_done, st.inferences_failed),
+        (SweepState::Failed, 8, 0, 0, st.inferences_total),
+        "{st:?}"
+    );
+    assert!(!st.errors.is_empty());
+    for e in &st.errors {
+        assert!(e.error.starts_with("writing the result part `sweeps/"), "{e:?}");
+        assert!(e.error.contains("Operation not permitted") || e.error.contains("Permission denied"), "the store's own error: {e:?}");
+    }
+    let (ok, text) = jagged(&["sweep", "status", &id.to_string(), "--watch", "--coordinator", &url]);
+    assert!(!ok, "a failed sweep is a non-zero exit:\n{text}");
+    assert!(text.contains("[failed]") && text.contains(&format!("jagged sweep retry {id}")), "{text}");
+    assert!(text.contains("Operation not permitted") || text.contains("Permission denied"), "{text}");
+
+    // Retrying while it is still broken fails again, for one shard only.
+    let shard = st.errors[0].shard_id;
+    let (ok, text) = jagged(&["sweep", "retry", &id.to_string(), "--shard", &shard.to_string(), "--wait", "--coordinator", &url]);
+    assert!(!ok && text.contains(&format!("requeued 1 shard(s) of sweep {id}: {shard}")), "{text}");
+    drop(frozen);
+    let (ok, text) = jagged(&["sweep", "retry", &id.to_string(), "--wait", "--coordinator", &url]);
+    assert!(ok, "{text}");
+    assert!(text.contains("requeued 8 shard(s)") && text.contains("[done]"), "{text}");
+    let st = rt.block_on(until(&url, id, "status", |_| true));
+    assert_eq!((st.state, st.done, st.failed, st.inferences_done, st.inferences_failed), (SweepState::Done, 8, 0, st.inferences_total, 0), "{st:?}");
+    assert_eq!(report(id), reference, "a retried sweep changed the results");
+    let (ok, text) = jagged(&["sweep", "retry", &id.to_string(), "--coordinator", &url]);
+    assert!(!ok && text.contains(&format!("sweep `{id}` has no failed shards")), "{text}");
+    cluster.stop();
+}
