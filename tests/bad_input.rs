@@ -139,7 +139,8 @@ fn crc32(data: &[u8]) -> u32 {
 
 /// Bad image files are failed items naming the file and why, and their
 /// neighbours in the shard complete; 16-bit, grayscale, palette and CMYK images
-/// are read correctly, not refused.
+/// are read correctly, not refused; WebP and TIFF decode as Pillow decodes them;
+/// a GIF is an `unsupported format`, never "corrupt".
 #[test]
 fn bad_images_fail_alone_and_unusual_formats_are_read_correctly() {
     let tmp = tempfile::tempdir().unwrap();
@@ -148,10 +149,17 @@ fn bad_images_fail_alone_and_unusual_formats_are_read_correctly() {
     // Pillow reads back from them.
     let py = jagged_testkit::root().join(".cache/jagged/venv/bin/python3");
     assert!(py.is_file(), "run `just test` (it creates the test Python environment)");
+    let good = jagged_testkit::png(40, 36, 1);
+    std::fs::write(d.join("src.png"), &good).unwrap();
     let script = r#"
 import sys
 from PIL import Image
 d = sys.argv[1]
+src = Image.open(d + "/src.png").convert("RGB")
+src.save(d + "/photo.webp", quality=80); src.save(d + "/lossless.webp", lossless=True)
+src.save(d + "/photo.tif", compression="tiff_lzw"); src.save(d + "/photo.gif")
+for name in ["photo.webp", "lossless.webp", "photo.tif"]:
+    open(d + "/" + name + ".rgb", "wb").write(Image.open(d + "/" + name).convert("RGB").tobytes())
 p = Image.new("P", (40, 36)); p.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
 p.putdata([(x // 4 + y // 4) % 2 for y in range(36) for x in range(40)]); p.save(d + "/palette.png")
 c = Image.new("CMYK", (40, 36), (0, 255, 255, 0)); c.save(d + "/cmyk.jpg", quality=100)
@@ -169,7 +177,6 @@ print(Image.open(d + "/cmyk.jpg").convert("RGB").getpixel((20, 18)))
     let rgb16 =
         image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(40, 36, |x, y| image::Rgb([257 * (x as u16), 257 * (y as u16), 257 * 200])));
     let gray = image::DynamicImage::ImageLuma8(image::ImageBuffer::from_fn(40, 36, |x, y| image::Luma([(3 * x + y) as u8])));
-    let good = jagged_testkit::png(40, 36, 1);
     let jpeg = enc(image::load_from_memory(&good).unwrap(), image::ImageFormat::Jpeg);
     let files: Vec<(String, Vec<u8>)> = vec![
         ("good.png".into(), good.clone()),
@@ -181,16 +188,31 @@ print(Image.open(d + "/cmyk.jpg").convert("RGB").getpixel((20, 18)))
         ("palette.png".into(), std::fs::read(d.join("palette.png")).unwrap()),
         ("cmyk.jpg".into(), std::fs::read(d.join("cmyk.jpg")).unwrap()),
         ("also-good.jpg".into(), jpeg.clone()),
+        ("photo.webp".into(), std::fs::read(d.join("photo.webp")).unwrap()),
+        ("lossless.webp".into(), std::fs::read(d.join("lossless.webp")).unwrap()),
+        ("photo.tif".into(), std::fs::read(d.join("photo.tif")).unwrap()),
+        ("photo.gif".into(), std::fs::read(d.join("photo.gif")).unwrap()),
     ];
     let started = std::time::Instant::now();
     let out = compute(&files, None);
     assert!(started.elapsed() < std::time::Duration::from_secs(20), "a bad header must be refused before allocating");
     let failed: Vec<(String, String)> = out.failed.iter().map(|f| (f.name.clone(), f.reason.clone())).collect();
-    assert_eq!(failed.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["truncated.jpg", "huge.png", "text.jpg"], "{failed:?}");
+    assert_eq!(failed.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(), ["truncated.jpg", "huge.png", "text.jpg", "photo.gif"], "{failed:?}");
     assert!(failed[0].1.contains("corrupt"), "{failed:?}");
     assert!(failed[1].1.contains("100000x100000") && failed[1].1.contains("limit"), "{failed:?}");
-    assert!(failed[2].1.contains("not a PNG or JPEG"), "{failed:?}");
-    assert_eq!(out.rows, 6 * 9, "the six readable images complete, 9 points each");
+    assert!(failed[2].1.starts_with("unsupported format: not a PNG, JPEG, WebP or TIFF file"), "{failed:?}");
+    assert!(failed[3].1.starts_with("unsupported format GIF"), "{failed:?}");
+    assert_eq!(out.rows, 9 * 9, "the nine readable images complete, 9 points each");
+    for name in ["photo.webp", "lossless.webp", "photo.tif"] {
+        let ours = jagged_infer::decode_image(&std::fs::read(d.join(name)).unwrap()).unwrap();
+        let pillow = std::fs::read(d.join(format!("{name}.rgb"))).unwrap();
+        assert_eq!(ours.data.len(), pillow.len(), "{name}: 40 x 36 RGB");
+        let worst = ours.data.iter().zip(&pillow).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
+        assert!(worst <= 3, "{name}: a pixel differs from Pillow's by {worst} levels");
+        if name != "photo.webp" {
+            assert_eq!(worst, 0, "{name} is lossless: identical to Pillow");
+        }
+    }
     // Decoded as expected: 16-bit scaled to 8, gray to equal channels, palette
     // entries, CMYK as Pillow reads it (within JPEG rounding).
     let dec = |name: &str| jagged_infer::decode_image(&files.iter().find(|f| f.0 == name).unwrap().1).unwrap();
@@ -276,4 +298,109 @@ fn a_model_that_does_not_match_its_card_is_refused_at_submit() {
     std::fs::write(&model, b"this is not an onnx model").unwrap();
     let err = submit(tmp.path(), &spec);
     assert!(err.contains("model `tiny_cnn`") && err.contains("cannot be read: not an ONNX model"), "{err}");
+}
+
+/// Resolves `spec` (TOML after the common header) in `dir`; the sweep's items
+/// as (name, label) and the notes submit prints, or the refusal.
+/// Items as (name, label), and the notes submit prints.
+type Read = (Vec<(String, Option<i32>)>, Vec<String>);
+
+fn items(dir: &std::path::Path, dataset: &str) -> Result<Read, String> {
+    let spec = format!(
+        "name = \"d\"\n[dataset]\npath = \"data\"\n{dataset}\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[families]]\nkind = \"diagonal\"\n"
+    );
+    std::fs::write(dir.join("spec.toml"), spec).unwrap();
+    let store = jagged_artifacts::open_store(dir.join("store").to_str().unwrap()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r = rt.block_on(jagged_client::resolve::resolve(&dir.join("spec.toml"), store.as_ref())).map_err(|e| e.to_string())?;
+    Ok((r.sweep.images.iter().map(|i| (i.name.clone(), i.label)).collect(), r.notes))
+}
+
+/// A dataset folder is read one unambiguous way or refused with how to lay it
+/// out; what was read, skipped and left out is said; a labels file that lists
+/// only some images is handled as the spec chooses.
+#[test]
+fn dataset_layouts_are_read_unambiguously_or_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    tiny_model(&d.join("models"));
+    let data = d.join("data");
+    std::fs::create_dir_all(data.join("extra")).unwrap();
+    for f in ["a.png", "b.png", "extra/c.png"] {
+        std::fs::write(data.join(f), jagged_testkit::png(30, 30, 1)).unwrap();
+    }
+    std::fs::write(data.join("anim.gif"), b"GIF89a").unwrap();
+    std::fs::write(data.join("notes.txt"), b"where the photos came from").unwrap();
+
+    // Loose images beside a folder: refused, never read as classes.
+    let e = items(d, "").unwrap_err();
+    assert!(e.contains("holds both loose images (2) and folders (extra)") && e.contains("labels.csv") && e.contains("layout = \"images\""), "{e}");
+    // Chosen explicitly: the loose images, unlabelled, and what was skipped.
+    let (got, notes) = items(d, "layout = \"images\"").unwrap();
+    assert_eq!(got, vec![("a.png".to_string(), None), ("b.png".to_string(), None)]);
+    assert!(notes[0].ends_with("data: 2 images, 0 labelled (loose images, no labels.csv)"), "{notes:?}");
+    assert!(notes.iter().any(|n| n.starts_with("ignored 1 folder(s) (extra)")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.starts_with("skipped 2 file(s): anim.gif (unsupported format GIF), notes.txt (not an image")), "{notes:?}");
+    let e = items(d, "layout = \"classes\"").unwrap_err();
+    assert!(e.contains("loose images (a.png, b.png) beside its class folders"), "{e}");
+
+    // Only folders, not named by the model's classes: refused unless chosen.
+    std::fs::remove_file(data.join("a.png")).unwrap();
+    std::fs::remove_file(data.join("b.png")).unwrap();
+    std::fs::create_dir_all(data.join("dogs")).unwrap();
+    std::fs::write(data.join("dogs/d.png"), jagged_testkit::png(30, 30, 2)).unwrap();
+    let e = items(d, "").unwrap_err();
+    assert!(e.contains("holds folders that are not class names or ids of the model (dogs, extra)"), "{e}");
+    let (got, notes) = items(d, "layout = \"classes\"").unwrap();
+    assert_eq!(got, vec![("dogs/d.png".to_string(), Some(0)), ("extra/c.png".to_string(), Some(1))]);
+    assert!(notes[0].ends_with("data: 2 classes, 2 images (one folder per class)"), "{notes:?}");
+
+    // A labels file that lists some of the images: refused, or as chosen.
+    std::fs::remove_dir_all(data.join("dogs")).unwrap();
+    std::fs::remove_dir_all(data.join("extra")).unwrap();
+    for f in ["a.png", "b.png", "c.png", "e.png"] {
+        std::fs::write(data.join(f), jagged_testkit::png(30, 30, 3)).unwrap();
+    }
+    std::fs::write(data.join("labels.csv"), "file,label\na.png,1\nc.png,\n").unwrap();
+    let e = items(d, "").unwrap_err();
+    assert!(e.contains("lists 2 images but") && e.contains("holds 2 more it does not list (b.png, e.png)") && e.contains("unlisted"), "{e}");
+    let (got, notes) = items(d, "unlisted = \"skip\"").unwrap();
+    assert_eq!(got, vec![("a.png".to_string(), Some(1)), ("c.png".to_string(), None)]);
+    assert!(notes[0].ends_with("labels.csv: 2 images, 1 labelled") && notes[1].starts_with("left out 2 images"), "{notes:?}");
+    let (got, notes) = items(d, "unlisted = \"unlabelled\"").unwrap();
+    let names: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
+    assert_eq!((names, got[2].1, got[3].1), (vec!["a.png", "c.png", "b.png", "e.png"], None, None));
+    assert!(notes[1].starts_with("included 2 images the labels file does not list, unlabelled"), "{notes:?}");
+}
+
+/// Unreachable or malformed addresses are named with the underlying error, once,
+/// without the password, and log files carry no colour codes.
+#[test]
+fn errors_name_the_address_and_the_cause_once() {
+    let run = |args: &[&str]| {
+        let out = Command::new(jagged_bin()).args(args).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = run(&["report", "1", "--database-url", "postgres://u:secret@127.0.0.1:9/x"]);
+    assert!(e.contains("127.0.0.1:9") && e.contains("Connection refused") && !e.contains("secret"), "{e}");
+    let e = run(&["report", "1", "--database-url", "not a url"]);
+    assert!(e.contains("DATABASE_URL (--database-url) is not a URL") && e.contains("postgres://user:password@host:port/database"), "{e}");
+    assert_eq!(e.matches("relative URL without a base").count(), 1, "said once: {e}");
+
+    // A worker pointed at a closed port says where and why, in plain text.
+    jagged_testkit::ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut worker = Command::new(jagged_bin())
+        .args(["worker", "--coordinator", "http://127.0.0.1:9", "--store"])
+        .arg(tmp.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    worker.kill().unwrap();
+    let log = String::from_utf8_lossy(&worker.wait_with_output().unwrap().stderr).into_owned();
+    assert!(log.contains("coordinator=\"http://127.0.0.1:9\"") && log.contains("Connection refused"), "{log}");
+    assert_eq!(log.matches("coordinator unavailable; retrying").count(), 1, "one warning while the cause stays the same: {log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes when not on a terminal: {log:?}");
 }

@@ -158,12 +158,12 @@ fn imagefolder_by_wordnet_id_gets_imagenet_labels() {
     .unwrap();
     let store = jagged_artifacts::open_store(d.join("store").to_str().unwrap()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_, resolved) = rt.block_on(jagged_client::resolve::resolve(&d.join("spec.toml"), store.as_ref())).unwrap();
+    let resolved = rt.block_on(jagged_client::resolve::resolve(&d.join("spec.toml"), store.as_ref())).unwrap().sweep;
     let labels: Vec<(String, Option<i32>)> = resolved.images.iter().map(|i| (i.name.clone(), i.label)).collect();
     assert_eq!(labels, vec![("n02123159/a.png".to_string(), Some(282)), ("n07920052/b.png".to_string(), Some(967))]);
     // A labels.csv may name classes by name or id.
     std::fs::write(d.join("val/labels.csv"), "file,label\nn02123159/a.png,tiger cat\nn07920052/b.png,n07920052\n").unwrap();
-    let (_, resolved) = rt.block_on(jagged_client::resolve::resolve(&d.join("spec.toml"), store.as_ref())).unwrap();
+    let resolved = rt.block_on(jagged_client::resolve::resolve(&d.join("spec.toml"), store.as_ref())).unwrap().sweep;
     assert_eq!(resolved.images.iter().map(|i| i.label).collect::<Vec<_>>(), vec![Some(282), Some(967)]);
     // The same spec pointed at another ImageFolder from the command line (`--dataset`,
     // `--limit`), as `just example azulay-weiss --dataset <val>` does.
@@ -172,7 +172,7 @@ fn imagefolder_by_wordnet_id_gets_imagenet_labels() {
         std::fs::write(d.join("other").join(wnid).join(f), jagged_testkit::png(40, 30, 2)).unwrap();
     }
     let over = jagged_client::Overrides { dataset: Some(d.join("other")), limit: Some(1), ..Default::default() };
-    let (_, resolved) = rt.block_on(jagged_client::resolve::resolve_with(&d.join("spec.toml"), store.as_ref(), &over)).unwrap();
+    let resolved = rt.block_on(jagged_client::resolve::resolve_with(&d.join("spec.toml"), store.as_ref(), &over)).unwrap().sweep;
     let labels: Vec<(String, Option<i32>)> = resolved.images.iter().map(|i| (i.name.clone(), i.label)).collect();
     assert_eq!(labels, vec![("n01440764/c.png".to_string(), Some(0))]);
     let over = jagged_client::Overrides { dataset: Some(d.join("missing")), ..Default::default() };

@@ -53,9 +53,15 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Connects to PostgreSQL (migrating first when asked).
+/// Connects to PostgreSQL (migrating first when asked); a malformed URL is
+/// refused before any connection, saying what a good one looks like.
 pub async fn connect_db(url: &str, migrate: bool) -> Result<jagged_store::Store> {
-    let store = jagged_store::Store::connect(url, 16).await.with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))?;
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") => {}
+        Ok(u) => anyhow::bail!("DATABASE_URL (--database-url) has scheme `{}`; expected postgres://user:password@host:port/database", u.scheme()),
+        Err(e) => anyhow::bail!("DATABASE_URL (--database-url) is not a URL ({e}); expected postgres://user:password@host:port/database"),
+    }
+    let store = jagged_store::Store::connect(url, 16).await.map_err(|e| anyhow::anyhow!("connecting to PostgreSQL at {}: {e}", redact(url)))?;
     if migrate {
         store.migrate().await?;
     }

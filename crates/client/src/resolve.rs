@@ -5,17 +5,65 @@
 
 use crate::{io_err, store_err, ClientError};
 use futures::StreamExt;
-use jagged_domain::spec::{ImageRef, ResolvedModel, ResolvedSweep, Structure, SweepSpec};
+use jagged_domain::spec::{ImageRef, Layout, ResolvedModel, ResolvedSweep, Structure, SweepSpec, Unlisted};
 use jagged_domain::transform::Family;
 use object_store::ObjectStore;
 use std::path::{Path, PathBuf};
 
 type Result<T> = std::result::Result<T, ClientError>;
 
-const IMAGE_EXTS: [&str; 4] = ["png", "jpg", "jpeg", "JPEG"];
+/// Extensions of the image files jagged reads (PNG, JPEG, WebP, TIFF).
+const IMAGE_EXTS: [&str; 6] = ["png", "jpg", "jpeg", "webp", "tif", "tiff"];
+
+/// Extensions of image formats jagged does not read.
+const OTHER_IMAGE_EXTS: [&str; 11] = ["gif", "bmp", "ico", "avif", "heic", "heif", "jxl", "pnm", "ppm", "tga", "svg"];
+
+fn ext(p: &Path) -> Option<String> {
+    p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase)
+}
 
 fn is_image(p: &Path) -> bool {
-    p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+    ext(p).is_some_and(|e| IMAGE_EXTS.contains(&e.as_str()))
+}
+
+/// Why a file in a dataset folder is not read, if it is not.
+fn skip_reason(p: &Path) -> Option<String> {
+    match ext(p) {
+        Some(e) if IMAGE_EXTS.contains(&e.as_str()) => None,
+        Some(e) if OTHER_IMAGE_EXTS.contains(&e.as_str()) => Some(format!("unsupported format {}", e.to_uppercase())),
+        _ => Some("not an image (.png, .jpg, .jpeg, .webp, .tif, .tiff)".into()),
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn is_hidden(p: &Path) -> bool {
+    file_name(p).starts_with('.')
+}
+
+/// `a, b, c and 4 more`.
+fn some_of(names: &[String]) -> String {
+    let shown = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        format!("{shown} and {} more", names.len() - 5)
+    } else {
+        shown
+    }
+}
+
+/// `1,000`.
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// One dataset entry before upload: an image, or a sequence's frames.
@@ -95,20 +143,45 @@ struct Source<'a> {
     limit: Option<u32>,
     /// Items are folders of frames, not image files.
     sequences: bool,
+    /// How a folder without a labels file is read (images only).
+    layout: Layout,
+    /// Images the labels file does not list (images only).
+    unlisted: Unlisted,
 }
 
-/// Lists a source's items: a labels CSV (`item,label`) when there is one, else an
-/// ImageFolder layout (`<class>/<item>`), else the items of the folder, unlabelled.
-fn list_items(src: &Source<'_>, classes: &[String], wnids: &[String]) -> Result<Vec<Entry>> {
+/// A source's items, and what the user should hear about how it was read.
+struct Listing {
+    entries: Vec<Entry>,
+    notes: Vec<String>,
+}
+
+/// The files and folders directly in `dir` (hidden ones left out), sorted.
+fn folder(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let (mut dirs, mut files) = (Vec::new(), Vec::new());
+    for e in std::fs::read_dir(dir).map_err(io_err(format!("reading {}", dir.display())))? {
+        let p = e.map_err(io_err(format!("reading {}", dir.display())))?.path();
+        if is_hidden(&p) {
+            continue;
+        }
+        if p.is_dir() {
+            dirs.push(p);
+        } else {
+            files.push(p);
+        }
+    }
+    dirs.sort();
+    files.sort();
+    Ok((dirs, files))
+}
+
+/// Lists a source's items: from a labels CSV (`item,label`) when there is one,
+/// else by the folder's layout (loose images, unlabelled; or one folder per
+/// class). Sequences: folders of frames, directly or in class folders.
+fn list_items(src: &Source<'_>, classes: &[String], wnids: &[String]) -> Result<Listing> {
     let (root, field) = (&src.root, &src.field);
     if !root.is_dir() {
         return Err(ClientError::Spec(format!("invalid spec: `{field}.path`: {} is not a folder", root.display())));
     }
-    let what = if src.sequences { "sequence" } else { "image" };
-    let entry = |name: String, path: PathBuf, label: Option<i32>| -> Result<Entry> {
-        let paths = if src.sequences { images_in(&path)? } else { vec![path] };
-        Ok(Entry { name, paths, label })
-    };
     let labels = match src.labels {
         Some(l) => {
             let p = root.join(l);
@@ -119,83 +192,195 @@ fn list_items(src: &Source<'_>, classes: &[String], wnids: &[String]) -> Result<
         }
         None => Some(root.join("labels.csv")).filter(|p| p.is_file()),
     };
-    let mut entries = Vec::new();
-    if let Some(labels) = labels {
-        let text = std::fs::read_to_string(&labels).map_err(io_err(format!("reading {}", labels.display())))?;
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            let lower = line.to_ascii_lowercase();
-            if line.is_empty() || (n == 0 && (lower.starts_with("file") || lower.starts_with("sequence"))) {
-                continue;
-            }
-            let (file, label) = line.split_once(',').unwrap_or((line, ""));
-            let file = file.trim().trim_matches('"');
-            let path = root.join(file);
-            if (src.sequences && !path.is_dir()) || (!src.sequences && !path.is_file()) {
-                return Err(ClientError::Spec(format!("{}:{}: {what} `{file}` does not exist", labels.display(), n + 1)));
-            }
-            let label = parse_label(label.trim_matches('"'), classes, wnids, n + 1, &labels)?;
-            entries.push(entry(file.to_string(), path, label)?);
-        }
-    } else {
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        let mut files: Vec<PathBuf> = Vec::new();
-        for e in std::fs::read_dir(root).map_err(io_err(format!("reading {}", root.display())))? {
-            let p = e.map_err(io_err(format!("reading {}", root.display())))?.path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if is_image(&p) {
-                files.push(p);
-            }
-        }
-        dirs.sort();
-        // Sequences directly under the root hold frames; class folders hold sequences.
-        let flat_sequences = src.sequences && dirs.iter().any(|d| images_in(d).is_ok_and(|v| !v.is_empty()));
-        if src.sequences && flat_sequences {
-            for d in dirs {
-                entries.push(entry(d.file_name().unwrap().to_string_lossy().to_string(), d, None)?);
-            }
-        } else if !dirs.is_empty() {
-            // ImageFolder: a folder named by a class name or id of the model (ImageNet's
-            // `val/<wnid>/`) gets that class; otherwise classes are the sorted folder
-            // names, indexed in that order (torchvision's convention).
-            for (i, d) in dirs.iter().enumerate() {
-                let cname = d.file_name().unwrap().to_string_lossy().to_string();
-                let label = class_index(&cname, classes, wnids).map(|x| x as i32).unwrap_or(i as i32);
-                let items: Vec<PathBuf> = if src.sequences {
-                    let mut v: Vec<PathBuf> = std::fs::read_dir(d)
-                        .map_err(io_err(format!("reading {}", d.display())))?
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|p| p.is_dir())
-                        .collect();
-                    v.sort();
-                    v
-                } else {
-                    images_in(d)?
-                };
-                for p in items {
-                    let name = format!("{cname}/{}", p.file_name().unwrap().to_string_lossy());
-                    entries.push(entry(name, p, Some(label))?);
-                }
-            }
-        } else if !src.sequences {
-            files.sort();
-            for p in files {
-                entries.push(entry(p.file_name().unwrap().to_string_lossy().to_string(), p, None)?);
-            }
-        }
-    }
+    let mut listing = match (labels, src.sequences) {
+        (Some(labels), _) => listed(src, &labels, classes, wnids)?,
+        (None, true) => sequences(src, classes, wnids)?,
+        (None, false) => by_layout(src, classes, wnids)?,
+    };
     if let Some(limit) = src.limit {
-        entries.truncate(limit as usize);
+        listing.entries.truncate(limit as usize);
     }
-    if entries.is_empty() {
-        let holds = if src.sequences { "no sequences (folders of .png/.jpg frames)" } else { "no images (.png, .jpg, .jpeg)" };
+    if listing.entries.is_empty() {
+        let holds = if src.sequences { "no sequences (folders of image frames)" } else { "no images (.png, .jpg, .jpeg, .webp, .tif, .tiff)" };
         return Err(ClientError::Spec(format!("invalid spec: `{field}.path`: {} holds {holds}", root.display())));
     }
-    if let Some(e) = entries.iter().find(|e| e.paths.is_empty()) {
+    if let Some(e) = listing.entries.iter().find(|e| e.paths.is_empty()) {
         return Err(ClientError::Spec(format!("invalid spec: `{field}.path`: sequence `{}` holds no frames", e.name)));
     }
-    Ok(entries)
+    Ok(listing)
+}
+
+/// Items named by a labels file, and the images it leaves out handled as the
+/// spec says.
+fn listed(src: &Source<'_>, labels: &Path, classes: &[String], wnids: &[String]) -> Result<Listing> {
+    let (root, field) = (&src.root, &src.field);
+    let what = if src.sequences { "sequence" } else { "image" };
+    let text = std::fs::read_to_string(labels).map_err(io_err(format!("reading {}", labels.display())))?;
+    let mut entries = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let lower = line.to_ascii_lowercase();
+        if line.is_empty() || (n == 0 && (lower.starts_with("file") || lower.starts_with("sequence"))) {
+            continue;
+        }
+        let (file, label) = line.split_once(',').unwrap_or((line, ""));
+        let file = file.trim().trim_matches('"');
+        let path = root.join(file);
+        if (src.sequences && !path.is_dir()) || (!src.sequences && !path.is_file()) {
+            return Err(ClientError::Spec(format!("{}:{}: {what} `{file}` does not exist", labels.display(), n + 1)));
+        }
+        let label = parse_label(label.trim_matches('"'), classes, wnids, n + 1, labels)?;
+        let paths = if src.sequences { images_in(&path)? } else { vec![path] };
+        entries.push(Entry { name: file.trim_start_matches("./").to_string(), paths, label });
+    }
+    let labelled = entries.iter().filter(|e| e.label.is_some()).count();
+    let mut notes = vec![format!("{}: {} {what}s, {} labelled", labels.display(), thousands(entries.len()), thousands(labelled))];
+    if src.sequences {
+        return Ok(Listing { entries, notes });
+    }
+    // Images beside the listed ones (loose, or one folder down) that it leaves out.
+    let listed: std::collections::HashSet<String> = entries.iter().map(|e| e.name.clone()).collect();
+    let (dirs, files) = folder(root)?;
+    let mut unlisted: Vec<(String, PathBuf)> = Vec::new();
+    for d in dirs.iter().map(Some).chain([None]) {
+        let inside = match d {
+            Some(d) => folder(d)?.1,
+            None => files.clone(),
+        };
+        for p in inside.into_iter().filter(|p| is_image(p)) {
+            let name = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().into_owned();
+            if !listed.contains(&name) {
+                unlisted.push((name, p));
+            }
+        }
+    }
+    if !unlisted.is_empty() {
+        let names: Vec<String> = unlisted.iter().map(|u| u.0.clone()).collect();
+        match src.unlisted {
+            Unlisted::Refuse => {
+                return Err(ClientError::Spec(format!(
+                    "invalid spec: `{field}.labels`: {} lists {} images but {} holds {} more it does not list ({}): list them \
+                     (an empty label marks an image unlabelled), or set `{field}.unlisted = \"skip\"` to leave them out \
+                     or `\"unlabelled\"` to include them unlabelled",
+                    labels.display(),
+                    thousands(entries.len()),
+                    root.display(),
+                    thousands(unlisted.len()),
+                    some_of(&names)
+                )))
+            }
+            Unlisted::Skip => notes.push(format!("left out {} images the labels file does not list ({})", thousands(names.len()), some_of(&names))),
+            Unlisted::Unlabelled => {
+                notes.push(format!("included {} images the labels file does not list, unlabelled ({})", thousands(names.len()), some_of(&names)));
+                entries.extend(unlisted.into_iter().map(|(name, p)| Entry { name, paths: vec![p], label: None }));
+            }
+        }
+    }
+    Ok(Listing { entries, notes })
+}
+
+/// Sequences without a labels file: folders of frames directly under the root
+/// (unlabelled), or class folders holding them.
+fn sequences(src: &Source<'_>, classes: &[String], wnids: &[String]) -> Result<Listing> {
+    let (dirs, _) = folder(&src.root)?;
+    let mut entries = Vec::new();
+    if dirs.iter().any(|d| images_in(d).is_ok_and(|v| !v.is_empty())) {
+        for d in dirs {
+            entries.push(Entry { name: file_name(&d), paths: images_in(&d)?, label: None });
+        }
+    } else {
+        for (i, d) in dirs.iter().enumerate() {
+            let label = class_index(&file_name(d), classes, wnids).map(|x| x as i32).unwrap_or(i as i32);
+            for seq in folder(d)?.0 {
+                entries.push(Entry { name: format!("{}/{}", file_name(d), file_name(&seq)), paths: images_in(&seq)?, label: Some(label) });
+            }
+        }
+    }
+    Ok(Listing { entries, notes: vec![] })
+}
+
+/// Images without a labels file, by the folder's layout.
+fn by_layout(src: &Source<'_>, classes: &[String], wnids: &[String]) -> Result<Listing> {
+    let (root, field) = (&src.root, &src.field);
+    let (dirs, files) = folder(root)?;
+    let mut skipped: Vec<String> = Vec::new();
+    let mut images = Vec::new();
+    for f in &files {
+        match skip_reason(f) {
+            None => images.push(f.clone()),
+            Some(why) => skipped.push(format!("{} ({why})", file_name(f))),
+        }
+    }
+    let dir_names: Vec<String> = dirs.iter().map(|d| file_name(d)).collect();
+    let how = format!(
+        "lay it out as loose images (unlabelled), as one folder per class named by a class name or id of the first model \
+         (ImageNet's `n01440764`), or give a labels.csv (`file,label`); `{field}.layout = \"images\"` reads only the loose images, \
+         `{field}.layout = \"classes\"` reads folders of other names as classes in sorted order (torchvision's ImageFolder)"
+    );
+    let layout = match src.layout {
+        Layout::Auto if dirs.is_empty() => Layout::Images,
+        Layout::Auto if images.is_empty() => {
+            let strangers: Vec<String> = dir_names.iter().filter(|n| class_index(n, classes, wnids).is_none()).cloned().collect();
+            if !strangers.is_empty() {
+                return Err(ClientError::Spec(format!(
+                    "invalid spec: `{field}.path`: {} holds folders that are not class names or ids of the model ({}): {how}",
+                    root.display(),
+                    some_of(&strangers)
+                )));
+            }
+            Layout::Classes
+        }
+        Layout::Auto => {
+            return Err(ClientError::Spec(format!(
+                "invalid spec: `{field}.path`: {} holds both loose images ({}) and folders ({}), so it is unclear which are the dataset: {how}",
+                root.display(),
+                thousands(images.len()),
+                some_of(&dir_names)
+            )))
+        }
+        Layout::Classes if !images.is_empty() => {
+            let names: Vec<String> = images.iter().map(|p| file_name(p)).collect();
+            return Err(ClientError::Spec(format!(
+                "invalid spec: `{field}.path`: {} holds loose images ({}) beside its class folders; with `layout = \"classes\"` \
+                 every image must be in its class's folder",
+                root.display(),
+                some_of(&names)
+            )));
+        }
+        other => other,
+    };
+    let mut entries = Vec::new();
+    let mut notes = Vec::new();
+    match layout {
+        Layout::Classes => {
+            // A folder named by a class name or id of the model gets that class;
+            // otherwise classes are the sorted folder names, indexed in that order.
+            for (i, d) in dirs.iter().enumerate() {
+                let cname = file_name(d);
+                let label = class_index(&cname, classes, wnids).map(|x| x as i32).unwrap_or(i as i32);
+                let mut inside = folder(d)?.1;
+                inside.sort_by(|a, b| natural_cmp(&file_name(a), &file_name(b)));
+                for f in inside {
+                    match skip_reason(&f) {
+                        None => entries.push(Entry { name: format!("{cname}/{}", file_name(&f)), paths: vec![f], label: Some(label) }),
+                        Some(why) => skipped.push(format!("{cname}/{} ({why})", file_name(&f))),
+                    }
+                }
+            }
+            notes.push(format!("{}: {} classes, {} images (one folder per class)", root.display(), thousands(dirs.len()), thousands(entries.len())));
+        }
+        _ => {
+            entries = images.into_iter().map(|p| Entry { name: file_name(&p), paths: vec![p], label: None }).collect();
+            notes.push(format!("{}: {} images, 0 labelled (loose images, no labels.csv)", root.display(), thousands(entries.len())));
+            if !dirs.is_empty() {
+                notes.push(format!("ignored {} folder(s) ({}): `{field}.layout` is \"images\"", dirs.len(), some_of(&dir_names)));
+            }
+        }
+    }
+    if !skipped.is_empty() {
+        notes.push(format!("skipped {} file(s): {}", skipped.len(), some_of(&skipped)));
+    }
+    Ok(Listing { entries, notes })
 }
 
 /// Uploads entries (deduplicated by content) and returns their references.
@@ -232,7 +417,7 @@ fn check_graph(bytes: &[u8], card: &jagged_domain::spec::ModelCard, field: &str,
 }
 
 /// Reads, checks and uploads everything a spec names.
-pub async fn resolve(spec_path: &Path, store: &dyn ObjectStore) -> Result<(String, ResolvedSweep)> {
+pub async fn resolve(spec_path: &Path, store: &dyn ObjectStore) -> Result<Resolution> {
     resolve_with(spec_path, store, &Overrides::default()).await
 }
 
@@ -249,14 +434,27 @@ pub struct Overrides {
     pub again: bool,
 }
 
+/// A resolved spec.
+#[derive(Debug)]
+pub struct Resolution {
+    /// The spec file's text.
+    pub spec_toml: String,
+    /// The sweep, its models and items in the object store.
+    pub sweep: ResolvedSweep,
+    /// How the dataset was read and what was left out, for the user
+    /// (`data: 5 images, 0 labelled (loose images, no labels.csv)`).
+    pub notes: Vec<String>,
+}
+
 /// [`resolve`] with command-line overrides applied to the spec first.
-pub async fn resolve_with(spec_path: &Path, store: &dyn ObjectStore, over: &Overrides) -> Result<(String, ResolvedSweep)> {
+pub async fn resolve_with(spec_path: &Path, store: &dyn ObjectStore, over: &Overrides) -> Result<Resolution> {
     let text = std::fs::read_to_string(spec_path).map_err(io_err(format!("reading spec {}", spec_path.display())))?;
     let mut spec = SweepSpec::from_toml(&text).map_err(|e| ClientError::Spec(format!("{}: {e}", spec_path.display())))?;
     if let Some(d) = &over.dataset {
         let abs = std::fs::canonicalize(d).map_err(|e| ClientError::Spec(format!("--dataset {}: no such folder ({e})", d.display())))?;
         let limit = spec.dataset.as_ref().and_then(|x| x.limit);
-        spec.dataset = Some(jagged_domain::spec::DatasetSpec { path: abs.display().to_string(), labels: None, limit });
+        let (layout, unlisted) = spec.dataset.as_ref().map(|x| (x.layout, x.unlisted)).unwrap_or_default();
+        spec.dataset = Some(jagged_domain::spec::DatasetSpec { path: abs.display().to_string(), labels: None, limit, layout, unlisted });
     }
     if let Some(n) = over.limit {
         match spec.dataset.as_mut() {
@@ -303,18 +501,39 @@ pub async fn resolve_with(spec_path: &Path, store: &dyn ObjectStore, over: &Over
     }
     let classes = models.first().map(|m| m.card.classes.clone()).unwrap_or_default();
     let wnids = models.first().map(|m| m.card.wnids.clone()).unwrap_or_default();
+    let mut notes = Vec::new();
     let images = match &spec.dataset {
         Some(d) => {
-            let src = Source { field: "dataset".into(), root: base.join(&d.path), labels: d.labels.as_deref(), limit: d.limit, sequences: false };
-            upload(store, list_items(&src, &classes, &wnids)?, None).await?
+            let src = Source {
+                field: "dataset".into(),
+                root: base.join(&d.path),
+                labels: d.labels.as_deref(),
+                limit: d.limit,
+                sequences: false,
+                layout: d.layout,
+                unlisted: d.unlisted,
+            };
+            let listing = list_items(&src, &classes, &wnids)?;
+            notes.extend(listing.notes);
+            upload(store, listing.entries, None).await?
         }
         None => vec![],
     };
     let mut family_items = std::collections::BTreeMap::new();
     for (f, fam) in spec.families.iter_mut().enumerate() {
         if let Family::Sequence { path, frames, labels, limit, .. } = fam {
-            let src = Source { field: format!("families[{f}]"), root: base.join(&*path), labels: labels.as_deref(), limit: *limit, sequences: true };
-            let entries = list_items(&src, &classes, &wnids)?;
+            let src = Source {
+                field: format!("families[{f}]"),
+                root: base.join(&*path),
+                labels: labels.as_deref(),
+                limit: *limit,
+                sequences: true,
+                layout: Layout::default(),
+                unlisted: Unlisted::default(),
+            };
+            let listing = list_items(&src, &classes, &wnids)?;
+            notes.extend(listing.notes);
+            let entries = listing.entries;
             // Default length: the shortest sequence's.
             let n = *frames.get_or_insert_with(|| entries.iter().map(|e| e.paths.len()).min().unwrap_or(0) as u32);
             if n < 2 {
@@ -328,7 +547,7 @@ pub async fn resolve_with(spec_path: &Path, store: &dyn ObjectStore, over: &Over
     }
     let resolved = ResolvedSweep { spec, models, images, family_items };
     resolved.validate().map_err(|e| ClientError::Spec(format!("{}: {e}", spec_path.display())))?;
-    Ok((text, resolved))
+    Ok(Resolution { spec_toml: text, sweep: resolved, notes })
 }
 
 #[cfg(test)]

@@ -71,17 +71,23 @@ pub const RATE_WINDOW: i64 = 50;
 /// How often the set of running sweeps is re-read for fair share.
 const SHARE_SYNC_MS: i64 = 1_000;
 
-fn store_err(e: StoreError) -> ServiceError {
-    match e {
-        StoreError::Stale(_) => ServiceError::Stale(e.to_string()),
-        StoreError::NoSweep(_) | StoreError::NoWorker(_) => ServiceError::NotFound(e.to_string()),
-        StoreError::Db(_) | StoreError::Unavailable(_) => ServiceError::Unavailable(e.to_string()),
-        StoreError::Data(_) | StoreError::Format { .. } => ServiceError::Internal(e.to_string()),
-        StoreError::BadKey { .. } | StoreError::Refused(_) => ServiceError::Invalid(e.to_string()),
-    }
-}
-
 impl Coordinator {
+    /// A store error as the caller should see it; a database that gives no
+    /// connection is named by its address.
+    fn store_err(&self, e: StoreError) -> ServiceError {
+        match e {
+            StoreError::Stale(_) => ServiceError::Stale(e.to_string()),
+            StoreError::NoSweep(_) | StoreError::NoWorker(_) => ServiceError::NotFound(e.to_string()),
+            e if e.no_connection() => ServiceError::Unavailable(format!(
+                "PostgreSQL at {} gave no connection within 10 s (is it running and reachable?)",
+                self.store.address()
+            )),
+            StoreError::Db(_) | StoreError::Unavailable(_) => ServiceError::Unavailable(e.to_string()),
+            StoreError::Data(_) | StoreError::Format { .. } => ServiceError::Internal(e.to_string()),
+            StoreError::BadKey { .. } | StoreError::Refused(_) => ServiceError::Invalid(e.to_string()),
+        }
+    }
+
     /// A coordinator over a migrated store.
     pub fn new(store: Store, config: Config) -> Coordinator {
         Coordinator {
@@ -105,7 +111,7 @@ impl Coordinator {
                 out.push(None);
                 continue;
             }
-            let by_provider = self.store.throughput(&m.key, RATE_WINDOW).await.map_err(store_err)?;
+            let by_provider = self.store.throughput(&m.key, RATE_WINDOW).await.map_err(|e| self.store_err(e))?;
             let best = by_provider.into_iter().max_by(|a, b| a.shards.cmp(&b.shards).then(b.provider.cmp(&a.provider)));
             if let Some(b) = &best {
                 tracing::info!(model = %m.name, provider = %b.provider, per_sec = b.per_sec, shards = b.shards, "sizing shards from measured throughput");
@@ -120,7 +126,7 @@ impl Coordinator {
     async fn share_order(&self, now: i64) -> Result<Vec<i64>, ServiceError> {
         let synced = self.share.lock().unwrap().1;
         if now - synced >= SHARE_SYNC_MS || now < synced {
-            let running = self.store.running_sweeps().await.map_err(store_err)?;
+            let running = self.store.running_sweeps().await.map_err(|e| self.store_err(e))?;
             // Finished sweeps leave the cache (a status call reloads one if needed).
             self.sweeps.lock().unwrap().retain(|id, _| running.iter().any(|r| r.id == *id));
             let mut share = self.share.lock().unwrap();
@@ -139,7 +145,7 @@ impl Coordinator {
             let sweep = self.resolved(id).await?;
             let held = sweep.models.iter().enumerate().filter(|(_, m)| loaded.contains(&m.key)).map(|(i, _)| Some(i as i32));
             for model in held.chain([None]) {
-                let claimed = self.store.claim_from(worker, id, model, max, now, &self.config.policy).await.map_err(store_err)?;
+                let claimed = self.store.claim_from(worker, id, model, max, now, &self.config.policy).await.map_err(|e| self.store_err(e))?;
                 if !claimed.is_empty() {
                     let work: i64 = claimed.iter().map(|c| c.inferences).sum();
                     self.share.lock().unwrap().0.charge(id, work as f64);
@@ -154,16 +160,16 @@ impl Coordinator {
         if let Some(s) = self.sweeps.lock().unwrap().get(&id) {
             return Ok(s.clone());
         }
-        let s = Arc::new(self.store.resolved(id).await.map_err(store_err)?);
+        let s = Arc::new(self.store.resolved(id).await.map_err(|e| self.store_err(e))?);
         self.sweeps.lock().unwrap().insert(id, s.clone());
         Ok(s)
     }
 
     async fn status(&self, id: i64) -> Result<SweepStatus, ServiceError> {
-        let s = self.store.sweep(id).await.map_err(store_err)?;
-        let leased = self.store.leased_count(id).await.map_err(store_err)? as u32;
-        let errors = self.store.shard_errors(id, 20).await.map_err(store_err)?;
-        let alive = self.store.workers_alive(now_ms() - 3 * self.config.policy.heartbeat_ms).await.map_err(store_err)?;
+        let s = self.store.sweep(id).await.map_err(|e| self.store_err(e))?;
+        let leased = self.store.leased_count(id).await.map_err(|e| self.store_err(e))? as u32;
+        let errors = self.store.shard_errors(id, 20).await.map_err(|e| self.store_err(e))?;
+        let alive = self.store.workers_alive(now_ms() - 3 * self.config.policy.heartbeat_ms).await.map_err(|e| self.store_err(e))?;
         // The resolved sweep (its image list can be large) only to name failed shards' models and families.
         let resolved = if errors.is_empty() { None } else { Some(self.resolved(id).await?) };
         let finished = (s.done + s.failed + s.cancelled) as u32;
@@ -236,7 +242,7 @@ impl Coordinator {
 impl WorkerService for Coordinator {
     async fn register(&self, req: Request<RegisterRequest>) -> Result<Response<RegisterResponse>, Status> {
         let r = req.into_inner();
-        let id = self.store.register_worker(&r.name, &r.host, &r.device, now_ms()).await.map_err(store_err)?;
+        let id = self.store.register_worker(&r.name, &r.host, &r.device, now_ms()).await.map_err(|e| self.store_err(e))?;
         tracing::info!(worker = id, name = %r.name, host = %r.host, device = %r.device, "worker registered");
         Ok(Response::new(RegisterResponse { worker_id: id, lease_ms: self.config.policy.lease_ms, heartbeat_ms: self.config.policy.heartbeat_ms }))
     }
@@ -257,9 +263,9 @@ impl WorkerService for Coordinator {
         let r = req.into_inner();
         let held: Vec<Held> = r.held.iter().map(|h| Held { shard: h.shard_id, epoch: h.lease_epoch }).collect();
         let now = now_ms();
-        let lost = self.store.heartbeat(r.worker_id, &held, now, &self.config.policy).await.map_err(store_err)?;
+        let lost = self.store.heartbeat(r.worker_id, &held, now, &self.config.policy).await.map_err(|e| self.store_err(e))?;
         if r.leaving {
-            self.store.leave_worker(r.worker_id, now).await.map_err(store_err)?;
+            self.store.leave_worker(r.worker_id, now).await.map_err(|e| self.store_err(e))?;
             tracing::info!(worker = r.worker_id, "worker left");
         }
         Ok(Response::new(HeartbeatResponse { lost, lease_deadline_ms: self.config.policy.deadline(now) }))
@@ -283,15 +289,16 @@ impl WorkerService for Coordinator {
             Ok(()) => Ok(Response::new(CompleteResponse {})),
             Err(e @ StoreError::Stale(_)) => {
                 tracing::warn!(shard = r.shard_id, epoch = r.lease_epoch, worker = r.worker_id, "refused a stale commit");
-                Err(store_err(e).into())
+                Err(self.store_err(e).into())
             }
-            Err(e) => Err(store_err(e).into()),
+            Err(e) => Err(self.store_err(e).into()),
         }
     }
 
     async fn fail(&self, req: Request<FailRequest>) -> Result<Response<FailResponse>, Status> {
         let r = req.into_inner();
-        let state = self.store.fail(r.shard_id, r.lease_epoch, &r.error, r.retryable, now_ms(), &self.config.policy).await.map_err(store_err)?;
+        let state =
+            self.store.fail(r.shard_id, r.lease_epoch, &r.error, r.retryable, now_ms(), &self.config.policy).await.map_err(|e| self.store_err(e))?;
         tracing::warn!(shard = r.shard_id, state = state.as_str(), error = %r.error, "shard attempt failed");
         Ok(Response::new(FailResponse { state: pb::ShardState::from(state) as i32 }))
     }
@@ -311,7 +318,8 @@ impl AdminService for Coordinator {
         // SHA-256, so the same spec over the same files hashes the same.
         let canonical = serde_json::to_vec(&sweep).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let hash = hex::encode(sha2::Sha256::digest(&canonical));
-        let (id, existing) = self.store.insert_sweep_once(&r.spec_toml, &sweep, &shards, Some(&hash), !r.again).await.map_err(store_err)?;
+        let (id, existing) =
+            self.store.insert_sweep_once(&r.spec_toml, &sweep, &shards, Some(&hash), !r.again).await.map_err(|e| self.store_err(e))?;
         self.share.lock().unwrap().1 = 0; // re-read the running sweeps at the next lease
         if existing {
             tracing::info!(sweep = id, name = %sweep.spec.name, "the same sweep was submitted again; returning the existing one");
@@ -326,7 +334,7 @@ impl AdminService for Coordinator {
     }
 
     async fn list(&self, _req: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
-        let rows = self.store.sweeps().await.map_err(store_err)?;
+        let rows = self.store.sweeps().await.map_err(|e| self.store_err(e))?;
         let mut sweeps = Vec::with_capacity(rows.len());
         for r in rows {
             sweeps.push(Coordinator::status(self, r.id).await?.into());
@@ -337,7 +345,7 @@ impl AdminService for Coordinator {
     async fn retry(&self, req: Request<RetryRequest>) -> Result<Response<RetryResponse>, Status> {
         let r = req.into_inner();
         let shard = (r.shard_id != 0).then_some(r.shard_id);
-        let shard_ids = self.store.retry_failed(r.sweep_id, shard, now_ms()).await.map_err(store_err)?;
+        let shard_ids = self.store.retry_failed(r.sweep_id, shard, now_ms()).await.map_err(|e| self.store_err(e))?;
         self.share.lock().unwrap().1 = 0; // the sweep runs again: re-read the running sweeps
         tracing::info!(sweep = r.sweep_id, shards = shard_ids.len(), "failed shards requeued");
         Ok(Response::new(RetryResponse { shard_ids }))
@@ -345,7 +353,7 @@ impl AdminService for Coordinator {
 
     async fn cancel(&self, req: Request<CancelRequest>) -> Result<Response<pb::SweepStatus>, Status> {
         let id = req.into_inner().sweep_id;
-        self.store.cancel(id, now_ms()).await.map_err(store_err)?;
+        self.store.cancel(id, now_ms()).await.map_err(|e| self.store_err(e))?;
         self.share.lock().unwrap().1 = 0;
         tracing::info!(sweep = id, "sweep cancelled");
         Ok(Response::new(Coordinator::status(self, id).await?.into()))

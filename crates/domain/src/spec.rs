@@ -99,7 +99,8 @@ pub struct Published {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
-    /// A folder: either images plus a labels CSV, or ImageFolder `root/<class>/*`.
+    /// A folder: images with a labels CSV, loose images, or one folder per class
+    /// ([`Layout`]).
     /// Relative paths are relative to the spec file.
     pub path: String,
     /// CSV of `file,label` (label: class index or class name of the first model's
@@ -109,6 +110,45 @@ pub struct DatasetSpec {
     /// Use only the first N images (in sorted order).
     #[serde(default)]
     pub limit: Option<u32>,
+    /// How a folder without a labels file is read.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub layout: Layout,
+    /// What happens to images in the folder that the labels file does not list.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub unlisted: Unlisted,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// How a dataset folder without a labels file is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// Loose images (unlabelled), or one folder per class named by a class
+    /// name or id of the model; anything else is refused as ambiguous.
+    #[default]
+    Auto,
+    /// Loose images only, unlabelled; subfolders are ignored.
+    Images,
+    /// One folder per class (torchvision's ImageFolder): a folder named by a
+    /// class name or id of the model gets that class, others are classes in
+    /// sorted order; loose images are refused.
+    Classes,
+}
+
+/// What happens to images a labels file does not list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unlisted {
+    /// Refuse the spec, naming them.
+    #[default]
+    Refuse,
+    /// Leave them out of the sweep.
+    Skip,
+    /// Include them, unlabelled.
+    Unlabelled,
 }
 
 /// One model: an ONNX file and its card.

@@ -229,13 +229,19 @@ impl Engine {
 /// Largest image accepted, in pixels (checked from the header, before decoding).
 pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
 
-/// Decodes PNG or JPEG bytes to RGB, refusing images over [`MAX_PIXELS`] before
+/// Decodes PNG, JPEG, WebP or TIFF bytes to RGB, refusing images over [`MAX_PIXELS`] before
 /// allocating their pixels.
 pub fn decode_image(bytes: &[u8]) -> Result<Rgb8, InferError> {
     let reader =
         image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| InferError::Decode(format!("cannot read: {e}")))?;
-    if reader.format().is_none() {
-        return Err(InferError::Decode("not a PNG or JPEG image".into()));
+    // Only formats read in full are tried; any other is named, never called corrupt.
+    match reader.format() {
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg | image::ImageFormat::WebP | image::ImageFormat::Tiff) => {}
+        Some(other) => {
+            let name = other.extensions_str().first().map(|e| e.to_uppercase()).unwrap_or_else(|| format!("{other:?}"));
+            return Err(InferError::Decode(format!("unsupported format {name} (jagged reads PNG, JPEG, WebP and TIFF)")));
+        }
+        None => return Err(InferError::Decode("unsupported format: not a PNG, JPEG, WebP or TIFF file (unknown signature)".into())),
     }
     // JPEG decoders fill a cut-off file with grey rather than fail: insist on the
     // end-of-image marker near the end (after any trailing padding).
@@ -335,6 +341,6 @@ mod tests {
         let jpeg = jpeg.into_inner();
         assert!(decode_image(&jpeg).is_ok());
         assert!(decode_image(&jpeg[..jpeg.len() * 2 / 3]).unwrap_err().to_string().contains("truncated JPEG"));
-        assert!(decode_image(b"just some text, not an image").unwrap_err().to_string().contains("not a PNG or JPEG"));
+        assert!(decode_image(b"just some text, not an image").unwrap_err().to_string().contains("unsupported format: not a PNG, JPEG, WebP or TIFF"));
     }
 }

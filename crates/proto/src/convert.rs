@@ -8,8 +8,8 @@ use crate::v1 as pb;
 use jagged_domain::image::{Filter, Resample};
 use jagged_domain::lease::ShardState;
 use jagged_domain::spec::{
-    DatasetSpec, ImageRef, MetricsSpec, ModelCard, ModelSpec, OutputKind, Published, ResolvedModel, ResolvedSweep, RunSpec, ShardSpec, Structure,
-    SweepSpec,
+    DatasetSpec, ImageRef, Layout, MetricsSpec, ModelCard, ModelSpec, OutputKind, Published, ResolvedModel, ResolvedSweep, RunSpec, ShardSpec,
+    Structure, SweepSpec, Unlisted,
 };
 use jagged_domain::status::{ShardError, SweepState, SweepStatus};
 use jagged_domain::task::{FailedItem, ShardTask, TaskItem};
@@ -67,7 +67,6 @@ mirror! {
     FailedItem <=> FailedItem { index, name, reason }
     ShardError <=> ShardError { shard_id, model, family, error }
     Published <=> Published { model, family, metric, value, source }
-    DatasetSpec <=> Dataset { path, labels, limit }
     ModelSpec <=> ModelSource { name, path, uri, card }
 }
 
@@ -132,6 +131,8 @@ enum_conv!(Filter, Filter, "Resample.filter", { Nearest <=> Filter::Nearest, Bil
 enum_conv!(Background, Background, "background", { Black <=> Background::Black, Mean <=> Background::Mean, Inpaint <=> Background::Inpaint });
 enum_conv!(DiagonalBase, DiagonalBase, "Diagonal.base", { Crop <=> DiagonalBase::Crop, Embed <=> DiagonalBase::Embed });
 enum_conv!(Compare, Compare, "Sequence.compare", { Previous <=> Compare::Previous, First <=> Compare::First });
+enum_conv!(Layout, Layout, "Dataset.layout", { Auto <=> Layout::Auto, Images <=> Layout::Images, Classes <=> Layout::Classes });
+enum_conv!(Unlisted, Unlisted, "Dataset.unlisted", { Refuse <=> Unlisted::Refuse, Skip <=> Unlisted::Skip, Unlabelled <=> Unlisted::Unlabelled });
 enum_conv!(OutputKind, OutputKind, "ModelCard.output", { Logits <=> OutputKind::Logits, Probabilities <=> OutputKind::Probabilities });
 enum_conv!(SweepState, SweepState, "SweepStatus.state", { Running <=> SweepState::Running, Done <=> SweepState::Done, Failed <=> SweepState::Failed, Cancelled <=> SweepState::Cancelled });
 enum_conv!(ShardState, ShardState, "FailResponse.state", {
@@ -323,7 +324,7 @@ impl TryFrom<pb::SweepSpec> for SweepSpec {
         Ok(SweepSpec {
             name: s.name,
             priority: s.priority,
-            dataset: s.dataset.map(Into::into),
+            dataset: s.dataset.map(TryInto::try_into).transpose()?,
             models: map(s.models),
             families: all(s.families)?,
             shard: ShardSpec {
@@ -380,6 +381,12 @@ convert! {
             .map(|i| Ok(TaskItem { index: i.index, image: need(i.item, "ShardItem.item")?.into() }))
             .collect::<Result<_, ConvertError>>()?,
     }
+}
+
+convert! {
+    d: DatasetSpec <=> Dataset { same: [path, labels, limit] }
+    to_wire { layout: pb::Layout::from(d.layout) as i32, unlisted: pb::Unlisted::from(d.unlisted) as i32 }
+    from_wire { layout: enum_of(d.layout)?, unlisted: enum_of(d.unlisted)? }
 }
 
 // ----- status --------------------------------------------------------------

@@ -9,6 +9,8 @@ priority = 2
 path = "imgs"
 labels = "l.csv"
 limit = 5
+layout = "classes"
+unlisted = "unlabelled"
 [[models]]
 path = "m.onnx"
 name = "m"

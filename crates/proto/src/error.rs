@@ -59,3 +59,18 @@ pub fn status_is_retryable(s: &tonic::Status) -> bool {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::ResourceExhausted | tonic::Code::Aborted
     )
 }
+
+/// A status's message with the chain of errors beneath it (`transport error:
+/// tcp connect error: Connection refused (os error 111)`), each said once.
+pub fn cause(s: &tonic::Status) -> String {
+    let mut out = s.message().to_string();
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        let m = e.to_string();
+        if !out.contains(&m) {
+            out = if out.is_empty() { m } else { format!("{out}: {m}") };
+        }
+        source = e.source();
+    }
+    out
+}

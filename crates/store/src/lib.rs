@@ -78,6 +78,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database gave no connection in time (it is down or
+    /// unreachable).
+    pub fn no_connection(&self) -> bool {
+        matches!(self, StoreError::Db(sqlx::Error::PoolTimedOut))
+    }
+
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, StoreError::Db(_) | StoreError::Unavailable(_))
@@ -108,13 +114,30 @@ pub struct Store {
 impl Store {
     /// Connects with a pool of up to `max_connections`.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
-        let pool = PgPoolOptions::new().max_connections(max_connections).acquire_timeout(std::time::Duration::from_secs(10)).connect(url).await?;
+        let opts: sqlx::postgres::PgConnectOptions = url.parse()?;
+        // One direct connection first: the pool would hide why it got none
+        // (connection refused, an unknown host, a wrong password) behind a timeout.
+        let direct = tokio::time::timeout(std::time::Duration::from_secs(10), <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts)).await;
+        match direct {
+            Ok(Ok(c)) => sqlx::Connection::close(c).await?,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),
+        }
+        let pool =
+            PgPoolOptions::new().max_connections(max_connections).acquire_timeout(std::time::Duration::from_secs(10)).connect_with(opts).await?;
         Ok(Store { pool })
     }
 
     /// Wraps an existing pool.
     pub fn from_pool(pool: PgPool) -> Store {
         Store { pool }
+    }
+
+    /// Where the database is, for messages: `host:port/database` (no user or
+    /// password).
+    pub fn address(&self) -> String {
+        let o = self.pool.connect_options();
+        format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or_default())
     }
 
     /// The pool.

@@ -42,10 +42,10 @@ pub enum WorkerError {
     #[error("{0}")]
     Config(String),
     /// The coordinator refused to register the worker.
-    #[error("registering with the coordinator: {}", .0.message())]
+    #[error("registering with the coordinator: {}", jagged_proto::cause(.0))]
     Register(tonic::Status),
     /// The coordinator refused a lease request (not a transient failure).
-    #[error("lease refused: {}", .0.message())]
+    #[error("lease refused: {}", jagged_proto::cause(.0))]
     Lease(tonic::Status),
 }
 
@@ -94,18 +94,30 @@ pub fn default_host_threads(cores: usize, intra_threads: usize, device: jagged_i
 type Client = WorkerServiceClient<tonic::service::interceptor::InterceptedService<Channel, jagged_proto::auth::WithToken>>;
 
 /// Calls `f` until it succeeds or fails with a non-retryable status, backing off
-/// up to 5 s between tries while the coordinator is unreachable.
-async fn retry<T, F, Fut>(what: &str, stop: &AtomicBool, mut f: F) -> Result<T, tonic::Status>
+/// up to 5 s between tries while the coordinator at `url` is unreachable. The
+/// first failure is logged with the URL and its cause; while it lasts, a
+/// reminder every 30 s (or when the cause changes).
+async fn retry<T, F, Fut>(what: &str, url: &str, stop: &AtomicBool, mut f: F) -> Result<T, tonic::Status>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,
 {
     let mut delay = Duration::from_millis(100);
+    let mut said: Option<(String, Instant)> = None;
     loop {
         match f().await {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                if said.is_some() {
+                    tracing::info!(call = what, coordinator = url, "coordinator reachable again");
+                }
+                return Ok(v);
+            }
             Err(s) if jagged_proto::status_is_retryable(&s) && !stop.load(Ordering::Relaxed) => {
-                tracing::warn!(call = what, error = %s.message(), "coordinator unavailable; retrying");
+                let cause = jagged_proto::cause(&s);
+                if said.as_ref().is_none_or(|(c, at)| *c != cause || at.elapsed() >= Duration::from_secs(30)) {
+                    tracing::warn!(call = what, coordinator = url, error = %cause, "coordinator unavailable; retrying");
+                    said = Some((cause, Instant::now()));
+                }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
@@ -144,7 +156,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
     let with_token = jagged_proto::auth::WithToken::new(config.token.as_ref()).map_err(WorkerError::Config)?;
     let client = WorkerServiceClient::with_interceptor(channel, with_token).max_decoding_message_size(jagged_proto::MAX_MESSAGE);
     let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
-    let reg = retry("register", &stop, || {
+    let reg = retry("register", &config.coordinator, &stop, || {
         let mut c = client.clone();
         let req = RegisterRequest { name: config.name.clone(), host: host.clone(), device: config.engine.device.to_string() };
         async move { c.register(req).await }
@@ -156,8 +168,15 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
     tracing::info!(worker = worker_id, name = %config.name, "registered");
 
     let held: Arc<Mutex<HashMap<i64, i64>>> = Default::default();
-    let lost: Arc<Mutex<HashSet<i64>>> = Default::default();
-    let hb = tokio::spawn(heartbeat(client.clone(), worker_id, held.clone(), lost.clone(), Duration::from_millis(reg.heartbeat_ms.max(100) as u64)));
+    let lost: Lost = Default::default();
+    let hb = tokio::spawn(heartbeat(
+        client.clone(),
+        config.coordinator.clone(),
+        worker_id,
+        held.clone(),
+        lost.clone(),
+        Duration::from_millis(reg.heartbeat_ms.max(100) as u64),
+    ));
     let engines: Engines = Default::default();
     let mut idle_since = Instant::now();
     let mut pending: Option<tokio::task::JoinHandle<()>> = None;
@@ -165,7 +184,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
         if stop.load(Ordering::Relaxed) {
             break Ok(());
         }
-        let leased = retry("lease", &stop, || {
+        let leased = retry("lease", &config.coordinator, &stop, || {
             let mut c = client.clone();
             let loaded: Vec<String> = engines.lock().unwrap().keys().cloned().collect();
             async move { c.lease(LeaseRequest { worker_id, max_shards: 1, loaded_models: loaded }).await }
@@ -214,8 +233,14 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
                 if let Err(e) = report(&config, &client, worker_id, lease, model_key, outcome, started, &stop, &lost).await {
                     tracing::error!(shard = id, error = %e, "shard could not be reported");
                 }
-                held.lock().unwrap().remove(&id);
-                lost.lock().unwrap().remove(&id);
+                // Only this lease is let go: once its failure is reported the shard
+                // may be retried and leased here again under a new epoch, which the
+                // heartbeat must keep renewing.
+                let mut held = held.lock().unwrap();
+                if held.get(&id) == Some(&lease.epoch) {
+                    held.remove(&id);
+                    lost.lock().unwrap().remove(&(id, lease.epoch));
+                }
             }));
         }
         idle_since = Instant::now();
@@ -235,21 +260,29 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
     result
 }
 
-async fn heartbeat(client: Client, worker_id: i64, held: Arc<Mutex<HashMap<i64, i64>>>, lost: Arc<Mutex<HashSet<i64>>>, every: Duration) {
+/// Leases the coordinator said this worker lost, as (shard, lease epoch): a
+/// shard lost under one epoch may be leased here again under another.
+type Lost = Arc<Mutex<HashSet<(i64, i64)>>>;
+
+async fn heartbeat(client: Client, url: String, worker_id: i64, held: Arc<Mutex<HashMap<i64, i64>>>, lost: Lost, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let shards: Vec<HeldShard> = held.lock().unwrap().iter().map(|(&shard_id, &lease_epoch)| HeldShard { shard_id, lease_epoch }).collect();
         let mut c = client.clone();
-        match c.heartbeat(HeartbeatRequest { worker_id, held: shards, leaving: false }).await {
+        match c.heartbeat(HeartbeatRequest { worker_id, held: shards.clone(), leaving: false }).await {
             Ok(r) => {
                 let gone = r.into_inner().lost;
                 if !gone.is_empty() {
                     tracing::warn!(shards = ?gone, "lost leases; abandoning those shards");
-                    lost.lock().unwrap().extend(gone);
+                    // Only leases still held as they were sent: one let go meanwhile
+                    // (reported, or leased again under a new epoch) is not lost.
+                    let held = held.lock().unwrap();
+                    let still = shards.iter().filter(|h| gone.contains(&h.shard_id) && held.get(&h.shard_id) == Some(&h.lease_epoch));
+                    lost.lock().unwrap().extend(still.map(|h| (h.shard_id, h.lease_epoch)));
                 }
             }
-            Err(s) => tracing::warn!(error = %s.message(), "heartbeat failed"),
+            Err(s) => tracing::warn!(coordinator = %url, error = %jagged_proto::cause(&s), "heartbeat failed"),
         }
     }
 }
@@ -275,7 +308,7 @@ async fn report(
     outcome: Result<Option<ShardOutput>, Failure>,
     started: Instant,
     stop: &AtomicBool,
-    lost: &Mutex<HashSet<i64>>,
+    lost: &Mutex<HashSet<(i64, i64)>>,
 ) -> Result<(), ReportError> {
     let (shard, epoch) = (lease.shard, lease.epoch);
     let out = match outcome {
@@ -284,13 +317,13 @@ async fn report(
             tracing::warn!(shard, "lease lost; shard abandoned");
             return Ok(());
         }
-        Err(failure) => return report_failure(client, worker_id, lease, failure, stop).await,
+        Err(failure) => return report_failure(client, &config.coordinator, worker_id, lease, failure, stop).await,
     };
     let key = jagged_artifacts::part_key(lease.sweep, shard, lease.attempt, epoch);
     let sha = jagged_artifacts::sha256_hex(&out.part);
     let rows = out.rows as i64;
     let t = out.timing;
-    match write_part(config, &key, out.part.into(), shard, lost).await {
+    match write_part(config, &key, out.part.into(), (shard, epoch), lost).await {
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(shard, "lease lost while the part was being written; shard abandoned");
@@ -298,7 +331,7 @@ async fn report(
         }
         Err(e) => {
             let failure = Failure { message: format!("writing the result part `{key}`: {e}"), retryable: true };
-            return report_failure(client, worker_id, lease, failure, stop).await;
+            return report_failure(client, &config.coordinator, worker_id, lease, failure, stop).await;
         }
     }
     let req = CompleteRequest {
@@ -313,7 +346,7 @@ async fn report(
         seconds: started.elapsed().as_secs_f64(),
         model_key,
     };
-    match retry("complete", stop, || {
+    match retry("complete", &config.coordinator, stop, || {
         let mut c = client.clone();
         let req = req.clone();
         async move { c.complete(req).await }
@@ -343,15 +376,15 @@ async fn write_part(
     config: &WorkerConfig,
     key: &str,
     part: bytes::Bytes,
-    shard: i64,
-    lost: &Mutex<HashSet<i64>>,
+    (shard, epoch): (i64, i64),
+    lost: &Mutex<HashSet<(i64, i64)>>,
 ) -> Result<bool, jagged_artifacts::ArtifactError> {
     let deadline = Instant::now() + config.store_retry;
     let mut delay = Duration::from_millis(100);
     loop {
         match jagged_artifacts::put(config.store.as_ref(), key, part.clone()).await {
             Ok(()) => return Ok(true),
-            Err(_) if lost.lock().unwrap().contains(&shard) => return Ok(false),
+            Err(_) if lost.lock().unwrap().contains(&(shard, epoch)) => return Ok(false),
             Err(e) if Instant::now() + delay < deadline => {
                 tracing::warn!(shard, error = %e, retry_in_ms = delay.as_millis() as u64, "the store did not take the result part; retrying");
                 tokio::time::sleep(delay).await;
@@ -364,11 +397,11 @@ async fn write_part(
 
 /// Reports a failed attempt (requeued with backoff, or failed for good after
 /// the sweep's attempts).
-async fn report_failure(client: &Client, worker_id: i64, lease: Lease, failure: Failure, stop: &AtomicBool) -> Result<(), ReportError> {
+async fn report_failure(client: &Client, url: &str, worker_id: i64, lease: Lease, failure: Failure, stop: &AtomicBool) -> Result<(), ReportError> {
     let shard = lease.shard;
     tracing::warn!(shard, error = %failure.message, retryable = failure.retryable, "shard failed");
     let req = FailRequest { worker_id, shard_id: shard, lease_epoch: lease.epoch, error: failure.message, retryable: failure.retryable };
-    let reported = retry("fail", stop, || {
+    let reported = retry("fail", url, stop, || {
         let mut c = client.clone();
         let req = req.clone();
         async move { c.fail(req).await }
@@ -387,7 +420,7 @@ struct Failure {
     retryable: bool,
 }
 
-async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost: &Arc<Mutex<HashSet<i64>>>) -> Result<Option<ShardOutput>, Failure> {
+async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost: &Lost) -> Result<Option<ShardOutput>, Failure> {
     let retryable = |m: String| Failure { message: m, retryable: true };
     let model_bytes = if engines.lock().unwrap().contains_key(&task.model.key) {
         None
@@ -425,7 +458,7 @@ async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost
     let lost = lost.clone();
     let opts = config.engine.clone();
     let host_threads = config.host_threads;
-    let shard_id = task.shard_id;
+    let (shard_id, epoch) = (task.shard_id, task.lease_epoch);
     tokio::task::spawn_blocking(move || {
         let mut engines = engines.lock().unwrap();
         if let Some(bytes) = model_bytes {
@@ -443,7 +476,7 @@ async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost
         *used = ENGINE_CLOCK.fetch_add(1, Ordering::Relaxed);
         let pad_batches = pads_batches(engine.provider);
         let input = ShardInput { task: &task, images, host_threads, pad_batches };
-        let abandoned = || lost.lock().unwrap().contains(&shard_id);
+        let abandoned = || lost.lock().unwrap().contains(&(shard_id, epoch));
         run_shard(engine, input, &abandoned).map_err(|e| retryable(e.to_string()))
     })
     .await
