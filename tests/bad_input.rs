@@ -388,6 +388,9 @@ fn errors_name_the_address_and_the_cause_once() {
     assert!(e.contains("DATABASE_URL (--database-url) is not a URL") && e.contains("postgres://user:password@host:port/database"), "{e}");
     assert_eq!(e.matches("relative URL without a base").count(), 1, "said once: {e}");
 
+    let e = run(&["sweep", "status", "1", "--coordinator", "http://127.0.0.1:9"]);
+    assert!(e.contains("cannot reach the coordinator at http://127.0.0.1:9") && e.contains("Connection refused"), "{e}");
+
     // A worker pointed at a closed port says where and why, in plain text.
     jagged_testkit::ort();
     let tmp = tempfile::tempdir().unwrap();

@@ -146,6 +146,7 @@ fn an_unwritable_store_is_waited_out_or_reported_with_its_cause_and_retry_keeps_
         assert!(e.error.contains("Operation not permitted") || e.error.contains("Permission denied"), "the store's own error: {e:?}");
     }
     let (ok, text) = jagged(&["sweep", "status", &id.to_string(), "--watch", "--coordinator", &url]);
+    eprintln!("$ jagged sweep status {id} --watch\n{text}");
     assert!(!ok, "a failed sweep is a non-zero exit:\n{text}");
     assert!(text.contains("[failed]") && text.contains(&format!("jagged sweep retry {id}")), "{text}");
     assert!(text.contains("Operation not permitted") || text.contains("Permission denied"), "{text}");
@@ -156,6 +157,7 @@ fn an_unwritable_store_is_waited_out_or_reported_with_its_cause_and_retry_keeps_
     assert!(!ok && text.contains(&format!("requeued 1 shard(s) of sweep {id}: {shard}")), "{text}");
     drop(frozen);
     let (ok, text) = jagged(&["sweep", "retry", &id.to_string(), "--wait", "--coordinator", &url]);
+    eprintln!("$ jagged sweep retry {id} --wait\n{text}");
     assert!(ok, "{text}");
     assert!(text.contains("requeued 8 shard(s)") && text.contains("[done]"), "{text}");
     let st = rt.block_on(until(&url, id, "status", |_| true));

@@ -82,7 +82,10 @@ pub enum ClientError {
     #[error("{0}")]
     Config(String),
     /// The coordinator cannot be reached.
-    #[error("cannot reach the coordinator at {url} (start one with `jagged coordinator`, or set JAGGED_COORDINATOR): {cause}")]
+    #[error(
+        "cannot reach the coordinator at {url} (start one with `jagged coordinator`, or set JAGGED_COORDINATOR): {}",
+        jagged_proto::error_chain(cause)
+    )]
     Connect {
         /// Its URL.
         url: String,
@@ -90,7 +93,7 @@ pub enum ClientError {
         cause: tonic::transport::Error,
     },
     /// The coordinator answered with an error (its message).
-    #[error("{}", .0.message())]
+    #[error("{}", jagged_proto::cause(.0))]
     Refused(tonic::Status),
     /// The coordinator's answer does not describe a valid value.
     #[error(transparent)]

@@ -63,8 +63,15 @@ pub fn status_is_retryable(s: &tonic::Status) -> bool {
 /// A status's message with the chain of errors beneath it (`transport error:
 /// tcp connect error: Connection refused (os error 111)`), each said once.
 pub fn cause(s: &tonic::Status) -> String {
-    let mut out = s.message().to_string();
-    let mut source = std::error::Error::source(s);
+    chain(s.message().to_string(), std::error::Error::source(s))
+}
+
+/// An error with the chain of errors beneath it, each said once.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    chain(e.to_string(), e.source())
+}
+
+fn chain(mut out: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
     while let Some(e) = source {
         let m = e.to_string();
         if !out.contains(&m) {

@@ -30,4 +30,4 @@ pub mod error;
 pub mod transport;
 
 pub use convert::ConvertError;
-pub use error::{cause, status_is_retryable, ServiceError, MAX_MESSAGE};
+pub use error::{cause, error_chain, status_is_retryable, ServiceError, MAX_MESSAGE};
