@@ -125,12 +125,8 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// The images of a folder, sorted by name (naturally: frame order).
 fn images_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut imgs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io_err(format!("reading {}", dir.display())))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && is_image(p))
-        .collect();
-    imgs.sort_by(|a, b| natural_cmp(&a.file_name().unwrap().to_string_lossy(), &b.file_name().unwrap().to_string_lossy()));
+    let mut imgs: Vec<PathBuf> = folder(dir)?.1.into_iter().filter(|p| is_image(p)).collect();
+    imgs.sort_by(|a, b| natural_cmp(&file_name(a), &file_name(b)));
     Ok(imgs)
 }
 
