@@ -167,3 +167,89 @@ fn an_unwritable_store_is_waited_out_or_reported_with_its_cause_and_retry_keeps_
     assert!(!ok && text.contains(&format!("sweep `{id}` has no failed shards")), "{text}");
     cluster.stop();
 }
+
+/// Drops ANSI escape sequences (`ESC [ ... letter`) from terminal output.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.next_if_eq(&'[').is_some() {
+                while chars.next().is_some_and(|c| !c.is_ascii_alphabetic()) {}
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn watching_fits_an_80_column_terminal_and_prints_plain_lines_elsewhere() {
+    ort();
+    if Command::new("script").arg("--version").output().is_err() {
+        panic!("`script` (util-linux) is needed to run a command in a pseudo-terminal");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { side: 64, name: "tiny64".into(), ..Default::default() });
+    std::fs::create_dir_all(dir.join("models")).unwrap();
+    std::fs::write(dir.join("models/tiny64.onnx"), &m.bytes).unwrap();
+    std::fs::write(dir.join("models/tiny64.card.json"), serde_json::to_vec(&m.card).unwrap()).unwrap();
+    dataset(&dir.join("data"), 16, 4, &[]);
+    // A long name makes every full status line far wider than 80 columns.
+    let name = format!("a sweep with a long descriptive name {}", "x".repeat(120));
+    std::fs::write(dir.join("spec.toml"), SPEC.replace("name = \"failures\"", &format!("name = \"{name}\""))).unwrap();
+    let opts = ClusterOptions {
+        bin: jagged_bin(),
+        dir: dir.join("run"),
+        workers: 0,
+        threads: 1,
+        lease_ms: 5_000,
+        heartbeat_ms: 500,
+        store: None,
+        env: vec![],
+    };
+    let mut cluster = LocalCluster::start(opts).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = cluster.url.clone();
+    let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
+    let id = rt.block_on(jagged_testkit::submit(&url, &dir.join("spec.toml"), objects.as_ref(), &Overrides::default())).unwrap();
+
+    // Watched in an 80-column pseudo-terminal: queued with no worker for a
+    // while (the bar is drawn), then run to the end.
+    let cmd = format!("stty cols 80 rows 24; exec {} sweep status {id} --watch --coordinator {url}", jagged_bin().display());
+    let watcher = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("TERM", "xterm-256color")
+        .env_remove("NO_COLOR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.add_worker(0).unwrap();
+    let out = watcher.wait_with_output().unwrap();
+    let raw = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{raw}\n{}", String::from_utf8_lossy(&out.stderr));
+    let screen = strip_ansi(&raw);
+    let lines: Vec<&str> = screen.split(['\n', '\r']).filter(|l| !l.is_empty()).collect();
+    eprintln!("what an 80-column terminal showed:\n{}", lines.join("\n"));
+    for l in &lines {
+        assert!(l.chars().count() <= 80, "{} columns: {l:?}", l.chars().count());
+    }
+    let bar = format!("sweep {id} ");
+    assert!(
+        lines.iter().any(|l| l.starts_with(&bar) && l.contains("% shards 0/8") && l.contains("0 workers")),
+        "no progress bar while queued: {lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.starts_with(&format!("sweep {id} [done]"))), "no final status: {lines:?}");
+    assert!(screen.contains("xxxxxxxx"), "the final status keeps the whole name, broken over lines: {lines:?}");
+
+    // Off a terminal: plain lines, the final one once.
+    let (ok, text) = jagged(&["sweep", "status", &id.to_string(), "--watch", "--coordinator", &url]);
+    assert!(ok, "{text}");
+    assert_eq!(text.matches("[done]").count(), 1, "{text}");
+    assert!(!text.contains('\x1b') && !text.contains('\r'), "{text:?}");
+    cluster.stop();
+}

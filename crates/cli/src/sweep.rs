@@ -4,9 +4,10 @@ use crate::args::StoreArg;
 use crate::client::ClientArgs;
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use jagged_client::admin::{line, wait, Admin};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use jagged_client::admin::{brief, line, wait, Admin};
 use jagged_domain::status::{SweepState, SweepStatus};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 /// Command-line changes to a spec.
@@ -87,30 +88,91 @@ pub enum SweepCmd {
     },
 }
 
-/// Prints a status with its shard errors.
+/// Prints a status with its shard errors; on a terminal, broken to its width.
 pub fn print(s: &SweepStatus) {
-    println!("{}", line(s));
-    for e in &s.errors {
-        println!("  shard {} ({} / {}) failed: {}", e.shard_id, e.model, e.family, e.error);
+    let width = std::io::stdout().is_terminal().then(|| console::Term::stdout().size_checked()).flatten();
+    let mut out = vec![line(s)];
+    out.extend(s.errors.iter().map(|e| format!("  shard {} ({} / {}) failed: {}", e.shard_id, e.model, e.family, e.error)));
+    for l in out {
+        match width {
+            Some((_, cols)) => wrap(&l, cols as usize).iter().for_each(|w| println!("{w}")),
+            None => println!("{l}"),
+        }
     }
 }
 
-/// Shows progress on stderr: one line redrawn on a terminal, else each new line.
+/// Breaks `text` at spaces into lines of at most `width` characters (at least
+/// 20), keeping its leading indent; continuation lines are indented by four,
+/// and a word longer than a line is cut.
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    const INDENT: &str = "    ";
+    let width = width.max(20);
+    let rest = text.trim_start_matches(' ');
+    let mut lines = vec![" ".repeat(text.len() - rest.len())];
+    for word in rest.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let cur = lines.last_mut().expect("one line at least");
+            let used = cur.chars().count();
+            let blank = cur.trim().is_empty();
+            let sep = usize::from(!blank);
+            if used + sep + word.len() <= width {
+                if !blank {
+                    cur.push(' ');
+                }
+                cur.extend(&word);
+                break;
+            }
+            if blank {
+                let room = width.saturating_sub(used).max(1);
+                cur.extend(word.drain(..room.min(word.len())));
+            }
+            lines.push(INDENT.to_string());
+        }
+    }
+    while lines.len() > 1 && lines.last().is_some_and(|l| l.trim().is_empty()) {
+        lines.pop();
+    }
+    lines
+}
+
+/// Shows progress on stderr: on a terminal, a bar that fits its width; else a
+/// plain line whenever the status changes. The final status is left to
+/// [`finished`], so it is printed once.
 pub fn progress() -> impl FnMut(&SweepStatus) {
-    let tty = std::io::stderr().is_terminal();
+    // indicatif hides its bars on a dumb terminal: plain lines there too.
+    let dumb = std::env::var("TERM").map_or(true, |t| t == "dumb");
+    let tty = std::io::stderr().is_terminal() && !dumb;
+    let mut bar: Option<ProgressBar> = None;
     let mut last = String::new();
     move |s| {
-        let l = line(s);
+        let running = s.state == SweepState::Running;
         if tty {
-            eprint!("\r\x1b[2K{l}");
-            if s.state != SweepState::Running {
-                eprintln!();
+            let bar = bar.get_or_insert_with(|| {
+                let style = ProgressStyle::with_template("sweep {prefix} {bar:24} {percent:>3}% {wide_msg}")
+                    .expect("progress template")
+                    .progress_chars("=> ");
+                // Set up hidden, shown once it holds the first status.
+                let bar = ProgressBar::hidden().with_style(style).with_prefix(s.sweep_id.to_string());
+                bar.set_length(s.inferences_total.max(0) as u64);
+                bar.set_position(s.inferences_done.max(0) as u64);
+                bar.set_message(brief(s));
+                bar.set_draw_target(ProgressDrawTarget::stderr());
+                bar
+            });
+            bar.set_length(s.inferences_total.max(0) as u64);
+            bar.set_message(brief(s));
+            bar.set_position(s.inferences_done.max(0) as u64);
+            if !running {
+                bar.finish_and_clear();
             }
-            let _ = std::io::stderr().flush();
-        } else if l != last {
-            eprintln!("{l}");
+        } else if running {
+            let l = line(s);
+            if l != last {
+                eprintln!("{l}");
+            }
+            last = l;
         }
-        last = l;
     }
 }
 
@@ -178,4 +240,27 @@ pub async fn run(cmd: SweepCmd) -> Result<()> {
         SweepCmd::Cancel { id, client } => print(&Admin::connect(&client.config()?).await?.cancel(id).await?),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wrap_breaks_at_spaces_within_the_width() {
+        let text = "sweep 7 [running] demo: shards 3/5 done, 1 leased, 1 queued; inferences 120/200 (60%); workers 2";
+        let lines = wrap(text, 40);
+        assert_eq!(lines, ["sweep 7 [running] demo: shards 3/5 done,", "    1 leased, 1 queued; inferences", "    120/200 (60%); workers 2"]);
+        assert_eq!(wrap("short", 80), ["short"]);
+        assert_eq!(wrap("", 80), [""]);
+    }
+
+    #[test]
+    fn wrap_keeps_the_indent_and_cuts_words_longer_than_a_line() {
+        assert_eq!(wrap("  shard 3 failed: abc", 20), ["  shard 3 failed:", "    abc"]);
+        let long = "x".repeat(50);
+        let lines = wrap(&format!("name {long} end"), 20);
+        assert!(lines.iter().all(|l| l.chars().count() <= 20), "{lines:?}");
+        assert_eq!(lines.concat().replace(' ', ""), format!("name{long}end"));
+    }
 }

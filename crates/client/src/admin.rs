@@ -133,17 +133,41 @@ pub fn line(s: &SweepStatus) -> String {
     out + &pace(s)
 }
 
+/// The short form a progress bar shows beside itself, most telling first (the
+/// bar shows the inferences): `ETA 0:01:12 · 165/s · shards 3/5 · 1 failed · 4 workers`.
+pub fn brief(s: &SweepStatus) -> String {
+    let mut parts = Vec::new();
+    if s.state == SweepState::Running && s.inferences_per_sec > 0.0 {
+        if s.eta_secs >= 0.0 {
+            parts.push(format!("ETA {}", clock(s.eta_secs)));
+        }
+        parts.push(format!("{:.0}/s", s.inferences_per_sec));
+    }
+    parts.push(format!("shards {}/{}", s.done, s.total));
+    for (n, what) in [(i64::from(s.failed), "failed"), (i64::from(s.cancelled), "cancelled"), (s.failed_items, "failed items")] {
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    if s.state == SweepState::Running {
+        let n = s.workers_alive;
+        parts.push(format!("{n} worker{}", if n == 1 { "" } else { "s" }));
+    }
+    parts.join(" · ")
+}
+
+/// `1:02:03` for a number of seconds.
+fn clock(secs: f64) -> String {
+    let t = secs.round() as u64;
+    format!("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+}
+
 /// `; 165 inferences/s, ETA 0:01:12` for a running sweep whose pace is known.
 fn pace(s: &SweepStatus) -> String {
     if s.state != SweepState::Running || s.inferences_per_sec <= 0.0 {
         return String::new();
     }
-    let eta = if s.eta_secs >= 0.0 {
-        let t = s.eta_secs.round() as u64;
-        format!(", ETA {}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
-    } else {
-        String::new()
-    };
+    let eta = if s.eta_secs >= 0.0 { format!(", ETA {}", clock(s.eta_secs)) } else { String::new() };
     format!("; {:.0} inferences/s{eta}", s.inferences_per_sec)
 }
 
