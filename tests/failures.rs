@@ -65,6 +65,16 @@ fn logged_since(logs: &[PathBuf], from: &[usize], text: &str) -> bool {
     logs.iter().zip(from).any(|(l, &f)| std::fs::read_to_string(l).is_ok_and(|t| t.get(f..).is_some_and(|t| t.contains(text))))
 }
 
+/// Writes the model (`models/tiny64.onnx` with its card) and the 16 images
+/// (`data/`) that [`SPEC`] names.
+fn inputs(dir: &Path) {
+    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { side: 64, name: "tiny64".into(), ..Default::default() });
+    std::fs::create_dir_all(dir.join("models")).unwrap();
+    std::fs::write(dir.join("models/tiny64.onnx"), &m.bytes).unwrap();
+    std::fs::write(dir.join("models/tiny64.card.json"), serde_json::to_vec(&m.card).unwrap()).unwrap();
+    dataset(&dir.join("data"), 16, 4, &[]);
+}
+
 /// Runs the `jagged` binary as a user would; returns (success, stdout + stderr).
 fn jagged(args: &[&str]) -> (bool, String) {
     let out = Command::new(jagged_bin()).args(args).env("NO_COLOR", "1").output().unwrap();
@@ -76,11 +86,7 @@ fn an_unwritable_store_is_waited_out_or_reported_with_its_cause_and_retry_keeps_
     ort();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { side: 64, name: "tiny64".into(), ..Default::default() });
-    std::fs::create_dir_all(dir.join("models")).unwrap();
-    std::fs::write(dir.join("models/tiny64.onnx"), &m.bytes).unwrap();
-    std::fs::write(dir.join("models/tiny64.card.json"), serde_json::to_vec(&m.card).unwrap()).unwrap();
-    dataset(&dir.join("data"), 16, 4, &[]);
+    inputs(dir);
     std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
     let opts = ClusterOptions {
         bin: jagged_bin(),
@@ -192,11 +198,7 @@ fn watching_fits_an_80_column_terminal_and_prints_plain_lines_elsewhere() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { side: 64, name: "tiny64".into(), ..Default::default() });
-    std::fs::create_dir_all(dir.join("models")).unwrap();
-    std::fs::write(dir.join("models/tiny64.onnx"), &m.bytes).unwrap();
-    std::fs::write(dir.join("models/tiny64.card.json"), serde_json::to_vec(&m.card).unwrap()).unwrap();
-    dataset(&dir.join("data"), 16, 4, &[]);
+    inputs(dir);
     // A long name makes every full status line far wider than 80 columns.
     let name = format!("a sweep with a long descriptive name {}", "x".repeat(120));
     std::fs::write(dir.join("spec.toml"), SPEC.replace("name = \"failures\"", &format!("name = \"{name}\""))).unwrap();
