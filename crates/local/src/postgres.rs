@@ -3,8 +3,11 @@
 //! durability off (fsync, synchronous commit) since it is thrown away.
 //!
 //! Server binaries are found in `JAGGED_PG_BIN`, else the newest
-//! `/usr/lib/postgresql/*/bin`, else `pg_config --bindir`. PostgreSQL refuses to run as root, so
-//! as root the cluster runs as the `postgres` user through `runuser`.
+//! `/usr/lib/postgresql/*/bin`, else `pg_config --bindir` (`just` points
+//! `JAGGED_PG_BIN` at binaries it fetches when the machine has none:
+//! `scripts/fetch.sh postgres`). PostgreSQL refuses to run as root, so as root
+//! the cluster runs through `runuser` as the `postgres` user, or `nobody` where
+//! there is none.
 
 use crate::process::stop_child;
 use crate::LocalError;
@@ -23,7 +26,14 @@ pub struct LocalPostgres {
 
 fn find_bin() -> Result<PathBuf, LocalError> {
     if let Some(p) = std::env::var_os("JAGGED_PG_BIN") {
-        return Ok(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        if !p.join("initdb").exists() {
+            return Err(LocalError::Postgres(format!(
+                "JAGGED_PG_BIN={} holds no initdb: point it at PostgreSQL's bin folder (`scripts/fetch.sh postgres` fetches one there)",
+                p.display()
+            )));
+        }
+        return Ok(p);
     }
     let mut candidates: Vec<PathBuf> =
         std::fs::read_dir("/usr/lib/postgresql").map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect()).unwrap_or_default();
@@ -37,17 +47,46 @@ fn find_bin() -> Result<PathBuf, LocalError> {
             return Ok(p);
         }
     }
-    Err(LocalError::Postgres("PostgreSQL server binaries not found: install the PostgreSQL server package or set JAGGED_PG_BIN".into()))
+    Err(LocalError::Postgres(
+        "PostgreSQL server binaries not found: `just demo` and `just test` fetch them; else install the PostgreSQL server package, or set JAGGED_PG_BIN to a bin folder (`scripts/fetch.sh postgres` fetches one)"
+            .into(),
+    ))
 }
 
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
+/// The user the cluster runs as when we are root: `postgres`, else `nobody`.
+fn server_user() -> &'static str {
+    let has_postgres = Command::new("id").args(["-u", "postgres"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if has_postgres {
+        "postgres"
+    } else {
+        "nobody"
+    }
+}
+
+/// Gives `path` (recursively with `-R`) to the server's user when we are root.
+fn give(path: &Path, recursive: bool) -> Result<(), LocalError> {
+    if !is_root() {
+        return Ok(());
+    }
+    let mut c = Command::new("chown");
+    if recursive {
+        c.arg("-R");
+    }
+    let st = c.arg(format!("{}:", server_user())).arg(path).status().map_err(|e| LocalError::Postgres(format!("running chown: {e}")))?;
+    if !st.success() {
+        return Err(LocalError::Postgres(format!("chown of {} to {} failed", path.display(), server_user())));
+    }
+    Ok(())
+}
+
 fn as_owner(bin: &Path, prog: &str) -> Command {
     if is_root() {
         let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(bin.join(prog));
+        c.args(["-u", server_user(), "--"]).arg(bin.join(prog));
         c
     } else {
         Command::new(bin.join(prog))
@@ -72,12 +111,7 @@ impl LocalPostgres {
         let bin = find_bin()?;
         std::fs::create_dir_all(dir).map_err(|e| LocalError::Postgres(format!("{}: {e}", dir.display())))?;
         let data = dir.join("data");
-        if is_root() {
-            let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir).status().map_err(|e| LocalError::Postgres(e.to_string()))?;
-            if !st.success() {
-                return Err(LocalError::Postgres(format!("chown of {} to postgres failed", dir.display())));
-            }
-        }
+        give(dir, true)?;
         if !data.join("PG_VERSION").exists() {
             let out = as_owner(&bin, "initdb")
                 .arg("-D")
@@ -109,9 +143,7 @@ impl LocalPostgres {
     pub fn restart(&mut self) -> Result<(), LocalError> {
         self.stop();
         let log = std::fs::File::create(self.dir.join("server.log")).map_err(|e| LocalError::Postgres(e.to_string()))?;
-        if is_root() {
-            let _ = Command::new("chown").args(["postgres:postgres"]).arg(self.dir.join("server.log")).status();
-        }
+        give(&self.dir.join("server.log"), false)?;
         let child = as_owner(&self.bin, "postgres")
             .arg("-D")
             .arg(self.dir.join("data"))
