@@ -68,10 +68,7 @@ fn logged_since(logs: &[PathBuf], from: &[usize], text: &str) -> bool {
 /// Writes the model (`models/tiny64.onnx` with its card) and the 16 images
 /// (`data/`) that [`SPEC`] names.
 fn inputs(dir: &Path) {
-    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { side: 64, name: "tiny64".into(), ..Default::default() });
-    std::fs::create_dir_all(dir.join("models")).unwrap();
-    std::fs::write(dir.join("models/tiny64.onnx"), &m.bytes).unwrap();
-    std::fs::write(dir.join("models/tiny64.card.json"), serde_json::to_vec(&m.card).unwrap()).unwrap();
+    jagged_testkit::tiny_side(dir, 64);
     dataset(&dir.join("data"), 16, 4, &[]);
 }
 

@@ -29,7 +29,7 @@ to = 12.0
 step = 2.0
 [shard]
 images = 1
-max_attempts = 50
+max_attempts = 1
 [run]
 batch_size = 16
 "#;
@@ -133,10 +133,7 @@ async fn held_by(pg: &str, sweep: i64, name: &str) -> i64 {
 
 /// Writes the model, images and spec of the fault sweeps into `dir`.
 fn workload(dir: &std::path::Path) {
-    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { side: 96, name: "tiny96".into(), ..Default::default() });
-    std::fs::create_dir_all(dir.join("models")).unwrap();
-    std::fs::write(dir.join("models/tiny96.onnx"), &m.bytes).unwrap();
-    std::fs::write(dir.join("models/tiny96.card.json"), serde_json::to_vec(&m.card).unwrap()).unwrap();
+    jagged_testkit::tiny_side(dir, 96);
     dataset(&dir.join("data"), IMAGES, 10, &[]);
     std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
 }
@@ -199,8 +196,11 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
     let dir = tmp.path();
     workload(dir);
     let lease_ms = 1500;
-    let opts =
-        ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 3, threads: 1, lease_ms, heartbeat_ms: 300, store: None, env: vec![] };
+    // One attempt per shard: kills, expiries and hand-backs are lost leases, not
+    // failures, so none of this damage may fail a shard. (A shard lost on several
+    // workers in a row by chance is not what this test is about.)
+    let env = vec![("JAGGED_MAX_LOST_WORKERS".to_string(), "50".to_string())];
+    let opts = ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 3, threads: 1, lease_ms, heartbeat_ms: 300, store: None, env };
     let mut cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (url, pg) = (cluster.url.clone(), cluster.postgres.url());
@@ -303,6 +303,29 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
                 // It handed nothing to the reaper: none of its shards is still leased.
                 assert_eq!(rt.block_on(held_by(&pg, id, "worker-1")), 0, "a stopped worker keeps no lease");
                 c.add_worker(1).unwrap();
+            }),
+        ),
+        (
+            "workers preempted again and again (SIGUSR1, then SIGTERM at once: hand back now)",
+            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
+                let pg = c.postgres.url();
+                for round in 0..4 {
+                    mid(rt, &c.url, id, total, 0.15 * (round + 1) as f64);
+                    let i = round % 3;
+                    let name = format!("worker-{i}");
+                    while rt.block_on(held_by(&pg, id, &name)) == 0 {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    c.workers[i].signal("USR1");
+                    c.workers[i].signal("TERM");
+                    let t = Instant::now();
+                    while !c.workers[i].exited() {
+                        assert!(t.elapsed() < Duration::from_secs(20), "{name} did not exit after SIGUSR1 + SIGTERM");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    assert_eq!(rt.block_on(held_by(&pg, id, &name)), 0, "a preempted worker keeps no lease");
+                    c.add_worker(i).unwrap();
+                }
             }),
         ),
     ];

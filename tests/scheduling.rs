@@ -34,7 +34,7 @@ async fn worker(url: &str) -> (WorkerServiceClient<Channel>, i64) {
 }
 
 async fn lease(c: &mut WorkerServiceClient<Channel>, worker: i64, loaded: &[&str]) -> Option<ShardTask> {
-    let req = LeaseRequest { worker_id: worker, max_shards: 1, loaded_models: loaded.iter().map(|s| s.to_string()).collect() };
+    let req = LeaseRequest { worker_id: worker, max_shards: 1, loaded_models: loaded.iter().map(|s| s.to_string()).collect(), sweep_id: 0 };
     c.lease(req).await.unwrap().into_inner().shards.into_iter().next()
 }
 

@@ -8,7 +8,7 @@ use jagged_testkit::{resolved, store};
 const CROP: &str = "[[families]]\nkind = \"crop\"\nmax_shift = 1\n";
 
 fn policy() -> LeasePolicy {
-    LeasePolicy { lease_ms: 1_000, heartbeat_ms: 200, backoff_base_ms: 500, backoff_cap_ms: 4_000 }
+    LeasePolicy { lease_ms: 1_000, heartbeat_ms: 200, backoff_base_ms: 500, backoff_cap_ms: 4_000, ..Default::default() }
 }
 
 /// The output a worker commits for a claimed shard: its own part key.
@@ -286,4 +286,58 @@ async fn stored_sweeps_carry_their_format_and_newer_ones_are_refused() {
     assert!(matches!(e, StoreError::Format { format: 99, .. }), "{e}");
     let msg = e.to_string();
     assert!(msg.contains(&format!("sweep `{id}`")) && msg.contains("format 99") && msg.contains("upgrade jagged"), "{msg}");
+}
+
+/// Starts a coordinator process on a free port against `db`; its log is `log`.
+fn coordinator(db: &str, dir: &std::path::Path, name: &str) -> jagged_local::Proc {
+    let args: Vec<String> = ["coordinator", "--listen", "127.0.0.1:0", "--database-url", db, "--addr-file"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([dir.join(format!("{name}.addr")).display().to_string()])
+        .collect();
+    jagged_local::Proc::spawn(name, &jagged_testkit::jagged_bin(), &args, &[], &dir.join(format!("{name}.log"))).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn coordinators_started_together_on_a_fresh_database_both_come_up_and_a_newer_schema_is_refused() {
+    let pg = jagged_local::LocalPostgres::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Two at the same instant: one migrates, the other waits on the lock and
+    // finds the work done.
+    let mut a = coordinator(&pg.url(), dir, "a");
+    let mut b = coordinator(&pg.url(), dir, "b");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(dir.join("a.addr").exists() && dir.join("b.addr").exists()) {
+        let logs = || format!("{}\n{}", std::fs::read_to_string(dir.join("a.log")).unwrap(), std::fs::read_to_string(dir.join("b.log")).unwrap());
+        assert!(!a.exited() && !b.exited(), "a coordinator exited:\n{}", logs());
+        assert!(std::time::Instant::now() < deadline, "the coordinators did not both come up:\n{}", logs());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let store = jagged_store::Store::connect(&pg.url(), 1).await.unwrap();
+    let applied: Vec<i64> = sqlx::query_scalar("select version from _sqlx_migrations order by version").fetch_all(store.pool()).await.unwrap();
+    let mut known: Vec<i64> = jagged_store::MIGRATOR.iter().map(|m| m.version).collect(); // up and down
+    known.dedup();
+    assert_eq!(applied, known, "every migration applied once");
+    a.terminate(std::time::Duration::from_secs(10));
+    b.terminate(std::time::Duration::from_secs(10));
+
+    // A database a newer jagged migrated: refused, saying so.
+    sqlx::query(
+        "insert into _sqlx_migrations (version, description, success, checksum, execution_time) values (999, 'from the future', true, '\\x00', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let mut c = coordinator(&pg.url(), dir, "c");
+    let st = c.wait_exit(std::time::Duration::from_secs(30)).expect("the coordinator did not refuse the newer schema");
+    let log = std::fs::read_to_string(dir.join("c.log")).unwrap();
+    assert!(!st.success(), "{log}");
+    let last = *known.last().unwrap();
+    assert!(
+        log.contains(&format!(
+            "was migrated by a newer jagged (its schema has migration 999; this one knows migrations 1 to {last}): upgrade jagged"
+        )),
+        "{log}"
+    );
 }

@@ -24,3 +24,5 @@ mod docs;
 mod failures;
 // Setting up: missing tools and PostgreSQL binaries are named with their fix.
 mod setup;
+// Workers that stop, are preempted or vanish: lost leases are not failures.
+mod preemption;

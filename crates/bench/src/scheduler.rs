@@ -43,7 +43,8 @@ async fn client(url: &str) -> Result<(WorkerServiceClient<Channel>, i64)> {
 /// One lease + commit; None when nothing was leased. Returns the two latencies.
 async fn cycle(c: &mut WorkerServiceClient<Channel>, worker: i64) -> Result<Option<(Duration, Duration)>> {
     let t = Instant::now();
-    let shards = c.lease(LeaseRequest { worker_id: worker, max_shards: 1, loaded_models: vec![MODEL_KEY.into()] }).await?.into_inner().shards;
+    let shards =
+        c.lease(LeaseRequest { worker_id: worker, max_shards: 1, loaded_models: vec![MODEL_KEY.into()], sweep_id: 0 }).await?.into_inner().shards;
     let lease = t.elapsed();
     let Some(s) = shards.into_iter().next() else { return Ok(None) };
     let t = Instant::now();

@@ -67,3 +67,39 @@ pub async fn connect_db(url: &str, migrate: bool) -> Result<jagged_store::Store>
     }
     Ok(store)
 }
+
+/// Parses a duration: `90` or `90s` (seconds), `500ms`, `5m`, `2h`.
+pub fn duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: f64 = n.parse().map_err(|_| format!("`{text}` is not a duration (e.g. 90s, 500ms, 5m, 2h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{text}`: unknown unit `{unit}` (ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs > 1e9 {
+        return Err(format!("`{text}` is too long"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_take_the_units_people_write() {
+        assert_eq!(duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(duration("5 min").unwrap_err(), "`5 min`: unknown unit ` min` (ms, s, m or h)");
+        assert!(duration("soon").unwrap_err().contains("is not a duration"));
+    }
+}

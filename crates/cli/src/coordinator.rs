@@ -24,6 +24,15 @@ pub struct CoordinatorArgs {
     /// Heartbeat interval asked of workers, ms.
     #[arg(long, env = "JAGGED_HEARTBEAT_MS", default_value_t = 5_000)]
     heartbeat_ms: i64,
+    /// Lost leases (a worker vanished, or stopped and handed the shard back) a
+    /// shard may have before it fails; apart from the sweep's max_attempts,
+    /// which counts reported errors only.
+    #[arg(long, env = "JAGGED_MAX_LOST_LEASES", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    max_lost_leases: u32,
+    /// Different workers that vanish one after another holding the same shard
+    /// before it fails as one that kills its workers (out of memory, say).
+    #[arg(long, env = "JAGGED_MAX_LOST_WORKERS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    max_lost_workers: u32,
     /// TLS certificate (PEM; its chain) for gRPC; with --tls-key, clients connect
     /// with `https://` and check it against JAGGED_TLS_CA.
     #[arg(long, env = "JAGGED_TLS_CERT", requires = "tls_key")]
@@ -68,7 +77,13 @@ pub async fn run(a: CoordinatorArgs) -> Result<()> {
     if let Some(f) = &a.addr_file {
         std::fs::write(f, format!("{addr}\n")).with_context(|| format!("writing {}", f.display()))?;
     }
-    let policy = jagged_domain::lease::LeasePolicy { lease_ms: a.lease_ms, heartbeat_ms: a.heartbeat_ms, ..Default::default() };
+    let policy = jagged_domain::lease::LeasePolicy {
+        lease_ms: a.lease_ms,
+        heartbeat_ms: a.heartbeat_ms,
+        max_lost: a.max_lost_leases,
+        max_lost_workers: a.max_lost_workers,
+        ..Default::default()
+    };
     let config = jagged_coordinator::Config {
         policy,
         reap_interval: Duration::from_millis((a.lease_ms / 4).clamp(100, 5_000) as u64),

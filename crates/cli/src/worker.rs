@@ -34,9 +34,18 @@ pub struct WorkerArgs {
     /// Worker name in logs and the database (default: host-pid).
     #[arg(long, env = "JAGGED_WORKER_NAME")]
     name: Option<String>,
-    /// Exit after this many seconds without work (default: run until stopped).
-    #[arg(long)]
-    exit_when_idle: Option<u64>,
+    /// Exit (status 0) once no work has been ready for this long, e.g. `60s`,
+    /// `5m` (default: run until stopped); for batch jobs that must end.
+    #[arg(long, env = "JAGGED_EXIT_WHEN_IDLE", value_parser = crate::args::duration)]
+    exit_when_idle: Option<Duration>,
+    /// Work only for this sweep, and exit (status 0) once it is over.
+    #[arg(long, env = "JAGGED_SWEEP")]
+    sweep: Option<i64>,
+    /// When told to stop (SIGTERM, SIGINT, or SIGUSR1 as Slurm sends before a
+    /// time limit), how long the shard in hand may take to finish before it is
+    /// handed back unfinished; a second signal hands it back at once.
+    #[arg(long, env = "JAGGED_STOP_GRACE", default_value = "30s", value_parser = crate::args::duration)]
+    stop_grace: Duration,
     /// Independent sessions on the device, each leasing and running its own
     /// shards with its own ONNX Runtime sessions (registered as `<name>-s<i>`);
     /// `--threads` is per session.
@@ -64,35 +73,47 @@ impl WorkerArgs {
             engine: jagged_infer::EngineOptions { intra_threads: threads, device: self.device, strict_fp32: self.strict_fp32 },
             host_threads: self.host_threads.unwrap_or_else(|| jagged_worker::default_host_threads(cores, threads, self.device)),
             idle_poll: Duration::from_millis(200),
-            exit_when_idle: self.exit_when_idle.map(Duration::from_secs),
+            exit_when_idle: self.exit_when_idle,
+            sweep: self.sweep,
+            stop_grace: self.stop_grace,
             store_retry: Duration::from_secs(self.store_retry_secs),
         })
     }
 }
 
-/// Runs the worker (or `--sessions` of them) until SIGINT or SIGTERM; each
-/// finishes and commits its shard first.
+/// Runs the worker (or `--sessions` of them) until told to stop: SIGTERM,
+/// SIGINT or SIGUSR1 ends leasing, and the shard in hand finishes within
+/// `--stop-grace` or is handed back (at once on a second signal).
 pub async fn run(a: WorkerArgs) -> Result<()> {
     let config = a.config()?;
-    if a.sessions == 1 {
-        return Ok(jagged_worker::run(config, crate::shutdown_signal()).await?);
-    }
-    // One signal stops every session.
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        crate::shutdown_signal().await;
-        let _ = tx.send(true);
-    });
+    let stops = stop_signals()?;
     let runs = (0..a.sessions).map(|i| {
         let mut c = config.clone();
-        c.name = format!("{}-s{i}", config.name);
-        let mut rx = rx.clone();
-        jagged_worker::run(c, async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        })
+        if a.sessions > 1 {
+            c.name = format!("{}-s{i}", config.name);
+        }
+        jagged_worker::run(c, stops.clone())
     });
     for r in futures::future::join_all(runs).await {
         r?;
     }
     Ok(())
+}
+
+/// Counts SIGTERM, SIGINT and SIGUSR1 as they arrive.
+fn stop_signals() -> Result<jagged_worker::Stops> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::watch::channel(0u32);
+    let mut kinds = Vec::new();
+    for kind in [SignalKind::terminate(), SignalKind::interrupt(), SignalKind::user_defined1()] {
+        kinds.push(signal(kind)?);
+    }
+    tokio::spawn(async move {
+        loop {
+            let any = futures::future::select_all(kinds.iter_mut().map(|s| Box::pin(s.recv()))).await;
+            drop(any);
+            tx.send_modify(|n| *n += 1);
+        }
+    });
+    Ok(rx)
 }

@@ -139,9 +139,9 @@ impl Coordinator {
     /// Claims up to `max` shards for a worker holding `loaded` models: from the
     /// sweep whose fair share is most behind that has ready work, of a model
     /// the worker holds if that sweep has any queued, else of its lowest model.
-    async fn claim(&self, worker: i64, max: i64, loaded: &[String]) -> Result<Vec<jagged_store::Claimed>, ServiceError> {
+    async fn claim(&self, worker: i64, max: i64, loaded: &[String], only: Option<i64>) -> Result<Vec<jagged_store::Claimed>, ServiceError> {
         let now = now_ms();
-        for id in self.share_order(now).await? {
+        for id in self.share_order(now).await?.into_iter().filter(|id| only.is_none_or(|o| o == *id)) {
             let sweep = self.resolved(id).await?;
             let held = sweep.models.iter().enumerate().filter(|(_, m)| loaded.contains(&m.key)).map(|(i, _)| Some(i as i32));
             for model in held.chain([None]) {
@@ -250,7 +250,15 @@ impl WorkerService for Coordinator {
     async fn lease(&self, req: Request<LeaseRequest>) -> Result<Response<LeaseResponse>, Status> {
         let r = req.into_inner();
         let max = r.max_shards.clamp(1, 64) as i64;
-        let claimed = self.claim(r.worker_id, max, &r.loaded_models).await?;
+        let only = (r.sweep_id != 0).then_some(r.sweep_id);
+        if let Some(id) = only {
+            // A worker kept for one sweep learns when that sweep is over.
+            let s = self.store.sweep(id).await.map_err(|e| self.store_err(e))?;
+            if s.state != SweepState::Running {
+                return Err(ServiceError::Stale(format!("sweep {id} is {}: it has no more work", s.state)).into());
+            }
+        }
+        let claimed = self.claim(r.worker_id, max, &r.loaded_models, only).await?;
         let mut shards = Vec::with_capacity(claimed.len());
         for c in claimed {
             let sweep = self.resolved(c.sweep_id).await?;
@@ -297,9 +305,16 @@ impl WorkerService for Coordinator {
 
     async fn fail(&self, req: Request<FailRequest>) -> Result<Response<FailResponse>, Status> {
         let r = req.into_inner();
-        let state =
-            self.store.fail(r.shard_id, r.lease_epoch, &r.error, r.retryable, now_ms(), &self.config.policy).await.map_err(|e| self.store_err(e))?;
-        tracing::warn!(shard = r.shard_id, state = state.as_str(), error = %r.error, "shard attempt failed");
+        let (now, policy) = (now_ms(), &self.config.policy);
+        let state = if r.handed_back {
+            let state = self.store.hand_back(r.shard_id, r.lease_epoch, now, policy).await.map_err(|e| self.store_err(e))?;
+            tracing::info!(shard = r.shard_id, worker = r.worker_id, state = state.as_str(), "shard handed back by a stopping worker");
+            state
+        } else {
+            let state = self.store.fail(r.shard_id, r.lease_epoch, &r.error, r.retryable, now, policy).await.map_err(|e| self.store_err(e))?;
+            tracing::warn!(shard = r.shard_id, state = state.as_str(), error = %r.error, "shard attempt failed");
+            state
+        };
         Ok(Response::new(FailResponse { state: pb::ShardState::from(state) as i32 }))
     }
 }

@@ -68,12 +68,62 @@ pub struct LeasePolicy {
     pub backoff_base_ms: i64,
     /// Largest retry delay.
     pub backoff_cap_ms: i64,
+    /// Lost leases (a worker vanished, or stopped and handed its shard back) a
+    /// shard may have before it fails: preemption is not failure, so this
+    /// budget is apart from the sweep's `max_attempts` and larger.
+    pub max_lost: u32,
+    /// Different workers that, one after another, vanished holding the same
+    /// shard before it fails as one that kills its workers (out of memory, say).
+    pub max_lost_workers: u32,
 }
 
 impl Default for LeasePolicy {
     fn default() -> Self {
-        LeasePolicy { lease_ms: 30_000, heartbeat_ms: 5_000, backoff_base_ms: 1_000, backoff_cap_ms: 60_000 }
+        LeasePolicy { lease_ms: 30_000, heartbeat_ms: 5_000, backoff_base_ms: 1_000, backoff_cap_ms: 60_000, max_lost: 20, max_lost_workers: 3 }
     }
+}
+
+/// How a shard's attempt ended without a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The worker reported an error.
+    Failed {
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+    /// The lease expired: the worker (this id) vanished without a word.
+    Expired {
+        /// The worker that held it.
+        worker: i64,
+    },
+    /// The worker was told to stop (preemption, a scale-down) and handed the
+    /// shard back.
+    HandedBack,
+}
+
+/// A shard's retry counters: reported failures, lost leases, and the workers
+/// that lost it in a row (since its last reported failure or hand-back).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Attempts that ended with a reported error.
+    pub failures: u32,
+    /// Leases lost: expired, or handed back.
+    pub lost: u32,
+    /// Workers that vanished holding it, one after another, oldest first.
+    pub lost_by: Vec<i64>,
+}
+
+/// Where a shard goes after an attempt ended without a commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Next {
+    /// Queued (again) or failed.
+    pub state: ShardState,
+    /// The counters to store.
+    pub counters: Counters,
+    /// Delay before it may be leased again.
+    pub delay_ms: i64,
+    /// What to record as its last error.
+    pub error: String,
 }
 
 impl LeasePolicy {
@@ -92,6 +142,54 @@ impl LeasePolicy {
     pub fn backoff_ms(&self, attempt: u32) -> i64 {
         let shift = attempt.saturating_sub(1).min(30);
         (self.backoff_base_ms.saturating_mul(1i64 << shift)).min(self.backoff_cap_ms)
+    }
+
+    /// Where a shard goes after an attempt `ended` without a commit, given its
+    /// counters so far, the sweep's `max_attempts`, and what the worker said
+    /// (`error`, for a reported failure).
+    pub fn after(&self, before: &Counters, ended: Ended, max_attempts: u32, error: &str) -> Next {
+        let mut c = before.clone();
+        match ended {
+            Ended::Failed { retryable } => {
+                c.failures += 1;
+                c.lost_by.clear();
+                let state = if retryable { self.after_failure(c.failures, max_attempts) } else { ShardState::Failed };
+                Next { state, delay_ms: self.backoff_ms(c.failures), error: error.to_string(), counters: c }
+            }
+            Ended::Expired { worker } => {
+                c.lost += 1;
+                c.lost_by.push(worker);
+                let mut distinct = c.lost_by.clone();
+                distinct.sort_unstable();
+                distinct.dedup();
+                let (state, error) = if distinct.len() as u32 >= self.max_lost_workers {
+                    let ids = c.lost_by.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(", ");
+                    let e = format!(
+                        "lease lost on {} different workers in a row (workers {ids}): each vanished while running this shard, which may be killing them (out of memory?); their logs say more",
+                        distinct.len()
+                    );
+                    (ShardState::Failed, e)
+                } else {
+                    self.after_loss(&c, format!("lease expired: worker {worker} vanished or stalled (lost lease {} of {})", c.lost, self.max_lost))
+                };
+                Next { state, delay_ms: self.backoff_ms(c.lost), error, counters: c }
+            }
+            Ended::HandedBack => {
+                c.lost += 1;
+                c.lost_by.clear();
+                let (state, error) = self.after_loss(&c, format!("handed back by a stopping worker (lost lease {} of {})", c.lost, self.max_lost));
+                Next { state, delay_ms: 0, error, counters: c }
+            }
+        }
+    }
+
+    /// Queued with `error`, or failed once the lost-lease budget is spent.
+    fn after_loss(&self, c: &Counters, error: String) -> (ShardState, String) {
+        if c.lost >= self.max_lost {
+            (ShardState::Failed, format!("lease lost {} times (workers vanished or were stopped); last: {error}", c.lost))
+        } else {
+            (ShardState::Queued, error)
+        }
     }
 
     /// Where a shard goes when its `attempt`-th attempt failed.
@@ -122,6 +220,50 @@ mod tests {
         let p = LeasePolicy { backoff_base_ms: 100, backoff_cap_ms: 1_000, ..Default::default() };
         assert_eq!((1..=6).map(|a| p.backoff_ms(a)).collect::<Vec<_>>(), vec![100, 200, 400, 800, 1000, 1000]);
         assert_eq!(p.backoff_ms(200), 1000);
+    }
+
+    #[test]
+    fn lost_leases_have_their_own_budget_and_a_run_of_vanished_workers_fails_the_shard() {
+        let p = LeasePolicy { max_lost: 4, max_lost_workers: 3, backoff_base_ms: 100, backoff_cap_ms: 1_000, ..Default::default() };
+        let start = Counters::default();
+        // Preempted (handed back) more times than max_attempts: still queued, at once.
+        let mut c = start.clone();
+        for n in 1..=3 {
+            let next = p.after(&c, Ended::HandedBack, 1, "");
+            assert_eq!((next.state, next.delay_ms, next.counters.lost, next.counters.failures), (ShardState::Queued, 0, n, 0));
+            assert_eq!(next.error, format!("handed back by a stopping worker (lost lease {n} of 4)"));
+            c = next.counters;
+        }
+        // The budget spent: failed, saying so.
+        let next = p.after(&c, Ended::HandedBack, 1, "");
+        assert_eq!(next.state, ShardState::Failed);
+        assert!(next.error.starts_with("lease lost 4 times (workers vanished or were stopped); last: handed back"), "{}", next.error);
+
+        // The same worker vanishing twice, then another: a run of two workers.
+        let a = p.after(&start, Ended::Expired { worker: 7 }, 3, "");
+        assert_eq!((a.state, a.delay_ms, a.counters.lost_by.clone()), (ShardState::Queued, 100, vec![7]));
+        assert_eq!(a.error, "lease expired: worker 7 vanished or stalled (lost lease 1 of 4)");
+        let b = p.after(&a.counters, Ended::Expired { worker: 7 }, 3, "");
+        let c2 = p.after(&b.counters, Ended::Expired { worker: 9 }, 3, "");
+        assert_eq!((c2.state, c2.delay_ms, c2.counters.lost_by.clone()), (ShardState::Queued, 400, vec![7, 7, 9]));
+        // A reported failure breaks the run, and counts against max_attempts only.
+        let f = p.after(&c2.counters, Ended::Failed { retryable: true }, 3, "boom");
+        assert_eq!((f.state, f.error.as_str(), f.counters.clone()), (ShardState::Queued, "boom", Counters { failures: 1, lost: 3, lost_by: vec![] }));
+        // Three different workers in a row: the shard is killing them.
+        let mut c = Counters::default();
+        let mut last = None;
+        for w in [4, 5, 6] {
+            let n = p.after(&c, Ended::Expired { worker: w }, 3, "");
+            c = n.counters.clone();
+            last = Some(n);
+        }
+        let last = last.unwrap();
+        assert_eq!(last.state, ShardState::Failed);
+        assert!(last.error.starts_with("lease lost on 3 different workers in a row (workers 4, 5, 6)"), "{}", last.error);
+        // Failures: max_attempts, or at once when not retryable.
+        let c = Counters { failures: 2, ..Default::default() };
+        assert_eq!(p.after(&c, Ended::Failed { retryable: true }, 3, "x").state, ShardState::Failed);
+        assert_eq!(p.after(&start, Ended::Failed { retryable: false }, 3, "x").state, ShardState::Failed);
     }
 
     #[test]

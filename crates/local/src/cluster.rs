@@ -152,20 +152,27 @@ impl LocalCluster {
 
     /// Starts worker number `i` (its log is `logs/worker-<i>.log`).
     pub fn add_worker(&mut self, i: usize) -> Result<(), LocalError> {
+        self.add_worker_with(i, &[])
+    }
+
+    /// Starts worker number `i` with `extra` flags (`--stop-grace 0s`, say).
+    pub fn add_worker_with(&mut self, i: usize, extra: &[&str]) -> Result<(), LocalError> {
+        let mut args: Vec<String> = vec![
+            "worker".into(),
+            "--coordinator".into(),
+            self.url.clone(),
+            "--store".into(),
+            self.store_url.clone(),
+            "--threads".into(),
+            self.opts.threads.to_string(),
+            "--name".into(),
+            format!("worker-{i}"),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let w = Proc::spawn(
             &format!("worker-{i}"),
             &self.opts.bin,
-            &[
-                "worker".into(),
-                "--coordinator".into(),
-                self.url.clone(),
-                "--store".into(),
-                self.store_url.clone(),
-                "--threads".into(),
-                self.opts.threads.to_string(),
-                "--name".into(),
-                format!("worker-{i}"),
-            ],
+            &args,
             // Workers get what they need, not the admin token.
             &self.opts.env.iter().filter(|(k, _)| !k.starts_with("JAGGED_ADMIN_TOKEN")).cloned().collect::<Vec<_>>(),
             &self.opts.dir.join(format!("logs/worker-{i}.log")),

@@ -39,6 +39,23 @@ impl Proc {
         self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
+    /// Waits up to `timeout` for it to exit by itself; its exit status, or
+    /// `None` if it is still running (or was already reaped).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.child = None;
+                return Some(st);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends a signal by name (`TERM`, `KILL`, `STOP`, `CONT`).
     pub fn signal(&self, sig: &str) {
         if let Some(pid) = self.pid() {

@@ -145,8 +145,19 @@ impl Store {
         &self.pool
     }
 
-    /// Applies pending migrations (serialised by sqlx's advisory lock).
+    /// Applies pending migrations. Coordinators starting at the same moment
+    /// are serialised by sqlx's advisory lock: one migrates, the others find it
+    /// done. A database migrated by a newer jagged is refused.
     pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Data(format!("migration failed: {e}")))
+        MIGRATOR.run(&self.pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::VersionMissing(v) => {
+                let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+                StoreError::Refused(format!(
+                    "the database at {} was migrated by a newer jagged (its schema has migration {v}; this one knows migrations 1 to {known}): upgrade jagged, or point it at another database",
+                    self.address()
+                ))
+            }
+            e => StoreError::Data(format!("migration failed: {e}")),
+        })
     }
 }

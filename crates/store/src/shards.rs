@@ -4,7 +4,7 @@
 use crate::outputs::Commit;
 use crate::{ts, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
-use jagged_domain::lease::{LeasePolicy, ShardState};
+use jagged_domain::lease::{Counters, Ended, LeasePolicy, ShardState};
 use jagged_domain::plan::PlannedShard;
 use jagged_domain::spec::ResolvedSweep;
 
@@ -120,9 +120,18 @@ struct PgTiming {
 struct PgLocked {
     id: i64,
     sweep_id: i64,
-    attempt: i32,
     max_attempts: i32,
     inferences: i64,
+    worker_id: Option<i64>,
+    failures: i32,
+    lost: i32,
+    lost_by: Vec<i64>,
+}
+
+impl PgLocked {
+    fn counters(&self) -> Counters {
+        Counters { failures: self.failures.max(0) as u32, lost: self.lost.max(0) as u32, lost_by: self.lost_by.clone() }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -328,8 +337,19 @@ impl Store {
     }
 
     /// Records a failed attempt under its lease epoch: requeued with backoff, or
-    /// failed for good after its last attempt (or at once when not retryable).
+    /// failed for good after the sweep's `max_attempts` reported failures (or at
+    /// once when not retryable).
     pub async fn fail(&self, shard: i64, epoch: i64, error: &str, retryable: bool, now_ms: i64, policy: &LeasePolicy) -> Result<ShardState> {
+        self.end_leased(shard, epoch, Ended::Failed { retryable }, error, now_ms, policy).await
+    }
+
+    /// Takes back a shard a stopping worker handed back under its lease epoch:
+    /// queued again at once, counted as a lost lease (not a failure).
+    pub async fn hand_back(&self, shard: i64, epoch: i64, now_ms: i64, policy: &LeasePolicy) -> Result<ShardState> {
+        self.end_leased(shard, epoch, Ended::HandedBack, "", now_ms, policy).await
+    }
+
+    async fn end_leased(&self, shard: i64, epoch: i64, ended: Ended, error: &str, now_ms: i64, policy: &LeasePolicy) -> Result<ShardState> {
         let mut tx = self.pool.begin().await?;
         let row: PgLocked = sqlx::query_as(include_str!("../queries/shards/lock_leased.sql"))
             .bind(shard)
@@ -337,38 +357,29 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::Stale(shard))?;
-        let states = Self::release(&mut tx, &[row], error, retryable, now_ms, policy).await?;
+        let state = Self::release(&mut tx, &row, ended, error, now_ms, policy).await?;
         tx.commit().await?;
-        Ok(states[0])
+        Ok(state)
     }
 
-    async fn release(
-        tx: &mut sqlx::PgConnection,
-        locked: &[PgLocked],
-        error: &str,
-        retryable: bool,
-        now_ms: i64,
-        policy: &LeasePolicy,
-    ) -> Result<Vec<ShardState>> {
-        let states: Vec<ShardState> = locked
-            .iter()
-            .map(|l| if retryable { policy.after_failure(l.attempt as u32, l.max_attempts as u32) } else { ShardState::Failed })
-            .collect();
-        let run_after: Vec<DateTime<Utc>> = locked.iter().map(|l| ts(now_ms + policy.backoff_ms(l.attempt as u32))).collect();
+    /// Sends a locked leased shard where `policy` says after `ended`.
+    async fn release(tx: &mut sqlx::PgConnection, l: &PgLocked, ended: Ended, error: &str, now_ms: i64, policy: &LeasePolicy) -> Result<ShardState> {
+        let next = policy.after(&l.counters(), ended, l.max_attempts.max(0) as u32, error);
         sqlx::query(include_str!("../queries/shards/release.sql"))
-            .bind(locked.iter().map(|l| l.id).collect::<Vec<_>>())
-            .bind(states.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>())
-            .bind(run_after)
-            .bind(vec![error.to_string(); locked.len()])
+            .bind(l.id)
+            .bind(next.state.as_str())
+            .bind(ts(now_ms + next.delay_ms))
+            .bind(&next.error)
             .bind(ts(now_ms))
+            .bind(next.counters.failures as i32)
+            .bind(next.counters.lost as i32)
+            .bind(&next.counters.lost_by)
             .execute(&mut *tx)
             .await?;
-        for (l, s) in locked.iter().zip(&states) {
-            if *s == ShardState::Failed {
-                Self::count_failed(tx, l.sweep_id, l.inferences, now_ms).await?;
-            }
+        if next.state == ShardState::Failed {
+            Self::count_failed(tx, l.sweep_id, l.inferences, now_ms).await?;
         }
-        Ok(states)
+        Ok(next.state)
     }
 
     /// Requeues (with backoff) or fails shards whose lease expired before `now`;
@@ -377,8 +388,10 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let locked: Vec<PgLocked> =
             sqlx::query_as(include_str!("../queries/shards/lock_expired.sql")).bind(ts(now_ms)).bind(batch).fetch_all(&mut *tx).await?;
-        if !locked.is_empty() {
-            Self::release(&mut tx, &locked, "lease expired (worker lost or too slow)", true, now_ms, policy).await?;
+        for l in &locked {
+            // A lease with no holder cannot be: count it against no worker.
+            let ended = Ended::Expired { worker: l.worker_id.unwrap_or(0) };
+            Self::release(&mut tx, l, ended, "", now_ms, policy).await?;
         }
         tx.commit().await?;
         Ok(locked.len())

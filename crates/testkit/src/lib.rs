@@ -65,6 +65,16 @@ pub fn tiny_model(dir: &Path) -> PathBuf {
     p
 }
 
+/// Writes a tiny CNN taking `side` x `side` inputs as `models/tiny<side>.onnx`
+/// with its card under `dir`, as specs name it (`path = "models/tiny64.onnx"`).
+pub fn tiny_side(dir: &Path, side: u32) {
+    let name = format!("tiny{side}");
+    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { side, name: name.clone(), ..Default::default() });
+    std::fs::create_dir_all(dir.join("models")).unwrap();
+    std::fs::write(dir.join(format!("models/{name}.onnx")), &m.bytes).unwrap();
+    std::fs::write(dir.join(format!("models/{name}.card.json")), serde_json::to_vec(&m.card).unwrap()).unwrap();
+}
+
 /// A deterministic textured RGB PNG (smooth blobs plus edges), `w` x `h`.
 pub fn png(w: u32, h: u32, seed: u32) -> Vec<u8> {
     let s = seed as f32;

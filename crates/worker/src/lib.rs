@@ -76,6 +76,11 @@ pub struct WorkerConfig {
     pub idle_poll: Duration,
     /// Exit once no work has been ready for this long (None: run until stopped).
     pub exit_when_idle: Option<Duration>,
+    /// Work only for this sweep, and exit once it is over.
+    pub sweep: Option<i64>,
+    /// Once told to stop, how long the shard in hand may take to finish before
+    /// it is handed back to the coordinator (a second signal hands it back at once).
+    pub stop_grace: Duration,
     /// How long writing a result part is retried (with backoff) before the
     /// attempt is reported failed with the store's error.
     pub store_retry: Duration,
@@ -136,16 +141,36 @@ const MAX_ENGINES: usize = 4;
 /// Orders engine uses.
 static ENGINE_CLOCK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// Runs the worker until `shutdown` resolves (finishing the shard in hand) or, with
-/// `exit_when_idle`, until no work has been ready for that long.
-pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), WorkerError> {
+/// How a worker is told to stop: the number of stop signals received so far
+/// (SIGTERM, SIGINT, Slurm's SIGUSR1).
+pub type Stops = tokio::sync::watch::Receiver<u32>;
+
+/// Runs the worker until told to stop or, with `exit_when_idle`, until no work
+/// has been ready for that long (with `sweep`, until that sweep is over).
+///
+/// The first stop ends leasing; the shard in hand has `stop_grace` to finish
+/// and commit, else (or at a second stop) it is handed back to the coordinator,
+/// which queues it again at once as a lost lease, not a failure.
+pub async fn run(config: WorkerConfig, mut stops: Stops) -> Result<(), WorkerError> {
     jagged_infer::init_runtime()?;
     let stop = Arc::new(AtomicBool::new(false));
+    let hand_back = Arc::new(AtomicBool::new(false));
     {
-        let stop = stop.clone();
+        let (stop, hand_back, grace) = (stop.clone(), hand_back.clone(), config.stop_grace);
         tokio::spawn(async move {
-            shutdown.await;
+            if stops.wait_for(|n| *n >= 1).await.is_err() {
+                return;
+            }
             stop.store(true, Ordering::Relaxed);
+            tracing::info!(
+                grace_secs = grace.as_secs_f64(),
+                "told to stop: leasing no more; a shard in hand that does not finish in time is handed back"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => {}
+                _ = stops.wait_for(|n| *n >= 2) => {}
+            }
+            hand_back.store(true, Ordering::Relaxed);
         });
     }
     let channel = jagged_proto::transport::endpoint(&config.coordinator, config.tls_ca.as_deref())
@@ -187,13 +212,18 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
         let leased = retry("lease", &config.coordinator, &stop, || {
             let mut c = client.clone();
             let loaded: Vec<String> = engines.lock().unwrap().keys().cloned().collect();
-            async move { c.lease(LeaseRequest { worker_id, max_shards: 1, loaded_models: loaded }).await }
+            let sweep_id = config.sweep.unwrap_or(0);
+            async move { c.lease(LeaseRequest { worker_id, max_shards: 1, loaded_models: loaded, sweep_id }).await }
         })
         .await;
         let tasks = match leased {
             Ok(r) => r.into_inner().shards,
             Err(s) if stop.load(Ordering::Relaxed) => {
                 tracing::info!(error = %s.message(), "stopping");
+                break Ok(());
+            }
+            Err(s) if config.sweep.is_some() && s.code() == tonic::Code::FailedPrecondition => {
+                tracing::info!(reason = %s.message(), "the sweep is over; exiting");
                 break Ok(());
             }
             Err(s) => break Err(WorkerError::Lease(s)),
@@ -216,7 +246,7 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
             let outcome = match ShardTask::try_from(wire) {
                 Ok(task) => {
                     tracing::info!(shard = task.shard_id, attempt = task.attempt, model = %task.model.name, images = task.items.len(), "running shard");
-                    execute(&config, task, &engines, &lost).await
+                    execute(&config, task, &engines, &lost, &hand_back).await
                 }
                 // A task this worker cannot read is a failed attempt: retried, so a
                 // worker of another build may read it.
@@ -230,7 +260,8 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()> + Send
             let (config, client, stop, held, lost) = (config.clone(), client.clone(), stop.clone(), held.clone(), lost.clone());
             pending = Some(tokio::spawn(async move {
                 let id = lease.shard;
-                if let Err(e) = report(&config, &client, worker_id, lease, model_key, outcome, started, &stop, &lost).await {
+                let ctx = Reporter { config: &config, client: &client, worker_id, stop: &stop, lost: &lost };
+                if let Err(e) = ctx.report(lease, model_key, outcome, started).await {
                     tracing::error!(shard = id, error = %e, "shard could not be reported");
                 }
                 // Only this lease is let go: once its failure is reported the shard
@@ -298,75 +329,101 @@ struct Lease {
 
 /// Reports a shard's outcome: uploads its part and commits it, or reports the
 /// failed attempt (a part the store would not take, with the store's error).
-#[allow(clippy::too_many_arguments)]
-async fn report(
-    config: &WorkerConfig,
-    client: &Client,
+struct Reporter<'a> {
+    config: &'a WorkerConfig,
+    client: &'a Client,
     worker_id: i64,
-    lease: Lease,
-    model_key: String,
-    outcome: Result<Option<ShardOutput>, Failure>,
-    started: Instant,
-    stop: &AtomicBool,
-    lost: &Mutex<HashSet<(i64, i64)>>,
-) -> Result<(), ReportError> {
-    let (shard, epoch) = (lease.shard, lease.epoch);
-    let out = match outcome {
-        Ok(Some(out)) => out,
-        Ok(None) => {
-            tracing::warn!(shard, "lease lost; shard abandoned");
-            return Ok(());
+    stop: &'a AtomicBool,
+    lost: &'a Mutex<HashSet<(i64, i64)>>,
+}
+
+impl Reporter<'_> {
+    async fn report(
+        &self,
+        lease: Lease,
+        model_key: String,
+        outcome: Result<Option<ShardOutput>, Failure>,
+        started: Instant,
+    ) -> Result<(), ReportError> {
+        let Reporter { config, client, worker_id, stop, lost } = *self;
+        let (shard, epoch) = (lease.shard, lease.epoch);
+        let out = match outcome {
+            Ok(Some(out)) => out,
+            Ok(None) if lost.lock().unwrap().contains(&(shard, epoch)) => {
+                tracing::warn!(shard, "lease lost; shard abandoned");
+                return Ok(());
+            }
+            // Stopped before it finished: hand it back so another worker takes it now.
+            Ok(None) => return self.hand_back(lease).await,
+            Err(failure) => return report_failure(client, &config.coordinator, worker_id, lease, failure, stop).await,
+        };
+        let key = jagged_artifacts::part_key(lease.sweep, shard, lease.attempt, epoch);
+        let sha = jagged_artifacts::sha256_hex(&out.part);
+        let rows = out.rows as i64;
+        let t = out.timing;
+        match write_part(config, &key, out.part.into(), (shard, epoch), lost).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(shard, "lease lost while the part was being written; shard abandoned");
+                return Ok(());
+            }
+            Err(e) => {
+                let failure = Failure { message: format!("writing the result part `{key}`: {e}"), retryable: true };
+                return report_failure(client, &config.coordinator, worker_id, lease, failure, stop).await;
+            }
         }
-        Err(failure) => return report_failure(client, &config.coordinator, worker_id, lease, failure, stop).await,
-    };
-    let key = jagged_artifacts::part_key(lease.sweep, shard, lease.attempt, epoch);
-    let sha = jagged_artifacts::sha256_hex(&out.part);
-    let rows = out.rows as i64;
-    let t = out.timing;
-    match write_part(config, &key, out.part.into(), (shard, epoch), lost).await {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!(shard, "lease lost while the part was being written; shard abandoned");
-            return Ok(());
-        }
-        Err(e) => {
-            let failure = Failure { message: format!("writing the result part `{key}`: {e}"), retryable: true };
-            return report_failure(client, &config.coordinator, worker_id, lease, failure, stop).await;
-        }
-    }
-    let req = CompleteRequest {
-        worker_id,
-        shard_id: shard,
-        lease_epoch: epoch,
-        object_key: key,
-        rows,
-        sha256: sha,
-        failed_items: out.failed.into_iter().map(Into::into).collect(),
-        execution_provider: out.provider.into(),
-        seconds: started.elapsed().as_secs_f64(),
-        model_key,
-    };
-    match retry("complete", &config.coordinator, stop, || {
-        let mut c = client.clone();
-        let req = req.clone();
-        async move { c.complete(req).await }
-    })
-    .await
-    {
-        Ok(_) => tracing::info!(
-            shard,
+        let req = CompleteRequest {
+            worker_id,
+            shard_id: shard,
+            lease_epoch: epoch,
+            object_key: key,
             rows,
-            secs = started.elapsed().as_secs_f64(),
-            prepare = t.prepare_secs,
-            infer = t.run_secs,
-            starved = t.starved_secs,
-            finish = t.finish_secs,
-            "shard committed"
-        ),
-        Err(s) if s.code() == tonic::Code::FailedPrecondition => tracing::warn!(shard, "commit refused: lease is stale; the part is ignored"),
-        Err(s) => return Err(ReportError(s)),
+            sha256: sha,
+            failed_items: out.failed.into_iter().map(Into::into).collect(),
+            execution_provider: out.provider.into(),
+            seconds: started.elapsed().as_secs_f64(),
+            model_key,
+        };
+        match retry("complete", &config.coordinator, stop, || {
+            let mut c = client.clone();
+            let req = req.clone();
+            async move { c.complete(req).await }
+        })
+        .await
+        {
+            Ok(_) => tracing::info!(
+                shard,
+                rows,
+                secs = started.elapsed().as_secs_f64(),
+                prepare = t.prepare_secs,
+                infer = t.run_secs,
+                starved = t.starved_secs,
+                finish = t.finish_secs,
+                "shard committed"
+            ),
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => tracing::warn!(shard, "commit refused: lease is stale; the part is ignored"),
+            Err(s) => return Err(ReportError(s)),
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Hands a shard this stopping worker will not finish back to the coordinator
+    /// (one try: if it fails, the lease expires and the reaper requeues it).
+    async fn hand_back(&self, lease: Lease) -> Result<(), ReportError> {
+        let req = FailRequest {
+            worker_id: self.worker_id,
+            shard_id: lease.shard,
+            lease_epoch: lease.epoch,
+            error: String::new(),
+            retryable: true,
+            handed_back: true,
+        };
+        match self.client.clone().fail(req).await {
+            Ok(_) => tracing::info!(shard = lease.shard, "stopping: shard handed back unfinished"),
+            Err(s) => tracing::warn!(shard = lease.shard, error = %jagged_proto::cause(&s), "could not hand the shard back; its lease will expire"),
+        }
+        Ok(())
+    }
 }
 
 /// Writes a result part, retrying any store error with backoff (up to 5 s
@@ -400,7 +457,14 @@ async fn write_part(
 async fn report_failure(client: &Client, url: &str, worker_id: i64, lease: Lease, failure: Failure, stop: &AtomicBool) -> Result<(), ReportError> {
     let shard = lease.shard;
     tracing::warn!(shard, error = %failure.message, retryable = failure.retryable, "shard failed");
-    let req = FailRequest { worker_id, shard_id: shard, lease_epoch: lease.epoch, error: failure.message, retryable: failure.retryable };
+    let req = FailRequest {
+        worker_id,
+        shard_id: shard,
+        lease_epoch: lease.epoch,
+        error: failure.message,
+        retryable: failure.retryable,
+        handed_back: false,
+    };
     let reported = retry("fail", url, stop, || {
         let mut c = client.clone();
         let req = req.clone();
@@ -420,7 +484,13 @@ struct Failure {
     retryable: bool,
 }
 
-async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost: &Lost) -> Result<Option<ShardOutput>, Failure> {
+async fn execute(
+    config: &WorkerConfig,
+    task: ShardTask,
+    engines: &Engines,
+    lost: &Lost,
+    hand_back: &Arc<AtomicBool>,
+) -> Result<Option<ShardOutput>, Failure> {
     let retryable = |m: String| Failure { message: m, retryable: true };
     let model_bytes = if engines.lock().unwrap().contains_key(&task.model.key) {
         None
@@ -456,6 +526,7 @@ async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost
     }
     let engines = engines.clone();
     let lost = lost.clone();
+    let hand_back = hand_back.clone();
     let opts = config.engine.clone();
     let host_threads = config.host_threads;
     let (shard_id, epoch) = (task.shard_id, task.lease_epoch);
@@ -476,7 +547,7 @@ async fn execute(config: &WorkerConfig, task: ShardTask, engines: &Engines, lost
         *used = ENGINE_CLOCK.fetch_add(1, Ordering::Relaxed);
         let pad_batches = pads_batches(engine.provider);
         let input = ShardInput { task: &task, images, host_threads, pad_batches };
-        let abandoned = || lost.lock().unwrap().contains(&(shard_id, epoch));
+        let abandoned = || hand_back.load(Ordering::Relaxed) || lost.lock().unwrap().contains(&(shard_id, epoch));
         run_shard(engine, input, &abandoned).map_err(|e| retryable(e.to_string()))
     })
     .await

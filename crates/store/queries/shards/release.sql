@@ -1,10 +1,13 @@
--- Requeue or fail shards (ids $1) with per-shard states, run_after and errors.
-update shards s
-set state        = u.state,
-    run_after    = u.run_after,
-    last_error   = u.error,
+-- Requeue or fail one shard ($1) that ended without a commit: its state, when
+-- it may run again, its last error, and its retry counters.
+update shards
+set state        = $2,
+    run_after    = $3,
+    last_error   = $4,
     worker_id    = null,
     leased_until = null,
-    finished_at  = case when u.state = 'failed' then $5 else null end
-from unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[]) as u (id, state, run_after, error)
-where s.id = u.id
+    finished_at  = case when $2 = 'failed' then $5 else null end,
+    failures     = $6,
+    lost         = $7,
+    lost_by      = $8
+where id = $1

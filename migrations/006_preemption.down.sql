@@ -1,0 +1,3 @@
+alter table shards drop column lost_by;
+alter table shards drop column lost;
+alter table shards drop column failures;
