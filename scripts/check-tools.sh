@@ -27,6 +27,11 @@ command -v script >/dev/null 2>&1 || need script bsdutils util-linux-script "run
 if [ "$(id -u)" = 0 ]; then
   command -v runuser >/dev/null 2>&1 || need runuser util-linux util-linux "runs PostgreSQL as a user other than root"
   command -v chattr >/dev/null 2>&1 || need chattr e2fsprogs e2fsprogs "makes a store folder unwritable to root in a failure test"
+  # A private single-node Slurm runs the deploy/slurm scripts (root only: slurmd starts jobs as their users).
+  command -v munged >/dev/null 2>&1 || need munged munge munge "authenticates the test's Slurm daemons"
+  command -v slurmctld >/dev/null 2>&1 || need slurmctld slurmctld slurm "the Slurm test's controller"
+  command -v slurmd >/dev/null 2>&1 || need slurmd slurmd slurm-slurmd "the Slurm test's node daemon"
+  command -v sbatch >/dev/null 2>&1 || need sbatch slurm-client slurm "submits the Slurm test's jobs"
 fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -11,22 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SPEC: &str = r#"
-name = "failures"
-[dataset]
-path = "data"
-[[models]]
-path = "models/tiny64.onnx"
-[[families]]
-kind = "crop"
-max_shift = 6
-[shard]
-images = 2
-max_attempts = 1
-[run]
-batch_size = 16
-"#;
-
 /// A folder no one can create entries in until the guard is dropped: `chattr
 /// +i` as root (whom permissions do not stop), read-only permissions otherwise.
 struct Frozen(PathBuf);
@@ -66,7 +50,7 @@ fn logged_since(logs: &[PathBuf], from: &[usize], text: &str) -> bool {
 }
 
 /// Writes the model (`models/tiny64.onnx` with its card) and the 16 images
-/// (`data/`) that [`SPEC`] names.
+/// (`data/`) the failure tests' spec names.
 fn inputs(dir: &Path) {
     jagged_testkit::tiny_side(dir, 64);
     dataset(&dir.join("data"), 16, 4, &[]);
@@ -84,7 +68,7 @@ fn an_unwritable_store_is_waited_out_or_reported_with_its_cause_and_retry_keeps_
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     inputs(dir);
-    std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
+    std::fs::write(dir.join("spec.toml"), jagged_testkit::crop_spec("failures", 6, 2, 16)).unwrap();
     let opts = ClusterOptions {
         bin: jagged_bin(),
         dir: dir.join("run"),
@@ -198,7 +182,7 @@ fn watching_fits_an_80_column_terminal_and_prints_plain_lines_elsewhere() {
     inputs(dir);
     // A long name makes every full status line far wider than 80 columns.
     let name = format!("a sweep with a long descriptive name {}", "x".repeat(120));
-    std::fs::write(dir.join("spec.toml"), SPEC.replace("name = \"failures\"", &format!("name = \"{name}\""))).unwrap();
+    std::fs::write(dir.join("spec.toml"), jagged_testkit::crop_spec(&name, 6, 2, 16)).unwrap();
     let opts = ClusterOptions {
         bin: jagged_bin(),
         dir: dir.join("run"),

@@ -13,26 +13,10 @@ use std::time::{Duration, Instant};
 
 /// Two shards of 16 images, each long enough (~10,000 inferences) to be
 /// caught mid-run.
-const SPEC: &str = r#"
-name = "preemption"
-[dataset]
-path = "data"
-[[models]]
-path = "models/tiny64.onnx"
-[[families]]
-kind = "crop"
-max_shift = 12
-[shard]
-images = 16
-max_attempts = 1
-[run]
-batch_size = 16
-"#;
-
 fn inputs(dir: &Path) {
     jagged_testkit::tiny_side(dir, 64);
     dataset(&dir.join("data"), 32, 4, &[]);
-    std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
+    std::fs::write(dir.join("spec.toml"), jagged_testkit::crop_spec("preemption", 12, 16, 16)).unwrap();
 }
 
 /// A shard's row, as the coordinator keeps it.

@@ -26,3 +26,5 @@ mod failures;
 mod setup;
 // Workers that stop, are preempted or vanish: lost leases are not failures.
 mod preemption;
+// The Slurm scripts on a real single-node Slurm.
+mod slurm;

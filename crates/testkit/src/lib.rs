@@ -75,6 +75,17 @@ pub fn tiny_side(dir: &Path, side: u32) {
     std::fs::write(dir.join(format!("models/{name}.card.json")), serde_json::to_vec(&m.card).unwrap()).unwrap();
 }
 
+/// A spec named `name` over `data/` and `models/tiny64.onnx` (see
+/// [`tiny_side`]): one crop family up to `max_shift`, shards of `shard_images`
+/// images with one attempt each, batches of `batch`.
+pub fn crop_spec(name: &str, max_shift: u32, shard_images: u32, batch: u32) -> String {
+    format!(
+        "name = \"{name}\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny64.onnx\"\n\
+         [[families]]\nkind = \"crop\"\nmax_shift = {max_shift}\n\
+         [shard]\nimages = {shard_images}\nmax_attempts = 1\n[run]\nbatch_size = {batch}\n"
+    )
+}
+
 /// A deterministic textured RGB PNG (smooth blobs plus edges), `w` x `h`.
 pub fn png(w: u32, h: u32, seed: u32) -> Vec<u8> {
     let s = seed as f32;
