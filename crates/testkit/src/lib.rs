@@ -305,3 +305,34 @@ impl Drop for S3Server {
         self.pause();
     }
 }
+
+/// Starts a coordinator process named `name` on a free loopback port against
+/// the PostgreSQL at `db`; it writes `<dir>/<name>.addr` once listening (see
+/// [`coordinator_url`]) and logs to `<dir>/<name>.log`.
+pub fn coordinator(db: &str, dir: &Path, name: &str) -> jagged_local::Proc {
+    let addr = dir.join(format!("{name}.addr"));
+    let _ = std::fs::remove_file(&addr);
+    let args: Vec<String> =
+        ["coordinator", "--listen", "127.0.0.1:0", "--database-url", db, "--lease-ms", "1500", "--heartbeat-ms", "300", "--addr-file"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([addr.display().to_string()])
+            .collect();
+    jagged_local::Proc::spawn(name, &jagged_bin(), &args, &[], &dir.join(format!("{name}.log"))).unwrap()
+}
+
+/// The URL of the coordinator [`coordinator`] started as `name`, once it listens.
+pub fn coordinator_url(dir: &Path, name: &str) -> String {
+    let addr = dir.join(format!("{name}.addr"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Ok(a) = std::fs::read_to_string(&addr) {
+            if !a.trim().is_empty() {
+                return format!("http://{}", a.trim());
+            }
+        }
+        let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+        assert!(std::time::Instant::now() < deadline, "coordinator {name} did not come up:\n{log}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
