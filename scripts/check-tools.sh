@@ -24,6 +24,7 @@ if [ -z "${JAGGED_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 && ! c
 fi
 command -v openssl >/dev/null 2>&1 || need openssl openssl openssl "makes the TLS test's certificates"
 command -v script >/dev/null 2>&1 || need script bsdutils util-linux-script "runs --watch in a pseudo-terminal"
+command -v kubectl >/dev/null 2>&1 || need kubectl kubernetes-client kubernetes-client "renders the Kubernetes manifests (kubectl kustomize)"
 if [ "$(id -u)" = 0 ]; then
   command -v runuser >/dev/null 2>&1 || need runuser util-linux util-linux "runs PostgreSQL as a user other than root"
   command -v chattr >/dev/null 2>&1 || need chattr e2fsprogs e2fsprogs "makes a store folder unwritable to root in a failure test"

@@ -30,3 +30,5 @@ mod preemption;
 mod slurm;
 // Several coordinators against one PostgreSQL.
 mod ha;
+// The Kubernetes manifests: rendered, validated, and their command lines run.
+mod kubernetes;

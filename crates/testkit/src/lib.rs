@@ -151,10 +151,19 @@ pub async fn submit(
 /// Polls a sweep's status every 20 ms until `cond` holds (coordinator hiccups
 /// are ignored); panics after two minutes, naming `what` it waited for.
 pub async fn until(url: &str, id: i64, what: &str, cond: impl Fn(&jagged_domain::status::SweepStatus) -> bool) -> jagged_domain::status::SweepStatus {
+    until_with(&jagged_client::ClientConfig::new(url), id, what, cond).await
+}
+
+/// [`until`] through a client configuration (a token, say).
+pub async fn until_with(
+    config: &jagged_client::ClientConfig,
+    id: i64,
+    what: &str,
+    cond: impl Fn(&jagged_domain::status::SweepStatus) -> bool,
+) -> jagged_domain::status::SweepStatus {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let config = jagged_client::ClientConfig::new(url);
     loop {
-        if let Ok(mut c) = jagged_client::Admin::connect(&config).await {
+        if let Ok(mut c) = jagged_client::Admin::connect(config).await {
             if let Ok(s) = c.status(id).await {
                 if cond(&s) {
                     return s;
