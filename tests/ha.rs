@@ -6,20 +6,13 @@
 use jagged_client::Overrides;
 use jagged_domain::status::SweepState;
 use jagged_local::Proc;
-use jagged_testkit::{coordinator, coordinator_url, dataset, jagged_bin, ort, until};
+use jagged_testkit::{coordinator, coordinator_url, jagged_bin, until};
 use std::time::Duration;
 
 #[test]
 fn two_coordinators_share_the_work_and_one_killed_mid_sweep_loses_nothing() {
-    ort();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    jagged_testkit::tiny_side(dir, 64);
-    dataset(&dir.join("data"), 48, 4, &[]);
-    std::fs::write(dir.join("spec.toml"), jagged_testkit::crop_spec("ha", 12, 2, 16)).unwrap();
-    let pg = jagged_local::LocalPostgres::start().unwrap();
-    let store = dir.join("store");
-    std::fs::create_dir_all(&store).unwrap();
+    let w = jagged_testkit::Workload::new("ha", 48, 12, 2, 16);
+    let (dir, pg, store) = (w.dir(), &w.pg, &w.store);
     let mut a = coordinator(&pg.url(), dir, "a");
     let _b = coordinator(&pg.url(), dir, "b");
     let (url_a, url_b) = (coordinator_url(dir, "a"), coordinator_url(dir, "b"));

@@ -8,7 +8,7 @@
 use jagged_client::Overrides;
 use jagged_domain::status::SweepState;
 use jagged_local::Proc;
-use jagged_testkit::{dataset, jagged_bin, ort, root, until_with};
+use jagged_testkit::{jagged_bin, root, until_with};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -150,15 +150,8 @@ fn value(e: &Value, secrets: &BTreeMap<&str, String>, pod: &str) -> String {
 
 #[test]
 fn the_cpu_overlay_command_lines_run_a_sweep_and_the_keda_query_counts_queued_shards() {
-    ort();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    jagged_testkit::tiny_side(dir, 64);
-    dataset(&dir.join("data"), 16, 4, &[]);
-    std::fs::write(dir.join("spec.toml"), jagged_testkit::crop_spec("kubernetes", 4, 2, 16)).unwrap();
-    let pg = jagged_local::LocalPostgres::start().unwrap();
-    let store = dir.join("store");
-    std::fs::create_dir_all(&store).unwrap();
+    let w = jagged_testkit::Workload::new("kubernetes", 16, 4, 2, 16);
+    let (dir, pg, store) = (w.dir(), &w.pg, &w.store);
     let objs = objects(&render("cpu"), dir);
     // The Secret the manifests expect (its example's keys), with this test's values.
     let example = objects(&std::fs::read_to_string(root().join("deploy/kubernetes/base/secret.example.yaml")).unwrap(), dir);

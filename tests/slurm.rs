@@ -7,7 +7,7 @@
 
 use jagged_client::Overrides;
 use jagged_domain::status::SweepState;
-use jagged_testkit::{dataset, jagged_bin, ort, root, until};
+use jagged_testkit::{jagged_bin, root, until};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -140,15 +140,8 @@ impl Drop for Slurm {
 
 #[test]
 fn the_sbatch_scripts_run_a_sweep_and_survive_a_preempted_array_task() {
-    ort();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    jagged_testkit::tiny_side(dir, 64);
-    dataset(&dir.join("data"), 48, 4, &[]);
-    std::fs::write(dir.join("spec.toml"), jagged_testkit::crop_spec("slurm", 16, 2, 32)).unwrap();
-    let pg = jagged_local::LocalPostgres::start().unwrap();
-    let store = dir.join("store");
-    std::fs::create_dir_all(&store).unwrap();
+    let w = jagged_testkit::Workload::new("slurm", 48, 16, 2, 32);
+    let (dir, pg, store) = (w.dir(), &w.pg, &w.store);
     let shared = dir.join("shared");
     let slurm = Slurm::start(dir);
     let scripts = root().join("deploy/slurm");

@@ -86,6 +86,38 @@ pub fn crop_spec(name: &str, max_shift: u32, shard_images: u32, batch: u32) -> S
     )
 }
 
+/// A test's workload and private PostgreSQL, in a temporary folder: the tiny
+/// model, `images` images in `data/`, `spec.toml` ([`crop_spec`]) and an
+/// empty store folder `store/`.
+pub struct Workload {
+    /// The folder (removed on drop).
+    pub tmp: tempfile::TempDir,
+    /// A private PostgreSQL.
+    pub pg: jagged_local::LocalPostgres,
+    /// The store folder.
+    pub store: PathBuf,
+}
+
+impl Workload {
+    /// Sets it up (see [`crop_spec`] for the spec's parameters).
+    pub fn new(name: &str, images: u32, max_shift: u32, shard_images: u32, batch: u32) -> Workload {
+        ort();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        tiny_side(dir, 64);
+        dataset(&dir.join("data"), images, 4, &[]);
+        std::fs::write(dir.join("spec.toml"), crop_spec(name, max_shift, shard_images, batch)).unwrap();
+        let store = dir.join("store");
+        std::fs::create_dir_all(&store).unwrap();
+        Workload { pg: jagged_local::LocalPostgres::start().unwrap(), store, tmp }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
 /// A deterministic textured RGB PNG (smooth blobs plus edges), `w` x `h`.
 pub fn png(w: u32, h: u32, seed: u32) -> Vec<u8> {
     let s = seed as f32;
