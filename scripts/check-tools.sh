@@ -33,6 +33,11 @@ if [ "$(id -u)" = 0 ]; then
   command -v slurmctld >/dev/null 2>&1 || need slurmctld slurmctld slurm "the Slurm test's controller"
   command -v slurmd >/dev/null 2>&1 || need slurmd slurmd slurm-slurmd "the Slurm test's node daemon"
   command -v sbatch >/dev/null 2>&1 || need sbatch slurm-client slurm "submits the Slurm test's jobs"
+  # The container image, assembled offline and run (root only here).
+  command -v buildah >/dev/null 2>&1 || need buildah buildah buildah "assembles the container image offline"
+  command -v podman >/dev/null 2>&1 || need podman podman podman "runs the image's coordinator and workers"
+  command -v runc >/dev/null 2>&1 || need runc runc runc "the container runtime podman uses here"
+  command -v objcopy >/dev/null 2>&1 || need objcopy binutils binutils "strips debug info from the binary in the image"
 fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -44,7 +44,7 @@ fn the_tool_check_names_exactly_what_is_missing_and_how_to_install_it() {
     let root_user = String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0";
     let mut tools = vec!["bash", "id", "sort", "tr", "python3", "script", "kubectl"];
     if root_user {
-        tools.extend(["runuser", "chattr", "munged", "slurmctld", "slurmd", "sbatch"]);
+        tools.extend(["runuser", "chattr", "munged", "slurmctld", "slurmd", "sbatch", "buildah", "podman", "runc", "objcopy"]);
     }
     let apt = Path::new("/usr/bin/apt-get").exists();
     if apt {

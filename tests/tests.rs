@@ -32,3 +32,5 @@ mod slurm;
 mod ha;
 // The Kubernetes manifests: rendered, validated, and their command lines run.
 mod kubernetes;
+// The container image, assembled offline and run with podman.
+mod container;
