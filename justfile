@@ -40,10 +40,11 @@ example name *ARGS: (assets "release")
         [ -d {{cache}}/sequences ] || {{cache}}/venv/bin/python3 scripts/make-sequences.py {{cache}}/samples {{cache}}/sequences; fi
     ./target/release/jagged demo --spec examples/{{name}}.toml --out {{name}}-out {{ARGS}}
 
-# Benchmarks (bench/README.md): `just bench pipeline|python|compute|load|scheduler|aggregate`.
+# Benchmarks (bench/README.md): `just bench pipeline|python|compute|load|scheduler|fleet|aggregate`.
 bench what="pipeline" *ARGS: (assets "release")
     {{ if what == "python" { "scripts/fetch.sh venv" } else if what == "aggregate" { "scripts/fetch.sh duckdb" } else { "true" } }}
-    ./target/release/jagged-bench {{what}} {{ARGS}}
+    # A fleet of a thousand connections needs more open files than the usual 1024.
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; ./target/release/jagged-bench {{what}} {{ARGS}}
 
 # Fetch ONNX Runtime, PostgreSQL (if the machine has none), weights, samples; build; import EfficientNet-Lite0.
 assets profile="debug":

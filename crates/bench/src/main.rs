@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod aggregate;
+mod fleet;
 mod scheduler;
 
 #[derive(Parser)]
@@ -108,6 +109,22 @@ enum What {
         #[arg(long, default_value_t = 500)]
         samples: usize,
     },
+    /// A GPU cluster's worth of simulated workers (each its own connection,
+    /// heartbeating at the production interval, holding each shard for a
+    /// realistic time) against two coordinators and one PostgreSQL: claim and
+    /// heartbeat latencies, heartbeats absorbed, PostgreSQL connections,
+    /// coordinator memory, and whether every shard was committed once.
+    Fleet {
+        /// Simulated workers.
+        #[arg(long, default_value_t = 1000)]
+        workers: usize,
+        /// Shards in the sweep.
+        #[arg(long, default_value_t = 3000)]
+        shards: u32,
+        /// Mean shard time, seconds (each drawn from 0.5x to 1.5x).
+        #[arg(long, default_value_t = 10.0)]
+        shard_secs: f64,
+    },
     /// The report's aggregation against DuckDB on the same Parquet parts and
     /// threads, with peak memory, at each sweep size.
     Aggregate {
@@ -160,6 +177,7 @@ fn main() -> Result<()> {
         What::Pipeline { common } => pipeline(&common),
         What::Python { common, python: py, device, script } => python(&common, &py, &device, &script),
         What::Scheduler { workers, shards, depths, samples } => scheduler::run(workers, shards, &depths, samples),
+        What::Fleet { workers, shards, shard_secs } => fleet::run(workers, shards, shard_secs),
         What::Aggregate { rows, threads, python, script } => aggregate::run(&rows, threads, &python, &script),
         What::AggregateRun { dir, threads } => aggregate::run_ours(&dir, threads),
         What::Load { workers, images, families } => load(workers, images, families),

@@ -48,7 +48,14 @@ async fn cycle(c: &mut WorkerServiceClient<Channel>, worker: i64) -> Result<Opti
     let lease = t.elapsed();
     let Some(s) = shards.into_iter().next() else { return Ok(None) };
     let t = Instant::now();
-    c.complete(CompleteRequest {
+    c.complete(commit_of(worker, s, "CPUExecutionProvider", 0.001)).await?;
+    Ok(Some((lease, t.elapsed())))
+}
+
+/// The commit a worker sends for a leased shard (its attempt's part key; no
+/// part is written, since nothing reads it).
+pub fn commit_of(worker: i64, s: jagged_proto::v1::ShardTask, provider: &str, seconds: f64) -> CompleteRequest {
+    CompleteRequest {
         worker_id: worker,
         shard_id: s.shard_id,
         lease_epoch: s.lease_epoch,
@@ -56,12 +63,10 @@ async fn cycle(c: &mut WorkerServiceClient<Channel>, worker: i64) -> Result<Opti
         rows: 2,
         sha256: "0".repeat(64),
         failed_items: vec![],
-        execution_provider: "CPUExecutionProvider".into(),
-        seconds: 0.001,
+        execution_provider: provider.into(),
+        seconds,
         model_key: s.model.map(|m| m.key).unwrap_or_default(),
-    })
-    .await?;
-    Ok(Some((lease, t.elapsed())))
+    }
 }
 
 fn quantile(v: &mut [Duration], q: f64) -> f64 {
