@@ -327,8 +327,7 @@ struct Lease {
     attempt: i32,
 }
 
-/// Reports a shard's outcome: uploads its part and commits it, or reports the
-/// failed attempt (a part the store would not take, with the store's error).
+/// What reporting a shard's outcome needs.
 struct Reporter<'a> {
     config: &'a WorkerConfig,
     client: &'a Client,
@@ -338,6 +337,9 @@ struct Reporter<'a> {
 }
 
 impl Reporter<'_> {
+    /// Reports a shard's outcome: uploads its part and commits it, reports the
+    /// failed attempt (a part the store would not take, with the store's
+    /// error), or hands the shard back when this worker stopped before it ended.
     async fn report(
         &self,
         lease: Lease,
