@@ -270,9 +270,31 @@ fn free_port_pair() -> u16 {
     }
 }
 
+/// SeaweedFS marks every volume read-only when its disk has under 1% free, and
+/// then an S3 PUT waits for a writable volume until the client gives up (two
+/// minutes later, saying only "timed out"). Say so at once instead.
+fn check_free_disk(dir: &Path) {
+    let out = std::process::Command::new("df").arg("-Pk").arg(dir).output().expect("running df");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(fields) = text.lines().nth(1).map(|l| l.split_whitespace().collect::<Vec<_>>()) else { return };
+    let (Some(size), Some(avail)) = (fields.get(1).and_then(|v| v.parse::<u64>().ok()), fields.get(3).and_then(|v| v.parse::<u64>().ok())) else {
+        return;
+    };
+    // 2% leaves room for what the test and its neighbours write meanwhile.
+    assert!(
+        avail * 50 >= size,
+        "{} has {} MiB free of {} MiB (under 2%): SeaweedFS refuses writes below 1% free, so the S3 tests cannot run; free some disk space",
+        dir.display(),
+        avail / 1024,
+        size / 1024
+    );
+}
+
 impl S3Server {
     /// Starts a server with its data in `dir`.
     pub fn start(dir: &Path) -> S3Server {
+        std::fs::create_dir_all(dir).unwrap();
+        check_free_disk(dir);
         let ports: Vec<u16> = (0..6).map(|_| free_port_pair()).collect();
         let mut s = S3Server { dir: dir.to_path_buf(), endpoint: format!("http://127.0.0.1:{}", ports[0]), ports, child: None };
         s.resume();
