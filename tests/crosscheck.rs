@@ -83,6 +83,7 @@ fn python_recomputation_matches_every_row() {
     let expected: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_value(python["rows"].clone()).unwrap();
 
     let opts = ClusterOptions {
+        coordinator_args: vec![],
         bin: jagged_bin(),
         dir: dir.join("run"),
         workers: 1,

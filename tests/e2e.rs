@@ -168,6 +168,7 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     dataset(&dir.join("data"), 6, 10, &[("broken.png", corrupt, Some(3))]);
     std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
     let opts = ClusterOptions {
+        coordinator_args: vec![],
         bin: jagged_bin(),
         dir: dir.join("run"),
         workers: 2,
@@ -372,6 +373,7 @@ fn sequences_give_flip_rates_and_normalised_rates() {
     std::fs::write(dir.join("spec.toml"), SEQ_SPEC).unwrap();
 
     let opts = ClusterOptions {
+        coordinator_args: vec![],
         bin: jagged_bin(),
         dir: dir.join("run"),
         workers: 2,
@@ -486,6 +488,7 @@ fn poison_shards_fail_after_bounded_retries_and_the_rest_completes() {
                 [[families]]\nkind = \"diagonal\"\nsteps = 3\n[shard]\nimages = 2\nmax_attempts = 3\n";
     std::fs::write(dir.join("spec.toml"), spec).unwrap();
     let opts = ClusterOptions {
+        coordinator_args: vec![],
         bin: jagged_bin(),
         dir: dir.join("run"),
         workers: 2,

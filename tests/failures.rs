@@ -70,6 +70,7 @@ fn an_unwritable_store_is_waited_out_or_reported_with_its_cause_and_retry_keeps_
     inputs(dir);
     std::fs::write(dir.join("spec.toml"), jagged_testkit::crop_spec("failures", 6, 2, 16)).unwrap();
     let opts = ClusterOptions {
+        coordinator_args: vec![],
         bin: jagged_bin(),
         dir: dir.join("run"),
         workers: 2,
@@ -184,6 +185,7 @@ fn watching_fits_an_80_column_terminal_and_prints_plain_lines_elsewhere() {
     let name = format!("a sweep with a long descriptive name {}", "x".repeat(120));
     std::fs::write(dir.join("spec.toml"), jagged_testkit::crop_spec(&name, 6, 2, 16)).unwrap();
     let opts = ClusterOptions {
+        coordinator_args: vec![],
         bin: jagged_bin(),
         dir: dir.join("run"),
         workers: 0,

@@ -151,6 +151,7 @@ fn sweep_on_s3_survives_an_outage_of_the_server() {
     let env = s3.env();
     let url_s3 = "s3://jagged/sweeps-under-test".to_string();
     let opts = ClusterOptions {
+        coordinator_args: vec![],
         bin: jagged_bin(),
         dir: dir.join("run"),
         workers: 2,
@@ -200,7 +201,17 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
     // failures, so none of this damage may fail a shard. (A shard lost on several
     // workers in a row by chance is not what this test is about.)
     let env = vec![("JAGGED_MAX_LOST_WORKERS".to_string(), "50".to_string())];
-    let opts = ClusterOptions { bin: jagged_bin(), dir: dir.join("run"), workers: 3, threads: 1, lease_ms, heartbeat_ms: 300, store: None, env };
+    let opts = ClusterOptions {
+        coordinator_args: vec![],
+        bin: jagged_bin(),
+        dir: dir.join("run"),
+        workers: 3,
+        threads: 1,
+        lease_ms,
+        heartbeat_ms: 300,
+        store: None,
+        env,
+    };
     let mut cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (url, pg) = (cluster.url.clone(), cluster.postgres.url());
@@ -424,6 +435,7 @@ fn a_worker_cut_off_by_the_network_changes_nothing() {
     let (wt, at) = (format!("w{}", std::process::id()), format!("a{}", std::process::id()));
     let lease_ms = 1500;
     let opts = ClusterOptions {
+        coordinator_args: vec![],
         bin: jagged_bin(),
         dir: dir.join("run"),
         workers: 1,

@@ -207,6 +207,7 @@ fn compute_step_is_identical_for_any_host_threads_and_batch() {
             images: items.iter().cloned().zip(files.iter().cloned().map(|b| Ok(vec![b]))).collect(),
             host_threads: host,
             pad_batches: pad,
+            busy: None,
         };
         let calls = std::sync::atomic::AtomicUsize::new(0);
         let abandoned = || stop_after.is_some_and(|n| calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= n);

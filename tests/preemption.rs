@@ -74,6 +74,7 @@ impl Setup {
         let tmp = tempfile::tempdir().unwrap();
         inputs(tmp.path());
         let opts = ClusterOptions {
+            coordinator_args: vec![],
             bin: jagged_bin(),
             dir: tmp.path().join("run"),
             workers: 0,

@@ -15,7 +15,7 @@ async fn coordinator() -> (jagged_local::LocalPostgres, String, tokio::sync::one
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(Coordinator::new(store, Config::default()), listener, Auth::default(), None, async move {
+    tokio::spawn(serve(Coordinator::new(store, Config::default()), listener, Auth::default(), None, Default::default(), async move {
         let _ = rx.await;
     }));
     (pg, url, tx)
@@ -23,7 +23,7 @@ async fn coordinator() -> (jagged_local::LocalPostgres, String, tokio::sync::one
 
 async fn submit(url: &str, sweep: &jagged_domain::spec::ResolvedSweep) -> i64 {
     let mut admin = AdminServiceClient::connect(url.to_string()).await.unwrap();
-    let req = SubmitRequest { sweep: Some(sweep.clone().into()), spec_toml: String::new(), again: true };
+    let req = SubmitRequest { sweep: Some(sweep.clone().into()), spec_toml: String::new(), again: true, prices: Default::default() };
     admin.submit(req).await.unwrap().into_inner().sweep_id
 }
 
@@ -135,7 +135,7 @@ async fn shards_are_sized_from_the_measured_throughput_of_their_model() {
     a.spec.shard.images = None;
     a.spec.shard.target_inferences = 8; // 4 images of 2 points: 10 shards
     let mut admin = AdminServiceClient::connect(url.clone()).await.unwrap();
-    let req = SubmitRequest { sweep: Some(a.clone().into()), spec_toml: String::new(), again: true };
+    let req = SubmitRequest { sweep: Some(a.clone().into()), spec_toml: String::new(), again: true, prices: Default::default() };
     assert_eq!(admin.submit(req).await.unwrap().into_inner().shards, 10, "nothing measured yet: target_inferences");
     let (mut c, w) = worker(&url).await;
     while let Some(t) = lease(&mut c, w, &[]).await {
@@ -145,11 +145,11 @@ async fn shards_are_sized_from_the_measured_throughput_of_their_model() {
     let mut b = resolved(7000, DIAGONAL, 1, 3);
     b.spec.shard.images = None;
     b.spec.shard.target_inferences = 8;
-    let req = SubmitRequest { sweep: Some(b.clone().into()), spec_toml: String::new(), again: true };
+    let req = SubmitRequest { sweep: Some(b.clone().into()), spec_toml: String::new(), again: true, prices: Default::default() };
     assert_eq!(admin.submit(req).await.unwrap().into_inner().shards, 3);
     // An explicit size still wins.
     b.spec.shard.images = Some(1000);
-    let req = SubmitRequest { sweep: Some(b.clone().into()), spec_toml: String::new(), again: true };
+    let req = SubmitRequest { sweep: Some(b.clone().into()), spec_toml: String::new(), again: true, prices: Default::default() };
     assert_eq!(admin.submit(req).await.unwrap().into_inner().shards, 7);
 }
 
@@ -165,6 +165,7 @@ fn one_worker_process_runs_several_sessions() {
                 [[families]]\nkind = \"crop\"\nmax_shift = 3\n[shard]\nimages = 1\n";
     std::fs::write(dir.join("spec.toml"), spec).unwrap();
     let opts = ClusterOptions {
+        coordinator_args: vec![],
         bin: jagged_testkit::jagged_bin(),
         dir: dir.join("run"),
         workers: 1,

@@ -42,7 +42,7 @@ fn check_with(dir: &Path, tools: &[&str], browser: bool) -> (i32, String) {
 fn the_tool_check_names_exactly_what_is_missing_and_how_to_install_it() {
     let tmp = tempfile::tempdir().unwrap();
     let root_user = String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout).trim() == "0";
-    let mut tools = vec!["bash", "id", "sort", "tr", "python3", "script", "kubectl"];
+    let mut tools = vec!["bash", "id", "sort", "tr", "python3", "script", "kubectl", "prometheus", "promtool"];
     if root_user {
         tools.extend(["runuser", "chattr", "munged", "slurmctld", "slurmd", "sbatch", "buildah", "podman", "runc", "objcopy"]);
     }

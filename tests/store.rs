@@ -1,3 +1,4 @@
+use jagged_domain::cost::Outcome;
 use jagged_domain::lease::{LeasePolicy, ShardState};
 use jagged_domain::plan::plan;
 use jagged_domain::status::SweepState;
@@ -23,6 +24,7 @@ fn output(c: &jagged_store::Claimed) -> Output {
         provider: "cpu".into(),
         seconds: 0.1,
         model_key: None,
+        busy_seconds: 0.05,
     }
 }
 
@@ -127,10 +129,10 @@ async fn poison_shard_fails_after_max_attempts_with_its_last_error() {
     let sweep = sweep_with(&store, 2, 1, 2).await; // two shards, two attempts each
     let p = policy();
     let a = store.claim(1, 1, T0, &p).await.unwrap().remove(0);
-    assert_eq!(store.fail(a.id, a.lease_epoch, "boom 1", true, T0, &p).await.unwrap(), ShardState::Queued);
+    assert_eq!(store.fail(a.id, a.lease_epoch, "boom 1", true, 0.5, T0, &p).await.unwrap(), ShardState::Queued);
     let b = store.claim(1, 2, T0 + 10_000, &p).await.unwrap();
     let a2 = b.iter().find(|c| c.id == a.id).unwrap();
-    assert_eq!(store.fail(a2.id, a2.lease_epoch, "boom 2", true, T0 + 10_000, &p).await.unwrap(), ShardState::Failed);
+    assert_eq!(store.fail(a2.id, a2.lease_epoch, "boom 2", true, 0.5, T0 + 10_000, &p).await.unwrap(), ShardState::Failed);
     let errs = store.shard_errors(sweep, 10).await.unwrap();
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].error, "boom 2");
@@ -147,7 +149,7 @@ async fn poison_shard_fails_after_max_attempts_with_its_last_error() {
     // A non-retryable error fails at once.
     let sweep2 = sweep_with(&store, 1, 1, 5).await;
     let c = store.claim(1, 1, T0 + 20_000, &p).await.unwrap().remove(0);
-    assert_eq!(store.fail(c.id, c.lease_epoch, "model does not load", false, T0 + 20_000, &p).await.unwrap(), ShardState::Failed);
+    assert_eq!(store.fail(c.id, c.lease_epoch, "model does not load", false, 0.5, T0 + 20_000, &p).await.unwrap(), ShardState::Failed);
     assert_eq!(store.sweep(sweep2).await.unwrap().state, SweepState::Failed);
 
     // Retrying: only failed shards, with fresh attempts; the committed one stays.
@@ -179,7 +181,7 @@ async fn heartbeat_extends_held_leases_and_reports_lost_ones() {
     let p = policy();
     let w = store.register_worker("w", "host", "cpu", T0).await.unwrap();
     let c = store.claim(w, 2, T0, &p).await.unwrap();
-    let held: Vec<Held> = c.iter().map(|c| Held { shard: c.id, epoch: c.lease_epoch }).collect();
+    let held: Vec<Held> = c.iter().map(|c| Held { shard: c.id, epoch: c.lease_epoch, busy: 0.25 }).collect();
     let stranger = store.heartbeat(w + 1000, &held, T0 + 900, &p).await.unwrap_err();
     assert!(matches!(stranger, StoreError::NoWorker(id) if id == w + 1000), "a worker id that never registered is refused: {stranger}");
     assert!(store.heartbeat(w, &held, T0 + 900, &p).await.unwrap().is_empty());
@@ -330,4 +332,51 @@ async fn coordinators_started_together_on_a_fresh_database_both_come_up_and_a_ne
         )),
         "{log}"
     );
+}
+
+#[tokio::test]
+async fn every_attempt_is_charged_its_device_time_and_lost_ones_apart() {
+    let (_pg, store) = store().await;
+    let sweep = sweep_with(&store, 3, 1, 5).await; // 3 shards, 9 inferences each
+    let p = policy();
+    let gpu = store.register_worker("gpu-1", "h", "cuda:0", T0).await.unwrap();
+    let cpu = store.register_worker("cpu-1", "h", "cpu", T0).await.unwrap();
+    let c = store.claim(gpu, 3, T0, &p).await.unwrap();
+    let busy = [1.5, 2.0, 0.5];
+    let held: Vec<Held> = c.iter().zip(busy).map(|(c, b)| Held { shard: c.id, epoch: c.lease_epoch, busy: b }).collect();
+    assert!(store.heartbeat(gpu, &held, T0 + 100, &p).await.unwrap().is_empty());
+    // A failure reports its own busy time; a hand-back that says less keeps what the heartbeat said.
+    assert_eq!(store.fail(c[0].id, c[0].lease_epoch, "boom", true, 1.75, T0 + 200, &p).await.unwrap(), ShardState::Queued);
+    assert_eq!(store.hand_back(c[1].id, c[1].lease_epoch, 0.0, T0 + 200, &p).await.unwrap(), ShardState::Queued);
+    // The third one's worker vanishes: charged what its last heartbeat said.
+    let expiry = T0 + 100 + p.lease_ms + 1;
+    assert_eq!(store.reap(expiry, &p, 10).await.unwrap(), 1);
+    let later = expiry + 600_000;
+    let again = store.claim(cpu, 3, later, &p).await.unwrap();
+    assert_eq!(again.len(), 3);
+    for a in &again {
+        store.complete(Commit { shard: a.id, epoch: a.lease_epoch, worker: cpu, out: output(a), failed: vec![] }, later + 10).await.unwrap();
+    }
+    let spent = store.spent(sweep).await.unwrap();
+    let find = |worker: i64, outcome: Outcome| spent.iter().find(|l| l.worker_id == worker && l.outcome == outcome).cloned().unwrap();
+    let failed = find(gpu, Outcome::Failed);
+    assert_eq!((failed.attempts, failed.busy_seconds, failed.device.as_str(), failed.inferences), (1, 1.75, "cuda:0", 0));
+    assert!((failed.wall_seconds - 0.2).abs() < 1e-9, "leased at T0, failed at T0 + 200 ms: {}", failed.wall_seconds);
+    assert_eq!(find(gpu, Outcome::HandedBack).busy_seconds, 2.0);
+    let abandoned = find(gpu, Outcome::Abandoned);
+    assert_eq!(abandoned.busy_seconds, 0.5);
+    assert!((abandoned.wall_seconds - (expiry - T0) as f64 / 1000.0).abs() < 1e-9);
+    let done = find(cpu, Outcome::Done);
+    assert_eq!((done.attempts, done.inferences, done.worker.as_str()), (3, 27, "cpu-1"));
+    assert!((done.busy_seconds - 0.15).abs() < 1e-9);
+    assert_eq!(spent.len(), 4);
+    // Priced per device-hour: 4.25 GPU-seconds at 3.6/h and 0.15 CPU-seconds at 0.36/h.
+    let prices: jagged_domain::cost::Prices = [("cuda".to_string(), 3.6), ("cpu".to_string(), 0.36)].into();
+    let t = jagged_domain::cost::Totals::of(&spent, &prices);
+    assert!((t.busy_done - 0.15).abs() < 1e-9 && (t.busy_lost - 4.25).abs() < 1e-9, "{t:?}");
+    assert!((t.cost.unwrap() - (4.25 * 0.001 + 0.15 * 0.0001)).abs() < 1e-12, "{t:?}");
+    // Prices given at submit are kept with the sweep.
+    assert!(store.prices(sweep).await.unwrap().is_empty());
+    store.set_prices(sweep, &prices).await.unwrap();
+    assert_eq!(store.prices(sweep).await.unwrap(), prices);
 }

@@ -34,3 +34,6 @@ mod ha;
 mod kubernetes;
 // The container image, assembled offline and run with podman.
 mod container;
+// Watching sweeps: Prometheus, alerts, the dashboard in a browser, health and
+// reflection, cost, JSON logs.
+mod observe;

@@ -58,7 +58,8 @@ async fn worker(url: String, i: usize, shard_secs: f64, tally: Arc<Tally>, done:
             let mut tick = tokio::time::interval(HEARTBEAT);
             loop {
                 tick.tick().await;
-                let h: Vec<HeldShard> = held.lock().unwrap().iter().map(|&(shard_id, lease_epoch)| HeldShard { shard_id, lease_epoch }).collect();
+                let h: Vec<HeldShard> =
+                    held.lock().unwrap().iter().map(|&(shard_id, lease_epoch)| HeldShard { shard_id, lease_epoch, busy_seconds: 0.0 }).collect();
                 let t = Instant::now();
                 if c.heartbeat(HeartbeatRequest { worker_id: id, held: h, leaving: false }).await.is_ok() {
                     tally.heartbeats.fetch_add(1, Ordering::Relaxed);

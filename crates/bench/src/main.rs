@@ -233,6 +233,7 @@ fn load(workers: usize, images: u32, families: u32) -> Result<()> {
     println!("load: {workers} worker processes, one coordinator, {shards} shards (tiny CNN, 1 image x 2 points each)");
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
     let opts = ClusterOptions {
+        coordinator_args: vec![],
         bin,
         dir: dir.join("run"),
         workers,
@@ -301,6 +302,7 @@ fn system_sweep(c: &Common, model: &Path, images: &Path, device: &str) -> Result
     )?;
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
     let opts = ClusterOptions {
+        coordinator_args: vec![],
         bin,
         dir: dir.clone(),
         workers: 1,
@@ -436,6 +438,7 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize) -
             images: items.iter().cloned().zip(bytes.iter().cloned().map(|b| Ok(vec![b]))).collect(),
             host_threads,
             pad_batches: jagged_worker::pads_batches(engine.provider),
+            busy: None,
         };
         let out = jagged_worker::run_shard(engine, input, &|| false)?.context("not abandoned")?;
         Ok((out.rows, out.timing))

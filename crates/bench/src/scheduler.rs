@@ -66,6 +66,7 @@ pub fn commit_of(worker: i64, s: jagged_proto::v1::ShardTask, provider: &str, se
         execution_provider: provider.into(),
         seconds,
         model_key: s.model.map(|m| m.key).unwrap_or_default(),
+        busy_seconds: seconds,
     }
 }
 
@@ -79,6 +80,7 @@ pub fn run(workers: usize, shards: u32, depths: &[u32], samples: usize) -> Resul
     let _ = std::fs::remove_dir_all(&dir);
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
     let opts = ClusterOptions {
+        coordinator_args: vec![],
         bin,
         dir: dir.clone(),
         workers: 0,

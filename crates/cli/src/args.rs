@@ -28,6 +28,11 @@ impl StoreArg {
     }
 }
 
+/// A `--price KIND=PRICE_PER_HOUR` value.
+pub fn price(s: &str) -> Result<(String, f64), String> {
+    jagged_domain::cost::parse_price(s)
+}
+
 /// The token in the environment variable `var`, or in the file that `<var>_FILE`
 /// names; `None` if neither is set. Tokens are taken from the environment or a
 /// file, never from flags (which other users of the machine can read in the

@@ -48,6 +48,24 @@ pub struct CoordinatorArgs {
     /// sweeps and commit results.
     #[arg(long)]
     insecure: bool,
+    /// Serve Prometheus metrics at http://<addr>/metrics.
+    #[arg(long, env = "JAGGED_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Serve the web dashboard (and /metrics) at this address; it requires the
+    /// admin token when one is set.
+    #[arg(long, env = "JAGGED_HTTP")]
+    http: Option<SocketAddr>,
+    /// Write the dashboard's bound address to this file once listening.
+    #[arg(long, requires = "http")]
+    http_addr_file: Option<PathBuf>,
+    /// The object store results are in (a folder, `file://` or `s3://`): the
+    /// dashboard then shows finished sweeps' reports.
+    #[arg(long = "store", env = "JAGGED_STORE")]
+    store: Option<String>,
+    /// Price per device-hour of a device kind, for estimated costs (repeat:
+    /// `--price cuda=2.50 --price cpu=0.05`); a sweep's own prices override.
+    #[arg(long = "price", env = "JAGGED_PRICES", value_delimiter = ',', value_parser = crate::args::price)]
+    prices: Vec<(String, f64)>,
 }
 
 /// Runs the coordinator until SIGINT or SIGTERM (it then drains in-flight calls).
@@ -77,6 +95,28 @@ pub async fn run(a: CoordinatorArgs) -> Result<()> {
     if let Some(f) = &a.addr_file {
         std::fs::write(f, format!("{addr}\n")).with_context(|| format!("writing {}", f.display()))?;
     }
+    let mut http = jagged_coordinator::Http::default();
+    if let Some(m) = a.metrics_listen {
+        let l = tokio::net::TcpListener::bind(m).await.with_context(|| format!("binding --metrics-listen {m}"))?;
+        tracing::info!(addr = %l.local_addr()?, "metrics at /metrics");
+        http.metrics = Some(l);
+    }
+    if let Some(h) = a.http {
+        if auth.admin.is_none() && !h.ip().is_loopback() && !a.insecure {
+            bail!("refusing to serve the dashboard on {h} without JAGGED_ADMIN_TOKEN; pass --insecure to allow anyone who reaches it");
+        }
+        let l = tokio::net::TcpListener::bind(h).await.with_context(|| format!("binding --http {h}"))?;
+        let bound = l.local_addr()?;
+        tracing::info!(addr = %bound, "dashboard at http://{bound}/");
+        if let Some(f) = &a.http_addr_file {
+            std::fs::write(f, format!("{bound}\n")).with_context(|| format!("writing {}", f.display()))?;
+        }
+        let objects = match &a.store {
+            Some(s) => Some(crate::args::StoreArg { store: s.clone() }.open()?),
+            None => None,
+        };
+        http.dashboard = Some((l, jagged_coordinator::web::WebConfig { admin: auth.admin.clone(), objects }));
+    }
     let policy = jagged_domain::lease::LeasePolicy {
         lease_ms: a.lease_ms,
         heartbeat_ms: a.heartbeat_ms,
@@ -88,8 +128,9 @@ pub async fn run(a: CoordinatorArgs) -> Result<()> {
         policy,
         reap_interval: Duration::from_millis((a.lease_ms / 4).clamp(100, 5_000) as u64),
         max_message: a.max_message_mb.clamp(1, 2047) * 1024 * 1024,
+        prices: a.prices.into_iter().collect(),
     };
-    jagged_coordinator::serve(jagged_coordinator::Coordinator::new(store, config), listener, auth, tls, crate::shutdown_signal()).await?;
+    jagged_coordinator::serve(jagged_coordinator::Coordinator::new(store, config), listener, auth, tls, http, crate::shutdown_signal()).await?;
     tracing::info!("coordinator stopped");
     Ok(())
 }

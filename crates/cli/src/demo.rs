@@ -24,6 +24,9 @@ pub struct DemoArgs {
     /// ORT threads per worker (default: cores / workers).
     #[arg(long)]
     threads: Option<usize>,
+    /// Serve the web dashboard here while the sweep runs (e.g. 127.0.0.1:8080).
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
     #[command(flatten)]
     over: OverrideArgs,
 }
@@ -48,9 +51,18 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         heartbeat_ms: 2_000,
         store: None,
         env: vec![],
+        coordinator_args: match a.http {
+            Some(h) => vec!["--http".into(), h.to_string(), "--http-addr-file".into(), a.out.join("http.addr").display().to_string()],
+            None => vec![],
+        },
     };
     eprintln!("starting a private PostgreSQL, a coordinator and {workers} worker(s) ({threads} thread(s) each); logs in {}/logs", a.out.display());
     let c = tokio::task::spawn_blocking(move || LocalCluster::start(opts)).await??;
+    if a.http.is_some() {
+        if let Ok(addr) = std::fs::read_to_string(a.out.join("http.addr")) {
+            eprintln!("dashboard: http://{}/ (while the sweep runs)", addr.trim());
+        }
+    }
     let result = async {
         let objects = jagged_artifacts::open_store(&c.store_url)?;
         let config = ClientConfig::new(c.url.clone());

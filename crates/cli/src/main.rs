@@ -49,16 +49,30 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("JAGGED_LOG").unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal (log files stay plain), and never with NO_COLOR.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
-        .init();
+    init_logging();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     if let Err(e) = rt.block_on(run(cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Logs to stderr, filtered by `JAGGED_LOG` (default `info`): as text, or as
+/// one JSON object per line with `JAGGED_LOG_FORMAT=json` (each event with its
+/// fields and those of the spans it is in: sweep, shard, attempt, worker).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JAGGED_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match std::env::var("JAGGED_LOG_FORMAT").as_deref() {
+        Ok("json") => builder.json().flatten_event(true).with_current_span(false).with_span_list(true).init(),
+        Ok("text") | Err(_) => builder
+            // Colour only on a terminal (log files stay plain), and never with NO_COLOR.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+        Ok(other) => {
+            builder.with_ansi(false).init();
+            tracing::warn!(format = other, "JAGGED_LOG_FORMAT must be `text` or `json`; logging as text");
+        }
     }
 }
 

@@ -17,13 +17,19 @@ pub struct ReportArgs {
     db: DbArg,
     #[command(flatten)]
     store: StoreArg,
+    /// Price per device-hour of a device kind for `cost.csv` (repeat: `--price
+    /// cuda=2.50 --price cpu=0.05`), over those given at submit.
+    #[arg(long = "price", value_parser = crate::args::price)]
+    prices: Vec<(String, f64)>,
 }
 
 /// Writes a sweep's report and prints its table.
 pub async fn run(a: ReportArgs) -> Result<()> {
     let st = connect_db(&a.db.database_url, false).await?;
     let objects = a.store.open()?;
-    let report = jagged_report::build(&st, objects.as_ref(), a.id).await?;
+    let mut prices = st.prices(a.id).await?;
+    prices.extend(a.prices.iter().cloned());
+    let report = jagged_report::build_priced(&st, objects.as_ref(), a.id, &prices).await?;
     report.write(&a.out)?;
     print!("{}", report.markdown_table());
     eprintln!("report written to {}", a.out.display());

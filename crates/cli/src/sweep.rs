@@ -24,12 +24,22 @@ pub struct OverrideArgs {
     /// submitted before; without it, that sweep is returned and nothing is added.
     #[arg(long)]
     again: bool,
+    /// Price per device-hour of a device kind for this sweep's estimated cost
+    /// (repeat: `--price cuda=2.50 --price cpu=0.05`); kinds not named take the
+    /// coordinator's `--price`.
+    #[arg(long = "price", value_parser = crate::args::price)]
+    prices: Vec<(String, f64)>,
 }
 
 impl OverrideArgs {
     /// The overrides as the client library takes them.
     pub fn overrides(&self) -> jagged_client::Overrides {
-        jagged_client::Overrides { dataset: self.dataset.clone(), limit: self.limit, again: self.again }
+        jagged_client::Overrides {
+            dataset: self.dataset.clone(),
+            limit: self.limit,
+            again: self.again,
+            prices: self.prices.iter().cloned().collect(),
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! `jagged worker`: its configuration (flags and environment) and start.
 
 use crate::args::{token, StoreArg};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -55,6 +55,12 @@ pub struct WorkerArgs {
     /// before the attempt is reported failed with the store's error.
     #[arg(long, env = "JAGGED_STORE_RETRY_SECS", default_value_t = 120)]
     store_retry_secs: u64,
+    /// Serve Prometheus metrics at http://<addr>/metrics (port 0 picks one).
+    #[arg(long, env = "JAGGED_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Write the metrics listener's bound address to this file.
+    #[arg(long, requires = "metrics_listen")]
+    metrics_addr_file: Option<PathBuf>,
 }
 
 impl WorkerArgs {
@@ -77,6 +83,7 @@ impl WorkerArgs {
             sweep: self.sweep,
             stop_grace: self.stop_grace,
             store_retry: Duration::from_secs(self.store_retry_secs),
+            metrics: Default::default(),
         })
     }
 }
@@ -87,6 +94,15 @@ impl WorkerArgs {
 pub async fn run(a: WorkerArgs) -> Result<()> {
     let config = a.config()?;
     let stops = stop_signals()?;
+    if let Some(addr) = a.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding --metrics-listen {addr}"))?;
+        let bound = l.local_addr()?;
+        tracing::info!(addr = %bound, "metrics at /metrics");
+        if let Some(f) = &a.metrics_addr_file {
+            std::fs::write(f, format!("{bound}\n")).with_context(|| format!("writing {}", f.display()))?;
+        }
+        tokio::spawn(config.metrics.clone().serve(l));
+    }
     let runs = (0..a.sessions).map(|i| {
         let mut c = config.clone();
         if a.sessions > 1 {

@@ -55,7 +55,20 @@ impl Admin {
 
     /// Submits a resolved sweep; `again` runs it even if the same sweep exists.
     pub async fn submit(&mut self, sweep: ResolvedSweep, spec_toml: String, again: bool) -> Result<Submitted> {
-        let r = self.raw.submit(SubmitRequest { sweep: Some(sweep.into()), spec_toml, again }).await?.into_inner();
+        self.submit_priced(sweep, spec_toml, again, &Default::default()).await
+    }
+
+    /// [`Admin::submit`] with prices per device-hour by device kind for the
+    /// sweep's estimated cost (replacing those given before for the same sweep).
+    pub async fn submit_priced(
+        &mut self,
+        sweep: ResolvedSweep,
+        spec_toml: String,
+        again: bool,
+        prices: &jagged_domain::cost::Prices,
+    ) -> Result<Submitted> {
+        let prices = prices.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let r = self.raw.submit(SubmitRequest { sweep: Some(sweep.into()), spec_toml, again, prices }).await?.into_inner();
         Ok(Submitted { sweep_id: r.sweep_id, shards: r.shards, existing: r.existing })
     }
 
@@ -98,7 +111,7 @@ pub async fn submit(config: &ClientConfig, spec: &Path, store: &dyn object_store
     let mut admin = Admin::connect(config).await?;
     let n_images = (0..resolved.spec.families.len()).map(|f| resolved.items(f).len()).max().unwrap_or(0);
     let n_models = resolved.models.len();
-    let r = admin.submit(resolved, text, over.again).await?;
+    let r = admin.submit_priced(resolved, text, over.again, &over.prices).await?;
     if r.existing {
         eprintln!("sweep {} already holds this spec over the same models and images; nothing added (pass --again to run it anew)", r.sweep_id);
     } else {
@@ -130,7 +143,24 @@ pub fn line(s: &SweepStatus) -> String {
     if running {
         out += &format!("; workers {}", s.workers_alive);
     }
-    out + &pace(s)
+    out + &spent(s) + &pace(s)
+}
+
+/// `; device 12.3 s (+0.8 s lost), est. cost 0.0012` once attempts spent
+/// device time: busy seconds of committed attempts, of those that failed, were
+/// handed back or abandoned, and the estimated cost when every kind is priced.
+fn spent(s: &SweepStatus) -> String {
+    if s.busy_seconds <= 0.0 && s.busy_seconds_lost <= 0.0 {
+        return String::new();
+    }
+    let mut out = format!("; device {:.1} s", s.busy_seconds);
+    if s.busy_seconds_lost > 0.0 {
+        out += &format!(" (+{:.1} s lost)", s.busy_seconds_lost);
+    }
+    if s.estimated_cost >= 0.0 {
+        out += &format!(", est. cost {:.4}", s.estimated_cost);
+    }
+    out
 }
 
 /// The short form a progress bar shows beside itself, most telling first (the
@@ -226,6 +256,9 @@ mod tests {
             workers_alive: 2,
             inferences_per_sec: rate,
             eta_secs: eta,
+            busy_seconds: 0.0,
+            busy_seconds_lost: 0.0,
+            estimated_cost: -1.0,
         }
     }
 
@@ -242,5 +275,14 @@ mod tests {
         let mut s = status(SweepState::Failed, 0.0, 0.0);
         (s.done, s.failed, s.inferences_failed, s.failed_items) = (3, 1, 30, 2);
         assert_eq!(line(&s), "sweep 7 [failed] n: shards 3/4 done, 1 failed; inferences 50/100 (50%), 30 could not run; failed items 2");
+    }
+
+    #[test]
+    fn status_lines_show_device_time_and_cost_once_spent() {
+        let mut s = status(SweepState::Done, 0.0, 0.0);
+        (s.busy_seconds, s.busy_seconds_lost) = (12.34, 0.0);
+        assert!(line(&s).ends_with("(50%); device 12.3 s"), "{}", line(&s));
+        (s.busy_seconds_lost, s.estimated_cost) = (0.8, 0.00125);
+        assert!(line(&s).ends_with("; device 12.3 s (+0.8 s lost), est. cost 0.0013"), "{}", line(&s));
     }
 }

@@ -428,6 +428,8 @@ pub struct Overrides {
     pub limit: Option<u32>,
     /// Submit even if the same sweep (same spec, models and images) exists.
     pub again: bool,
+    /// Prices per device-hour by device kind for this sweep's estimated cost.
+    pub prices: jagged_domain::cost::Prices,
 }
 
 /// A resolved spec.

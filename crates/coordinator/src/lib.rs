@@ -9,6 +9,8 @@
 #![deny(missing_docs)]
 
 mod commits;
+pub mod metrics;
+pub mod web;
 
 use jagged_domain::lease::LeasePolicy;
 use jagged_domain::plan::plan_sized;
@@ -41,11 +43,18 @@ pub struct Config {
     pub reap_interval: Duration,
     /// Largest gRPC message accepted or sent, bytes.
     pub max_message: usize,
+    /// Prices per device-hour by device kind, for sweeps that give none.
+    pub prices: jagged_domain::cost::Prices,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { policy: LeasePolicy::default(), reap_interval: Duration::from_secs(2), max_message: jagged_proto::MAX_MESSAGE }
+        Config {
+            policy: LeasePolicy::default(),
+            reap_interval: Duration::from_secs(2),
+            max_message: jagged_proto::MAX_MESSAGE,
+            prices: Default::default(),
+        }
     }
 }
 
@@ -63,6 +72,8 @@ pub struct Coordinator {
     share: Arc<Mutex<(FairShare, i64)>>,
     /// Concurrent commits, written together.
     commits: commits::GroupCommit,
+    /// Prometheus metrics.
+    metrics: metrics::Metrics,
 }
 
 /// Committed shards of a model whose throughput sizes new shards.
@@ -97,7 +108,71 @@ impl Coordinator {
             progress: Default::default(),
             share: Default::default(),
             commits: Default::default(),
+            metrics: metrics::Metrics::new(),
         }
+    }
+
+    /// The coordinator's metrics.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The store behind it.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The prices per device-hour that apply to a sweep: the coordinator's,
+    /// overridden by those given at its submit.
+    pub async fn prices(&self, id: i64) -> Result<jagged_domain::cost::Prices, ServiceError> {
+        let mut prices = self.config.prices.clone();
+        prices.extend(self.store.prices(id).await.map_err(|e| self.store_err(e))?);
+        Ok(prices)
+    }
+
+    /// What a sweep's attempts spent, with its prices.
+    pub async fn spent(&self, id: i64) -> Result<(Vec<jagged_store::Spent>, jagged_domain::cost::Prices), ServiceError> {
+        Ok((self.store.spent(id).await.map_err(|e| self.store_err(e))?, self.prices(id).await?))
+    }
+
+    /// Keeps the metrics read from PostgreSQL (sweeps, shards, workers, cost)
+    /// current until `shutdown`: running sweeps every `every`, finished ones once.
+    pub async fn gauges(self, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(every);
+        let mut finished = std::collections::HashSet::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(e) = self.refresh_gauges(&mut finished).await {
+                tracing::debug!(error = %e.to_string(), "metrics refresh failed; will retry");
+            }
+        }
+    }
+
+    async fn refresh_gauges(&self, finished: &mut std::collections::HashSet<i64>) -> Result<(), ServiceError> {
+        let rows = self.store.sweeps().await.map_err(|e| self.store_err(e))?;
+        let mut by_state: HashMap<&'static str, i64> = HashMap::new();
+        for s in &rows {
+            *by_state.entry(s.state.as_str()).or_default() += 1;
+            if finished.contains(&s.id) {
+                continue;
+            }
+            let leased = self.store.leased_count(s.id).await.map_err(|e| self.store_err(e))?;
+            let (spent, prices) = self.spent(s.id).await?;
+            self.metrics.set_sweep(s, leased, &jagged_domain::cost::Totals::of(&spent, &prices));
+            if s.state != SweepState::Running {
+                finished.insert(s.id);
+            }
+        }
+        for state in [SweepState::Running, SweepState::Done, SweepState::Failed, SweepState::Cancelled] {
+            let n = by_state.get(state.as_str()).copied().unwrap_or(0);
+            self.metrics.sweeps.get_or_create(&metrics::StateLabel { state: state.as_str().into() }).set(n);
+        }
+        let alive = self.store.workers_alive(now_ms() - 3 * self.config.policy.heartbeat_ms).await.map_err(|e| self.store_err(e))?;
+        self.metrics.workers_live.set(alive);
+        Ok(())
     }
 
     /// Each model's measured inferences per second, for sizing its shards: over
@@ -172,6 +247,8 @@ impl Coordinator {
         let alive = self.store.workers_alive(now_ms() - 3 * self.config.policy.heartbeat_ms).await.map_err(|e| self.store_err(e))?;
         // The resolved sweep (its image list can be large) only to name failed shards' models and families.
         let resolved = if errors.is_empty() { None } else { Some(self.resolved(id).await?) };
+        let (spent, prices) = self.spent(id).await?;
+        let cost = jagged_domain::cost::Totals::of(&spent, &prices);
         let finished = (s.done + s.failed + s.cancelled) as u32;
         let (rate, eta) = {
             let mut all = self.progress.lock().unwrap();
@@ -218,6 +295,9 @@ impl Coordinator {
                 })
                 .collect(),
             workers_alive: alive as u32,
+            busy_seconds: cost.busy_done,
+            busy_seconds_lost: cost.busy_lost,
+            estimated_cost: cost.cost.unwrap_or(-1.0),
         })
     }
 
@@ -262,7 +342,10 @@ impl Coordinator {
             }
             match self.store.reap(now_ms(), &self.config.policy, 1000).await {
                 Ok(0) => {}
-                Ok(n) => tracing::warn!(shards = n, "requeued shards whose lease expired"),
+                Ok(n) => {
+                    self.metrics.expirations.inc_by(n as u64);
+                    tracing::warn!(shards = n, "requeued shards whose lease expired")
+                }
                 Err(e) => tracing::warn!(error = %e, "reaper pass failed; will retry"),
             }
         }
@@ -289,9 +372,14 @@ impl WorkerService for Coordinator {
                 return Err(ServiceError::Stale(format!("sweep {id} is {}: it has no more work", s.state)).into());
             }
         }
+        let started = std::time::Instant::now();
         let claimed = self.claim(r.worker_id, max, &r.loaded_models, only).await?;
+        self.metrics.claim_seconds.observe(started.elapsed().as_secs_f64());
+        let now = now_ms();
         let mut shards = Vec::with_capacity(claimed.len());
         for c in claimed {
+            self.metrics.leases.get_or_create(&metrics::SweepLabel { sweep: c.sweep_id.to_string() }).inc();
+            self.metrics.queue_wait_seconds.observe(((now - c.queued_ms).max(0)) as f64 / 1000.0);
             let sweep = self.resolved(c.sweep_id).await?;
             shards.push(pb::ShardTask::from(task_of(&sweep, &c)?));
         }
@@ -300,7 +388,7 @@ impl WorkerService for Coordinator {
 
     async fn heartbeat(&self, req: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         let r = req.into_inner();
-        let held: Vec<Held> = r.held.iter().map(|h| Held { shard: h.shard_id, epoch: h.lease_epoch }).collect();
+        let held: Vec<Held> = r.held.iter().map(|h| Held { shard: h.shard_id, epoch: h.lease_epoch, busy: h.busy_seconds }).collect();
         let now = now_ms();
         let lost = self.store.heartbeat(r.worker_id, &held, now, &self.config.policy).await.map_err(|e| self.store_err(e))?;
         if r.leaving {
@@ -322,15 +410,28 @@ impl WorkerService for Coordinator {
             provider: r.execution_provider,
             seconds: r.seconds,
             model_key: (!r.model_key.is_empty()).then_some(r.model_key),
+            busy_seconds: r.busy_seconds,
         };
         let commit = Commit { shard: r.shard_id, epoch: r.lease_epoch, worker: r.worker_id, out, failed };
-        match self.commits.commit(&self.store, commit).await {
-            Ok(()) => Ok(Response::new(CompleteResponse {})),
+        let started = std::time::Instant::now();
+        let result = self.commits.commit(&self.store, commit).await;
+        self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
+        let outcome = |o: &str| self.metrics.commits.get_or_create(&metrics::OutcomeLabel { outcome: o.into() }).inc();
+        match result {
+            Ok(()) => {
+                outcome("accepted");
+                self.metrics.shard_seconds.observe(r.seconds);
+                Ok(Response::new(CompleteResponse {}))
+            }
             Err(e @ StoreError::Stale(_)) => {
+                outcome("stale");
                 tracing::warn!(shard = r.shard_id, epoch = r.lease_epoch, worker = r.worker_id, "refused a stale commit");
                 Err(self.store_err(e).into())
             }
-            Err(e) => Err(self.store_err(e).into()),
+            Err(e) => {
+                outcome("refused");
+                Err(self.store_err(e).into())
+            }
         }
     }
 
@@ -338,11 +439,15 @@ impl WorkerService for Coordinator {
         let r = req.into_inner();
         let (now, policy) = (now_ms(), &self.config.policy);
         let state = if r.handed_back {
-            let state = self.store.hand_back(r.shard_id, r.lease_epoch, now, policy).await.map_err(|e| self.store_err(e))?;
+            let state = self.store.hand_back(r.shard_id, r.lease_epoch, r.busy_seconds, now, policy).await.map_err(|e| self.store_err(e))?;
             tracing::info!(shard = r.shard_id, worker = r.worker_id, state = state.as_str(), "shard handed back by a stopping worker");
             state
         } else {
-            let state = self.store.fail(r.shard_id, r.lease_epoch, &r.error, r.retryable, now, policy).await.map_err(|e| self.store_err(e))?;
+            let state = self
+                .store
+                .fail(r.shard_id, r.lease_epoch, &r.error, r.retryable, r.busy_seconds, now, policy)
+                .await
+                .map_err(|e| self.store_err(e))?;
             tracing::warn!(shard = r.shard_id, state = state.as_str(), error = %r.error, "shard attempt failed");
             state
         };
@@ -367,6 +472,10 @@ impl AdminService for Coordinator {
         let (id, existing) =
             self.store.insert_sweep_once(&r.spec_toml, &sweep, &shards, Some(&hash), !r.again).await.map_err(|e| self.store_err(e))?;
         self.share.lock().unwrap().1 = 0; // re-read the running sweeps at the next lease
+        if !r.prices.is_empty() {
+            let prices: jagged_domain::cost::Prices = r.prices.into_iter().collect();
+            self.store.set_prices(id, &prices).await.map_err(|e| self.store_err(e))?;
+        }
         if existing {
             tracing::info!(sweep = id, name = %sweep.spec.name, "the same sweep was submitted again; returning the existing one");
         } else {
@@ -441,12 +550,24 @@ pub struct Auth {
     pub admin: Option<jagged_proto::auth::Token>,
 }
 
-/// Serves both services on `listener` and runs the reaper, until `shutdown`.
+/// The coordinator's HTTP listeners.
+#[derive(Default)]
+pub struct Http {
+    /// Serves `/metrics` only.
+    pub metrics: Option<tokio::net::TcpListener>,
+    /// Serves the dashboard and `/metrics`.
+    pub dashboard: Option<(tokio::net::TcpListener, web::WebConfig)>,
+}
+
+/// Serves both services on `listener` (with gRPC health and server
+/// reflection), the HTTP listeners in `http`, and runs the reaper and the
+/// metrics refresh, until `shutdown`.
 pub async fn serve(
     coordinator: Coordinator,
     listener: tokio::net::TcpListener,
     auth: Auth,
     tls: Option<tonic::transport::Identity>,
+    http: Http,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     use jagged_proto::auth::RequireToken;
@@ -454,7 +575,27 @@ pub async fn serve(
     let (tx, rx) = tokio::sync::watch::channel(false);
     let reaper = tokio::spawn(coordinator.clone().reaper(rx.clone()));
     let (health, health_service) = tonic_health::server::health_reporter();
-    let checker = tokio::spawn(coordinator.clone().health(health, rx));
+    let checker = tokio::spawn(coordinator.clone().health(health, rx.clone()));
+    let gauges = tokio::spawn(coordinator.clone().gauges(Duration::from_secs(2), rx.clone()));
+    let mut web = Vec::new();
+    if let Some(l) = http.metrics {
+        web.push(tokio::spawn(web::serve(l, web::metrics_router(coordinator.clone()), rx.clone())));
+    }
+    if let Some((l, config)) = http.dashboard {
+        match web::dashboard_router(coordinator.clone(), config) {
+            Ok(router) => web.push(tokio::spawn(web::serve(l, router, rx.clone()))),
+            Err(e) => tracing::error!(error = %e, "the dashboard could not start"),
+        }
+    }
+    // Server reflection (v1, and v1alpha for older clients), so tools such as
+    // grpcurl work without the proto file.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(jagged_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().expect("the compiled descriptors are valid");
+    let reflection_v1alpha = reflection().build_v1alpha().expect("the compiled descriptors are valid");
     // TCP_NODELAY on every accepted connection: small responses (a lease, an
     // acknowledged commit) must not wait for Nagle's algorithm and the peer's
     // delayed ACK, tens of milliseconds each.
@@ -473,10 +614,18 @@ pub async fn serve(
         // The standard grpc.health.v1 service, without a token (probes and load
         // balancers carry none).
         .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     let _ = tx.send(true);
     let _ = reaper.await;
     let _ = checker.await;
+    let _ = gauges.await;
+    for w in web {
+        if let Ok(Err(e)) = w.await {
+            tracing::warn!(error = %e, "the HTTP listener ended with an error");
+        }
+    }
     result
 }

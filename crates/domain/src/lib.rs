@@ -30,6 +30,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cost;
 pub mod image;
 pub mod keys;
 pub mod lease;

@@ -105,6 +105,13 @@ pub struct SweepStatus {
     pub inferences_per_sec: f64,
     /// Seconds to finish at that rate (-1: not known).
     pub eta_secs: f64,
+    /// Device-seconds (busy time of the execution provider) of committed attempts.
+    pub busy_seconds: f64,
+    /// Device-seconds of attempts that failed, were handed back or abandoned.
+    pub busy_seconds_lost: f64,
+    /// Estimated cost of all attempts from the prices per device kind (-1: a
+    /// kind was used whose price is not known).
+    pub estimated_cost: f64,
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub struct ClusterOptions {
     pub store: Option<String>,
     /// Extra environment of the coordinator and workers (e.g. S3 settings).
     pub env: Vec<(String, String)>,
+    /// Extra flags of the coordinator (`--http 127.0.0.1:0`, say).
+    pub coordinator_args: Vec<String>,
 }
 
 /// A running local deployment.
@@ -65,7 +67,7 @@ impl LocalCluster {
         };
         // `JAGGED_LISTEN` in `env` picks another listen address (e.g. `0.0.0.0:0`).
         let listen = opts.env.iter().find(|(k, _)| k == "JAGGED_LISTEN").map(|(_, v)| v.clone()).unwrap_or_else(|| "127.0.0.1:0".into());
-        let coordinator = Self::spawn_coordinator(&opts, &postgres.url(), &listen)?;
+        let coordinator = Self::spawn_coordinator(&opts, &postgres.url(), &listen, &store_url)?;
         let mut cluster = LocalCluster { url: String::new(), store_url, workers: vec![], coordinator, postgres, opts: opts.clone() };
         cluster.url = cluster.wait_for_coordinator()?;
         for i in 0..opts.workers {
@@ -74,7 +76,7 @@ impl LocalCluster {
         Ok(cluster)
     }
 
-    fn spawn_coordinator(opts: &ClusterOptions, database_url: &str, listen: &str) -> Result<Proc, LocalError> {
+    fn spawn_coordinator(opts: &ClusterOptions, database_url: &str, listen: &str, store: &str) -> Result<Proc, LocalError> {
         let addr_file = opts.dir.join("coordinator.addr");
         let _ = std::fs::remove_file(&addr_file);
         Proc::spawn(
@@ -92,7 +94,13 @@ impl LocalCluster {
                 opts.lease_ms.to_string(),
                 "--heartbeat-ms".into(),
                 opts.heartbeat_ms.to_string(),
-            ],
+                // Only the dashboard reads it (finished sweeps' reports).
+                "--store".into(),
+                store.into(),
+            ]
+            .into_iter()
+            .chain(opts.coordinator_args.iter().cloned())
+            .collect::<Vec<String>>(),
             &opts.env,
             &opts.dir.join("logs/coordinator.log"),
         )
@@ -116,7 +124,7 @@ impl LocalCluster {
         let listen = self.url.trim_start_matches("http://").to_string();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            self.coordinator = Self::spawn_coordinator(&self.opts, &self.postgres.url(), &listen)?;
+            self.coordinator = Self::spawn_coordinator(&self.opts, &self.postgres.url(), &listen, &self.store_url)?;
             match self.wait_for_coordinator() {
                 Ok(_) => return Ok(()),
                 // The port may linger for a moment after a kill.

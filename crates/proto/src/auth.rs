@@ -29,6 +29,11 @@ impl Token {
         Token::new(&text).ok_or_else(|| format!("token file {} is empty", path.display()))
     }
 
+    /// Whether `text` is this token (in constant time).
+    pub fn matches(&self, text: &str) -> bool {
+        same(text.as_bytes(), self.0.as_bytes())
+    }
+
     /// The token's text (for handing it to a child process).
     pub fn expose(&self) -> &str {
         &self.0

@@ -396,7 +396,7 @@ convert! {
         same: [
             sweep_id, name, priority, total, queued, leased, done, failed, cancelled, inferences_done, inferences_failed, inferences_total, failed_items,
             created_at,
-            workers_alive, inferences_per_sec, eta_secs,
+            workers_alive, inferences_per_sec, eta_secs, busy_seconds, busy_seconds_lost, estimated_cost,
         ]
     }
     to_wire { state: pb::SweepState::from(s.state) as i32, finished_at: s.finished_at.unwrap_or_default(), errors: map(s.errors) }

@@ -155,6 +155,9 @@ fn tasks_and_statuses_cross_the_wire_unchanged() {
         workers_alive: 2,
         inferences_per_sec: 3.5,
         eta_secs: -1.0,
+        busy_seconds: 12.5,
+        busy_seconds_lost: 0.25,
+        estimated_cost: 0.125,
     };
     assert_eq!(SweepStatus::try_from(pb::SweepStatus::from(st.clone())).unwrap(), st);
 }

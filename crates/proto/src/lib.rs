@@ -22,6 +22,9 @@
 #[allow(missing_docs, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("jagged.v1");
+
+    /// The protocol's encoded `FileDescriptorSet`, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/jagged_descriptor.bin"));
 }
 
 pub mod auth;

@@ -21,7 +21,30 @@ pub async fn build(store: &Store, objects: &dyn ObjectStore, sweep_id: i64) -> R
 /// independently and merged in shard order, so the result does not depend on
 /// `threads`.
 pub async fn build_with(store: &Store, objects: &dyn ObjectStore, sweep_id: i64, threads: usize) -> Result<Report, ReportError> {
+    let prices = store.prices(sweep_id).await?;
+    build_full(store, objects, sweep_id, threads, &prices).await
+}
+
+/// [`build`] with the cost estimated from `prices` (per device-hour by device
+/// kind) instead of those given at the sweep's submit.
+pub async fn build_priced(
+    store: &Store,
+    objects: &dyn ObjectStore,
+    sweep_id: i64,
+    prices: &jagged_domain::cost::Prices,
+) -> Result<Report, ReportError> {
+    build_full(store, objects, sweep_id, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), prices).await
+}
+
+async fn build_full(
+    store: &Store,
+    objects: &dyn ObjectStore,
+    sweep_id: i64,
+    threads: usize,
+    prices: &jagged_domain::cost::Prices,
+) -> Result<Report, ReportError> {
     let sweep = store.sweep(sweep_id).await?;
+    let cost = store.spent(sweep_id).await?;
     let resolved = std::sync::Arc::new(store.resolved(sweep_id).await?);
     let outputs = store.outputs(sweep_id).await?;
     let mut folds: BTreeMap<(usize, usize), RowFold> = BTreeMap::new();
@@ -110,12 +133,22 @@ pub async fn build_with(store: &Store, objects: &dyn ObjectStore, sweep_id: i64,
         })
         .collect();
     let normalised = resolved.spec.metrics.baseline.as_ref().map(|b| normalised_table(&resolved, &rows, b));
-    Ok(Report { sweep, rows, failures, published: resolved.spec.published.clone(), figures, normalised })
+    Ok(Report {
+        sweep,
+        rows,
+        failures,
+        published: resolved.spec.published.clone(),
+        figures,
+        normalised,
+        cost,
+        prices: prices.clone(),
+        models: resolved.models.iter().map(|m| m.name.clone()).collect(),
+    })
 }
 
 /// A family as shown in tables: its name, with its position when the spec has
 /// several of that kind; sequences by their folder (ImageNet-P: the perturbation).
-fn family_label(families: &[Family], f: usize) -> String {
+pub fn family_label(families: &[Family], f: usize) -> String {
     let name = families[f].name();
     match &families[f] {
         Family::Sequence { path, .. } => {

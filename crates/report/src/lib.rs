@@ -24,7 +24,7 @@ pub mod figures;
 pub mod fold;
 pub mod render;
 
-pub use build::{build, build_with};
+pub use build::{build, build_priced, build_with, family_label};
 pub use fold::RowFold;
 
 use jagged_domain::metrics::{Intervals, Normalised, Totals};
@@ -112,6 +112,12 @@ pub struct Report {
     pub figures: Vec<figures::FigureData>,
     /// Flip rates and top-5 distances relative to the spec's baseline model.
     pub normalised: Option<NormalisedTable>,
+    /// What the sweep's attempts spent, by model, worker and outcome.
+    pub cost: Vec<jagged_domain::cost::SpentLine>,
+    /// Prices per device-hour the cost is estimated with.
+    pub prices: jagged_domain::cost::Prices,
+    /// The sweep's model names, in spec order.
+    pub models: Vec<String>,
 }
 
 /// mFR / mT5D: each model's flip probability and top-5 distance divided by the

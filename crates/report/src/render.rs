@@ -345,7 +345,7 @@ impl Report {
         page.into_string()
     }
 
-    /// Writes `summary.csv`, `summary.md`, `failed_items.csv`, `report.html`,
+    /// Writes `summary.csv`, `summary.md`, `failed_items.csv`, `cost.csv`, `report.html`,
     /// `normalised.csv` (with a baseline) and `figures/*.svg` and `*.png` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), crate::ReportError> {
         let io = |p: &Path, e| crate::ReportError::Io(p.display().to_string(), e);
@@ -362,6 +362,7 @@ impl Report {
             ("summary.csv", self.csv()),
             ("summary.md", self.markdown()),
             ("failed_items.csv", self.failures_table().csv()),
+            ("cost.csv", jagged_domain::cost::csv(&self.cost, &self.models, &self.prices)),
         ];
         if let Some(t) = self.normalised_table(num) {
             files.push(("normalised.csv", t.csv()));

@@ -19,14 +19,17 @@
 //! so tests drive the clock.
 #![deny(missing_docs)]
 
+pub mod cost;
 pub mod outputs;
 pub mod shards;
 pub mod sweeps;
 pub mod workers;
 
+pub use cost::Spent;
 pub use outputs::{Commit, CommittedFailure, CommittedOutput, Output, Throughput};
-pub use shards::{Claimed, Held, ShardFailure, SweepTiming};
+pub use shards::{Claimed, Held, ModelProgress, ShardFailure, SweepTiming};
 pub use sweeps::{RunningSweep, SweepRow};
+pub use workers::LiveWorker;
 
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions};

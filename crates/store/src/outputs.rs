@@ -23,6 +23,8 @@ pub struct Output {
     pub seconds: f64,
     /// The model's object key (for throughput per model), when known.
     pub model_key: Option<String>,
+    /// Seconds the execution provider was busy on it (cost accounting).
+    pub busy_seconds: f64,
 }
 
 /// One shard's commit, for [`Store::complete_many`].

@@ -31,6 +31,8 @@ pub struct Claimed {
     pub deadline_ms: i64,
     /// Inferences the shard holds.
     pub inferences: i64,
+    /// When it was queued (ready to run), ms since the epoch.
+    pub queued_ms: i64,
 }
 
 /// A failed shard and its last error.
@@ -60,12 +62,14 @@ pub struct SweepTiming {
 }
 
 /// A shard held under a lease: its id and the epoch it was leased under.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Held {
     /// Shard id.
     pub shard: i64,
     /// Lease epoch.
     pub epoch: i64,
+    /// Seconds the execution provider has been busy on this attempt so far.
+    pub busy: f64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -80,6 +84,7 @@ struct PgClaimed {
     lease_epoch: i64,
     leased_until: DateTime<Utc>,
     inferences: i64,
+    run_after: DateTime<Utc>,
 }
 
 impl From<PgClaimed> for Claimed {
@@ -95,6 +100,7 @@ impl From<PgClaimed> for Claimed {
             lease_epoch: r.lease_epoch,
             deadline_ms: r.leased_until.timestamp_millis(),
             inferences: r.inferences,
+            queued_ms: r.run_after.timestamp_millis(),
         }
     }
 }
@@ -120,12 +126,16 @@ struct PgTiming {
 struct PgLocked {
     id: i64,
     sweep_id: i64,
+    model_idx: i32,
+    lease_epoch: i64,
     max_attempts: i32,
     inferences: i64,
     worker_id: Option<i64>,
     failures: i32,
     lost: i32,
     lost_by: Vec<i64>,
+    busy_seconds: f64,
+    leased_at: Option<DateTime<Utc>>,
 }
 
 impl PgLocked {
@@ -237,6 +247,7 @@ impl Store {
             .bind(held.iter().map(|h| h.shard).collect::<Vec<_>>())
             .bind(held.iter().map(|h| h.epoch).collect::<Vec<_>>())
             .bind(ts(policy.deadline(now_ms)))
+            .bind(held.iter().map(|h| h.busy).collect::<Vec<_>>())
             .fetch_all(&self.pool)
             .await?;
         Ok(held.iter().map(|h| h.shard).filter(|id| !kept.contains(id)).collect())
@@ -293,6 +304,7 @@ impl Store {
                 .bind(failed.iter().map(|f| f.1.index as i32).collect::<Vec<i32>>())
                 .bind(failed.iter().map(|f| f.1.name.clone()).collect::<Vec<String>>())
                 .bind(failed.iter().map(|f| f.1.reason.clone()).collect::<Vec<String>>())
+                .bind(batch.iter().map(|n| of(n).out.busy_seconds).collect::<Vec<f64>>())
                 .fetch_all(&self.pool)
                 .await?;
             for n in &batch {
@@ -338,25 +350,46 @@ impl Store {
 
     /// Records a failed attempt under its lease epoch: requeued with backoff, or
     /// failed for good after the sweep's `max_attempts` reported failures (or at
-    /// once when not retryable).
-    pub async fn fail(&self, shard: i64, epoch: i64, error: &str, retryable: bool, now_ms: i64, policy: &LeasePolicy) -> Result<ShardState> {
-        self.end_leased(shard, epoch, Ended::Failed { retryable }, error, now_ms, policy).await
+    /// once when not retryable). `busy`: the attempt's busy seconds, for cost.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn fail(
+        &self,
+        shard: i64,
+        epoch: i64,
+        error: &str,
+        retryable: bool,
+        busy: f64,
+        now_ms: i64,
+        policy: &LeasePolicy,
+    ) -> Result<ShardState> {
+        self.end_leased(shard, epoch, Ended::Failed { retryable }, error, busy, now_ms, policy).await
     }
 
     /// Takes back a shard a stopping worker handed back under its lease epoch:
     /// queued again at once, counted as a lost lease (not a failure).
-    pub async fn hand_back(&self, shard: i64, epoch: i64, now_ms: i64, policy: &LeasePolicy) -> Result<ShardState> {
-        self.end_leased(shard, epoch, Ended::HandedBack, "", now_ms, policy).await
+    pub async fn hand_back(&self, shard: i64, epoch: i64, busy: f64, now_ms: i64, policy: &LeasePolicy) -> Result<ShardState> {
+        self.end_leased(shard, epoch, Ended::HandedBack, "", busy, now_ms, policy).await
     }
 
-    async fn end_leased(&self, shard: i64, epoch: i64, ended: Ended, error: &str, now_ms: i64, policy: &LeasePolicy) -> Result<ShardState> {
+    #[allow(clippy::too_many_arguments)]
+    async fn end_leased(
+        &self,
+        shard: i64,
+        epoch: i64,
+        ended: Ended,
+        error: &str,
+        busy: f64,
+        now_ms: i64,
+        policy: &LeasePolicy,
+    ) -> Result<ShardState> {
         let mut tx = self.pool.begin().await?;
-        let row: PgLocked = sqlx::query_as(include_str!("../queries/shards/lock_leased.sql"))
+        let mut row: PgLocked = sqlx::query_as(include_str!("../queries/shards/lock_leased.sql"))
             .bind(shard)
             .bind(epoch)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::Stale(shard))?;
+        row.busy_seconds = row.busy_seconds.max(busy);
         let state = Self::release(&mut tx, &row, ended, error, now_ms, policy).await?;
         tx.commit().await?;
         Ok(state)
@@ -365,6 +398,24 @@ impl Store {
     /// Sends a locked leased shard where `policy` says after `ended`.
     async fn release(tx: &mut sqlx::PgConnection, l: &PgLocked, ended: Ended, error: &str, now_ms: i64, policy: &LeasePolicy) -> Result<ShardState> {
         let next = policy.after(&l.counters(), ended, l.max_attempts.max(0) as u32, error);
+        let outcome = match ended {
+            Ended::Failed { .. } => "failed",
+            Ended::HandedBack => "handed_back",
+            Ended::Expired { .. } => "abandoned",
+        };
+        let wall = l.leased_at.map(|t| ((now_ms - t.timestamp_millis()) as f64 / 1000.0).max(0.0)).unwrap_or(0.0);
+        sqlx::query(include_str!("../queries/shards/attempt.sql"))
+            .bind(l.id)
+            .bind(l.lease_epoch)
+            .bind(l.sweep_id)
+            .bind(l.model_idx)
+            .bind(l.worker_id)
+            .bind(outcome)
+            .bind(l.busy_seconds)
+            .bind(wall)
+            .bind(ts(now_ms))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(include_str!("../queries/shards/release.sql"))
             .bind(l.id)
             .bind(next.state.as_str())
@@ -395,5 +446,25 @@ impl Store {
         }
         tx.commit().await?;
         Ok(locked.len())
+    }
+}
+
+/// A sweep's shards and inferences of one model in one state.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct ModelProgress {
+    /// Model index.
+    pub model_idx: i32,
+    /// Shard state.
+    pub state: String,
+    /// Shards.
+    pub shards: i64,
+    /// Their planned inferences.
+    pub inferences: i64,
+}
+
+impl Store {
+    /// A sweep's shards and planned inferences by model and state.
+    pub async fn model_progress(&self, sweep_id: i64) -> Result<Vec<ModelProgress>> {
+        Ok(sqlx::query_as(include_str!("../queries/shards/model_progress.sql")).bind(sweep_id).fetch_all(&self.pool).await?)
     }
 }

@@ -39,3 +39,44 @@ impl Store {
         Ok(())
     }
 }
+
+/// A live worker and a shard it holds (if any), for the dashboard.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct LiveWorker {
+    /// Worker id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Its host.
+    pub host: String,
+    /// Its device.
+    pub device: String,
+    /// Last heartbeat.
+    pub last_seen: chrono::DateTime<chrono::Utc>,
+    /// A shard it holds.
+    pub shard_id: Option<i64>,
+    /// That shard's sweep.
+    pub sweep_id: Option<i64>,
+    /// Its model index.
+    pub model_idx: Option<i32>,
+    /// Its family index.
+    pub family_idx: Option<i32>,
+    /// Its first image.
+    pub image_lo: Option<i32>,
+    /// Its last image (exclusive).
+    pub image_hi: Option<i32>,
+    /// The attempt.
+    pub attempt: Option<i32>,
+    /// Busy seconds of the attempt so far (from heartbeats).
+    pub busy_seconds: Option<f64>,
+    /// When it was leased.
+    pub leased_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Store {
+    /// Workers seen since `since_ms` that have not left, one row per shard each
+    /// holds (one row with no shard for an idle one).
+    pub async fn live_workers(&self, since_ms: i64) -> Result<Vec<LiveWorker>> {
+        Ok(sqlx::query_as(include_str!("../queries/workers/live.sql")).bind(ts(since_ms)).fetch_all(&self.pool).await?)
+    }
+}

@@ -399,3 +399,95 @@ pub fn coordinator_url(dir: &Path, name: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A free port on loopback (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An HTTP response: status, headers (lower-case names) and body.
+pub type HttpResponse = (u16, Vec<(String, String)>, String);
+
+/// A plain HTTP/1.0 GET of `path` from `addr` (`host:port`) with extra
+/// `headers`; returns the status, the response headers (lower-case names) and
+/// the body.
+pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let mut req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    s.write_all(format!("{req}\r\n").as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let hs = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    Ok((status, hs, body.to_string()))
+}
+
+/// `s` percent-encoded for a URL's query.
+pub fn url_encode(s: &str) -> String {
+    s.bytes().map(|c| if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) { (c as char).to_string() } else { format!("%{c:02X}") }).collect()
+}
+
+/// A real Prometheus server (Debian's `prometheus`) on loopback scraping
+/// `targets` every second, with its data in `dir`. Stopped on drop.
+pub struct Prometheus {
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    _proc: jagged_local::Proc,
+}
+
+impl Prometheus {
+    /// Starts it and waits until it is ready; `jobs` are (job name, targets).
+    pub fn start(dir: &Path, jobs: &[(&str, Vec<String>)]) -> Prometheus {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut config = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n");
+        for (job, targets) in jobs {
+            let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+            config += &format!("  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n", list.join(", "));
+        }
+        std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let args: Vec<String> = vec![
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address={addr}"),
+        ];
+        let bin = which("prometheus").expect("prometheus not found: `apt-get install prometheus` (.ci/run does)");
+        let proc = jagged_local::Proc::spawn("prometheus", &bin, &args, &[], &dir.join("prometheus.log")).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !matches!(http_get(&addr, "/-/ready", &[]), Ok((200, _, _))) {
+            let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+            assert!(std::time::Instant::now() < deadline, "Prometheus did not become ready:\n{log}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Prometheus { addr, _proc: proc }
+    }
+
+    /// The result of an instant PromQL query (`data.result`), panicking on an error.
+    pub fn query(&self, expr: &str) -> Vec<serde_json::Value> {
+        let (status, _, body) = http_get(&self.addr, &format!("/api/v1/query?query={}", url_encode(expr)), &[]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{expr}: {e}: {body}"));
+        assert!(status == 200 && v["status"] == "success", "{expr}: {status} {body}");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The single value of an instant query's one series, if it has exactly one.
+    pub fn value(&self, expr: &str) -> Option<f64> {
+        match self.query(expr).as_slice() {
+            [one] => one["value"][1].as_str().and_then(|v| v.parse().ok()),
+            _ => None,
+        }
+    }
+}
+
+/// The path of `name` on `PATH`.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
+}

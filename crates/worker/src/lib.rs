@@ -29,8 +29,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
+use tracing::Instrument;
 
-pub use run::{pads_batches, run_shard, RunError, ShardInput, ShardOutput, Timing};
+pub mod metrics;
+pub use run::{pads_batches, run_shard, Busy, RunError, ShardInput, ShardOutput, Timing};
 
 /// Why a worker stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,8 @@ pub struct WorkerConfig {
     /// How long writing a result part is retried (with backoff) before the
     /// attempt is reported failed with the store's error.
     pub store_retry: Duration,
+    /// Prometheus metrics (shared by the sessions of one process).
+    pub metrics: metrics::WorkerMetrics,
 }
 
 /// Default host threads: on CUDA all cores but one (at most 8); on the CPU the
@@ -192,7 +196,7 @@ pub async fn run(config: WorkerConfig, mut stops: Stops) -> Result<(), WorkerErr
     let worker_id = reg.worker_id;
     tracing::info!(worker = worker_id, name = %config.name, "registered");
 
-    let held: Arc<Mutex<HashMap<i64, i64>>> = Default::default();
+    let held: HeldLeases = Default::default();
     let lost: Lost = Default::default();
     let hb = tokio::spawn(heartbeat(
         client.clone(),
@@ -239,14 +243,18 @@ pub async fn run(config: WorkerConfig, mut stops: Stops) -> Result<(), WorkerErr
             continue;
         }
         for wire in tasks {
-            held.lock().unwrap().insert(wire.shard_id, wire.lease_epoch);
+            let busy = Arc::new(Busy::default());
+            held.lock().unwrap().insert(wire.shard_id, (wire.lease_epoch, busy.clone()));
             let started = Instant::now();
+            let model_name = wire.model.as_ref().map(|m| m.name.clone()).unwrap_or_default();
             let lease = Lease { sweep: wire.sweep_id, shard: wire.shard_id, epoch: wire.lease_epoch, attempt: wire.attempt };
+            // Every event of this attempt carries its sweep, shard, attempt and worker.
+            let span = tracing::info_span!("shard", sweep = lease.sweep, shard = lease.shard, attempt = lease.attempt, worker = worker_id);
             let model_key = wire.model.as_ref().map(|m| m.key.clone()).unwrap_or_default();
             let outcome = match ShardTask::try_from(wire) {
                 Ok(task) => {
-                    tracing::info!(shard = task.shard_id, attempt = task.attempt, model = %task.model.name, images = task.items.len(), "running shard");
-                    execute(&config, task, &engines, &lost, &hand_back).await
+                    span.in_scope(|| tracing::info!(model = %task.model.name, images = task.items.len(), "running shard"));
+                    execute(&config, task, &engines, &lost, &hand_back, busy.clone()).instrument(span.clone()).await
                 }
                 // A task this worker cannot read is a failed attempt: retried, so a
                 // worker of another build may read it.
@@ -260,15 +268,16 @@ pub async fn run(config: WorkerConfig, mut stops: Stops) -> Result<(), WorkerErr
             let (config, client, stop, held, lost) = (config.clone(), client.clone(), stop.clone(), held.clone(), lost.clone());
             pending = Some(tokio::spawn(async move {
                 let id = lease.shard;
-                let ctx = Reporter { config: &config, client: &client, worker_id, stop: &stop, lost: &lost };
-                if let Err(e) = ctx.report(lease, model_key, outcome, started).await {
-                    tracing::error!(shard = id, error = %e, "shard could not be reported");
+                let ctx = Reporter { config: &config, client: &client, worker_id, stop: &stop, lost: &lost, busy: &busy, model_name: &model_name };
+                let reported = ctx.report(lease, model_key, outcome, started).instrument(span.clone()).await;
+                if let Err(e) = reported {
+                    span.in_scope(|| tracing::error!(error = %e, "shard could not be reported"));
                 }
                 // Only this lease is let go: once its failure is reported the shard
                 // may be retried and leased here again under a new epoch, which the
                 // heartbeat must keep renewing.
                 let mut held = held.lock().unwrap();
-                if held.get(&id) == Some(&lease.epoch) {
+                if held.get(&id).map(|h| h.0) == Some(lease.epoch) {
                     held.remove(&id);
                     lost.lock().unwrap().remove(&(id, lease.epoch));
                 }
@@ -295,11 +304,19 @@ pub async fn run(config: WorkerConfig, mut stops: Stops) -> Result<(), WorkerErr
 /// shard lost under one epoch may be leased here again under another.
 type Lost = Arc<Mutex<HashSet<(i64, i64)>>>;
 
-async fn heartbeat(client: Client, url: String, worker_id: i64, held: Arc<Mutex<HashMap<i64, i64>>>, lost: Lost, every: Duration) {
+/// Leases in hand: shard -> (lease epoch, busy time of its attempt so far).
+type HeldLeases = Arc<Mutex<HashMap<i64, (i64, Arc<Busy>)>>>;
+
+async fn heartbeat(client: Client, url: String, worker_id: i64, held: HeldLeases, lost: Lost, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let shards: Vec<HeldShard> = held.lock().unwrap().iter().map(|(&shard_id, &lease_epoch)| HeldShard { shard_id, lease_epoch }).collect();
+        let shards: Vec<HeldShard> = held
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(&shard_id, (lease_epoch, busy))| HeldShard { shard_id, lease_epoch: *lease_epoch, busy_seconds: busy.seconds() })
+            .collect();
         let mut c = client.clone();
         match c.heartbeat(HeartbeatRequest { worker_id, held: shards.clone(), leaving: false }).await {
             Ok(r) => {
@@ -309,7 +326,7 @@ async fn heartbeat(client: Client, url: String, worker_id: i64, held: Arc<Mutex<
                     // Only leases still held as they were sent: one let go meanwhile
                     // (reported, or leased again under a new epoch) is not lost.
                     let held = held.lock().unwrap();
-                    let still = shards.iter().filter(|h| gone.contains(&h.shard_id) && held.get(&h.shard_id) == Some(&h.lease_epoch));
+                    let still = shards.iter().filter(|h| gone.contains(&h.shard_id) && held.get(&h.shard_id).map(|x| x.0) == Some(h.lease_epoch));
                     lost.lock().unwrap().extend(still.map(|h| (h.shard_id, h.lease_epoch)));
                 }
             }
@@ -334,6 +351,9 @@ struct Reporter<'a> {
     worker_id: i64,
     stop: &'a AtomicBool,
     lost: &'a Mutex<HashSet<(i64, i64)>>,
+    /// The attempt's busy time.
+    busy: &'a Busy,
+    model_name: &'a str,
 }
 
 impl Reporter<'_> {
@@ -347,31 +367,44 @@ impl Reporter<'_> {
         outcome: Result<Option<ShardOutput>, Failure>,
         started: Instant,
     ) -> Result<(), ReportError> {
-        let Reporter { config, client, worker_id, stop, lost } = *self;
+        let Reporter { config, client, worker_id, stop, lost, busy, model_name } = *self;
         let (shard, epoch) = (lease.shard, lease.epoch);
+        let m = &config.metrics;
         let out = match outcome {
             Ok(Some(out)) => out,
             Ok(None) if lost.lock().unwrap().contains(&(shard, epoch)) => {
+                m.ended("abandoned");
                 tracing::warn!(shard, "lease lost; shard abandoned");
                 return Ok(());
             }
             // Stopped before it finished: hand it back so another worker takes it now.
             Ok(None) => return self.hand_back(lease).await,
-            Err(failure) => return report_failure(client, &config.coordinator, worker_id, lease, failure, stop).await,
+            Err(failure) => {
+                m.ended("failed");
+                return report_failure(client, &config.coordinator, worker_id, lease, failure, stop, busy.seconds()).await;
+            }
         };
+        let device = config.engine.device.to_string();
+        let provider = out.provider;
         let key = jagged_artifacts::part_key(lease.sweep, shard, lease.attempt, epoch);
         let sha = jagged_artifacts::sha256_hex(&out.part);
         let rows = out.rows as i64;
         let t = out.timing;
-        match write_part(config, &key, out.part.into(), (shard, epoch), lost).await {
+        let failed_items = out.failed.len() as u64;
+        let writing = Instant::now();
+        let written = write_part(config, &key, out.part.into(), (shard, epoch), lost).await;
+        m.stage("write", &device, provider, writing.elapsed().as_secs_f64());
+        match written {
             Ok(true) => {}
             Ok(false) => {
+                m.ended("abandoned");
                 tracing::warn!(shard, "lease lost while the part was being written; shard abandoned");
                 return Ok(());
             }
             Err(e) => {
+                m.ended("failed");
                 let failure = Failure { message: format!("writing the result part `{key}`: {e}"), retryable: true };
-                return report_failure(client, &config.coordinator, worker_id, lease, failure, stop).await;
+                return report_failure(client, &config.coordinator, worker_id, lease, failure, stop, busy.seconds()).await;
             }
         }
         let req = CompleteRequest {
@@ -385,25 +418,44 @@ impl Reporter<'_> {
             execution_provider: out.provider.into(),
             seconds: started.elapsed().as_secs_f64(),
             model_key,
+            busy_seconds: t.run_secs,
         };
-        match retry("complete", &config.coordinator, stop, || {
+        let committing = Instant::now();
+        let committed = retry("complete", &config.coordinator, stop, || {
             let mut c = client.clone();
             let req = req.clone();
             async move { c.complete(req).await }
         })
-        .await
+        .await;
+        m.stage("commit", &device, provider, committing.elapsed().as_secs_f64());
+        for (stage, secs) in
+            [("fetch", t.fetch_secs), ("decode", t.prepare_secs), ("render", t.starved_secs), ("inference", t.run_secs), ("metrics", t.finish_secs)]
         {
-            Ok(_) => tracing::info!(
-                shard,
-                rows,
-                secs = started.elapsed().as_secs_f64(),
-                prepare = t.prepare_secs,
-                infer = t.run_secs,
-                starved = t.starved_secs,
-                finish = t.finish_secs,
-                "shard committed"
-            ),
-            Err(s) if s.code() == tonic::Code::FailedPrecondition => tracing::warn!(shard, "commit refused: lease is stale; the part is ignored"),
+            m.stage(stage, &device, provider, secs);
+        }
+        let on = metrics::DeviceLabel { device: device.clone(), provider: provider.into() };
+        m.busy_seconds.get_or_create(&on).inc_by(t.run_secs);
+        match committed {
+            Ok(_) => {
+                m.ended("committed");
+                let label = metrics::InferenceLabel { sweep: lease.sweep.to_string(), model: model_name.into(), device, provider: provider.into() };
+                m.inferences.get_or_create(&label).inc_by(rows as u64);
+                m.items_failed.get_or_create(&on).inc_by(failed_items);
+                tracing::info!(
+                    shard,
+                    rows,
+                    secs = started.elapsed().as_secs_f64(),
+                    prepare = t.prepare_secs,
+                    infer = t.run_secs,
+                    starved = t.starved_secs,
+                    finish = t.finish_secs,
+                    "shard committed"
+                )
+            }
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                m.ended("stale");
+                tracing::warn!(shard, "commit refused: lease is stale; the part is ignored")
+            }
             Err(s) => return Err(ReportError(s)),
         }
         Ok(())
@@ -419,7 +471,9 @@ impl Reporter<'_> {
             error: String::new(),
             retryable: true,
             handed_back: true,
+            busy_seconds: self.busy.seconds(),
         };
+        self.config.metrics.ended("handed_back");
         match self.client.clone().fail(req).await {
             Ok(_) => tracing::info!(shard = lease.shard, "stopping: shard handed back unfinished"),
             Err(s) => tracing::warn!(shard = lease.shard, error = %jagged_proto::cause(&s), "could not hand the shard back; its lease will expire"),
@@ -456,7 +510,15 @@ async fn write_part(
 
 /// Reports a failed attempt (requeued with backoff, or failed for good after
 /// the sweep's attempts).
-async fn report_failure(client: &Client, url: &str, worker_id: i64, lease: Lease, failure: Failure, stop: &AtomicBool) -> Result<(), ReportError> {
+async fn report_failure(
+    client: &Client,
+    url: &str,
+    worker_id: i64,
+    lease: Lease,
+    failure: Failure,
+    stop: &AtomicBool,
+    busy_seconds: f64,
+) -> Result<(), ReportError> {
     let shard = lease.shard;
     tracing::warn!(shard, error = %failure.message, retryable = failure.retryable, "shard failed");
     let req = FailRequest {
@@ -466,6 +528,7 @@ async fn report_failure(client: &Client, url: &str, worker_id: i64, lease: Lease
         error: failure.message,
         retryable: failure.retryable,
         handed_back: false,
+        busy_seconds,
     };
     let reported = retry("fail", url, stop, || {
         let mut c = client.clone();
@@ -492,8 +555,10 @@ async fn execute(
     engines: &Engines,
     lost: &Lost,
     hand_back: &Arc<AtomicBool>,
+    busy: Arc<Busy>,
 ) -> Result<Option<ShardOutput>, Failure> {
     let retryable = |m: String| Failure { message: m, retryable: true };
+    let fetching = Instant::now();
     let model_bytes = if engines.lock().unwrap().contains_key(&task.model.key) {
         None
     } else {
@@ -526,9 +591,12 @@ async fn execute(
         };
         images.push((item.clone(), bytes));
     }
+    let fetch_secs = fetching.elapsed().as_secs_f64();
     let engines = engines.clone();
     let lost = lost.clone();
     let hand_back = hand_back.clone();
+    let metrics = config.metrics.clone();
+    let device = config.engine.device.to_string();
     let opts = config.engine.clone();
     let host_threads = config.host_threads;
     let (shard_id, epoch) = (task.shard_id, task.lease_epoch);
@@ -538,6 +606,7 @@ async fn execute(
             // Retried like any failure (bounded by the sweep's max_attempts): another
             // worker may load what this one cannot (a device, a library).
             let engine = Engine::load(&bytes, &task.model.card, &opts).map_err(|e| retryable(e.to_string()))?;
+            metrics.model_loads.get_or_create(&metrics::DeviceLabel { device: device.clone(), provider: engine.provider.into() }).inc();
             if engines.len() >= MAX_ENGINES {
                 // Make room by dropping the model used least recently.
                 let oldest = engines.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone());
@@ -548,9 +617,13 @@ async fn execute(
         let (engine, used) = engines.get_mut(&task.model.key).expect("inserted above");
         *used = ENGINE_CLOCK.fetch_add(1, Ordering::Relaxed);
         let pad_batches = pads_batches(engine.provider);
-        let input = ShardInput { task: &task, images, host_threads, pad_batches };
+        let input = ShardInput { task: &task, images, host_threads, pad_batches, busy: Some(&busy) };
         let abandoned = || hand_back.load(Ordering::Relaxed) || lost.lock().unwrap().contains(&(shard_id, epoch));
-        run_shard(engine, input, &abandoned).map_err(|e| retryable(e.to_string()))
+        let mut out = run_shard(engine, input, &abandoned).map_err(|e| retryable(e.to_string()))?;
+        if let Some(o) = &mut out {
+            o.timing.fetch_secs = fetch_secs;
+        }
+        Ok(out)
     })
     .await
     .map_err(|e| retryable(format!("worker thread: {e}")))?

@@ -34,6 +34,26 @@ pub struct ShardInput<'a> {
     /// Give every `session.run` the full batch, padding the last one (see
     /// [`pads_batches`]).
     pub pad_batches: bool,
+    /// Where the attempt's busy time so far is kept, batch by batch, for
+    /// heartbeats to report (cost accounting of an attempt that never ends).
+    pub busy: Option<&'a Busy>,
+}
+
+/// Seconds an execution provider has been busy on one attempt, updated as it
+/// runs and read from other threads.
+#[derive(Debug, Default)]
+pub struct Busy(std::sync::atomic::AtomicU64);
+
+impl Busy {
+    /// Adds `secs`.
+    pub fn add(&self, secs: f64) {
+        self.0.fetch_add((secs * 1e9) as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The seconds so far.
+    pub fn seconds(&self) -> f64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+    }
 }
 
 /// Whether runs on an execution provider should always see the full batch: on
@@ -56,6 +76,8 @@ pub struct Timing {
     pub starved_secs: f64,
     /// Metrics, result rows and Parquet encoding.
     pub finish_secs: f64,
+    /// Reading the model and the items from the object store (set by the worker).
+    pub fetch_secs: f64,
 }
 
 /// What the compute step produces.
@@ -97,6 +119,7 @@ fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + 
 /// thread runs ONNX Runtime on the previous ones; tensors are recycled.
 pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn() -> bool + Sync)) -> Result<Option<ShardOutput>, RunError> {
     let task = input.task;
+    let input_busy = input.busy;
     let fam = &task.family;
     let card = engine.card().clone();
     let side = card.input_size as usize;
@@ -161,14 +184,18 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
             let run = std::time::Instant::now();
             let n = if fixed { batch } else { chunk.len() };
             let out = engine.probabilities(&tensor[..n * plane], n).map_err(RunError::Model)?;
-            timing.run_secs += run.elapsed().as_secs_f64();
+            let spent = run.elapsed().as_secs_f64();
+            timing.run_secs += spent;
+            if let Some(b) = input_busy {
+                b.add(spent);
+            }
             for (&(i, _), row) in chunk.iter().zip(out) {
                 probs[i].push(row);
             }
         }
         Ok(finished)
     } else {
-        pipelined(engine, &prepared, &points, &work, batch, plane, host, fixed, norm, abandoned, &mut probs, &mut timing)
+        pipelined(engine, &prepared, &points, &work, batch, plane, host, fixed, norm, abandoned, &mut probs, &mut timing, input_busy)
     };
     if !outcome? {
         return Ok(None);
@@ -249,6 +276,7 @@ fn pipelined(
     abandoned: &(dyn Fn() -> bool + Sync),
     probs: &mut [Vec<Result<Vec<f32>, String>>],
     timing: &mut Timing,
+    input_busy: Option<&Busy>,
 ) -> Result<bool, RunError> {
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(AHEAD);
     let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(AHEAD + 2);
@@ -288,7 +316,11 @@ fn pipelined(
             let run = std::time::Instant::now();
             let n = if fixed { batch } else { chunk.len() };
             let out = engine.probabilities(&tensor[..n * plane], n).map_err(RunError::Model)?;
-            timing.run_secs += run.elapsed().as_secs_f64();
+            let spent = run.elapsed().as_secs_f64();
+            timing.run_secs += spent;
+            if let Some(b) = input_busy {
+                b.add(spent);
+            }
             let _ = free_tx.send(tensor);
             for (&(i, _), row) in chunk.iter().zip(out) {
                 probs[i].push(row);
