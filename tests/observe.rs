@@ -422,3 +422,70 @@ fn cost_adds_up_per_worker_and_model_and_a_killed_workers_attempt_counts_as_spen
     assert!(csv.lines().any(|l| l.starts_with("attempts,") && l.contains(",worker-0,cpu,abandoned,")), "{csv}");
     c.stop();
 }
+
+/// Every leaf of a JSON value by its path (`families[0].resample.filter`).
+fn leaves(v: &serde_json::Value, at: String, out: &mut std::collections::BTreeMap<String, serde_json::Value>) {
+    match v {
+        serde_json::Value::Object(m) => m.iter().for_each(|(k, x)| leaves(x, if at.is_empty() { k.clone() } else { format!("{at}.{k}") }, out)),
+        serde_json::Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| leaves(x, format!("{at}[{i}]"), out)),
+        x => {
+            out.insert(at, x.clone());
+        }
+    }
+}
+
+#[test]
+fn protocol_cards_differ_exactly_where_the_protocols_do_and_labels_name_families() {
+    let w = Workload::new("card", 3, 1, 3, 8);
+    let base = std::fs::read_to_string(w.dir().join("spec.toml")).unwrap();
+    let with = |resample: &str| {
+        base.replace("kind = \"crop\"\n", &format!("kind = \"crop\"\nlabel = \"Shifted crops\"\nresample = {{ filter = \"{resample}\" }}\n"))
+    };
+    std::fs::write(w.dir().join("bilinear.toml"), with("bilinear")).unwrap();
+    std::fs::write(w.dir().join("nearest.toml"), with("nearest")).unwrap();
+    let c = cluster(&w, 1, vec![], vec![]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let objects = jagged_artifacts::open_store(&c.store_url).unwrap();
+    let config = ClientConfig::new(c.url.clone());
+    let store = rt.block_on(jagged_store::Store::connect(&c.postgres.url(), 2)).unwrap();
+    let mut cards = vec![];
+    for spec in ["bilinear.toml", "nearest.toml"] {
+        let id = rt.block_on(jagged_client::submit(&config, &w.dir().join(spec), objects.as_ref(), &Default::default())).unwrap().sweep_id;
+        assert_eq!(rt.block_on(until(&c.url, id, "done", |s| s.state != SweepState::Running)).state, SweepState::Done);
+        let report = rt.block_on(jagged_report::build(&store, objects.as_ref(), id)).unwrap();
+        let out = w.dir().join(format!("report-{id}"));
+        report.write(&out).unwrap();
+        // The label names the family in the table, and the card leads summary.md and report.html.
+        assert_eq!(report.rows[0].family_label, "Shifted crops");
+        assert!(report.csv().contains(",Shifted crops,"), "{}", report.csv());
+        let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+        assert!(md.find("## Protocol").unwrap() < md.find("| model").unwrap(), "{md}");
+        let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+        assert!(html.contains("id=\"protocol\"") && html.contains(crate::observe::short(&report.protocol).as_str()));
+        let card: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("protocol.json")).unwrap()).unwrap();
+        assert_eq!(card, report.protocol);
+        cards.push(card);
+    }
+    let (mut a, mut b) = (Default::default(), Default::default());
+    leaves(&cards[0], String::new(), &mut a);
+    leaves(&cards[1], String::new(), &mut b);
+    let differ: Vec<&String> = a.keys().chain(b.keys()).collect::<BTreeSet<_>>().into_iter().filter(|k| a.get(*k) != b.get(*k)).collect();
+    assert_eq!(differ, ["families[0].resample.filter", "fingerprint"], "{}\n{}", cards[0], cards[1]);
+    assert_eq!((a["families[0].resample.filter"].as_str(), b["families[0].resample.filter"].as_str()), (Some("bilinear"), Some("nearest")));
+    // What the card records.
+    let card = &cards[0];
+    assert_eq!(card["families"][0]["label"], "Shifted crops");
+    assert_eq!(card["families"][0]["kind"], "crop");
+    assert_eq!(card["dataset"]["images"], 3);
+    assert_eq!(card["models"][0]["input_size"], 64);
+    assert_eq!(card["models"][0]["runs"][0]["provider"], "cpu");
+    assert_eq!(card["models"][0]["runs"][0]["precision"], "fp32");
+    let ort = card["models"][0]["runs"][0]["onnxruntime"].as_str().unwrap();
+    assert!(ort.chars().next().is_some_and(|c| c.is_ascii_digit()) && ort.contains('.'), "ONNX Runtime version `{ort}`");
+    assert_eq!(card["notes"].as_array().map(Vec::len), Some(0));
+    c.stop();
+}
+
+fn short(card: &serde_json::Value) -> String {
+    jagged_report::protocol::short(card)
+}

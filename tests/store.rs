@@ -25,6 +25,8 @@ fn output(c: &jagged_store::Claimed) -> Output {
         seconds: 0.1,
         model_key: None,
         busy_seconds: 0.05,
+        precision: Some("fp32".into()),
+        runtime: None,
     }
 }
 

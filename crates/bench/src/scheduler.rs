@@ -67,6 +67,7 @@ pub fn commit_of(worker: i64, s: jagged_proto::v1::ShardTask, provider: &str, se
         seconds,
         model_key: s.model.map(|m| m.key).unwrap_or_default(),
         busy_seconds: seconds,
+        ..Default::default()
     }
 }
 

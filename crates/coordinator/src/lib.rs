@@ -411,6 +411,8 @@ impl WorkerService for Coordinator {
             seconds: r.seconds,
             model_key: (!r.model_key.is_empty()).then_some(r.model_key),
             busy_seconds: r.busy_seconds,
+            precision: (!r.precision.is_empty()).then_some(r.precision),
+            runtime: (!r.runtime.is_empty()).then_some(r.runtime),
         };
         let commit = Commit { shard: r.shard_id, epoch: r.lease_epoch, worker: r.worker_id, out, failed };
         let started = std::time::Instant::now();

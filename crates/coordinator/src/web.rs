@@ -193,7 +193,7 @@ async fn detail(c: &Coordinator, id: i64) -> Result<Detail, crate::ServiceError>
     Ok(Detail {
         status,
         models: resolved.models.iter().map(|m| m.name.clone()).collect(),
-        families: (0..resolved.spec.families.len()).map(|i| jagged_report::family_label(&resolved.spec.families, i)).collect(),
+        families: (0..resolved.spec.families.len()).map(|i| resolved.spec.family_label(i)).collect(),
         by_model,
         workers,
         failed_items,

@@ -57,6 +57,11 @@ pub struct SweepSpec {
     /// Published values to print beside this sweep's results in the report.
     #[serde(default)]
     pub published: Vec<Published>,
+    /// Each family's name in tables and figures, by index: `label = "Black"` in
+    /// the family's own table of the spec (none: the family's kind, see
+    /// [`SweepSpec::family_label`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub family_labels: Vec<Option<String>>,
 }
 
 /// Metric options.
@@ -76,6 +81,26 @@ pub struct MetricsSpec {
 /// Whether a selector (`crop`, `families[2]`) names family `index` of `families`.
 pub fn selects(selector: &str, families: &[Family], index: usize) -> bool {
     selector == format!("families[{index}]") || families.get(index).is_some_and(|f| f.name() == selector)
+}
+
+/// A family as tables show it, without a label: its kind, with its position
+/// when the spec has several of that kind; sequences by their folder
+/// (ImageNet-P: the perturbation).
+fn default_family_label(families: &[Family], f: usize) -> String {
+    let name = families[f].name();
+    match &families[f] {
+        Family::Sequence { path, .. } => {
+            let folder = |p: &str| std::path::Path::new(p).file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let same = families.iter().filter(|x| matches!(x, Family::Sequence { path: p, .. } if folder(p) == folder(path))).count();
+            if same > 1 || folder(path).is_empty() {
+                format!("sequence[{f}]")
+            } else {
+                format!("sequence:{}", folder(path))
+            }
+        }
+        _ if families.iter().filter(|x| x.name() == name).count() > 1 => format!("{name}[{f}]"),
+        _ => name.to_string(),
+    }
 }
 
 /// A published number, shown beside the sweep's own for the same family and metric.
@@ -234,10 +259,44 @@ pub const MAX_BATCH: u32 = 4096;
 impl SweepSpec {
     /// Parses and validates TOML text.
     pub fn from_toml(text: &str) -> Result<SweepSpec, SpecError> {
-        let spec: SweepSpec =
-            toml::from_str(text).map_err(|e| locate_parse_error(text).unwrap_or_else(|| SpecError::Parse(e.to_string().trim().to_string())))?;
+        let parse = |e: &dyn std::fmt::Display| SpecError::Parse(e.to_string().trim().to_string());
+        let mut table: toml::Table = text.parse().map_err(|e| parse(&e))?;
+        if table.contains_key("family_labels") {
+            return Err(field("family_labels", "is not a spec field: name a family with `label = \"...\"` in its own table"));
+        }
+        // Labels sit in each family's table, beside its kind's own fields.
+        let mut labels = Vec::new();
+        if let Some(toml::Value::Array(families)) = table.get_mut("families") {
+            for (i, f) in families.iter_mut().enumerate() {
+                match f.as_table_mut().and_then(|t| t.remove("label")) {
+                    None => labels.push(None),
+                    Some(toml::Value::String(s)) => labels.push(Some(s)),
+                    Some(_) => return Err(field(format!("families[{i}].label"), "must be a string")),
+                }
+            }
+        }
+        let mut spec: SweepSpec =
+            toml::Value::Table(table.clone()).try_into().map_err(|e| locate_parse_error(&table).unwrap_or_else(|| parse(&e)))?;
+        if labels.iter().any(Option::is_some) {
+            spec.family_labels = labels;
+        }
         spec.validate()?;
         Ok(spec)
+    }
+
+    /// Family `f` as tables, figures and the published-values table name it: its
+    /// `label`, else its kind (with its position when the spec has several of
+    /// that kind; sequences by their folder).
+    pub fn family_label(&self, f: usize) -> String {
+        match self.family_labels.get(f) {
+            Some(Some(l)) => l.clone(),
+            _ => default_family_label(&self.families, f),
+        }
+    }
+
+    /// Whether a selector (a label, `crop`, `families[2]`) names family `f`.
+    pub fn selects(&self, selector: &str, f: usize) -> bool {
+        self.family_labels.get(f).is_some_and(|l| l.as_deref() == Some(selector)) || selects(selector, &self.families, f)
     }
 
     /// Checks everything that needs no files or model cards.
@@ -311,8 +370,20 @@ impl SweepSpec {
         }
         if let Some(sel) = &self.metrics.families {
             for (i, x) in sel.iter().enumerate() {
-                if !(0..self.families.len()).any(|f| selects(x, &self.families, f)) {
+                if !(0..self.families.len()).any(|f| self.selects(x, f)) {
                     return Err(field(format!("metrics.families[{i}]"), format!("`{x}` names no family of this spec")));
+                }
+            }
+        }
+        if !self.family_labels.is_empty() && self.family_labels.len() != self.families.len() {
+            return Err(field("families", "every family needs its entry in the labels (none for a family without a label)"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, l) in self.family_labels.iter().enumerate() {
+            if let Some(l) = l {
+                check_name(&format!("families[{i}].label"), l)?;
+                if !seen.insert(l.as_str()) {
+                    return Err(field(format!("families[{i}].label"), format!("`{l}` labels two families; each needs its own")));
                 }
             }
         }
@@ -368,11 +439,10 @@ fn check_name(at: &str, name: &str) -> Result<(), SpecError> {
 
 /// Re-reads a spec that failed to parse section by section, to name the field
 /// (e.g. `families[1]`) that breaks it.
-fn locate_parse_error(text: &str) -> Option<SpecError> {
+fn locate_parse_error(table: &toml::Table) -> Option<SpecError> {
     fn check<T: serde::de::DeserializeOwned>(v: &toml::Value, name: String) -> Option<SpecError> {
         v.clone().try_into::<T>().err().map(|e| field(name, e.message().trim().to_string()))
     }
-    let table: toml::Table = text.parse().ok()?;
     let list = |key: &str| table.get(key).and_then(|v| v.as_array()).cloned().unwrap_or_default();
     list("families")
         .iter()
@@ -711,5 +781,28 @@ kind = "diagonal"
     fn shard_target_seconds_may_be_written_as_an_integer() {
         let s = SweepSpec::from_toml("name = \"x\"\n[dataset]\npath = \"d\"\n[[models]]\npath = \"m.onnx\"\n[[families]]\nkind = \"crop\"\nmax_shift = 1\n[shard]\ntarget_seconds = 30\n").unwrap();
         assert_eq!(s.shard.target_seconds, 30.0);
+    }
+
+    #[test]
+    fn families_carry_labels_that_name_and_select_them() {
+        let text = "name = \"l\"\n[dataset]\npath = \"d\"\n[[models]]\npath = \"m.onnx\"\n\
+                    [[families]]\nkind = \"crop\"\nmax_shift = 2\nlabel = \"Shifted\"\n[[families]]\nkind = \"diagonal\"\nsteps = 3\n\
+                    [metrics]\nfamilies = [\"Shifted\"]\n";
+        let s = SweepSpec::from_toml(text).unwrap();
+        assert_eq!(s.family_labels, vec![Some("Shifted".to_string()), None]);
+        assert_eq!((s.family_label(0), s.family_label(1)), ("Shifted".to_string(), "diagonal".to_string()));
+        assert!(s.selects("Shifted", 0) && s.selects("crop", 0) && !s.selects("Shifted", 1));
+        // Unlabelled specs keep their serialized form (and content hash).
+        let plain = SweepSpec::from_toml(&text.replace("label = \"Shifted\"\n", "").replace("[\"Shifted\"]", "[\"crop\"]")).unwrap();
+        assert!(plain.family_labels.is_empty() && !toml::to_string(&plain).unwrap().contains("family_labels"));
+        let twice = text.replace("steps = 3\n", "steps = 3\nlabel = \"Shifted\"\n");
+        assert!(SweepSpec::from_toml(&twice).unwrap_err().to_string().contains("labels two families"));
+        let number = text.replace("label = \"Shifted\"", "label = 3");
+        assert!(SweepSpec::from_toml(&number).unwrap_err().to_string().contains("families[0].label"));
+        let top = format!("family_labels = [\"x\"]\n{text}");
+        assert!(SweepSpec::from_toml(&top).unwrap_err().to_string().contains("`label = \"...\"`"));
+        // An error in a labelled family is still located.
+        let bad = text.replace("max_shift = 2", "max_shift = -2");
+        assert!(SweepSpec::from_toml(&bad).unwrap_err().to_string().contains("families[0]"), "{}", SweepSpec::from_toml(&bad).unwrap_err());
     }
 }

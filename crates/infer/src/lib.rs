@@ -60,6 +60,37 @@ pub fn init_runtime() -> Result<&'static ort::environment::Environment, InferErr
     .map_err(|e| InferError::Runtime(e.clone()))
 }
 
+/// The loaded ONNX Runtime's version (`1.22.0`), as its `GetVersionString`
+/// says; empty before [`init_runtime`] succeeded.
+pub fn runtime_version() -> String {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    if !matches!(ENV.get(), Some(Ok(_))) {
+        return String::new();
+    }
+    VERSION
+        .get_or_init(|| {
+            let Some(path) = std::env::var_os("ORT_DYLIB_PATH") else { return String::new() };
+            // The library is loaded already: this takes another reference to it.
+            // SAFETY: `OrtGetApiBase` takes nothing and returns a pointer to a static
+            // struct of two function pointers, the second of which returns a static
+            // NUL-terminated string; both are ONNX Runtime's stable ABI.
+            unsafe {
+                let Ok(lib) = libloading::Library::new(path) else { return String::new() };
+                let Ok(get) = lib.get::<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase>(b"OrtGetApiBase") else { return String::new() };
+                let base = get();
+                if base.is_null() {
+                    return String::new();
+                }
+                let v = ((*base).GetVersionString)();
+                if v.is_null() {
+                    return String::new();
+                }
+                std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned()
+            }
+        })
+        .clone()
+}
+
 /// Where a session runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Device {

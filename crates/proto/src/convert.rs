@@ -311,6 +311,7 @@ impl From<SweepSpec> for pb::SweepSpec {
             run: Some(pb::RunSettings { batch_size: s.run.batch_size, keep_probs: s.run.keep_probs }),
             metrics: Some(pb::MetricSettings { baseline: s.metrics.baseline, families: s.metrics.families.map(|names| pb::Selectors { names }) }),
             published: map(s.published),
+            family_labels: s.family_labels.into_iter().map(Option::unwrap_or_default).collect(),
         }
     }
 }
@@ -336,6 +337,11 @@ impl TryFrom<pb::SweepSpec> for SweepSpec {
             run: RunSpec { batch_size: run.batch_size, keep_probs: run.keep_probs },
             metrics: MetricsSpec { baseline: metrics.baseline, families: metrics.families.map(|f| f.names) },
             published: map(s.published),
+            family_labels: if s.family_labels.iter().all(String::is_empty) {
+                vec![]
+            } else {
+                s.family_labels.into_iter().map(|l| (!l.is_empty()).then_some(l)).collect()
+            },
         })
     }
 }

@@ -9,7 +9,6 @@ use jagged_domain::transform::Family;
 use jagged_store::Store;
 use object_store::ObjectStore;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// Builds the report of a sweep from its committed parts, reading and folding
 /// parts on all cores.
@@ -45,6 +44,7 @@ async fn build_full(
 ) -> Result<Report, ReportError> {
     let sweep = store.sweep(sweep_id).await?;
     let cost = store.spent(sweep_id).await?;
+    let provenance = store.provenance(sweep_id).await?;
     let resolved = std::sync::Arc::new(store.resolved(sweep_id).await?);
     let outputs = store.outputs(sweep_id).await?;
     let mut folds: BTreeMap<(usize, usize), RowFold> = BTreeMap::new();
@@ -121,7 +121,7 @@ async fn build_full(
             let (model, family) = names(m, f);
             let (totals, intervals) = fold.finish();
             TableRow {
-                family_label: family_label(&resolved.spec.families, f),
+                family_label: resolved.spec.family_label(f),
                 model,
                 family,
                 family_index: f,
@@ -143,29 +143,8 @@ async fn build_full(
         cost,
         prices: prices.clone(),
         models: resolved.models.iter().map(|m| m.name.clone()).collect(),
+        protocol: crate::protocol::card(&resolved, &provenance),
     })
-}
-
-/// A family as shown in tables: its name, with its position when the spec has
-/// several of that kind; sequences by their folder (ImageNet-P: the perturbation).
-pub fn family_label(families: &[Family], f: usize) -> String {
-    let name = families[f].name();
-    match &families[f] {
-        Family::Sequence { path, .. } => {
-            let folder = Path::new(path).file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-            let same = families
-                .iter()
-                .filter(|x| matches!(x, Family::Sequence { path: p, .. } if Path::new(p).file_name() == Path::new(path).file_name()))
-                .count();
-            if same > 1 || folder.is_empty() {
-                format!("sequence[{f}]")
-            } else {
-                format!("sequence:{folder}")
-            }
-        }
-        _ if families.iter().filter(|x| x.name() == name).count() > 1 => format!("{name}[{f}]"),
-        _ => name.to_string(),
-    }
 }
 
 /// The mFR / mT5D table over the families the spec selects (default: all but
@@ -174,7 +153,7 @@ fn normalised_table(resolved: &ResolvedSweep, rows: &[TableRow], baseline: &str)
     let fams = &resolved.spec.families;
     let chosen: Vec<usize> = (0..fams.len())
         .filter(|&f| match &resolved.spec.metrics.families {
-            Some(sel) => sel.iter().any(|s| jagged_domain::spec::selects(s, fams, f)),
+            Some(sel) => sel.iter().any(|s| resolved.spec.selects(s, f)),
             None => !matches!(fams[f], Family::RandomPairs { .. }),
         })
         .collect();

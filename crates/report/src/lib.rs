@@ -22,9 +22,10 @@
 pub mod build;
 pub mod figures;
 pub mod fold;
+pub mod protocol;
 pub mod render;
 
-pub use build::{build, build_priced, build_with, family_label};
+pub use build::{build, build_priced, build_with};
 pub use fold::RowFold;
 
 use jagged_domain::metrics::{Intervals, Normalised, Totals};
@@ -118,6 +119,8 @@ pub struct Report {
     pub prices: jagged_domain::cost::Prices,
     /// The sweep's model names, in spec order.
     pub models: Vec<String>,
+    /// The protocol card ([`protocol::card`]).
+    pub protocol: serde_json::Value,
 }
 
 /// mFR / mT5D: each model's flip probability and top-5 distance divided by the

@@ -153,7 +153,7 @@ impl Report {
                 .iter()
                 .filter(|r| match p.family.strip_prefix("families[").and_then(|s| s.strip_suffix(']')) {
                     Some(i) => i.parse() == Ok(r.family_index),
-                    None => r.family == p.family,
+                    None => r.family == p.family || r.family_label == p.family,
                 })
                 .filter_map(|r| metric(&p.metric).and_then(|m| m.of(&r.family, &r.totals)).map(|v| format!("{}: {v:.3}", r.model)))
                 .collect();
@@ -219,6 +219,7 @@ impl Report {
     pub fn markdown(&self) -> String {
         let s = &self.sweep;
         let mut out = format!("# Sweep {}: {}\n\n{}\n\n", s.id, s.name, self.state_line());
+        out += &crate::protocol::markdown(&self.protocol);
         out += &self.markdown_table();
         out += "\n";
         for g in self.glossary() {
@@ -312,6 +313,23 @@ impl Report {
                         "State " b { (s.state) } "; shards " (s.done) " done, " (s.failed) " failed, " (s.cancelled)
                         " cancelled of " (s.total) "; " (s.inferences_done) " inferences."
                     }
+                    section #protocol {
+                        h2 { "Protocol" }
+                        p { "Fingerprint " code { (crate::protocol::short(&self.protocol)) } ": reports with the same fingerprint measured the same thing; "
+                            code { "protocol.json" } " has every parameter." }
+                        ul {
+                            @for m in self.protocol["models"].as_array().into_iter().flatten() {
+                                li { "model " code { (m["name"].as_str().unwrap_or("")) } ": sha256 " (m["sha256"].as_str().unwrap_or("").get(..12).unwrap_or(""))
+                                    "…, input " (m["input_size"]) " px; " (m["runs"].to_string()) }
+                            }
+                            @for f in self.protocol["families"].as_array().into_iter().flatten() {
+                                li { "family " code { (f["label"].as_str().unwrap_or("")) } ": " code { (f.to_string()) } }
+                            }
+                            li { "dataset: " (self.protocol["dataset"]["images"]) " images, " (self.protocol["dataset"]["labelled"]) " labelled, sha256 "
+                                (self.protocol["dataset"]["sha256"].as_str().unwrap_or("").get(..12).unwrap_or("")) "…" }
+                            @for n in self.protocol["notes"].as_array().into_iter().flatten() { li { b { "Note: " } (n.as_str().unwrap_or("")) } }
+                        }
+                    }
                     (self.summary_table().html())
                     dl {
                         @for g in self.glossary() {
@@ -345,7 +363,7 @@ impl Report {
         page.into_string()
     }
 
-    /// Writes `summary.csv`, `summary.md`, `failed_items.csv`, `cost.csv`, `report.html`,
+    /// Writes `summary.csv`, `summary.md`, `failed_items.csv`, `cost.csv`, `protocol.json`, `report.html`,
     /// `normalised.csv` (with a baseline) and `figures/*.svg` and `*.png` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), crate::ReportError> {
         let io = |p: &Path, e| crate::ReportError::Io(p.display().to_string(), e);
@@ -363,6 +381,7 @@ impl Report {
             ("summary.md", self.markdown()),
             ("failed_items.csv", self.failures_table().csv()),
             ("cost.csv", jagged_domain::cost::csv(&self.cost, &self.models, &self.prices)),
+            ("protocol.json", serde_json::to_string_pretty(&self.protocol).expect("a JSON value serializes") + "\n"),
         ];
         if let Some(t) = self.normalised_table(num) {
             files.push(("normalised.csv", t.csv()));

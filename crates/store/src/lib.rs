@@ -26,7 +26,7 @@ pub mod sweeps;
 pub mod workers;
 
 pub use cost::Spent;
-pub use outputs::{Commit, CommittedFailure, CommittedOutput, Output, Throughput};
+pub use outputs::{Commit, CommittedFailure, CommittedOutput, Output, Provenance, Throughput};
 pub use shards::{Claimed, Held, ModelProgress, ShardFailure, SweepTiming};
 pub use sweeps::{RunningSweep, SweepRow};
 pub use workers::LiveWorker;

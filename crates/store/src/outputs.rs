@@ -25,6 +25,10 @@ pub struct Output {
     pub model_key: Option<String>,
     /// Seconds the execution provider was busy on it (cost accounting).
     pub busy_seconds: f64,
+    /// Numeric precision of its rows (`fp32`, `tf32`), when known.
+    pub precision: Option<String>,
+    /// The ONNX Runtime version that computed it, when known.
+    pub runtime: Option<String>,
 }
 
 /// One shard's commit, for [`Store::complete_many`].
@@ -127,5 +131,28 @@ impl Store {
         let rows: Vec<PgThroughput> =
             sqlx::query_as(include_str!("../queries/outputs/throughput.sql")).bind(model_key).bind(recent).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(|r| Throughput { provider: r.provider, per_sec: r.per_sec, shards: r.shards }).collect())
+    }
+}
+
+/// What computed some of a sweep's committed parts.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Provenance {
+    /// Model index.
+    pub model_idx: i32,
+    /// Execution provider.
+    pub provider: String,
+    /// Numeric precision ("" when not recorded).
+    pub precision: String,
+    /// ONNX Runtime version ("" when not recorded).
+    pub runtime: String,
+    /// Shards it computed.
+    pub shards: i64,
+}
+
+impl Store {
+    /// Per model, each (provider, precision, runtime) that computed a sweep's
+    /// committed parts.
+    pub async fn provenance(&self, sweep_id: i64) -> Result<Vec<Provenance>> {
+        Ok(sqlx::query_as(include_str!("../queries/outputs/provenance.sql")).bind(sweep_id).fetch_all(&self.pool).await?)
     }
 }

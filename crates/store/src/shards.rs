@@ -305,6 +305,8 @@ impl Store {
                 .bind(failed.iter().map(|f| f.1.name.clone()).collect::<Vec<String>>())
                 .bind(failed.iter().map(|f| f.1.reason.clone()).collect::<Vec<String>>())
                 .bind(batch.iter().map(|n| of(n).out.busy_seconds).collect::<Vec<f64>>())
+                .bind(batch.iter().map(|n| of(n).out.precision.clone().unwrap_or_default()).collect::<Vec<String>>())
+                .bind(batch.iter().map(|n| of(n).out.runtime.clone().unwrap_or_default()).collect::<Vec<String>>())
                 .fetch_all(&self.pool)
                 .await?;
             for n in &batch {

@@ -419,6 +419,8 @@ impl Reporter<'_> {
             seconds: started.elapsed().as_secs_f64(),
             model_key,
             busy_seconds: t.run_secs,
+            precision: out.precision.clone(),
+            runtime: jagged_infer::runtime_version(),
         };
         let committing = Instant::now();
         let committed = retry("complete", &config.coordinator, stop, || {

@@ -90,6 +90,8 @@ pub struct ShardOutput {
     pub failed: Vec<FailedItem>,
     /// Execution provider.
     pub provider: &'static str,
+    /// Numeric precision of the rows (`fp32`, `tf32`).
+    pub precision: String,
     /// Where the time went.
     pub timing: Timing,
 }
@@ -255,7 +257,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     failed.sort_by_key(|f| f.index);
     let part = jagged_artifacts::encode(&rows).map_err(RunError::Encode)?;
     timing.finish_secs = t1.elapsed().as_secs_f64();
-    Ok(Some(ShardOutput { part, rows: rows.len(), failed, provider: engine.provider, timing }))
+    Ok(Some(ShardOutput { part, rows: rows.len(), failed, provider: engine.provider, precision: engine.precision.to_string(), timing }))
 }
 
 /// Rendering on host threads ahead of inference: a render thread fills batch

@@ -8,8 +8,8 @@
 with input as (
     select *
     from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[], $6::bigint[], $7::text[],
-                $8::bigint[], $9::text[], $10::float8[], $11::text[], $12::bigint[], $18::float8[])
-         as t (shard, epoch, sweep, attempt, object_key, rows, sha256, worker, provider, seconds, model_key, failed, busy)
+                $8::bigint[], $9::text[], $10::float8[], $11::text[], $12::bigint[], $18::float8[], $19::text[], $20::text[])
+         as t (shard, epoch, sweep, attempt, object_key, rows, sha256, worker, provider, seconds, model_key, failed, busy, precision, runtime)
 ), done as (
     update shards s
     set state = 'done', finished_at = $13, leased_until = null, last_error = null
@@ -17,8 +17,9 @@ with input as (
     where s.id = i.shard and s.lease_epoch = i.epoch and s.state = 'leased' and s.sweep_id = i.sweep and s.attempt = i.attempt
     returning s.id, s.sweep_id, s.inferences, s.attempt
 ), output as (
-    insert into outputs (shard_id, sweep_id, object_key, rows, sha256, attempt, lease_epoch, worker_id, provider, seconds, committed_at, model_key, busy_seconds)
-    select d.id, d.sweep_id, i.object_key, i.rows, i.sha256, d.attempt, i.epoch, i.worker, i.provider, i.seconds, $13, i.model_key, i.busy
+    insert into outputs (shard_id, sweep_id, object_key, rows, sha256, attempt, lease_epoch, worker_id, provider, seconds, committed_at, model_key, busy_seconds, precision, runtime)
+    select d.id, d.sweep_id, i.object_key, i.rows, i.sha256, d.attempt, i.epoch, i.worker, i.provider, i.seconds, $13, i.model_key, i.busy,
+           nullif(i.precision, ''), nullif(i.runtime, '')
     from done d join input i on i.shard = d.id
 ), failed as (
     insert into failed_items (shard_id, sweep_id, image_idx, image_name, reason)

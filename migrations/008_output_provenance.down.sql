@@ -1,0 +1,2 @@
+alter table outputs drop column runtime;
+alter table outputs drop column precision;
