@@ -452,6 +452,7 @@ fn sweep_view(d: &Detail, report: Option<Markup>) -> Markup {
         h2 { "Cost" }
         p.muted { "Device-seconds are the busy time of the execution provider (inside " code { "session.run" } "). Lost: attempts that failed, were handed back or abandoned. Prices per device-hour: "
             @if d.prices.is_empty() { "none given" } @else { (d.prices.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")) } "." }
+        @if d.spent.is_empty() { p.muted { "Nothing spent yet." } }
         table #cost-table {
             tr { th { "model" } th { "worker" } th { "device" } th { "outcome" } th { "attempts" } th { "device-s" } th { "wall s" } th { "inferences" } th { "per device-s" } }
             @for l in &d.spent {
