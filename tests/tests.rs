@@ -37,3 +37,6 @@ mod container;
 // Watching sweeps: Prometheus, alerts, the dashboard in a browser, health and
 // reflection, cost, JSON logs.
 mod observe;
+// Inputs identical to the PyTorch world's: Pillow's resize and libjpeg-turbo's
+// decoding, pixel for pixel, and the new geometries.
+mod compat;

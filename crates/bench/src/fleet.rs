@@ -127,7 +127,7 @@ pub fn run(workers: usize, shards: u32, shard_secs: f64) -> Result<()> {
     }
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
-        let sweep = jagged_testkit::resolved(shards.div_ceil(10) as usize, &"[[families]]\nkind = \"diagonal\"\nsteps = 1\nsize = 36\n".repeat(10), 1, 3);
+        let sweep = jagged_testkit::resolved(shards.div_ceil(10) as usize, &"[[families]]\nkind = \"diagonal\"\nsteps = 1\nresize = 36\n".repeat(10), 1, 3);
         let mut admin = Admin::connect(&ClientConfig::new(urls[0].clone())).await?;
         let r = admin.submit(sweep, String::new(), true).await.context("submitting")?;
         let (id, n) = (r.sweep_id, r.shards);

@@ -225,7 +225,7 @@ fn load(workers: usize, images: u32, families: u32) -> Result<()> {
     std::fs::write(dir.join("data/labels.csv"), csv)?;
     let mut spec = String::from("name = \"bench load\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"tiny_cnn.onnx\"\n");
     for _ in 0..families {
-        spec += "[[families]]\nkind = \"diagonal\"\nsteps = 1\nsize = 36\n";
+        spec += "[[families]]\nkind = \"diagonal\"\nsteps = 1\nresize = 36\n";
     }
     spec += "[shard]\nimages = 1\n";
     std::fs::write(dir.join("load.toml"), spec)?;

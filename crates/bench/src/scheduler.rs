@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 
 /// A resolved sweep of `images` x `families` one-image shards (the tiny test CNN).
 fn resolved(images: u32, families: u32) -> ResolvedSweep {
-    jagged_testkit::resolved(images as usize, &"[[families]]\nkind = \"diagonal\"\nsteps = 1\nsize = 36\n".repeat(families as usize), 1, 3)
+    jagged_testkit::resolved(images as usize, &"[[families]]\nkind = \"diagonal\"\nsteps = 1\nresize = 36\n".repeat(families as usize), 1, 3)
 }
 
 async fn submit(url: &str, images: u32, families: u32) -> Result<(i64, u32)> {

@@ -538,6 +538,7 @@ fn task_of(sweep: &ResolvedSweep, c: &jagged_store::Claimed) -> Result<ShardTask
         items: (c.image_lo..c.image_hi).filter_map(|i| items.get(i as usize).map(|img| TaskItem { index: i as u32, image: img.clone() })).collect(),
         batch_size: sweep.spec.run.batch_size,
         keep_probs: sweep.spec.run.keep_probs,
+        jpeg_decoder: sweep.spec.run.jpeg_decoder,
         lease_deadline_ms: c.deadline_ms,
     })
 }

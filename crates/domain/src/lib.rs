@@ -35,6 +35,7 @@ pub mod image;
 pub mod keys;
 pub mod lease;
 pub mod metrics;
+mod pillow;
 pub mod plan;
 pub mod progress;
 pub mod rng;

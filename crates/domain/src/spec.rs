@@ -241,6 +241,9 @@ pub struct RunSpec {
     /// Also store each point's full probability vector in the result files.
     #[serde(default)]
     pub keep_probs: bool,
+    /// How JPEG files are decoded: `builtin` or `libjpeg-turbo` (Pillow's).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub jpeg_decoder: crate::image::JpegDecoder,
 }
 
 fn default_batch() -> u32 {
@@ -249,7 +252,7 @@ fn default_batch() -> u32 {
 
 impl Default for RunSpec {
     fn default() -> Self {
-        RunSpec { batch_size: default_batch(), keep_probs: false }
+        RunSpec { batch_size: default_batch(), keep_probs: false, jpeg_decoder: Default::default() }
     }
 }
 

@@ -26,6 +26,8 @@ pub struct ShardTask {
     pub batch_size: u32,
     /// Also store each point's full probability vector.
     pub keep_probs: bool,
+    /// How JPEG files are decoded.
+    pub jpeg_decoder: crate::image::JpegDecoder,
     /// Lease deadline, ms since the Unix epoch.
     pub lease_deadline_ms: i64,
 }

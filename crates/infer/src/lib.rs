@@ -8,7 +8,7 @@
 //! clear error instead of a panic at first use.
 #![deny(missing_docs)]
 
-use jagged_domain::image::Rgb8;
+use jagged_domain::image::{JpegDecoder, Rgb8};
 use jagged_domain::metrics::softmax;
 use jagged_domain::spec::{ModelCard, OutputKind};
 use ort::session::Session;
@@ -261,8 +261,13 @@ impl Engine {
 pub const MAX_PIXELS: u64 = 64 * 1024 * 1024;
 
 /// Decodes PNG, JPEG, WebP or TIFF bytes to RGB, refusing images over [`MAX_PIXELS`] before
-/// allocating their pixels.
+/// allocating their pixels; JPEG with the builtin decoder.
 pub fn decode_image(bytes: &[u8]) -> Result<Rgb8, InferError> {
+    decode_image_with(bytes, JpegDecoder::Builtin)
+}
+
+/// [`decode_image`] with JPEG files read by `jpeg`.
+pub fn decode_image_with(bytes: &[u8], jpeg: JpegDecoder) -> Result<Rgb8, InferError> {
     let reader =
         image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| InferError::Decode(format!("cannot read: {e}")))?;
     // Only formats read in full are tried; any other is named, never called corrupt.
@@ -282,9 +287,13 @@ pub fn decode_image(bytes: &[u8]) -> Result<Rgb8, InferError> {
             return Err(InferError::Decode("corrupt image: truncated JPEG (no end-of-image marker)".into()));
         }
     }
+    let format = reader.format();
     let (w, h) = reader.into_dimensions().map_err(|e| InferError::Decode(format!("corrupt image header: {e}")))?;
     if w as u64 * h as u64 > MAX_PIXELS {
         return Err(InferError::Decode(format!("{w}x{h} pixels exceeds the limit of {MAX_PIXELS}")));
+    }
+    if format == Some(image::ImageFormat::Jpeg) && jpeg == JpegDecoder::LibjpegTurbo {
+        return decode_libjpeg_turbo(bytes);
     }
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().expect("read above");
     let mut limits = image::Limits::default();
@@ -299,6 +308,37 @@ pub fn decode_image(bytes: &[u8]) -> Result<Rgb8, InferError> {
         return Err(InferError::Decode("image has no pixels".into()));
     }
     Ok(Rgb8::from_raw(w, h, rgb.into_raw()).expect("rgb8 buffer size"))
+}
+
+/// Decodes a JPEG file with libjpeg-turbo's decoder as Pillow calls it: output in
+/// RGB (greyscale replicated), the accurate integer IDCT, fancy upsampling.
+fn decode_libjpeg_turbo(bytes: &[u8]) -> Result<Rgb8, InferError> {
+    // libjpeg reports fatal errors by unwinding out of its error handler.
+    let decoded = std::panic::catch_unwind(|| -> std::io::Result<(usize, usize, Vec<u8>)> {
+        let mut d = mozjpeg::Decompress::new_mem(bytes)?;
+        if matches!(d.color_space(), mozjpeg::ColorSpace::JCS_CMYK | mozjpeg::ColorSpace::JCS_YCCK) {
+            return Err(std::io::Error::other("CMYK JPEG: the libjpeg-turbo decoder gives RGB only for YCbCr, RGB and greyscale files"));
+        }
+        d.dct_method(mozjpeg::DctMethod::IntegerSlow);
+        d.do_fancy_upsampling(true);
+        let mut started = d.rgb()?;
+        let (w, h) = (started.width(), started.height());
+        let data = started.read_scanlines::<u8>()?;
+        started.finish()?;
+        Ok((w, h, data))
+    });
+    let (w, h, data) = match decoded {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return Err(InferError::Decode(format!("corrupt image: {e}"))),
+        Err(panic) => {
+            let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            return Err(InferError::Decode(format!("corrupt image: {msg}")));
+        }
+    };
+    if w == 0 || h == 0 {
+        return Err(InferError::Decode("image has no pixels".into()));
+    }
+    Rgb8::from_raw(w as u32, h as u32, data).ok_or_else(|| InferError::Decode("corrupt image: short scanlines".into()))
 }
 
 /// Runs ONNX `bytes` once on the CPU with one NCHW input and returns the named

@@ -5,7 +5,7 @@
 //! (`TryFrom`, [`ConvertError`]).
 
 use crate::v1 as pb;
-use jagged_domain::image::{Filter, Resample};
+use jagged_domain::image::{Compat, Filter, JpegDecoder, Resample};
 use jagged_domain::lease::ShardState;
 use jagged_domain::spec::{
     DatasetSpec, ImageRef, Layout, MetricsSpec, ModelCard, ModelSpec, OutputKind, Published, ResolvedModel, ResolvedSweep, RunSpec, ShardSpec,
@@ -13,7 +13,7 @@ use jagged_domain::spec::{
 };
 use jagged_domain::status::{ShardError, SweepState, SweepStatus};
 use jagged_domain::task::{FailedItem, ShardTask, TaskItem};
-use jagged_domain::transform::{Background, Compare, DiagonalBase, Family, Normalize};
+use jagged_domain::transform::{Background, Compare, DiagonalBase, EmbedCrop, Family, Normalize};
 
 /// A message that does not describe a valid domain value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -120,6 +120,19 @@ macro_rules! enum_conv {
 /// A domain enum read from its wire number.
 struct WireEnum<T>(T);
 
+/// A domain enum read from its wire number, the unspecified value (0, which
+/// older peers send for fields they do not know) as the domain default.
+fn or_default<T: Default>(v: i32) -> Result<T, ConvertError>
+where
+    WireEnum<T>: TryFrom<i32, Error = ConvertError>,
+{
+    if v == 0 {
+        Ok(T::default())
+    } else {
+        enum_of(v)
+    }
+}
+
 fn enum_of<T>(v: i32) -> Result<T, ConvertError>
 where
     WireEnum<T>: TryFrom<i32, Error = ConvertError>,
@@ -130,6 +143,9 @@ where
 enum_conv!(Filter, Filter, "Resample.filter", { Nearest <=> Filter::Nearest, Bilinear <=> Filter::Bilinear, Bicubic <=> Filter::Bicubic });
 enum_conv!(Background, Background, "background", { Black <=> Background::Black, Mean <=> Background::Mean, Inpaint <=> Background::Inpaint });
 enum_conv!(DiagonalBase, DiagonalBase, "Diagonal.base", { Crop <=> DiagonalBase::Crop, Embed <=> DiagonalBase::Embed });
+enum_conv!(Compat, Compat, "Resample.compat", { Float <=> Compat::Float, Pillow <=> Compat::Pillow, Torchvision <=> Compat::Torchvision });
+enum_conv!(JpegDecoder, JpegDecoder, "jpeg_decoder", { Builtin <=> JpegDecoder::Builtin, LibjpegTurbo <=> JpegDecoder::LibjpegTurbo });
+enum_conv!(EmbedCrop, EmbedCrop, "crop", { Square <=> EmbedCrop::Square, None <=> EmbedCrop::None });
 enum_conv!(Compare, Compare, "Sequence.compare", { Previous <=> Compare::Previous, First <=> Compare::First });
 enum_conv!(Layout, Layout, "Dataset.layout", { Auto <=> Layout::Auto, Images <=> Layout::Images, Classes <=> Layout::Classes });
 enum_conv!(Unlisted, Unlisted, "Dataset.unlisted", { Refuse <=> Unlisted::Refuse, Skip <=> Unlisted::Skip, Unlabelled <=> Unlisted::Unlabelled });
@@ -157,13 +173,13 @@ pub fn shard_state(v: i32) -> Result<ShardState, ConvertError> {
 
 impl From<Resample> for pb::Resample {
     fn from(r: Resample) -> pb::Resample {
-        pb::Resample { filter: pb::Filter::from(r.filter) as i32, antialias: r.antialias }
+        pb::Resample { filter: pb::Filter::from(r.filter) as i32, antialias: r.antialias, compat: pb::Compat::from(r.compat) as i32 }
     }
 }
 
 fn resample(r: Option<pb::Resample>, field: &str) -> Result<Resample, ConvertError> {
     let r = need(r, field)?;
-    Ok(Resample { filter: enum_of(r.filter)?, antialias: r.antialias })
+    Ok(Resample { filter: enum_of(r.filter)?, antialias: r.antialias, compat: or_default(r.compat)? })
 }
 
 impl From<Family> for pb::Family {
@@ -172,13 +188,22 @@ impl From<Family> for pb::Family {
         let bg = |b: Background| pb::Background::from(b) as i32;
         let kind = match f {
             Family::Crop { max_shift, step, resize, resample } => Kind::Crop(pb::Crop { max_shift, step, resize, resample: Some(resample.into()) }),
-            Family::Embed { size, max_shift, step, background, resample } => {
-                Kind::Embed(pb::Embed { size, max_shift, step, background: bg(background), resample: Some(resample.into()) })
-            }
-            Family::Diagonal { steps, base, size, background, resample } => Kind::Diagonal(pb::Diagonal {
-                steps,
-                base: pb::DiagonalBase::from(base) as i32,
+            Family::Embed { size, crop, max_shift, step, background, resample } => Kind::Embed(pb::Embed {
                 size,
+                max_shift,
+                step,
+                background: bg(background),
+                resample: Some(resample.into()),
+                crop: pb::EmbedCrop::from(crop) as i32,
+            }),
+            Family::Diagonal { steps, from, to, base, resize, size, crop, background, resample } => Kind::Diagonal(pb::Diagonal {
+                steps,
+                from,
+                to,
+                base: pb::DiagonalBase::from(base) as i32,
+                resize,
+                size,
+                crop: pb::EmbedCrop::from(crop) as i32,
                 background: bg(background),
                 resample: Some(resample.into()),
             }),
@@ -219,6 +244,7 @@ impl TryFrom<pb::Family> for Family {
             }
             Kind::Embed(e) => Family::Embed {
                 size: e.size,
+                crop: or_default(e.crop)?,
                 max_shift: e.max_shift,
                 step: e.step,
                 background: enum_of(e.background)?,
@@ -226,8 +252,12 @@ impl TryFrom<pb::Family> for Family {
             },
             Kind::Diagonal(d) => Family::Diagonal {
                 steps: d.steps,
+                from: d.from,
+                to: d.to,
                 base: enum_of(d.base)?,
+                resize: d.resize,
                 size: d.size,
+                crop: or_default(d.crop)?,
                 background: enum_of(d.background)?,
                 resample: resample(d.resample, "Diagonal.resample")?,
             },
@@ -308,7 +338,11 @@ impl From<SweepSpec> for pb::SweepSpec {
                 target_inferences: s.shard.target_inferences,
                 max_attempts: s.shard.max_attempts,
             }),
-            run: Some(pb::RunSettings { batch_size: s.run.batch_size, keep_probs: s.run.keep_probs }),
+            run: Some(pb::RunSettings {
+                batch_size: s.run.batch_size,
+                keep_probs: s.run.keep_probs,
+                jpeg_decoder: pb::JpegDecoder::from(s.run.jpeg_decoder) as i32,
+            }),
             metrics: Some(pb::MetricSettings { baseline: s.metrics.baseline, families: s.metrics.families.map(|names| pb::Selectors { names }) }),
             published: map(s.published),
             family_labels: s.family_labels.into_iter().map(Option::unwrap_or_default).collect(),
@@ -334,7 +368,7 @@ impl TryFrom<pb::SweepSpec> for SweepSpec {
                 target_inferences: shard.target_inferences,
                 max_attempts: shard.max_attempts,
             },
-            run: RunSpec { batch_size: run.batch_size, keep_probs: run.keep_probs },
+            run: RunSpec { batch_size: run.batch_size, keep_probs: run.keep_probs, jpeg_decoder: or_default(run.jpeg_decoder)? },
             metrics: MetricsSpec { baseline: metrics.baseline, families: metrics.families.map(|f| f.names) },
             published: map(s.published),
             family_labels: if s.family_labels.iter().all(String::is_empty) {
@@ -376,11 +410,13 @@ convert! {
     to_wire {
         model: Some(t.model.into()),
         family: Some(t.family.into()),
+        jpeg_decoder: pb::JpegDecoder::from(t.jpeg_decoder) as i32,
         items: t.items.into_iter().map(|i| pb::ShardItem { index: i.index, item: Some(i.image.into()) }).collect(),
     }
     from_wire {
         model: need(t.model, "ShardTask.model")?.try_into()?,
         family: need(t.family, "ShardTask.family")?.try_into()?,
+        jpeg_decoder: or_default(t.jpeg_decoder)?,
         items: t
             .items
             .into_iter()

@@ -24,10 +24,24 @@ size = 100
 max_shift = 4
 step = 2
 background = "inpaint"
+crop = "none"
 [[families]]
 kind = "diagonal"
 base = "embed"
 size = 90
+crop = "none"
+from = -4
+to = 4
+[[families]]
+kind = "diagonal"
+steps = 3
+resize = 240
+resample = { filter = "bicubic", compat = "pillow" }
+[[families]]
+kind = "crop"
+max_shift = 1
+resize = 256
+resample = { compat = "torchvision" }
 [[families]]
 kind = "circular"
 max_shift = 3
@@ -68,6 +82,7 @@ images = 7
 [run]
 batch_size = 8
 keep_probs = true
+jpeg_decoder = "libjpeg-turbo"
 "#;
 
 fn sweep() -> ResolvedSweep {
@@ -130,6 +145,7 @@ fn tasks_and_statuses_cross_the_wire_unchanged() {
             items: vec![TaskItem { index: 7, image: s.images[1].clone() }],
             batch_size: 8,
             keep_probs: true,
+            jpeg_decoder: jagged_domain::image::JpegDecoder::LibjpegTurbo,
             lease_deadline_ms: 123,
         };
         assert_eq!(ShardTask::try_from(pb::ShardTask::from(task.clone())).unwrap(), task);

@@ -100,7 +100,17 @@ mod tests {
 
     #[test]
     fn folding_parts_separately_and_merging_in_order_equals_one_fold() {
-        let fam = Family::Diagonal { steps: 2, base: Default::default(), size: None, background: Default::default(), resample: Default::default() };
+        let fam = Family::Diagonal {
+            steps: Some(2),
+            from: None,
+            to: None,
+            base: Default::default(),
+            resize: None,
+            size: None,
+            crop: Default::default(),
+            background: Default::default(),
+            resample: Default::default(),
+        };
         let items: Vec<ImageRef> = (0..30).map(|i| ImageRef { name: format!("{i}.png"), key: String::new(), label: None, frames: vec![] }).collect();
         let mut whole = RowFold::new(&fam);
         whole.add_part(&part(0..30), &items);

@@ -64,6 +64,7 @@ pub fn card(resolved: &ResolvedSweep, provenance: &[Provenance]) -> Value {
         "families": families,
         "dataset": items(&resolved.images),
     });
+    card["dataset"]["jpeg_decoder"] = json!(spec.run.jpeg_decoder.name());
     card["fingerprint"] = Value::String(fingerprint(&card));
     card["notes"] = json!(notes);
     card
@@ -133,11 +134,12 @@ pub fn markdown(card: &Value) -> String {
     }
     let d = &card["dataset"];
     out += &format!(
-        "- dataset: {} images ({} labelled, {} classes), sha256 {}…\n",
+        "- dataset: {} images ({} labelled, {} classes), sha256 {}…, JPEG decoded by {}\n",
         d["images"],
         d["labelled"],
         d["classes"].as_array().map_or(0, |c| c.len()),
-        &d["sha256"].as_str().unwrap_or("")[..12]
+        &d["sha256"].as_str().unwrap_or("")[..12],
+        d["jpeg_decoder"].as_str().unwrap_or("builtin")
     );
     for n in card["notes"].as_array().into_iter().flatten() {
         out += &format!("- **note**: {}\n", n.as_str().unwrap_or(""));

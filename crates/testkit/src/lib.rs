@@ -239,6 +239,7 @@ pub fn task(
             .collect(),
         batch_size: batch,
         keep_probs: false,
+        jpeg_decoder: Default::default(),
         lease_deadline_ms: 0,
     }
 }

@@ -143,7 +143,10 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
                 files
                     .iter()
                     .enumerate()
-                    .map(|(k, b)| jagged_infer::decode_image(b).map_err(|e| if many { format!("frame {k}: {e}") } else { e.to_string() }))
+                    .map(|(k, b)| {
+                        jagged_infer::decode_image_with(b, task.jpeg_decoder)
+                            .map_err(|e| if many { format!("frame {k}: {e}") } else { e.to_string() })
+                    })
                     .collect::<Result<Vec<_>, _>>()
             })
             .and_then(|imgs| fam.prepare_item(&imgs, card.input_size));

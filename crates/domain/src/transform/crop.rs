@@ -3,12 +3,13 @@
 
 use super::render::{paste, Px};
 use super::GridPoint;
-use crate::image::Rgb8;
+use crate::image::{centre_offset, Compat, Rgb8};
 
-/// The window at the centre of `img` moved by the point's offset.
-pub(super) fn write_window(img: &Rgb8, p: GridPoint, side: usize, px: Px<'_>, out: &mut [f32]) {
-    let x0 = ((img.width as usize - side) / 2) as i64 + p.dx as i64;
-    let y0 = ((img.height as usize - side) / 2) as i64 + p.dy as i64;
+/// The window at the centre of `img` (centred as `compat` centres) moved by the
+/// point's offset.
+pub(super) fn write_window(img: &Rgb8, compat: Compat, p: GridPoint, side: usize, px: Px<'_>, out: &mut [f32]) {
+    let x0 = centre_offset(img.width - side as u32, compat) as i64 + p.dx as i64;
+    let y0 = centre_offset(img.height - side as u32, compat) as i64 + p.dy as i64;
     paste(img, x0, y0, side, [0.0; 3], px, out);
 }
 

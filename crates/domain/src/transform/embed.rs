@@ -8,10 +8,9 @@ use crate::image::Rgb8;
 
 /// `img` on a `side` x `side` canvas, centred and moved by the point's offset.
 pub(super) fn write_embedded(img: &Rgb8, bg: Background, p: GridPoint, side: usize, px: Px<'_>, out: &mut [f32]) {
-    let e = img.width as i64;
     // Image pixel shown at canvas (0, 0): minus the canvas position of its corner.
-    let x0 = -((side as i64 - e).div_euclid(2) + p.dx as i64);
-    let y0 = -((side as i64 - e).div_euclid(2) + p.dy as i64);
+    let x0 = -((side as i64 - img.width as i64).div_euclid(2) + p.dx as i64);
+    let y0 = -((side as i64 - img.height as i64).div_euclid(2) + p.dy as i64);
     match bg {
         Background::Black => paste(img, x0, y0, side, [px(BLACK as f32, 0), px(BLACK as f32, 1), px(BLACK as f32, 2)], px, out),
         Background::Mean => paste(img, x0, y0, side, [0.0; 3], px, out),
@@ -45,7 +44,7 @@ mod tests {
     fn embed_pastes_on_black_at_the_offset() {
         // 10x10 image embedded (size 10) in a 32 canvas: centred corner at 11.
         let img = numbered(10, 10);
-        let f = Family::Embed { size: 10, max_shift: 4, step: 2, background: Background::Black, resample: NEAREST };
+        let f = Family::Embed { size: 10, crop: Default::default(), max_shift: 4, step: 2, background: Background::Black, resample: NEAREST };
         let prep = f.prepare(&img, 32).unwrap();
         let p = GridPoint::offset(0, -4, 2);
         let out = prep.render(p);
@@ -69,9 +68,28 @@ mod tests {
     }
 
     #[test]
+    fn embed_without_crop_keeps_the_whole_image_on_its_long_side() {
+        // 20x10 image, size 10: resized whole to 10x5, centred in a 16 canvas at
+        // columns 3..13 and rows (16 - 5) / 2 = 5..10.
+        let img = numbered(20, 10);
+        let f: Family = toml::from_str("kind = \"embed\"\nsize = 10\nmax_shift = 2\ncrop = \"none\"\nresample = { filter = \"nearest\" }").unwrap();
+        let prep = f.prepare(&img, 16).unwrap();
+        let out = prep.render(GridPoint::offset(0, 0, 0));
+        assert_eq!(out.pixel(3, 5), [1, 1, 200], "nearest of a 2x downscale samples pixel centres 1, 3, ...");
+        assert_eq!(out.pixel(12, 9), [19, 9, 200]);
+        assert_eq!(out.pixel(3, 4), [0, 0, 0], "above the image");
+        assert_eq!(out.pixel(13, 5), [0, 0, 0], "right of the image");
+        // The same image centre-cropped (the default) fills a 10x10 square.
+        let sq: Family = toml::from_str("kind = \"embed\"\nsize = 10\nmax_shift = 2\nresample = { filter = \"nearest\" }").unwrap();
+        let out = sq.prepare(&img, 16).unwrap().render(GridPoint::offset(0, 1, 1));
+        assert_eq!(out.pixel(4, 4), [5, 0, 200], "the square starts at column 5 of the 20x10 image");
+        assert_eq!(out.pixel(13, 13), [14, 9, 200]);
+    }
+
+    #[test]
     fn mean_background_is_zero_after_normalising() {
         let img = numbered(10, 10);
-        let f = Family::Embed { size: 10, max_shift: 0, step: 1, background: Background::Mean, resample: NEAREST };
+        let f = Family::Embed { size: 10, crop: Default::default(), max_shift: 0, step: 1, background: Background::Mean, resample: NEAREST };
         let prep = f.prepare(&img, 16).unwrap();
         let norm = Normalize { mean: [120.0, 110.0, 100.0], std: [50.0; 3] };
         let mut t = vec![1f32; 3 * 256];
@@ -84,7 +102,7 @@ mod tests {
     fn inpainted_embed_keeps_the_image_and_fills_around_it() {
         let mut img = Rgb8::new(10, 10);
         img.data.iter_mut().for_each(|v| *v = 90);
-        let f = Family::Embed { size: 10, max_shift: 0, step: 1, background: Background::Inpaint, resample: NEAREST };
+        let f = Family::Embed { size: 10, crop: Default::default(), max_shift: 0, step: 1, background: Background::Inpaint, resample: NEAREST };
         let out = f.prepare(&img, 32).unwrap().render(GridPoint::offset(0, 0, 0));
         // A constant image inpaints to the same constant wherever it reached.
         assert_eq!(out.pixel(11, 11), [90; 3]);

@@ -35,7 +35,10 @@ impl Family {
             Family::Crop { max_shift, step, .. } | Family::Embed { max_shift, step, .. } | Family::Circular { max_shift, step, .. } => {
                 Shape::Grid(max_shift, step)
             }
-            Family::Diagonal { steps, .. } => Shape::Line((0..=steps as i32).enumerate().map(|(i, c)| GridPoint::offset(i, c, c)).collect()),
+            Family::Diagonal { .. } => {
+                let (from, to) = self.diagonal_span();
+                Shape::Line((from..=to).take(MAX_POINTS + 1).enumerate().map(|(i, c)| GridPoint::offset(i, c, c)).collect())
+            }
             Family::Scale { from, to, step, .. } => Shape::Line(
                 range(from, to, step).into_iter().enumerate().map(|(i, s)| GridPoint { scale: s, ..GridPoint::offset(i, 0, 0) }).collect(),
             ),
@@ -52,6 +55,19 @@ impl Family {
             Family::Rotate { from, to, step, .. } => Shape::Line(
                 range(from, to, step).into_iter().enumerate().map(|(i, a)| GridPoint { angle: a, ..GridPoint::offset(i, 0, 0) }).collect(),
             ),
+        }
+    }
+
+    /// First and last offset of a `diagonal` (`to` defaults to `from + steps`);
+    /// `(0, 0)` for other families.
+    pub fn diagonal_span(&self) -> (i32, i32) {
+        match *self {
+            Family::Diagonal { steps, from, to, .. } => {
+                let from = from.unwrap_or(0);
+                let to = to.unwrap_or_else(|| from.saturating_add(steps.unwrap_or(super::DIAGONAL_STEPS).min(i32::MAX as u32) as i32));
+                (from, to)
+            }
+            _ => (0, 0),
         }
     }
 
@@ -73,11 +89,11 @@ impl Family {
     /// (`resize - input`) of the resized image's short side.
     pub fn image_points(&self, image_index: u32, side: u32) -> Vec<GridPoint> {
         let mut pts = self.points();
-        if let Family::RandomPairs { max_offset, seed, resize, .. } = *self {
+        if let Family::RandomPairs { max_offset, seed, resize, resample, .. } = *self {
             let room = resize.unwrap_or(side + 32).saturating_sub(side);
             let max = max_offset.unwrap_or(room).min(room) as u64;
             let mut rng = crate::rng::SplitMix(seed ^ (image_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let centre = (room / 2) as i32;
+            let centre = crate::image::centre_offset(room, resample.compat) as i32;
             for p in pts.iter_mut().skip(1) {
                 p.dx = (rng.next_u64() % (max + 1)) as i32 - centre;
                 p.dy = (rng.next_u64() % (max + 1)) as i32 - centre;
@@ -151,6 +167,27 @@ mod tests {
         assert_eq!(p.iter().map(|g| (g.dx, g.dy)).collect::<Vec<_>>(), vec![(0, 0), (1, 1), (2, 2), (3, 3)]);
         assert_eq!(f.pairs(), vec![(0, 1), (1, 2), (2, 3)]);
         assert_eq!(f.reference(), 0);
+        assert_eq!(f.points().len() as u32, 4);
+        let f: Family = toml::from_str("kind = \"diagonal\"").unwrap();
+        assert_eq!(f.points().len(), 9, "default: c = 0..=8");
+    }
+
+    #[test]
+    fn centred_diagonal_runs_from_minus_k_to_k_with_the_middle_as_reference() {
+        let f: Family = toml::from_str("kind = \"diagonal\"\nfrom = -3\nto = 3").unwrap();
+        let p = f.points();
+        assert_eq!(p.iter().map(|g| g.dx).collect::<Vec<_>>(), vec![-3, -2, -1, 0, 1, 2, 3]);
+        assert!(p.iter().all(|g| g.dx == g.dy));
+        assert_eq!(f.reference(), 3, "the unshifted window");
+        assert_eq!(f.pairs().len(), 6);
+        // `from` with `steps` counts from `from`.
+        let f: Family = toml::from_str("kind = \"diagonal\"\nfrom = -2\nsteps = 4").unwrap();
+        assert_eq!(f.diagonal_span(), (-2, 2));
+        assert!(f.validate(Some(32)).is_ok());
+        let f: Family = toml::from_str("kind = \"diagonal\"\nsteps = 4\nto = 4").unwrap();
+        assert_eq!(f.validate(None).unwrap_err().0, "to");
+        let f: Family = toml::from_str("kind = \"diagonal\"\nfrom = 2\nto = 2").unwrap();
+        assert_eq!(f.validate(None).unwrap_err().0, "to");
     }
 
     #[test]

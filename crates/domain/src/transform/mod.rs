@@ -6,12 +6,20 @@
 //!   `resize` (default: S + 32), and the S x S window is taken at the centre moved
 //!   by `(dx, dy)`. No blank borders: the grid must fit inside the resized image.
 //! - `embed` (Azulay & Weiss "Black"): the image is resized so its short side is
-//!   `size`, centre-cropped to a `size` x `size` square, and pasted on an S x S
-//!   canvas at the centre moved by `(dx, dy)`. Background `black` (pixel value 0)
-//!   or `mean` (the normalisation mean: 0 after normalising, as the paper's
-//!   released code did).
+//!   `size` and centre-cropped to a `size` x `size` square (`crop = "square"`,
+//!   the default), or resized whole so its long side is `size` (`crop = "none"`),
+//!   and pasted on an S x S canvas at the centre moved by `(dx, dy)`. Background
+//!   `black` (pixel value 0), `mean` (the normalisation mean: 0 after
+//!   normalising, as the paper's released code did) or `inpaint`.
 //! - `diagonal`: the paper's one-pixel diagonal steps: points `(c, c)` for
-//!   `c = 0..=steps` on top of a `crop` or `embed` placement.
+//!   `c = from..=to` (default `0..=steps`; `from = -8, to = 8` centres the line on
+//!   the reference window, as many scripts do) on top of a `crop` placement
+//!   (`resize`, as in `crop`) or an `embed` one (`size`, `crop`, `background`, as
+//!   in `embed`).
+//!
+//! Each parameter name means one thing in every family: `resize` is the short
+//! side of the resized image that windows are cut from, `size` the side (or long
+//! side) of an image embedded in the canvas.
 //! - `circular`: the centre S x S crop shifted circularly (wrap-around) by
 //!   `(dx, dy)`: the setting in which shift-equivariant networks can be exactly
 //!   invariant.
@@ -79,8 +87,11 @@ pub enum Family {
     },
     /// A downscaled image pasted on a canvas at shifted positions.
     Embed {
-        /// Side of the embedded square image in pixels.
+        /// Side of the embedded image in pixels (its long side with `crop = "none"`).
         size: u32,
+        /// Whether the image is centre-cropped to a square before embedding.
+        #[serde(default)]
+        crop: EmbedCrop,
         /// Largest offset in pixels, on each axis.
         max_shift: u32,
         /// Grid spacing in pixels; must divide `max_shift`.
@@ -93,17 +104,30 @@ pub enum Family {
         #[serde(default)]
         resample: Resample,
     },
-    /// One-pixel diagonal steps `(c, c)`, `c = 0..=steps`.
+    /// One-pixel diagonal steps `(c, c)`, `c = from..=to`.
     Diagonal {
-        /// Number of steps (points = steps + 1).
-        #[serde(default = "eight")]
-        steps: u32,
+        /// Number of steps after `from` (points = steps + 1); default 8. Give
+        /// `steps` or `to`, not both.
+        #[serde(default)]
+        steps: Option<u32>,
+        /// First diagonal offset; default 0.
+        #[serde(default)]
+        from: Option<i32>,
+        /// Last diagonal offset (inclusive); default `from + steps`.
+        #[serde(default)]
+        to: Option<i32>,
         /// The placement that is shifted.
         #[serde(default)]
         base: DiagonalBase,
-        /// Short side of the resize (`crop` base) or embedded side (`embed` base).
+        /// Short side after resizing (`crop` base); default: model input side + 32.
+        #[serde(default)]
+        resize: Option<u32>,
+        /// Side of the embedded image (`embed` base); default: half the model input.
         #[serde(default)]
         size: Option<u32>,
+        /// Whether the embedded image is centre-cropped to a square (`embed` base).
+        #[serde(default)]
+        crop: EmbedCrop,
         /// Canvas background of the `embed` base.
         #[serde(default)]
         background: Background,
@@ -217,9 +241,8 @@ pub enum Family {
 fn one() -> u32 {
     1
 }
-fn eight() -> u32 {
-    8
-}
+/// Steps of a `diagonal` that names neither `steps` nor `to`.
+pub const DIAGONAL_STEPS: u32 = 8;
 fn one_f() -> f32 {
     1.0
 }
@@ -275,6 +298,17 @@ pub enum DiagonalBase {
     Embed,
 }
 
+/// How `embed` (and `diagonal` on an embed) fits the image into `size`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbedCrop {
+    /// Short side resized to `size`, then the centred `size` x `size` square.
+    #[default]
+    Square,
+    /// The whole image, aspect kept, resized so its long side is `size`.
+    None,
+}
+
 /// One point of a family's grid.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GridPoint {
@@ -328,6 +362,6 @@ pub(crate) mod testutil {
         img
     }
 
-    pub const NEAREST: Resample = Resample { filter: Filter::Nearest, antialias: false };
+    pub const NEAREST: Resample = Resample { filter: Filter::Nearest, antialias: false, compat: crate::image::Compat::Float };
     pub const ID: Normalize = Normalize { mean: [0.0; 3], std: [1.0; 3] };
 }

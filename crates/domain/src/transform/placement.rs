@@ -2,13 +2,13 @@
 //! input side (which resize, which canvas), or which field makes them not fit.
 
 use super::grid::range;
-use super::{Background, Compare, DiagonalBase, Family, MAX_POINTS};
+use super::{Background, Compare, DiagonalBase, EmbedCrop, Family, MAX_POINTS};
 use crate::image::Resample;
 
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Placement {
     Window { extent: u32, resample: Resample },
-    Embed { extent: u32, background: Background, resample: Resample },
+    Embed { extent: u32, crop: EmbedCrop, background: Background, resample: Resample },
     Circular { extent: u32, resample: Resample },
     Scale { base: u32, background: Background, resample: Resample },
     Rotate { extent: u32, resample: Resample },
@@ -20,6 +20,7 @@ impl Family {
     /// is `side` x `side`. Errors name the offending field, relative to the family.
     pub fn validate(&self, side: Option<u32>) -> Result<(), (String, String)> {
         let err = |f: &str, m: String| Err((f.to_string(), m));
+        self.resample().validate()?;
         match *self {
             Family::Crop { max_shift, step, .. } | Family::Embed { max_shift, step, .. } | Family::Circular { max_shift, step, .. } => {
                 if step == 0 {
@@ -59,12 +60,34 @@ impl Family {
                     return err("limit", "must be at least 1".into());
                 }
             }
-            Family::Diagonal { steps, .. } => {
-                if steps == 0 {
+            Family::Diagonal { steps, to, base, resize, size, crop, .. } => {
+                if steps.is_some() && to.is_some() {
+                    return err("to", "give `steps` or `to`, not both".into());
+                }
+                if steps == Some(0) {
                     return err("steps", "must be at least 1".into());
                 }
-                if steps as usize >= MAX_POINTS {
-                    return err("steps", format!("exceeds the limit of {MAX_POINTS} points"));
+                let (from, to) = self.diagonal_span();
+                if to <= from {
+                    return err("to", format!("must be larger than from ({from})"));
+                }
+                if (to as i64 - from as i64) as usize >= MAX_POINTS {
+                    return err(if steps.is_some() { "steps" } else { "to" }, format!("exceeds the limit of {MAX_POINTS} points"));
+                }
+                match base {
+                    DiagonalBase::Crop if size.is_some() => return err(
+                        "size",
+                        "with base = \"crop\" the short side after resizing is `resize`, as in crop; `size` is the embedded side of base = \"embed\""
+                            .into(),
+                    ),
+                    DiagonalBase::Crop if crop != EmbedCrop::Square => return err("crop", "applies to base = \"embed\"".into()),
+                    DiagonalBase::Embed if resize.is_some() => {
+                        return err(
+                            "resize",
+                            "with base = \"embed\" the embedded side is `size`, as in embed; `resize` is for base = \"crop\"".into(),
+                        )
+                    }
+                    _ => {}
                 }
             }
             Family::Scale { from, to, step, .. } | Family::Rotate { from, to, step, .. } => {
@@ -95,12 +118,13 @@ impl Family {
     pub(super) fn placement(&self, side: u32) -> Result<Placement, (String, String)> {
         let pts = self.points();
         let need = pts.iter().map(|g| g.dx.unsigned_abs().max(g.dy.unsigned_abs())).max().unwrap_or(0);
+        let compat = self.resample().compat;
         let window = |extent: u32, field: &str, need: u32| -> Result<(), (String, String)> {
             if extent < side {
                 return Err((field.into(), format!("{extent} is smaller than the model input ({side})")));
             }
-            // The centred window sits at floor((extent - side) / 2) on the short side.
-            let room_lo = (extent - side) / 2;
+            // The centred window sits at (extent - side) / 2, rounded as the compat says.
+            let room_lo = crate::image::centre_offset(extent - side, compat);
             let room_hi = extent - side - room_lo;
             if need > room_lo.min(room_hi) {
                 return Err((
@@ -138,19 +162,19 @@ impl Family {
                 }
                 Placement::Window { extent, resample }
             }
-            Family::Diagonal { base: DiagonalBase::Crop, size, resample, .. } => {
-                let extent = size.unwrap_or(side + 32);
-                window(extent, "size", need)?;
+            Family::Diagonal { base: DiagonalBase::Crop, resize, resample, .. } => {
+                let extent = resize.unwrap_or(side + 32);
+                window(extent, "resize", need)?;
                 Placement::Window { extent, resample }
             }
-            Family::Embed { size, background, resample, .. } => {
+            Family::Embed { size, crop, background, resample, .. } => {
                 embed(size, "size")?;
-                Placement::Embed { extent: size, background, resample }
+                Placement::Embed { extent: size, crop, background, resample }
             }
-            Family::Diagonal { base: DiagonalBase::Embed, size, background, resample, .. } => {
+            Family::Diagonal { base: DiagonalBase::Embed, size, crop, background, resample, .. } => {
                 let extent = size.unwrap_or(side / 2);
                 embed(extent, "size")?;
-                Placement::Embed { extent, background, resample }
+                Placement::Embed { extent, crop, background, resample }
             }
             Family::Circular { resize, resample, .. } => {
                 let extent = resize.unwrap_or(side + 32);
@@ -180,6 +204,20 @@ impl Family {
         })
     }
 
+    /// The family's resampling settings.
+    pub fn resample(&self) -> Resample {
+        match *self {
+            Family::Crop { resample, .. }
+            | Family::Embed { resample, .. }
+            | Family::Diagonal { resample, .. }
+            | Family::Circular { resample, .. }
+            | Family::Scale { resample, .. }
+            | Family::RandomPairs { resample, .. }
+            | Family::Sequence { resample, .. }
+            | Family::Rotate { resample, .. } => resample,
+        }
+    }
+
     /// Frames one item needs: the family's `frames` for `sequence`, else 1.
     pub fn frames_needed(&self) -> usize {
         match *self {
@@ -202,8 +240,21 @@ mod tests {
         assert!(f.validate(Some(224)).is_ok());
         let f = Family::Crop { max_shift: 3, step: 2, resize: None, resample: Resample::default() };
         assert_eq!(f.validate(None).unwrap_err().0, "step");
-        let f = Family::Embed { size: 300, max_shift: 0, step: 1, background: Background::Black, resample: NEAREST };
+        let f = Family::Embed { size: 300, crop: Default::default(), max_shift: 0, step: 1, background: Background::Black, resample: NEAREST };
         assert_eq!(f.validate(Some(224)).unwrap_err().0, "size");
+        // Each meaning has one name: a crop-based diagonal's resize is `resize`.
+        let f: Family = toml::from_str("kind = \"diagonal\"\nsize = 256").unwrap();
+        assert_eq!(f.validate(Some(224)).unwrap_err().0, "size");
+        let f: Family = toml::from_str("kind = \"diagonal\"\nresize = 256").unwrap();
+        assert!(f.validate(Some(224)).is_ok());
+        let f: Family = toml::from_str("kind = \"diagonal\"\nresize = 228\nfrom = -3\nto = 3").unwrap();
+        assert_eq!(f.validate(Some(224)).unwrap_err().0, "max_shift", "-3..3 needs 3 px of room on each side");
+        let f: Family = toml::from_str("kind = \"diagonal\"\nbase = \"embed\"\nresize = 100").unwrap();
+        assert_eq!(f.validate(Some(224)).unwrap_err().0, "resize");
+        let f: Family = toml::from_str("kind = \"diagonal\"\ncrop = \"none\"").unwrap();
+        assert_eq!(f.validate(Some(224)).unwrap_err().0, "crop");
+        let f: Family = toml::from_str("kind = \"crop\"\nmax_shift = 1\nresample = { compat = \"pillow\", antialias = false }").unwrap();
+        assert_eq!(f.validate(Some(224)).unwrap_err().0, "resample.antialias");
     }
 
     #[test]

@@ -3,16 +3,16 @@
 //! CHW input tensor.
 
 use super::placement::Placement;
-use super::{crop, embed, rotate, scale, sequence, Background, Family, GridPoint};
-use crate::image::{resize_short_side, Rgb8};
+use super::{crop, embed, rotate, scale, sequence, Background, EmbedCrop, Family, GridPoint};
+use crate::image::{resize_long_side, resize_short_side, Compat, Rgb8};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug)]
 pub(super) enum Kind {
-    /// The resized image; points are windows of it.
-    Window(Rgb8),
-    /// Squares pasted centred (plus offset) on a canvas: one for all points, or
-    /// one per point (scale).
+    /// The resized image; points are windows of it, centred as the compat says.
+    Window(Rgb8, Compat),
+    /// Images pasted centred (plus offset) on a canvas: one for all points, or
+    /// one square per point (scale).
     Embed(Vec<Rgb8>, Background),
     /// The centre crop; points wrap it around.
     Circular(Rgb8),
@@ -65,15 +65,18 @@ impl Family {
         let placement = self.placement(side).map_err(|(f, m)| format!("{f}: {m}"))?;
         let kind = match placement {
             Placement::Frames { .. } => return self.prepare_item(std::slice::from_ref(img), side),
-            Placement::Window { extent, resample } => Kind::Window(resize_short_side(img, extent, resample)),
+            Placement::Window { extent, resample } => Kind::Window(resize_short_side(img, extent, resample), resample.compat),
             Placement::Rotate { extent, resample } => Kind::Rotate(resize_short_side(img, extent, resample)),
-            Placement::Embed { extent, background, resample } => {
+            Placement::Embed { extent, crop: EmbedCrop::Square, background, resample } => {
                 let small = resize_short_side(img, extent, resample);
                 Kind::Embed(vec![small.center_square(extent).expect("short side equals extent")], background)
             }
+            Placement::Embed { extent, crop: EmbedCrop::None, background, resample } => {
+                Kind::Embed(vec![resize_long_side(img, extent, resample)], background)
+            }
             Placement::Circular { extent, resample } => {
                 let r = resize_short_side(img, extent, resample);
-                Kind::Circular(r.center_square(side).expect("extent covers the input"))
+                Kind::Circular(r.center_square_with(side, resample.compat).expect("extent covers the input"))
             }
             Placement::Scale { base, background, resample } => Kind::Embed(scale::squares(&self.points(), img, base, resample), background),
         };
@@ -103,7 +106,7 @@ impl Prepared {
         let scale = [1.0 / norm.std[0], 1.0 / norm.std[1], 1.0 / norm.std[2]];
         let px = |v: f32, c: usize| (v - norm.mean[c]) * scale[c];
         match &self.kind {
-            Kind::Window(img) => crop::write_window(img, p, side, &px, out),
+            Kind::Window(img, compat) => crop::write_window(img, *compat, p, side, &px, out),
             Kind::Embed(squares, bg) => {
                 let img = if squares.len() == 1 { &squares[0] } else { &squares[p.index as usize] };
                 embed::write_embedded(img, *bg, p, side, &px, out);

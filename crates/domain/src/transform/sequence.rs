@@ -8,7 +8,10 @@ pub(super) fn centre_crops(frames: &[Rgb8], need: usize, extent: u32, resample: 
     if frames.len() < need {
         return Err(format!("the sequence has {} frames; the family needs {need}", frames.len()));
     }
-    Ok(frames[..need].iter().map(|f| resize_short_side(f, extent, resample).center_square(side).expect("extent covers the input")).collect())
+    Ok(frames[..need]
+        .iter()
+        .map(|f| resize_short_side(f, extent, resample).center_square_with(side, resample.compat).expect("extent covers the input"))
+        .collect())
 }
 
 #[cfg(test)]
