@@ -36,6 +36,8 @@ example name *ARGS: (assets "release")
     for v in 1 2; do [ -f {{cache}}/models/efficientnet_lite$v.onnx ] || ./target/release/jagged models import efficientnet_lite$v \
         --weights {{cache}}/weights/efficientnet-lite$v.pth --classes {{cache}}/weights/imagenet_classes.json \
         --wnids {{cache}}/weights/imagenet_wnids.json --out {{cache}}/models; done
+    for f in 3 5; do if grep -q "efficientnet_lite0_aa$f" examples/{{name}}.toml && [ ! -f {{cache}}/models/efficientnet_lite0_aa$f.onnx ]; then \
+        ./target/release/jagged models antialias {{cache}}/models/efficientnet_lite0.onnx --filter $f; fi; done
     if grep -q "cache/jagged/sequences" examples/{{name}}.toml; then scripts/fetch.sh samples venv; \
         [ -d {{cache}}/sequences ] || {{cache}}/venv/bin/python3 scripts/make-sequences.py {{cache}}/samples {{cache}}/sequences; fi
     ./target/release/jagged demo --spec examples/{{name}}.toml --out {{name}}-out {{ARGS}}

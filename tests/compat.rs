@@ -98,7 +98,7 @@ fn pillow_and_libjpeg_turbo_pixels_are_reproduced_exactly() {
         .unwrap();
         fam.validate(Some(224)).unwrap();
         let (dx, dy) = (t["dx"].as_i64().unwrap() as i32, t["dy"].as_i64().unwrap() as i32);
-        let got = fam.prepare(src, 224).unwrap().render(GridPoint { index: 0, dx, dy, scale: 1.0, angle: 0.0 });
+        let got = fam.prepare(src, 224).unwrap().render(GridPoint { index: 0, dx: dx as f32, dy: dy as f32, scale: 1.0, angle: 0.0 });
         assert_eq!(differing(&got, &want), 0, "source {} {} ({dx}, {dy}): differs from torchvision's Resize + CenterCrop", t["source"], t["filter"]);
     }
 }

@@ -3,12 +3,14 @@
 Straightforward numpy + Pillow + onnxruntime, sharing no code with jagged: reads
 the images, cuts the windows of the `crop`, `diagonal` (crop base) and `circular`
 families by plain array slicing (images are given at the resize size, so no
-resampling is involved), reads `sequence` frames in natural name order (frames
+resampling is involved), or, at fractional offsets, by its own separable
+Kaiser-windowed sinc interpolation (16 taps, beta 8, edge pixels repeated, as
+jagged documents its method), reads `sequence` frames in natural name order (frames
 are given at the model input size), normalises, runs the model, and computes per
 point the argmax, p(label) and the forward-pair metrics, the top-5 distance as
 ImageNet-P's reference code does (rankdata + cumulative sums); then, per family,
 every metric of the report's table from those per-image results. Prints JSON:
-{"rows": {"<family>/<image>/<dx>/<dy>" (sequences: "sequence/<name>/<frame>"):
+{"rows": {"<family><index>/<image>/<dx>/<dy>" (sequences: "sequence/<name>/<frame>"):
  [top1, p_label, fwd_pairs, fwd_changes, fwd_abs, fwd_transitions, fwd_top5_dist]},
  "summary": {"<family index>": {"<metric>": value or null}}}.
 
@@ -16,6 +18,7 @@ usage: crosscheck.py MODEL.onnx CARD.json IMAGES_DIR FAMILIES.json
 """
 import csv
 import json
+import math
 import os
 import re
 import sys
@@ -50,6 +53,37 @@ def top5_dist(p, q):
     cum_sum_top5 = np.cumsum(np.asarray([0] + [1] * 5 + [0] * (n - 6)))
     sigma = ranks(q)[np.argsort(ranks(p))]
     return int(np.sum(np.abs(cum_sum_top5[:5] - cum_sum_top5[sigma - 1][:5])))
+
+
+def taps(t):
+    """First source index and normalised weights sampling position t."""
+    i = math.floor(t)
+    if t == i:
+        return i, np.array([1.0])
+    first = i - 7
+    x = t - (first + np.arange(16))
+    w = np.sinc(x) * np.i0(8.0 * np.sqrt(1.0 - (x / 8.0) ** 2)) / np.i0(8.0)
+    return first, w / w.sum()
+
+
+def subpixel_window(img, x0, y0, s):
+    """The s x s window with fractional top-left (x0, y0), rows then columns, in float64."""
+    h, w, _ = img.shape
+    fx, wx = taps(x0)
+    fy, wy = taps(y0)
+    rows = img[np.clip(fy + np.arange(s + len(wy) - 1), 0, h - 1)].astype(np.float64)
+    tmp = np.zeros((rows.shape[0], s, 3))
+    for k, wk in enumerate(wx):
+        tmp += rows[:, np.clip(fx + k + np.arange(s), 0, w - 1)] * wk
+    out = np.zeros((s, s, 3))
+    for k, wk in enumerate(wy):
+        out += tmp[k:k + s] * wk
+    return out.astype(np.float32)
+
+
+def g(v):
+    """An offset as jagged prints it: 3, -1, 0.5."""
+    return "%g" % v
 
 
 def natural(name):
@@ -159,7 +193,7 @@ def main():
                 nbrs = {(c, c): [(c + 1, c + 1)] for c in range(fam["steps"])}
             else:
                 m, st = fam["max_shift"], fam.get("step", 1)
-                ax = list(range(-m, m + 1, st))
+                ax = [i * st for i in range(-round(m / st), round(m / st) + 1)]
                 pts = [(dx, dy) for dy in ax for dx in ax]
                 nbrs = {(dx, dy): [q for q in [(dx + st, dy), (dx, dy + st)] if q in set(pts)] for (dx, dy) in pts}
             y0, x0 = (h - s) // 2, (w - s) // 2
@@ -168,7 +202,10 @@ def main():
                 if kind == "circular":
                     centre = img[y0:y0 + s, x0:x0 + s]
                     win = np.roll(centre, shift=(-dy, -dx), axis=(0, 1))
+                elif dx != int(dx) or dy != int(dy):
+                    win = subpixel_window(img, x0 + dx, y0 + dy, s)
                 else:
+                    dx, dy = int(dx), int(dy)
                     win = img[y0 + dy:y0 + dy + s, x0 + dx:x0 + dx + s]
                 wins.append(((win.astype(np.float32) - mean) * (1.0 / std)).transpose(2, 0, 1))
             logits = sess.run([card["output_name"]], {card["input_name"]: np.stack(wins)})[0]
@@ -187,7 +224,7 @@ def main():
                     if label is not None:
                         tr += int(in_top5(p, label) != in_top5(probs[q], label))
                 pl = float(p[label]) if label is not None else None
-                out[f"{kind}/{row['file']}/{pt[0]}/{pt[1]}"] = [c, pl, len(nbrs.get(pt, [])), ch, ab, tr, t5]
+                out[f"{kind}{index}/{row['file']}/{g(pt[0])}/{g(pt[1])}"] = [c, pl, len(nbrs.get(pt, [])), ch, ab, tr, t5]
     json.dump({"rows": out, "summary": {i: summary(kind, recs) for i, (kind, recs) in per_family.items()}}, sys.stdout)
 
 

@@ -24,9 +24,14 @@ resize = 40
 kind = "sequence"
 path = "seqs"
 stride = 2
+[[families]]
+kind = "crop"
+max_shift = 2
+step = 0.5
+resize = 40
 "#;
 
-const FAMILIES: &str = r#"[{"kind": "crop", "max_shift": 4}, {"kind": "diagonal", "steps": 4}, {"kind": "circular", "max_shift": 3}, {"kind": "sequence", "path": "SEQS", "stride": 2}]"#;
+const FAMILIES: &str = r#"[{"kind": "crop", "max_shift": 4}, {"kind": "diagonal", "steps": 4}, {"kind": "circular", "max_shift": 3}, {"kind": "sequence", "path": "SEQS", "stride": 2}, {"kind": "crop", "max_shift": 2, "step": 0.5}]"#;
 
 /// The Python interpreter of the test virtual environment (`just test` makes it
 /// with numpy, Pillow and onnxruntime).
@@ -113,7 +118,7 @@ fn python_recomputation_matches_every_row() {
         let key = if r.family == "sequence" {
             format!("sequence/{}/{}", r.image_name, r.point)
         } else {
-            format!("{}/{}/{}/{}", r.family, r.image_name, r.dx, r.dy)
+            format!("{}{}/{}/{}/{}", r.family, r.family_index, r.image_name, r.dx, r.dy)
         };
         let e = expected.get(&key).unwrap_or_else(|| panic!("python has no row {key}"));
         let e = e.as_array().unwrap();

@@ -41,3 +41,25 @@ fn the_check_itself_tells_a_metric_from_a_longer_name() {
     assert!(!has("x as mac_wrong,\n", " as mac"));
     assert!(has("| `acc1` |", "| `acc1`"));
 }
+
+/// Every example spec parses and validates (files are only read at submit), and
+/// so does every TOML block of the README that is a whole spec.
+#[test]
+fn example_specs_and_the_readme_spec_parse() {
+    let dir = jagged_testkit::root().join("examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            jagged_domain::spec::SweepSpec::from_toml(&std::fs::read_to_string(&p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 4, "examples found: {n}");
+    let readme = read("README.md");
+    let blocks: Vec<&str> = readme.split("```toml\n").skip(1).filter_map(|b| b.split("```").next()).filter(|b| b.contains("[[models]]")).collect();
+    assert!(!blocks.is_empty());
+    for b in blocks {
+        jagged_domain::spec::SweepSpec::from_toml(b).unwrap_or_else(|e| panic!("README spec: {e}\n{b}"));
+    }
+}

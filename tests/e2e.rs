@@ -108,7 +108,7 @@ fn recompute(rows: &[&jagged_artifacts::ResultRow], family: &str, step: i32) -> 
                 }
             }
             _ => {
-                let at: BTreeMap<(i32, i32), &jagged_artifacts::ResultRow> = pts.iter().map(|r| ((r.dx, r.dy), *r)).collect();
+                let at: BTreeMap<(i32, i32), &jagged_artifacts::ResultRow> = pts.iter().map(|r| ((r.dx as i32, r.dy as i32), *r)).collect();
                 for (&(dx, dy), &r) in &at {
                     let next: Vec<(i32, i32)> = if family == "diagonal" { vec![(dx + 1, dy + 1)] } else { vec![(dx + step, dy), (dx, dy + step)] };
                     for n in next {
@@ -119,7 +119,7 @@ fn recompute(rows: &[&jagged_artifacts::ResultRow], family: &str, step: i32) -> 
                 }
             }
         }
-        let reference = pts.iter().find(|r| r.dx == 0 && r.dy == 0 && r.scale == 1.0 && r.angle == 0.0).expect("reference point");
+        let reference = pts.iter().find(|r| r.dx == 0.0 && r.dy == 0.0 && r.scale == 1.0 && r.angle == 0.0).expect("reference point");
         let right = label.map(|l| first_argmax(&probs(reference)) == l);
         if let Some(l) = label {
             out.labelled += 1;

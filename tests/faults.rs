@@ -302,7 +302,9 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
             Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
                 let pg = c.postgres.url();
                 mid(rt, &c.url, id, total, 0.2);
+                let deadline = Instant::now() + Duration::from_secs(60);
                 while rt.block_on(held_by(&pg, id, "worker-1")) == 0 {
+                    assert!(Instant::now() < deadline && !c.workers[1].exited(), "worker-1 held no shard (exited: {})", c.workers[1].exited());
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 c.workers[1].signal("TERM");
@@ -324,7 +326,9 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
                     mid(rt, &c.url, id, total, 0.15 * (round + 1) as f64);
                     let i = round % 3;
                     let name = format!("worker-{i}");
+                    let deadline = Instant::now() + Duration::from_secs(60);
                     while rt.block_on(held_by(&pg, id, &name)) == 0 {
+                        assert!(Instant::now() < deadline && !c.workers[i].exited(), "{name} held no shard (exited: {})", c.workers[i].exited());
                         std::thread::sleep(Duration::from_millis(2));
                     }
                     c.workers[i].signal("USR1");

@@ -40,3 +40,5 @@ mod observe;
 // Inputs identical to the PyTorch world's: Pillow's resize and libjpeg-turbo's
 // decoding, pixel for pixel, and the new geometries.
 mod compat;
+// Aliasing: BlurPool written into models.
+mod aliasing;

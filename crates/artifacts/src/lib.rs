@@ -172,10 +172,10 @@ pub struct ResultRow {
     pub label: Option<i32>,
     /// Grid point index.
     pub point: i32,
-    /// Horizontal offset.
-    pub dx: i32,
-    /// Vertical offset.
-    pub dy: i32,
+    /// Horizontal offset in pixels (fractional on sub-pixel grids).
+    pub dx: f32,
+    /// Vertical offset in pixels.
+    pub dy: f32,
     /// Scale factor of the point (1 when the family does not scale).
     pub scale: f32,
     /// Rotation of the point in degrees (0 when the family does not rotate).
@@ -225,8 +225,8 @@ pub fn schema() -> SchemaRef {
         Field::new("image_name", DataType::Utf8, false),
         Field::new("label", DataType::Int32, true),
         Field::new("point", DataType::Int32, false),
-        Field::new("dx", DataType::Int32, false),
-        Field::new("dy", DataType::Int32, false),
+        Field::new("dx", DataType::Float32, false),
+        Field::new("dy", DataType::Float32, false),
         Field::new("scale", DataType::Float32, false),
         Field::new("angle", DataType::Float32, false),
         Field::new("is_reference", DataType::Boolean, false),
@@ -287,8 +287,8 @@ pub fn encode(rows: &[ResultRow]) -> Result<Vec<u8>> {
         col!(StringArray, |r| r.image_name.as_str()),
         col!(Int32Array, |r| r.label),
         col!(Int32Array, |r| r.point),
-        col!(Int32Array, |r| r.dx),
-        col!(Int32Array, |r| r.dy),
+        col!(Float32Array, |r| r.dx),
+        col!(Float32Array, |r| r.dy),
         col!(Float32Array, |r| r.scale),
         col!(Float32Array, |r| r.angle),
         Arc::new(refb.finish()),
@@ -315,6 +315,14 @@ pub fn encode(rows: &[ResultRow]) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// An offset column: float32, or int32 in parts written before sub-pixel grids.
+fn offsets(b: &RecordBatch, name: &str) -> Result<Vec<f32>> {
+    match b.column_by_name(name).map(|c| c.data_type()) {
+        Some(DataType::Int32) => Ok(typed::<Int32Array>(b, name)?.values().iter().map(|&v| v as f32).collect()),
+        _ => Ok(typed::<Float32Array>(b, name)?.values().to_vec()),
+    }
+}
+
 fn typed<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Result<&'a T> {
     b.column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
@@ -339,7 +347,7 @@ pub fn decode(bytes: Bytes) -> Result<Vec<ResultRow>> {
         let (sweep, shard, attempt) = (i64c("sweep_id")?, i64c("shard_id")?, i32c("attempt")?);
         let (model, family, fidx) = (strc("model")?, strc("family")?, i32c("family_index")?);
         let (img, name, label, point) = (i32c("image_index")?, strc("image_name")?, i32c("label")?, i32c("point")?);
-        let (dx, dy, isref, top1) = (i32c("dx")?, i32c("dy")?, typed::<BooleanArray>(&b, "is_reference")?, i32c("top1")?);
+        let (dx, dy, isref, top1) = (offsets(&b, "dx")?, offsets(&b, "dy")?, typed::<BooleanArray>(&b, "is_reference")?, i32c("top1")?);
         let (scale, angle) = (typed::<Float32Array>(&b, "scale")?, typed::<Float32Array>(&b, "angle")?);
         let (c5, p5) = (typed::<ListArray>(&b, "top5_class")?, typed::<ListArray>(&b, "top5_prob")?);
         let (pl, pr) = (typed::<Float32Array>(&b, "p_label")?, typed::<Float32Array>(&b, "p_ref_top1")?);
@@ -359,8 +367,8 @@ pub fn decode(bytes: Bytes) -> Result<Vec<ResultRow>> {
                 image_name: name.value(i).to_string(),
                 label: label.is_valid(i).then(|| label.value(i)),
                 point: point.value(i),
-                dx: dx.value(i),
-                dy: dy.value(i),
+                dx: dx[i],
+                dy: dy[i],
                 scale: scale.value(i),
                 angle: angle.value(i),
                 is_reference: isref.value(i),
@@ -495,8 +503,8 @@ mod tests {
             image_name: format!("{i}.png"),
             label: if i % 2 == 0 { Some(3) } else { None },
             point: i,
-            dx: -i,
-            dy: i,
+            dx: -i as f32 * 0.5,
+            dy: i as f32,
             scale: 1.0,
             angle: 0.5 * i as f32,
             is_reference: i == 0,
@@ -521,6 +529,39 @@ mod tests {
         let rows: Vec<ResultRow> = (0..5).map(|i| row(i, if i == 1 { Some(vec![0.1, 0.9]) } else { None })).collect();
         let bytes = encode(&rows).unwrap();
         assert_eq!(decode(Bytes::from(bytes)).unwrap(), rows);
+    }
+
+    #[test]
+    fn parts_written_with_integer_offsets_still_read() {
+        // Parts from before sub-pixel grids stored dx and dy as int32.
+        let rows: Vec<ResultRow> = (0..4).map(|i| ResultRow { dx: -i as f32, ..row(i, None) }).collect();
+        let batch = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(encode(&rows).unwrap())).unwrap().build().unwrap().next().unwrap().unwrap();
+        let fields: Vec<Field> = schema()
+            .fields()
+            .iter()
+            .map(|f| if matches!(f.name().as_str(), "dx" | "dy") { Field::new(f.name(), DataType::Int32, false) } else { f.as_ref().clone() })
+            .collect();
+        let cols: Vec<ArrayRef> = schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                let c = batch.column_by_name(f.name()).unwrap();
+                match f.name().as_str() {
+                    "dx" | "dy" => {
+                        let v = c.as_any().downcast_ref::<Float32Array>().unwrap();
+                        Arc::new(Int32Array::from_iter_values(v.values().iter().map(|&x| x as i32))) as ArrayRef
+                    }
+                    _ => c.clone(),
+                }
+            })
+            .collect();
+        let old_schema = Arc::new(Schema::new(fields));
+        let old = RecordBatch::try_new(old_schema.clone(), cols).unwrap();
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, old_schema, None).unwrap();
+        w.write(&old).unwrap();
+        w.close().unwrap();
+        assert_eq!(decode(Bytes::from(buf)).unwrap(), rows);
     }
 
     #[test]

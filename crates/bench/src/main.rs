@@ -193,7 +193,7 @@ fn bare_on(model: &Path, opts: &EngineOptions, batch: u32, secs: f64, images: &P
     let card = jagged_onnx::card::read_card(&jagged_onnx::card::card_path(model))?;
     let mut engine = Engine::load(&std::fs::read(model)?, &card, opts)?;
     let img = jagged_infer::decode_image(&std::fs::read(images.join("chelsea.png"))?)?;
-    let fam = jagged_domain::transform::Family::Crop { max_shift: 4, step: 1, resize: None, resample: Default::default() };
+    let fam = jagged_domain::transform::Family::Crop { max_shift: 4, step: 1.0, resize: None, resample: Default::default() };
     let prep = fam.prepare(&img, card.input_size).map_err(anyhow::Error::msg)?;
     let plane = 3 * (card.input_size as usize).pow(2);
     let mut t = vec![0f32; batch as usize * plane];
@@ -419,7 +419,7 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize) -
     println!("bare ORT session.run: {base:.1} img/s");
     let card = jagged_onnx::card::read_card(&jagged_onnx::card::card_path(model))?;
     let mut engine = Engine::load(&std::fs::read(model)?, &card, opts)?;
-    let family = jagged_domain::transform::Family::Crop { max_shift, step: 1, resize: None, resample: Default::default() };
+    let family = jagged_domain::transform::Family::Crop { max_shift, step: 1.0, resize: None, resample: Default::default() };
     let mut names = Vec::new();
     let mut labels = Vec::new();
     let mut bytes = Vec::new();

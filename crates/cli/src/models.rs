@@ -31,6 +31,20 @@ pub enum ModelsCmd {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Write Zhang's BlurPool into a model without retraining: every strided
+    /// convolution or max pool becomes the op at stride 1 (then its activation)
+    /// followed by a binomial blur that subsamples. The card, beside the output,
+    /// is marked antialiased with the parent's hash.
+    Antialias {
+        /// The `.onnx` file (its card beside it).
+        model: PathBuf,
+        /// Blur filter size: 3, 5 or 7.
+        #[arg(long, default_value_t = 3)]
+        filter: u32,
+        /// The rewritten `.onnx` file; default `<model>_aa<filter>.onnx` beside the input.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Classify one image at the model's reference preprocessing; prints the top-5.
     Predict {
         /// The `.onnx` file (its card beside it).
@@ -77,6 +91,17 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
                 jagged_models::import_lite(&model, &weights, classes.as_deref(), wnids.as_deref(), &out)?
             };
             println!("{}", path.display());
+        }
+        ModelsCmd::Antialias { model, filter, out } => {
+            let r = jagged_models::antialias(&model, filter, out.as_deref())?;
+            for (node, op, stride) in &r.blurred {
+                eprintln!("blurpool after {op} `{node}` (stride {stride} -> 1, then blur {filter}x{filter} stride {stride})");
+            }
+            for (node, why) in &r.skipped {
+                eprintln!("left alone: `{node}`: {why}");
+            }
+            eprintln!("{} subsampling op(s) anti-aliased, {} left alone", r.blurred.len(), r.skipped.len());
+            println!("{}", r.path.display());
         }
         ModelsCmd::Predict { model, image, threads, device, strict_fp32 } => {
             let opts = jagged_infer::EngineOptions { intra_threads: threads, device, strict_fp32 };

@@ -418,6 +418,7 @@ pub(crate) fn test_card() -> ModelCard {
         untrained: true,
         source: String::new(),
         license: String::new(),
+        antialiased: None,
     }
 }
 
@@ -505,6 +506,20 @@ pub struct ModelCard {
     /// Licence of the weights.
     #[serde(default)]
     pub license: String,
+    /// Set on a model rewritten with BlurPool (`jagged models antialias`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub antialiased: Option<Antialiased>,
+}
+
+/// How a model was anti-aliased: Zhang's BlurPool written into its parent's graph.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Antialiased {
+    /// Side of the binomial blur filter (3, 5 or 7).
+    pub filter: u32,
+    /// SHA-256 of the parent model's ONNX file.
+    pub parent_sha256: String,
+    /// The parent's name.
+    pub parent: String,
 }
 
 impl ModelCard {
@@ -726,7 +741,7 @@ kind = "diagonal"
         let bad = GOOD.replace("max_shift = 2", "max_shift = 2\nstep = 0");
         assert_eq!(
             SweepSpec::from_toml(&bad).unwrap_err(),
-            SpecError::Field { field: "families[0].step".into(), message: "must be at least 1".into() }
+            SpecError::Field { field: "families[0].step".into(), message: "must be a positive number of pixels".into() }
         );
         let bad = format!("{GOOD}\n[run]\nbatch_size = 0\n");
         assert!(SweepSpec::from_toml(&bad).unwrap_err().to_string().contains("`run.batch_size`"));

@@ -7,6 +7,7 @@
 //! - [`import_light`]: a `light_*` architecture with seeded random weights and
 //!   batch-norm statistics calibrated on synthetic textures ([`calibrate`]).
 //! - [`import_tiny`]: the tiny test CNN.
+//! - [`antialias`]: Zhang's BlurPool written into a model, without retraining.
 //! - [`predict`]: the top-5 of one image at a model's reference preprocessing.
 #![deny(missing_docs)]
 
@@ -105,6 +106,49 @@ pub fn import_lite(variant: &str, weights: &Path, classes: Option<&Path>, wnids:
     write_model(&model, out).map_err(onnx(format!("writing {variant}")))
 }
 
+/// A model rewritten by [`antialias`].
+#[derive(Clone, Debug)]
+pub struct Antialiased {
+    /// The written `.onnx` file (its card beside it).
+    pub path: PathBuf,
+    /// Nodes given a BlurPool: (node, op, stride).
+    pub blurred: Vec<(String, String, i64)>,
+    /// Subsampling nodes left alone, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Writes BlurPool of size `filter` into `model` (see
+/// [`jagged_onnx::antialias`]) at `out` (default `<model>_aa<filter>.onnx`),
+/// with a card marked antialiased and naming its parent by hash; checks that
+/// ONNX Runtime runs the rewrite and that it gives one probability per class.
+pub fn antialias(model: &Path, filter: u32, out: Option<&Path>) -> Result<Antialiased> {
+    use sha2::Digest;
+    let bytes = read(model)?;
+    let card = read_card(&card_path(model)).map_err(onnx("reading the model card"))?;
+    let r = jagged_onnx::antialias::antialias(&bytes, filter).map_err(onnx(format!("rewriting {}", model.display())))?;
+    if r.blurred.is_empty() {
+        return Err(ModelError::Invalid(format!("{} has no subsampling op that BlurPool can be written into", model.display())));
+    }
+    let stem = model.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    let path = out.map(Path::to_path_buf).unwrap_or_else(|| model.with_file_name(format!("{stem}_aa{filter}.onnx")));
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
+    let mut new_card = card.clone();
+    new_card.name = name;
+    new_card.source = format!("{}; BlurPool (binomial {filter}x{filter}) written in by `jagged models antialias`, not retrained", card.source);
+    new_card.antialiased =
+        Some(jagged_domain::spec::Antialiased { filter, parent_sha256: hex::encode(sha2::Sha256::digest(&bytes)), parent: card.name.clone() });
+    let s = card.input_size as usize;
+    let probe = calibration_batch(&card, 1);
+    let outs = jagged_infer::run_outputs(&r.bytes, &card.input_name, &probe, [1, 3, s, s], std::slice::from_ref(&card.output_name), 1)
+        .map_err(runtime("running the rewritten model"))?;
+    if outs[0].len() != card.num_classes as usize || outs[0].iter().any(|v| !v.is_finite()) {
+        return Err(ModelError::Invalid(format!("the rewrite gives {} values for {} classes", outs[0].len(), card.num_classes)));
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let written = write_model(&BuiltModel { bytes: r.bytes, card: new_card }, dir).map_err(onnx(format!("writing {}", path.display())))?;
+    Ok(Antialiased { path: written, blurred: r.blurred, skipped: r.skipped })
+}
+
 /// One class of a prediction.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prediction {
@@ -122,7 +166,7 @@ pub fn predict(model: &Path, image: &Path, opts: &jagged_infer::EngineOptions) -
     let card = read_card(&card_path(model)).map_err(onnx("reading the model card"))?;
     let mut engine = jagged_infer::Engine::load(&read(model)?, &card, opts).map_err(runtime(format!("loading {}", model.display())))?;
     let img = jagged_infer::decode_image(&read(image)?).map_err(|e| ModelError::Invalid(format!("decoding {}: {e}", image.display())))?;
-    let fam = jagged_domain::transform::Family::Crop { max_shift: 0, step: 1, resize: None, resample: jagged_domain::image::Resample::default() };
+    let fam = jagged_domain::transform::Family::Crop { max_shift: 0, step: 1.0, resize: None, resample: jagged_domain::image::Resample::default() };
     let s = card.input_size as usize;
     let prep = fam.prepare(&img, card.input_size).map_err(ModelError::Invalid)?;
     let mut t = vec![0f32; 3 * s * s];

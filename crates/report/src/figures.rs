@@ -11,7 +11,7 @@ pub const MAX_TRACES: usize = 40;
 pub const MAX_LINES: usize = 6;
 
 /// A point's (dx, dy, scale, angle).
-pub type PointParams = (i32, i32, f32, f32);
+pub type PointParams = (f32, f32, f32, f32);
 
 /// What the figures of one (model, family) need, gathered while streaming parts.
 #[derive(Clone, Debug, Default)]
@@ -38,7 +38,7 @@ impl FigureData {
     pub fn add_image(&mut self, name: &str, point: &[i32], p_label: &[f32]) {
         let n = point.iter().map(|&p| p as usize + 1).max().unwrap_or(0);
         if self.points.len() < n {
-            self.points.resize(n, (0, 0, 1.0, 0.0));
+            self.points.resize(n, (0.0, 0.0, 1.0, 0.0));
         }
         if self.sum.len() < self.points.len() {
             self.sum.resize(self.points.len(), 0.0);
@@ -88,12 +88,12 @@ impl FigureData {
     }
 
     /// For a 2-D grid: side length and the mean p(true class) per point, row-major.
-    fn grid(&self) -> Option<(usize, Vec<Option<f64>>, i32)> {
+    fn grid(&self) -> Option<(usize, Vec<Option<f64>>, f32)> {
         let n = (self.points.len() as f64).sqrt().round() as usize;
         if n < 2 || n * n != self.points.len() {
             return None;
         }
-        let m = self.points.iter().map(|p| p.0).max().unwrap_or(0);
+        let m = self.points.iter().map(|p| p.0).fold(0.0, f32::max);
         let means = self.sum.iter().zip(&self.count).map(|(s, c)| (*c > 0).then(|| s / *c as f64)).collect();
         Some((n, means, m))
     }

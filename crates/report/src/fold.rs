@@ -102,6 +102,7 @@ mod tests {
     fn folding_parts_separately_and_merging_in_order_equals_one_fold() {
         let fam = Family::Diagonal {
             steps: Some(2),
+            step: 1.0,
             from: None,
             to: None,
             base: Default::default(),

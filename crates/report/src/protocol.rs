@@ -31,7 +31,7 @@ pub fn card(resolved: &ResolvedSweep, provenance: &[Provenance]) -> Value {
                     runs.iter().map(|r| format!("{}/{}/{}", r["provider"], r["precision"], r["onnxruntime"]).replace('"', "")).collect();
                 notes.push(format!("model `{}` was computed by {} runtimes ({}): its rows mix them", m.name, runs.len(), what.join(", ")));
             }
-            json!({
+            let mut v = json!({
                 "name": m.name,
                 "sha256": m.key.rsplit('/').next().unwrap_or(&m.key),
                 "input_size": m.card.input_size,
@@ -40,7 +40,11 @@ pub fn card(resolved: &ResolvedSweep, provenance: &[Provenance]) -> Value {
                 "num_classes": m.card.num_classes,
                 "untrained": m.card.untrained,
                 "runs": runs,
-            })
+            });
+            if let Some(aa) = &m.card.antialiased {
+                v["antialiased"] = json!(aa);
+            }
+            v
         })
         .collect();
     let families: Vec<Value> = spec
@@ -116,8 +120,17 @@ pub fn markdown(card: &Value) -> String {
                 )
             })
             .collect();
+        let aa = match m.get("antialiased") {
+            Some(a) => format!(
+                " (BlurPool {0}x{0} written into `{1}`, sha256 {2}…, not retrained)",
+                a["filter"],
+                a["parent"].as_str().unwrap_or(""),
+                a["parent_sha256"].as_str().unwrap_or("").chars().take(12).collect::<String>()
+            ),
+            None => String::new(),
+        };
         out += &format!(
-            "- model `{}`: sha256 {}…, input {} px, normalize mean {} std {}; {}\n",
+            "- model `{}`{aa}: sha256 {}…, input {} px, normalize mean {} std {}; {}\n",
             m["name"].as_str().unwrap_or(""),
             &m["sha256"].as_str().unwrap_or("")[..12.min(m["sha256"].as_str().unwrap_or("").len())],
             m["input_size"],

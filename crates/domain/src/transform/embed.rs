@@ -46,7 +46,7 @@ mod tests {
         let img = numbered(10, 10);
         let f = Family::Embed { size: 10, crop: Default::default(), max_shift: 4, step: 2, background: Background::Black, resample: NEAREST };
         let prep = f.prepare(&img, 32).unwrap();
-        let p = GridPoint::offset(0, -4, 2);
+        let p = GridPoint::offset(0, -4.0, 2.0);
         let out = prep.render(p);
         assert_eq!(out.pixel(7, 13), [0, 0, 200]);
         assert_eq!(out.pixel(16, 22), [9, 9, 200]);
@@ -74,14 +74,14 @@ mod tests {
         let img = numbered(20, 10);
         let f: Family = toml::from_str("kind = \"embed\"\nsize = 10\nmax_shift = 2\ncrop = \"none\"\nresample = { filter = \"nearest\" }").unwrap();
         let prep = f.prepare(&img, 16).unwrap();
-        let out = prep.render(GridPoint::offset(0, 0, 0));
+        let out = prep.render(GridPoint::offset(0, 0.0, 0.0));
         assert_eq!(out.pixel(3, 5), [1, 1, 200], "nearest of a 2x downscale samples pixel centres 1, 3, ...");
         assert_eq!(out.pixel(12, 9), [19, 9, 200]);
         assert_eq!(out.pixel(3, 4), [0, 0, 0], "above the image");
         assert_eq!(out.pixel(13, 5), [0, 0, 0], "right of the image");
         // The same image centre-cropped (the default) fills a 10x10 square.
         let sq: Family = toml::from_str("kind = \"embed\"\nsize = 10\nmax_shift = 2\nresample = { filter = \"nearest\" }").unwrap();
-        let out = sq.prepare(&img, 16).unwrap().render(GridPoint::offset(0, 1, 1));
+        let out = sq.prepare(&img, 16).unwrap().render(GridPoint::offset(0, 1.0, 1.0));
         assert_eq!(out.pixel(4, 4), [5, 0, 200], "the square starts at column 5 of the 20x10 image");
         assert_eq!(out.pixel(13, 13), [14, 9, 200]);
     }
@@ -93,7 +93,7 @@ mod tests {
         let prep = f.prepare(&img, 16).unwrap();
         let norm = Normalize { mean: [120.0, 110.0, 100.0], std: [50.0; 3] };
         let mut t = vec![1f32; 3 * 256];
-        prep.write_chw(GridPoint::offset(0, 0, 0), &norm, &mut t);
+        prep.write_chw(GridPoint::offset(0, 0.0, 0.0), &norm, &mut t);
         assert_eq!((t[0], t[256], t[512]), (0.0, 0.0, 0.0));
         assert_eq!(t[3 * 16 + 3], (0.0 - 120.0) * (1.0 / 50.0), "image pixel (0,0) at canvas (3,3)");
     }
@@ -103,7 +103,7 @@ mod tests {
         let mut img = Rgb8::new(10, 10);
         img.data.iter_mut().for_each(|v| *v = 90);
         let f = Family::Embed { size: 10, crop: Default::default(), max_shift: 0, step: 1, background: Background::Inpaint, resample: NEAREST };
-        let out = f.prepare(&img, 32).unwrap().render(GridPoint::offset(0, 0, 0));
+        let out = f.prepare(&img, 32).unwrap().render(GridPoint::offset(0, 0.0, 0.0));
         // A constant image inpaints to the same constant wherever it reached.
         assert_eq!(out.pixel(11, 11), [90; 3]);
         assert_eq!(out.pixel(5, 5), [90; 3]);

@@ -14,9 +14,24 @@ pub(super) fn range(from: f32, to: f32, step: f32) -> Vec<f32> {
     (0..n.min(MAX_POINTS + 1)).map(|i| (from as f64 + i as f64 * step as f64) as f32).collect()
 }
 
+/// How many steps of `step` make `span` (rounded; validation checks that it
+/// divides exactly); 0 for a step that is not a positive number.
+pub(super) fn steps_in(span: f64, step: f32) -> i64 {
+    if !(step > 0.0 && step.is_finite()) {
+        return 0;
+    }
+    (span / step as f64).round().clamp(-(MAX_POINTS as f64) - 1.0, MAX_POINTS as f64 + 1.0) as i64
+}
+
+/// Whether `step` divides `span` (to within rounding of decimal steps such as 0.1).
+pub(super) fn divides(span: f64, step: f32) -> bool {
+    let q = span / step as f64;
+    (q - q.round()).abs() < 1e-4
+}
+
 /// The shape of a family's grid.
 enum Shape {
-    Grid(u32, u32),
+    Grid(u32, f32),
     Line(Vec<GridPoint>),
     /// A centre point then `n` independent pairs.
     Pairs(u32),
@@ -25,27 +40,35 @@ enum Shape {
 }
 
 impl Family {
-    fn axis(max_shift: u32, step: u32) -> Vec<i32> {
-        let (m, s) = (max_shift as i32, step.max(1) as i32);
-        (-m..=m).step_by(s as usize).collect()
+    /// Offsets `-max_shift..=max_shift` in steps of `step` (validated to divide
+    /// `max_shift`), each `i * step` computed in `f64`, so integer multiples are exact.
+    fn axis(max_shift: u32, step: f32) -> Vec<f32> {
+        let n = steps_in(max_shift as f64, step).min(MAX_POINTS as i64);
+        (-n..=n).map(|i| (i as f64 * step as f64) as f32).collect()
     }
 
     fn shape(&self) -> Shape {
         match *self {
-            Family::Crop { max_shift, step, .. } | Family::Embed { max_shift, step, .. } | Family::Circular { max_shift, step, .. } => {
-                Shape::Grid(max_shift, step)
-            }
+            Family::Crop { max_shift, step, .. } => Shape::Grid(max_shift, step),
+            Family::Embed { max_shift, step, .. } | Family::Circular { max_shift, step, .. } => Shape::Grid(max_shift, step.max(1) as f32),
             Family::Diagonal { .. } => {
-                let (from, to) = self.diagonal_span();
-                Shape::Line((from..=to).take(MAX_POINTS + 1).enumerate().map(|(i, c)| GridPoint::offset(i, c, c)).collect())
+                let (from, step, n) = self.diagonal_line();
+                Shape::Line(
+                    (0..=n.min(MAX_POINTS))
+                        .map(|i| {
+                            let c = (from + i as f64 * step as f64) as f32;
+                            GridPoint::offset(i, c, c)
+                        })
+                        .collect(),
+                )
             }
             Family::Scale { from, to, step, .. } => Shape::Line(
-                range(from, to, step).into_iter().enumerate().map(|(i, s)| GridPoint { scale: s, ..GridPoint::offset(i, 0, 0) }).collect(),
+                range(from, to, step).into_iter().enumerate().map(|(i, s)| GridPoint { scale: s, ..GridPoint::offset(i, 0.0, 0.0) }).collect(),
             ),
             Family::RandomPairs { pairs, .. } => Shape::Pairs(pairs),
             Family::Sequence { frames, stride, compare, .. } => {
                 let n = frames.unwrap_or(0);
-                let pts = (0..n as usize).map(|i| GridPoint::offset(i, 0, 0)).collect();
+                let pts = (0..n as usize).map(|i| GridPoint::offset(i, 0.0, 0.0)).collect();
                 let pairs = match compare {
                     Compare::Previous => (0..n.saturating_sub(stride) as usize).map(|k| (k, k + stride as usize)).collect(),
                     Compare::First => (1..n as usize).map(|k| (0, k)).collect(),
@@ -53,21 +76,25 @@ impl Family {
                 Shape::Frames(pts, pairs)
             }
             Family::Rotate { from, to, step, .. } => Shape::Line(
-                range(from, to, step).into_iter().enumerate().map(|(i, a)| GridPoint { angle: a, ..GridPoint::offset(i, 0, 0) }).collect(),
+                range(from, to, step).into_iter().enumerate().map(|(i, a)| GridPoint { angle: a, ..GridPoint::offset(i, 0.0, 0.0) }).collect(),
             ),
         }
     }
 
-    /// First and last offset of a `diagonal` (`to` defaults to `from + steps`);
-    /// `(0, 0)` for other families.
-    pub fn diagonal_span(&self) -> (i32, i32) {
+    /// A `diagonal`'s first offset, step and number of steps: `steps` (default
+    /// 8) after `from` (default 0), or as many as reach `to`; `(0, 1, 0)` for
+    /// other families.
+    pub fn diagonal_line(&self) -> (f64, f32, usize) {
         match *self {
-            Family::Diagonal { steps, from, to, .. } => {
-                let from = from.unwrap_or(0);
-                let to = to.unwrap_or_else(|| from.saturating_add(steps.unwrap_or(super::DIAGONAL_STEPS).min(i32::MAX as u32) as i32));
-                (from, to)
+            Family::Diagonal { steps, from, to, step, .. } => {
+                let from = from.unwrap_or(0) as f64;
+                let n = match to {
+                    Some(to) => steps_in(to as f64 - from, step).max(0) as usize,
+                    None => steps.unwrap_or(super::DIAGONAL_STEPS) as usize,
+                };
+                (from, step, n)
             }
-            _ => (0, 0),
+            _ => (0.0, 1.0, 0),
         }
     }
 
@@ -79,7 +106,7 @@ impl Family {
                 ax.iter().flat_map(|&dy| ax.iter().map(move |&dx| (dx, dy))).enumerate().map(|(i, (dx, dy))| GridPoint::offset(i, dx, dy)).collect()
             }
             Shape::Line(p) | Shape::Frames(p, _) => p,
-            Shape::Pairs(n) => (0..=2 * n as usize).map(|i| GridPoint::offset(i, 0, 0)).collect(),
+            Shape::Pairs(n) => (0..=2 * n as usize).map(|i| GridPoint::offset(i, 0.0, 0.0)).collect(),
         }
     }
 
@@ -95,8 +122,8 @@ impl Family {
             let mut rng = crate::rng::SplitMix(seed ^ (image_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let centre = crate::image::centre_offset(room, resample.compat) as i32;
             for p in pts.iter_mut().skip(1) {
-                p.dx = (rng.next_u64() % (max + 1)) as i32 - centre;
-                p.dy = (rng.next_u64() % (max + 1)) as i32 - centre;
+                p.dx = ((rng.next_u64() % (max + 1)) as i32 - centre) as f32;
+                p.dy = ((rng.next_u64() % (max + 1)) as i32 - centre) as f32;
             }
         }
         pts
@@ -133,7 +160,7 @@ impl Family {
             return 0;
         }
         let pts = self.points();
-        let key = |p: &GridPoint| (p.dx.unsigned_abs() + p.dy.unsigned_abs()) as f64 + (p.scale as f64 - 1.0).abs() + (p.angle as f64).abs();
+        let key = |p: &GridPoint| (p.dx.abs() + p.dy.abs()) as f64 + (p.scale as f64 - 1.0).abs() + (p.angle as f64).abs();
         (0..pts.len()).min_by(|&a, &b| key(&pts[a]).total_cmp(&key(&pts[b])).then(a.cmp(&b))).unwrap_or(0)
     }
 }
@@ -146,12 +173,12 @@ mod tests {
 
     #[test]
     fn crop_grid_is_row_major_with_centre_reference() {
-        let f = Family::Crop { max_shift: 2, step: 2, resize: None, resample: Resample::default() };
+        let f = Family::Crop { max_shift: 2, step: 2.0, resize: None, resample: Resample::default() };
         let pts = f.points();
         assert_eq!(pts.len(), 9);
-        assert_eq!((pts[0].dx, pts[0].dy), (-2, -2));
-        assert_eq!((pts[1].dx, pts[1].dy), (0, -2));
-        assert_eq!((pts[3].dx, pts[3].dy), (-2, 0));
+        assert_eq!((pts[0].dx, pts[0].dy), (-2.0, -2.0));
+        assert_eq!((pts[1].dx, pts[1].dy), (0.0, -2.0));
+        assert_eq!((pts[3].dx, pts[3].dy), (-2.0, 0.0));
         assert_eq!(f.reference(), 4);
         // 3x3 grid: 6 horizontal + 6 vertical neighbour pairs.
         let pairs = f.pairs();
@@ -164,7 +191,7 @@ mod tests {
     fn diagonal_pairs_are_consecutive_steps() {
         let f: Family = toml::from_str("kind = \"diagonal\"\nsteps = 3").unwrap();
         let p = f.points();
-        assert_eq!(p.iter().map(|g| (g.dx, g.dy)).collect::<Vec<_>>(), vec![(0, 0), (1, 1), (2, 2), (3, 3)]);
+        assert_eq!(p.iter().map(|g| (g.dx, g.dy)).collect::<Vec<_>>(), vec![(0.0, 0.0), (1.0, 1.0), (2.0, 2.0), (3.0, 3.0)]);
         assert_eq!(f.pairs(), vec![(0, 1), (1, 2), (2, 3)]);
         assert_eq!(f.reference(), 0);
         assert_eq!(f.points().len() as u32, 4);
@@ -176,13 +203,13 @@ mod tests {
     fn centred_diagonal_runs_from_minus_k_to_k_with_the_middle_as_reference() {
         let f: Family = toml::from_str("kind = \"diagonal\"\nfrom = -3\nto = 3").unwrap();
         let p = f.points();
-        assert_eq!(p.iter().map(|g| g.dx).collect::<Vec<_>>(), vec![-3, -2, -1, 0, 1, 2, 3]);
+        assert_eq!(p.iter().map(|g| g.dx).collect::<Vec<_>>(), vec![-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]);
         assert!(p.iter().all(|g| g.dx == g.dy));
         assert_eq!(f.reference(), 3, "the unshifted window");
         assert_eq!(f.pairs().len(), 6);
         // `from` with `steps` counts from `from`.
         let f: Family = toml::from_str("kind = \"diagonal\"\nfrom = -2\nsteps = 4").unwrap();
-        assert_eq!(f.diagonal_span(), (-2, 2));
+        assert_eq!(f.diagonal_line(), (-2.0, 1.0, 4));
         assert!(f.validate(Some(32)).is_ok());
         let f: Family = toml::from_str("kind = \"diagonal\"\nsteps = 4\nto = 4").unwrap();
         assert_eq!(f.validate(None).unwrap_err().0, "to");
@@ -199,11 +226,11 @@ mod tests {
         let a = f.image_points(5, 32);
         assert_eq!(a, f.image_points(5, 32), "same image, same draws");
         assert_ne!(a, f.image_points(6, 32), "other image, other draws");
-        assert_eq!((a[0].dx, a[0].dy), (0, 0), "point 0 is the centre crop");
+        assert_eq!((a[0].dx, a[0].dy), (0.0, 0.0), "point 0 is the centre crop");
         // Room 32 (resize 64, input 32): offsets from the corner 0..=32, centred at 16.
         for i in 0..500 {
             for p in f.image_points(i, 32) {
-                assert!((-16..=16).contains(&p.dx) && (-16..=16).contains(&p.dy));
+                assert!((-16.0..=16.0).contains(&p.dx) && (-16.0..=16.0).contains(&p.dy));
             }
         }
         let img = Rgb8::new(80, 64);

@@ -35,6 +35,11 @@
 //!   (`compare = "previous"`), or the first frame and every other frame
 //!   (`compare = "first"`, ImageNet-P's noise sequences). The reference is frame 0.
 //!
+//! Sub-pixel offsets: `crop` and `diagonal` (crop base) take fractional steps;
+//! those points are windows at fractional positions of the resized image, by
+//! separable Kaiser-windowed sinc interpolation (16 taps, edge pixels repeated;
+//! see `subpixel.rs`), and integer points of the same grid are the plain windows.
+//!
 //! Grids (`crop`, `embed`, `circular`) are the offsets `-max_shift..=max_shift` in
 //! steps of `step` on both axes, row-major (dy outer); neighbours are horizontally
 //! and vertically adjacent points; the reference is `(0, 0)`. One-dimensional
@@ -56,10 +61,12 @@ mod render;
 mod rotate;
 mod scale;
 mod sequence;
+mod subpixel;
 
 pub use grid::MAX_POINTS;
 pub use inpaint::{inpaint, INPAINT_ITERATIONS, INPAINT_MAX_UNFILLED};
 pub use render::{Normalize, Prepared};
+pub use subpixel::{sample_plane, KAISER_BETA, SINC_HALF_WIDTH};
 
 use crate::image::Resample;
 use serde::{Deserialize, Serialize};
@@ -75,9 +82,10 @@ pub enum Family {
     Crop {
         /// Largest offset in pixels, on each axis.
         max_shift: u32,
-        /// Grid spacing in pixels; must divide `max_shift`.
-        #[serde(default = "one")]
-        step: u32,
+        /// Grid spacing in pixels; must divide `max_shift`. Fractional steps
+        /// (e.g. 0.25) translate by sub-pixel interpolation (see `subpixel`).
+        #[serde(default = "one_f")]
+        step: f32,
         /// Short side after resizing; default: model input side + 32.
         #[serde(default)]
         resize: Option<u32>,
@@ -110,6 +118,10 @@ pub enum Family {
         /// `steps` or `to`, not both.
         #[serde(default)]
         steps: Option<u32>,
+        /// Offset between consecutive points, in pixels (default 1); fractional
+        /// steps (crop base only) translate by sub-pixel interpolation.
+        #[serde(default = "one_f")]
+        step: f32,
         /// First diagonal offset; default 0.
         #[serde(default)]
         from: Option<i32>,
@@ -314,10 +326,11 @@ pub enum EmbedCrop {
 pub struct GridPoint {
     /// Position in the family's point list.
     pub index: u32,
-    /// Horizontal offset in pixels (positive: content window moves right).
-    pub dx: i32,
+    /// Horizontal offset in pixels (positive: content window moves right);
+    /// fractional for sub-pixel grids.
+    pub dx: f32,
     /// Vertical offset in pixels (positive: content window moves down).
-    pub dy: i32,
+    pub dy: f32,
     /// Scale factor (1 for families that do not scale).
     pub scale: f32,
     /// Rotation in degrees, counter-clockwise (0 for families that do not rotate).
@@ -325,8 +338,13 @@ pub struct GridPoint {
 }
 
 impl GridPoint {
-    pub(crate) fn offset(index: usize, dx: i32, dy: i32) -> GridPoint {
+    pub(crate) fn offset(index: usize, dx: f32, dy: f32) -> GridPoint {
         GridPoint { index: index as u32, dx, dy, scale: 1.0, angle: 0.0 }
+    }
+
+    /// Whether the offset has a fractional part (rendered by interpolation).
+    pub fn is_subpixel(&self) -> bool {
+        self.dx.fract() != 0.0 || self.dy.fract() != 0.0
     }
 }
 

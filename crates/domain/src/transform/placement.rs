@@ -1,7 +1,7 @@
 //! Validation of a family's parameters, and where its points sit for a model
 //! input side (which resize, which canvas), or which field makes them not fit.
 
-use super::grid::range;
+use super::grid::{divides, range, steps_in};
 use super::{Background, Compare, DiagonalBase, EmbedCrop, Family, MAX_POINTS};
 use crate::image::Resample;
 
@@ -22,7 +22,19 @@ impl Family {
         let err = |f: &str, m: String| Err((f.to_string(), m));
         self.resample().validate()?;
         match *self {
-            Family::Crop { max_shift, step, .. } | Family::Embed { max_shift, step, .. } | Family::Circular { max_shift, step, .. } => {
+            Family::Crop { max_shift, step, .. } => {
+                if !(step > 0.0 && step.is_finite()) {
+                    return err("step", "must be a positive number of pixels".into());
+                }
+                if !divides(max_shift as f64, step) {
+                    return err("step", format!("must divide max_shift ({max_shift}) so the grid holds (0, 0)"));
+                }
+                let n = (2 * steps_in(max_shift as f64, step) + 1) as usize;
+                if n.saturating_mul(n) > MAX_POINTS {
+                    return err("max_shift", format!("grid of {n}x{n} points exceeds the limit of {MAX_POINTS}"));
+                }
+            }
+            Family::Embed { max_shift, step, .. } | Family::Circular { max_shift, step, .. } => {
                 if step == 0 {
                     return err("step", "must be at least 1".into());
                 }
@@ -60,19 +72,30 @@ impl Family {
                     return err("limit", "must be at least 1".into());
                 }
             }
-            Family::Diagonal { steps, to, base, resize, size, crop, .. } => {
+            Family::Diagonal { steps, from, to, step, base, resize, size, crop, .. } => {
                 if steps.is_some() && to.is_some() {
                     return err("to", "give `steps` or `to`, not both".into());
                 }
                 if steps == Some(0) {
                     return err("steps", "must be at least 1".into());
                 }
-                let (from, to) = self.diagonal_span();
-                if to <= from {
-                    return err("to", format!("must be larger than from ({from})"));
+                if !(step > 0.0 && step.is_finite()) {
+                    return err("step", "must be a positive number of pixels".into());
                 }
-                if (to as i64 - from as i64) as usize >= MAX_POINTS {
+                if let Some(to) = to {
+                    let from = from.unwrap_or(0);
+                    if to <= from {
+                        return err("to", format!("must be larger than from ({from})"));
+                    }
+                    if !divides(to as f64 - from as f64, step) {
+                        return err("step", format!("must divide to - from ({})", to as i64 - from as i64));
+                    }
+                }
+                if self.diagonal_line().2 >= MAX_POINTS {
                     return err(if steps.is_some() { "steps" } else { "to" }, format!("exceeds the limit of {MAX_POINTS} points"));
+                }
+                if base == DiagonalBase::Embed && step.fract() != 0.0 {
+                    return err("step", "fractional steps need base = \"crop\" (sub-pixel windows of the resized image)".into());
                 }
                 match base {
                     DiagonalBase::Crop if size.is_some() => return err(
@@ -117,7 +140,7 @@ impl Family {
     /// The resolved placement for a model input side, or which field breaks it.
     pub(super) fn placement(&self, side: u32) -> Result<Placement, (String, String)> {
         let pts = self.points();
-        let need = pts.iter().map(|g| g.dx.unsigned_abs().max(g.dy.unsigned_abs())).max().unwrap_or(0);
+        let need = pts.iter().map(|g| g.dx.abs().max(g.dy.abs()).ceil() as u32).max().unwrap_or(0);
         let compat = self.resample().compat;
         let window = |extent: u32, field: &str, need: u32| -> Result<(), (String, String)> {
             if extent < side {
@@ -234,11 +257,11 @@ mod tests {
 
     #[test]
     fn grids_that_do_not_fit_are_refused_naming_the_field() {
-        let f = Family::Crop { max_shift: 17, step: 1, resize: None, resample: Resample::default() };
+        let f = Family::Crop { max_shift: 17, step: 1.0, resize: None, resample: Resample::default() };
         assert_eq!(f.validate(Some(224)).unwrap_err().0, "max_shift");
-        let f = Family::Crop { max_shift: 16, step: 1, resize: None, resample: Resample::default() };
+        let f = Family::Crop { max_shift: 16, step: 1.0, resize: None, resample: Resample::default() };
         assert!(f.validate(Some(224)).is_ok());
-        let f = Family::Crop { max_shift: 3, step: 2, resize: None, resample: Resample::default() };
+        let f = Family::Crop { max_shift: 3, step: 2.0, resize: None, resample: Resample::default() };
         assert_eq!(f.validate(None).unwrap_err().0, "step");
         let f = Family::Embed { size: 300, crop: Default::default(), max_shift: 0, step: 1, background: Background::Black, resample: NEAREST };
         assert_eq!(f.validate(Some(224)).unwrap_err().0, "size");

@@ -151,7 +151,7 @@ mod tests {
     #[test]
     fn rendering_is_bit_identical_across_runs() {
         let img = numbered(123, 77);
-        let f = Family::Crop { max_shift: 4, step: 1, resize: None, resample: Resample::default() };
+        let f = Family::Crop { max_shift: 4, step: 1.0, resize: None, resample: Resample::default() };
         let a = f.prepare(&img, 64).unwrap();
         let b = f.prepare(&img, 64).unwrap();
         for p in f.points() {

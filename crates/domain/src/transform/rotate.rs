@@ -48,7 +48,7 @@ mod tests {
     #[test]
     fn rotation_by_zero_is_the_centre_crop_and_by_90_turns_it() {
         let img = numbered(12, 12);
-        let crop = Family::Crop { max_shift: 0, step: 1, resize: Some(12), resample: NEAREST };
+        let crop = Family::Crop { max_shift: 0, step: 1.0, resize: Some(12), resample: NEAREST };
         let rot = |a: f32| Family::Rotate { from: a, to: a, step: 1.0, resize: Some(12), resample: NEAREST };
         let c = crop.prepare(&img, 8).unwrap().render(crop.points()[0]);
         let r0 = rot(0.0);

@@ -38,7 +38,7 @@ mod tests {
         let f = sequence(3, 1, Compare::Previous);
         let prep = f.prepare_item(&frames, 8).unwrap();
         for k in 0..3u32 {
-            let out = prep.render(GridPoint::offset(k as usize, 0, 0));
+            let out = prep.render(GridPoint::offset(k as usize, 0.0, 0.0));
             assert_eq!(out.width, 8);
             assert!(out.data.chunks(3).all(|p| p[2] == 10 * k as u8), "frame {k}");
             let resized = resize_short_side(&frames[k as usize], 8, NEAREST);

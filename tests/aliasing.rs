@@ -1,0 +1,81 @@
+use jagged_testkit::{jagged_bin, ort, root};
+
+fn run(bytes: &[u8], input: &[f32], side: usize, outputs: &[String]) -> Vec<Vec<f32>> {
+    jagged_infer::run_outputs(bytes, "input", input, [1, 3, side, side], outputs, 1).unwrap()
+}
+
+/// The rewrite of the tiny CNN runs, and on a constant image each blurred
+/// layer's feature map equals the original's away from the borders (a blur
+/// keeps constants; only zero padding makes the borders differ); on a
+/// non-constant image it does differ, so the comparison can fail.
+#[test]
+fn blurpool_keeps_constant_feature_maps_away_from_the_borders() {
+    ort();
+    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
+    let r = jagged_onnx::antialias::antialias(&m.bytes, 3).unwrap();
+    // The tensors after each strided conv's ReLU: the BlurPool outputs in the rewrite.
+    let inspect = jagged_onnx::inspect::inspect(&m.bytes).unwrap();
+    assert_eq!(inspect.subsampling.len(), 2);
+    let names = vec!["relu_2".to_string(), "relu_4".to_string(), "logits".to_string()];
+    let a = jagged_onnx::antialias::expose(&m.bytes, &names).unwrap();
+    let b = jagged_onnx::antialias::expose(&r.bytes, &names).unwrap();
+    let interior = |v: &[f32], side: usize, margin: usize| -> Vec<f32> {
+        let c = v.len() / (side * side);
+        (0..c)
+            .flat_map(|ch| (margin..side - margin).flat_map(move |y| (margin..side - margin).map(move |x| (ch * side + y) * side + x)))
+            .map(|i| v[i])
+            .collect()
+    };
+    let constant = vec![0.7f32; 3 * 32 * 32];
+    let (x, y) = (run(&a, &constant, 32, &names), run(&b, &constant, 32, &names));
+    for (k, (side, margin)) in [(16usize, 1usize), (8, 2)].into_iter().enumerate() {
+        assert_eq!(x[k].len(), y[k].len(), "{}: same shape", names[k]);
+        let (p, q) = (interior(&x[k], side, margin), interior(&y[k], side, margin));
+        let worst = p.iter().zip(&q).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "{}: interior differs by {worst}", names[k]);
+        assert!(p.iter().any(|&v| v > 0.0), "{}: the comparison sees activations", names[k]);
+    }
+    assert_eq!(y[2].len(), 10);
+    // A textured image: the blur changes the maps.
+    let texture: Vec<f32> = (0..3 * 32 * 32).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let (x, y) = (run(&a, &texture, 32, &names), run(&b, &texture, 32, &names));
+    let diff = x[0].iter().zip(&y[0]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff > 1e-2, "a blur changes a textured map ({diff})");
+}
+
+/// `jagged models antialias` rewrites EfficientNet-Lite0: every subsampling op
+/// is then blurred (as `jagged inspect` reports), the cumulative factor is
+/// still 32, the card names the parent by hash, and the model still sees a cat
+/// in `chelsea` (BlurPool without retraining keeps most of the accuracy).
+#[test]
+fn efficientnet_lite0_antialiased_is_all_blurred_and_still_sees_a_cat() {
+    ort();
+    let lite0 = root().join(".cache/jagged/models/efficientnet_lite0.onnx");
+    assert!(lite0.is_file(), "run `just test` (it imports the model)");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(&lite0, tmp.path().join("lite0.onnx")).unwrap();
+    std::fs::copy(lite0.with_extension("card.json"), tmp.path().join("lite0.card.json")).unwrap();
+    let out = std::process::Command::new(jagged_bin())
+        .args(["models", "antialias"])
+        .arg(tmp.path().join("lite0.onnx"))
+        .args(["--filter", "3"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("5 subsampling op(s) anti-aliased, 0 left alone"), "{stderr}");
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(path, tmp.path().join("lite0_aa3.onnx"));
+    let i = jagged_onnx::inspect::inspect(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(i.all_blurred && i.subsampling.len() == 5 && i.factor == 32, "{:?}", i.subsampling);
+    let card = jagged_onnx::card::read_card(&path.with_extension("card.json")).unwrap();
+    let aa = card.antialiased.expect("marked antialiased");
+    assert_eq!((aa.filter, aa.parent.as_str()), (3, "efficientnet_lite0"));
+    assert_eq!(aa.parent_sha256, jagged_artifacts::sha256_hex(&std::fs::read(&lite0).unwrap()));
+    let text = std::process::Command::new(jagged_bin()).arg("inspect").arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("5 subsampling op(s), 5 preceded by a low-pass filter"), "{text}");
+    let top = jagged_models::predict(&path, &root().join(".cache/jagged/samples/chelsea.png"), &jagged_infer::EngineOptions::cpu(2)).unwrap();
+    eprintln!("antialiased lite0 on chelsea: {top:?}");
+    assert!(top.iter().take(3).any(|p| [281, 282, 285].contains(&p.class)), "a cat class in the top 3: {top:?}");
+}
