@@ -79,3 +79,52 @@ fn efficientnet_lite0_antialiased_is_all_blurred_and_still_sees_a_cat() {
     eprintln!("antialiased lite0 on chelsea: {top:?}");
     assert!(top.iter().take(3).any(|p| [281, 282, 285].contains(&p.class)), "a cat class in the top 3: {top:?}");
 }
+
+/// On a network that only subsamples (2x2 convolutions at stride 2, no padding),
+/// shifting the input by a node's cumulative factor moves its map by exactly one
+/// cell (error ~0), while a one-pixel shift changes it clearly: the sampling
+/// argument, measured with the equivariance error on real ONNX Runtime outputs.
+#[test]
+fn a_stride_only_network_is_equivariant_to_shifts_by_its_factor_only() {
+    use jagged_domain::metrics::equivariance::{cells, equivariance_error, Map};
+    use jagged_onnx::graph::{Attr, Graph};
+    ort();
+    let mut g = Graph::default();
+    let mut seed = 11u64;
+    let mut rand = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect()
+    };
+    let w1 = g.init("w1", &[6, 3, 2, 2], rand(72));
+    let w2 = g.init("w2", &[8, 6, 2, 2], rand(192));
+    let conv = vec![("kernel_shape", Attr::Ints(vec![2, 2])), ("strides", Attr::Ints(vec![2, 2]))];
+    let a = g.node("Conv", &["input", &w1], conv);
+    let a = g.node("Relu", &[&a], vec![]);
+    let conv = vec![("kernel_shape", Attr::Ints(vec![2, 2])), ("strides", Attr::Ints(vec![2, 2]))];
+    let b = g.node("Conv", &[&a, &w2], conv);
+    let f = g.node("Flatten", &[&b], vec![("axis", Attr::Int(1))]);
+    let bytes = g.finish("input", 32, &f, "out", 8 * 8 * 8);
+    let names = vec![a.clone(), b.clone()];
+    let bytes = jagged_onnx::antialias::expose(&bytes, &names).unwrap();
+    // A texture larger than the input; x_d is the window moved right by d pixels.
+    let texture = rand(3 * 32 * 48);
+    let window = |d: usize| -> Vec<f32> { (0..3 * 32 * 32).map(|i| texture[(i / 1024) * 32 * 48 + ((i % 1024) / 32) * 48 + i % 32 + d]).collect() };
+    let maps: Vec<Vec<Vec<f32>>> = [0usize, 1, 2, 4].iter().map(|&d| run(&bytes, &window(d), 32, &names)).collect();
+    fn at(m: &[f32], side: usize, c: usize) -> Map<'_> {
+        Map { data: m, channels: c, height: side, width: side }
+    }
+    // Node 1 (factor 2, 16x16, 6 channels) and node 2 (factor 4, 8x8, 8 channels).
+    for (node, side, c, k) in [(0usize, 16usize, 6usize, 2u32), (1, 8, 8, 4)] {
+        let x0 = at(&maps[0][node], side, c);
+        let by_factor = if k == 2 { 2 } else { 3 }; // maps[i] is x_d for d = [0, 1, 2, 4][i]
+        let e_k = equivariance_error(at(&maps[by_factor][node], side, c), x0, (cells(k, k), 0), 0).unwrap();
+        let e_1 = equivariance_error(at(&maps[1][node], side, c), x0, (cells(1, k), 0), 0).unwrap();
+        eprintln!("node {} (factor {k}): E_k = {e_k:.2e}, one-pixel error = {e_1:.3}", names[node]);
+        assert!(e_k < 1e-6, "a shift by the factor moves the map by one cell: {e_k}");
+        assert!(e_1 > 0.1, "a one-pixel shift is not a whole cell: {e_1}");
+    }
+}

@@ -17,6 +17,7 @@
 //! - [`normalised`](mod@normalised): mFR / mT5D against a baseline model.
 
 pub mod bootstrap;
+pub mod equivariance;
 pub mod normalised;
 pub mod table;
 pub mod totals;
