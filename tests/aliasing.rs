@@ -128,3 +128,80 @@ fn a_stride_only_network_is_equivariant_to_shifts_by_its_factor_only() {
         assert!(e_1 > 0.1, "a one-pixel shift is not a whole cell: {e_1}");
     }
 }
+
+/// A `layers` sweep of the tiny CNN through the whole system (coordinator,
+/// worker, result files) records every probe's error at every shift, and an
+/// independent numpy computation from the exported feature maps
+/// (`tests/layers_ref.py`) gets the same numbers; shifts by a node's factor are
+/// near zero at that node, one-pixel shifts after a stride are not; the report
+/// has the per-layer table.
+#[test]
+fn a_layers_sweep_matches_numpy_on_the_exported_feature_maps() {
+    ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = jagged_testkit::tiny_model(&dir.join("models"));
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let mut csv = String::from("file,label\n");
+    for i in 0..3u32 {
+        // 40x40: the resize for input 32 and shifts up to 4 is 40, the identity.
+        std::fs::write(dir.join(format!("data/i{i}.png")), jagged_testkit::png(40, 40, i + 7)).unwrap();
+        csv += &format!("i{i}.png,{}\n", i % 10);
+    }
+    std::fs::write(dir.join("data/labels.csv"), csv).unwrap();
+    let spec = "name = \"layers\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n\
+                [[families]]\nkind = \"layers\"\nshifts = [1, 2, 4]\n";
+    std::fs::write(dir.join("spec.toml"), spec).unwrap();
+    // The model with its probes exposed, and the probes, for the reference.
+    let bytes = std::fs::read(&model).unwrap();
+    let probes = jagged_onnx::inspect::probes(&bytes).unwrap();
+    let names: Vec<String> = probes.iter().map(|p| p.tensor.clone()).collect();
+    std::fs::write(dir.join("exposed.onnx"), jagged_onnx::antialias::expose(&bytes, &names).unwrap()).unwrap();
+    std::fs::write(dir.join("probes.json"), serde_json::to_vec(&probes).unwrap()).unwrap();
+    let out = std::process::Command::new(root().join(".cache/jagged/venv/bin/python3"))
+        .arg(root().join("tests/layers_ref.py"))
+        .arg(dir.join("exposed.onnx"))
+        .arg(model.with_extension("card.json"))
+        .arg(dir.join("data"))
+        .arg(dir.join("probes.json"))
+        .arg("1,2,4")
+        .output()
+        .expect("the test venv's python (run `just test`)");
+    assert!(out.status.success(), "layers_ref.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    let expected: std::collections::BTreeMap<String, Vec<Option<f64>>> = serde_json::from_slice(&out.stdout).unwrap();
+
+    let (rows, report) = jagged_testkit::sweep_rows(&dir.join("run"), &dir.join("spec.toml"));
+
+    assert_eq!(rows.len(), 3 * 7, "reference + 3 shifts x 2 axes per image");
+    let mut compared = 0;
+    for r in rows.iter().filter(|r| !r.is_reference) {
+        let key = format!("{}/{}/{}", r.image_name, r.dx, r.dy);
+        let theirs = expected.get(&key).unwrap_or_else(|| panic!("python has no row {key}"));
+        let ours = r.layers.as_ref().expect("layers rows carry per-layer errors");
+        assert_eq!(ours.len(), probes.len(), "{key}");
+        for ((l, t), p) in ours.iter().zip(theirs).zip(&probes) {
+            assert_eq!((l.node.as_str(), l.factor), (p.node.as_str(), p.factor));
+            match (l.error, t) {
+                (Some(a), Some(b)) => {
+                    assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-3), "{key} {}: ours {a}, numpy {b}", l.node);
+                    compared += 1;
+                }
+                (a, b) => assert!(a.is_none() && b.is_none(), "{key} {}: ours {a:?}, numpy {b:?}", l.node),
+            }
+        }
+    }
+    assert!(compared >= 3 * 6 * 3, "every probe at every shift: {compared}");
+    // Shifts by a node's factor keep it equivariant on the interior; a one-pixel
+    // shift after a stride does not.
+    let t = &report.layers[0];
+    assert_eq!(t.shifts, vec![1, 2, 4]);
+    let col = |s: u32| t.shifts.iter().position(|&x| x == s).unwrap();
+    for n in &t.nodes {
+        let own = n.errors[col(n.factor)].unwrap();
+        let one = n.errors[col(1)].unwrap();
+        assert!(own < 0.35 * one, "{}: factor-{} shift {own} vs one pixel {one}", n.node, n.factor);
+    }
+    assert_eq!(t.jump, Some(0), "the first strided conv: {:?}", t.nodes);
+    let md = jagged_report::Report::markdown(&report);
+    assert!(md.contains("## Per-layer equivariance") && md.contains("largest 1-px jump"), "{md}");
+}

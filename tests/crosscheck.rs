@@ -1,6 +1,4 @@
-use jagged_domain::status::SweepState;
-use jagged_local::{ClusterOptions, LocalCluster};
-use jagged_testkit::{jagged_bin, ort, png, root, tiny_model};
+use jagged_testkit::{ort, png, root, tiny_model};
 
 const SPEC: &str = r#"
 name = "crosscheck"
@@ -87,31 +85,7 @@ fn python_recomputation_matches_every_row() {
     let python: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let expected: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_value(python["rows"].clone()).unwrap();
 
-    let opts = ClusterOptions {
-        coordinator_args: vec![],
-        bin: jagged_bin(),
-        dir: dir.join("run"),
-        workers: 1,
-        threads: 1,
-        lease_ms: 10_000,
-        heartbeat_ms: 500,
-        store: None,
-        env: vec![],
-    };
-    let cluster = LocalCluster::start(opts).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (rows, report) = rt.block_on(async {
-        let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
-        let id = jagged_testkit::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap();
-        assert_eq!(jagged_testkit::wait(&cluster.url, id).await.state, SweepState::Done);
-        let store = jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap();
-        let mut rows = Vec::new();
-        for o in store.outputs(id).await.unwrap() {
-            rows.extend(jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await.unwrap()).unwrap());
-        }
-        (rows, jagged_report::build(&store, objects.as_ref(), id).await.unwrap())
-    });
-    cluster.stop();
+    let (rows, report) = jagged_testkit::sweep_rows(&dir.join("run"), &dir.join("spec.toml"));
 
     assert_eq!(rows.len(), expected.len(), "one row per (family, image, point)");
     for r in &rows {

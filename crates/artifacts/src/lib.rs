@@ -208,7 +208,12 @@ pub struct ResultRow {
     pub precision: String,
     /// Full probability vector, when the spec asks for it.
     pub probs: Option<Vec<f32>>,
+    /// Per-layer errors of this point against the reference, one per probed
+    /// node in graph order (`layers` family only).
+    pub layers: Option<Vec<LayerError>>,
 }
+
+pub use jagged_domain::metrics::equivariance::LayerError;
 
 /// The Arrow schema of result parts.
 pub fn schema() -> SchemaRef {
@@ -243,6 +248,7 @@ pub fn schema() -> SchemaRef {
         Field::new("provider", DataType::Utf8, false),
         Field::new("precision", DataType::Utf8, false),
         Field::new("probs", list_f32, true),
+        Field::new("layers", DataType::Utf8, true),
     ]))
 }
 
@@ -305,6 +311,9 @@ pub fn encode(rows: &[ResultRow]) -> Result<Vec<u8>> {
         col!(StringArray, |r| r.provider.as_str()),
         col!(StringArray, |r| r.precision.as_str()),
         Arc::new(probs.finish()),
+        Arc::new(StringArray::from(
+            rows.iter().map(|r| r.layers.as_ref().map(|l| serde_json::to_string(l).expect("plain data"))).collect::<Vec<_>>(),
+        )),
     ];
     let batch = RecordBatch::try_new(schema.clone(), cols).map_err(pq)?;
     let props = WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build();
@@ -355,6 +364,8 @@ pub fn decode(bytes: Bytes) -> Result<Vec<ResultRow>> {
             (i32c("fwd_pairs")?, i32c("fwd_top1_changes")?, typed::<Float64Array>(&b, "fwd_abs_diff")?, i32c("fwd_top5_transitions")?);
         let t5d = i32c("fwd_top5_dist")?;
         let (prov, prec, probs) = (strc("provider")?, strc("precision")?, typed::<ListArray>(&b, "probs")?);
+        // Parts written before per-layer sweeps have no `layers` column.
+        let layers = b.column_by_name("layers").and_then(|c| c.as_any().downcast_ref::<StringArray>());
         for i in 0..b.num_rows() {
             out.push(ResultRow {
                 sweep_id: sweep.value(i),
@@ -385,6 +396,10 @@ pub fn decode(bytes: Bytes) -> Result<Vec<ResultRow>> {
                 provider: prov.value(i).to_string(),
                 precision: prec.value(i).to_string(),
                 probs: if probs.is_valid(i) { Some(list_values::<f32, Float32Array>(probs, i, |a, j| a.value(j))?) } else { None },
+                layers: match layers {
+                    Some(l) if l.is_valid(i) => Some(serde_json::from_str(l.value(i)).map_err(|e| pq(format!("column `layers`: {e}")))?),
+                    _ => None,
+                },
             });
         }
     }
@@ -521,29 +536,37 @@ mod tests {
             provider: "cpu".into(),
             precision: "fp32".into(),
             probs,
+            layers: None,
         }
     }
 
     #[test]
     fn parts_round_trip() {
-        let rows: Vec<ResultRow> = (0..5).map(|i| row(i, if i == 1 { Some(vec![0.1, 0.9]) } else { None })).collect();
+        let mut rows: Vec<ResultRow> = (0..5).map(|i| row(i, if i == 1 { Some(vec![0.1, 0.9]) } else { None })).collect();
+        rows[2].layers = Some(vec![
+            LayerError { node: "conv_1".into(), op: "Conv".into(), factor: 2, blurred: true, error: Some(0.25) },
+            LayerError { node: "pool".into(), op: "GlobalAveragePool".into(), factor: 0, blurred: false, error: None },
+        ]);
         let bytes = encode(&rows).unwrap();
         assert_eq!(decode(Bytes::from(bytes)).unwrap(), rows);
     }
 
     #[test]
     fn parts_written_with_integer_offsets_still_read() {
-        // Parts from before sub-pixel grids stored dx and dy as int32.
+        // Parts from before sub-pixel grids stored dx and dy as int32 (and had no
+        // `layers` column).
         let rows: Vec<ResultRow> = (0..4).map(|i| ResultRow { dx: -i as f32, ..row(i, None) }).collect();
         let batch = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(encode(&rows).unwrap())).unwrap().build().unwrap().next().unwrap().unwrap();
         let fields: Vec<Field> = schema()
             .fields()
             .iter()
+            .filter(|f| f.name() != "layers")
             .map(|f| if matches!(f.name().as_str(), "dx" | "dy") { Field::new(f.name(), DataType::Int32, false) } else { f.as_ref().clone() })
             .collect();
         let cols: Vec<ArrayRef> = schema()
             .fields()
             .iter()
+            .filter(|f| f.name() != "layers")
             .map(|f| {
                 let c = batch.column_by_name(f.name()).unwrap();
                 match f.name().as_str() {

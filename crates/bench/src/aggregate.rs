@@ -90,6 +90,7 @@ fn generate(dir: &Path, rows: usize) -> Result<usize> {
                     provider: "CPUExecutionProvider".into(),
                     precision: "fp32".into(),
                     probs: None,
+                    layers: None,
                 });
             }
         }

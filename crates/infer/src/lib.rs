@@ -172,6 +172,9 @@ pub struct Engine {
     pub provider: &'static str,
     /// Numeric precision of the run (recorded with every result).
     pub precision: &'static str,
+    /// Intermediate tensors the model exposes for a `layers` sweep (set by
+    /// whoever exposed them; empty otherwise).
+    pub probes: Vec<jagged_domain::metrics::equivariance::Probe>,
 }
 
 impl Engine {
@@ -213,7 +216,7 @@ impl Engine {
         };
         card.check_ports(input.as_deref(), output.as_deref()).map_err(merr)?;
         let (provider, precision) = opts.labels();
-        Ok(Engine { session, card: card.clone(), provider, precision })
+        Ok(Engine { session, card: card.clone(), provider, precision, probes: Vec::new() })
     }
 
     /// The model card.
@@ -223,6 +226,14 @@ impl Engine {
 
     /// Runs `n` inputs laid out NCHW in `batch`; returns the raw outputs, `n x classes`.
     pub fn run(&mut self, batch: &[f32], n: usize) -> Result<Vec<f32>, InferError> {
+        Ok(self.run_with(batch, n, &[])?.0)
+    }
+
+    /// [`Engine::run`], also returning the named intermediate tensors (graph
+    /// outputs the model was given, e.g. by `jagged_onnx::antialias::expose`),
+    /// each as its shape and values.
+    #[allow(clippy::type_complexity)]
+    pub fn run_with(&mut self, batch: &[f32], n: usize, extra: &[String]) -> Result<(Vec<f32>, Vec<(Vec<usize>, Vec<f32>)>), InferError> {
         let s = self.card.input_size as usize;
         assert_eq!(batch.len(), n * 3 * s * s);
         let input = TensorRef::from_array_view(([n, 3, s, s], batch)).map_err(|e| InferError::Run(e.to_string()))?;
@@ -232,16 +243,37 @@ impl Engine {
         if data.len() != n * k {
             return Err(InferError::Run(format!("output shape {shape:?} is not [{n}, {k}]")));
         }
-        Ok(data.to_vec())
+        let mut inner = Vec::with_capacity(extra.len());
+        for name in extra {
+            let v = outputs.get(name.as_str()).ok_or_else(|| InferError::Run(format!("the model has no output `{name}`")))?;
+            let (shape, values) = v.try_extract_tensor::<f32>().map_err(|e| InferError::Run(format!("output `{name}`: {e}")))?;
+            inner.push((shape.iter().map(|&d| d.max(0) as usize).collect(), values.to_vec()));
+        }
+        Ok((data.to_vec(), inner))
     }
 
     /// Runs and converts each row to probabilities (softmax of logits, or as is).
     /// Rows with a non-finite value are returned as `Err` with a reason.
     pub fn probabilities(&mut self, batch: &[f32], n: usize) -> Result<Vec<Result<Vec<f32>, String>>, InferError> {
         let raw = self.run(batch, n)?;
+        Ok(self.to_probabilities(&raw))
+    }
+
+    /// [`Engine::probabilities`] with the named intermediate tensors (see [`Engine::run_with`]).
+    #[allow(clippy::type_complexity)]
+    pub fn probabilities_with(
+        &mut self,
+        batch: &[f32],
+        n: usize,
+        extra: &[String],
+    ) -> Result<(Vec<Result<Vec<f32>, String>>, Vec<(Vec<usize>, Vec<f32>)>), InferError> {
+        let (raw, inner) = self.run_with(batch, n, extra)?;
+        Ok((self.to_probabilities(&raw), inner))
+    }
+
+    fn to_probabilities(&self, raw: &[f32]) -> Vec<Result<Vec<f32>, String>> {
         let k = self.card.num_classes as usize;
-        Ok(raw
-            .chunks_exact(k)
+        raw.chunks_exact(k)
             .map(|row| {
                 if row.iter().any(|v| !v.is_finite()) {
                     return Err("model output is not finite (NaN or infinity)".to_string());
@@ -253,7 +285,7 @@ impl Engine {
                 }
                 Ok(p)
             })
-            .collect())
+            .collect()
     }
 }
 

@@ -312,5 +312,11 @@ mod tests {
         assert_eq!(after.factor, before.factor, "the same cumulative subsampling");
         assert_eq!(after.subsampling.len(), 2);
         assert!(antialias(&m.bytes, 4).is_err());
+        // Per-layer probes look through the blur's padding to the activation, and
+        // count that padding's reach.
+        let p = crate::inspect::probes(&r.bytes).unwrap();
+        assert!(p.iter().all(|p| p.op != "Pad"), "{p:?}");
+        assert!(p.iter().filter(|p| p.blurred).count() == 2, "{p:?}");
+        assert!(p.last().unwrap().reach > crate::inspect::probes(&m.bytes).unwrap().last().unwrap().reach, "{p:?}");
     }
 }

@@ -183,6 +183,105 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, OnnxError> {
     })
 }
 
+/// Whether `n` pools over the spatial axes (its output holds pooled features).
+fn pools_globally(n: &pb::NodeProto) -> bool {
+    match n.op_type() {
+        "GlobalAveragePool" | "GlobalMaxPool" => true,
+        "ReduceMean" | "ReduceMax" => {
+            let axes = ints(n, "axes");
+            [2, 3].iter().all(|a| axes.contains(a)) || [-2, -1].iter().all(|a| axes.contains(a))
+        }
+        _ => false,
+    }
+}
+
+/// Zero padding an op adds at each border, in its input's cells.
+fn padding(n: &pb::NodeProto, weights: &HashMap<&str, &pb::TensorProto>) -> i64 {
+    if n.op_type() == "Pad" {
+        // Opset 11 on: the pads are the second input (a constant); before, an attribute.
+        let from_input = n.input.get(1).and_then(|p| weights.get(p.as_str())).map(|t| {
+            if !t.int64_data.is_empty() {
+                t.int64_data.clone()
+            } else {
+                t.raw_data.as_deref().unwrap_or_default().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+            }
+        });
+        return from_input.unwrap_or_else(|| ints(n, "pads")).into_iter().max().unwrap_or(0).max(0);
+    }
+    if !matches!(n.op_type(), "Conv" | "MaxPool" | "AveragePool" | "LpPool") {
+        return 0;
+    }
+    let explicit = ints(n, "pads").into_iter().max().unwrap_or(0);
+    let auto = n.attribute.iter().find(|a| a.name() == "auto_pad").and_then(|a| a.s.as_deref()).unwrap_or_default();
+    if auto.starts_with(b"SAME") {
+        let kernel = ints(n, "kernel_shape")
+            .first()
+            .copied()
+            .or_else(|| n.input.get(1).and_then(|w| weights.get(w.as_str())).and_then(|w| w.dims.get(2).copied()))
+            .unwrap_or(1);
+        return explicit.max(kernel / 2);
+    }
+    explicit
+}
+
+/// The tensors a per-layer equivariance sweep measures, in graph order: the
+/// data input and the output of every subsampling op (the map before and after
+/// it subsamples) and the output of every global pooling, each with its
+/// cumulative factor and how far zero padding has reached into it.
+pub fn probes(bytes: &[u8]) -> Result<Vec<jagged_domain::metrics::equivariance::Probe>, OnnxError> {
+    use jagged_domain::metrics::equivariance::Probe;
+    let found = inspect(bytes)?;
+    let model = pb::ModelProto::decode(bytes).map_err(|e| OnnxError::Graph(format!("not an ONNX model: {e}")))?;
+    let g = model.graph.as_ref().ok_or_else(|| OnnxError::Graph("the model has no graph".into()))?;
+    let weights: HashMap<&str, &pb::TensorProto> = g.initializer.iter().map(|t| (t.name(), t)).collect();
+    let producer: HashMap<&str, &pb::NodeProto> = g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+    let name_of = |n: &pb::NodeProto| if n.name().is_empty() { n.output.first().cloned().unwrap_or_default() } else { n.name().to_string() };
+    // (factor, reach) of every tensor, graph inputs at (1, 0).
+    let mut at: HashMap<&str, (i64, i64)> = g.input.iter().map(|i| (i.name(), (1, 0))).collect();
+    let mut out: Vec<Probe> = Vec::new();
+    let mut push = |p: Probe| {
+        if !out.iter().any(|q| q.tensor == p.tensor) {
+            out.push(p);
+        }
+    };
+    for n in &g.node {
+        let data: Vec<&str> = n.input.iter().map(String::as_str).filter(|i| !i.is_empty() && !weights.contains_key(i)).collect();
+        let (in_factor, in_reach) = data.iter().filter_map(|i| at.get(i)).fold((1, 0), |(f, r), &(f2, r2)| (f.max(f2), r.max(r2)));
+        let strided = matches!(n.op_type(), "Conv" | "MaxPool" | "AveragePool" | "LpPool");
+        let stride = if strided { ints(n, "strides").first().copied().unwrap_or(1).max(1) } else { 1 };
+        let reach = in_reach + padding(n, &weights) * in_factor;
+        let factor = in_factor * stride;
+        for o in &n.output {
+            at.insert(o.as_str(), (factor, reach));
+        }
+        let Some(output) = n.output.first() else { continue };
+        if stride > 1 {
+            // The map before subsampling: the op's data input, looking through the
+            // padding a rewrite may have put in front of it.
+            let mut t = data.first().copied();
+            while let Some(p) = t.and_then(|i| producer.get(i)).filter(|p| matches!(p.op_type(), "Pad" | "Identity")) {
+                t = p.input.first().map(String::as_str);
+            }
+            if let Some((t, p)) = t.and_then(|t| producer.get(t).map(|p| (t, p))) {
+                push(Probe {
+                    tensor: t.to_string(),
+                    node: name_of(p),
+                    op: p.op_type().to_string(),
+                    factor: in_factor as u32,
+                    blurred: false,
+                    reach: at.get(t).map_or(0, |a| a.1) as u32,
+                });
+            }
+            let name = name_of(n);
+            let blurred = found.subsampling.iter().any(|s| s.node == name && s.blurred);
+            push(Probe { tensor: output.clone(), node: name, op: n.op_type().to_string(), factor: factor as u32, blurred, reach: reach as u32 });
+        } else if pools_globally(n) {
+            push(Probe { tensor: output.clone(), node: name_of(n), op: n.op_type().to_string(), factor: 0, blurred: false, reach: reach as u32 });
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +295,12 @@ mod tests {
         assert_eq!(i.subsampling.iter().map(|s| (s.stride, s.cumulative, s.blurred)).collect::<Vec<_>>(), vec![(2, 2, false), (2, 4, false)]);
         assert_eq!(i.inputs[0].shape, vec![-1, 3, 32, 32]);
         assert!(!i.all_blurred);
+        // Probes: the first conv's output (it subsamples the input itself), the
+        // second conv's input (after the ReLU) and its output; padding 1 at factor
+        // 1, then 1 more at factor 2.
+        let p = probes(&m.bytes).unwrap();
+        let got: Vec<(&str, &str, u32, u32)> = p.iter().map(|p| (p.tensor.as_str(), p.op.as_str(), p.factor, p.reach)).collect();
+        assert_eq!(got, vec![("conv_1", "Conv", 2, 1), ("relu_2", "Relu", 2, 1), ("conv_3", "Conv", 4, 3)]);
     }
 
     /// A BlurPool-style block: max pool stride 1, then a depthwise binomial
@@ -220,5 +325,8 @@ mod tests {
             vec![("Conv", 2, true), ("Conv", 4, false)]
         );
         assert_eq!(i.factor, 4);
+        let p = probes(&bytes).unwrap();
+        let got: Vec<(&str, u32, bool)> = p.iter().map(|p| (p.op.as_str(), p.factor, p.blurred)).collect();
+        assert_eq!(got, vec![("MaxPool", 1, false), ("Conv", 2, true), ("Conv", 4, false), ("GlobalAveragePool", 0, false)], "{p:?}");
     }
 }

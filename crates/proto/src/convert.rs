@@ -227,6 +227,7 @@ impl From<Family> for pb::Family {
                 labels,
                 limit,
             }),
+            Family::Layers { shifts, resize, resample } => Kind::Layers(pb::Layers { shifts, resize, resample: Some(resample.into()) }),
             Family::Rotate { from, to, step, resize, resample } => {
                 Kind::Rotate(pb::Rotate { from, to, step, resize, resample: Some(resample.into()) })
             }
@@ -291,6 +292,7 @@ impl TryFrom<pb::Family> for Family {
                 labels: s.labels,
                 limit: s.limit,
             },
+            Kind::Layers(l) => Family::Layers { shifts: l.shifts, resize: l.resize, resample: resample(l.resample, "Layers.resample")? },
             Kind::Rotate(r) => {
                 Family::Rotate { from: r.from, to: r.to, step: r.step, resize: r.resize, resample: resample(r.resample, "Rotate.resample")? }
             }

@@ -68,6 +68,11 @@ from = -3.0
 to = 3.0
 step = 0.5
 resize = 250
+[[families]]
+kind = "layers"
+shifts = [1, 3, 32]
+resize = 300
+resample = { filter = "bilinear", antialias = true, compat = "pillow" }
 [metrics]
 baseline = "m"
 families = []

@@ -1,6 +1,7 @@
 //! Building a sweep's report from its committed parts.
 
 use crate::fold::RowFold;
+use crate::layers::LayerFold;
 use crate::{Failure, NormalisedModel, NormalisedTable, Report, ReportError, TableRow};
 use futures::StreamExt;
 use jagged_domain::metrics::{normalised, table::metric};
@@ -62,11 +63,20 @@ async fn build_full(
                 if jagged_artifacts::sha256_hex(&bytes) != o.sha256 {
                     return Err(ReportError::Checksum(o.object_key.clone()));
                 }
-                let cols = jagged_artifacts::decode_summary(bytes)?;
                 let family = resolved.spec.families.get(key.1).ok_or_else(|| ReportError::Orphan(o.object_key.clone()))?;
+                // Per-layer errors are read only where the family has them.
+                let layers = match family {
+                    Family::Layers { .. } => {
+                        let mut l = LayerFold::default();
+                        l.add_rows(&jagged_artifacts::decode(bytes.clone())?);
+                        Some(l)
+                    }
+                    _ => None,
+                };
+                let cols = jagged_artifacts::decode_summary(bytes)?;
                 let mut fold = RowFold::new(family);
                 fold.add_part(&cols, resolved.items(key.1));
-                Ok(fold)
+                Ok((fold, layers))
             })
             .await
             .map_err(|e| ReportError::Io("folding a part".into(), std::io::Error::other(e.to_string())))??;
@@ -74,8 +84,12 @@ async fn build_full(
         }
     }))
     .buffered(threads.max(1));
+    let mut layer_folds: BTreeMap<(usize, usize), LayerFold> = BTreeMap::new();
     while let Some(part) = parts.next().await {
-        let (key, fold) = part?;
+        let (key, (fold, layers)) = part?;
+        if let Some(l) = layers {
+            layer_folds.entry(key).or_default().merge(l);
+        }
         match folds.get_mut(&key) {
             Some(f) => f.merge(fold),
             None => {
@@ -115,6 +129,10 @@ async fn build_full(
         }
     }
     let figures = folds.values().map(|f| f.figure.clone()).collect();
+    let layers = layer_folds
+        .into_iter()
+        .filter_map(|((m, f), fold)| fold.finish(&names(m, f).0, &resolved.spec.family_label(f), resolved.models.get(m).and_then(|x| x.structure)))
+        .collect();
     let rows: Vec<TableRow> = folds
         .into_iter()
         .map(|((m, f), fold)| {
@@ -140,6 +158,7 @@ async fn build_full(
         published: resolved.spec.published.clone(),
         figures,
         normalised,
+        layers,
         cost,
         prices: prices.clone(),
         models: resolved.models.iter().map(|m| m.name.clone()).collect(),

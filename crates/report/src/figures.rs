@@ -142,6 +142,35 @@ fn colorbar(out: &mut String, x: f64, y: f64, h: f64, label: &str, range: (&str,
     let _ = writeln!(out, "<text transform=\"translate({},{}) rotate(90)\" text-anchor=\"middle\">{}</text>", x + 36.0, y + h / 2.0, esc(label));
 }
 
+/// Colours of models and images in charts.
+const PALETTE: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+
+/// Five horizontal grid lines from 0 to `ymax` with their values.
+fn y_grid(out: &mut String, left: f64, pw: f64, ymax: f64, sy: impl Fn(f64) -> f64) {
+    for t in 0..=4 {
+        let v = ymax * t as f64 / 4.0;
+        let _ = writeln!(
+            out,
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.3}</text>",
+            left + pw,
+            left - 6.0,
+            sy(v) + 4.0,
+            y = sy(v)
+        );
+    }
+}
+
+/// One legend entry: a colour square and a name, baseline at `y`.
+fn legend(out: &mut String, x: f64, y: f64, colour: &str, name: &str) {
+    let _ = writeln!(
+        out,
+        "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{colour}\"/><text x=\"{}\" y=\"{y}\">{}</text>",
+        y - 10.0,
+        x + 18.0,
+        esc(name)
+    );
+}
+
 fn fmt_tick(v: f64) -> String {
     if (v - v.round()).abs() < 1e-9 {
         format!("{}", v.round() as i64)
@@ -220,7 +249,6 @@ pub fn traces(title: &str, data: &FigureData, family: &str) -> Option<String> {
     }
     let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>", left + pw / 2.0, top + ph + 40.0, esc(xlabel));
     let _ = writeln!(out, "<text transform=\"translate(16,{}) rotate(-90)\" text-anchor=\"middle\">p(true class)</text>", top + ph / 2.0);
-    const PALETTE: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
     for (k, (name, trace)) in data.traces.iter().take(MAX_LINES).enumerate() {
         let pts: Vec<String> = trace.iter().zip(&xs).filter_map(|(v, x)| v.map(|v| format!("{:.1},{:.1}", sx(*x), sy(v as f64)))).collect();
         let col = PALETTE[k % PALETTE.len()];
@@ -301,18 +329,7 @@ pub fn bars(title: &str, ylabel: &str, values: &[(String, String, Option<f64>)])
     let w = (left + pw + 200.0) as u32;
     let mut out = header(w, 400, title);
     let sy = |y: f64| top + (1.0 - y / ymax) * ph;
-    for t in 0..=4 {
-        let v = ymax * t as f64 / 4.0;
-        let _ = writeln!(
-            out,
-            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v:.3}</text>",
-            left + pw,
-            left - 6.0,
-            sy(v) + 4.0,
-            y = sy(v)
-        );
-    }
-    const PALETTE: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
+    y_grid(&mut out, left, pw, ymax, sy);
     for (fi, f) in families.iter().enumerate() {
         let gx = left + fi as f64 * gw + 12.0;
         for (mi, m) in models.iter().enumerate() {
@@ -341,18 +358,59 @@ pub fn bars(title: &str, ylabel: &str, values: &[(String, String, Option<f64>)])
     let _ = writeln!(out, "<line x1=\"{left}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#444\"/>", left + pw, top + ph, top + ph);
     let _ = writeln!(out, "<text transform=\"translate(16,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>", top + ph / 2.0, esc(ylabel));
     for (mi, m) in models.iter().enumerate() {
-        let ly = top + 10.0 + 18.0 * mi as f64;
-        let _ = writeln!(
-            out,
-            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>",
-            left + pw + 16.0,
-            ly - 10.0,
-            PALETTE[mi % PALETTE.len()],
-            left + pw + 34.0,
-            ly,
-            esc(m)
-        );
+        legend(&mut out, left + pw + 16.0, top + 10.0 + 18.0 * mi as f64, PALETTE[mi % PALETTE.len()], m);
     }
+    out.push_str("</svg>\n");
+    Some(out)
+}
+
+/// Line chart of one value per x position (0, 1, ...), one line per series;
+/// `None` values break the line. `None` when there is nothing to draw.
+pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<Option<f64>>)]) -> Option<String> {
+    let n = series.iter().map(|s| s.1.len()).max().unwrap_or(0);
+    let max = series.iter().flat_map(|s| s.1.iter().flatten()).copied().filter(|v| v.is_finite()).fold(f64::NAN, f64::max);
+    if n == 0 || max.is_nan() {
+        return None;
+    }
+    let ymax = (max * 1.1).max(1e-6);
+    let (left, top, pw, ph) = (64.0, 40.0, 520.0, 280.0);
+    let w = (left + pw + 200.0) as u32;
+    let mut out = header(w, 380, title);
+    let sx = |i: usize| left + if n > 1 { pw * i as f64 / (n - 1) as f64 } else { pw / 2.0 };
+    let sy = |y: f64| top + (1.0 - y / ymax) * ph;
+    y_grid(&mut out, left, pw, ymax, sy);
+    for i in 0..n {
+        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", sx(i), top + ph + 16.0, i + 1);
+    }
+    for (k, (name, values)) in series.iter().enumerate() {
+        let colour = PALETTE[k % PALETTE.len()];
+        let mut path = String::new();
+        let mut pen_down = false;
+        for (i, v) in values.iter().enumerate() {
+            match v.filter(|v| v.is_finite()) {
+                Some(v) => {
+                    let _ = write!(path, "{}{:.1},{:.1} ", if pen_down { "L" } else { "M" }, sx(i), sy(v));
+                    let _ = writeln!(
+                        out,
+                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"><title>{} #{}: {v:.4}</title></circle>",
+                        sx(i),
+                        sy(v),
+                        esc(name),
+                        i + 1
+                    );
+                    pen_down = true;
+                }
+                None => pen_down = false,
+            }
+        }
+        if !path.is_empty() {
+            let _ = writeln!(out, "<path d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>", path.trim_end());
+        }
+        legend(&mut out, left + pw + 16.0, top + 10.0 + 18.0 * k as f64, colour, name);
+    }
+    let _ = writeln!(out, "<line x1=\"{left}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#444\"/>", left + pw, top + ph, top + ph);
+    let _ = writeln!(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>", left + pw / 2.0, top + ph + 34.0, esc(xlabel));
+    let _ = writeln!(out, "<text transform=\"translate(16,{}) rotate(-90)\" text-anchor=\"middle\">{}</text>", top + ph / 2.0, esc(ylabel));
     out.push_str("</svg>\n");
     Some(out)
 }
@@ -386,6 +444,18 @@ mod tests {
         let svg = bars("t", "y", &v).unwrap();
         assert_eq!(svg.matches("<rect x=").count() - 2 /* legend */, 2);
         assert!(svg.contains("a&lt;b") && !svg.contains("a<b"));
+    }
+
+    #[test]
+    fn lines_break_at_missing_values_and_rasterise() {
+        let svg = lines("t", "x", "y", &[("a<b".into(), vec![Some(0.1), None, Some(0.3), Some(0.2)]), ("c".into(), vec![Some(0.0)])]).unwrap();
+        assert_eq!(svg.matches("<path").count(), 2);
+        assert_eq!(svg.matches("<circle").count(), 4);
+        assert!(svg.contains("a&lt;b"));
+        // The gap starts a new sub-path.
+        assert_eq!(svg.split("<path").nth(1).unwrap().matches('M').count(), 2);
+        assert!(png(&svg).is_ok());
+        assert_eq!(lines("t", "x", "y", &[("a".into(), vec![None])]), None);
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   `csv` crate), Markdown and HTML (compiled `maud` templates), so escaping is
 //!   the libraries' job.
 //! - [`figures`]: SVG figures and their PNG rasterisation.
+//! - [`layers`]: per-layer equivariance tables of `layers` families (the one
+//!   place full rows are read: their `layers` column).
 //!
 //! Every metric column comes from the one metric table,
 //! [`jagged_domain::metrics::METRICS`]. Memory does not grow with the sweep: the
@@ -22,6 +24,7 @@
 pub mod build;
 pub mod figures;
 pub mod fold;
+pub mod layers;
 pub mod protocol;
 pub mod render;
 
@@ -113,6 +116,8 @@ pub struct Report {
     pub figures: Vec<figures::FigureData>,
     /// Flip rates and top-5 distances relative to the spec's baseline model.
     pub normalised: Option<NormalisedTable>,
+    /// Per-layer equivariance, one table per (model, `layers` family).
+    pub layers: Vec<layers::LayerTable>,
     /// What the sweep's attempts spent, by model, worker and outcome.
     pub cost: Vec<jagged_domain::cost::SpentLine>,
     /// Prices per device-hour the cost is estimated with.

@@ -64,6 +64,14 @@ struct Gloss {
     meaning: &'static str,
 }
 
+/// What the per-layer tables hold.
+const LAYERS_INTRO: &str = "\n## Per-layer equivariance\n\n\
+    Each probed node (the input and output of every subsampling op, and the global pooling) in graph order, \
+    with its cumulative subsampling factor k. A cell is the mean over images and both axes of \
+    ||F(x_s) - S F(x_0)|| / ||S F(x_0)|| on the map's interior, where x_s is the window moved by s pixels and S \
+    moves the map by floor(s / k) cells: near zero where s is a multiple of k and the node is equivariant, the change \
+    a sub-cell shift makes otherwise. Pooled rows hold the invariance error ||g(x_s) - g(x_0)|| / ||g(x_0)||.\n";
+
 /// A value of the bootstrap and normalised tables.
 fn num(v: Option<f64>) -> String {
     Format::Fixed(4).show(v)
@@ -243,6 +251,12 @@ impl Report {
                 t.markdown()
             );
         }
+        if !self.layers.is_empty() {
+            out += LAYERS_INTRO;
+            for (title, t, finding) in self.layer_tables() {
+                let _ = write!(out, "\n### {title}\n\n{finding}\n\n{}", t.markdown());
+            }
+        }
         if !self.published.is_empty() {
             out +=
                 "\n## Published values beside ours\n\nOther models and data: a comparison of magnitude, not a reproduction of the same numbers.\n\n";
@@ -253,6 +267,63 @@ impl Report {
             out += &self.failures_table().markdown();
         }
         out
+    }
+
+    /// Per-layer equivariance: one table per (model, `layers` family), a row per
+    /// probed node in graph order, a column per shift; each with its finding.
+    pub fn layer_tables(&self) -> Vec<(String, Table, String)> {
+        self.layers
+            .iter()
+            .map(|t| {
+                let mut table =
+                    Table::new(["#", "node", "op", "k", "blurred"].into_iter().map(String::from).chain(t.shifts.iter().map(|s| format!("{s} px"))));
+                for (j, n) in t.nodes.iter().enumerate() {
+                    let mut cells = vec![
+                        (j + 1).to_string(),
+                        n.node.clone(),
+                        n.op.clone(),
+                        if n.factor == 0 { "pooled".into() } else { n.factor.to_string() },
+                        if n.factor == 0 {
+                            String::new()
+                        } else if n.blurred {
+                            "yes".into()
+                        } else {
+                            "no".into()
+                        },
+                    ];
+                    cells.extend(n.errors.iter().map(|&e| num(e)));
+                    if t.jump == Some(j) {
+                        cells[1] += " (largest 1-px jump)";
+                    }
+                    table.rows.push(cells);
+                }
+                (format!("{}, {}", t.model, t.family_label), table, t.finding())
+            })
+            .collect()
+    }
+
+    /// The per-layer errors in long form: one line per (model, family, node, shift).
+    pub fn layers_csv(&self) -> String {
+        let mut table = Table::new(["model", "family", "depth", "node", "op", "factor", "blurred", "shift", "error", "samples"]);
+        for t in &self.layers {
+            for (j, n) in t.nodes.iter().enumerate() {
+                for (i, s) in t.shifts.iter().enumerate() {
+                    table.rows.push(vec![
+                        t.model.clone(),
+                        t.family_label.clone(),
+                        (j + 1).to_string(),
+                        n.node.clone(),
+                        n.op.clone(),
+                        n.factor.to_string(),
+                        n.blurred.to_string(),
+                        s.to_string(),
+                        n.errors[i].map(|e| format!("{e:.6}")).unwrap_or_default(),
+                        n.samples[i].to_string(),
+                    ]);
+                }
+            }
+        }
+        table.csv()
     }
 
     /// Every figure as (file stem, SVG text).
@@ -284,6 +355,16 @@ impl Report {
         let bars = |name: &str| -> Vec<(String, String, Option<f64>)> {
             self.rows.iter().map(|r| (r.model.clone(), r.family_label.clone(), r.metric(name))).collect()
         };
+        let mut labels: Vec<&str> = self.layers.iter().map(|t| t.family_label.as_str()).collect();
+        labels.dedup();
+        for label in labels {
+            let series: Vec<(String, Vec<Option<f64>>)> =
+                self.layers.iter().filter(|t| t.family_label == label).map(|t| (t.model.clone(), t.one_pixel())).collect();
+            let title = format!("one-pixel equivariance error by depth: {label}");
+            if let Some(s) = figures::lines(&title, "probed node (graph order)", "relative error", &series) {
+                out.push((format!("{}__depth", slug(label)), s));
+            }
+        }
         if let Some(s) = figures::bars("P(top-1 change) per model and family", "P(top-1 change)", &bars("p_top1_change")) {
             out.push(("bars_p_top1_change".into(), s));
         }
@@ -344,6 +425,15 @@ impl Report {
                         h2 { "Flip rate and top-5 distance relative to " (n.baseline) }
                         (t.html())
                     }
+                    @if !self.layers.is_empty() {
+                        h2 { "Per-layer equivariance" }
+                        p { (LAYERS_INTRO.trim_start_matches("\n## Per-layer equivariance\n\n").trim()) }
+                        @for (title, t, finding) in self.layer_tables() {
+                            h3 { (title) }
+                            p { (finding) }
+                            (t.html())
+                        }
+                    }
                     @if !self.published.is_empty() {
                         h2 { "Published values beside ours" }
                         p { "Other models and data: a comparison of magnitude, not a reproduction of the same numbers." }
@@ -364,7 +454,7 @@ impl Report {
     }
 
     /// Writes `summary.csv`, `summary.md`, `failed_items.csv`, `cost.csv`, `protocol.json`, `report.html`,
-    /// `normalised.csv` (with a baseline) and `figures/*.svg` and `*.png` into `dir`.
+    /// `normalised.csv` (with a baseline), `layers.csv` (with `layers` families) and `figures/*.svg` and `*.png` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), crate::ReportError> {
         let io = |p: &Path, e| crate::ReportError::Io(p.display().to_string(), e);
         std::fs::create_dir_all(dir.join("figures")).map_err(|e| io(dir, e))?;
@@ -385,6 +475,9 @@ impl Report {
         ];
         if let Some(t) = self.normalised_table(num) {
             files.push(("normalised.csv", t.csv()));
+        }
+        if !self.layers.is_empty() {
+            files.push(("layers.csv", self.layers_csv()));
         }
         for (name, text) in files {
             let p = dir.join(name);

@@ -212,6 +212,38 @@ pub async fn wait(url: &str, id: i64) -> jagged_domain::status::SweepStatus {
     jagged_client::admin::wait(&jagged_client::ClientConfig::new(url), id, |_| {}).await.expect("the sweep's status")
 }
 
+/// Runs the spec file `spec` on a fresh local deployment in `dir` (one worker,
+/// one thread, a private PostgreSQL and a local store), waits until it is done,
+/// and returns every committed row and the report.
+pub fn sweep_rows(dir: &Path, spec: &Path) -> (Vec<jagged_artifacts::ResultRow>, jagged_report::Report) {
+    let opts = jagged_local::ClusterOptions {
+        coordinator_args: vec![],
+        bin: jagged_bin(),
+        dir: dir.to_path_buf(),
+        workers: 1,
+        threads: 1,
+        lease_ms: 10_000,
+        heartbeat_ms: 500,
+        store: None,
+        env: vec![],
+    };
+    let cluster = jagged_local::LocalCluster::start(opts).expect("a local deployment starts");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let out = rt.block_on(async {
+        let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
+        let id = submit(&cluster.url, spec, objects.as_ref(), &Default::default()).await.unwrap();
+        assert_eq!(wait(&cluster.url, id).await.state, jagged_domain::status::SweepState::Done);
+        let store = Store::connect(&cluster.postgres.url(), 2).await.unwrap();
+        let mut rows = Vec::new();
+        for o in store.outputs(id).await.unwrap() {
+            rows.extend(jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await.unwrap()).unwrap());
+        }
+        (rows, jagged_report::build(&store, objects.as_ref(), id).await.unwrap())
+    });
+    cluster.stop();
+    out
+}
+
 /// A shard task of `model`'s card and `family` over items named `names`
 /// (indices in order, unlabelled, no object keys), for driving the worker's
 /// compute step directly.

@@ -561,7 +561,10 @@ async fn execute(
 ) -> Result<Option<ShardOutput>, Failure> {
     let retryable = |m: String| Failure { message: m, retryable: true };
     let fetching = Instant::now();
-    let model_bytes = if engines.lock().unwrap().contains_key(&task.model.key) {
+    // A `layers` sweep runs the model with its probes exposed: a separate engine.
+    let layered = matches!(task.family, jagged_domain::transform::Family::Layers { .. });
+    let engine_key = if layered { format!("{}#layers", task.model.key) } else { task.model.key.clone() };
+    let model_bytes = if engines.lock().unwrap().contains_key(&engine_key) {
         None
     } else {
         Some(
@@ -607,16 +610,30 @@ async fn execute(
         if let Some(bytes) = model_bytes {
             // Retried like any failure (bounded by the sweep's max_attempts): another
             // worker may load what this one cannot (a device, a library).
-            let engine = Engine::load(&bytes, &task.model.card, &opts).map_err(|e| retryable(e.to_string()))?;
+            let engine = if layered {
+                // Not retryable: every worker would find the same graph.
+                let fatal = |m: String| Failure { message: format!("model `{}`: {m}", task.model.name), retryable: false };
+                let probes = jagged_onnx::inspect::probes(&bytes).map_err(|e| fatal(e.to_string()))?;
+                if probes.is_empty() {
+                    return Err(fatal("the graph has no subsampling op or global pooling for a layers sweep to measure".into()));
+                }
+                let tensors: Vec<String> = probes.iter().map(|p| p.tensor.clone()).collect();
+                let exposed = jagged_onnx::antialias::expose(&bytes, &tensors).map_err(|e| fatal(e.to_string()))?;
+                let mut engine = Engine::load(&exposed, &task.model.card, &opts).map_err(|e| retryable(e.to_string()))?;
+                engine.probes = probes;
+                engine
+            } else {
+                Engine::load(&bytes, &task.model.card, &opts).map_err(|e| retryable(e.to_string()))?
+            };
             metrics.model_loads.get_or_create(&metrics::DeviceLabel { device: device.clone(), provider: engine.provider.into() }).inc();
             if engines.len() >= MAX_ENGINES {
                 // Make room by dropping the model used least recently.
                 let oldest = engines.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone());
                 oldest.map(|k| engines.remove(&k));
             }
-            engines.insert(task.model.key.clone(), (engine, 0));
+            engines.insert(engine_key.clone(), (engine, 0));
         }
-        let (engine, used) = engines.get_mut(&task.model.key).expect("inserted above");
+        let (engine, used) = engines.get_mut(&engine_key).expect("inserted above");
         *used = ENGINE_CLOCK.fetch_add(1, Ordering::Relaxed);
         let pad_batches = pads_batches(engine.provider);
         let input = ShardInput { task: &task, images, host_threads, pad_batches, busy: Some(&busy) };

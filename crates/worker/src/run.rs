@@ -2,9 +2,10 @@
 
 use bytes::Bytes;
 use jagged_artifacts::ResultRow;
+use jagged_domain::metrics::equivariance::{probe_error, LayerError};
 use jagged_domain::metrics::image_outcomes;
 use jagged_domain::task::{FailedItem, ShardTask, TaskItem};
-use jagged_domain::transform::{GridPoint, Prepared};
+use jagged_domain::transform::{Family, GridPoint, Prepared};
 use jagged_infer::Engine;
 
 /// Why the compute step stopped (the shard is retried).
@@ -171,7 +172,10 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     let batch = if fixed { task.batch_size.max(1) as usize } else { (task.batch_size.max(1) as usize).min(work.len().max(1)) };
     let mut probs: Vec<Vec<Result<Vec<f32>, String>>> = points.iter().map(|p| Vec::with_capacity(p.len())).collect();
     let norm = card.normalize;
-    let outcome: Result<bool, RunError> = if input.host_threads == 0 {
+    let mut layer_errors: Vec<Vec<Option<Vec<LayerError>>>> = Vec::new();
+    let outcome: Result<bool, RunError> = if matches!(fam, Family::Layers { .. }) {
+        layered(engine, &prepared, &points, reference, norm, abandoned, &mut probs, &mut layer_errors, &mut timing, input_busy)
+    } else if input.host_threads == 0 {
         // Inline: render each batch on this thread, then run it (when ONNX Runtime's
         // threads already take every core, overlapping would only oversubscribe).
         let mut tensor = vec![0f32; batch * plane];
@@ -215,7 +219,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
         vecs.map(|refs| image_outcomes(&refs, &pairs, reference, label_of(&prepared[i].0)))
     });
     let mut rows = Vec::with_capacity(work.len());
-    for (((item, _), probs), (outcomes, points)) in prepared.iter().zip(&probs).zip(measured.into_iter().zip(&points)) {
+    for (i, (((item, _), probs), (outcomes, points))) in prepared.iter().zip(&probs).zip(measured.into_iter().zip(&points)).enumerate() {
         let outcomes = match outcomes {
             Ok(o) => o,
             Err(reason) => {
@@ -254,6 +258,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
                 provider: engine.provider.to_string(),
                 precision: engine.precision.to_string(),
                 probs: if task.keep_probs { probs[p].as_ref().ok().cloned() } else { None },
+                layers: layer_errors.get(i).and_then(|l| l.get(p).cloned()).flatten(),
             });
         }
     }
@@ -261,6 +266,77 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     let part = jagged_artifacts::encode(&rows).map_err(RunError::Encode)?;
     timing.finish_secs = t1.elapsed().as_secs_f64();
     Ok(Some(ShardOutput { part, rows: rows.len(), failed, provider: engine.provider, precision: engine.precision.to_string(), timing }))
+}
+
+/// The `layers` path: each image's points in one run with the model's probes
+/// exposed (the engine must have been loaded with them), then every probe's
+/// error of every point against the reference. Returns `Ok(false)` if abandoned.
+#[allow(clippy::too_many_arguments)]
+fn layered(
+    engine: &mut Engine,
+    prepared: &[(TaskItem, Prepared)],
+    points: &[Vec<GridPoint>],
+    reference: usize,
+    norm: jagged_domain::transform::Normalize,
+    abandoned: &(dyn Fn() -> bool + Sync),
+    probs: &mut [Vec<Result<Vec<f32>, String>>],
+    errors: &mut Vec<Vec<Option<Vec<LayerError>>>>,
+    timing: &mut Timing,
+    busy: Option<&Busy>,
+) -> Result<bool, RunError> {
+    if engine.probes.is_empty() {
+        return Err(RunError::Model(jagged_infer::InferError::Run(
+            "a layers sweep needs the model's subsampling nodes exposed, and this model has none".into(),
+        )));
+    }
+    let side = engine.card().input_size as usize;
+    let plane = 3 * side * side;
+    let probes = engine.probes.clone();
+    let names: Vec<String> = probes.iter().map(|p| p.tensor.clone()).collect();
+    for (i, (_, prep)) in prepared.iter().enumerate() {
+        if abandoned() {
+            return Ok(false);
+        }
+        let pts = &points[i];
+        let render = std::time::Instant::now();
+        let mut tensor = vec![0f32; pts.len() * plane];
+        for (slot, &pt) in pts.iter().enumerate() {
+            prep.write_chw(pt, &norm, &mut tensor[slot * plane..(slot + 1) * plane]);
+        }
+        timing.starved_secs += render.elapsed().as_secs_f64();
+        let run = std::time::Instant::now();
+        let (out, inner) = engine.probabilities_with(&tensor, pts.len(), &names).map_err(RunError::Model)?;
+        let spent = run.elapsed().as_secs_f64();
+        timing.run_secs += spent;
+        if let Some(b) = busy {
+            b.add(spent);
+        }
+        probs[i].extend(out);
+        let per_point: Vec<Option<Vec<LayerError>>> = pts
+            .iter()
+            .enumerate()
+            .map(|(p, pt)| {
+                let errs = probes
+                    .iter()
+                    .zip(&inner)
+                    .map(|(probe, (shape, values))| {
+                        let n = shape.first().copied().unwrap_or(0);
+                        let per = if n == pts.len() { values.len() / n } else { 0 };
+                        let error = (p != reference && per > 0)
+                            .then(|| {
+                                let at = |q: usize| &values[q * per..(q + 1) * per];
+                                probe_error(probe, &shape[1..], at(p), at(reference), (pt.dx.max(0.0) as u32, pt.dy.max(0.0) as u32))
+                            })
+                            .flatten();
+                        LayerError { node: probe.node.clone(), op: probe.op.clone(), factor: probe.factor, blurred: probe.blurred, error }
+                    })
+                    .collect();
+                Some(errs)
+            })
+            .collect();
+        errors.push(per_point);
+    }
+    Ok(true)
 }
 
 /// Rendering on host threads ahead of inference: a render thread fills batch

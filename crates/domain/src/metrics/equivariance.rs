@@ -14,6 +14,71 @@
 //! A shift by fewer pixels than one cell compares at zero cells. The invariance
 //! error of pooled features `g` is `||g(x_1) - g(x_0)|| / ||g(x_0)||`.
 
+use serde::{Deserialize, Serialize};
+
+/// A node whose output a `layers` sweep measures: the input and output of every
+/// subsampling op, and the global pooling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    /// The tensor exposed as a graph output.
+    pub tensor: String,
+    /// The node producing it (its output's name when unnamed).
+    pub node: String,
+    /// Its operator type.
+    pub op: String,
+    /// Cumulative subsampling factor at the tensor; 0 for pooled features
+    /// (measured by the invariance error).
+    pub factor: u32,
+    /// Whether the tensor is a subsampling op's output with a low-pass filter
+    /// before (or in) it.
+    pub blurred: bool,
+    /// How far, in input pixels, zero padding has reached into the map along
+    /// the way (the sum over padded ops of pad x the factor at their input).
+    pub reach: u32,
+}
+
+/// One probe's error at one point of a `layers` sweep, as result files hold it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerError {
+    /// The node ([`Probe::node`]).
+    pub node: String,
+    /// Its operator type.
+    pub op: String,
+    /// Cumulative factor; 0 for pooled features.
+    pub factor: u32,
+    /// Whether a low-pass filter precedes this subsampling output.
+    pub blurred: bool,
+    /// The error ([`probe_error`]); `None` at the reference point and where
+    /// undefined.
+    pub error: Option<f64>,
+}
+
+/// The cells left out at each border of a `height` x `width` map of factor `k`
+/// compared at a `(cx, cy)` cell shift: those padding reaches
+/// (`ceil(reach / k)`), but never more than a quarter of what the shift leaves,
+/// so deep maps whose every cell padding touches are still compared.
+pub fn margin(reach: u32, k: u32, (height, width): (usize, usize), (cx, cy): (usize, usize)) -> usize {
+    let reached = reach.div_ceil(k.max(1)) as usize;
+    let room = height.saturating_sub(cy).min(width.saturating_sub(cx));
+    reached.min(room / 4)
+}
+
+/// The error of one probe for an input moved by `(dx, dy)` pixels: the
+/// invariance error of pooled features (`factor` 0), else the equivariance
+/// error at the whole-cell shift `(dx / k, dy / k)` over the interior less
+/// [`margin`]. `shape` is the tensor's shape for one image (`[C, H, W]`, or any
+/// shape for pooled features); `None` where undefined.
+pub fn probe_error(probe: &Probe, shape: &[usize], shifted: &[f32], reference: &[f32], (dx, dy): (u32, u32)) -> Option<f64> {
+    if probe.factor == 0 {
+        return relative_l2(shifted, reference);
+    }
+    let &[channels, height, width] = shape else { return None };
+    let (cx, cy) = (cells(dx, probe.factor), cells(dy, probe.factor));
+    let m = margin(probe.reach, probe.factor, (height, width), (cx, cy));
+    let map = |data| Map { data, channels, height, width };
+    equivariance_error(map(shifted), map(reference), (cx, cy), m)
+}
+
 /// A `channels` x `height` x `width` map, row-major within each channel.
 #[derive(Clone, Copy, Debug)]
 pub struct Map<'a> {
@@ -115,6 +180,30 @@ mod tests {
         assert_eq!(equivariance_error(map(&s, 2, 4, 4), map(&r, 2, 4, 4), (1, 1), 1), Some(0.0));
         // Without the shift the comparison is off everywhere.
         assert!(equivariance_error(map(&s, 2, 4, 4), map(&r, 2, 4, 4), (0, 0), 0).unwrap() > 1.0);
+    }
+
+    #[test]
+    fn probes_pick_cells_margins_and_pooling_by_hand() {
+        let p = Probe { tensor: "t".into(), node: "n".into(), op: "Conv".into(), factor: 2, blurred: false, reach: 3 };
+        // ceil(3 / 2) = 2 cells, but at most a quarter of an 8-cell axis.
+        assert_eq!(margin(3, 2, (16, 16), (1, 0)), 2);
+        assert_eq!(margin(3, 2, (8, 9), (1, 0)), 2);
+        assert_eq!(margin(64, 32, (7, 7), (1, 0)), 1, "quarter of 6 cells");
+        assert_eq!(margin(0, 4, (7, 7), (0, 0)), 0);
+        // A 1x1x6 map; a 2-px shift at factor 2 is one cell: equivariant, error 0
+        // (margin: min(ceil(3/2), (6-1)/4 = 1) = 1 on a one-row map leaves no
+        // rows, so use a taller map).
+        let r: Vec<f32> = (0..24).map(|i| (i % 6 + 1) as f32).collect();
+        let s: Vec<f32> = (0..24).map(|i| if i % 6 < 5 { (i % 6 + 2) as f32 } else { 0.0 }).collect();
+        assert_eq!(probe_error(&p, &[1, 4, 6], &s, &r, (2, 0)), Some(0.0));
+        // A 1-px shift at factor 2 compares at zero cells: the interior (margin
+        // min(2, 4/4=1) = 1: rows 1..3, columns 1..5) differs by 1 everywhere:
+        // sqrt(8 * 1) / sqrt(2 * (2^2 + 3^2 + 4^2 + 5^2)).
+        let e = probe_error(&p, &[1, 4, 6], &s, &r, (1, 0)).unwrap();
+        assert!((e - (8f64 / 108.0).sqrt()).abs() < 1e-12, "{e}");
+        let pooled = Probe { factor: 0, ..p.clone() };
+        assert_eq!(probe_error(&pooled, &[2], &[3.0, 4.0], &[0.0, 4.0], (1, 0)), Some(0.75));
+        assert_eq!(probe_error(&p, &[6], &s, &r, (2, 0)), None, "a map needs C x H x W");
     }
 
     #[test]

@@ -75,6 +75,15 @@ impl Family {
                 };
                 Shape::Frames(pts, pairs)
             }
+            Family::Layers { ref shifts, .. } => {
+                let mut pts = vec![GridPoint::offset(0, 0.0, 0.0)];
+                for &s in shifts {
+                    pts.push(GridPoint::offset(pts.len(), s as f32, 0.0));
+                    pts.push(GridPoint::offset(pts.len(), 0.0, s as f32));
+                }
+                let pairs = (1..pts.len()).map(|p| (0, p)).collect();
+                Shape::Frames(pts, pairs)
+            }
             Family::Rotate { from, to, step, .. } => Shape::Line(
                 range(from, to, step).into_iter().enumerate().map(|(i, a)| GridPoint { angle: a, ..GridPoint::offset(i, 0.0, 0.0) }).collect(),
             ),
@@ -185,6 +194,25 @@ mod tests {
         assert_eq!(pairs.len(), 12);
         assert!(pairs.contains(&(0, 1)) && pairs.contains(&(0, 3)) && pairs.contains(&(7, 8)));
         assert!(!pairs.contains(&(2, 3)), "row ends are not neighbours");
+    }
+
+    #[test]
+    fn layers_points_move_along_each_axis_and_pair_with_the_reference() {
+        let f: Family = toml::from_str("kind = \"layers\"\nshifts = [1, 4]").unwrap();
+        let p: Vec<(f32, f32)> = f.points().iter().map(|g| (g.dx, g.dy)).collect();
+        assert_eq!(p, vec![(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (4.0, 0.0), (0.0, 4.0)]);
+        assert_eq!(f.pairs(), vec![(0, 1), (0, 2), (0, 3), (0, 4)]);
+        assert_eq!(f.reference(), 0);
+        let f: Family = toml::from_str("kind = \"layers\"").unwrap();
+        assert_eq!(f.points().len(), 13, "default shifts 1, 2, 4, 8, 16, 32");
+        // The default resize fits the largest shift on both sides of the centre.
+        assert!(f.validate(Some(224)).is_ok());
+        let f: Family = toml::from_str("kind = \"layers\"\nresize = 250").unwrap();
+        assert_eq!(f.validate(Some(224)).unwrap_err().0, "shifts");
+        for bad in ["shifts = []", "shifts = [0, 1]", "shifts = [2, 2]"] {
+            let f: Family = toml::from_str(&format!("kind = \"layers\"\n{bad}")).unwrap();
+            assert_eq!(f.validate(None).unwrap_err().0, "shifts", "{bad}");
+        }
     }
 
     #[test]

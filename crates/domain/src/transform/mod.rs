@@ -35,6 +35,12 @@
 //!   (`compare = "previous"`), or the first frame and every other frame
 //!   (`compare = "first"`, ImageNet-P's noise sequences). The reference is frame 0.
 //!
+//! - `layers`: the reference crop window (as `crop`, resized so every shift
+//!   fits) and its copies moved by each of `shifts` pixels along x, then along
+//!   y; points are `(0, 0), (s1, 0), (0, s1), (s2, 0), ...`, each paired with the
+//!   reference. Workers run these with the model's subsampling nodes exposed and
+//!   record each node's equivariance error (`metrics::equivariance`).
+//!
 //! Sub-pixel offsets: `crop` and `diagonal` (crop base) take fractional steps;
 //! those points are windows at fractional positions of the resized image, by
 //! separable Kaiser-windowed sinc interpolation (16 taps, edge pixels repeated;
@@ -230,6 +236,22 @@ pub enum Family {
         #[serde(default)]
         limit: Option<u32>,
     },
+    /// Per-layer equivariance: the reference window and copies shifted by each
+    /// of `shifts` pixels along x and along y, run with every subsampling
+    /// node's output exposed (see `metrics::equivariance`).
+    Layers {
+        /// Shifts in pixels, each applied along x and along y; default
+        /// 1, 2, 4, 8, 16, 32 (every cumulative factor of common CNNs).
+        #[serde(default = "layer_shifts")]
+        shifts: Vec<u32>,
+        /// Short side after resizing; default: model input side + 2 x the
+        /// largest shift.
+        #[serde(default)]
+        resize: Option<u32>,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+    },
     /// The crop window rotated about its centre.
     Rotate {
         /// First angle in degrees.
@@ -252,6 +274,10 @@ pub enum Family {
 
 fn one() -> u32 {
     1
+}
+/// Shifts of a `layers` family that names none.
+pub fn layer_shifts() -> Vec<u32> {
+    vec![1, 2, 4, 8, 16, 32]
 }
 /// Steps of a `diagonal` that names neither `steps` nor `to`.
 pub const DIAGONAL_STEPS: u32 = 8;
@@ -360,6 +386,7 @@ impl Family {
             Family::Rotate { .. } => "rotate",
             Family::RandomPairs { .. } => "random_pairs",
             Family::Sequence { .. } => "sequence",
+            Family::Layers { .. } => "layers",
         }
     }
 }

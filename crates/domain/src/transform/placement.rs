@@ -113,6 +113,18 @@ impl Family {
                     _ => {}
                 }
             }
+            Family::Layers { ref shifts, .. } => {
+                if shifts.is_empty() {
+                    return err("shifts", "must name at least one shift".into());
+                }
+                if let Some(s) = shifts.iter().find(|&&s| s == 0 || s > 512) {
+                    return err("shifts", format!("{s} is not a shift in 1..=512 pixels"));
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                if let Some(s) = shifts.iter().find(|&&s| !seen.insert(s)) {
+                    return err("shifts", format!("{s} is named twice"));
+                }
+            }
             Family::Scale { from, to, step, .. } | Family::Rotate { from, to, step, .. } => {
                 if !(step > 0.0 && step.is_finite()) {
                     return err("step", "must be a positive number".into());
@@ -214,6 +226,11 @@ impl Family {
                 }
                 Placement::Scale { base, background, resample }
             }
+            Family::Layers { resize, resample, .. } => {
+                let extent = resize.unwrap_or(side + 2 * need);
+                window(extent, "resize", need).map_err(|(f, m)| (if f == "max_shift" { "shifts".into() } else { f }, m))?;
+                Placement::Window { extent, resample }
+            }
             Family::Rotate { resize, resample, .. } => {
                 let extent = resize.unwrap_or(side + 32);
                 window(extent, "resize", 0)?;
@@ -237,6 +254,7 @@ impl Family {
             | Family::Scale { resample, .. }
             | Family::RandomPairs { resample, .. }
             | Family::Sequence { resample, .. }
+            | Family::Layers { resample, .. }
             | Family::Rotate { resample, .. } => resample,
         }
     }
