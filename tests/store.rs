@@ -95,7 +95,7 @@ async fn stale_commit_is_refused_and_never_counted() {
     assert_eq!(second.id, first.id);
     // The frozen first holder wakes up and tries to commit.
     let e = store
-        .complete(Commit { shard: first.id, epoch: first.lease_epoch, worker: 1, out: output(&first), failed: vec![] }, T0 + 6_100)
+        .complete(Commit { shard: first.id, epoch: first.lease_epoch, worker: 1, out: output(&first), failed: vec![], next_ring: vec![] }, T0 + 6_100)
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::Stale(id) if id == first.id), "{e}");
@@ -104,18 +104,29 @@ async fn stale_commit_is_refused_and_never_counted() {
     let mut escape = output(&second);
     escape.object_key = format!("sweeps/{}/parts/../../other/x.parquet", second.sweep_id);
     let e = store
-        .complete(Commit { shard: second.id, epoch: second.lease_epoch, worker: 2, out: escape.clone(), failed: vec![] }, T0 + 6_150)
+        .complete(
+            Commit { shard: second.id, epoch: second.lease_epoch, worker: 2, out: escape.clone(), failed: vec![], next_ring: vec![] },
+            T0 + 6_150,
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, StoreError::BadKey { .. }), "{e}");
     assert_eq!(store.leased_count(sweep).await.unwrap(), 1);
     store
-        .complete(Commit { shard: second.id, epoch: second.lease_epoch, worker: 2, out: output(&second), failed: vec![] }, T0 + 6_200)
+        .complete(
+            Commit { shard: second.id, epoch: second.lease_epoch, worker: 2, out: output(&second), failed: vec![], next_ring: vec![] },
+            T0 + 6_200,
+        )
         .await
         .unwrap();
     // A second commit of the same lease is refused too.
     assert!(matches!(
-        store.complete(Commit { shard: second.id, epoch: second.lease_epoch, worker: 2, out: output(&second), failed: vec![] }, T0 + 6_300).await,
+        store
+            .complete(
+                Commit { shard: second.id, epoch: second.lease_epoch, worker: 2, out: output(&second), failed: vec![], next_ring: vec![] },
+                T0 + 6_300
+            )
+            .await,
         Err(StoreError::Stale(_))
     ));
     let outs = store.outputs(sweep).await.unwrap();
@@ -142,7 +153,10 @@ async fn poison_shard_fails_after_max_attempts_with_its_last_error() {
     let other = b.iter().find(|c| c.id != a.id).unwrap();
     let bad = FailedItem { index: 1, name: "1.png".into(), reason: "corrupt".into() };
     store
-        .complete(Commit { shard: other.id, epoch: other.lease_epoch, worker: 1, out: output(other), failed: vec![bad] }, T0 + 10_500)
+        .complete(
+            Commit { shard: other.id, epoch: other.lease_epoch, worker: 1, out: output(other), failed: vec![bad], next_ring: vec![] },
+            T0 + 10_500,
+        )
         .await
         .unwrap();
     let s = store.sweep(sweep).await.unwrap();
@@ -164,7 +178,10 @@ async fn poison_shard_fails_after_max_attempts_with_its_last_error() {
     let a3 = again.iter().find(|c| c.id == a.id).expect("the failed shard is leased again");
     assert_eq!(a3.attempt, 1, "fresh attempts");
     assert!(a3.lease_epoch > a2.lease_epoch, "a new part key");
-    store.complete(Commit { shard: a3.id, epoch: a3.lease_epoch, worker: 1, out: output(a3), failed: vec![] }, T0 + 30_100).await.unwrap();
+    store
+        .complete(Commit { shard: a3.id, epoch: a3.lease_epoch, worker: 1, out: output(a3), failed: vec![], next_ring: vec![] }, T0 + 30_100)
+        .await
+        .unwrap();
     let s = store.sweep(sweep).await.unwrap();
     assert_eq!((s.state, s.done, s.failed, s.inferences_done, s.inferences_failed), (SweepState::Done, 2, 0, 18, 0));
     assert_eq!(store.outputs(sweep).await.unwrap().len(), 2, "the first commit stays");
@@ -210,8 +227,14 @@ async fn group_commit_writes_the_good_ones_and_refuses_each_bad_one_alone() {
     let p = policy();
     let c = store.claim(1, 6, T0, &p).await.unwrap();
     assert_eq!(c.len(), 6);
-    let commit =
-        |k: &jagged_store::Claimed, out: Output, failed: Vec<FailedItem>| Commit { shard: k.id, epoch: k.lease_epoch, worker: 1, out, failed };
+    let commit = |k: &jagged_store::Claimed, out: Output, failed: Vec<FailedItem>| Commit {
+        shard: k.id,
+        epoch: k.lease_epoch,
+        worker: 1,
+        out,
+        failed,
+        next_ring: vec![],
+    };
     let item = |i: u32| FailedItem { index: i, name: format!("{i}.png"), reason: "bad".into() };
     let mut stale = commit(&c[3], output(&c[3]), vec![]);
     stale.epoch += 1; // an epoch the shard never had
@@ -357,7 +380,10 @@ async fn every_attempt_is_charged_its_device_time_and_lost_ones_apart() {
     let again = store.claim(cpu, 3, later, &p).await.unwrap();
     assert_eq!(again.len(), 3);
     for a in &again {
-        store.complete(Commit { shard: a.id, epoch: a.lease_epoch, worker: cpu, out: output(a), failed: vec![] }, later + 10).await.unwrap();
+        store
+            .complete(Commit { shard: a.id, epoch: a.lease_epoch, worker: cpu, out: output(a), failed: vec![], next_ring: vec![] }, later + 10)
+            .await
+            .unwrap();
     }
     let spent = store.spent(sweep).await.unwrap();
     let find = |worker: i64, outcome: Outcome| spent.iter().find(|l| l.worker_id == worker && l.outcome == outcome).cloned().unwrap();

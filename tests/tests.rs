@@ -26,6 +26,8 @@ mod failures;
 mod setup;
 // Workers that stop, are preempted or vanish: lost leases are not failures.
 mod preemption;
+// Robust radius by adaptive sweeps: known radii, early stop, a killed worker.
+mod radius;
 // The Slurm scripts on a real single-node Slurm.
 mod slurm;
 // Several coordinators against one PostgreSQL.

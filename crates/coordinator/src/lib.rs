@@ -414,7 +414,8 @@ impl WorkerService for Coordinator {
             precision: (!r.precision.is_empty()).then_some(r.precision),
             runtime: (!r.runtime.is_empty()).then_some(r.runtime),
         };
-        let commit = Commit { shard: r.shard_id, epoch: r.lease_epoch, worker: r.worker_id, out, failed };
+        let next_ring = r.next_ring.iter().map(|n| (n.index, n.reference_top1)).collect();
+        let commit = Commit { shard: r.shard_id, epoch: r.lease_epoch, worker: r.worker_id, out, failed, next_ring };
         let started = std::time::Instant::now();
         let result = self.commits.commit(&self.store, commit).await;
         self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
@@ -535,11 +536,22 @@ fn task_of(sweep: &ResolvedSweep, c: &jagged_store::Claimed) -> Result<ShardTask
         model: model.clone(),
         family_index: c.family_idx as u32,
         family: family.clone(),
-        items: (c.image_lo..c.image_hi).filter_map(|i| items.get(i as usize).map(|img| TaskItem { index: i as u32, image: img.clone() })).collect(),
+        items: match &c.items {
+            // An adaptive shard after its first ring: the images still searched.
+            Some(listed) => listed
+                .iter()
+                .filter(|(i, _)| (c.image_lo as u32..c.image_hi as u32).contains(i))
+                .filter_map(|&(i, reference)| items.get(i as usize).map(|img| TaskItem { index: i, image: img.clone(), reference }))
+                .collect(),
+            None => (c.image_lo..c.image_hi)
+                .filter_map(|i| items.get(i as usize).map(|img| TaskItem { index: i as u32, image: img.clone(), reference: None }))
+                .collect(),
+        },
         batch_size: sweep.spec.run.batch_size,
         keep_probs: sweep.spec.run.keep_probs,
         jpeg_decoder: sweep.spec.run.jpeg_decoder,
         lease_deadline_ms: c.deadline_ms,
+        ring: c.ring,
     })
 }
 

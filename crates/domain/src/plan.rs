@@ -20,6 +20,8 @@ pub struct PlannedShard {
     pub image_lo: u32,
     /// Last image index (exclusive).
     pub image_hi: u32,
+    /// The ring an adaptive (`radius`) shard searches; 0 for other families.
+    pub ring: u32,
 }
 
 /// Images per shard for a family with `points` grid points.
@@ -58,11 +60,12 @@ pub fn plan_sized(sweep: &ResolvedSweep, per_sec: &[Option<f64>]) -> Vec<Planned
         let rate = per_sec.get(m as usize).copied().flatten();
         for (f, fam) in sweep.spec.families.iter().enumerate() {
             let n = sweep.items(f).len() as u32;
-            let per = images_for(shard.images, shard.target_seconds, rate, shard.target_inferences, fam.points().len());
+            let ring = fam.first_ring().unwrap_or(0);
+            let per = images_for(shard.images, shard.target_seconds, rate, shard.target_inferences, fam.points_per_image(ring));
             let mut lo = 0;
             while lo < n {
                 let hi = (lo + per).min(n);
-                out.push(PlannedShard { model: m, family: f as u32, image_lo: lo, image_hi: hi });
+                out.push(PlannedShard { model: m, family: f as u32, image_lo: lo, image_hi: hi, ring });
                 lo = hi;
             }
         }

@@ -30,6 +30,8 @@ pub struct ShardTask {
     pub jpeg_decoder: crate::image::JpegDecoder,
     /// Lease deadline, ms since the Unix epoch.
     pub lease_deadline_ms: i64,
+    /// The ring an adaptive (`radius`) shard searches; 0 for other families.
+    pub ring: u32,
 }
 
 /// One item of a shard: an image (or a sequence) and its index in the sweep.
@@ -39,6 +41,9 @@ pub struct TaskItem {
     pub index: u32,
     /// The image or sequence.
     pub image: ImageRef,
+    /// After an adaptive family's first ring: the item's top-1 class at the
+    /// reference point, as the first ring found it.
+    pub reference: Option<u32>,
 }
 
 /// An item that could not be processed inside an otherwise completed shard.

@@ -227,6 +227,7 @@ impl From<Family> for pb::Family {
                 labels,
                 limit,
             }),
+            Family::Radius { max_radius, resize, resample } => Kind::Radius(pb::Radius { max_radius, resize, resample: Some(resample.into()) }),
             Family::Layers { shifts, resize, resample } => Kind::Layers(pb::Layers { shifts, resize, resample: Some(resample.into()) }),
             Family::Rotate { from, to, step, resize, resample } => {
                 Kind::Rotate(pb::Rotate { from, to, step, resize, resample: Some(resample.into()) })
@@ -292,6 +293,7 @@ impl TryFrom<pb::Family> for Family {
                 labels: s.labels,
                 limit: s.limit,
             },
+            Kind::Radius(r) => Family::Radius { max_radius: r.max_radius, resize: r.resize, resample: resample(r.resample, "Radius.resample")? },
             Kind::Layers(l) => Family::Layers { shifts: l.shifts, resize: l.resize, resample: resample(l.resample, "Layers.resample")? },
             Kind::Rotate(r) => {
                 Family::Rotate { from: r.from, to: r.to, step: r.step, resize: r.resize, resample: resample(r.resample, "Rotate.resample")? }
@@ -415,12 +417,12 @@ impl TryFrom<pb::Sweep> for ResolvedSweep {
 // ----- shards --------------------------------------------------------------
 
 convert! {
-    t: ShardTask <=> ShardTask { same: [shard_id, lease_epoch, attempt, sweep_id, family_index, batch_size, keep_probs, lease_deadline_ms] }
+    t: ShardTask <=> ShardTask { same: [shard_id, lease_epoch, attempt, sweep_id, family_index, batch_size, keep_probs, lease_deadline_ms, ring] }
     to_wire {
         model: Some(t.model.into()),
         family: Some(t.family.into()),
         jpeg_decoder: pb::JpegDecoder::from(t.jpeg_decoder) as i32,
-        items: t.items.into_iter().map(|i| pb::ShardItem { index: i.index, item: Some(i.image.into()) }).collect(),
+        items: t.items.into_iter().map(|i| pb::ShardItem { index: i.index, item: Some(i.image.into()), reference_top1: i.reference }).collect(),
     }
     from_wire {
         model: need(t.model, "ShardTask.model")?.try_into()?,
@@ -429,7 +431,7 @@ convert! {
         items: t
             .items
             .into_iter()
-            .map(|i| Ok(TaskItem { index: i.index, image: need(i.item, "ShardItem.item")?.into() }))
+            .map(|i| Ok(TaskItem { index: i.index, image: need(i.item, "ShardItem.item")?.into(), reference: i.reference_top1 }))
             .collect::<Result<_, ConvertError>>()?,
     }
 }

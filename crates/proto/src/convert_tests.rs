@@ -73,6 +73,10 @@ kind = "layers"
 shifts = [1, 3, 32]
 resize = 300
 resample = { filter = "bilinear", antialias = true, compat = "pillow" }
+[[families]]
+kind = "radius"
+max_radius = 5
+resize = 260
 [metrics]
 baseline = "m"
 families = []
@@ -148,11 +152,12 @@ fn tasks_and_statuses_cross_the_wire_unchanged() {
             model: s.models[0].clone(),
             family_index: f as u32,
             family: family.clone(),
-            items: vec![TaskItem { index: 7, image: s.images[1].clone() }],
+            items: vec![TaskItem { index: 7, image: s.images[1].clone(), reference: Some(3) }],
             batch_size: 8,
             keep_probs: true,
             jpeg_decoder: jagged_domain::image::JpegDecoder::LibjpegTurbo,
             lease_deadline_ms: 123,
+            ring: 2,
         };
         assert_eq!(ShardTask::try_from(pb::ShardTask::from(task.clone())).unwrap(), task);
     }

@@ -2,6 +2,7 @@
 
 use crate::fold::RowFold;
 use crate::layers::LayerFold;
+use crate::radius::RadiusFold;
 use crate::{Failure, NormalisedModel, NormalisedTable, Report, ReportError, TableRow};
 use futures::StreamExt;
 use jagged_domain::metrics::{normalised, table::metric};
@@ -64,19 +65,31 @@ async fn build_full(
                     return Err(ReportError::Checksum(o.object_key.clone()));
                 }
                 let family = resolved.spec.families.get(key.1).ok_or_else(|| ReportError::Orphan(o.object_key.clone()))?;
-                // Per-layer errors are read only where the family has them.
-                let layers = match family {
+                // Full rows are read only where the family needs them: per-layer
+                // errors, and the top-1 of every point of an adaptive search.
+                let mut layers = None;
+                let mut radius = None;
+                match family {
                     Family::Layers { .. } => {
                         let mut l = LayerFold::default();
                         l.add_rows(&jagged_artifacts::decode(bytes.clone())?);
-                        Some(l)
+                        layers = Some(l);
                     }
-                    _ => None,
-                };
+                    Family::Radius { .. } => {
+                        let mut r = RadiusFold::default();
+                        r.add_rows(&jagged_artifacts::decode(bytes.clone())?);
+                        radius = Some(r);
+                    }
+                    _ => {}
+                }
                 let cols = jagged_artifacts::decode_summary(bytes)?;
                 let mut fold = RowFold::new(family);
-                fold.add_part(&cols, resolved.items(key.1));
-                Ok((fold, layers))
+                // A radius family's summary row is its first ring (the parts with
+                // the reference); later rings hold only the images still searched.
+                if radius.is_none() || cols.is_reference.iter().any(|&r| r) {
+                    fold.add_part(&cols, resolved.items(key.1));
+                }
+                Ok((fold, layers, radius))
             })
             .await
             .map_err(|e| ReportError::Io("folding a part".into(), std::io::Error::other(e.to_string())))??;
@@ -85,10 +98,21 @@ async fn build_full(
     }))
     .buffered(threads.max(1));
     let mut layer_folds: BTreeMap<(usize, usize), LayerFold> = BTreeMap::new();
+    let mut radius_folds: BTreeMap<(usize, usize), RadiusFold> = BTreeMap::new();
+    for m in 0..resolved.models.len() {
+        for (f, fam) in resolved.spec.families.iter().enumerate() {
+            if matches!(fam, Family::Radius { .. }) {
+                radius_folds.insert((m, f), RadiusFold::default());
+            }
+        }
+    }
     while let Some(part) = parts.next().await {
-        let (key, (fold, layers)) = part?;
+        let (key, (fold, layers, radius)) = part?;
         if let Some(l) = layers {
             layer_folds.entry(key).or_default().merge(l);
+        }
+        if let Some(r) = radius {
+            radius_folds.entry(key).or_default().merge(r);
         }
         match folds.get_mut(&key) {
             Some(f) => f.merge(fold),
@@ -129,6 +153,16 @@ async fn build_full(
         }
     }
     let figures = folds.values().map(|f| f.figure.clone()).collect();
+    let radius = radius_folds
+        .into_iter()
+        .map(|((m, f), fold)| {
+            let max = match resolved.spec.families.get(f) {
+                Some(Family::Radius { max_radius, .. }) => *max_radius,
+                _ => 0,
+            };
+            fold.finish(&names(m, f).0, &resolved.spec.family_label(f), max)
+        })
+        .collect();
     let layers = layer_folds
         .into_iter()
         .filter_map(|((m, f), fold)| fold.finish(&names(m, f).0, &resolved.spec.family_label(f), resolved.models.get(m).and_then(|x| x.structure)))
@@ -159,6 +193,7 @@ async fn build_full(
         figures,
         normalised,
         layers,
+        radius,
         cost,
         prices: prices.clone(),
         models: resolved.models.iter().map(|m| m.name.clone()).collect(),

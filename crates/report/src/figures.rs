@@ -364,9 +364,10 @@ pub fn bars(title: &str, ylabel: &str, values: &[(String, String, Option<f64>)])
     Some(out)
 }
 
-/// Line chart of one value per x position (0, 1, ...), one line per series;
-/// `None` values break the line. `None` when there is nothing to draw.
-pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<Option<f64>>)]) -> Option<String> {
+/// Line chart of one value per x position, labelled `x0, x0 + 1, ...`, one
+/// line per series; `None` values break the line. `None` when there is nothing
+/// to draw.
+pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<Option<f64>>)], x0: usize) -> Option<String> {
     let n = series.iter().map(|s| s.1.len()).max().unwrap_or(0);
     let max = series.iter().flat_map(|s| s.1.iter().flatten()).copied().filter(|v| v.is_finite()).fold(f64::NAN, f64::max);
     if n == 0 || max.is_nan() {
@@ -380,7 +381,7 @@ pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<Opt
     let sy = |y: f64| top + (1.0 - y / ymax) * ph;
     y_grid(&mut out, left, pw, ymax, sy);
     for i in 0..n {
-        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", sx(i), top + ph + 16.0, i + 1);
+        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", sx(i), top + ph + 16.0, i + x0);
     }
     for (k, (name, values)) in series.iter().enumerate() {
         let colour = PALETTE[k % PALETTE.len()];
@@ -396,7 +397,7 @@ pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<Opt
                         sx(i),
                         sy(v),
                         esc(name),
-                        i + 1
+                        i + x0
                     );
                     pen_down = true;
                 }
@@ -448,14 +449,14 @@ mod tests {
 
     #[test]
     fn lines_break_at_missing_values_and_rasterise() {
-        let svg = lines("t", "x", "y", &[("a<b".into(), vec![Some(0.1), None, Some(0.3), Some(0.2)]), ("c".into(), vec![Some(0.0)])]).unwrap();
+        let svg = lines("t", "x", "y", &[("a<b".into(), vec![Some(0.1), None, Some(0.3), Some(0.2)]), ("c".into(), vec![Some(0.0)])], 1).unwrap();
         assert_eq!(svg.matches("<path").count(), 2);
         assert_eq!(svg.matches("<circle").count(), 4);
         assert!(svg.contains("a&lt;b"));
         // The gap starts a new sub-path.
         assert_eq!(svg.split("<path").nth(1).unwrap().matches('M').count(), 2);
         assert!(png(&svg).is_ok());
-        assert_eq!(lines("t", "x", "y", &[("a".into(), vec![None])]), None);
+        assert_eq!(lines("t", "x", "y", &[("a".into(), vec![None])], 0), None);
     }
 
     #[test]

@@ -180,34 +180,6 @@ mod tests {
     fn row(dx: f32, dy: f32, errors: &[Option<f64>]) -> ResultRow {
         let names = [("a", "Conv", 1), ("b", "Conv", 2), ("c", "Conv", 4), ("pool", "GlobalAveragePool", 0)];
         ResultRow {
-            sweep_id: 1,
-            shard_id: 1,
-            attempt: 1,
-            model: "m".into(),
-            family: "layers".into(),
-            family_index: 0,
-            image_index: 0,
-            image_name: "x".into(),
-            label: None,
-            point: 0,
-            dx,
-            dy,
-            scale: 1.0,
-            angle: 0.0,
-            is_reference: dx == 0.0 && dy == 0.0,
-            top1: 0,
-            top5_class: vec![],
-            top5_prob: vec![],
-            p_label: None,
-            p_ref_top1: 0.0,
-            fwd_pairs: 0,
-            fwd_top1_changes: 0,
-            fwd_abs_diff: 0.0,
-            fwd_top5_transitions: 0,
-            fwd_top5_dist: 0,
-            provider: "cpu".into(),
-            precision: "fp32".into(),
-            probs: None,
             layers: Some(
                 names
                     .iter()
@@ -215,6 +187,7 @@ mod tests {
                     .map(|(n, e)| LayerError { node: n.0.into(), op: n.1.into(), factor: n.2, blurred: false, error: *e })
                     .collect(),
             ),
+            ..crate::test_row("layers", 0, dx, dy, 0)
         }
     }
 

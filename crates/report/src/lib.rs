@@ -12,6 +12,8 @@
 //! - [`figures`]: SVG figures and their PNG rasterisation.
 //! - [`layers`]: per-layer equivariance tables of `layers` families (the one
 //!   place full rows are read: their `layers` column).
+//! - [`radius`]: robust radii of `radius` families (full rows too: the top-1
+//!   of every point searched).
 //!
 //! Every metric column comes from the one metric table,
 //! [`jagged_domain::metrics::METRICS`]. Memory does not grow with the sweep: the
@@ -26,6 +28,7 @@ pub mod figures;
 pub mod fold;
 pub mod layers;
 pub mod protocol;
+pub mod radius;
 pub mod render;
 
 pub use build::{build, build_priced, build_with};
@@ -118,6 +121,8 @@ pub struct Report {
     pub normalised: Option<NormalisedTable>,
     /// Per-layer equivariance, one table per (model, `layers` family).
     pub layers: Vec<layers::LayerTable>,
+    /// Robust radii, one table per (model, `radius` family).
+    pub radius: Vec<radius::RadiusTable>,
     /// What the sweep's attempts spent, by model, worker and outcome.
     pub cost: Vec<jagged_domain::cost::SpentLine>,
     /// Prices per device-hour the cost is estimated with.
@@ -147,4 +152,41 @@ pub struct NormalisedModel {
     pub model: String,
     /// Its ratios to the baseline.
     pub ratios: Normalised,
+}
+
+/// A result row for the folds' tests: image `image` of family `family` at
+/// offset `(dx, dy)` (the reference at the origin) with top-1 `top1`.
+#[cfg(test)]
+pub(crate) fn test_row(family: &str, image: i32, dx: f32, dy: f32, top1: i32) -> jagged_artifacts::ResultRow {
+    jagged_artifacts::ResultRow {
+        sweep_id: 1,
+        shard_id: 1,
+        attempt: 1,
+        model: "m".into(),
+        family: family.into(),
+        family_index: 0,
+        image_index: image,
+        image_name: format!("{image}"),
+        label: None,
+        point: 0,
+        dx,
+        dy,
+        scale: 1.0,
+        angle: 0.0,
+        is_reference: dx == 0.0 && dy == 0.0,
+        top1,
+        top5_class: vec![],
+        top5_prob: vec![],
+        p_label: None,
+        p_ref_top1: 0.0,
+        fwd_pairs: 1,
+        fwd_top1_changes: 0,
+        fwd_abs_diff: 0.0,
+        fwd_top5_transitions: 0,
+        fwd_top5_dist: 0,
+        provider: "cpu".into(),
+        precision: "fp32".into(),
+        probs: None,
+        layers: None,
+    }
 }

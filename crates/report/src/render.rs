@@ -64,6 +64,13 @@ struct Gloss {
     meaning: &'static str,
 }
 
+/// What the radius table holds.
+const RADIUS_INTRO: &str = "\n## Robust radius\n\n\
+    Per image, the smallest L-infinity shift of the crop window (ring r: the 8r offsets of norm r) at which the top-1 \
+    differs from the reference's, searched ring by ring; each ring ran only for the images unchanged so far. \
+    `robust to r px`: the fraction of images unchanged at every shift up to r; censored: unchanged up to the largest \
+    ring. Inferences: what the search ran (each later ring reruns the reference), against the full grid's.\n\n";
+
 /// What the per-layer tables hold.
 const LAYERS_INTRO: &str = "\n## Per-layer equivariance\n\n\
     Each probed node (the input and output of every subsampling op, and the global pooling) in graph order, \
@@ -251,6 +258,10 @@ impl Report {
                 t.markdown()
             );
         }
+        if let Some(t) = self.radius_table() {
+            out += RADIUS_INTRO;
+            out += &t.markdown();
+        }
         if !self.layers.is_empty() {
             out += LAYERS_INTRO;
             for (title, t, finding) in self.layer_tables() {
@@ -300,6 +311,39 @@ impl Report {
                 (format!("{}, {}", t.model, t.family_label), table, t.finding())
             })
             .collect()
+    }
+
+    /// Robust radii: one row per (model, `radius` family): the median, the
+    /// fraction of images robust up to each radius, and the inferences saved.
+    pub fn radius_table(&self) -> Option<Table> {
+        let max = self.radius.iter().map(|t| t.max_radius).max()?;
+        let mut table = Table::new(
+            ["model", "family", "images", "median radius", "censored"]
+                .into_iter()
+                .map(String::from)
+                .chain((1..=max).map(|r| format!("robust to {r} px")))
+                .chain(["inferences", "full grid", "saved"].into_iter().map(String::from)),
+        );
+        for t in &self.radius {
+            let mut cells = vec![t.model.clone(), t.family_label.clone(), t.images.to_string(), t.median_label(), t.censored.to_string()];
+            cells.extend((1..=max as usize).map(|r| t.survival.get(r).copied().flatten().map_or_else(|| "n/a".into(), |v| format!("{v:.4}"))));
+            cells.extend([t.inferences.to_string(), t.full_grid.to_string(), pct(t.saved())]);
+            table.rows.push(cells);
+        }
+        Some(table)
+    }
+
+    /// The radius distributions in long form: one line per (model, family, radius).
+    pub fn radius_csv(&self) -> String {
+        let mut table = Table::new(["model", "family", "radius", "images", "robust_fraction"]);
+        for t in &self.radius {
+            for r in 1..=t.max_radius as usize {
+                let robust = t.survival.get(r).copied().flatten().map(|v| format!("{v:.6}")).unwrap_or_default();
+                table.rows.push(vec![t.model.clone(), t.family_label.clone(), r.to_string(), t.distribution[r].to_string(), robust]);
+            }
+            table.rows.push(vec![t.model.clone(), t.family_label.clone(), format!(">{}", t.max_radius), t.censored.to_string(), String::new()]);
+        }
+        table.csv()
     }
 
     /// The per-layer errors in long form: one line per (model, family, node, shift).
@@ -355,13 +399,23 @@ impl Report {
         let bars = |name: &str| -> Vec<(String, String, Option<f64>)> {
             self.rows.iter().map(|r| (r.model.clone(), r.family_label.clone(), r.metric(name))).collect()
         };
+        let mut radius_labels: Vec<&str> = self.radius.iter().map(|t| t.family_label.as_str()).collect();
+        radius_labels.dedup();
+        for label in radius_labels {
+            let series: Vec<(String, Vec<Option<f64>>)> =
+                self.radius.iter().filter(|t| t.family_label == label).map(|t| (t.model.clone(), t.survival.clone())).collect();
+            let title = format!("images whose top-1 survives every shift up to r: {label}");
+            if let Some(s) = figures::lines(&title, "radius r (px, L-infinity)", "fraction robust", &series, 0) {
+                out.push((format!("{}__survival", slug(label)), s));
+            }
+        }
         let mut labels: Vec<&str> = self.layers.iter().map(|t| t.family_label.as_str()).collect();
         labels.dedup();
         for label in labels {
             let series: Vec<(String, Vec<Option<f64>>)> =
                 self.layers.iter().filter(|t| t.family_label == label).map(|t| (t.model.clone(), t.one_pixel())).collect();
             let title = format!("one-pixel equivariance error by depth: {label}");
-            if let Some(s) = figures::lines(&title, "probed node (graph order)", "relative error", &series) {
+            if let Some(s) = figures::lines(&title, "probed node (graph order)", "relative error", &series, 1) {
                 out.push((format!("{}__depth", slug(label)), s));
             }
         }
@@ -425,6 +479,11 @@ impl Report {
                         h2 { "Flip rate and top-5 distance relative to " (n.baseline) }
                         (t.html())
                     }
+                    @if let Some(t) = self.radius_table() {
+                        h2 { "Robust radius" }
+                        p { (RADIUS_INTRO.trim_start_matches("\n## Robust radius\n\n").trim()) }
+                        (t.html())
+                    }
                     @if !self.layers.is_empty() {
                         h2 { "Per-layer equivariance" }
                         p { (LAYERS_INTRO.trim_start_matches("\n## Per-layer equivariance\n\n").trim()) }
@@ -454,7 +513,7 @@ impl Report {
     }
 
     /// Writes `summary.csv`, `summary.md`, `failed_items.csv`, `cost.csv`, `protocol.json`, `report.html`,
-    /// `normalised.csv` (with a baseline), `layers.csv` (with `layers` families) and `figures/*.svg` and `*.png` into `dir`.
+    /// `normalised.csv` (with a baseline), `layers.csv` (with `layers` families), `radius.csv` (with `radius` families) and `figures/*.svg` and `*.png` into `dir`.
     pub fn write(&self, dir: &Path) -> Result<(), crate::ReportError> {
         let io = |p: &Path, e| crate::ReportError::Io(p.display().to_string(), e);
         std::fs::create_dir_all(dir.join("figures")).map_err(|e| io(dir, e))?;
@@ -478,6 +537,9 @@ impl Report {
         }
         if !self.layers.is_empty() {
             files.push(("layers.csv", self.layers_csv()));
+        }
+        if !self.radius.is_empty() {
+            files.push(("radius.csv", self.radius_csv()));
         }
         for (name, text) in files {
             let p = dir.join(name);

@@ -44,6 +44,11 @@ pub struct Commit {
     pub out: Output,
     /// Items that failed inside it.
     pub failed: Vec<FailedItem>,
+    /// An adaptive shard's images that go on to the next ring (their top-1 has
+    /// not changed), each with its top-1 class at the reference point; a shard
+    /// of the next ring is inserted with them, in the same statement as the
+    /// commit. Empty: no follow-up.
+    pub next_ring: Vec<(u32, u32)>,
 }
 
 /// A committed output with its shard's coordinates.

@@ -33,6 +33,12 @@ pub struct Claimed {
     pub inferences: i64,
     /// When it was queued (ready to run), ms since the epoch.
     pub queued_ms: i64,
+    /// The ring an adaptive shard searches (0: not adaptive).
+    pub ring: u32,
+    /// The images of the range it runs, when not all of them (an adaptive
+    /// shard's images whose top-1 has not changed yet), each with its top-1
+    /// class at the reference point as the first ring found it.
+    pub items: Option<Vec<(u32, Option<u32>)>>,
 }
 
 /// A failed shard and its last error.
@@ -85,6 +91,9 @@ struct PgClaimed {
     leased_until: DateTime<Utc>,
     inferences: i64,
     run_after: DateTime<Utc>,
+    ring: i32,
+    items: Option<Vec<i32>>,
+    refs: Option<Vec<i32>>,
 }
 
 impl From<PgClaimed> for Claimed {
@@ -101,6 +110,11 @@ impl From<PgClaimed> for Claimed {
             deadline_ms: r.leased_until.timestamp_millis(),
             inferences: r.inferences,
             queued_ms: r.run_after.timestamp_millis(),
+            ring: r.ring as u32,
+            items: r.items.map(|items| {
+                let refs = r.refs.unwrap_or_default();
+                items.into_iter().enumerate().map(|(k, i)| (i as u32, refs.get(k).map(|&c| c as u32))).collect()
+            }),
         }
     }
 }
@@ -170,6 +184,7 @@ impl Store {
                 .bind(nn)
                 .bind(sweep.spec.priority)
                 .bind(sweep.spec.shard.max_attempts as i32)
+                .bind(sh.iter().map(|s| s.ring as i32).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -286,6 +301,7 @@ impl Store {
             let of = |n: &Named| &commits[n.index];
             let failed: Vec<(i64, &jagged_domain::task::FailedItem)> =
                 batch.iter().flat_map(|n| of(n).failed.iter().map(move |f| (of(n).shard, f))).collect();
+            let next: Vec<(i64, u32, u32)> = batch.iter().flat_map(|n| of(n).next_ring.iter().map(move |&(i, r)| (of(n).shard, i, r))).collect();
             let done: Vec<i64> = sqlx::query_scalar(include_str!("../queries/shards/complete.sql"))
                 .bind(batch.iter().map(|n| of(n).shard).collect::<Vec<i64>>())
                 .bind(batch.iter().map(|n| of(n).epoch).collect::<Vec<i64>>())
@@ -307,6 +323,9 @@ impl Store {
                 .bind(batch.iter().map(|n| of(n).out.busy_seconds).collect::<Vec<f64>>())
                 .bind(batch.iter().map(|n| of(n).out.precision.clone().unwrap_or_default()).collect::<Vec<String>>())
                 .bind(batch.iter().map(|n| of(n).out.runtime.clone().unwrap_or_default()).collect::<Vec<String>>())
+                .bind(next.iter().map(|x| x.0).collect::<Vec<i64>>())
+                .bind(next.iter().map(|x| x.1 as i32).collect::<Vec<i32>>())
+                .bind(next.iter().map(|x| x.2 as i32).collect::<Vec<i32>>())
                 .fetch_all(&self.pool)
                 .await?;
             for n in &batch {

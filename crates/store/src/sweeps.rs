@@ -122,8 +122,10 @@ impl Store {
         content_hash: Option<&str>,
         dedupe: bool,
     ) -> Result<(i64, bool)> {
-        let points: Vec<i64> = sweep.spec.families.iter().map(|f| f.points().len() as i64).collect();
-        let n: Vec<i64> = shards.iter().map(|s| (s.image_hi - s.image_lo) as i64 * points[s.family as usize]).collect();
+        let n: Vec<i64> = shards
+            .iter()
+            .map(|s| (s.image_hi - s.image_lo) as i64 * sweep.spec.families.get(s.family as usize).map_or(0, |f| f.points_per_image(s.ring)) as i64)
+            .collect();
         let resolved = serde_json::to_value(sweep).map_err(|e| StoreError::Data(e.to_string()))?;
         let mut tx = self.pool.begin().await?;
         if let (Some(h), true) = (content_hash, dedupe) {

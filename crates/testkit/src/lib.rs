@@ -216,32 +216,47 @@ pub async fn wait(url: &str, id: i64) -> jagged_domain::status::SweepStatus {
 /// one thread, a private PostgreSQL and a local store), waits until it is done,
 /// and returns every committed row and the report.
 pub fn sweep_rows(dir: &Path, spec: &Path) -> (Vec<jagged_artifacts::ResultRow>, jagged_report::Report) {
-    let opts = jagged_local::ClusterOptions {
-        coordinator_args: vec![],
-        bin: jagged_bin(),
-        dir: dir.to_path_buf(),
-        workers: 1,
-        threads: 1,
-        lease_ms: 10_000,
-        heartbeat_ms: 500,
-        store: None,
-        env: vec![],
-    };
-    let cluster = jagged_local::LocalCluster::start(opts).expect("a local deployment starts");
+    let cluster = jagged_local::LocalCluster::start(cluster_options(dir, 1, 10_000)).expect("a local deployment starts");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let out = rt.block_on(async {
         let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
         let id = submit(&cluster.url, spec, objects.as_ref(), &Default::default()).await.unwrap();
         assert_eq!(wait(&cluster.url, id).await.state, jagged_domain::status::SweepState::Done);
-        let store = Store::connect(&cluster.postgres.url(), 2).await.unwrap();
-        let mut rows = Vec::new();
-        for o in store.outputs(id).await.unwrap() {
-            rows.extend(jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await.unwrap()).unwrap());
-        }
-        (rows, jagged_report::build(&store, objects.as_ref(), id).await.unwrap())
+        committed(&cluster, objects.as_ref(), id).await
     });
     cluster.stop();
     out
+}
+
+/// Options of a local deployment in `dir` with `workers` one-thread workers,
+/// leases of `lease_ms` and heartbeats every 500 ms (or a tenth of the lease).
+pub fn cluster_options(dir: &Path, workers: usize, lease_ms: i64) -> jagged_local::ClusterOptions {
+    jagged_local::ClusterOptions {
+        coordinator_args: vec![],
+        bin: jagged_bin(),
+        dir: dir.to_path_buf(),
+        workers,
+        threads: 1,
+        lease_ms,
+        heartbeat_ms: (lease_ms / 10).min(500),
+        store: None,
+        env: vec![],
+    }
+}
+
+/// Every committed row of sweep `id` on `cluster` (its outputs, read back from
+/// the store), and the sweep's report.
+pub async fn committed(
+    cluster: &jagged_local::LocalCluster,
+    objects: &dyn object_store::ObjectStore,
+    id: i64,
+) -> (Vec<jagged_artifacts::ResultRow>, jagged_report::Report) {
+    let store = Store::connect(&cluster.postgres.url(), 2).await.unwrap();
+    let mut rows = Vec::new();
+    for o in store.outputs(id).await.unwrap() {
+        rows.extend(jagged_artifacts::decode(jagged_artifacts::get(objects, &o.object_key).await.unwrap()).unwrap());
+    }
+    (rows, jagged_report::build(&store, objects, id).await.unwrap())
 }
 
 /// A shard task of `model`'s card and `family` over items named `names`
@@ -267,12 +282,14 @@ pub fn task(
             .map(|(i, n)| jagged_domain::task::TaskItem {
                 index: i as u32,
                 image: ImageRef { name: n.clone(), key: String::new(), label: None, frames: vec![] },
+                reference: None,
             })
             .collect(),
         batch_size: batch,
         keep_probs: false,
         jpeg_decoder: Default::default(),
         lease_deadline_ms: 0,
+        ring: 0,
     }
 }
 

@@ -421,6 +421,7 @@ impl Reporter<'_> {
             busy_seconds: t.run_secs,
             precision: out.precision.clone(),
             runtime: jagged_infer::runtime_version(),
+            next_ring: out.next_ring.iter().map(|&(index, reference_top1)| jagged_proto::v1::NextRingItem { index, reference_top1 }).collect(),
         };
         let committing = Instant::now();
         let committed = retry("complete", &config.coordinator, stop, || {

@@ -95,6 +95,9 @@ pub struct ShardOutput {
     pub precision: String,
     /// Where the time went.
     pub timing: Timing,
+    /// An adaptive shard's items whose top-1 has not changed, with their
+    /// reference class: the next ring's images (empty at the last ring).
+    pub next_ring: Vec<(u32, u32)>,
 }
 
 /// Batches rendered ahead of the one being inferred.
@@ -127,8 +130,11 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     let card = engine.card().clone();
     let side = card.input_size as usize;
     let plane = 3 * side * side;
-    let pairs = fam.pairs();
-    let reference = fam.reference();
+    // An adaptive shard runs the reference and one ring, each point paired with
+    // the reference; other shards run every point of the family.
+    let adaptive = task.ring > 0;
+    let (pairs, reference) =
+        if adaptive { ((1..fam.points_per_image(task.ring)).map(|p| (p, 0)).collect(), 0) } else { (fam.pairs(), fam.reference()) };
     let host = input.host_threads.max(1);
     let mut failed = Vec::new();
     let mut timing = Timing::default();
@@ -164,7 +170,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
 
     // Each image's points (the same for all but seeded random draws), then every
     // (image, point) in order, batched across images.
-    let points: Vec<Vec<GridPoint>> = prepared.iter().map(|(item, _)| fam.image_points(item.index, card.input_size)).collect();
+    let points: Vec<Vec<GridPoint>> = prepared.iter().map(|(item, _)| fam.shard_points(item.index, card.input_size, task.ring)).collect();
     let work: Vec<(usize, usize)> = (0..prepared.len()).flat_map(|i| (0..points[i].len()).map(move |p| (i, p))).collect();
     // Padded runs get the full batch; the tail's extra slots hold stale inputs whose
     // outputs are dropped.
@@ -219,6 +225,11 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
         vecs.map(|refs| image_outcomes(&refs, &pairs, reference, label_of(&prepared[i].0)))
     });
     let mut rows = Vec::with_capacity(work.len());
+    let mut next_ring = Vec::new();
+    let last_ring = match fam {
+        Family::Radius { max_radius, .. } => *max_radius,
+        _ => 0,
+    };
     for (i, (((item, _), probs), (outcomes, points))) in prepared.iter().zip(&probs).zip(measured.into_iter().zip(&points)).enumerate() {
         let outcomes = match outcomes {
             Ok(o) => o,
@@ -228,7 +239,19 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
             }
         };
         let label = label_of(item);
+        if adaptive {
+            // The class every ring compares with: the first ring's reference.
+            let class = item.reference.unwrap_or(outcomes[0].argmax);
+            if task.ring < last_ring && outcomes.iter().skip(1).all(|o| o.argmax == class) {
+                next_ring.push((item.index, class));
+            }
+        }
         for (p, o) in outcomes.into_iter().enumerate() {
+            // Later rings rerun the reference for their pair metrics; its row was
+            // written by the first.
+            if adaptive && p == reference && task.ring > 1 {
+                continue;
+            }
             rows.push(ResultRow {
                 sweep_id: task.sweep_id,
                 shard_id: task.shard_id,
@@ -239,7 +262,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
                 image_index: item.index as i32,
                 image_name: item.image.name.clone(),
                 label: label.map(|l| l as i32),
-                point: p as i32,
+                point: points[p].index as i32,
                 dx: points[p].dx,
                 dy: points[p].dy,
                 scale: points[p].scale,
@@ -265,7 +288,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     failed.sort_by_key(|f| f.index);
     let part = jagged_artifacts::encode(&rows).map_err(RunError::Encode)?;
     timing.finish_secs = t1.elapsed().as_secs_f64();
-    Ok(Some(ShardOutput { part, rows: rows.len(), failed, provider: engine.provider, precision: engine.precision.to_string(), timing }))
+    Ok(Some(ShardOutput { part, rows: rows.len(), failed, provider: engine.provider, precision: engine.precision.to_string(), timing, next_ring }))
 }
 
 /// The `layers` path: each image's points in one run with the model's probes

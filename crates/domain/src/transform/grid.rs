@@ -29,6 +29,55 @@ pub(super) fn divides(span: f64, step: f32) -> bool {
     (q - q.round()).abs() < 1e-4
 }
 
+/// Largest `max_radius` (a (2R + 1)^2 grid within [`MAX_POINTS`]).
+pub const MAX_RADIUS: u32 = 150;
+
+/// The offsets of L-infinity norm `r`, row-major (ring 0: the origin).
+pub(super) fn ring_offsets(r: u32) -> Vec<(i32, i32)> {
+    let r = r as i32;
+    (-r..=r).flat_map(|dy| (-r..=r).map(move |dx| (dx, dy))).filter(|&(dx, dy)| dx.abs().max(dy.abs()) == r).collect()
+}
+
+impl Family {
+    /// Point indices of ring `r` of a `radius` family: `(2r - 1)^2 .. (2r + 1)^2`
+    /// (ring 0: the reference alone).
+    pub fn ring_indices(r: u32) -> std::ops::Range<usize> {
+        if r == 0 {
+            return 0..1;
+        }
+        let r = r as usize;
+        (2 * r - 1).pow(2)..(2 * r + 1).pow(2)
+    }
+
+    /// The ring a shard of this family starts at: 1 for `radius` (the reference
+    /// and ring 1), `None` for families that run every point at once.
+    pub fn first_ring(&self) -> Option<u32> {
+        matches!(self, Family::Radius { .. }).then_some(1)
+    }
+
+    /// Points a shard runs per image: ring `ring` with the reference for
+    /// `radius` (`1 + 8 ring`), else every point.
+    pub fn points_per_image(&self, ring: u32) -> usize {
+        match self {
+            Family::Radius { .. } => 1 + 8 * ring as usize,
+            _ => self.points().len(),
+        }
+    }
+
+    /// The points a shard at `ring` runs for one image, the reference first:
+    /// for `radius`, the reference and ring `ring`; else [`Family::image_points`].
+    pub fn shard_points(&self, image_index: u32, side: u32, ring: u32) -> Vec<GridPoint> {
+        match self {
+            Family::Radius { .. } => {
+                let all = self.points();
+                let ring = Self::ring_indices(ring);
+                std::iter::once(all[0]).chain(all.get(ring).unwrap_or_default().iter().copied()).collect()
+            }
+            _ => self.image_points(image_index, side),
+        }
+    }
+}
+
 /// The shape of a family's grid.
 enum Shape {
     Grid(u32, f32),
@@ -82,6 +131,15 @@ impl Family {
                     pts.push(GridPoint::offset(pts.len(), 0.0, s as f32));
                 }
                 let pairs = (1..pts.len()).map(|p| (0, p)).collect();
+                Shape::Frames(pts, pairs)
+            }
+            Family::Radius { max_radius, .. } => {
+                let pts: Vec<GridPoint> = (0..=max_radius.min(MAX_RADIUS))
+                    .flat_map(ring_offsets)
+                    .enumerate()
+                    .map(|(i, (dx, dy))| GridPoint::offset(i, dx as f32, dy as f32))
+                    .collect();
+                let pairs = (1..pts.len()).map(|p| (p, 0)).collect();
                 Shape::Frames(pts, pairs)
             }
             Family::Rotate { from, to, step, .. } => Shape::Line(
@@ -194,6 +252,34 @@ mod tests {
         assert_eq!(pairs.len(), 12);
         assert!(pairs.contains(&(0, 1)) && pairs.contains(&(0, 3)) && pairs.contains(&(7, 8)));
         assert!(!pairs.contains(&(2, 3)), "row ends are not neighbours");
+    }
+
+    #[test]
+    fn radius_points_come_in_rings_around_the_reference() {
+        let f: Family = toml::from_str("kind = \"radius\"\nmax_radius = 2").unwrap();
+        let p = f.points();
+        assert_eq!(p.len(), 25);
+        assert_eq!((p[0].dx, p[0].dy), (0.0, 0.0));
+        assert_eq!(ring_offsets(1), vec![(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)]);
+        for r in 0..=2u32 {
+            for i in Family::ring_indices(r) {
+                assert_eq!(p[i].dx.abs().max(p[i].dy.abs()), r as f32, "point {i} is on ring {r}");
+                assert_eq!(p[i].index as usize, i);
+            }
+        }
+        assert_eq!(Family::ring_indices(2), 9..25);
+        assert_eq!(f.pairs().len(), 24);
+        assert_eq!(f.pairs()[0], (1, 0), "each point pairs with the reference, counted on the point");
+        assert_eq!(f.reference(), 0);
+        assert_eq!((f.first_ring(), f.points_per_image(1), f.points_per_image(2)), (Some(1), 9, 17));
+        let s = f.shard_points(0, 32, 2);
+        assert_eq!(s.len(), 17);
+        assert_eq!((s[0].index, s[1].index), (0, 9));
+        let f: Family = toml::from_str("kind = \"radius\"").unwrap();
+        assert_eq!(f.points().len(), 17 * 17, "default max_radius 8");
+        assert!(f.validate(Some(224)).is_ok(), "the default resize fits ring 8");
+        let f: Family = toml::from_str("kind = \"radius\"\nmax_radius = 0").unwrap();
+        assert_eq!(f.validate(None).unwrap_err().0, "max_radius");
     }
 
     #[test]

@@ -40,6 +40,11 @@
 //!   y; points are `(0, 0), (s1, 0), (0, s1), (s2, 0), ...`, each paired with the
 //!   reference. Workers run these with the model's subsampling nodes exposed and
 //!   record each node's equivariance error (`metrics::equivariance`).
+//! - `radius`: the `(2R + 1)^2` crop offsets of L-infinity norm up to
+//!   `max_radius` = R, in rings: point 0 is the reference, ring `r` (the `8r`
+//!   offsets of norm `r`, row-major) follows ring `r - 1`. Each point is paired
+//!   with the reference. Shards run one ring at a time (the reference with it);
+//!   the next ring's shard holds only the images whose top-1 has not changed.
 //!
 //! Sub-pixel offsets: `crop` and `diagonal` (crop base) take fractional steps;
 //! those points are windows at fractional positions of the resized image, by
@@ -252,6 +257,21 @@ pub enum Family {
         #[serde(default)]
         resample: Resample,
     },
+    /// Robust radius by adaptive search: per image, the smallest L-infinity
+    /// shift of the crop window at which the top-1 changes, ring by ring up to
+    /// `max_radius`; each ring after the first runs only for the images whose
+    /// top-1 has not changed yet.
+    Radius {
+        /// Largest ring searched, in pixels.
+        #[serde(default = "radius_max")]
+        max_radius: u32,
+        /// Short side after resizing; default: model input side + 2 x `max_radius`.
+        #[serde(default)]
+        resize: Option<u32>,
+        /// Resampling of the resize.
+        #[serde(default)]
+        resample: Resample,
+    },
     /// The crop window rotated about its centre.
     Rotate {
         /// First angle in degrees.
@@ -274,6 +294,9 @@ pub enum Family {
 
 fn one() -> u32 {
     1
+}
+fn radius_max() -> u32 {
+    8
 }
 /// Shifts of a `layers` family that names none.
 pub fn layer_shifts() -> Vec<u32> {
@@ -387,6 +410,7 @@ impl Family {
             Family::RandomPairs { .. } => "random_pairs",
             Family::Sequence { .. } => "sequence",
             Family::Layers { .. } => "layers",
+            Family::Radius { .. } => "radius",
         }
     }
 }

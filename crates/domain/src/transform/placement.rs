@@ -113,6 +113,11 @@ impl Family {
                     _ => {}
                 }
             }
+            Family::Radius { max_radius, .. } => {
+                if max_radius == 0 || max_radius > super::grid::MAX_RADIUS {
+                    return err("max_radius", format!("must lie in 1..={}", super::grid::MAX_RADIUS));
+                }
+            }
             Family::Layers { ref shifts, .. } => {
                 if shifts.is_empty() {
                     return err("shifts", "must name at least one shift".into());
@@ -226,6 +231,11 @@ impl Family {
                 }
                 Placement::Scale { base, background, resample }
             }
+            Family::Radius { resize, resample, .. } => {
+                let extent = resize.unwrap_or(side + 2 * need);
+                window(extent, "resize", need).map_err(|(f, m)| (if f == "max_shift" { "max_radius".into() } else { f }, m))?;
+                Placement::Window { extent, resample }
+            }
             Family::Layers { resize, resample, .. } => {
                 let extent = resize.unwrap_or(side + 2 * need);
                 window(extent, "resize", need).map_err(|(f, m)| (if f == "max_shift" { "shifts".into() } else { f }, m))?;
@@ -255,6 +265,7 @@ impl Family {
             | Family::RandomPairs { resample, .. }
             | Family::Sequence { resample, .. }
             | Family::Layers { resample, .. }
+            | Family::Radius { resample, .. }
             | Family::Rotate { resample, .. } => resample,
         }
     }

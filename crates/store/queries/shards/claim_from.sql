@@ -19,4 +19,4 @@ set state        = 'leased',
     busy_seconds = 0
 from next
 where s.id = next.id
-returning s.id, s.sweep_id, s.model_idx, s.family_idx, s.image_lo, s.image_hi, s.attempt, s.lease_epoch, s.leased_until, s.inferences, s.run_after
+returning s.id, s.sweep_id, s.model_idx, s.family_idx, s.image_lo, s.image_hi, s.attempt, s.lease_epoch, s.leased_until, s.inferences, s.run_after, s.ring, s.items, s.refs

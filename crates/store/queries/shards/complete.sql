@@ -4,7 +4,10 @@
 -- counters (one update per sweep) are written with it, or nothing is. Inferences
 -- done are the rows written; the rest of the shard's planned inferences (those
 -- of its failed items) count as failed. A sweep whose last shard is committed
--- ends `done`, or `failed` when any of its shards failed.
+-- ends `done`, or `failed` when any of its shards failed. An adaptive shard
+-- that names images for its next ring ($21..$23: shard, image, reference class)
+-- gets that ring's shard inserted with them, counted into the sweep's totals
+-- in the same statement, so the sweep cannot end before it.
 with input as (
     select *
     from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[], $6::bigint[], $7::text[],
@@ -15,7 +18,16 @@ with input as (
     set state = 'done', finished_at = $13, leased_until = null, last_error = null
     from input i
     where s.id = i.shard and s.lease_epoch = i.epoch and s.state = 'leased' and s.sweep_id = i.sweep and s.attempt = i.attempt
-    returning s.id, s.sweep_id, s.inferences, s.attempt
+    returning s.id, s.sweep_id, s.inferences, s.attempt, s.model_idx, s.family_idx, s.image_lo, s.image_hi, s.ring, s.priority, s.max_attempts
+), follow as (
+    insert into shards (sweep_id, model_idx, family_idx, image_lo, image_hi, inferences, priority, max_attempts, ring, items, refs, run_after)
+    select d.sweep_id, d.model_idx, d.family_idx, d.image_lo, d.image_hi, count(*) * 8 * (d.ring + 1), d.priority, d.max_attempts,
+           d.ring + 1, array_agg(n.image order by n.image), array_agg(n.ref order by n.image), $13
+    from done d join unnest($21::bigint[], $22::int[], $23::int[]) as n (shard, image, ref) on n.shard = d.id
+    group by d.id, d.sweep_id, d.model_idx, d.family_idx, d.image_lo, d.image_hi, d.ring, d.priority, d.max_attempts
+    returning sweep_id, inferences
+), added as (
+    select sweep_id, count(*)::int as shards, sum(inferences)::bigint as inferences from follow group by sweep_id
 ), output as (
     insert into outputs (shard_id, sweep_id, object_key, rows, sha256, attempt, lease_epoch, worker_id, provider, seconds, committed_at, model_key, busy_seconds, precision, runtime)
     select d.id, d.sweep_id, i.object_key, i.rows, i.sha256, d.attempt, i.epoch, i.worker, i.provider, i.seconds, $13, i.model_key, i.busy,
@@ -32,15 +44,19 @@ with input as (
     group by d.sweep_id
 ), counted as (
     update sweeps w
-    set shards_done     = w.shards_done + p.shards,
+    set total_shards    = w.total_shards + coalesce(a.shards, 0),
+        inferences_total = w.inferences_total + coalesce(a.inferences, 0),
+        shards_done     = w.shards_done + p.shards,
         inferences_done = w.inferences_done + p.inferences,
         inferences_failed = w.inferences_failed + p.skipped,
         failed_items    = w.failed_items + p.failed,
-        state           = case when w.state = 'running' and w.shards_done + p.shards + w.shards_failed + w.shards_cancelled >= w.total_shards
+        state           = case when w.state = 'running' and w.shards_done + p.shards + w.shards_failed + w.shards_cancelled
+                                                             >= w.total_shards + coalesce(a.shards, 0)
                                then (case when w.shards_failed > 0 then 'failed' else 'done' end) else w.state end,
-        finished_at     = case when w.state = 'running' and w.shards_done + p.shards + w.shards_failed + w.shards_cancelled >= w.total_shards
+        finished_at     = case when w.state = 'running' and w.shards_done + p.shards + w.shards_failed + w.shards_cancelled
+                                                             >= w.total_shards + coalesce(a.shards, 0)
                                then $13 else w.finished_at end
-    from per_sweep p
+    from per_sweep p left join added a on a.sweep_id = p.sweep_id
     where w.id = p.sweep_id
 )
 select id from done

@@ -1,0 +1,3 @@
+alter table shards drop column refs;
+alter table shards drop column items;
+alter table shards drop column ring;
