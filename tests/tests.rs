@@ -42,5 +42,7 @@ mod observe;
 // Inputs identical to the PyTorch world's: Pillow's resize and libjpeg-turbo's
 // decoding, pixel for pixel, and the new geometries.
 mod compat;
+// PyTorch models exported by scripts/export-torch.py, run in a sweep.
+mod export;
 // Aliasing: BlurPool written into models.
 mod aliasing;
