@@ -81,7 +81,7 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         let report = jagged_report::build(&st, objects.as_ref(), id).await?;
         let dir = a.out.join("report");
         report.write(&dir)?;
-        print!("{}", report.markdown_table());
+        print!("{}", report.terminal());
         eprintln!("report written to {}", dir.display());
         crate::sweep::finished(&status)
     }

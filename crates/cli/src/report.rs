@@ -31,7 +31,7 @@ pub async fn run(a: ReportArgs) -> Result<()> {
     prices.extend(a.prices.iter().cloned());
     let report = jagged_report::build_priced(&st, objects.as_ref(), a.id, &prices).await?;
     report.write(&a.out)?;
-    print!("{}", report.markdown_table());
+    print!("{}", report.terminal());
     eprintln!("report written to {}", a.out.display());
     Ok(())
 }

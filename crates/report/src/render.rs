@@ -207,6 +207,20 @@ impl Report {
         self.summary_table().markdown()
     }
 
+    /// The tables a terminal shows after a sweep: the summary, then the robust
+    /// radii and the per-layer equivariance tables when the sweep has them.
+    pub fn terminal(&self) -> String {
+        let mut out = self.markdown_table();
+        if let Some(t) = self.radius_table() {
+            out += "\nRobust radius (adaptive search):\n\n";
+            out += &t.markdown();
+        }
+        for (title, t, finding) in self.layer_tables() {
+            let _ = write!(out, "\nPer-layer equivariance, {title}: {finding}\n\n{}", t.markdown());
+        }
+        out
+    }
+
     /// What each column means, from the metric table.
     fn glossary(&self) -> Vec<Gloss> {
         let mut g = vec![
