@@ -364,11 +364,10 @@ pub fn bars(title: &str, ylabel: &str, values: &[(String, String, Option<f64>)])
     Some(out)
 }
 
-/// Line chart of one value per x position, labelled `x0, x0 + 1, ...`, one
-/// line per series; `None` values break the line. `None` when there is nothing
-/// to draw.
-pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<Option<f64>>)], x0: usize) -> Option<String> {
-    let n = series.iter().map(|s| s.1.len()).max().unwrap_or(0);
+/// Line chart of one value per x position (named by `labels`), one line per
+/// series; `None` values break the line. `None` when there is nothing to draw.
+pub fn lines(title: &str, xlabel: &str, ylabel: &str, labels: &[String], series: &[(String, Vec<Option<f64>>)]) -> Option<String> {
+    let n = labels.len();
     let max = series.iter().flat_map(|s| s.1.iter().flatten()).copied().filter(|v| v.is_finite()).fold(f64::NAN, f64::max);
     if n == 0 || max.is_nan() {
         return None;
@@ -381,23 +380,23 @@ pub fn lines(title: &str, xlabel: &str, ylabel: &str, series: &[(String, Vec<Opt
     let sy = |y: f64| top + (1.0 - y / ymax) * ph;
     y_grid(&mut out, left, pw, ymax, sy);
     for i in 0..n {
-        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", sx(i), top + ph + 16.0, i + x0);
+        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", sx(i), top + ph + 16.0, esc(&labels[i]));
     }
     for (k, (name, values)) in series.iter().enumerate() {
         let colour = PALETTE[k % PALETTE.len()];
         let mut path = String::new();
         let mut pen_down = false;
-        for (i, v) in values.iter().enumerate() {
+        for (i, v) in values.iter().enumerate().take(n) {
             match v.filter(|v| v.is_finite()) {
                 Some(v) => {
                     let _ = write!(path, "{}{:.1},{:.1} ", if pen_down { "L" } else { "M" }, sx(i), sy(v));
                     let _ = writeln!(
                         out,
-                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"><title>{} #{}: {v:.4}</title></circle>",
+                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"><title>{} {}: {v:.4}</title></circle>",
                         sx(i),
                         sy(v),
                         esc(name),
-                        i + x0
+                        esc(&labels[i])
                     );
                     pen_down = true;
                 }
@@ -449,14 +448,21 @@ mod tests {
 
     #[test]
     fn lines_break_at_missing_values_and_rasterise() {
-        let svg = lines("t", "x", "y", &[("a<b".into(), vec![Some(0.1), None, Some(0.3), Some(0.2)]), ("c".into(), vec![Some(0.0)])], 1).unwrap();
+        let svg = lines(
+            "t",
+            "x",
+            "y",
+            &["1", "2", "3", "4"].map(String::from),
+            &[("a<b".into(), vec![Some(0.1), None, Some(0.3), Some(0.2)]), ("c".into(), vec![Some(0.0)])],
+        )
+        .unwrap();
         assert_eq!(svg.matches("<path").count(), 2);
         assert_eq!(svg.matches("<circle").count(), 4);
         assert!(svg.contains("a&lt;b"));
         // The gap starts a new sub-path.
         assert_eq!(svg.split("<path").nth(1).unwrap().matches('M').count(), 2);
         assert!(png(&svg).is_ok());
-        assert_eq!(lines("t", "x", "y", &[("a".into(), vec![None])], 0), None);
+        assert_eq!(lines("t", "x", "y", &["0".to_string()], &[("a".into(), vec![None])]), None);
     }
 
     #[test]

@@ -149,6 +149,14 @@ impl LayerTable {
         }
     }
 
+    /// The one-pixel error of the first node of each factor in `factors` (the
+    /// map right after each subsampling, the pooled features for 0): one point
+    /// per factor, so models with different probes line up in a figure.
+    pub fn by_factor(&self, factors: &[u32]) -> Vec<Option<f64>> {
+        let one = self.one_pixel();
+        factors.iter().map(|&k| self.nodes.iter().position(|n| n.factor == k).and_then(|j| one[j])).collect()
+    }
+
     /// A sentence on where the one-pixel error jumps, beside the model's structure.
     pub fn finding(&self) -> String {
         let structure = match self.structure {
@@ -215,6 +223,8 @@ mod tests {
         assert_eq!(t.nodes[3].errors[1], None);
         // Rises: a 0.033, b 0.367, c 0.1: the jump is at b.
         assert_eq!(t.jump, Some(1));
+        let by = t.by_factor(&[1, 2, 4, 8, 0]);
+        assert!(close(by[1], 0.4) && close(by[2], 0.5) && by[3].is_none() && close(by[4], (0.1 + 0.1 + 0.3) / 3.0), "{by:?}");
         let f = t.finding();
         assert!(f.contains("`b` (Conv, cumulative factor 2, not blurred), from 0.0333 to 0.4000"), "{f}");
         assert!(f.contains("subsamples by 4 in 2 ops, 0 of them blurred"), "{f}");

@@ -419,17 +419,25 @@ impl Report {
             let series: Vec<(String, Vec<Option<f64>>)> =
                 self.radius.iter().filter(|t| t.family_label == label).map(|t| (t.model.clone(), t.survival.clone())).collect();
             let title = format!("images whose top-1 survives every shift up to r: {label}");
-            if let Some(s) = figures::lines(&title, "radius r (px, L-infinity)", "fraction robust", &series, 0) {
+            let radii: Vec<String> = (0..series.iter().map(|s| s.1.len()).max().unwrap_or(0)).map(|r| r.to_string()).collect();
+            if let Some(s) = figures::lines(&title, "radius r (px, L-infinity)", "fraction robust", &radii, &series) {
                 out.push((format!("{}__survival", slug(label)), s));
             }
         }
         let mut labels: Vec<&str> = self.layers.iter().map(|t| t.family_label.as_str()).collect();
         labels.dedup();
         for label in labels {
-            let series: Vec<(String, Vec<Option<f64>>)> =
-                self.layers.iter().filter(|t| t.family_label == label).map(|t| (t.model.clone(), t.one_pixel())).collect();
-            let title = format!("one-pixel equivariance error by depth: {label}");
-            if let Some(s) = figures::lines(&title, "probed node (graph order)", "relative error", &series, 1) {
+            let tables: Vec<&crate::layers::LayerTable> = self.layers.iter().filter(|t| t.family_label == label).collect();
+            let factors: Vec<u32> = {
+                let mut f: Vec<u32> = tables.iter().flat_map(|t| t.nodes.iter().map(|n| n.factor)).collect();
+                f.sort_by_key(|&k| if k == 0 { u32::MAX } else { k });
+                f.dedup();
+                f
+            };
+            let labels: Vec<String> = factors.iter().map(|&k| if k == 0 { "pooled".to_string() } else { k.to_string() }).collect();
+            let series: Vec<(String, Vec<Option<f64>>)> = tables.iter().map(|t| (t.model.clone(), t.by_factor(&factors))).collect();
+            let title = format!("one-pixel error at each cumulative factor's first map: {label}");
+            if let Some(s) = figures::lines(&title, "cumulative subsampling factor k", "relative error", &labels, &series) {
                 out.push((format!("{}__depth", slug(label)), s));
             }
         }
