@@ -379,8 +379,8 @@ pub fn lines(title: &str, xlabel: &str, ylabel: &str, labels: &[String], series:
     let sx = |i: usize| left + if n > 1 { pw * i as f64 / (n - 1) as f64 } else { pw / 2.0 };
     let sy = |y: f64| top + (1.0 - y / ymax) * ph;
     y_grid(&mut out, left, pw, ymax, sy);
-    for i in 0..n {
-        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", sx(i), top + ph + 16.0, esc(&labels[i]));
+    for (i, label) in labels.iter().enumerate() {
+        let _ = writeln!(out, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", sx(i), top + ph + 16.0, esc(label));
     }
     for (k, (name, values)) in series.iter().enumerate() {
         let colour = PALETTE[k % PALETTE.len()];
