@@ -197,3 +197,57 @@ fn a_shard_whose_workers_keep_vanishing_fails_saying_so_and_the_rest_completes()
     assert!(text.contains("[failed]") && text.contains("lease lost on 3 different workers in a row"), "{text}");
     s.c.stop();
 }
+
+#[test]
+fn a_worker_leasing_ahead_keeps_its_waiting_shard_and_hands_it_back_unstarted_when_stopped() {
+    let mut s = Setup::new();
+    let (url, pg, dir) = (s.url.clone(), s.pg.clone(), s.tmp.path().to_path_buf());
+    let (rt, dir) = (&s.rt, dir.as_path());
+    let a = s.submit();
+
+    // One lease call takes both shards: one runs, one waits in the worker.
+    s.c.add_worker_with(0, &["--prefetch", "1"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let sh = rt.block_on(shards(&pg, a));
+        assert!(sh.iter().all(|x| x.state != "done"), "a shard finished before the worker was seen holding both: {sh:?}");
+        if sh.iter().all(|x| x.state == "leased") {
+            break sh;
+        }
+        assert!(Instant::now() < deadline, "the worker never leased ahead: {sh:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert!(held.iter().all(|x| x.worker.as_deref() == Some("worker-0")), "{held:?}");
+
+    // Told to stop: the running shard finishes within the grace; the waiting
+    // one goes back at once, never started, as a lost lease.
+    s.c.workers[0].signal("USR1");
+    let st = s.c.workers[0].wait_exit(Duration::from_secs(60)).expect("worker-0 did not exit after SIGUSR1");
+    assert!(st.success(), "{st:?}\n{}", log(dir, 0));
+    let after = rt.block_on(shards(&pg, a));
+    let done: Vec<&Shard> = after.iter().filter(|x| x.state == "done").collect();
+    let back: Vec<&Shard> = after.iter().filter(|x| x.state == "queued").collect();
+    assert_eq!((done.len(), back.len()), (1, 1), "{after:?}\n{}", log(dir, 0));
+    assert_eq!((back[0].failures, back[0].lost), (0, 1), "{after:?}");
+    assert_eq!(back[0].last_error.as_deref(), Some("handed back by a stopping worker (lost lease 1 of 20)"));
+    let text = log(dir, 0);
+    assert_eq!(text.matches("running shard").count(), 1, "the waiting shard was started:\n{text}");
+    assert!(text.contains("shard handed back unfinished"), "{text}");
+
+    // While a shard waits behind one that takes longer than a lease (1.5 s),
+    // heartbeats keep its lease: no lease of this sweep is lost.
+    let b = s.submit();
+    s.c.add_worker_with(1, &["--prefetch", "1", "--sweep", &b.to_string()]).unwrap();
+    let st = s.c.workers[1].wait_exit(Duration::from_secs(90)).expect("worker-1 did not exit when its sweep was over");
+    assert!(st.success(), "{st:?}\n{}", log(dir, 1));
+    let sb = rt.block_on(shards(&pg, b));
+    assert!(sb.iter().all(|x| x.state == "done" && x.lost == 0 && x.failures == 0), "{sb:?}\n{}", log(dir, 1));
+    let done = rt.block_on(until(&url, b, "status", |_| true));
+    assert_eq!((done.state, done.done, done.inferences_done), (SweepState::Done, 2, done.inferences_total), "{done:?}");
+
+    // The handed-back shard of the first sweep completes on a plain worker.
+    s.c.add_worker_with(2, &["--sweep", &a.to_string()]).unwrap();
+    let done = rt.block_on(until(&url, a, "the sweep to end", |s| s.state != SweepState::Running));
+    assert_eq!((done.state, done.done, done.failed, done.inferences_done), (SweepState::Done, 2, 0, done.inferences_total), "{done:?}");
+    s.c.stop();
+}

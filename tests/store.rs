@@ -84,6 +84,35 @@ async fn expired_lease_is_requeued_with_backoff() {
     assert_eq!((again[0].attempt, again[0].lease_epoch), (2, 2));
 }
 
+/// Claims go on from where the last one ended (past index entries a held
+/// snapshot keeps), yet a shard queued again behind that point is found: at
+/// once when nothing lies ahead, and within the rescan interval otherwise.
+#[tokio::test]
+async fn claims_resume_past_claimed_shards_and_still_find_requeued_ones() {
+    let (_pg, store) = store().await;
+    let sweep = sweep_with(&store, 5, 1, 3).await; // 5 shards
+    let p = policy();
+    let first = store.claim_from(1, sweep, None, 2, T0, &p).await.unwrap();
+    let ids: Vec<i64> = first.iter().map(|c| c.id).collect();
+    store.hand_back(ids[0], first[0].lease_epoch, 0.0, T0 + 10, &p).await.unwrap();
+    // Work lies ahead of the cursor: it comes first; the handed-back shard waits.
+    let next = store.claim_from(2, sweep, None, 1, T0 + 20, &p).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert!(next[0].id > ids[1], "{next:?} after {ids:?}");
+    // Once the rescan interval has passed, the claim starts over and finds it.
+    let later = T0 + 20 + jagged_store::shards::RESCAN_MS;
+    let again = store.claim_from(3, sweep, None, 1, later, &p).await.unwrap();
+    assert_eq!((again.len(), again[0].id, again[0].attempt), (1, ids[0], 2), "{again:?}");
+    // Asking for more than lies ahead takes what is ahead and then what is behind.
+    store.hand_back(again[0].id, again[0].lease_epoch, 0.0, later + 1, &p).await.unwrap();
+    let rest = store.claim_from(4, sweep, None, 10, later + 2, &p).await.unwrap();
+    let mut got: Vec<i64> = rest.iter().map(|c| c.id).collect();
+    got.sort();
+    assert_eq!(got.len(), 3, "{rest:?}");
+    assert!(got.contains(&ids[0]), "{got:?}");
+    assert!(store.claim_from(5, sweep, None, 10, later + 3, &p).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn stale_commit_is_refused_and_never_counted() {
     let (_pg, store) = store().await;

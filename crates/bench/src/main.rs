@@ -108,6 +108,12 @@ enum What {
         /// Lease+commit cycles timed at each depth.
         #[arg(long, default_value_t = 500)]
         samples: usize,
+        /// Instead: run the clients for this many seconds twice, the second time
+        /// with a REPEATABLE READ transaction held open on another connection (as
+        /// an analyst's query or a backup would), and compare cycles per second
+        /// and dead tuples.
+        #[arg(long)]
+        hold_snapshot: Option<u64>,
     },
     /// A GPU cluster's worth of simulated workers (each its own connection,
     /// heartbeating at the production interval, holding each shard for a
@@ -162,6 +168,10 @@ enum What {
         /// Families (one-step diagonal shifts, each a copy).
         #[arg(long, default_value_t = 10)]
         families: u32,
+        /// Shards each worker leases ahead in the measured run (the baseline
+        /// run, in the same invocation, leases none ahead).
+        #[arg(long, default_value_t = 8)]
+        prefetch: u32,
     },
 }
 
@@ -176,11 +186,12 @@ fn main() -> Result<()> {
         }
         What::Pipeline { common } => pipeline(&common),
         What::Python { common, python: py, device, script } => python(&common, &py, &device, &script),
-        What::Scheduler { workers, shards, depths, samples } => scheduler::run(workers, shards, &depths, samples),
+        What::Scheduler { workers, hold_snapshot: Some(secs), .. } => scheduler::held(workers, secs),
+        What::Scheduler { workers, shards, depths, samples, hold_snapshot: None } => scheduler::run(workers, shards, &depths, samples),
         What::Fleet { workers, shards, shard_secs } => fleet::run(workers, shards, shard_secs),
         What::Aggregate { rows, threads, python, script } => aggregate::run(&rows, threads, &python, &script),
         What::AggregateRun { dir, threads } => aggregate::run_ours(&dir, threads),
-        What::Load { workers, images, families } => load(workers, images, families),
+        What::Load { workers, images, families, prefetch } => load(workers, images, families, prefetch),
     }
 }
 
@@ -210,12 +221,34 @@ fn bare_on(model: &Path, opts: &EngineOptions, batch: u32, secs: f64, images: &P
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-fn load(workers: usize, images: u32, families: u32) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("jagged-bench-load-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+fn load(workers: usize, images: u32, families: u32, prefetch: u32) -> Result<()> {
+    let shards = images as u64 * families as u64;
+    println!("load: {workers} worker processes, one coordinator, {shards} shards (tiny CNN, 1 image x 2 points each)");
+    // Alternated, and every run's files kept until the end: a file system slows
+    // down right after many deletions, which would favour whichever ran first.
+    let mut rates = [0.0f64; 2];
+    let mut dirs = Vec::new();
+    for run in 0..4 {
+        let dir = std::env::temp_dir().join(format!("jagged-bench-load-{}-{run}", std::process::id()));
+        let ahead = if run % 2 == 0 { 0 } else { prefetch };
+        rates[run % 2] += load_run(&dir, workers, images, families, ahead)? / 2.0;
+        dirs.push(dir);
+    }
+    for d in dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    println!("prefetch 0: {:.0} shards/s, prefetch {prefetch}: {:.0} shards/s (each the mean of two runs)", rates[0], rates[1]);
+    println!("ratio prefetch {prefetch} / none = {:.2} (bar: >= 2)", rates[1] / rates[0]);
+    Ok(())
+}
+
+/// One load sweep on a fresh local deployment whose workers lease `prefetch`
+/// shards ahead; shards per second from first lease to last commit.
+fn load_run(dir: &Path, workers: usize, images: u32, families: u32, prefetch: u32) -> Result<f64> {
+    let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir.join("data"))?;
     let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
-    jagged_onnx::card::write_model(&m, &dir)?;
+    jagged_onnx::card::write_model(&m, dir)?;
     let mut csv = String::from("file,label\n");
     for i in 0..images {
         let img = image::RgbImage::from_fn(36, 36, |x, y| image::Rgb([(x * 7 + i) as u8, (y * 5 + i / 3) as u8, (x ^ y) as u8]));
@@ -230,7 +263,6 @@ fn load(workers: usize, images: u32, families: u32) -> Result<()> {
     spec += "[shard]\nimages = 1\n";
     std::fs::write(dir.join("load.toml"), spec)?;
     let shards = images as u64 * families as u64;
-    println!("load: {workers} worker processes, one coordinator, {shards} shards (tiny CNN, 1 image x 2 points each)");
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
     let opts = ClusterOptions {
         coordinator_args: vec![],
@@ -241,7 +273,7 @@ fn load(workers: usize, images: u32, families: u32) -> Result<()> {
         lease_ms: 30_000,
         heartbeat_ms: 2_000,
         store: None,
-        env: vec![("JAGGED_LOG".into(), "warn".into())],
+        env: vec![("JAGGED_LOG".into(), "warn".into()), ("JAGGED_PREFETCH".into(), prefetch.to_string())],
     };
     let c = LocalCluster::start(opts)?;
     let rt = tokio::runtime::Runtime::new()?;
@@ -273,11 +305,10 @@ fn load(workers: usize, images: u32, families: u32) -> Result<()> {
         Ok::<_, anyhow::Error>(((last - first) as f64 / 1000.0, seen.len()))
     });
     c.stop();
-    let _ = std::fs::remove_dir_all(&dir);
     let (secs, rows) = result?;
-    println!("{shards} shards in {secs:.2} s from first lease to last commit: {:.0} shards/s ({rows} rows)", shards as f64 / secs);
-    println!("verified: every shard committed exactly once, every row present once");
-    Ok(())
+    let rate = shards as f64 / secs;
+    println!("prefetch {prefetch}: {shards} shards in {secs:.2} s from first lease to last commit: {rate:.0} shards/s ({rows} rows); every shard committed exactly once, every row present once");
+    Ok(rate)
 }
 
 /// A sweep of `crop` + `embed` (112 px) grids over the sample images through the

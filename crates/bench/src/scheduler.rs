@@ -76,14 +76,19 @@ fn quantile(v: &mut [Duration], q: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e3
 }
 
-pub fn run(workers: usize, shards: u32, depths: &[u32], samples: usize) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("jagged-bench-scheduler-{}", std::process::id()));
+fn cluster_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("jagged-bench-scheduler-{}", std::process::id()))
+}
+
+/// A coordinator on a private PostgreSQL, no workers.
+fn cluster() -> Result<LocalCluster> {
+    let dir = cluster_dir();
     let _ = std::fs::remove_dir_all(&dir);
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
     let opts = ClusterOptions {
         coordinator_args: vec![],
         bin,
-        dir: dir.clone(),
+        dir,
         workers: 0,
         threads: 1,
         lease_ms: 60_000,
@@ -91,7 +96,103 @@ pub fn run(workers: usize, shards: u32, depths: &[u32], samples: usize) -> Resul
         store: None,
         env: vec![("JAGGED_LOG".into(), "warn".into())],
     };
-    let cl = LocalCluster::start(opts)?;
+    Ok(LocalCluster::start(opts)?)
+}
+
+/// Runs `workers` clients doing lease+commit cycles for `secs` seconds; the
+/// cycles completed in each tenth of that time.
+async fn cycles_for(url: &str, workers: usize, secs: u64) -> Result<Vec<u64>> {
+    let start = Instant::now();
+    let tenth = Duration::from_secs_f64(secs as f64 / 10.0);
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let url = url.to_string();
+            tokio::spawn(async move {
+                let (mut c, w) = client(&url).await?;
+                let mut done = vec![0u64; 10];
+                loop {
+                    let at = start.elapsed();
+                    if at >= tenth * 10 {
+                        return Ok::<_, anyhow::Error>(done);
+                    }
+                    cycle(&mut c, w).await?.context("the queue ran dry; the sweep is too small")?;
+                    done[((at.as_secs_f64() / tenth.as_secs_f64()) as usize).min(9)] += 1;
+                }
+            })
+        })
+        .collect();
+    let mut total = vec![0u64; 10];
+    for t in tasks {
+        for (a, b) in total.iter_mut().zip(t.await??) {
+            *a += b;
+        }
+    }
+    Ok(total)
+}
+
+/// Dead and live tuples of the queue's tables.
+async fn tuples(pool: &sqlx::PgPool) -> Result<String> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "select relname::text, n_dead_tup, n_live_tup from pg_stat_user_tables where relname in ('shards', 'sweeps', 'outputs') order by relname",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(|(t, d, l)| format!("{t} {d} dead / {l} live")).collect::<Vec<_>>().join(", "))
+}
+
+/// `--hold-snapshot`: cycles per second for `secs` seconds, then again while a
+/// REPEATABLE READ transaction holds a snapshot open on another connection
+/// (holding back PostgreSQL's xmin horizon, so no dead tuple can be removed).
+pub fn held(workers: usize, secs: u64) -> Result<()> {
+    let cl = cluster()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let result = rt.block_on(async {
+        let url = cl.url.clone();
+        let store = jagged_store::Store::connect(&cl.postgres.url(), 2).await?;
+        println!("scheduler --hold-snapshot {secs}: {workers} concurrent worker clients, one coordinator process, private PostgreSQL");
+        // Enough shards for either run at 5,000 cycles/s.
+        let shards = (5000 * secs).max(10_000) as u32;
+        let mut rates = Vec::new();
+        for hold in [false, true] {
+            let (id, n) = submit(&url, shards / 10, 10).await?;
+            let mut snapshot = None;
+            if hold {
+                use sqlx::{Connection, Executor};
+                let mut conn = sqlx::PgConnection::connect(&cl.postgres.url()).await?;
+                conn.execute("begin isolation level repeatable read").await?;
+                let seen: i64 = sqlx::query_scalar("select count(*) from outputs").fetch_one(&mut conn).await?;
+                println!("held: a REPEATABLE READ transaction that read {seen} outputs stays open for the whole run");
+                snapshot = Some(conn);
+            }
+            let per = cycles_for(&url, workers, secs).await?;
+            let total: u64 = per.iter().sum();
+            let rate = total as f64 / secs as f64;
+            let tenths: Vec<String> = per.iter().map(|c| format!("{:.0}", *c as f64 * 10.0 / secs as f64)).collect();
+            println!(
+                "{}: {total} cycles in {secs} s: {rate:.0} cycles/s (per tenth of the run: {})",
+                if hold { "snapshot held" } else { "no snapshot " },
+                tenths.join(" ")
+            );
+            // Statistics are flushed at intervals; give them a moment.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            println!("  at the end: {} (sweep {id}: {n} shards)", tuples(store.pool()).await?);
+            if let Some(mut conn) = snapshot {
+                use sqlx::Executor;
+                conn.execute("commit").await?;
+            }
+            Admin::connect(&ClientConfig::new(url.clone())).await?.cancel(id).await?;
+            rates.push(rate);
+        }
+        println!("ratio held / not held = {:.3} (bar: >= 0.90)", rates[1] / rates[0]);
+        Ok::<_, anyhow::Error>(())
+    });
+    cl.stop();
+    let _ = std::fs::remove_dir_all(cluster_dir());
+    result
+}
+
+pub fn run(workers: usize, shards: u32, depths: &[u32], samples: usize) -> Result<()> {
+    let cl = cluster()?;
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
         let url = cl.url.clone();
@@ -168,6 +269,6 @@ pub fn run(workers: usize, shards: u32, depths: &[u32], samples: usize) -> Resul
         Ok::<_, anyhow::Error>(())
     });
     cl.stop();
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(cluster_dir());
     result
 }

@@ -51,6 +51,11 @@ pub struct WorkerArgs {
     /// `--threads` is per session.
     #[arg(long, env = "JAGGED_SESSIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     sessions: u32,
+    /// Shards leased ahead and kept waiting beside the one being computed, so a
+    /// fast worker never waits on a lease call; they are handed back at once
+    /// when the worker stops (default: 1 on CUDA, 0 on the CPU).
+    #[arg(long, env = "JAGGED_PREFETCH", value_parser = clap::value_parser!(u32).range(0..=63))]
+    prefetch: Option<u32>,
     /// How long a result part that cannot be written is retried (with backoff)
     /// before the attempt is reported failed with the store's error.
     #[arg(long, env = "JAGGED_STORE_RETRY_SECS", default_value_t = 120)]
@@ -79,6 +84,10 @@ impl WorkerArgs {
             engine: jagged_infer::EngineOptions { intra_threads: threads, device: self.device, strict_fp32: self.strict_fp32 },
             host_threads: self.host_threads.unwrap_or_else(|| jagged_worker::default_host_threads(cores, threads, self.device)),
             idle_poll: Duration::from_millis(200),
+            prefetch: self.prefetch.unwrap_or(match self.device {
+                jagged_infer::Device::Cuda { .. } => 1,
+                jagged_infer::Device::Cpu => 0,
+            }),
             exit_when_idle: self.exit_when_idle,
             sweep: self.sweep,
             stop_grace: self.stop_grace,

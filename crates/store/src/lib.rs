@@ -112,6 +112,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
+    /// Where the last claim of each (sweep, model) ended: see [`Store::claim_from`].
+    cursors: shards::Cursors,
 }
 
 impl Store {
@@ -128,12 +130,12 @@ impl Store {
         }
         let pool =
             PgPoolOptions::new().max_connections(max_connections).acquire_timeout(std::time::Duration::from_secs(10)).connect_with(opts).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, cursors: Default::default() })
     }
 
     /// Wraps an existing pool.
     pub fn from_pool(pool: PgPool) -> Store {
-        Store { pool }
+        Store { pool, cursors: Default::default() }
     }
 
     /// Where the database is, for messages: `host:port/database` (no user or

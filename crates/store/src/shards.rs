@@ -78,6 +78,20 @@ pub struct Held {
     pub busy: f64,
 }
 
+/// How often claims scan a (sweep, model) from its start, at least.
+pub const RESCAN_MS: i64 = 2_000;
+
+/// Claim cursors by (sweep, model), shared by a handle's clones.
+pub(crate) type Cursors = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(i64, Option<i32>), Cursor>>>;
+
+/// Where a handle's last claim of a (sweep, model) ended.
+#[derive(Clone, Copy, Debug)]
+pub struct Cursor {
+    model: i32,
+    id: i64,
+    rescanned_ms: i64,
+}
+
 #[derive(sqlx::FromRow)]
 struct PgClaimed {
     id: i64,
@@ -236,7 +250,53 @@ impl Store {
 
     /// Claims up to `max` ready shards of one sweep (of one model, if given) for
     /// `worker`: lowest model index, then lowest shard id, first.
+    ///
+    /// Claims start where this handle's last claim of the same (sweep, model)
+    /// ended, so they do not walk the index entries of shards claimed before:
+    /// while a long transaction elsewhere holds back PostgreSQL's xmin horizon,
+    /// those entries cannot be removed, and a scan from the start would visit
+    /// every one of them on every claim. Shards queued again behind the cursor
+    /// (retries, lost leases) are found by a scan from the start, made when the
+    /// cursor's scan finds fewer than `max`, and at least every
+    /// [`RESCAN_MS`] so retries are not left to the end.
     pub async fn claim_from(&self, worker: i64, sweep: i64, model: Option<i32>, max: i64, now_ms: i64, policy: &LeasePolicy) -> Result<Vec<Claimed>> {
+        let key = (sweep, model);
+        let cursor = self.cursors.lock().unwrap().get(&key).copied();
+        let due = cursor.is_none_or(|c| now_ms.saturating_sub(c.rescanned_ms) >= RESCAN_MS || now_ms < c.rescanned_ms);
+        let mut out = match cursor {
+            Some(c) if !due => self.claim_after(worker, sweep, model, max, now_ms, policy, (c.model, c.id)).await?,
+            _ => vec![],
+        };
+        let rescanned = due || (out.len() as i64) < max;
+        if rescanned {
+            let more = self.claim_after(worker, sweep, model, max - out.len() as i64, now_ms, policy, (i32::MIN, i64::MIN)).await?;
+            out.extend(more);
+        }
+        // The cursor only moves on: whatever lies behind it is found by the
+        // scans from the start.
+        let mut cursors = self.cursors.lock().unwrap();
+        let entry = cursors.entry(key).or_insert(Cursor { model: i32::MIN, id: i64::MIN, rescanned_ms: now_ms });
+        if let Some(last) = out.iter().map(|c| (c.model_idx, c.id)).max() {
+            (entry.model, entry.id) = last.max((entry.model, entry.id));
+        }
+        if rescanned {
+            entry.rescanned_ms = now_ms;
+        }
+        out.sort_by_key(|c| c.id);
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn claim_after(
+        &self,
+        worker: i64,
+        sweep: i64,
+        model: Option<i32>,
+        max: i64,
+        now_ms: i64,
+        policy: &LeasePolicy,
+        after: (i32, i64),
+    ) -> Result<Vec<Claimed>> {
         let rows: Vec<PgClaimed> = sqlx::query_as(include_str!("../queries/shards/claim_from.sql"))
             .bind(ts(now_ms))
             .bind(worker)
@@ -244,11 +304,11 @@ impl Store {
             .bind(ts(policy.deadline(now_ms)))
             .bind(sweep)
             .bind(model)
+            .bind(after.0)
+            .bind(after.1)
             .fetch_all(&self.pool)
             .await?;
-        let mut out: Vec<Claimed> = rows.into_iter().map(Claimed::from).collect();
-        out.sort_by_key(|c| c.id);
-        Ok(out)
+        Ok(rows.into_iter().map(Claimed::from).collect())
     }
 
     /// Renews the leases `worker` holds; returns the ids of held shards it lost.

@@ -76,6 +76,10 @@ pub struct WorkerConfig {
     pub host_threads: usize,
     /// Wait between lease attempts when no work is ready.
     pub idle_poll: Duration,
+    /// Shards leased ahead and kept waiting beside the one being computed
+    /// (0: lease only when the previous shard's computation is over), so a
+    /// fast worker never waits on a lease call.
+    pub prefetch: u32,
     /// Exit once no work has been ready for this long (None: run until stopped).
     pub exit_when_idle: Option<Duration>,
     /// Work only for this sweep, and exit once it is over.
@@ -207,51 +211,35 @@ pub async fn run(config: WorkerConfig, mut stops: Stops) -> Result<(), WorkerErr
         Duration::from_millis(reg.heartbeat_ms.max(100) as u64),
     ));
     let engines: Engines = Default::default();
-    let mut idle_since = Instant::now();
-    let mut pending: Option<tokio::task::JoinHandle<()>> = None;
-    let result = loop {
-        if stop.load(Ordering::Relaxed) {
-            break Ok(());
-        }
-        let leased = retry("lease", &config.coordinator, &stop, || {
-            let mut c = client.clone();
-            let loaded: Vec<String> = engines.lock().unwrap().keys().cloned().collect();
-            let sweep_id = config.sweep.unwrap_or(0);
-            async move { c.lease(LeaseRequest { worker_id, max_shards: 1, loaded_models: loaded, sweep_id }).await }
-        })
-        .await;
-        let tasks = match leased {
-            Ok(r) => r.into_inner().shards,
-            Err(s) if stop.load(Ordering::Relaxed) => {
-                tracing::info!(error = %s.message(), "stopping");
-                break Ok(());
-            }
-            Err(s) if config.sweep.is_some() && s.code() == tonic::Code::FailedPrecondition => {
-                tracing::info!(reason = %s.message(), "the sweep is over; exiting");
-                break Ok(());
-            }
-            Err(s) => break Err(WorkerError::Lease(s)),
+    // Leases run ahead of the work: the feeder keeps up to `prefetch` leased
+    // shards waiting beside the one being computed.
+    let room = Arc::new(tokio::sync::Semaphore::new(config.prefetch as usize + 1));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let feeder = {
+        let f = Feeder {
+            config: config.clone(),
+            client: client.clone(),
+            worker_id,
+            stop: stop.clone(),
+            held: held.clone(),
+            engines: engines.clone(),
+            room,
         };
-        if tasks.is_empty() {
-            if let Some(limit) = config.exit_when_idle {
-                if idle_since.elapsed() >= limit {
-                    tracing::info!("no work left; exiting");
-                    break Ok(());
-                }
-            }
-            tokio::time::sleep(config.idle_poll).await;
-            continue;
-        }
-        for wire in tasks {
-            let busy = Arc::new(Busy::default());
-            held.lock().unwrap().insert(wire.shard_id, (wire.lease_epoch, busy.clone()));
-            let started = Instant::now();
-            let model_name = wire.model.as_ref().map(|m| m.name.clone()).unwrap_or_default();
-            let lease = Lease { sweep: wire.sweep_id, shard: wire.shard_id, epoch: wire.lease_epoch, attempt: wire.attempt };
-            // Every event of this attempt carries its sweep, shard, attempt and worker.
-            let span = tracing::info_span!("shard", sweep = lease.sweep, shard = lease.shard, attempt = lease.attempt, worker = worker_id);
-            let model_key = wire.model.as_ref().map(|m| m.key.clone()).unwrap_or_default();
-            let outcome = match ShardTask::try_from(wire) {
+        tokio::spawn(f.run(tx))
+    };
+    let mut pending: Option<tokio::task::JoinHandle<()>> = None;
+    while let Some(Leased { wire, busy, room }) = rx.recv().await {
+        let started = Instant::now();
+        let model_name = wire.model.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let lease = Lease { sweep: wire.sweep_id, shard: wire.shard_id, epoch: wire.lease_epoch, attempt: wire.attempt };
+        // Every event of this attempt carries its sweep, shard, attempt and worker.
+        let span = tracing::info_span!("shard", sweep = lease.sweep, shard = lease.shard, attempt = lease.attempt, worker = worker_id);
+        let model_key = wire.model.as_ref().map(|m| m.key.clone()).unwrap_or_default();
+        let outcome = if stop.load(Ordering::Relaxed) || lost.lock().unwrap().contains(&(lease.shard, lease.epoch)) {
+            // Leased ahead but not started: handed back (stopping) or abandoned (lost).
+            Ok(None)
+        } else {
+            match ShardTask::try_from(wire) {
                 Ok(task) => {
                     span.in_scope(|| tracing::info!(model = %task.model.name, images = task.items.len(), "running shard"));
                     execute(&config, task, &engines, &lost, &hand_back, busy.clone()).instrument(span.clone()).await
@@ -259,32 +247,34 @@ pub async fn run(config: WorkerConfig, mut stops: Stops) -> Result<(), WorkerErr
                 // A task this worker cannot read is a failed attempt: retried, so a
                 // worker of another build may read it.
                 Err(e) => Err(Failure { message: e.to_string(), retryable: true }),
-            };
-            // The upload and commit of one shard run while the next is leased and
-            // computed; at most one waits (its part is the only one kept in memory).
-            if let Some(previous) = pending.take() {
-                let _ = previous.await;
             }
-            let (config, client, stop, held, lost) = (config.clone(), client.clone(), stop.clone(), held.clone(), lost.clone());
-            pending = Some(tokio::spawn(async move {
-                let id = lease.shard;
-                let ctx = Reporter { config: &config, client: &client, worker_id, stop: &stop, lost: &lost, busy: &busy, model_name: &model_name };
-                let reported = ctx.report(lease, model_key, outcome, started).instrument(span.clone()).await;
-                if let Err(e) = reported {
-                    span.in_scope(|| tracing::error!(error = %e, "shard could not be reported"));
-                }
-                // Only this lease is let go: once its failure is reported the shard
-                // may be retried and leased here again under a new epoch, which the
-                // heartbeat must keep renewing.
-                let mut held = held.lock().unwrap();
-                if held.get(&id).map(|h| h.0) == Some(lease.epoch) {
-                    held.remove(&id);
-                    lost.lock().unwrap().remove(&(id, lease.epoch));
-                }
-            }));
+        };
+        // Computing is over: room for the feeder to lease another shard.
+        drop(room);
+        // The upload and commit of one shard run while the next is leased and
+        // computed; at most one waits (its part is the only one kept in memory).
+        if let Some(previous) = pending.take() {
+            let _ = previous.await;
         }
-        idle_since = Instant::now();
-    };
+        let (config, client, stop, held, lost) = (config.clone(), client.clone(), stop.clone(), held.clone(), lost.clone());
+        pending = Some(tokio::spawn(async move {
+            let id = lease.shard;
+            let ctx = Reporter { config: &config, client: &client, worker_id, stop: &stop, lost: &lost, busy: &busy, model_name: &model_name };
+            let reported = ctx.report(lease, model_key, outcome, started).instrument(span.clone()).await;
+            if let Err(e) = reported {
+                span.in_scope(|| tracing::error!(error = %e, "shard could not be reported"));
+            }
+            // Only this lease is let go: once its failure is reported the shard
+            // may be retried and leased here again under a new epoch, which the
+            // heartbeat must keep renewing.
+            let mut held = held.lock().unwrap();
+            if held.get(&id).map(|h| h.0) == Some(lease.epoch) {
+                held.remove(&id);
+                lost.lock().unwrap().remove(&(id, lease.epoch));
+            }
+        }));
+    }
+    let result = feeder.await.unwrap_or_else(|e| Err(WorkerError::Config(format!("the lease task ended: {e}"))));
     // Stopping or not, the last shard's commit goes out before the worker ends.
     if let Some(previous) = pending.take() {
         let _ = previous.await;
@@ -306,6 +296,90 @@ type Lost = Arc<Mutex<HashSet<(i64, i64)>>>;
 
 /// Leases in hand: shard -> (lease epoch, busy time of its attempt so far).
 type HeldLeases = Arc<Mutex<HashMap<i64, (i64, Arc<Busy>)>>>;
+
+/// A shard leased ahead of its run, holding its room in the worker's hand until
+/// its computation ends.
+struct Leased {
+    wire: jagged_proto::v1::ShardTask,
+    busy: Arc<Busy>,
+    room: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Leases shards for the compute loop, ahead of need.
+struct Feeder {
+    config: WorkerConfig,
+    client: Client,
+    worker_id: i64,
+    stop: Arc<AtomicBool>,
+    held: HeldLeases,
+    engines: Engines,
+    /// `prefetch + 1` permits: one per shard leased and not yet computed.
+    room: Arc<tokio::sync::Semaphore>,
+}
+
+impl Feeder {
+    /// Leases whenever half the room is free, asking for all of it in one call,
+    /// until told to stop, the sweep (with `sweep`) is over, or (with
+    /// `exit_when_idle`) nothing was in hand and no work was ready for that long.
+    /// Dropping `tx` ends the compute loop once it has run what was sent.
+    async fn run(self, tx: tokio::sync::mpsc::UnboundedSender<Leased>) -> Result<(), WorkerError> {
+        let Feeder { config, client, worker_id, stop, held, engines, room } = self;
+        let mut idle_since = Instant::now();
+        loop {
+            // Wait until half the hand is free, so one call leases several
+            // shards, then take all the room there is.
+            let Ok(mut rooms) = room.clone().acquire_many_owned(config.prefetch.div_ceil(2).max(1)).await else { return Ok(()) };
+            while let Ok(p) = room.clone().try_acquire_owned() {
+                rooms.merge(p);
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let max_shards = rooms.num_permits() as u32;
+            let leased = retry("lease", &config.coordinator, &stop, || {
+                let mut c = client.clone();
+                let loaded: Vec<String> = engines.lock().unwrap().keys().cloned().collect();
+                let sweep_id = config.sweep.unwrap_or(0);
+                async move { c.lease(LeaseRequest { worker_id, max_shards, loaded_models: loaded, sweep_id }).await }
+            })
+            .await;
+            let tasks = match leased {
+                Ok(r) => r.into_inner().shards,
+                Err(s) if stop.load(Ordering::Relaxed) => {
+                    tracing::info!(error = %s.message(), "stopping");
+                    return Ok(());
+                }
+                Err(s) if config.sweep.is_some() && s.code() == tonic::Code::FailedPrecondition => {
+                    tracing::info!(reason = %s.message(), "the sweep is over; exiting");
+                    return Ok(());
+                }
+                Err(s) => return Err(WorkerError::Lease(s)),
+            };
+            if tasks.is_empty() {
+                drop(rooms);
+                // Idle only with nothing in hand: a shard still computing or
+                // committing may yet bring work (a radius sweep's next ring).
+                if !held.lock().unwrap().is_empty() {
+                    idle_since = Instant::now();
+                } else if config.exit_when_idle.is_some_and(|limit| idle_since.elapsed() >= limit) {
+                    tracing::info!("no work left; exiting");
+                    return Ok(());
+                }
+                tokio::time::sleep(config.idle_poll).await;
+                continue;
+            }
+            idle_since = Instant::now();
+            for wire in tasks {
+                let room = rooms.split(1).expect("one room per shard leased");
+                let busy = Arc::new(Busy::default());
+                held.lock().unwrap().insert(wire.shard_id, (wire.lease_epoch, busy.clone()));
+                if tx.send(Leased { wire, busy, room }).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
 
 async fn heartbeat(client: Client, url: String, worker_id: i64, held: HeldLeases, lost: Lost, every: Duration) {
     let mut tick = tokio::time::interval(every);
