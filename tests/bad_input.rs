@@ -408,3 +408,16 @@ fn errors_name_the_address_and_the_cause_once() {
     assert_eq!(log.matches("coordinator unavailable; retrying").count(), 1, "one warning while the cause stays the same: {log}");
     assert!(!log.contains('\u{1b}'), "no colour codes when not on a terminal: {log:?}");
 }
+
+/// `jagged ... | head`: output into a pipe nobody reads any more ends the
+/// command quietly instead of with a panic.
+#[test]
+fn printing_into_a_closed_pipe_ends_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(&tmp.path().join("models"));
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(jagged_bin()).arg("inspect").arg(&model).stdout(writer).stderr(std::process::Stdio::piped()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{:?}\n{err}", out.status);
+}
