@@ -5,7 +5,8 @@
 # onnxruntime-gpu wheel: either libonnxruntime.so.1.31.1 and the provider libraries, or
 # split tar parts (part.*) holding core.so.xz and cuda.so.xz, which are reassembled. Checks
 # that jagged's CUDA path classifies correctly (TF32 and strict fp32) and measures
-# the worker's compute step against bare ORT CUDA at two batch sizes, and the CPU
+# the worker's compute step against bare ORT CUDA at two batch sizes (rendering on host
+# threads, then inside the model's graph on the GPU, with bytes per inference), and the CPU
 # side for reference. Then, where the machine has PostgreSQL's server binaries and a
 # Python with numpy, Pillow and onnxruntime-gpu (a `venv` folder here, or wheels in
 # `wheels/` installed offline into one), a whole sweep on CUDA against

@@ -103,6 +103,7 @@ fn compute(files: &[(String, Vec<u8>)], model: Option<jagged_onnx::BuiltModel>) 
         host_threads: 2,
         pad_batches: false,
         busy: None,
+        graph_render: false,
     };
     jagged_worker::run_shard(&mut engine, input, &|| false).unwrap().unwrap()
 }

@@ -200,7 +200,7 @@ fn compute_step_is_identical_for_any_host_threads_and_batch() {
         let b = if i == 2 { b"not an image".to_vec() } else { jagged_testkit::png(50 + i, 44, i) };
         files.push(bytes::Bytes::from(b));
     }
-    let run = |engine: &mut jagged_infer::Engine, batch: u32, host: usize, pad: bool, stop_after: Option<usize>| {
+    let run_as = |engine: &mut jagged_infer::Engine, batch: u32, host: usize, pad: bool, stop_after: Option<usize>, graph_render: bool| {
         let task = jagged_domain::task::ShardTask { batch_size: batch, ..base_task.clone() };
         let input = jagged_worker::ShardInput {
             task: &task,
@@ -208,12 +208,17 @@ fn compute_step_is_identical_for_any_host_threads_and_batch() {
             host_threads: host,
             pad_batches: pad,
             busy: None,
+            graph_render,
         };
         let calls = std::sync::atomic::AtomicUsize::new(0);
         let abandoned = || stop_after.is_some_and(|n| calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= n);
         jagged_worker::run_shard(engine, input, &abandoned).unwrap()
     };
+    let run = |engine: &mut jagged_infer::Engine, batch: u32, host: usize, pad: bool, stop_after: Option<usize>| {
+        run_as(engine, batch, host, pad, stop_after, false)
+    };
     let base = run(&mut engine, 1, 1, false, None).unwrap();
+    assert_eq!(run_as(&mut engine, 1, 1, false, None, true).unwrap().render, "host", "no rendering session attached: the host renders");
     assert_eq!(base.rows, 4 * 49);
     assert_eq!(base.failed.len(), 1);
     assert_eq!(base.failed[0].name, "2.png");
@@ -227,9 +232,118 @@ fn compute_step_is_identical_for_any_host_threads_and_batch() {
     }
     assert!(run(&mut engine, 8, 2, false, Some(3)).is_none(), "a lost lease abandons the shard");
     assert!(run(&mut engine, 8, 0, false, Some(3)).is_none(), "inline too");
+
+    // Rendered inside the graph: the same rows, batches mixing images of
+    // different sizes included, each saying where it was rendered.
+    let opts = jagged_infer::EngineOptions::cpu(1);
+    engine.attach_views(&jagged_onnx::views::prepend(&m.bytes, &m.card).unwrap(), &opts).unwrap();
+    let host_rows = jagged_artifacts::decode(base.part.clone().into()).unwrap();
+    assert!(host_rows.iter().all(|r| r.render == "host"));
+    for (batch, pad) in [(1, false), (7, false), (64, true), (200, false)] {
+        let out = run_as(&mut engine, batch, 1, pad, None, true).unwrap();
+        assert_eq!(out.render, "graph");
+        assert_eq!(out.failed, base.failed);
+        let rows = jagged_artifacts::decode(out.part.into()).unwrap();
+        assert_eq!(rows.len(), host_rows.len());
+        for (g, h) in rows.iter().zip(&host_rows) {
+            assert_eq!(g.render, "graph");
+            assert_eq!(jagged_artifacts::ResultRow { render: "host".into(), ..g.clone() }, *h, "batch {batch}, padded {pad}");
+        }
+        // Each image crosses once per batch, each input as a 40-byte view: with
+        // a batch holding many of an image's 49 points, far fewer bytes than the
+        // host's 3 x 32 x 32 floats per input.
+        let per_input = |t: &jagged_worker::Timing| t.input_bytes as f64 / t.inputs as f64;
+        assert_eq!(per_input(&base.timing), (3 * 32 * 32 * 4) as f64);
+        if batch >= 64 {
+            assert!(per_input(&out.timing) * 20.0 < per_input(&base.timing), "{:?}", out.timing);
+        }
+    }
+    assert!(run_as(&mut engine, 8, 1, false, Some(3), true).is_none(), "a lost lease abandons a shard rendered in the graph");
     assert!(jagged_worker::pads_batches("cuda") && !jagged_worker::pads_batches("cpu"));
     use jagged_infer::Device;
     assert_eq!(jagged_worker::default_host_threads(16, 16, Device::Cuda { id: 0 }), 8);
     assert_eq!(jagged_worker::default_host_threads(2, 2, Device::Cpu), 0, "ORT takes every core: render inline");
     assert_eq!(jagged_worker::default_host_threads(16, 12, Device::Cpu), 4);
+}
+
+/// The rendering ONNX Runtime runs in front of a model gives exactly the tensor
+/// the host renders, for every family whose points are plain windows (crops,
+/// embeds on black or the mean, scales, frames of sequences), with images of
+/// different sizes in one run; points that are not plain windows are left to
+/// the host.
+#[test]
+fn rendering_in_the_graph_equals_host_rendering_bit_for_bit() {
+    use jagged_domain::transform::Family;
+    ort();
+    // A "model" that hands its input tensor back, flattened, so the tensor the
+    // rendering produced is what comes out.
+    let side = 24u32;
+    let plane = 3 * (side * side) as usize;
+    let mut g = jagged_onnx::graph::Graph::default();
+    let flat = g.node("Flatten", &["image"], vec![("axis", jagged_onnx::graph::Attr::Int(1))]);
+    let bytes = g.finish("image", side as i64, &flat, "tensor", plane as i64);
+    let mut card = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default()).card;
+    card.input_name = "image".into();
+    card.output_name = "tensor".into();
+    card.input_size = side;
+    card.num_classes = plane as u32;
+    card.output = jagged_domain::spec::OutputKind::Probabilities;
+    card.normalize = jagged_domain::transform::Normalize { mean: [123.675, 116.28, 103.53], std: [58.395, 57.12, 57.375] };
+    let opts = jagged_infer::EngineOptions::cpu(1);
+    let mut engine = jagged_infer::Engine::load(&bytes, &card, &opts).unwrap();
+    engine.attach_views(&jagged_onnx::views::prepend(&bytes, &card).unwrap(), &opts).unwrap();
+    let images: Vec<jagged_domain::image::Rgb8> = [(61, 40, 1), (40, 52, 2), (33, 33, 3)]
+        .iter()
+        .map(|&(w, h, seed)| jagged_infer::decode_image(&jagged_testkit::png(w, h, seed)).unwrap())
+        .collect();
+    let families = [
+        ("kind = \"crop\"\nmax_shift = 3", true),
+        ("kind = \"crop\"\nmax_shift = 2\nresize = 30\nresample = { filter = \"bilinear\", compat = \"pillow\" }", true),
+        ("kind = \"embed\"\nsize = 14\nmax_shift = 4\nstep = 2", true),
+        ("kind = \"embed\"\nsize = 14\nmax_shift = 5\nbackground = \"mean\"\ncrop = \"none\"", true),
+        ("kind = \"diagonal\"\nbase = \"embed\"\nsize = 16\nfrom = -4\nto = 4", true),
+        ("kind = \"scale\"\nfrom = 0.5\nto = 1.0\nstep = 0.25", true),
+        ("kind = \"crop\"\nmax_shift = 1\nstep = 0.5", false),
+        ("kind = \"rotate\"\nfrom = -5.0\nto = 5.0\nstep = 5.0", false),
+        ("kind = \"embed\"\nsize = 14\nmax_shift = 2\nbackground = \"inpaint\"", false),
+    ];
+    for (text, plain) in families {
+        let f: Family = toml::from_str(text).unwrap();
+        f.validate(Some(side)).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        let prepared: Vec<_> = images.iter().map(|img| f.prepare(img, side).unwrap()).collect();
+        let points = f.points();
+        let mut host = Vec::new();
+        let (mut pixels, mut views, mut starts) = (Vec::<u8>::new(), Vec::<i64>::new(), Vec::<(*const jagged_domain::image::Rgb8, i64)>::new());
+        let mut background = None;
+        for prep in &prepared {
+            for &p in &points {
+                let Some(v) = prep.view(p, &card.normalize) else { continue };
+                let mut t = vec![0f32; plane];
+                prep.write_chw(p, &card.normalize, &mut t);
+                host.extend(t);
+                let key = v.image as *const _;
+                let start = match starts.iter().find(|(k, _)| *k == key) {
+                    Some(&(_, s)) => s,
+                    None => {
+                        starts.push((key, (pixels.len() / 3) as i64));
+                        pixels.extend_from_slice(&v.image.data);
+                        starts.last().unwrap().1
+                    }
+                };
+                views.extend([start, v.image.width as i64, v.image.height as i64, v.x0, v.y0]);
+                assert!(background.is_none_or(|b| b == v.background));
+                background = Some(v.background);
+            }
+        }
+        if !plain {
+            assert!(views.len() < prepared.len() * points.len() * 5, "{text}: some points are not plain windows");
+        }
+        if views.is_empty() {
+            continue;
+        }
+        let got = engine.run_views(&pixels, &views, background.unwrap()).unwrap();
+        assert_eq!(got.len(), host.len(), "{text}");
+        let differ = got.iter().zip(&host).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(differ, 0, "{text}: {differ} of {} values differ", host.len());
+    }
 }

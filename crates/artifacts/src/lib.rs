@@ -206,6 +206,9 @@ pub struct ResultRow {
     pub provider: String,
     /// Numeric precision (`fp32`).
     pub precision: String,
+    /// Where the input was rendered: `host`, or `graph` (inside the model's
+    /// graph, by ONNX Runtime on its device); `host` in parts written before.
+    pub render: String,
     /// Full probability vector, when the spec asks for it.
     pub probs: Option<Vec<f32>>,
     /// Per-layer errors of this point against the reference, one per probed
@@ -249,6 +252,7 @@ pub fn schema() -> SchemaRef {
         Field::new("precision", DataType::Utf8, false),
         Field::new("probs", list_f32, true),
         Field::new("layers", DataType::Utf8, true),
+        Field::new("render", DataType::Utf8, false),
     ]))
 }
 
@@ -314,6 +318,7 @@ pub fn encode(rows: &[ResultRow]) -> Result<Vec<u8>> {
         Arc::new(StringArray::from(
             rows.iter().map(|r| r.layers.as_ref().map(|l| serde_json::to_string(l).expect("plain data"))).collect::<Vec<_>>(),
         )),
+        col!(StringArray, |r| r.render.as_str()),
     ];
     let batch = RecordBatch::try_new(schema.clone(), cols).map_err(pq)?;
     // No dictionaries or statistics: nothing reads the statistics, and both
@@ -373,6 +378,8 @@ pub fn decode(bytes: Bytes) -> Result<Vec<ResultRow>> {
         let (prov, prec, probs) = (strc("provider")?, strc("precision")?, typed::<ListArray>(&b, "probs")?);
         // Parts written before per-layer sweeps have no `layers` column.
         let layers = b.column_by_name("layers").and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        // Parts written before rendering in the graph have no `render` column.
+        let render = b.column_by_name("render").and_then(|c| c.as_any().downcast_ref::<StringArray>());
         for i in 0..b.num_rows() {
             out.push(ResultRow {
                 sweep_id: sweep.value(i),
@@ -402,6 +409,7 @@ pub fn decode(bytes: Bytes) -> Result<Vec<ResultRow>> {
                 fwd_top5_dist: t5d.value(i),
                 provider: prov.value(i).to_string(),
                 precision: prec.value(i).to_string(),
+                render: render.map(|r| r.value(i).to_string()).unwrap_or_else(|| "host".into()),
                 probs: if probs.is_valid(i) { Some(list_values::<f32, Float32Array>(probs, i, |a, j| a.value(j))?) } else { None },
                 layers: match layers {
                     Some(l) if l.is_valid(i) => Some(serde_json::from_str(l.value(i)).map_err(|e| pq(format!("column `layers`: {e}")))?),
@@ -542,6 +550,7 @@ mod tests {
             fwd_top5_dist: 3,
             provider: "cpu".into(),
             precision: "fp32".into(),
+            render: "host".into(),
             probs,
             layers: None,
         }

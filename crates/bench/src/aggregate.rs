@@ -89,6 +89,7 @@ fn generate(dir: &Path, rows: usize) -> Result<usize> {
                     fwd_top5_dist: changes * 2 + (r % 3) as i32,
                     provider: "CPUExecutionProvider".into(),
                     precision: "fp32".into(),
+                    render: "host".into(),
                     probs: None,
                     layers: None,
                 });

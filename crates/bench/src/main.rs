@@ -449,7 +449,9 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize) -
     let base = bare_on(model, opts, batch, bare_secs, images)?;
     println!("bare ORT session.run: {base:.1} img/s");
     let card = jagged_onnx::card::read_card(&jagged_onnx::card::card_path(model))?;
-    let mut engine = Engine::load(&std::fs::read(model)?, &card, opts)?;
+    let model_bytes = std::fs::read(model)?;
+    let mut engine = Engine::load(&model_bytes, &card, opts)?;
+    engine.attach_views(&jagged_onnx::views::prepend(&model_bytes, &card)?, opts)?;
     let family = jagged_domain::transform::Family::Crop { max_shift, step: 1.0, resize: None, resample: Default::default() };
     let mut names = Vec::new();
     let mut labels = Vec::new();
@@ -463,37 +465,68 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize) -
     let mut task = jagged_testkit::task(&card, family.clone(), &names, batch);
     task.items.iter_mut().zip(labels).for_each(|(i, l)| i.image.label = l);
     let items = task.items.clone();
-    let run = |engine: &mut Engine| -> Result<(usize, jagged_worker::Timing)> {
+    let run = |engine: &mut Engine, graph_render: bool| -> Result<jagged_worker::ShardOutput> {
         let input = jagged_worker::ShardInput {
             task: &task,
             images: items.iter().cloned().zip(bytes.iter().cloned().map(|b| Ok(vec![b]))).collect(),
             host_threads,
             pad_batches: jagged_worker::pads_batches(engine.provider),
             busy: None,
+            graph_render,
         };
-        let out = jagged_worker::run_shard(engine, input, &|| false)?.context("not abandoned")?;
-        Ok((out.rows, out.timing))
+        jagged_worker::run_shard(engine, input, &|| false)?.context("not abandoned")
     };
-    run(&mut engine)?; // warm-up
-    let start = Instant::now();
-    let mut n = 0;
-    let mut t = jagged_worker::Timing::default();
-    for _ in 0..reps {
-        let (rows, timing) = run(&mut engine)?;
-        n += rows;
-        t.prepare_secs += timing.prepare_secs;
-        t.run_secs += timing.run_secs;
-        t.starved_secs += timing.starved_secs;
-        t.finish_secs += timing.finish_secs;
+    let points = family.points().len();
+    println!("{} images x {points} points of a {}x{} crop grid per shard", names.len(), 2 * max_shift + 1, 2 * max_shift + 1);
+    let mut rates = Vec::new();
+    let mut parts = Vec::new();
+    for graph_render in [false, true] {
+        let warm = run(&mut engine, graph_render)?;
+        let render = warm.render;
+        let start = Instant::now();
+        let mut n = 0;
+        let mut t = jagged_worker::Timing::default();
+        for _ in 0..reps {
+            let out = run(&mut engine, graph_render)?;
+            n += out.rows;
+            let timing = out.timing;
+            t.prepare_secs += timing.prepare_secs;
+            t.run_secs += timing.run_secs;
+            t.starved_secs += timing.starved_secs;
+            t.finish_secs += timing.finish_secs;
+            t.input_bytes += timing.input_bytes;
+            t.inputs += timing.inputs;
+        }
+        parts.push(jagged_artifacts::decode(warm.part.into())?);
+        let secs = start.elapsed().as_secs_f64();
+        let ours = n as f64 / secs;
+        let how = if graph_render { "in the graph".to_string() } else { format!("on {host_threads} host thread(s)") };
+        println!("worker compute step, rendering {how} (rows say `{render}`): {n} inferences in {secs:.2} s: {ours:.1} img/s");
+        println!(
+            "  of which: prepare {:.2} s, session.run {:.2} s, {} {:.2} s, metrics+encode {:.2} s",
+            t.prepare_secs,
+            t.run_secs,
+            if graph_render { "packing pixels and views" } else { "waiting for rendered batches" },
+            t.starved_secs,
+            t.finish_secs
+        );
+        println!(
+            "  bytes handed to ONNX Runtime per inference: {:.0} ({} inputs, {:.1} MB)",
+            t.input_bytes as f64 / t.inputs.max(1) as f64,
+            t.inputs,
+            t.input_bytes as f64 / 1e6
+        );
+        println!("  ratio / bare ORT = {:.3}", ours / base);
+        rates.push(ours);
     }
-    let secs = start.elapsed().as_secs_f64();
-    let ours = n as f64 / secs;
-    println!("worker compute step ({host_threads} host thread(s)): {n} inferences in {secs:.2} s: {ours:.1} img/s");
-    println!(
-        "  of which: prepare {:.2} s, session.run {:.2} s, waiting for rendered batches {:.2} s, metrics+encode {:.2} s",
-        t.prepare_secs, t.run_secs, t.starved_secs, t.finish_secs
-    );
-    println!("ratio worker compute / bare ORT = {:.3}", ours / base);
+    // The same rows either way (bar the column that says where they were rendered).
+    let same = parts[0].len() == parts[1].len()
+        && parts[0].iter().zip(&parts[1]).all(|(a, b)| jagged_artifacts::ResultRow { render: a.render.clone(), ..b.clone() } == *a);
+    println!("rows equal between the two renderings: {}", if same { "yes" } else { "NO" });
+    println!("ratio graph / host rendering = {:.3}", rates[1] / rates[0]);
+    if !same {
+        bail!("rendering in the graph changed the results");
+    }
     host_breakdown(&card, &family, &bytes)?;
     Ok(())
 }

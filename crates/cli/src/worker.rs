@@ -31,6 +31,13 @@ pub struct WorkerArgs {
     /// renders inline between runs; on CUDA all cores but one, at most 8).
     #[arg(long, env = "JAGGED_HOST_THREADS")]
     host_threads: Option<usize>,
+    /// Where grid inputs are rendered: `host` (float tensors made on host
+    /// threads), `graph` (inside the model's graph, by ONNX Runtime on its
+    /// device, from each image's 8-bit pixels; grids of plain windows only: crop,
+    /// embed, scale, diagonal and sequence points at whole pixels), or `auto`
+    /// (graph on CUDA, host on the CPU). Result rows record which.
+    #[arg(long, env = "JAGGED_RENDER", default_value = "auto")]
+    render: jagged_worker::Render,
     /// Worker name in logs and the database (default: host-pid).
     #[arg(long, env = "JAGGED_WORKER_NAME")]
     name: Option<String>,
@@ -83,6 +90,7 @@ impl WorkerArgs {
             name: self.name.clone().unwrap_or_else(|| format!("{host}-{}", std::process::id())),
             engine: jagged_infer::EngineOptions { intra_threads: threads, device: self.device, strict_fp32: self.strict_fp32 },
             host_threads: self.host_threads.unwrap_or_else(|| jagged_worker::default_host_threads(cores, threads, self.device)),
+            render: self.render,
             idle_poll: Duration::from_millis(200),
             prefetch: self.prefetch.unwrap_or(match self.device {
                 jagged_infer::Device::Cuda { .. } => 1,

@@ -167,6 +167,8 @@ impl EngineOptions {
 /// One model's session, checked against its card.
 pub struct Engine {
     session: Session,
+    /// The model with the grid rendering in front, when attached.
+    views: Option<Session>,
     card: ModelCard,
     /// Name of the execution provider (recorded with every result).
     pub provider: &'static str,
@@ -180,26 +182,8 @@ pub struct Engine {
 impl Engine {
     /// Creates a session from ONNX bytes and checks input and output against the card.
     pub fn load(bytes: &[u8], card: &ModelCard, opts: &EngineOptions) -> Result<Engine, InferError> {
-        let env = init_runtime()?;
         let merr = |m: String| InferError::Model { model: card.name.clone(), message: m };
-        let builder = Session::builder(env)
-            .map_err(|e| merr(e.to_string()))?
-            .with_intra_threads(opts.intra_threads.max(1))
-            .map_err(|e| merr(e.to_string()))?
-            .with_inter_threads(1)
-            .map_err(|e| merr(e.to_string()))?;
-        let mut builder = match opts.device {
-            Device::Cpu => builder,
-            Device::Cuda { id } => builder
-                .with_execution_providers([ort::ep::CUDA::default().with_device_id(id).with_tf32(!opts.strict_fp32).build().error_on_failure()])
-                .map_err(|e| {
-                    merr(format!(
-                        "CUDA execution provider unavailable on device {id}: {e} \
-                         (ORT_DYLIB_PATH must name the GPU build of ONNX Runtime, from onnxruntime-gpu)"
-                    ))
-                })?,
-        };
-        let session = builder.commit_from_memory(bytes).map_err(|e| merr(format!("does not load: {e}")))?;
+        let session = session(bytes, card, opts)?;
         // Both tensors must be float32; their shapes are checked against the card
         // by the same rule submit applies to the graph file.
         let float_dims = |what: &str, name: &str, t: &ValueType| match t {
@@ -216,7 +200,46 @@ impl Engine {
         };
         card.check_ports(input.as_deref(), output.as_deref()).map_err(merr)?;
         let (provider, precision) = opts.labels();
-        Ok(Engine { session, card: card.clone(), provider, precision, probes: Vec::new() })
+        Ok(Engine { session, views: None, card: card.clone(), provider, precision, probes: Vec::new() })
+    }
+
+    /// Loads the model with the grid rendering in front (`jagged_onnx::views::prepend`
+    /// made `bytes`), as a second session on the same device, for [`Engine::run_views`].
+    pub fn attach_views(&mut self, bytes: &[u8], opts: &EngineOptions) -> Result<(), InferError> {
+        self.views = Some(session(bytes, &self.card, opts)?);
+        Ok(())
+    }
+
+    /// Whether [`Engine::attach_views`] gave this engine the rendering session.
+    pub fn has_views(&self) -> bool {
+        self.views.is_some()
+    }
+
+    /// Runs the rendering session on `n` inputs, each a view (5 numbers, see
+    /// `jagged_onnx::views`) of images whose RGB pixels lie in `pixels`, with the
+    /// normalised `background` outside them; returns the raw outputs, `n x classes`.
+    pub fn run_views(&mut self, pixels: &[u8], views: &[i64], background: [f32; 3]) -> Result<Vec<f32>, InferError> {
+        let n = views.len() / 5;
+        assert_eq!(views.len(), n * 5);
+        assert_eq!(pixels.len() % 3, 0);
+        let session = self.views.as_mut().ok_or_else(|| InferError::Run("no rendering session: attach_views first".into()))?;
+        let run = |e: ort::Error| InferError::Run(e.to_string());
+        let px = TensorRef::from_array_view(([pixels.len() / 3, 3], pixels)).map_err(run)?;
+        let vw = TensorRef::from_array_view(([n, 5], views)).map_err(run)?;
+        let bg = TensorRef::from_array_view(([1usize, 3], &background[..])).map_err(run)?;
+        let outputs = session.run(ort::inputs!["jagged_pixels" => px, "jagged_views" => vw, "jagged_background" => bg]).map_err(run)?;
+        let (shape, data) = outputs[self.card.output_name.as_str()].try_extract_tensor::<f32>().map_err(run)?;
+        let k = self.card.num_classes as usize;
+        if data.len() != n * k {
+            return Err(InferError::Run(format!("output shape {shape:?} is not [{n}, {k}]")));
+        }
+        Ok(data.to_vec())
+    }
+
+    /// [`Engine::run_views`], each row converted to probabilities as [`Engine::probabilities`] does.
+    pub fn probabilities_views(&mut self, pixels: &[u8], views: &[i64], background: [f32; 3]) -> Result<Vec<Result<Vec<f32>, String>>, InferError> {
+        let raw = self.run_views(pixels, views, background)?;
+        Ok(self.to_probabilities(&raw))
     }
 
     /// The model card.
@@ -287,6 +310,30 @@ impl Engine {
             })
             .collect()
     }
+}
+
+/// A session of `bytes` on `opts`' device.
+fn session(bytes: &[u8], card: &ModelCard, opts: &EngineOptions) -> Result<Session, InferError> {
+    let env = init_runtime()?;
+    let merr = |m: String| InferError::Model { model: card.name.clone(), message: m };
+    let builder = Session::builder(env)
+        .map_err(|e| merr(e.to_string()))?
+        .with_intra_threads(opts.intra_threads.max(1))
+        .map_err(|e| merr(e.to_string()))?
+        .with_inter_threads(1)
+        .map_err(|e| merr(e.to_string()))?;
+    let mut builder = match opts.device {
+        Device::Cpu => builder,
+        Device::Cuda { id } => builder
+            .with_execution_providers([ort::ep::CUDA::default().with_device_id(id).with_tf32(!opts.strict_fp32).build().error_on_failure()])
+            .map_err(|e| {
+                merr(format!(
+                    "CUDA execution provider unavailable on device {id}: {e} \
+                     (ORT_DYLIB_PATH must name the GPU build of ONNX Runtime, from onnxruntime-gpu)"
+                ))
+            })?,
+    };
+    builder.commit_from_memory(bytes).map_err(|e| merr(format!("does not load: {e}")))
 }
 
 /// Largest image accepted, in pixels (checked from the header, before decoding).

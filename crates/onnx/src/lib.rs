@@ -10,6 +10,7 @@
 //! - [`inspect`]: where a graph subsamples and whether a blur precedes it.
 //! - [`antialias`]: Zhang's BlurPool written into an existing graph.
 //! - [`card`]: model files and their cards on disk.
+//! - [`views`]: a grid's inputs rendered inside the graph, on the model's device.
 //!
 //! ```
 //! let model = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
@@ -26,6 +27,7 @@ pub mod inspect;
 pub mod light;
 pub mod pth;
 pub mod tiny;
+pub mod views;
 
 /// The generated ONNX protobuf types.
 #[allow(missing_docs, clippy::all)]

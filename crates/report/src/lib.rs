@@ -186,6 +186,7 @@ pub(crate) fn test_row(family: &str, image: i32, dx: f32, dy: f32, top1: i32) ->
         fwd_top5_dist: 0,
         provider: "cpu".into(),
         precision: "fp32".into(),
+        render: "host".into(),
         probs: None,
         layers: None,
     }

@@ -74,6 +74,8 @@ pub struct WorkerConfig {
     pub engine: EngineOptions,
     /// Threads for decoding, rendering and metrics, overlapped with inference.
     pub host_threads: usize,
+    /// Where grid inputs are rendered.
+    pub render: Render,
     /// Wait between lease attempts when no work is ready.
     pub idle_poll: Duration,
     /// Shards leased ahead and kept waiting beside the one being computed
@@ -92,6 +94,56 @@ pub struct WorkerConfig {
     pub store_retry: Duration,
     /// Prometheus metrics (shared by the sessions of one process).
     pub metrics: metrics::WorkerMetrics,
+}
+
+/// Where a worker renders a grid's inputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Render {
+    /// On host threads, as float tensors handed to ONNX Runtime.
+    Host,
+    /// Inside the model's graph (`jagged_onnx::views`), by ONNX Runtime on the
+    /// model's device: each image is handed over once as 8-bit pixels and each
+    /// input as a 40-byte view. Shards with points that are not plain windows
+    /// (sub-pixel, rotated, circular, inpainted, per-layer) still render on the host.
+    Graph,
+    /// In the graph on CUDA (the host-to-device copy is what it saves), on the
+    /// host on the CPU (where `just bench compute` measures the two alike).
+    #[default]
+    Auto,
+}
+
+impl Render {
+    /// Whether shards on `device` render in the graph (where their points allow).
+    pub fn in_graph(self, device: jagged_infer::Device) -> bool {
+        match self {
+            Render::Host => false,
+            Render::Graph => true,
+            Render::Auto => matches!(device, jagged_infer::Device::Cuda { .. }),
+        }
+    }
+}
+
+impl std::str::FromStr for Render {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Render, String> {
+        match s {
+            "host" => Ok(Render::Host),
+            "graph" => Ok(Render::Graph),
+            "auto" => Ok(Render::Auto),
+            _ => Err(format!("unknown render `{s}`: expected host, graph or auto")),
+        }
+    }
+}
+
+impl std::fmt::Display for Render {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Render::Host => "host",
+            Render::Graph => "graph",
+            Render::Auto => "auto",
+        })
+    }
 }
 
 /// Default host threads: on CUDA all cores but one (at most 8); on the CPU the
@@ -464,6 +516,7 @@ impl Reporter<'_> {
         let sha = jagged_artifacts::sha256_hex(&out.part);
         let rows = out.rows as i64;
         let t = out.timing;
+        let out_render = out.render;
         let failed_items = out.failed.len() as u64;
         let writing = Instant::now();
         let written = write_part(config, &key, out.part.into(), (shard, epoch), lost).await;
@@ -526,6 +579,7 @@ impl Reporter<'_> {
                     infer = t.run_secs,
                     starved = t.starved_secs,
                     finish = t.finish_secs,
+                    render = out_render,
                     "shard committed"
                 )
             }
@@ -679,6 +733,7 @@ async fn execute(
     let device = config.engine.device.to_string();
     let opts = config.engine.clone();
     let host_threads = config.host_threads;
+    let graph_render = config.render.in_graph(opts.device);
     let (shard_id, epoch) = (task.shard_id, task.lease_epoch);
     tokio::task::spawn_blocking(move || {
         let mut engines = engines.lock().unwrap();
@@ -698,7 +753,18 @@ async fn execute(
                 engine.probes = probes;
                 engine
             } else {
-                Engine::load(&bytes, &task.model.card, &opts).map_err(|e| retryable(e.to_string()))?
+                let mut engine = Engine::load(&bytes, &task.model.card, &opts).map_err(|e| retryable(e.to_string()))?;
+                if graph_render {
+                    // A model the rendering cannot be put in front of runs as it is.
+                    let attached = jagged_onnx::views::prepend(&bytes, &task.model.card)
+                        .map_err(|e| e.to_string())
+                        .and_then(|v| engine.attach_views(&v, &opts).map_err(|e| e.to_string()));
+                    match attached {
+                        Ok(()) => tracing::info!(model = %task.model.name, "grids of plain windows render inside the model's graph"),
+                        Err(e) => tracing::warn!(model = %task.model.name, error = %e, "rendering on the host: the graph cannot render"),
+                    }
+                }
+                engine
             };
             metrics.model_loads.get_or_create(&metrics::DeviceLabel { device: device.clone(), provider: engine.provider.into() }).inc();
             if engines.len() >= MAX_ENGINES {
@@ -711,7 +777,7 @@ async fn execute(
         let (engine, used) = engines.get_mut(&engine_key).expect("inserted above");
         *used = ENGINE_CLOCK.fetch_add(1, Ordering::Relaxed);
         let pad_batches = pads_batches(engine.provider);
-        let input = ShardInput { task: &task, images, host_threads, pad_batches, busy: Some(&busy) };
+        let input = ShardInput { task: &task, images, host_threads, pad_batches, busy: Some(&busy), graph_render };
         let abandoned = || hand_back.load(Ordering::Relaxed) || lost.lock().unwrap().contains(&(shard_id, epoch));
         let mut out = run_shard(engine, input, &abandoned).map_err(|e| retryable(e.to_string()))?;
         if let Some(o) = &mut out {

@@ -5,7 +5,7 @@ use jagged_artifacts::ResultRow;
 use jagged_domain::metrics::equivariance::{probe_error, LayerError};
 use jagged_domain::metrics::image_outcomes;
 use jagged_domain::task::{FailedItem, ShardTask, TaskItem};
-use jagged_domain::transform::{Family, GridPoint, Prepared};
+use jagged_domain::transform::{Family, GridPoint, Prepared, View};
 use jagged_infer::Engine;
 
 /// Why the compute step stopped (the shard is retried).
@@ -38,6 +38,10 @@ pub struct ShardInput<'a> {
     /// Where the attempt's busy time so far is kept, batch by batch, for
     /// heartbeats to report (cost accounting of an attempt that never ends).
     pub busy: Option<&'a Busy>,
+    /// Render the grid inside the model's graph, on its device, where the engine
+    /// has the rendering session ([`Engine::attach_views`]) and every point of
+    /// the shard is a plain window ([`Prepared::view`]); otherwise on the host.
+    pub graph_render: bool,
 }
 
 /// Seconds an execution provider has been busy on one attempt, updated as it
@@ -79,6 +83,11 @@ pub struct Timing {
     pub finish_secs: f64,
     /// Reading the model and the items from the object store (set by the worker).
     pub fetch_secs: f64,
+    /// Bytes handed to ONNX Runtime as model input (rendered tensors, or pixels
+    /// and views when the graph renders).
+    pub input_bytes: u64,
+    /// Inputs run (padding included).
+    pub inputs: u64,
 }
 
 /// What the compute step produces.
@@ -95,6 +104,9 @@ pub struct ShardOutput {
     pub precision: String,
     /// Where the time went.
     pub timing: Timing,
+    /// Where the inputs were rendered: `host`, or `graph` (by ONNX Runtime,
+    /// inside the model's graph, on its device).
+    pub render: &'static str,
     /// An adaptive shard's items whose top-1 has not changed, with their
     /// reference class: the next ring's images (empty at the last ring).
     pub next_ring: Vec<(u32, u32)>,
@@ -179,7 +191,15 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     let mut probs: Vec<Vec<Result<Vec<f32>, String>>> = points.iter().map(|p| Vec::with_capacity(p.len())).collect();
     let norm = card.normalize;
     let mut layer_errors: Vec<Vec<Option<Vec<LayerError>>>> = Vec::new();
-    let outcome: Result<bool, RunError> = if matches!(fam, Family::Layers { .. }) {
+    // Views only where every input of the shard is one, on one background.
+    let views: Option<Vec<View<'_>>> = (input.graph_render && engine.has_views() && !matches!(fam, Family::Layers { .. }))
+        .then(|| work.iter().map(|&(i, p)| prepared[i].1.view(points[i][p], &norm)).collect::<Option<Vec<_>>>())
+        .flatten()
+        .filter(|v| v.windows(2).all(|w| w[0].background == w[1].background));
+    let render = if views.is_some() { "graph" } else { "host" };
+    let outcome: Result<bool, RunError> = if let Some(views) = &views {
+        in_graph(engine, views, &work, batch, fixed, abandoned, &mut probs, &mut timing, input_busy)
+    } else if matches!(fam, Family::Layers { .. }) {
         layered(engine, &prepared, &points, reference, norm, abandoned, &mut probs, &mut layer_errors, &mut timing, input_busy)
     } else if input.host_threads == 0 {
         // Inline: render each batch on this thread, then run it (when ONNX Runtime's
@@ -201,6 +221,8 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
             let out = engine.probabilities(&tensor[..n * plane], n).map_err(RunError::Model)?;
             let spent = run.elapsed().as_secs_f64();
             timing.run_secs += spent;
+            timing.input_bytes += (n * plane * 4) as u64;
+            timing.inputs += n as u64;
             if let Some(b) = input_busy {
                 b.add(spent);
             }
@@ -280,6 +302,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
                 fwd_top5_dist: o.fwd_top5_dist as i32,
                 provider: engine.provider.to_string(),
                 precision: engine.precision.to_string(),
+                render: render.to_string(),
                 probs: if task.keep_probs { probs[p].as_ref().ok().cloned() } else { None },
                 layers: layer_errors.get(i).and_then(|l| l.get(p).cloned()).flatten(),
             });
@@ -288,7 +311,16 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     failed.sort_by_key(|f| f.index);
     let part = jagged_artifacts::encode(&rows).map_err(RunError::Encode)?;
     timing.finish_secs = t1.elapsed().as_secs_f64();
-    Ok(Some(ShardOutput { part, rows: rows.len(), failed, provider: engine.provider, precision: engine.precision.to_string(), timing, next_ring }))
+    Ok(Some(ShardOutput {
+        part,
+        rows: rows.len(),
+        failed,
+        provider: engine.provider,
+        precision: engine.precision.to_string(),
+        timing,
+        render,
+        next_ring,
+    }))
 }
 
 /// The `layers` path: each image's points in one run with the model's probes
@@ -331,6 +363,8 @@ fn layered(
         let (out, inner) = engine.probabilities_with(&tensor, pts.len(), &names).map_err(RunError::Model)?;
         let spent = run.elapsed().as_secs_f64();
         timing.run_secs += spent;
+        timing.input_bytes += (tensor.len() * 4) as u64;
+        timing.inputs += pts.len() as u64;
         if let Some(b) = busy {
             b.add(spent);
         }
@@ -358,6 +392,69 @@ fn layered(
             })
             .collect();
         errors.push(per_point);
+    }
+    Ok(true)
+}
+
+/// Rendering inside the model's graph: per batch, the pixels of the images its
+/// inputs show (each once) and one view per input go to ONNX Runtime, which
+/// renders on the model's device. Returns `Ok(false)` if abandoned.
+#[allow(clippy::too_many_arguments)]
+fn in_graph(
+    engine: &mut Engine,
+    views: &[View<'_>],
+    work: &[(usize, usize)],
+    batch: usize,
+    fixed: bool,
+    abandoned: &(dyn Fn() -> bool + Sync),
+    probs: &mut [Vec<Result<Vec<f32>, String>>],
+    timing: &mut Timing,
+    busy: Option<&Busy>,
+) -> Result<bool, RunError> {
+    let background = views.first().map(|v| v.background).unwrap_or_default();
+    let mut pixels: Vec<u8> = Vec::new();
+    let mut rows: Vec<i64> = Vec::with_capacity(batch * 5);
+    let mut placed: Vec<(*const jagged_domain::image::Rgb8, i64)> = Vec::new();
+    for (chunk, vs) in work.chunks(batch).zip(views.chunks(batch)) {
+        if abandoned() {
+            return Ok(false);
+        }
+        let pack = std::time::Instant::now();
+        pixels.clear();
+        rows.clear();
+        placed.clear();
+        for v in vs {
+            let key = v.image as *const _;
+            let start = match placed.iter().find(|(k, _)| *k == key) {
+                Some(&(_, s)) => s,
+                None => {
+                    let s = (pixels.len() / 3) as i64;
+                    pixels.extend_from_slice(&v.image.data);
+                    placed.push((key, s));
+                    s
+                }
+            };
+            rows.extend_from_slice(&[start, v.image.width as i64, v.image.height as i64, v.x0, v.y0]);
+        }
+        // Padded runs repeat the last view; its outputs are dropped.
+        let n = if fixed { batch } else { vs.len() };
+        while rows.len() < n * 5 {
+            let last: [i64; 5] = rows[rows.len() - 5..].try_into().expect("five columns");
+            rows.extend_from_slice(&last);
+        }
+        timing.starved_secs += pack.elapsed().as_secs_f64();
+        let run = std::time::Instant::now();
+        let out = engine.probabilities_views(&pixels, &rows, background).map_err(RunError::Model)?;
+        let spent = run.elapsed().as_secs_f64();
+        timing.run_secs += spent;
+        timing.input_bytes += (pixels.len() + rows.len() * 8 + 12) as u64;
+        timing.inputs += n as u64;
+        if let Some(b) = busy {
+            b.add(spent);
+        }
+        for (&(i, _), row) in chunk.iter().zip(out) {
+            probs[i].push(row);
+        }
     }
     Ok(true)
 }
@@ -422,6 +519,8 @@ fn pipelined(
             let out = engine.probabilities(&tensor[..n * plane], n).map_err(RunError::Model)?;
             let spent = run.elapsed().as_secs_f64();
             timing.run_secs += spent;
+            timing.input_bytes += (n * plane * 4) as u64;
+            timing.inputs += n as u64;
             if let Some(b) = input_busy {
                 b.add(spent);
             }

@@ -76,7 +76,7 @@ mod subpixel;
 
 pub use grid::MAX_POINTS;
 pub use inpaint::{inpaint, INPAINT_ITERATIONS, INPAINT_MAX_UNFILLED};
-pub use render::{Normalize, Prepared};
+pub use render::{Normalize, Prepared, View};
 pub use subpixel::{sample_plane, KAISER_BETA, SINC_HALF_WIDTH};
 
 use crate::image::Resample;

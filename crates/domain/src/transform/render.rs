@@ -3,7 +3,7 @@
 //! CHW input tensor.
 
 use super::placement::Placement;
-use super::{crop, embed, rotate, scale, sequence, Background, EmbedCrop, Family, GridPoint};
+use super::{crop, embed, rotate, scale, sequence, Background, EmbedCrop, Family, GridPoint, BLACK};
 use crate::image::{resize_long_side, resize_short_side, Compat, Rgb8};
 use serde::{Deserialize, Serialize};
 
@@ -118,6 +118,55 @@ impl Prepared {
     }
 }
 
+/// One input of a grid as a window of a prepared image: what a renderer on the
+/// model's device needs (see [`Prepared::view`]).
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    /// The image the window shows.
+    pub image: &'a Rgb8,
+    /// Image column shown at the input's left edge (may be negative).
+    pub x0: i64,
+    /// Image row shown at the input's top edge (may be negative).
+    pub y0: i64,
+    /// Normalised value, per channel, where the window falls outside the image.
+    pub background: [f32; 3],
+}
+
+impl View<'_> {
+    /// The input, as [`Prepared::write_chw`] would write it.
+    pub fn write_chw(&self, side: usize, norm: &Normalize, out: &mut [f32]) {
+        let scale = [1.0 / norm.std[0], 1.0 / norm.std[1], 1.0 / norm.std[2]];
+        let px = |v: f32, c: usize| (v - norm.mean[c]) * scale[c];
+        paste(self.image, self.x0, self.y0, side, self.background, &px, out);
+    }
+}
+
+impl Prepared {
+    /// The point as a plain window of one prepared image (integer offsets, no
+    /// interpolation, a uniform background), or `None` where rendering it needs
+    /// more (sub-pixel and rotated points, circular shifts, inpainting).
+    pub fn view(&self, p: GridPoint, norm: &Normalize) -> Option<View<'_>> {
+        let side = self.side as i64;
+        let black = |c: usize| (BLACK as f32 - norm.mean[c]) * (1.0 / norm.std[c]);
+        match &self.kind {
+            Kind::Window(img, compat) if !p.is_subpixel() => {
+                let cx = crate::image::centre_offset(img.width - self.side, *compat) as i64;
+                let cy = crate::image::centre_offset(img.height - self.side, *compat) as i64;
+                Some(View { image: img, x0: cx + p.dx as i64, y0: cy + p.dy as i64, background: [0.0; 3] })
+            }
+            Kind::Embed(squares, bg @ (Background::Black | Background::Mean)) if !p.is_subpixel() => {
+                let img = if squares.len() == 1 { &squares[0] } else { squares.get(p.index as usize)? };
+                let x0 = -((side - img.width as i64).div_euclid(2) + p.dx as i64);
+                let y0 = -((side - img.height as i64).div_euclid(2) + p.dy as i64);
+                let background = if *bg == Background::Black { [black(0), black(1), black(2)] } else { [0.0; 3] };
+                Some(View { image: img, x0, y0, background })
+            }
+            Kind::Frames(frames) => Some(View { image: frames.get(p.index as usize)?, x0: 0, y0: 0, background: [0.0; 3] }),
+            _ => None,
+        }
+    }
+}
+
 /// Writes the `side` x `side` view of `img` whose top-left is image pixel
 /// `(x0, y0)` (may lie outside), with `bg` (already normalised) where it does.
 pub(super) fn paste(img: &Rgb8, x0: i64, y0: i64, side: usize, bg: [f32; 3], px: Px<'_>, out: &mut [f32]) {
@@ -159,6 +208,46 @@ mod tests {
             a.write_chw(p, &ID, &mut ta);
             b.write_chw(p, &ID, &mut tb);
             assert!(ta.iter().zip(&tb).all(|(x, y)| x.to_bits() == y.to_bits()));
+        }
+    }
+
+    /// Every family's points, as views where they are plain windows: the
+    /// view's tensor equals the host rendering bit for bit; the rest are named.
+    #[test]
+    fn plain_windows_are_views_that_render_bit_identically() {
+        let img = numbered(90, 61);
+        let norm = Normalize { mean: [123.675, 116.28, 103.53], std: [58.395, 57.12, 57.375] };
+        let cases = [
+            ("kind = \"crop\"\nmax_shift = 3", true),
+            ("kind = \"crop\"\nmax_shift = 1\nstep = 0.5\nresize = 40", false),
+            ("kind = \"embed\"\nsize = 20\nmax_shift = 6\nstep = 2", true),
+            ("kind = \"embed\"\nsize = 20\nmax_shift = 6\nbackground = \"mean\"\ncrop = \"none\"", true),
+            ("kind = \"embed\"\nsize = 20\nmax_shift = 2\nbackground = \"inpaint\"", false),
+            ("kind = \"diagonal\"\nfrom = -3\nto = 3", true),
+            ("kind = \"scale\"\nfrom = 0.5\nto = 1.0\nstep = 0.25", true),
+            ("kind = \"circular\"\nmax_shift = 2", false),
+            ("kind = \"rotate\"\nfrom = -5.0\nto = 5.0\nstep = 5.0", false),
+        ];
+        let side = 32usize;
+        for (toml_text, plain) in cases {
+            let f: Family = toml::from_str(toml_text).unwrap();
+            f.validate(Some(side as u32)).unwrap();
+            let prep = f.prepare(&img, side as u32).unwrap();
+            let mut viewed = 0;
+            for p in f.points() {
+                let Some(v) = prep.view(p, &norm) else { continue };
+                viewed += 1;
+                let (mut host, mut view) = (vec![0f32; 3 * side * side], vec![1f32; 3 * side * side]);
+                prep.write_chw(p, &norm, &mut host);
+                v.write_chw(side, &norm, &mut view);
+                assert!(host.iter().zip(&view).all(|(a, b)| a.to_bits() == b.to_bits()), "{toml_text}: point {p:?}");
+            }
+            let integer = f.points().iter().filter(|p| !p.is_subpixel()).count();
+            if plain {
+                assert_eq!(viewed, f.points().len(), "{toml_text}");
+            } else {
+                assert!(viewed == 0 || viewed == integer, "{toml_text}: only integer points of a sub-pixel grid are views");
+            }
         }
     }
 }
