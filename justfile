@@ -42,7 +42,7 @@ example name *ARGS: (assets "release")
         [ -d {{cache}}/sequences ] || {{cache}}/venv/bin/python3 scripts/make-sequences.py {{cache}}/samples {{cache}}/sequences; fi
     ./target/release/jagged demo --spec examples/{{name}}.toml --out {{name}}-out {{ARGS}}
 
-# Benchmarks (bench/README.md): `just bench pipeline|python|compute|load|scheduler|fleet|aggregate`.
+# Benchmarks (bench/README.md): `just bench pipeline|python|compute|load|scheduler|fleet|aggregate|reuse`.
 bench what="pipeline" *ARGS: (assets "release")
     {{ if what == "python" { "scripts/fetch.sh venv" } else if what == "aggregate" { "scripts/fetch.sh duckdb" } else { "true" } }}
     # A fleet of a thousand connections needs more open files than the usual 1024.

@@ -2,6 +2,8 @@
 
 // Scheduling rules at the SQL level against a private PostgreSQL.
 mod store;
+// Results reused across sweeps by content key.
+mod reuse;
 // The whole system: coordinator and worker processes over real gRPC.
 mod e2e;
 // The real model: EfficientNet-Lite0 imported from its PyTorch weights.

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 mod aggregate;
 mod fleet;
+mod reuse;
 mod scheduler;
 
 #[derive(Parser)]
@@ -173,6 +174,20 @@ enum What {
         #[arg(long, default_value_t = 8)]
         prefetch: u32,
     },
+    /// A three-model sweep, then the same sweep plus a fourth model (adopting
+    /// the first three models' results), then all four in full: inferences run,
+    /// wall time against the fourth model's share, and equal reports.
+    Reuse {
+        /// Images.
+        #[arg(long, default_value_t = 120)]
+        images: u32,
+        /// Half-width of the crop and embed grids.
+        #[arg(long, default_value_t = 4)]
+        max_shift: u32,
+        /// ORT intra-op threads of the worker.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -192,6 +207,7 @@ fn main() -> Result<()> {
         What::Aggregate { rows, threads, python, script } => aggregate::run(&rows, threads, &python, &script),
         What::AggregateRun { dir, threads } => aggregate::run_ours(&dir, threads),
         What::Load { workers, images, families, prefetch } => load(workers, images, families, prefetch),
+        What::Reuse { images, max_shift, threads } => reuse::run(images, max_shift, threads),
     }
 }
 

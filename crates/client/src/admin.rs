@@ -23,7 +23,7 @@ pub struct Admin {
 }
 
 /// The coordinator's answer to a submit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Submitted {
     /// The sweep's id.
     pub sweep_id: i64,
@@ -31,6 +31,13 @@ pub struct Submitted {
     pub shards: u32,
     /// The same sweep (spec, models and images) existed; nothing was added.
     pub existing: bool,
+    /// Of `shards`, those adopted done from sweeps that computed the same
+    /// (model, family) pairs (`--again` adopts none).
+    pub reused_shards: u32,
+    /// Their inferences.
+    pub reused_inferences: u64,
+    /// The sweeps they came from.
+    pub reused_from: Vec<i64>,
 }
 
 impl Admin {
@@ -69,7 +76,14 @@ impl Admin {
     ) -> Result<Submitted> {
         let prices = prices.iter().map(|(k, v)| (k.clone(), *v)).collect();
         let r = self.raw.submit(SubmitRequest { sweep: Some(sweep.into()), spec_toml, again, prices }).await?.into_inner();
-        Ok(Submitted { sweep_id: r.sweep_id, shards: r.shards, existing: r.existing })
+        Ok(Submitted {
+            sweep_id: r.sweep_id,
+            shards: r.shards,
+            existing: r.existing,
+            reused_shards: r.reused_shards,
+            reused_inferences: r.reused_inferences,
+            reused_from: r.reused_from,
+        })
     }
 
     /// One sweep's status.
@@ -116,6 +130,16 @@ pub async fn submit(config: &ClientConfig, spec: &Path, store: &dyn object_store
         eprintln!("sweep {} already holds this spec over the same models and images; nothing added (pass --again to run it anew)", r.sweep_id);
     } else {
         eprintln!("submitted sweep {} ({} shards: {n_models} model(s), {n_images} image(s))", r.sweep_id, r.shards);
+        if r.reused_shards > 0 {
+            let from: Vec<String> = r.reused_from.iter().map(|s| s.to_string()).collect();
+            eprintln!(
+                "reused {} of its shards ({} inferences) done in sweep(s) {} for the same models, families and images; \
+                 pass --again to run everything",
+                r.reused_shards,
+                r.reused_inferences,
+                from.join(", ")
+            );
+        }
     }
     Ok(r)
 }

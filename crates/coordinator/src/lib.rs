@@ -472,19 +472,37 @@ impl AdminService for Coordinator {
         // SHA-256, so the same spec over the same files hashes the same.
         let canonical = serde_json::to_vec(&sweep).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let hash = hex::encode(sha2::Sha256::digest(&canonical));
-        let (id, existing) =
-            self.store.insert_sweep_once(&r.spec_toml, &sweep, &shards, Some(&hash), !r.again).await.map_err(|e| self.store_err(e))?;
+        let keys = pair_keys(&sweep).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let inserted =
+            self.store.insert_sweep_once(&r.spec_toml, &sweep, &shards, Some(&hash), &keys, !r.again).await.map_err(|e| self.store_err(e))?;
+        let (id, existing) = (inserted.id, inserted.existing);
         self.share.lock().unwrap().1 = 0; // re-read the running sweeps at the next lease
         if !r.prices.is_empty() {
             let prices: jagged_domain::cost::Prices = r.prices.into_iter().collect();
             self.store.set_prices(id, &prices).await.map_err(|e| self.store_err(e))?;
         }
+        let reused: u32 = inserted.adopted.iter().map(|a| a.shards).sum();
+        let planned = shards.iter().filter(|s| !inserted.adopted.iter().any(|a| (a.model_idx, a.family_idx) == (s.model, s.family))).count();
         if existing {
             tracing::info!(sweep = id, name = %sweep.spec.name, "the same sweep was submitted again; returning the existing one");
         } else {
-            tracing::info!(sweep = id, name = %sweep.spec.name, shards = shards.len(), "sweep submitted");
+            for a in &inserted.adopted {
+                let model = sweep.models.get(a.model_idx as usize).map(|m| m.name.as_str()).unwrap_or("?");
+                tracing::info!(sweep = id, model, family = a.family_idx, from = a.from_sweep, shards = a.shards, "results reused");
+            }
+            tracing::info!(sweep = id, name = %sweep.spec.name, shards = planned, reused, "sweep submitted");
         }
-        Ok(Response::new(SubmitResponse { sweep_id: id, shards: shards.len() as u32, existing }))
+        let mut from: Vec<i64> = inserted.adopted.iter().map(|a| a.from_sweep).collect();
+        from.sort_unstable();
+        from.dedup();
+        Ok(Response::new(SubmitResponse {
+            sweep_id: id,
+            shards: planned as u32 + reused,
+            existing,
+            reused_shards: reused,
+            reused_inferences: inserted.adopted.iter().map(|a| a.inferences).sum::<i64>() as u64,
+            reused_from: from,
+        }))
     }
 
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<pb::SweepStatus>, Status> {
@@ -516,6 +534,49 @@ impl AdminService for Coordinator {
         tracing::info!(sweep = id, "sweep cancelled");
         Ok(Response::new(Coordinator::status(self, id).await?.into()))
     }
+}
+
+/// What shapes the rows of one (model, family) pair: the model (its content
+/// key, name and card), the family, the items (names, content keys, labels,
+/// frames) and the run settings that change rows. Shard sizes, batch sizes and
+/// priorities do not; neither do the other pairs of the sweep.
+#[derive(serde::Serialize)]
+struct PairContent<'a> {
+    format: u32,
+    model: &'a jagged_domain::spec::ResolvedModel,
+    family: &'a jagged_domain::transform::Family,
+    items: &'a [jagged_domain::spec::ImageRef],
+    keep_probs: bool,
+    jpeg_decoder: jagged_domain::image::JpegDecoder,
+}
+
+/// The content key (SHA-256, hex) of every (model, family) pair of `sweep`,
+/// `[model][family]`: two sweeps' pairs with the same key have the same rows,
+/// so a new sweep adopts a finished pair's parts instead of running it again.
+pub fn pair_keys(sweep: &ResolvedSweep) -> Result<Vec<Vec<String>>, serde_json::Error> {
+    sweep
+        .models
+        .iter()
+        .map(|model| {
+            sweep
+                .spec
+                .families
+                .iter()
+                .enumerate()
+                .map(|(f, family)| {
+                    let content = PairContent {
+                        format: 1,
+                        model,
+                        family,
+                        items: sweep.items(f),
+                        keep_probs: sweep.spec.run.keep_probs,
+                        jpeg_decoder: sweep.spec.run.jpeg_decoder,
+                    };
+                    Ok(hex::encode(sha2::Sha256::digest(serde_json::to_vec(&content)?)))
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The task of a claimed shard: its model, family and items from the sweep.

@@ -187,8 +187,9 @@ impl Store {
         sweep: &ResolvedSweep,
         shards: &[PlannedShard],
         inferences: &[i64],
+        keys: &[Option<String>],
     ) -> Result<()> {
-        for (sh, nn) in shards.chunks(50_000).zip(inferences.chunks(50_000)) {
+        for ((sh, nn), kk) in shards.chunks(50_000).zip(inferences.chunks(50_000)).zip(keys.chunks(50_000)) {
             sqlx::query(include_str!("../queries/shards/insert.sql"))
                 .bind(sweep_id)
                 .bind(sh.iter().map(|s| s.model as i32).collect::<Vec<_>>())
@@ -199,6 +200,7 @@ impl Store {
                 .bind(sweep.spec.priority)
                 .bind(sweep.spec.shard.max_attempts as i32)
                 .bind(sh.iter().map(|s| s.ring as i32).collect::<Vec<_>>())
+                .bind(kk)
                 .execute(&mut *tx)
                 .await?;
         }

@@ -104,15 +104,54 @@ fn decode_resolved(sweep: i64, r: PgResolved) -> Result<ResolvedSweep> {
     serde_json::from_value(r.resolved).map_err(|e| StoreError::Data(format!("sweep `{sweep}` (format {}): {e}", r.resolved_format)))
 }
 
+/// A submitted sweep as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inserted {
+    /// The sweep's id.
+    pub id: i64,
+    /// The same sweep existed (same content hash); nothing was added.
+    pub existing: bool,
+    /// Pairs whose results another sweep held, adopted instead of planned.
+    pub adopted: Vec<Adopted>,
+}
+
+/// One (model, family) pair whose committed parts a new sweep adopted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Adopted {
+    /// Model index in the new sweep.
+    pub model_idx: u32,
+    /// Family index in the new sweep.
+    pub family_idx: u32,
+    /// The sweep that computed (or itself adopted) them.
+    pub from_sweep: i64,
+    /// Shards adopted.
+    pub shards: u32,
+    /// Their inferences.
+    pub inferences: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct PgAdopted {
+    shards: i32,
+    inferences: i64,
+    done: i64,
+    skipped: i64,
+    failed: i64,
+}
+
 impl Store {
     /// Stores a sweep and its planned shards in one transaction; returns its id.
     pub async fn insert_sweep(&self, spec_toml: &str, sweep: &ResolvedSweep, shards: &[PlannedShard]) -> Result<i64> {
-        Ok(self.insert_sweep_once(spec_toml, sweep, shards, None, false).await?.0)
+        Ok(self.insert_sweep_once(spec_toml, sweep, shards, None, &[], false).await?.id)
     }
 
-    /// Stores a sweep with its `content_hash`; with `dedupe`, unless one with the
-    /// same hash (and not cancelled) exists, in which case that one's id is
-    /// returned with `true`. Concurrent submits of the same content are
+    /// Stores a sweep with its `content_hash` and its pairs' content keys
+    /// (`keys[model][family]`, recorded on their shards; empty: none). With
+    /// `reuse`: if a sweep with the same hash (and not cancelled) exists, that
+    /// one's id is returned as `existing`; otherwise every pair whose key a
+    /// pair of another sweep holds with all its shards done adopts those
+    /// shards' parts instead of its planned shards (a sweep adopting all of
+    /// them is done at once). Concurrent submits of the same content are
     /// serialised, so only one is stored.
     pub async fn insert_sweep_once(
         &self,
@@ -120,35 +159,78 @@ impl Store {
         sweep: &ResolvedSweep,
         shards: &[PlannedShard],
         content_hash: Option<&str>,
-        dedupe: bool,
-    ) -> Result<(i64, bool)> {
-        let n: Vec<i64> = shards
-            .iter()
-            .map(|s| (s.image_hi - s.image_lo) as i64 * sweep.spec.families.get(s.family as usize).map_or(0, |f| f.points_per_image(s.ring)) as i64)
-            .collect();
+        keys: &[Vec<String>],
+        reuse: bool,
+    ) -> Result<Inserted> {
+        let key_of = |m: u32, f: u32| keys.get(m as usize).and_then(|k| k.get(f as usize)).cloned();
         let resolved = serde_json::to_value(sweep).map_err(|e| StoreError::Data(e.to_string()))?;
         let mut tx = self.pool.begin().await?;
-        if let (Some(h), true) = (content_hash, dedupe) {
+        if let (Some(h), true) = (content_hash, reuse) {
             sqlx::query(include_str!("../queries/sweeps/lock_hash.sql")).bind(h).execute(&mut *tx).await?;
             let found: Option<i64> = sqlx::query_scalar(include_str!("../queries/sweeps/find_by_hash.sql")).bind(h).fetch_optional(&mut *tx).await?;
             if let Some(id) = found {
-                return Ok((id, true));
+                return Ok(Inserted { id, existing: true, adopted: Vec::new() });
             }
         }
+        // Pairs computed in full elsewhere: (model, family, key, source sweep).
+        let mut sources: Vec<(u32, u32, String, i64)> = Vec::new();
+        if reuse {
+            for (m, per_family) in keys.iter().enumerate() {
+                for (f, key) in per_family.iter().enumerate() {
+                    let from: Option<i64> =
+                        sqlx::query_scalar(include_str!("../queries/shards/reuse_source.sql")).bind(key).bind(0i64).fetch_optional(&mut *tx).await?;
+                    if let Some(from) = from {
+                        sources.push((m as u32, f as u32, key.clone(), from));
+                    }
+                }
+            }
+        }
+        let adopting = |s: &PlannedShard| sources.iter().any(|(m, f, _, _)| (*m, *f) == (s.model, s.family));
+        let planned: Vec<PlannedShard> = shards.iter().filter(|s| !adopting(s)).copied().collect();
+        let n: Vec<i64> = planned
+            .iter()
+            .map(|s| (s.image_hi - s.image_lo) as i64 * sweep.spec.families.get(s.family as usize).map_or(0, |f| f.points_per_image(s.ring)) as i64)
+            .collect();
         let id: i64 = sqlx::query_scalar(include_str!("../queries/sweeps/insert.sql"))
             .bind(&sweep.spec.name)
             .bind(spec_toml)
             .bind(resolved)
             .bind(sweep.spec.priority)
-            .bind(shards.len() as i32)
+            .bind(planned.len() as i32)
             .bind(n.iter().sum::<i64>())
             .bind(content_hash)
             .bind(RESOLVED_FORMAT as i32)
             .fetch_one(&mut *tx)
             .await?;
-        Self::insert_shards(&mut tx, id, sweep, shards, &n).await?;
+        let planned_keys: Vec<Option<String>> = planned.iter().map(|s| key_of(s.model, s.family)).collect();
+        Self::insert_shards(&mut tx, id, sweep, &planned, &n, &planned_keys).await?;
+        let now = ts(crate::now_ms());
+        let mut adopted = Vec::new();
+        for (m, f, key, from) in sources {
+            let a: PgAdopted = sqlx::query_as(include_str!("../queries/shards/adopt.sql"))
+                .bind(id)
+                .bind(from)
+                .bind(&key)
+                .bind(m as i32)
+                .bind(f as i32)
+                .bind(now)
+                .bind(sweep.spec.priority)
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query(include_str!("../queries/sweeps/adopted.sql"))
+                .bind(id)
+                .bind(a.shards)
+                .bind(a.inferences)
+                .bind(a.done)
+                .bind(a.skipped)
+                .bind(a.failed)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            adopted.push(Adopted { model_idx: m, family_idx: f, from_sweep: from, shards: a.shards as u32, inferences: a.inferences });
+        }
         tx.commit().await?;
-        Ok((id, false))
+        Ok(Inserted { id, existing: false, adopted })
     }
 
     /// The resolved sweep as submitted, in any format this build reads.

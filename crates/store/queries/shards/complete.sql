@@ -18,13 +18,14 @@ with input as (
     set state = 'done', finished_at = $13, leased_until = null, last_error = null
     from input i
     where s.id = i.shard and s.lease_epoch = i.epoch and s.state = 'leased' and s.sweep_id = i.sweep and s.attempt = i.attempt
-    returning s.id, s.sweep_id, s.inferences, s.attempt, s.model_idx, s.family_idx, s.image_lo, s.image_hi, s.ring, s.priority, s.max_attempts
+    returning s.id, s.sweep_id, s.inferences, s.attempt, s.model_idx, s.family_idx, s.image_lo, s.image_hi, s.ring, s.priority, s.max_attempts, s.content_key
 ), follow as (
-    insert into shards (sweep_id, model_idx, family_idx, image_lo, image_hi, inferences, priority, max_attempts, ring, items, refs, run_after)
+    insert into shards (sweep_id, model_idx, family_idx, image_lo, image_hi, inferences, priority, max_attempts, ring, items, refs, run_after,
+                        content_key)
     select d.sweep_id, d.model_idx, d.family_idx, d.image_lo, d.image_hi, count(*) * 8 * (d.ring + 1), d.priority, d.max_attempts,
-           d.ring + 1, array_agg(n.image order by n.image), array_agg(n.ref order by n.image), $13
+           d.ring + 1, array_agg(n.image order by n.image), array_agg(n.ref order by n.image), $13, d.content_key
     from done d join unnest($21::bigint[], $22::int[], $23::int[]) as n (shard, image, ref) on n.shard = d.id
-    group by d.id, d.sweep_id, d.model_idx, d.family_idx, d.image_lo, d.image_hi, d.ring, d.priority, d.max_attempts
+    group by d.id, d.sweep_id, d.model_idx, d.family_idx, d.image_lo, d.image_hi, d.ring, d.priority, d.max_attempts, d.content_key
     returning sweep_id, inferences
 ), added as (
     select sweep_id, count(*)::int as shards, sum(inferences)::bigint as inferences from follow group by sweep_id

@@ -1,0 +1,125 @@
+use jagged_domain::status::SweepState;
+use jagged_local::LocalCluster;
+use jagged_testkit::{cluster_options, dataset, ort, tiny_model, wait};
+use std::collections::HashSet;
+use std::path::Path;
+
+fn spec(models: &[&str], crop_shift: u32) -> String {
+    let mut s = String::from("name = \"reuse\"\n[dataset]\npath = \"data\"\n");
+    for m in models {
+        s += &format!("[[models]]\npath = \"models/{m}.onnx\"\n");
+    }
+    s += &format!("[[families]]\nkind = \"crop\"\nmax_shift = {crop_shift}\n");
+    s += "[[families]]\nkind = \"embed\"\nsize = 16\nmax_shift = 4\nstep = 2\n";
+    s += "[[families]]\nkind = \"radius\"\nmax_radius = 3\n";
+    s += "[shard]\nimages = 2\n[run]\nbatch_size = 8\n";
+    s
+}
+
+fn model(dir: &Path, name: &str, seed: u64) {
+    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { seed, name: name.into(), ..Default::default() });
+    std::fs::write(dir.join(format!("{name}.onnx")), &m.bytes).unwrap();
+    std::fs::write(dir.join(format!("{name}.card.json")), serde_json::to_vec(&m.card).unwrap()).unwrap();
+}
+
+/// A finished two-model sweep, then the same sweep with a third model: only
+/// the third model's shards run, the first two models' pairs adopt the first
+/// sweep's parts (the same files, checked against their checksums), and the
+/// report equals that of a full `--again` run of the three models. A sweep of
+/// pairs all computed before is done at submit without a worker; a widened
+/// grid runs that family anew and reuses the rest; `--again` reuses nothing.
+#[test]
+fn a_sweep_plus_one_model_runs_only_that_model_and_reports_as_a_full_run() {
+    ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let models = dir.join("models");
+    tiny_model(&models);
+    model(&models, "tiny_b", 11);
+    model(&models, "tiny_c", 12);
+    dataset(&dir.join("data"), 6, 10, &[("broken.png", b"not an image", Some(1))]);
+    let write = |name: &str, text: String| {
+        std::fs::write(dir.join(name), text).unwrap();
+        dir.join(name)
+    };
+    let two = write("two.toml", spec(&["tiny_cnn", "tiny_b"], 2));
+    let three = write("three.toml", spec(&["tiny_cnn", "tiny_b", "tiny_c"], 2));
+    let only_b = write("only_b.toml", spec(&["tiny_b"], 2));
+    let wider = write("wider.toml", spec(&["tiny_cnn", "tiny_b", "tiny_c"], 3));
+
+    let cluster = LocalCluster::start(cluster_options(&dir.join("run"), 2, 10_000)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
+        let config = jagged_client::ClientConfig::new(&cluster.url);
+        let store = jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap();
+        let submit = |path: std::path::PathBuf, again: bool| {
+            let (config, objects) = (config.clone(), objects.clone());
+            async move {
+                let over = jagged_client::Overrides { again, ..Default::default() };
+                jagged_client::submit(&config, &path, objects.as_ref(), &over).await.unwrap()
+            }
+        };
+        let keys = |id: i64| {
+            let store = &store;
+            async move { store.outputs(id).await.unwrap().into_iter().map(|o| (o.model_idx, o.object_key)).collect::<Vec<_>>() }
+        };
+
+        let first = submit(two.clone(), false).await;
+        assert_eq!(first.reused_shards, 0, "nothing to reuse yet");
+        assert_eq!(wait(&cluster.url, first.sweep_id).await.state, SweepState::Done);
+        let first_keys: HashSet<String> = keys(first.sweep_id).await.into_iter().map(|(_, k)| k).collect();
+
+        // Plus a third model: the first two models' shards are adopted.
+        let plus = submit(three.clone(), false).await;
+        let first_shards = store.sweep(first.sweep_id).await.unwrap().total;
+        assert_eq!(plus.reused_shards as i64, first_shards as i64, "every shard of the first sweep is reused");
+        assert_eq!(plus.reused_from, vec![first.sweep_id]);
+        let st = wait(&cluster.url, plus.sweep_id).await;
+        assert_eq!(st.state, SweepState::Done);
+        let plus_outputs = keys(plus.sweep_id).await;
+        for (m, key) in &plus_outputs {
+            assert_eq!(first_keys.contains(key), *m < 2, "model {m}: part {key}");
+        }
+        // What ran for it: the third model's inferences alone.
+        let ran: i64 = store.outputs(plus.sweep_id).await.unwrap().iter().filter(|o| !first_keys.contains(&o.object_key)).map(|o| o.rows).sum();
+        let first_done = store.sweep(first.sweep_id).await.unwrap().inferences_done;
+        assert_eq!(st.inferences_done, first_done + ran);
+
+        // Everything again, from scratch: the same report.
+        let full = submit(three.clone(), true).await;
+        assert_eq!(full.reused_shards, 0, "--again reuses nothing");
+        wait(&cluster.url, full.sweep_id).await;
+        assert!(keys(full.sweep_id).await.iter().all(|(_, k)| !first_keys.contains(k)));
+        let third: i64 = store.outputs(full.sweep_id).await.unwrap().iter().filter(|o| o.model_idx == 2).map(|o| o.rows).sum();
+        assert_eq!(ran, third, "what ran for the sweep plus a model: that model's inferences alone");
+        let reused_report = jagged_report::build(&store, objects.as_ref(), plus.sweep_id).await.unwrap();
+        let full_report = jagged_report::build(&store, objects.as_ref(), full.sweep_id).await.unwrap();
+        assert_eq!(reused_report.csv(), full_report.csv());
+        let md = |r: &jagged_report::Report, id: i64| r.markdown().replacen(&format!("# Sweep {id}:"), "# Sweep N:", 1);
+        assert_eq!(md(&reused_report, plus.sweep_id), md(&full_report, full.sweep_id), "the whole report, bar its sweep id");
+        assert!(reused_report.failures.iter().any(|f| f.image == "broken.png"), "failed items come with the parts");
+
+        // A sweep of pairs all done before is done at submit, with no work.
+        let b = submit(only_b.clone(), false).await;
+        let st = store.sweep(b.sweep_id).await.unwrap();
+        assert_eq!((st.state, st.done, st.total), (SweepState::Done, b.shards as i32, b.shards as i32), "done at submit");
+        let b_report = jagged_report::build(&store, objects.as_ref(), b.sweep_id).await.unwrap();
+        assert!(b_report.csv().lines().skip(1).all(|l| reused_report.csv().contains(l)), "tiny_b's rows as the larger sweep has them");
+
+        // A wider crop grid: crop runs anew, embed and radius are reused.
+        let w = submit(wider.clone(), false).await;
+        let resolved = store.resolved(w.sweep_id).await.unwrap();
+        assert_eq!(resolved.spec.families.len(), 3);
+        assert!(w.reused_shards > 0 && w.reused_shards < w.shards);
+        wait(&cluster.url, w.sweep_id).await;
+        let mut all_before = HashSet::new();
+        for id in [first.sweep_id, plus.sweep_id, full.sweep_id, b.sweep_id] {
+            all_before.extend(keys(id).await.into_iter().map(|(_, k)| k));
+        }
+        for o in store.outputs(w.sweep_id).await.unwrap() {
+            assert_eq!(all_before.contains(&o.object_key), o.family_idx != 0, "family {} shard {}", o.family_idx, o.shard_id);
+        }
+    });
+    cluster.stop();
+}
