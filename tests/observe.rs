@@ -364,8 +364,11 @@ fn cost_adds_up_per_worker_and_model_and_a_killed_workers_attempt_counts_as_spen
         let busy = |live: &[jagged_store::LiveWorker]| live.iter().filter_map(|l| l.busy_seconds).find(|b| *b > 0.0);
         if busy(&rt.block_on(store.live_workers(0)).unwrap()).is_some() {
             // Frozen first, so it cannot commit that shard meanwhile; then killed
-            // if the shard is still leased with busy time reported.
+            // if the shard is still leased with busy time reported once a commit
+            // sent just before the freeze has had time to land (it would make the
+            // shard done and leave the next one, without busy time, to be abandoned).
             signal("-STOP", pid);
+            std::thread::sleep(Duration::from_millis(500));
             if let Some(b) = busy(&rt.block_on(store.live_workers(0)).unwrap()) {
                 c.workers[0].kill9();
                 break b;
