@@ -111,6 +111,18 @@ async fn claims_resume_past_claimed_shards_and_still_find_requeued_ones() {
     assert_eq!(got.len(), 3, "{rest:?}");
     assert!(got.contains(&ids[0]), "{got:?}");
     assert!(store.claim_from(5, sweep, None, 10, later + 3, &p).await.unwrap().is_empty());
+
+    // The same within one model (the cursor is then an id).
+    let sweep = sweep_with(&store, 5, 1, 3).await;
+    let first = store.claim_from(1, sweep, Some(0), 2, T0, &p).await.unwrap();
+    store.hand_back(first[0].id, first[0].lease_epoch, 0.0, T0 + 10, &p).await.unwrap();
+    let next = store.claim_from(2, sweep, Some(0), 1, T0 + 20, &p).await.unwrap();
+    assert!(next.len() == 1 && next[0].id > first[1].id, "{next:?} after {first:?}");
+    let rest = store.claim_from(4, sweep, Some(0), 10, T0 + 30, &p).await.unwrap();
+    let mut got: Vec<i64> = rest.iter().map(|c| c.id).collect();
+    got.sort();
+    assert_eq!((got.len(), got[0]), (3, first[0].id), "{rest:?}");
+    assert!(store.claim_from(5, sweep, Some(1), 10, T0 + 40, &p).await.unwrap().is_empty(), "no model 1");
 }
 
 #[tokio::test]
@@ -436,4 +448,96 @@ async fn every_attempt_is_charged_its_device_time_and_lost_ones_apart() {
     assert!(store.prices(sweep).await.unwrap().is_empty());
     store.set_prices(sweep, &prices).await.unwrap();
     assert_eq!(store.prices(sweep).await.unwrap(), prices);
+}
+
+/// Two coordinators' stores commit, fail and hand back shards of one sweep at
+/// once while a REPEATABLE READ transaction elsewhere holds its snapshot: the
+/// counters end exact (checked against the shards and outputs themselves), the
+/// sweep ends once, each change leaves one live tally, and the old snapshot
+/// still reads the counters it started with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn counters_stay_exact_with_two_coordinators_committing_under_a_held_snapshot() {
+    use sqlx::{Connection, Executor};
+    let (pg, a) = store().await;
+    let b = jagged_store::Store::connect(&pg.url(), 8).await.unwrap();
+    let sweep = sweep_with(&a, 120, 1, 1).await; // 120 shards of 9 inferences, one attempt each
+    let mut held = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+    held.execute("begin isolation level repeatable read").await.unwrap();
+    let before: i32 = sqlx::query_scalar("select shards_done from sweep_tallies where sweep_id = $1").bind(sweep).fetch_one(&mut held).await.unwrap();
+    assert_eq!(before, 0);
+    let p = policy();
+    let mut tasks = Vec::new();
+    for w in 0..8i64 {
+        let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                let c = store.claim(w, 3, T0, &p).await.unwrap();
+                if c.is_empty() {
+                    return n;
+                }
+                let mut commits = Vec::new();
+                for k in c {
+                    n += 1;
+                    match k.id % 10 {
+                        // Not retryable: failed for good at once.
+                        0 => assert_eq!(store.fail(k.id, k.lease_epoch, "boom", false, 0.1, T0, &p).await.unwrap(), ShardState::Failed),
+                        // Handed back: queued again, claimed by someone later.
+                        5 if k.attempt == 1 => {
+                            store.hand_back(k.id, k.lease_epoch, 0.1, T0, &p).await.unwrap();
+                            n -= 1;
+                        }
+                        // One failed item: 9 rows planned, 5 written.
+                        3 => commits.push(Commit {
+                            shard: k.id,
+                            epoch: k.lease_epoch,
+                            worker: w,
+                            out: Output { rows: 5, ..output(&k) },
+                            failed: vec![FailedItem { index: 0, name: "0.png".into(), reason: "bad".into() }],
+                            next_ring: vec![],
+                        }),
+                        _ => {
+                            commits.push(Commit { shard: k.id, epoch: k.lease_epoch, worker: w, out: output(&k), failed: vec![], next_ring: vec![] })
+                        }
+                    }
+                }
+                for r in store.complete_many(&commits, T0 + 1).await.unwrap() {
+                    r.unwrap();
+                }
+            }
+        }));
+    }
+    let mut handled = 0;
+    for t in tasks {
+        handled += t.await.unwrap();
+    }
+    assert_eq!(handled, 120, "every shard ended once");
+    let s = b.sweep(sweep).await.unwrap();
+    // Straight from the shards and outputs.
+    let (done, failed): (i64, i64) =
+        sqlx::query_as("select count(*) filter (where state = 'done'), count(*) filter (where state = 'failed') from shards where sweep_id = $1")
+            .bind(sweep)
+            .fetch_one(a.pool())
+            .await
+            .unwrap();
+    let (rows, items): (i64, i64) =
+        sqlx::query_as("select sum(rows)::bigint, (select count(*) from failed_items where sweep_id = $1) from outputs where sweep_id = $1")
+            .bind(sweep)
+            .fetch_one(a.pool())
+            .await
+            .unwrap();
+    assert_eq!((done, failed, rows, items), (108, 12, 12 * 5 + 96 * 9, 12));
+    assert_eq!(
+        (s.total, s.done as i64, s.failed as i64, s.cancelled, s.inferences_total, s.inferences_done, s.inferences_failed, s.failed_items),
+        (120, done, failed, 0, 1080, rows, 12 * 4 + 12 * 9, items)
+    );
+    assert_eq!(s.state, SweepState::Failed);
+    assert!(s.finished_at.is_some());
+    let (live, latest): (i64, i64) =
+        sqlx::query_as("select count(*), max(seq) from sweep_tallies where sweep_id = $1").bind(sweep).fetch_one(a.pool()).await.unwrap();
+    assert_eq!(live, 1, "one live tally");
+    assert!((12..=120).contains(&latest), "one tally per change (per commit batch or failure): {latest}");
+    let still: i32 = sqlx::query_scalar("select shards_done from sweep_tallies where sweep_id = $1").bind(sweep).fetch_one(&mut held).await.unwrap();
+    assert_eq!(still, 0, "the held snapshot reads the tally it started with");
+    held.execute("commit").await.unwrap();
 }

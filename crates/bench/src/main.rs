@@ -115,6 +115,10 @@ enum What {
         /// and dead tuples.
         #[arg(long)]
         hold_snapshot: Option<u64>,
+        /// With --hold-snapshot: also print the statements that took the most
+        /// of PostgreSQL's time in each run (pg_stat_statements).
+        #[arg(long)]
+        statements: bool,
     },
     /// A GPU cluster's worth of simulated workers (each its own connection,
     /// heartbeating at the production interval, holding each shard for a
@@ -201,8 +205,8 @@ fn main() -> Result<()> {
         }
         What::Pipeline { common } => pipeline(&common),
         What::Python { common, python: py, device, script } => python(&common, &py, &device, &script),
-        What::Scheduler { workers, hold_snapshot: Some(secs), .. } => scheduler::held(workers, secs),
-        What::Scheduler { workers, shards, depths, samples, hold_snapshot: None } => scheduler::run(workers, shards, &depths, samples),
+        What::Scheduler { workers, hold_snapshot: Some(secs), statements, .. } => scheduler::held(workers, secs, statements),
+        What::Scheduler { workers, shards, depths, samples, hold_snapshot: None, .. } => scheduler::run(workers, shards, &depths, samples),
         What::Fleet { workers, shards, shard_secs } => fleet::run(workers, shards, shard_secs),
         What::Aggregate { rows, threads, python, script } => aggregate::run(&rows, threads, &python, &script),
         What::AggregateRun { dir, threads } => aggregate::run_ours(&dir, threads),

@@ -130,20 +130,39 @@ async fn cycles_for(url: &str, workers: usize, secs: u64) -> Result<Vec<u64>> {
     Ok(total)
 }
 
-/// Dead and live tuples of the queue's tables.
-async fn tuples(pool: &sqlx::PgPool) -> Result<String> {
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "select relname::text, n_dead_tup, n_live_tup from pg_stat_user_tables where relname in ('shards', 'sweeps', 'outputs') order by relname",
+/// The statements that took the most of the server's time since the last reset.
+async fn print_statements(pool: &sqlx::PgPool) -> Result<()> {
+    let rows: Vec<(String, i64, f64, f64, f64)> = sqlx::query_as(
+        "select regexp_replace(left(query, 100), '\\s+', ' ', 'g'), calls, total_exec_time, mean_exec_time, max_exec_time \
+         from pg_stat_statements order by total_exec_time desc limit 10",
     )
     .fetch_all(pool)
     .await?;
-    Ok(rows.iter().map(|(t, d, l)| format!("{t} {d} dead / {l} live")).collect::<Vec<_>>().join(", "))
+    println!("  statements by PostgreSQL's time (total s, calls, mean and max ms):");
+    for (q, calls, total, mean, max) in rows {
+        println!("    {:>8.2} {calls:>8} {mean:>8.3} {max:>9.3}  {q}", total / 1e3);
+    }
+    Ok(())
+}
+
+/// Dead and live tuples of the queue's tables.
+async fn tuples(pool: &sqlx::PgPool) -> Result<String> {
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "select relname::text, n_dead_tup, n_live_tup, autovacuum_count from pg_stat_user_tables \
+         where relname in ('shards', 'sweeps', 'sweep_tallies', 'outputs') order by relname",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.iter().map(|(t, d, l, v)| format!("{t} {d} dead / {l} live ({v} autovacuums so far)")).collect::<Vec<_>>().join(", "))
 }
 
 /// `--hold-snapshot`: cycles per second for `secs` seconds, then again while a
 /// REPEATABLE READ transaction holds a snapshot open on another connection
 /// (holding back PostgreSQL's xmin horizon, so no dead tuple can be removed).
-pub fn held(workers: usize, secs: u64) -> Result<()> {
+pub fn held(workers: usize, secs: u64, statements: bool) -> Result<()> {
+    if statements {
+        std::env::set_var("JAGGED_PG_SETTINGS", "shared_preload_libraries=pg_stat_statements pg_stat_statements.track=all");
+    }
     let cl = cluster()?;
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
@@ -153,8 +172,17 @@ pub fn held(workers: usize, secs: u64) -> Result<()> {
         // Enough shards for either run at 5,000 cycles/s.
         let shards = (5000 * secs).max(10_000) as u32;
         let mut rates = Vec::new();
+        if statements {
+            sqlx::query("create extension if not exists pg_stat_statements").execute(store.pool()).await?;
+        }
         for hold in [false, true] {
             let (id, n) = submit(&url, shards / 10, 10).await?;
+            // Each run starts from a vacuumed database, so neither pays for
+            // cleaning up after the submit or the run before it.
+            sqlx::query("vacuum (analyze) shards, outputs, sweeps, sweep_tallies").execute(store.pool()).await?;
+            if statements {
+                sqlx::query("select pg_stat_statements_reset()").execute(store.pool()).await?;
+            }
             let mut snapshot = None;
             if hold {
                 use sqlx::{Connection, Executor};
@@ -176,9 +204,15 @@ pub fn held(workers: usize, secs: u64) -> Result<()> {
             // Statistics are flushed at intervals; give them a moment.
             tokio::time::sleep(Duration::from_millis(1500)).await;
             println!("  at the end: {} (sweep {id}: {n} shards)", tuples(store.pool()).await?);
+            if statements {
+                print_statements(store.pool()).await?;
+            }
             if let Some(mut conn) = snapshot {
                 use sqlx::Executor;
                 conn.execute("commit").await?;
+                sqlx::query("vacuum shards, outputs, sweep_tallies").execute(store.pool()).await?;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                println!("  once the snapshot ended, after a vacuum: {}", tuples(store.pool()).await?);
             }
             Admin::connect(&ClientConfig::new(url.clone())).await?.cancel(id).await?;
             rates.push(rate);

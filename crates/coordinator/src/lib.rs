@@ -82,6 +82,10 @@ pub const RATE_WINDOW: i64 = 50;
 /// How often the set of running sweeps is re-read for fair share.
 const SHARE_SYNC_MS: i64 = 1_000;
 
+/// Gauge refreshes between two readings of a running sweep's cost (which reads
+/// all its outputs).
+const COST_TICKS: u64 = 5;
+
 impl Coordinator {
     /// A store error as the caller should see it; a database that gives no
     /// connection is named by its address.
@@ -136,22 +140,31 @@ impl Coordinator {
     }
 
     /// Keeps the metrics read from PostgreSQL (sweeps, shards, workers, cost)
-    /// current until `shutdown`: running sweeps every `every`, finished ones once.
+    /// current until `shutdown`: running sweeps every `every` (their cost every
+    /// [`COST_TICKS`] of those), finished ones once.
     pub async fn gauges(self, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(every);
         let mut finished = std::collections::HashSet::new();
+        let mut costs = HashMap::new();
+        let mut ticks = 0u64;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            if let Err(e) = self.refresh_gauges(&mut finished).await {
+            ticks += 1;
+            if let Err(e) = self.refresh_gauges(&mut finished, &mut costs, ticks % COST_TICKS == 1).await {
                 tracing::debug!(error = %e.to_string(), "metrics refresh failed; will retry");
             }
         }
     }
 
-    async fn refresh_gauges(&self, finished: &mut std::collections::HashSet<i64>) -> Result<(), ServiceError> {
+    async fn refresh_gauges(
+        &self,
+        finished: &mut std::collections::HashSet<i64>,
+        costs: &mut HashMap<i64, jagged_domain::cost::Totals>,
+        cost_due: bool,
+    ) -> Result<(), ServiceError> {
         let rows = self.store.sweeps().await.map_err(|e| self.store_err(e))?;
         let mut by_state: HashMap<&'static str, i64> = HashMap::new();
         for s in &rows {
@@ -160,8 +173,16 @@ impl Coordinator {
                 continue;
             }
             let leased = self.store.leased_count(s.id).await.map_err(|e| self.store_err(e))?;
-            let (spent, prices) = self.spent(s.id).await?;
-            self.metrics.set_sweep(s, leased, &jagged_domain::cost::Totals::of(&spent, &prices));
+            // What a sweep spent reads all its outputs: for running sweeps every
+            // few ticks, for a finished one once more at the end.
+            if cost_due || s.state != SweepState::Running || !costs.contains_key(&s.id) {
+                let (spent, prices) = self.spent(s.id).await?;
+                costs.insert(s.id, jagged_domain::cost::Totals::of(&spent, &prices));
+            }
+            self.metrics.set_sweep(s, leased, &costs[&s.id]);
+            if s.state != SweepState::Running {
+                costs.remove(&s.id);
+            }
             if s.state != SweepState::Running {
                 finished.insert(s.id);
             }

@@ -8,6 +8,9 @@
 //! `scripts/fetch.sh postgres`). PostgreSQL refuses to run as root, so as root
 //! the cluster runs through `runuser` as the `postgres` user, or `nobody` where
 //! there is none.
+//!
+//! `JAGGED_PG_SETTINGS` adds server settings, space-separated `name=value`
+//! pairs (`shared_preload_libraries=pg_stat_statements work_mem=64MB`).
 
 use crate::process::stop_child;
 use crate::LocalError;
@@ -51,6 +54,11 @@ fn find_bin() -> Result<PathBuf, LocalError> {
         "PostgreSQL server binaries not found: `just demo` and `just test` fetch them; else install the PostgreSQL server package, or set JAGGED_PG_BIN to a bin folder (`scripts/fetch.sh postgres` fetches one)"
             .into(),
     ))
+}
+
+/// `JAGGED_PG_SETTINGS`, one `name=value` per item.
+fn extra_settings() -> Vec<String> {
+    std::env::var("JAGGED_PG_SETTINGS").unwrap_or_default().split_whitespace().map(str::to_string).collect()
 }
 
 fn is_root() -> bool {
@@ -151,6 +159,7 @@ impl LocalPostgres {
             .arg(&self.dir)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=300", "-c", "shared_buffers=128MB"])
+            .args(extra_settings().iter().flat_map(|s| ["-c", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| LocalError::Postgres(e.to_string()))?)
             .stderr(log)

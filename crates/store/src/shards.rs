@@ -79,7 +79,7 @@ pub struct Held {
 }
 
 /// How often claims scan a (sweep, model) from its start, at least.
-pub const RESCAN_MS: i64 = 2_000;
+pub const RESCAN_MS: i64 = 10_000;
 
 /// Claim cursors by (sweep, model), shared by a handle's clones.
 pub(crate) type Cursors = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(i64, Option<i32>), Cursor>>>;
@@ -90,6 +90,19 @@ pub struct Cursor {
     model: i32,
     id: i64,
     rescanned_ms: i64,
+}
+
+/// A row of complete.sql: a shard done, or what to add to a sweep's tally.
+#[derive(sqlx::FromRow)]
+struct PgCompleted {
+    kind: String,
+    id: i64,
+    shards: i32,
+    inferences: i64,
+    skipped: i64,
+    failed: i64,
+    added_shards: i32,
+    added_inferences: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -299,17 +312,26 @@ impl Store {
         policy: &LeasePolicy,
         after: (i32, i64),
     ) -> Result<Vec<Claimed>> {
-        let rows: Vec<PgClaimed> = sqlx::query_as(include_str!("../queries/shards/claim_from.sql"))
-            .bind(ts(now_ms))
-            .bind(worker)
-            .bind(max)
-            .bind(ts(policy.deadline(now_ms)))
-            .bind(sweep)
-            .bind(model)
-            .bind(after.0)
-            .bind(after.1)
-            .fetch_all(&self.pool)
-            .await?;
+        let query = match model {
+            // Within one model the cursor is an id: before the model, from its start.
+            Some(m) => sqlx::query_as(include_str!("../queries/shards/claim_model.sql"))
+                .bind(ts(now_ms))
+                .bind(worker)
+                .bind(max)
+                .bind(ts(policy.deadline(now_ms)))
+                .bind(sweep)
+                .bind(m)
+                .bind(if after.0 == m { after.1 } else { i64::MIN }),
+            None => sqlx::query_as(include_str!("../queries/shards/claim_from.sql"))
+                .bind(ts(now_ms))
+                .bind(worker)
+                .bind(max)
+                .bind(ts(policy.deadline(now_ms)))
+                .bind(sweep)
+                .bind(after.0)
+                .bind(after.1),
+        };
+        let rows: Vec<PgClaimed> = query.fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(Claimed::from).collect())
     }
 
@@ -336,7 +358,7 @@ impl Store {
         self.complete_many(std::slice::from_ref(&commit), now_ms).await?.remove(0)
     }
 
-    /// Commits many shards in one statement (one round trip, one counter update
+    /// Commits many shards in one transaction (one statement, then one tally
     /// per sweep), each fenced by its lease epoch and part key as
     /// [`Store::complete`]; per commit: done, [`StoreError::Stale`] or
     /// [`StoreError::BadKey`]. A database error fails them all (none is written).
@@ -364,7 +386,8 @@ impl Store {
             let failed: Vec<(i64, &jagged_domain::task::FailedItem)> =
                 batch.iter().flat_map(|n| of(n).failed.iter().map(move |f| (of(n).shard, f))).collect();
             let next: Vec<(i64, u32, u32)> = batch.iter().flat_map(|n| of(n).next_ring.iter().map(move |&(i, r)| (of(n).shard, i, r))).collect();
-            let done: Vec<i64> = sqlx::query_scalar(include_str!("../queries/shards/complete.sql"))
+            let mut tx = self.pool.begin().await?;
+            let rows: Vec<PgCompleted> = sqlx::query_as(include_str!("../queries/shards/complete.sql"))
                 .bind(batch.iter().map(|n| of(n).shard).collect::<Vec<i64>>())
                 .bind(batch.iter().map(|n| of(n).epoch).collect::<Vec<i64>>())
                 .bind(batch.iter().map(|n| n.sweep).collect::<Vec<i64>>())
@@ -388,8 +411,27 @@ impl Store {
                 .bind(next.iter().map(|x| x.0).collect::<Vec<i64>>())
                 .bind(next.iter().map(|x| x.1 as i32).collect::<Vec<i32>>())
                 .bind(next.iter().map(|x| x.2 as i32).collect::<Vec<i32>>())
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?;
+            let done: Vec<i64> = rows.iter().filter(|r| r.kind == "shard").map(|r| r.id).collect();
+            let changes: Vec<crate::sweeps::Tally> = rows
+                .iter()
+                .filter(|r| r.kind == "sweep")
+                .map(|r| crate::sweeps::Tally {
+                    sweep: r.id,
+                    total_shards: r.added_shards,
+                    inferences_total: r.added_inferences,
+                    shards_done: r.shards,
+                    inferences_done: r.inferences,
+                    inferences_failed: r.skipped,
+                    failed_items: r.failed,
+                    ..Default::default()
+                })
+                .collect();
+            if !changes.is_empty() {
+                Self::tally(&mut tx, &changes, now_ms).await?;
+            }
+            tx.commit().await?;
             for n in &batch {
                 if done.contains(&of(n).shard) {
                     results[n.index] = Some(Ok(()));

@@ -1,5 +1,6 @@
-//! The `sweeps` table: a sweep's resolved form (versioned JSON), its counters
-//! and state (`queries/sweeps/`).
+//! The `sweeps` table: a sweep's resolved form (versioned JSON) and state; and
+//! `sweep_tallies`: its counters, one row per change, the latest counting
+//! (`queries/sweeps/`, migration 011).
 
 use crate::{ts, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -40,6 +41,20 @@ pub struct SweepRow {
     pub created_at: DateTime<Utc>,
     /// When it stopped running (done, failed or cancelled).
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A change to one sweep's counters ([`Store::tally`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Tally {
+    pub sweep: i64,
+    pub total_shards: i32,
+    pub inferences_total: i64,
+    pub shards_done: i32,
+    pub shards_failed: i32,
+    pub shards_cancelled: i32,
+    pub inferences_done: i64,
+    pub inferences_failed: i64,
+    pub failed_items: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -196,15 +211,16 @@ impl Store {
             .bind(spec_toml)
             .bind(resolved)
             .bind(sweep.spec.priority)
-            .bind(planned.len() as i32)
-            .bind(n.iter().sum::<i64>())
             .bind(content_hash)
             .bind(RESOLVED_FORMAT as i32)
+            .bind(planned.len() as i32)
+            .bind(n.iter().sum::<i64>())
             .fetch_one(&mut *tx)
             .await?;
         let planned_keys: Vec<Option<String>> = planned.iter().map(|s| key_of(s.model, s.family)).collect();
         Self::insert_shards(&mut tx, id, sweep, &planned, &n, &planned_keys).await?;
-        let now = ts(crate::now_ms());
+        let now_ms = crate::now_ms();
+        let now = ts(now_ms);
         let mut adopted = Vec::new();
         for (m, f, key, from) in sources {
             let a: PgAdopted = sqlx::query_as(include_str!("../queries/shards/adopt.sql"))
@@ -217,16 +233,17 @@ impl Store {
                 .bind(sweep.spec.priority)
                 .fetch_one(&mut *tx)
                 .await?;
-            sqlx::query(include_str!("../queries/sweeps/adopted.sql"))
-                .bind(id)
-                .bind(a.shards)
-                .bind(a.inferences)
-                .bind(a.done)
-                .bind(a.skipped)
-                .bind(a.failed)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            let change = Tally {
+                sweep: id,
+                total_shards: a.shards,
+                inferences_total: a.inferences,
+                shards_done: a.shards,
+                inferences_done: a.done,
+                inferences_failed: a.skipped,
+                failed_items: a.failed,
+                ..Default::default()
+            };
+            Self::tally(&mut tx, &[change], now_ms).await?;
             adopted.push(Adopted { model_idx: m, family_idx: f, from_sweep: from, shards: a.shards as u32, inferences: a.inferences });
         }
         tx.commit().await?;
@@ -262,7 +279,8 @@ impl Store {
         self.sweep(sweep_id).await?;
         let mut tx = self.pool.begin().await?;
         let n = sqlx::query(include_str!("../queries/shards/cancel.sql")).bind(sweep_id).bind(ts(now_ms)).execute(&mut *tx).await?.rows_affected();
-        sqlx::query(include_str!("../queries/sweeps/cancel.sql")).bind(sweep_id).bind(n as i32).bind(ts(now_ms)).execute(&mut *tx).await?;
+        sqlx::query(include_str!("../queries/sweeps/cancel.sql")).bind(sweep_id).bind(ts(now_ms)).execute(&mut *tx).await?;
+        Self::tally(&mut tx, &[Tally { sweep: sweep_id, shards_cancelled: n as i32, ..Default::default() }], now_ms).await?;
         tx.commit().await?;
         self.sweep(sweep_id).await
     }
@@ -271,8 +289,36 @@ impl Store {
     /// sweep, ending the sweep `failed` when it was the last one out, inside the
     /// caller's transaction.
     pub(crate) async fn count_failed(tx: &mut sqlx::PgConnection, sweep_id: i64, inferences: i64, now_ms: i64) -> Result<()> {
-        sqlx::query(include_str!("../queries/sweeps/count_failed.sql")).bind(sweep_id).bind(inferences).bind(ts(now_ms)).execute(tx).await?;
+        Self::tally(tx, &[Tally { sweep: sweep_id, shards_failed: 1, inferences_failed: inferences, ..Default::default() }], now_ms).await?;
         Ok(())
+    }
+
+    /// Adds `changes` (at most one per sweep) to their sweeps' counters inside
+    /// the caller's transaction, after any shard row locks it takes: each
+    /// sweep's tally lock, in sweep order, then the next tallies in one
+    /// statement. A running sweep with no shard left to run ends `done` (or
+    /// `failed`) at `now_ms`; returns the sweeps that ended.
+    pub(crate) async fn tally(tx: &mut sqlx::PgConnection, changes: &[Tally], now_ms: i64) -> Result<Vec<i64>> {
+        let mut changes = changes.to_vec();
+        changes.sort_by_key(|c| c.sweep);
+        for c in &changes {
+            sqlx::query(include_str!("../queries/sweeps/tally_lock.sql")).bind(c.sweep).execute(&mut *tx).await?;
+        }
+        let col = |f: fn(&Tally) -> i64| changes.iter().map(f).collect::<Vec<i64>>();
+        let col32 = |f: fn(&Tally) -> i32| changes.iter().map(f).collect::<Vec<i32>>();
+        Ok(sqlx::query_scalar(include_str!("../queries/sweeps/tally.sql"))
+            .bind(col(|c| c.sweep))
+            .bind(col32(|c| c.total_shards))
+            .bind(col(|c| c.inferences_total))
+            .bind(col32(|c| c.shards_done))
+            .bind(col32(|c| c.shards_failed))
+            .bind(col32(|c| c.shards_cancelled))
+            .bind(col(|c| c.inferences_done))
+            .bind(col(|c| c.inferences_failed))
+            .bind(col(|c| c.failed_items))
+            .bind(ts(now_ms))
+            .fetch_all(&mut *tx)
+            .await?)
     }
 
     /// Requeues a sweep's failed shards (all, or only `shard`) with fresh
@@ -293,12 +339,9 @@ impl Store {
             }));
         }
         let inferences: i64 = requeued.iter().map(|r| r.1).sum();
-        sqlx::query(include_str!("../queries/sweeps/reopen.sql"))
-            .bind(sweep_id)
-            .bind(requeued.len() as i32)
-            .bind(inferences)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(include_str!("../queries/sweeps/reopen.sql")).bind(sweep_id).execute(&mut *tx).await?;
+        let change = Tally { sweep: sweep_id, shards_failed: -(requeued.len() as i32), inferences_failed: -inferences, ..Default::default() };
+        Self::tally(&mut tx, &[change], now_ms).await?;
         tx.commit().await?;
         Ok(requeued.into_iter().map(|r| r.0).collect())
     }

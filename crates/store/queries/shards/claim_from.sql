@@ -1,11 +1,10 @@
--- Claim up to $3 ready shards of sweep $5 (of model $6 when not null) for worker
--- $2 at time $1, lease until $4; lowest model, then lowest id, first, after the
--- point ($7, $8) in that order (where the caller's last claim ended).
+-- Claim up to $3 ready shards of sweep $5 for worker $2 at time $1, lease until
+-- $4; lowest model, then lowest id, first, after the point ($6, $7) in that
+-- order (where the caller's last claim ended). claim_model.sql for one model.
 with next as (
     select id
     from shards
-    where sweep_id = $5 and state = 'queued' and run_after <= $1 and ($6::integer is null or model_idx = $6)
-      and (model_idx, id) > ($7::integer, $8::bigint)
+    where sweep_id = $5 and state = 'queued' and run_after <= $1 and (model_idx, id) > ($6::integer, $7::bigint)
     order by model_idx, id
     limit $3
     for update skip locked

@@ -1,15 +1,20 @@
 -- Fenced commits, many in one statement (the coordinator groups concurrent
 -- ones): only the current lease holder's epoch, for the attempt its part key
--- names, may complete a shard; each output, its failed items and the sweeps'
--- counters (one update per sweep) are written with it, or nothing is. Inferences
--- done are the rows written; the rest of the shard's planned inferences (those
--- of its failed items) count as failed. A sweep whose last shard is committed
--- ends `done`, or `failed` when any of its shards failed. An adaptive shard
--- that names images for its next ring ($21..$23: shard, image, reference class)
--- gets that ring's shard inserted with them, counted into the sweep's totals
--- in the same statement, so the sweep cannot end before it.
-with input as (
-    select *
+-- names, may complete a shard; each output and its failed items are written
+-- with it, or nothing is. Returns the shards done (`shard` rows) and, per
+-- sweep, what to add to its tally (`sweep` rows; tally.sql, in the same
+-- transaction): inferences done are the rows written; the rest of the shard's
+-- planned inferences (those of its failed items) count as failed. An adaptive
+-- shard that names images for its next ring ($21..$23: shard, image, reference
+-- class) gets that ring's shard inserted with them, added to the sweep's
+-- totals in the same tally, so the sweep cannot end before it.
+--
+-- Shards are found by primary key only: the state they must be in comes from
+-- the input (`held`), not a constant, so the planner cannot pick an index of
+-- leased shards, whose entries for every shard leased since the oldest open
+-- snapshot it would walk (docs/scaling.md).
+with input as materialized (
+    select t.*, 'leased'::text as held
     from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::text[], $6::bigint[], $7::text[],
                 $8::bigint[], $9::text[], $10::float8[], $11::text[], $12::bigint[], $18::float8[], $19::text[], $20::text[])
          as t (shard, epoch, sweep, attempt, object_key, rows, sha256, worker, provider, seconds, model_key, failed, busy, precision, runtime)
@@ -17,7 +22,7 @@ with input as (
     update shards s
     set state = 'done', finished_at = $13, leased_until = null, last_error = null
     from input i
-    where s.id = i.shard and s.lease_epoch = i.epoch and s.state = 'leased' and s.sweep_id = i.sweep and s.attempt = i.attempt
+    where s.id = i.shard and s.lease_epoch = i.epoch and s.state = i.held and s.sweep_id = i.sweep and s.attempt = i.attempt
     returning s.id, s.sweep_id, s.inferences, s.attempt, s.model_idx, s.family_idx, s.image_lo, s.image_hi, s.ring, s.priority, s.max_attempts, s.content_key
 ), follow as (
     insert into shards (sweep_id, model_idx, family_idx, image_lo, image_hi, inferences, priority, max_attempts, ring, items, refs, run_after,
@@ -43,21 +48,10 @@ with input as (
            sum(greatest(d.inferences - i.rows, 0))::bigint as skipped, sum(i.failed)::bigint as failed
     from done d join input i on i.shard = d.id
     group by d.sweep_id
-), counted as (
-    update sweeps w
-    set total_shards    = w.total_shards + coalesce(a.shards, 0),
-        inferences_total = w.inferences_total + coalesce(a.inferences, 0),
-        shards_done     = w.shards_done + p.shards,
-        inferences_done = w.inferences_done + p.inferences,
-        inferences_failed = w.inferences_failed + p.skipped,
-        failed_items    = w.failed_items + p.failed,
-        state           = case when w.state = 'running' and w.shards_done + p.shards + w.shards_failed + w.shards_cancelled
-                                                             >= w.total_shards + coalesce(a.shards, 0)
-                               then (case when w.shards_failed > 0 then 'failed' else 'done' end) else w.state end,
-        finished_at     = case when w.state = 'running' and w.shards_done + p.shards + w.shards_failed + w.shards_cancelled
-                                                             >= w.total_shards + coalesce(a.shards, 0)
-                               then $13 else w.finished_at end
-    from per_sweep p left join added a on a.sweep_id = p.sweep_id
-    where w.id = p.sweep_id
 )
-select id from done
+select 'shard' as kind, id, 0 as shards, 0::bigint as inferences, 0::bigint as skipped, 0::bigint as failed,
+       0 as added_shards, 0::bigint as added_inferences
+from done
+union all
+select 'sweep', p.sweep_id, p.shards, p.inferences, p.skipped, p.failed, coalesce(a.shards, 0), coalesce(a.inferences, 0)
+from per_sweep p left join added a on a.sweep_id = p.sweep_id

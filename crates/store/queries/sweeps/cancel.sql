@@ -1,5 +1,5 @@
+-- Cancel a sweep (its tally counts the shards cancelled).
 update sweeps
-set shards_cancelled = shards_cancelled + $2,
-    state = case when state = 'running' then 'cancelled' else state end,
-    finished_at = coalesce(finished_at, $3)
+set state = case when state = 'running' then 'cancelled' else state end,
+    finished_at = coalesce(finished_at, $2)
 where id = $1

@@ -1,4 +1,5 @@
-select id, name, state, priority, total_shards, shards_done, shards_failed, shards_cancelled,
-       inferences_total, inferences_done, inferences_failed, failed_items, created_at, finished_at
-from sweeps
-where id = $1
+select w.id, w.name, w.state, w.priority, t.total_shards, t.shards_done, t.shards_failed, t.shards_cancelled,
+       t.inferences_total, t.inferences_done, t.inferences_failed, t.failed_items, w.created_at, w.finished_at
+from sweeps w
+cross join lateral (select * from sweep_tallies t where t.sweep_id = w.id order by t.seq desc limit 1) t
+where w.id = $1
