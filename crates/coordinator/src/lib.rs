@@ -66,6 +66,9 @@ pub struct Coordinator {
     /// Resolved sweeps never change after submit, so caching them is safe; a std
     /// Mutex suffices since no lock is held across an await.
     sweeps: Arc<Mutex<HashMap<i64, Arc<ResolvedSweep>>>>,
+    /// Held while a resolved sweep is read from PostgreSQL, so that many lease
+    /// calls arriving together for a sweep not yet cached read it once.
+    loading: Arc<tokio::sync::Mutex<()>>,
     /// Counter samples per sweep, from status requests, for throughput and ETA.
     progress: Arc<Mutex<HashMap<i64, jagged_domain::progress::Progress>>>,
     /// Fair share across running sweeps, and when it was last synced (ms).
@@ -109,6 +112,7 @@ impl Coordinator {
             store,
             config,
             sweeps: Default::default(),
+            loading: Default::default(),
             progress: Default::default(),
             share: Default::default(),
             commits: Default::default(),
@@ -255,6 +259,10 @@ impl Coordinator {
     async fn resolved(&self, id: i64) -> Result<Arc<ResolvedSweep>, ServiceError> {
         if let Some(s) = self.sweeps.lock().unwrap().get(&id) {
             return Ok(s.clone());
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(s) = self.sweeps.lock().unwrap().get(&id) {
+            return Ok(s.clone()); // read by the call this one waited for
         }
         let s = Arc::new(self.store.resolved(id).await.map_err(|e| self.store_err(e))?);
         self.sweeps.lock().unwrap().insert(id, s.clone());
