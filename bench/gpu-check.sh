@@ -6,7 +6,8 @@
 # split tar parts (part.*) holding core.so.xz and cuda.so.xz, which are reassembled. Checks
 # that jagged's CUDA path classifies correctly (TF32 and strict fp32) and measures
 # the worker's compute step against bare ORT CUDA at two batch sizes (rendering on host
-# threads, then inside the model's graph on the GPU, with bytes per inference), and the CPU
+# threads, then inside the model's graph on the GPU, with bytes per inference; then again
+# with fixed device buffers and CUDA graphs), and the CPU
 # side for reference. Then, where the machine has PostgreSQL's server binaries and a
 # Python with numpy, Pillow and onnxruntime-gpu (a `venv` folder here, or wheels in
 # `wheels/` installed offline into one), a whole sweep on CUDA against
@@ -34,6 +35,11 @@ cores=$(nproc)
   for b in 32 256; do
     echo "== compute step vs bare ORT, cuda, batch $b (default host threads)"
     ./jagged-bench compute --device cuda --batch "$b" --threads "$cores" --bare-secs 5 --reps 3 \
+      --model efficientnet_lite0.onnx --images .
+  done
+  for b in 32 256; do
+    echo "== compute step vs bare ORT, cuda, batch $b, fixed device buffers with CUDA graphs (host rendering)"
+    ./jagged-bench compute --device cuda --cuda-graph --batch "$b" --threads "$cores" --bare-secs 5 --reps 3 \
       --model efficientnet_lite0.onnx --images .
   done
   echo "== compute step vs bare ORT, cuda, batch 32, two host threads"

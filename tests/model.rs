@@ -239,6 +239,7 @@ fn compute_step_is_identical_for_any_host_threads_and_batch() {
     engine.attach_views(&jagged_onnx::views::prepend(&m.bytes, &m.card).unwrap(), &opts).unwrap();
     let host_rows = jagged_artifacts::decode(base.part.clone().into()).unwrap();
     assert!(host_rows.iter().all(|r| r.render == "host"));
+    let mut pixel_bytes = None;
     for (batch, pad) in [(1, false), (7, false), (64, true), (200, false)] {
         let out = run_as(&mut engine, batch, 1, pad, None, true).unwrap();
         assert_eq!(out.render, "graph");
@@ -249,14 +250,14 @@ fn compute_step_is_identical_for_any_host_threads_and_batch() {
             assert_eq!(g.render, "graph");
             assert_eq!(jagged_artifacts::ResultRow { render: "host".into(), ..g.clone() }, *h, "batch {batch}, padded {pad}");
         }
-        // Each image crosses once per batch, each input as a 40-byte view: with
-        // a batch holding many of an image's 49 points, far fewer bytes than the
-        // host's 3 x 32 x 32 floats per input.
+        // Each image crosses once per shard, whatever the batch, and each input
+        // as a 40-byte view: far fewer bytes than the host's 3 x 32 x 32 floats
+        // per input.
         let per_input = |t: &jagged_worker::Timing| t.input_bytes as f64 / t.inputs as f64;
         assert_eq!(per_input(&base.timing), (3 * 32 * 32 * 4) as f64);
-        if batch >= 64 {
-            assert!(per_input(&out.timing) * 20.0 < per_input(&base.timing), "{:?}", out.timing);
-        }
+        let pixels_once = out.timing.input_bytes - 40 * out.timing.inputs;
+        assert_eq!(*pixel_bytes.get_or_insert(pixels_once), pixels_once, "batch {batch}: the images crossed more than once");
+        assert!(per_input(&out.timing) * 20.0 < per_input(&base.timing), "{:?}", out.timing);
     }
     assert!(run_as(&mut engine, 8, 1, false, Some(3), true).is_none(), "a lost lease abandons a shard rendered in the graph");
     assert!(jagged_worker::pads_batches("cuda") && !jagged_worker::pads_batches("cpu"));
@@ -264,6 +265,91 @@ fn compute_step_is_identical_for_any_host_threads_and_batch() {
     assert_eq!(jagged_worker::default_host_threads(16, 16, Device::Cuda { id: 0 }), 8);
     assert_eq!(jagged_worker::default_host_threads(2, 2, Device::Cpu), 0, "ORT takes every core: render inline");
     assert_eq!(jagged_worker::default_host_threads(16, 12, Device::Cpu), 4);
+}
+
+/// Inputs staged in the engine's host memory and handed over by I/O binding,
+/// with the output written into a tensor allocated once, give the same values
+/// as a plain `session.run` on the same inputs: for full and short batches, and
+/// after the staged tensor is rendered over again (each run sees what it holds
+/// at that run). Pixels bound once to the rendering session serve batch after
+/// batch of views as `run_views` with the pixels each time does.
+#[test]
+fn staged_and_bound_inputs_give_the_plain_runs_values() {
+    ort();
+    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
+    let opts = jagged_infer::EngineOptions::cpu(1);
+    let mut engine = jagged_infer::Engine::load(&m.bytes, &m.card, &opts).unwrap();
+    assert!(!engine.pinned_staging(), "the CPU stages in the runtime's own host memory");
+    let s = m.card.input_size as usize;
+    let plane = 3 * s * s;
+    let batch = 6;
+    let mut staged = engine.staging(batch).unwrap();
+    assert_eq!(staged.capacity(), batch);
+    assert!(staged.data().iter().all(|&v| v == 0.0), "staging starts zeroed");
+    let bits = |rows: Vec<Result<Vec<f32>, String>>| rows.into_iter().flat_map(|r| r.unwrap()).map(f32::to_bits).collect::<Vec<u32>>();
+    let mut seen = Vec::new();
+    for round in 0..4u32 {
+        // Different contents every round, in the same tensor.
+        let values: Vec<f32> =
+            (0..batch * plane).map(|i| (((i as u32).wrapping_mul(2654435761) ^ round.wrapping_mul(40503)) % 1000) as f32 / 250.0 - 2.0).collect();
+        staged.data_mut().copy_from_slice(&values);
+        for n in [batch, batch - 2, 1] {
+            let want = bits(engine.probabilities(&values[..n * plane], n).unwrap());
+            let got = bits(engine.probabilities_staged(&staged, n).unwrap());
+            assert_eq!(got.len(), n * m.card.num_classes as usize);
+            assert!(got == want, "round {round}, {n} of {batch} inputs: staged values differ from a plain run");
+            if n == batch {
+                seen.push(got);
+            }
+        }
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "each round's outputs are its own, not the first run's");
+
+    // Fixed buffers (what CUDA graphs run on): the staged batch copied into a
+    // tensor that stays put, the outputs copied out; one set per batch size.
+    let fixed_opts = jagged_infer::EngineOptions { fixed_buffers: true, ..opts.clone() };
+    let mut fixed = jagged_infer::Engine::load(&m.bytes, &m.card, &fixed_opts).unwrap();
+    let mut small = fixed.staging(3).unwrap();
+    for round in 0..3u32 {
+        let values: Vec<f32> = (0..batch * plane).map(|i| ((i as u32 * 7 + round * 13) % 97) as f32 / 24.0 - 2.0).collect();
+        staged.data_mut().copy_from_slice(&values);
+        small.data_mut().copy_from_slice(&values[..3 * plane]);
+        for (t, n) in [(&staged, batch), (&small, 3), (&staged, batch - 1)] {
+            let want = bits(engine.probabilities(&values[..n * plane], n).unwrap());
+            assert!(bits(fixed.probabilities_staged(t, n).unwrap()) == want, "round {round}: fixed buffers, {n} inputs");
+        }
+    }
+
+    // Pixels bound once, views in batches; a second binding over other pixels.
+    engine.attach_views(&jagged_onnx::views::prepend(&m.bytes, &m.card).unwrap(), &opts).unwrap();
+    let images: Vec<jagged_domain::image::Rgb8> =
+        [(40, 36, 4), (36, 44, 5)].iter().map(|&(w, h, seed)| jagged_infer::decode_image(&jagged_testkit::png(w, h, seed)).unwrap()).collect();
+    let mut pixels = Vec::new();
+    let mut starts = Vec::new();
+    for img in &images {
+        starts.push((pixels.len() / 3) as i64);
+        pixels.extend_from_slice(&img.data);
+    }
+    let background = [0.5f32, -0.25, 0.0];
+    let view = |k: usize, x0: i64, y0: i64| [starts[k], images[k].width as i64, images[k].height as i64, x0, y0];
+    let batches: Vec<Vec<i64>> =
+        vec![[view(0, 0, 0), view(0, 3, 1), view(1, -2, 4)].concat(), [view(1, 5, 0), view(0, 8, 4)].concat(), view(1, 0, 12).to_vec()];
+    let mut bound = engine.bind_pixels(&pixels, background).unwrap();
+    assert_eq!(bound.bytes, pixels.len() as u64 + 12);
+    for (b, views) in batches.iter().enumerate() {
+        let want = bits(engine.probabilities_views(&pixels, views, background).unwrap());
+        let got = bits(engine.probabilities_bound_views(&mut bound, views).unwrap());
+        assert!(got == want, "batch {b}: bound pixels give other values than pixels handed with the views");
+    }
+    // The second image alone, at the start of its own binding.
+    let mut second = engine.bind_pixels(&images[1].data, background).unwrap();
+    let alone = [0, images[1].width as i64, images[1].height as i64, 5, 0];
+    assert!(
+        bits(engine.probabilities_bound_views(&mut second, &alone).unwrap())
+            == bits(engine.probabilities_bound_views(&mut bound, &view(1, 5, 0)).unwrap()),
+        "the same view of the same image, bound in two places"
+    );
 }
 
 /// The rendering ONNX Runtime runs in front of a model gives exactly the tensor

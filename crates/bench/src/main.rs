@@ -65,6 +65,10 @@ enum What {
         /// TF32 off on CUDA.
         #[arg(long)]
         strict_fp32: bool,
+        /// Run full batches on fixed device buffers with CUDA graphs (on the CPU:
+        /// the same copies, without graphs).
+        #[arg(long)]
+        cuda_graph: bool,
         /// Repetitions of the shard.
         #[arg(long, default_value_t = 3)]
         reps: usize,
@@ -197,8 +201,8 @@ enum What {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.what {
-        What::Compute { common, device, strict_fp32, reps, host_threads } => {
-            let opts = EngineOptions { intra_threads: common.threads, device, strict_fp32 };
+        What::Compute { common, device, strict_fp32, cuda_graph, reps, host_threads } => {
+            let opts = EngineOptions { intra_threads: common.threads, device, strict_fp32, fixed_buffers: cuda_graph };
             let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
             let host = host_threads.unwrap_or_else(|| jagged_worker::default_host_threads(cores, common.threads, device));
             compute(&common, &opts, reps, host)
@@ -465,13 +469,18 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize) -
         bail!("{} not found: run `just assets release` first", model.display());
     }
     let (provider, precision) = opts.labels();
-    println!("compute: EfficientNet-Lite0 on {} ({provider}, {precision}), batch {batch}, {} ORT thread(s)", opts.device, opts.intra_threads);
+    let graphs = if opts.fixed_buffers { ", full batches on fixed device buffers (CUDA graphs on CUDA)" } else { "" };
+    println!("compute: EfficientNet-Lite0 on {} ({provider}, {precision}), batch {batch}, {} ORT thread(s){graphs}", opts.device, opts.intra_threads);
     let base = bare_on(model, opts, batch, bare_secs, images)?;
     println!("bare ORT session.run: {base:.1} img/s");
     let card = jagged_onnx::card::read_card(&jagged_onnx::card::card_path(model))?;
     let model_bytes = std::fs::read(model)?;
     let mut engine = Engine::load(&model_bytes, &card, opts)?;
     engine.attach_views(&jagged_onnx::views::prepend(&model_bytes, &card)?, opts)?;
+    println!(
+        "inputs staged in {} host memory and handed over by I/O binding; rendered in the graph, each image's pixels cross once per shard",
+        if engine.pinned_staging() { "page-locked" } else { "the runtime's" }
+    );
     let family = jagged_domain::transform::Family::Crop { max_shift, step: 1.0, resize: None, resample: Default::default() };
     let mut names = Vec::new();
     let mut labels = Vec::new();

@@ -104,7 +104,7 @@ pub fn run(cmd: ModelsCmd) -> Result<()> {
             println!("{}", r.path.display());
         }
         ModelsCmd::Predict { model, image, threads, device, strict_fp32 } => {
-            let opts = jagged_infer::EngineOptions { intra_threads: threads, device, strict_fp32 };
+            let opts = jagged_infer::EngineOptions { intra_threads: threads, device, strict_fp32, fixed_buffers: false };
             for p in jagged_models::predict(&model, &image, &opts)? {
                 println!("{:.4}  {:>4}  {}", p.probability, p.class, p.name);
             }

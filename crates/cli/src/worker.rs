@@ -1,7 +1,7 @@
 //! `jagged worker`: its configuration (flags and environment) and start.
 
 use crate::args::{token, StoreArg};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +26,11 @@ pub struct WorkerArgs {
     /// On CUDA, keep full fp32 (TF32 off); results record the precision either way.
     #[arg(long, env = "JAGGED_STRICT_FP32")]
     strict_fp32: bool,
+    /// On CUDA, capture each model's run as a CUDA graph and replay it: full
+    /// batches (CUDA pads every batch) run on input and output buffers at fixed
+    /// device addresses, the staged batch copied in and the outputs out.
+    #[arg(long, env = "JAGGED_CUDA_GRAPH")]
+    cuda_graph: bool,
     /// Threads decoding images, rendering transforms and computing metrics,
     /// overlapped with inference (default: the cores ONNX Runtime leaves free; 0
     /// renders inline between runs; on CUDA all cores but one, at most 8).
@@ -79,6 +84,9 @@ impl WorkerArgs {
     /// The worker's settings, with its token from `JAGGED_WORKER_TOKEN` (or the
     /// file `JAGGED_WORKER_TOKEN_FILE` names).
     pub fn config(&self) -> Result<jagged_worker::WorkerConfig> {
+        if self.cuda_graph && self.device == jagged_infer::Device::Cpu {
+            bail!("--cuda-graph needs --device cuda (CUDA graphs are a CUDA feature)");
+        }
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "worker".into());
         let threads = self.threads.unwrap_or(cores);
@@ -88,7 +96,12 @@ impl WorkerArgs {
             coordinator: self.coordinator.clone(),
             store: self.store.open()?,
             name: self.name.clone().unwrap_or_else(|| format!("{host}-{}", std::process::id())),
-            engine: jagged_infer::EngineOptions { intra_threads: threads, device: self.device, strict_fp32: self.strict_fp32 },
+            engine: jagged_infer::EngineOptions {
+                intra_threads: threads,
+                device: self.device,
+                strict_fp32: self.strict_fp32,
+                fixed_buffers: self.cuda_graph,
+            },
             host_threads: self.host_threads.unwrap_or_else(|| jagged_worker::default_host_threads(cores, threads, self.device)),
             render: self.render,
             idle_poll: Duration::from_millis(200),

@@ -11,8 +11,9 @@
 use jagged_domain::image::{JpegDecoder, Rgb8};
 use jagged_domain::metrics::softmax;
 use jagged_domain::spec::{ModelCard, OutputKind};
-use ort::session::Session;
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{IoBinding, Session};
+use ort::value::{Tensor, TensorElementType, TensorRef, ValueType};
 use std::sync::OnceLock;
 
 /// Errors of inference and decoding.
@@ -140,11 +141,22 @@ pub struct EngineOptions {
     pub device: Device,
     /// On CUDA, turn TF32 off so convolutions and matrix products run in full fp32.
     pub strict_fp32: bool,
+    /// Run full batches on input and output tensors at fixed addresses in the
+    /// device's memory, the staged inputs copied in and the outputs copied out
+    /// around each run: what CUDA graphs need, which this turns on with CUDA
+    /// (the graph is captured at the first runs and replayed after). The same
+    /// copies run on the CPU provider, where they only cost.
+    pub fixed_buffers: bool,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { intra_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), device: Device::Cpu, strict_fp32: false }
+        EngineOptions {
+            intra_threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            device: Device::Cpu,
+            strict_fp32: false,
+            fixed_buffers: false,
+        }
     }
 }
 
@@ -177,6 +189,97 @@ pub struct Engine {
     /// Intermediate tensors the model exposes for a `layers` sweep (set by
     /// whoever exposed them; empty otherwise).
     pub probes: Vec<jagged_domain::metrics::equivariance::Probe>,
+    /// Host memory inputs are staged in and outputs land in.
+    host: HostMemory,
+    /// The model's output tensor for a full batch, allocated once and bound to
+    /// every run of that size.
+    out: Option<Tensor<f32>>,
+    /// The same for the rendering session.
+    views_out: Option<Tensor<f32>>,
+    /// With [`EngineOptions::fixed_buffers`]: where the device's copies lie.
+    fixed: Option<Fixed>,
+}
+
+/// Per batch size, the input and output in the device's memory, at addresses
+/// that stay the same for every run (a captured CUDA graph replays with them),
+/// and the host tensor the output is copied to. Each size runs as its own
+/// graph (ONNX Runtime's `gpu_graph_id`, the size's place here); buffers are
+/// never freed while the engine lives.
+struct Fixed {
+    device: Allocator,
+    buffers: Vec<FixedBatch>,
+}
+
+struct FixedBatch {
+    n: usize,
+    input: Tensor<f32>,
+    output: Tensor<f32>,
+    host: Tensor<f32>,
+    options: ort::session::RunOptions,
+}
+
+/// Host memory the runtime reads inputs from and writes outputs to: on CUDA,
+/// page-locked (pinned) memory from the execution provider's allocator, which the
+/// device copies by DMA (from ordinary, pageable memory the runtime first copies
+/// into a pinned buffer of its own, synchronously); on the CPU, the runtime's own
+/// allocator, which it reads in place.
+struct HostMemory {
+    input: Allocator,
+    output: Allocator,
+    pinned: bool,
+}
+
+impl HostMemory {
+    fn for_session(session: &Session, device: Device) -> HostMemory {
+        if let Device::Cuda { id } = device {
+            let pinned = |kind: MemoryType| {
+                // The provider registers its pinned allocator under device 0 in some
+                // runtime versions and under the GPU's ordinal in others.
+                [id, 0].into_iter().find_map(|d| {
+                    let info = MemoryInfo::new(AllocationDevice::CUDA_PINNED, d, AllocatorType::Device, kind).ok()?;
+                    Allocator::new(session, info).ok()
+                })
+            };
+            // Without one (see `Engine::pinned_staging`), pageable memory serves.
+            if let (Some(input), Some(output)) = (pinned(MemoryType::CPUInput), pinned(MemoryType::CPUOutput)) {
+                return HostMemory { input, output, pinned: true };
+            }
+        }
+        HostMemory { input: Allocator::default(), output: Allocator::default(), pinned: false }
+    }
+}
+
+/// A batch's input tensor in the engine's host staging memory ([`Engine::staging`]):
+/// rendered into in place, then handed to the runtime without a copy on the host.
+pub struct Staging {
+    tensor: Tensor<f32>,
+    inputs: usize,
+}
+
+impl Staging {
+    /// How many inputs it holds.
+    pub fn capacity(&self) -> usize {
+        self.inputs
+    }
+
+    /// The inputs, NCHW, to render into.
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        self.tensor.extract_tensor_mut().1
+    }
+
+    /// The inputs, NCHW.
+    pub fn data(&self) -> &[f32] {
+        self.tensor.extract_tensor().1
+    }
+}
+
+/// Pixels handed to the rendering session once ([`Engine::bind_pixels`]) and
+/// kept where the session runs (on CUDA: copied to the device once), for any
+/// number of batches of views over them ([`Engine::probabilities_bound_views`]).
+pub struct BoundPixels {
+    binding: IoBinding,
+    /// Bytes handed over: the pixels and the background.
+    pub bytes: u64,
 }
 
 impl Engine {
@@ -200,13 +303,135 @@ impl Engine {
         };
         card.check_ports(input.as_deref(), output.as_deref()).map_err(merr)?;
         let (provider, precision) = opts.labels();
-        Ok(Engine { session, views: None, card: card.clone(), provider, precision, probes: Vec::new() })
+        let host = HostMemory::for_session(&session, opts.device);
+        let fixed = match (opts.fixed_buffers, opts.device) {
+            (false, _) => None,
+            (true, Device::Cpu) => Some(Fixed { device: Allocator::default(), buffers: Vec::new() }),
+            (true, Device::Cuda { id }) => {
+                let info =
+                    MemoryInfo::new(AllocationDevice::CUDA, id, AllocatorType::Device, MemoryType::Default).map_err(|e| merr(e.to_string()))?;
+                let device = Allocator::new(&session, info).map_err(|e| merr(format!("no device allocator for fixed buffers: {e}")))?;
+                Some(Fixed { device, buffers: Vec::new() })
+            }
+        };
+        Ok(Engine { session, views: None, card: card.clone(), provider, precision, probes: Vec::new(), host, out: None, views_out: None, fixed })
+    }
+
+    /// Whether inputs are staged in page-locked host memory (CUDA, when its
+    /// provider gives a pinned allocator) rather than pageable memory.
+    pub fn pinned_staging(&self) -> bool {
+        self.host.pinned
+    }
+
+    /// A zeroed input tensor for `n` inputs in the engine's staging memory (see
+    /// [`Engine::probabilities_staged`]).
+    pub fn staging(&self, n: usize) -> Result<Staging, InferError> {
+        let s = self.card.input_size as usize;
+        let mut tensor = Tensor::<f32>::new(&self.host.input, [n.max(1), 3, s, s]).map_err(|e| InferError::Run(format!("staging memory: {e}")))?;
+        tensor.extract_tensor_mut().1.fill(0.0);
+        Ok(Staging { tensor, inputs: n.max(1) })
+    }
+
+    /// [`Engine::probabilities`] on the first `n` inputs of `input`. A full
+    /// tensor goes to the runtime by I/O binding, as it lies in staging memory,
+    /// with the output written into a tensor allocated once; fewer inputs (an
+    /// unpadded last batch) run as [`Engine::probabilities`] does.
+    pub fn probabilities_staged(&mut self, input: &Staging, n: usize) -> Result<Vec<Result<Vec<f32>, String>>, InferError> {
+        assert!(n <= input.inputs, "{n} inputs of a staging tensor of {}", input.inputs);
+        if n < input.inputs {
+            let plane = 3 * (self.card.input_size as usize).pow(2);
+            return self.probabilities(&input.data()[..n * plane], n);
+        }
+        let run = |e: ort::Error| InferError::Run(e.to_string());
+        if self.fixed.is_some() {
+            let raw = self.run_fixed(input, n)?;
+            return Ok(self.to_probabilities(&raw));
+        }
+        let mut binding = self.session.create_binding().map_err(run)?;
+        binding.bind_input(self.card.input_name.as_str(), &input.tensor).map_err(run)?;
+        let shape = output_shape(&self.session, &self.card, n);
+        bind_output(&mut binding, &self.card.output_name, shape, &mut self.out, &self.host.output)?;
+        let raw = {
+            let outputs = self.session.run_binding(&binding).map_err(run)?;
+            extract_rows(&outputs[self.card.output_name.as_str()], n, self.card.num_classes as usize)?
+        };
+        Ok(self.to_probabilities(&raw))
+    }
+
+    /// A full batch through the fixed buffers: the staged input copied to the
+    /// device tensor, the run on it, the device output copied to the host.
+    fn run_fixed(&mut self, input: &Staging, n: usize) -> Result<Vec<f32>, InferError> {
+        let run = |e: ort::Error| InferError::Run(e.to_string());
+        let fixed = self.fixed.as_mut().expect("fixed buffers");
+        let s = self.card.input_size as usize;
+        let shape = output_shape(&self.session, &self.card, n)
+            .ok_or_else(|| InferError::Run(format!("fixed buffers need the output's shape: `{}` has open dimensions", self.card.output_name)))?;
+        let k = match fixed.buffers.iter().position(|b| b.n == n) {
+            Some(k) => k,
+            None => {
+                let mut options = ort::session::RunOptions::new().map_err(run)?;
+                options.set("gpu_graph_id", fixed.buffers.len().to_string()).map_err(run)?;
+                fixed.buffers.push(FixedBatch {
+                    n,
+                    input: Tensor::<f32>::new(&fixed.device, [n, 3, s, s]).map_err(run)?,
+                    output: Tensor::<f32>::new(&fixed.device, shape.clone()).map_err(run)?,
+                    host: Tensor::<f32>::new(&self.host.output, shape).map_err(run)?,
+                    options,
+                });
+                fixed.buffers.len() - 1
+            }
+        };
+        let b = &mut fixed.buffers[k];
+        input.tensor.copy_into(&mut b.input).map_err(|e| InferError::Run(format!("copying the batch to the device: {e}")))?;
+        let mut binding = self.session.create_binding().map_err(run)?;
+        binding.bind_input(self.card.input_name.as_str(), &b.input).map_err(run)?;
+        binding.bind_output(self.card.output_name.as_str(), &mut b.output).map_err(run)?;
+        self.session.run_binding_with_options(&binding, &b.options).map_err(run)?;
+        b.output.copy_into(&mut b.host).map_err(|e| InferError::Run(format!("copying the outputs from the device: {e}")))?;
+        extract_rows(&b.host, n, self.card.num_classes as usize)
+    }
+
+    /// Hands `pixels` (RGB, as [`Engine::run_views`] takes them) and the
+    /// normalised `background` to the rendering session once, for batches of
+    /// views over them ([`Engine::probabilities_bound_views`]).
+    pub fn bind_pixels(&mut self, pixels: &[u8], background: [f32; 3]) -> Result<BoundPixels, InferError> {
+        assert_eq!(pixels.len() % 3, 0);
+        let run = |e: ort::Error| InferError::Run(e.to_string());
+        let session = self.views.as_ref().ok_or_else(|| InferError::Run("no rendering session: attach_views first".into()))?;
+        let mut px = Tensor::<u8>::new(&self.host.input, [(pixels.len() / 3).max(1), 3]).map_err(run)?;
+        let data = px.extract_tensor_mut().1;
+        data[..pixels.len()].copy_from_slice(pixels);
+        data[pixels.len()..].fill(0);
+        let bg = Tensor::<f32>::from_array(([1usize, 3], background.to_vec())).map_err(run)?;
+        let mut binding = session.create_binding().map_err(run)?;
+        binding.bind_input("jagged_pixels", &px).map_err(run)?;
+        binding.bind_input("jagged_background", &bg).map_err(run)?;
+        Ok(BoundPixels { binding, bytes: (pixels.len() + 12) as u64 })
+    }
+
+    /// [`Engine::probabilities_views`] over pixels bound before: only the views
+    /// (5 numbers each) go to the runtime.
+    pub fn probabilities_bound_views(&mut self, bound: &mut BoundPixels, views: &[i64]) -> Result<Vec<Result<Vec<f32>, String>>, InferError> {
+        let n = views.len() / 5;
+        assert_eq!(views.len(), n * 5);
+        let run = |e: ort::Error| InferError::Run(e.to_string());
+        let session = self.views.as_mut().ok_or_else(|| InferError::Run("no rendering session: attach_views first".into()))?;
+        let vw = Tensor::<i64>::from_array(([n, 5], views.to_vec())).map_err(run)?;
+        bound.binding.bind_input("jagged_views", &vw).map_err(run)?;
+        let shape = output_shape(session, &self.card, n);
+        bind_output(&mut bound.binding, &self.card.output_name, shape, &mut self.views_out, &self.host.output)?;
+        let raw = {
+            let outputs = session.run_binding(&bound.binding).map_err(run)?;
+            extract_rows(&outputs[self.card.output_name.as_str()], n, self.card.num_classes as usize)?
+        };
+        Ok(self.to_probabilities(&raw))
     }
 
     /// Loads the model with the grid rendering in front (`jagged_onnx::views::prepend`
     /// made `bytes`), as a second session on the same device, for [`Engine::run_views`].
     pub fn attach_views(&mut self, bytes: &[u8], opts: &EngineOptions) -> Result<(), InferError> {
-        self.views = Some(session(bytes, &self.card, opts)?);
+        // Its inputs change size with the images bound: no fixed buffers.
+        self.views = Some(session(bytes, &self.card, &EngineOptions { fixed_buffers: false, ..opts.clone() })?);
         Ok(())
     }
 
@@ -312,6 +537,54 @@ impl Engine {
     }
 }
 
+/// The shape of `session`'s output for `n` inputs, when the graph fixes all but
+/// the batch and class dimensions.
+fn output_shape(session: &Session, card: &ModelCard, n: usize) -> Option<Vec<usize>> {
+    let o = session.outputs().iter().find(|o| o.name() == card.output_name)?;
+    let ValueType::Tensor { shape, .. } = o.dtype() else { return None };
+    let rank = shape.len();
+    shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| match d {
+            d if d >= 0 => Some(d as usize),
+            _ if i == 0 => Some(n),
+            _ if i + 1 == rank => Some(card.num_classes as usize),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Binds output `name` to a tensor in host memory allocated once per batch
+/// size (kept in `slot`), or, where the graph leaves its shape open, to host
+/// memory the runtime allocates.
+fn bind_output(
+    binding: &mut IoBinding,
+    name: &str,
+    shape: Option<Vec<usize>>,
+    slot: &mut Option<Tensor<f32>>,
+    alloc: &Allocator,
+) -> Result<(), InferError> {
+    let run = |e: ort::Error| InferError::Run(e.to_string());
+    let Some(shape) = shape else {
+        return binding.bind_output_to_device(name, alloc.memory_info()).map_err(run);
+    };
+    let fits = slot.as_ref().is_some_and(|t| t.shape().iter().map(|&d| d as usize).eq(shape.iter().copied()));
+    if !fits {
+        *slot = Some(Tensor::<f32>::new(alloc, shape).map_err(run)?);
+    }
+    binding.bind_output(name, slot.as_mut().expect("allocated above")).map_err(run)
+}
+
+/// The `n x k` values of a bound output.
+fn extract_rows<T: ort::value::TensorValueTypeMarker + ?Sized>(value: &ort::value::Value<T>, n: usize, k: usize) -> Result<Vec<f32>, InferError> {
+    let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| InferError::Run(e.to_string()))?;
+    if data.len() != n * k {
+        return Err(InferError::Run(format!("output shape {shape:?} is not [{n}, {k}]")));
+    }
+    Ok(data.to_vec())
+}
+
 /// A session of `bytes` on `opts`' device.
 fn session(bytes: &[u8], card: &ModelCard, opts: &EngineOptions) -> Result<Session, InferError> {
     let env = init_runtime()?;
@@ -325,7 +598,12 @@ fn session(bytes: &[u8], card: &ModelCard, opts: &EngineOptions) -> Result<Sessi
     let mut builder = match opts.device {
         Device::Cpu => builder,
         Device::Cuda { id } => builder
-            .with_execution_providers([ort::ep::CUDA::default().with_device_id(id).with_tf32(!opts.strict_fp32).build().error_on_failure()])
+            .with_execution_providers([ort::ep::CUDA::default()
+                .with_device_id(id)
+                .with_tf32(!opts.strict_fp32)
+                .with_cuda_graph(opts.fixed_buffers)
+                .build()
+                .error_on_failure()])
             .map_err(|e| {
                 merr(format!(
                     "CUDA execution provider unavailable on device {id}: {e} \

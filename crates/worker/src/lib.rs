@@ -766,6 +766,13 @@ async fn execute(
                 }
                 engine
             };
+            if engine.provider != "cpu" {
+                if engine.pinned_staging() {
+                    tracing::info!(model = %task.model.name, "inputs are staged in page-locked host memory and handed over by I/O binding");
+                } else {
+                    tracing::warn!(model = %task.model.name, "no pinned host allocator from the execution provider: inputs are staged in pageable memory");
+                }
+            }
             metrics.model_loads.get_or_create(&metrics::DeviceLabel { device: device.clone(), provider: engine.provider.into() }).inc();
             if engines.len() >= MAX_ENGINES {
                 // Make room by dropping the model used least recently.

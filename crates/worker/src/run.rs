@@ -6,7 +6,7 @@ use jagged_domain::metrics::equivariance::{probe_error, LayerError};
 use jagged_domain::metrics::image_outcomes;
 use jagged_domain::task::{FailedItem, ShardTask, TaskItem};
 use jagged_domain::transform::{Family, GridPoint, Prepared, View};
-use jagged_infer::Engine;
+use jagged_infer::{Engine, Staging};
 
 /// Why the compute step stopped (the shard is retried).
 #[derive(Debug, thiserror::Error)]
@@ -204,7 +204,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     } else if input.host_threads == 0 {
         // Inline: render each batch on this thread, then run it (when ONNX Runtime's
         // threads already take every core, overlapping would only oversubscribe).
-        let mut tensor = vec![0f32; batch * plane];
+        let mut tensor = engine.staging(batch).map_err(RunError::Model)?;
         let mut finished = true;
         for chunk in work.chunks(batch) {
             if abandoned() {
@@ -212,13 +212,14 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
                 break;
             }
             let render = std::time::Instant::now();
+            let data = tensor.data_mut();
             for (slot, &(i, p)) in chunk.iter().enumerate() {
-                prepared[i].1.write_chw(points[i][p], &norm, &mut tensor[slot * plane..(slot + 1) * plane]);
+                prepared[i].1.write_chw(points[i][p], &norm, &mut data[slot * plane..(slot + 1) * plane]);
             }
             timing.starved_secs += render.elapsed().as_secs_f64();
             let run = std::time::Instant::now();
             let n = if fixed { batch } else { chunk.len() };
-            let out = engine.probabilities(&tensor[..n * plane], n).map_err(RunError::Model)?;
+            let out = engine.probabilities_staged(&tensor, n).map_err(RunError::Model)?;
             let spent = run.elapsed().as_secs_f64();
             timing.run_secs += spent;
             timing.input_bytes += (n * plane * 4) as u64;
@@ -396,9 +397,34 @@ fn layered(
     Ok(true)
 }
 
-/// Rendering inside the model's graph: per batch, the pixels of the images its
-/// inputs show (each once) and one view per input go to ONNX Runtime, which
-/// renders on the model's device. Returns `Ok(false)` if abandoned.
+/// Pixels bound to the rendering session at a time: a shard's images go over
+/// together (each once) unless they would take more than this.
+const PIXELS_BOUND: usize = 64 << 20;
+
+/// The images to bind for the views from here on: each once, in the order the
+/// views show them, those of the first `batch` views always, then more while
+/// their pixels stay within `budget` bytes.
+fn pixel_group<'a>(views: &[View<'a>], batch: usize, budget: usize) -> Vec<&'a jagged_domain::image::Rgb8> {
+    let mut group: Vec<&jagged_domain::image::Rgb8> = Vec::new();
+    let mut bytes = 0;
+    for (k, v) in views.iter().enumerate() {
+        if group.iter().any(|g| std::ptr::eq(*g, v.image)) {
+            continue;
+        }
+        if k >= batch && bytes + v.image.data.len() > budget {
+            break;
+        }
+        bytes += v.image.data.len();
+        group.push(v.image);
+    }
+    group
+}
+
+/// Rendering inside the model's graph: the pixels of the shard's images go to
+/// ONNX Runtime once (on CUDA: to the device, where they stay for every batch
+/// over them), then one view per input, and ONNX Runtime renders on the
+/// model's device. Images are bound in groups of up to [`PIXELS_BOUND`] bytes,
+/// in the order the inputs show them. Returns `Ok(false)` if abandoned.
 #[allow(clippy::too_many_arguments)]
 fn in_graph(
     engine: &mut Engine,
@@ -414,26 +440,31 @@ fn in_graph(
     let background = views.first().map(|v| v.background).unwrap_or_default();
     let mut pixels: Vec<u8> = Vec::new();
     let mut rows: Vec<i64> = Vec::with_capacity(batch * 5);
-    let mut placed: Vec<(*const jagged_domain::image::Rgb8, i64)> = Vec::new();
-    for (chunk, vs) in work.chunks(batch).zip(views.chunks(batch)) {
+    // Where each bound image starts, in pixels.
+    let mut placed: std::collections::HashMap<*const jagged_domain::image::Rgb8, i64> = std::collections::HashMap::new();
+    let mut bound = None;
+    for (b, (chunk, vs)) in work.chunks(batch).zip(views.chunks(batch)).enumerate() {
         if abandoned() {
             return Ok(false);
         }
         let pack = std::time::Instant::now();
-        pixels.clear();
+        if bound.is_none() || vs.iter().any(|v| !placed.contains_key(&(v.image as *const _))) {
+            // A new group: this batch's images, then the next ones the inputs show
+            // while they fit.
+            pixels.clear();
+            placed.clear();
+            for image in pixel_group(&views[b * batch..], vs.len(), PIXELS_BOUND) {
+                placed.insert(image as *const _, (pixels.len() / 3) as i64);
+                pixels.extend_from_slice(&image.data);
+            }
+            drop(bound.take());
+            let b = engine.bind_pixels(&pixels, background).map_err(RunError::Model)?;
+            timing.input_bytes += b.bytes;
+            bound = Some(b);
+        }
         rows.clear();
-        placed.clear();
         for v in vs {
-            let key = v.image as *const _;
-            let start = match placed.iter().find(|(k, _)| *k == key) {
-                Some(&(_, s)) => s,
-                None => {
-                    let s = (pixels.len() / 3) as i64;
-                    pixels.extend_from_slice(&v.image.data);
-                    placed.push((key, s));
-                    s
-                }
-            };
+            let start = placed[&(v.image as *const _)];
             rows.extend_from_slice(&[start, v.image.width as i64, v.image.height as i64, v.x0, v.y0]);
         }
         // Padded runs repeat the last view; its outputs are dropped.
@@ -444,10 +475,10 @@ fn in_graph(
         }
         timing.starved_secs += pack.elapsed().as_secs_f64();
         let run = std::time::Instant::now();
-        let out = engine.probabilities_views(&pixels, &rows, background).map_err(RunError::Model)?;
+        let out = engine.probabilities_bound_views(bound.as_mut().expect("bound above"), &rows).map_err(RunError::Model)?;
         let spent = run.elapsed().as_secs_f64();
         timing.run_secs += spent;
-        timing.input_bytes += (pixels.len() + rows.len() * 8 + 12) as u64;
+        timing.input_bytes += (rows.len() * 8) as u64;
         timing.inputs += n as u64;
         if let Some(b) = busy {
             b.add(spent);
@@ -479,17 +510,18 @@ fn pipelined(
     timing: &mut Timing,
     input_busy: Option<&Busy>,
 ) -> Result<bool, RunError> {
-    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(AHEAD);
-    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Vec<f32>>(AHEAD + 2);
+    let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<Staging>(AHEAD);
+    let (free_tx, free_rx) = std::sync::mpsc::sync_channel::<Staging>(AHEAD + 2);
     for _ in 0..AHEAD + 1 {
-        free_tx.send(vec![0f32; batch * plane]).expect("capacity");
+        free_tx.send(engine.staging(batch).map_err(RunError::Model)?).expect("capacity");
     }
     let (prepared_ref, points_ref, work_ref) = (prepared, points, work);
     std::thread::scope(|s| {
         s.spawn(move || {
             for chunk in work_ref.chunks(batch) {
                 let Ok(mut tensor) = free_rx.recv() else { return };
-                let slots: Vec<(&(usize, usize), &mut [f32])> = chunk.iter().zip(tensor[..chunk.len() * plane].chunks_mut(plane)).collect();
+                let slots: Vec<(&(usize, usize), &mut [f32])> =
+                    chunk.iter().zip(tensor.data_mut()[..chunk.len() * plane].chunks_mut(plane)).collect();
                 let per = slots.len().div_ceil(host).max(1);
                 let mut slots = slots;
                 std::thread::scope(|r| {
@@ -516,7 +548,7 @@ fn pipelined(
             timing.starved_secs += wait.elapsed().as_secs_f64();
             let run = std::time::Instant::now();
             let n = if fixed { batch } else { chunk.len() };
-            let out = engine.probabilities(&tensor[..n * plane], n).map_err(RunError::Model)?;
+            let out = engine.probabilities_staged(&tensor, n).map_err(RunError::Model)?;
             let spent = run.elapsed().as_secs_f64();
             timing.run_secs += spent;
             timing.input_bytes += (n * plane * 4) as u64;
@@ -531,4 +563,28 @@ fn pipelined(
         }
         Ok(true)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jagged_domain::image::Rgb8;
+
+    #[test]
+    fn pixel_groups_take_a_batchs_images_then_what_fits() {
+        // Images of 300, 600 and 300 bytes.
+        let imgs = [
+            Rgb8::from_raw(10, 10, vec![0; 300]).unwrap(),
+            Rgb8::from_raw(20, 10, vec![1; 600]).unwrap(),
+            Rgb8::from_raw(10, 10, vec![2; 300]).unwrap(),
+        ];
+        let v = |k: usize| View { image: &imgs[k], x0: 0, y0: 0, background: [0.0; 3] };
+        let views = [v(0), v(0), v(1), v(1), v(2), v(0)];
+        let names = |g: Vec<&Rgb8>| g.iter().map(|i| imgs.iter().position(|j| std::ptr::eq(*i, j)).unwrap()).collect::<Vec<_>>();
+        assert_eq!(names(pixel_group(&views, 2, 10_000)), vec![0, 1, 2], "all fit: each image once, in order");
+        assert_eq!(names(pixel_group(&views, 2, 900)), vec![0, 1], "the third would pass the budget");
+        assert_eq!(names(pixel_group(&views, 2, 100)), vec![0], "the batch's own images always");
+        assert_eq!(names(pixel_group(&views, 5, 100)), vec![0, 1, 2], "however many that is");
+        assert_eq!(names(pixel_group(&views[3..], 1, 800)), vec![1], "a later group starts at its batch");
+    }
 }
