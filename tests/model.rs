@@ -352,18 +352,10 @@ fn staged_and_bound_inputs_give_the_plain_runs_values() {
     );
 }
 
-/// The rendering ONNX Runtime runs in front of a model gives exactly the tensor
-/// the host renders, for every family whose points are plain windows (crops,
-/// embeds on black or the mean, scales, frames of sequences), with images of
-/// different sizes in one run; points that are not plain windows are left to
-/// the host.
-#[test]
-fn rendering_in_the_graph_equals_host_rendering_bit_for_bit() {
-    use jagged_domain::transform::Family;
-    ort();
-    // A "model" that hands its input tensor back, flattened, so the tensor the
-    // rendering produced is what comes out.
-    let side = 24u32;
+/// A "model" that hands its input tensor back, flattened, so the tensor a
+/// rendering in front of it produced is what comes out; its card, options and
+/// engine.
+fn identity_engine(side: u32) -> (Vec<u8>, jagged_domain::spec::ModelCard, jagged_infer::EngineOptions, jagged_infer::Engine) {
     let plane = 3 * (side * side) as usize;
     let mut g = jagged_onnx::graph::Graph::default();
     let flat = g.node("Flatten", &["image"], vec![("axis", jagged_onnx::graph::Attr::Int(1))]);
@@ -376,7 +368,22 @@ fn rendering_in_the_graph_equals_host_rendering_bit_for_bit() {
     card.output = jagged_domain::spec::OutputKind::Probabilities;
     card.normalize = jagged_domain::transform::Normalize { mean: [123.675, 116.28, 103.53], std: [58.395, 57.12, 57.375] };
     let opts = jagged_infer::EngineOptions::cpu(1);
-    let mut engine = jagged_infer::Engine::load(&bytes, &card, &opts).unwrap();
+    let engine = jagged_infer::Engine::load(&bytes, &card, &opts).unwrap();
+    (bytes, card, opts, engine)
+}
+
+/// The rendering ONNX Runtime runs in front of a model gives exactly the tensor
+/// the host renders, for every family whose points are plain windows (crops,
+/// embeds on black or the mean, scales, frames of sequences), with images of
+/// different sizes in one run; points that are not plain windows are left to
+/// the host.
+#[test]
+fn rendering_in_the_graph_equals_host_rendering_bit_for_bit() {
+    use jagged_domain::transform::Family;
+    ort();
+    let side = 24u32;
+    let plane = 3 * (side * side) as usize;
+    let (bytes, card, opts, mut engine) = identity_engine(side);
     engine.attach_views(&jagged_onnx::views::prepend(&bytes, &card).unwrap(), &opts).unwrap();
     let images: Vec<jagged_domain::image::Rgb8> = [(61, 40, 1), (40, 52, 2), (33, 33, 3)]
         .iter()
@@ -432,4 +439,58 @@ fn rendering_in_the_graph_equals_host_rendering_bit_for_bit() {
         let differ = got.iter().zip(&host).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
         assert_eq!(differ, 0, "{text}: {differ} of {} values differ", host.len());
     }
+}
+
+/// Rotations rendered inside the graph (bilinear, black outside, every step in
+/// the host's order) give the host's tensor within 1e-5, for images of
+/// different sizes and angles in one run, with the pixels bound once.
+#[test]
+fn rotations_in_the_graph_equal_host_rendering_within_1e_5() {
+    use jagged_domain::transform::Family;
+    ort();
+    let side = 24u32;
+    let plane = 3 * (side * side) as usize;
+    let (bytes, card, opts, mut engine) = identity_engine(side);
+    assert!(!engine.renders(jagged_infer::Rendering::Turns));
+    engine.attach_turns(&jagged_onnx::views::prepend_turns(&bytes, &card).unwrap(), &opts).unwrap();
+    let images: Vec<jagged_domain::image::Rgb8> = [(61, 40, 1), (40, 52, 2), (33, 33, 3)]
+        .iter()
+        .map(|&(w, h, seed)| jagged_infer::decode_image(&jagged_testkit::png(w, h, seed)).unwrap())
+        .collect();
+    let f: Family = toml::from_str("kind = \"rotate\"\nfrom = -30.0\nto = 45.0\nstep = 7.5").unwrap();
+    f.validate(Some(side)).unwrap();
+    let prepared: Vec<_> = images.iter().map(|img| f.prepare(img, side).unwrap()).collect();
+    let (mut host, mut pixels, mut views, mut turns) = (Vec::new(), Vec::<u8>::new(), Vec::<i64>::new(), Vec::<f32>::new());
+    for prep in &prepared {
+        let start = (pixels.len() / 3) as i64;
+        let mut first = None;
+        for p in f.points() {
+            let t = prep.turn(p).expect("every rotation point is a turn");
+            assert!(prep.view(p, &card.normalize).is_none(), "and no plain window");
+            let mut x = vec![0f32; plane];
+            prep.write_chw(p, &card.normalize, &mut x);
+            host.extend(x);
+            if first.is_none() {
+                pixels.extend_from_slice(&t.image.data);
+                first = Some(t.image as *const _);
+            }
+            assert_eq!(first, Some(t.image as *const _), "one image per item");
+            views.extend([start, t.image.width as i64, t.image.height as i64, 0, 0]);
+            turns.extend([t.sin, t.cos]);
+        }
+    }
+    let mut bound = engine.bind_pixels_for(jagged_infer::Rendering::Turns, &pixels, [0.0; 3]).unwrap();
+    assert_eq!(bound.bytes, pixels.len() as u64, "no background for rotations");
+    let n = views.len() / 5;
+    let mut got = Vec::new();
+    for (v, t) in views.chunks(7 * 5).zip(turns.chunks(7 * 2)) {
+        got.extend(engine.probabilities_bound(&mut bound, v, t).unwrap().into_iter().flat_map(|r| r.unwrap()));
+    }
+    assert_eq!(got.len(), n * plane);
+    let worst = got.iter().zip(&host).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let exact = got.iter().zip(&host).filter(|(a, b)| a.to_bits() == b.to_bits()).count();
+    eprintln!("rotations: {n} inputs, largest difference {worst:e}, {exact} of {} values bit-identical", got.len());
+    assert!(worst <= 1e-5, "largest difference {worst}");
+    // Not a blank or constant tensor: the turns move the content.
+    assert!(host[..plane] != host[plane * 3..plane * 4], "different angles, different inputs");
 }

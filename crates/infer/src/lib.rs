@@ -181,6 +181,8 @@ pub struct Engine {
     session: Session,
     /// The model with the grid rendering in front, when attached.
     views: Option<Session>,
+    /// The model with the rotations' rendering in front, when attached.
+    turns: Option<Session>,
     card: ModelCard,
     /// Name of the execution provider (recorded with every result).
     pub provider: &'static str,
@@ -194,8 +196,9 @@ pub struct Engine {
     /// The model's output tensor for a full batch, allocated once and bound to
     /// every run of that size.
     out: Option<Tensor<f32>>,
-    /// The same for the rendering session.
+    /// The same for the rendering sessions.
     views_out: Option<Tensor<f32>>,
+    turns_out: Option<Tensor<f32>>,
     /// With [`EngineOptions::fixed_buffers`]: where the device's copies lie.
     fixed: Option<Fixed>,
 }
@@ -273,11 +276,21 @@ impl Staging {
     }
 }
 
+/// Which rendering session runs a shard's inputs in the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rendering {
+    /// Plain windows ([`Engine::attach_views`]).
+    Windows,
+    /// Rotations ([`Engine::attach_turns`]).
+    Turns,
+}
+
 /// Pixels handed to the rendering session once ([`Engine::bind_pixels`]) and
 /// kept where the session runs (on CUDA: copied to the device once), for any
 /// number of batches of views over them ([`Engine::probabilities_bound_views`]).
 pub struct BoundPixels {
     binding: IoBinding,
+    rendering: Rendering,
     /// Bytes handed over: the pixels and the background.
     pub bytes: u64,
 }
@@ -314,7 +327,20 @@ impl Engine {
                 Some(Fixed { device, buffers: Vec::new() })
             }
         };
-        Ok(Engine { session, views: None, card: card.clone(), provider, precision, probes: Vec::new(), host, out: None, views_out: None, fixed })
+        Ok(Engine {
+            session,
+            views: None,
+            turns: None,
+            card: card.clone(),
+            provider,
+            precision,
+            probes: Vec::new(),
+            host,
+            out: None,
+            views_out: None,
+            turns_out: None,
+            fixed,
+        })
     }
 
     /// Whether inputs are staged in page-locked host memory (CUDA, when its
@@ -395,34 +421,65 @@ impl Engine {
     /// normalised `background` to the rendering session once, for batches of
     /// views over them ([`Engine::probabilities_bound_views`]).
     pub fn bind_pixels(&mut self, pixels: &[u8], background: [f32; 3]) -> Result<BoundPixels, InferError> {
+        self.bind_pixels_for(Rendering::Windows, pixels, background)
+    }
+
+    /// [`Engine::bind_pixels`] for `rendering`'s session (rotations have no
+    /// background: it is black before normalising).
+    pub fn bind_pixels_for(&mut self, rendering: Rendering, pixels: &[u8], background: [f32; 3]) -> Result<BoundPixels, InferError> {
         assert_eq!(pixels.len() % 3, 0);
         let run = |e: ort::Error| InferError::Run(e.to_string());
-        let session = self.views.as_ref().ok_or_else(|| InferError::Run("no rendering session: attach_views first".into()))?;
         let mut px = Tensor::<u8>::new(&self.host.input, [(pixels.len() / 3).max(1), 3]).map_err(run)?;
+        let session = self.renderer(rendering)?;
         let data = px.extract_tensor_mut().1;
         data[..pixels.len()].copy_from_slice(pixels);
         data[pixels.len()..].fill(0);
-        let bg = Tensor::<f32>::from_array(([1usize, 3], background.to_vec())).map_err(run)?;
         let mut binding = session.create_binding().map_err(run)?;
         binding.bind_input("jagged_pixels", &px).map_err(run)?;
-        binding.bind_input("jagged_background", &bg).map_err(run)?;
-        Ok(BoundPixels { binding, bytes: (pixels.len() + 12) as u64 })
+        let mut bytes = pixels.len() as u64;
+        if rendering == Rendering::Windows {
+            let bg = Tensor::<f32>::from_array(([1usize, 3], background.to_vec())).map_err(run)?;
+            binding.bind_input("jagged_background", &bg).map_err(run)?;
+            bytes += 12;
+        }
+        Ok(BoundPixels { binding, rendering, bytes })
     }
 
     /// [`Engine::probabilities_views`] over pixels bound before: only the views
     /// (5 numbers each) go to the runtime.
     pub fn probabilities_bound_views(&mut self, bound: &mut BoundPixels, views: &[i64]) -> Result<Vec<Result<Vec<f32>, String>>, InferError> {
+        self.probabilities_bound(bound, views, &[])
+    }
+
+    /// [`Engine::probabilities_bound_views`] for either rendering: `turns` holds
+    /// each input's sine and cosine for [`Rendering::Turns`] (empty otherwise).
+    pub fn probabilities_bound(
+        &mut self,
+        bound: &mut BoundPixels,
+        views: &[i64],
+        turns: &[f32],
+    ) -> Result<Vec<Result<Vec<f32>, String>>, InferError> {
         let n = views.len() / 5;
         assert_eq!(views.len(), n * 5);
         let run = |e: ort::Error| InferError::Run(e.to_string());
-        let session = self.views.as_mut().ok_or_else(|| InferError::Run("no rendering session: attach_views first".into()))?;
         let vw = Tensor::<i64>::from_array(([n, 5], views.to_vec())).map_err(run)?;
         bound.binding.bind_input("jagged_views", &vw).map_err(run)?;
-        let shape = output_shape(session, &self.card, n);
-        bind_output(&mut bound.binding, &self.card.output_name, shape, &mut self.views_out, &self.host.output)?;
+        if bound.rendering == Rendering::Turns {
+            assert_eq!(turns.len(), n * 2, "a sine and a cosine per input");
+            let t = Tensor::<f32>::from_array(([n, 2], turns.to_vec())).map_err(run)?;
+            bound.binding.bind_input("jagged_turns", &t).map_err(run)?;
+        }
+        let Engine { views: windows, turns: rotations, views_out, turns_out, card, host, .. } = self;
+        let (session, out) = match bound.rendering {
+            Rendering::Windows => (windows.as_mut(), views_out),
+            Rendering::Turns => (rotations.as_mut(), turns_out),
+        };
+        let session = session.ok_or_else(|| InferError::Run("no rendering session".into()))?;
+        let shape = output_shape(session, card, n);
+        bind_output(&mut bound.binding, &card.output_name, shape, out, &host.output)?;
         let raw = {
             let outputs = session.run_binding(&bound.binding).map_err(run)?;
-            extract_rows(&outputs[self.card.output_name.as_str()], n, self.card.num_classes as usize)?
+            extract_rows(&outputs[card.output_name.as_str()], n, card.num_classes as usize)?
         };
         Ok(self.to_probabilities(&raw))
     }
@@ -438,6 +495,30 @@ impl Engine {
     /// Whether [`Engine::attach_views`] gave this engine the rendering session.
     pub fn has_views(&self) -> bool {
         self.views.is_some()
+    }
+
+    /// Loads the model with the rotations' rendering in front
+    /// (`jagged_onnx::views::prepend_turns` made `bytes`), for
+    /// [`Rendering::Turns`].
+    pub fn attach_turns(&mut self, bytes: &[u8], opts: &EngineOptions) -> Result<(), InferError> {
+        self.turns = Some(session(bytes, &self.card, &EngineOptions { fixed_buffers: false, ..opts.clone() })?);
+        Ok(())
+    }
+
+    /// Whether the engine has `rendering`'s session.
+    pub fn renders(&self, rendering: Rendering) -> bool {
+        match rendering {
+            Rendering::Windows => self.views.is_some(),
+            Rendering::Turns => self.turns.is_some(),
+        }
+    }
+
+    fn renderer(&mut self, rendering: Rendering) -> Result<&mut Session, InferError> {
+        let (s, how) = match rendering {
+            Rendering::Windows => (self.views.as_mut(), "attach_views"),
+            Rendering::Turns => (self.turns.as_mut(), "attach_turns"),
+        };
+        s.ok_or_else(|| InferError::Run(format!("no rendering session: {how} first")))
     }
 
     /// Runs the rendering session on `n` inputs, each a view (5 numbers, see

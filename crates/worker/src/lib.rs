@@ -103,8 +103,9 @@ pub enum Render {
     Host,
     /// Inside the model's graph (`jagged_onnx::views`), by ONNX Runtime on the
     /// model's device: each image is handed over once as 8-bit pixels and each
-    /// input as a 40-byte view. Shards with points that are not plain windows
-    /// (sub-pixel, rotated, circular, inpainted, per-layer) still render on the host.
+    /// input as a 40-byte view (and, for a rotation, its sine and cosine).
+    /// Shards of plain windows and of rotations render there; those with other
+    /// points (sub-pixel, circular, inpainted, per-layer) still render on the host.
     Graph,
     /// In the graph on CUDA (the host-to-device copy is what it saves), on the
     /// host on the CPU (where `just bench compute` measures the two alike).
@@ -692,7 +693,14 @@ async fn execute(
     let fetching = Instant::now();
     // A `layers` sweep runs the model with its probes exposed: a separate engine.
     let layered = matches!(task.family, jagged_domain::transform::Family::Layers { .. });
-    let engine_key = if layered { format!("{}#layers", task.model.key) } else { task.model.key.clone() };
+    // So does a rotation grid rendered in the graph (the rotations' rendering
+    // in front instead of the windows').
+    let turned = matches!(task.family, jagged_domain::transform::Family::Rotate { .. }) && config.render.in_graph(config.engine.device);
+    let engine_key = match (layered, turned) {
+        (true, _) => format!("{}#layers", task.model.key),
+        (false, true) => format!("{}#turns", task.model.key),
+        (false, false) => task.model.key.clone(),
+    };
     let model_bytes = if engines.lock().unwrap().contains_key(&engine_key) {
         None
     } else {
@@ -756,12 +764,19 @@ async fn execute(
                 let mut engine = Engine::load(&bytes, &task.model.card, &opts).map_err(|e| retryable(e.to_string()))?;
                 if graph_render {
                     // A model the rendering cannot be put in front of runs as it is.
-                    let attached = jagged_onnx::views::prepend(&bytes, &task.model.card)
-                        .map_err(|e| e.to_string())
-                        .and_then(|v| engine.attach_views(&v, &opts).map_err(|e| e.to_string()));
+                    let attached = if turned {
+                        jagged_onnx::views::prepend_turns(&bytes, &task.model.card)
+                            .map_err(|e| e.to_string())
+                            .and_then(|v| engine.attach_turns(&v, &opts).map_err(|e| e.to_string()))
+                    } else {
+                        jagged_onnx::views::prepend(&bytes, &task.model.card)
+                            .map_err(|e| e.to_string())
+                            .and_then(|v| engine.attach_views(&v, &opts).map_err(|e| e.to_string()))
+                    };
+                    let what = if turned { "rotations" } else { "grids of plain windows" };
                     match attached {
-                        Ok(()) => tracing::info!(model = %task.model.name, "grids of plain windows render inside the model's graph"),
-                        Err(e) => tracing::warn!(model = %task.model.name, error = %e, "rendering on the host: the graph cannot render"),
+                        Ok(()) => tracing::info!(model = %task.model.name, "{what} render inside the model's graph"),
+                        Err(e) => tracing::warn!(model = %task.model.name, error = %e, "rendering {what} on the host: the graph cannot render"),
                     }
                 }
                 engine

@@ -5,8 +5,8 @@ use jagged_artifacts::ResultRow;
 use jagged_domain::metrics::equivariance::{probe_error, LayerError};
 use jagged_domain::metrics::image_outcomes;
 use jagged_domain::task::{FailedItem, ShardTask, TaskItem};
-use jagged_domain::transform::{Family, GridPoint, Prepared, View};
-use jagged_infer::{Engine, Staging};
+use jagged_domain::transform::{Family, GridPoint, Prepared};
+use jagged_infer::{Engine, Rendering, Staging};
 
 /// Why the compute step stopped (the shard is retried).
 #[derive(Debug, thiserror::Error)]
@@ -191,14 +191,31 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     let mut probs: Vec<Vec<Result<Vec<f32>, String>>> = points.iter().map(|p| Vec::with_capacity(p.len())).collect();
     let norm = card.normalize;
     let mut layer_errors: Vec<Vec<Option<Vec<LayerError>>>> = Vec::new();
-    // Views only where every input of the shard is one, on one background.
-    let views: Option<Vec<View<'_>>> = (input.graph_render && engine.has_views() && !matches!(fam, Family::Layers { .. }))
+    // In the graph only where every input of the shard is a plain window (on
+    // one background) or every one a turn.
+    let layers = matches!(fam, Family::Layers { .. });
+    let windows = (input.graph_render && engine.renders(Rendering::Windows) && !layers)
         .then(|| work.iter().map(|&(i, p)| prepared[i].1.view(points[i][p], &norm)).collect::<Option<Vec<_>>>())
         .flatten()
-        .filter(|v| v.windows(2).all(|w| w[0].background == w[1].background));
-    let render = if views.is_some() { "graph" } else { "host" };
-    let outcome: Result<bool, RunError> = if let Some(views) = &views {
-        in_graph(engine, views, &work, batch, fixed, abandoned, &mut probs, &mut timing, input_busy)
+        .filter(|v| v.windows(2).all(|w| w[0].background == w[1].background))
+        .map(|v| {
+            let background = v.first().map(|v| v.background).unwrap_or_default();
+            let inputs = v.iter().map(|v| GraphInput { image: v.image, x0: v.x0, y0: v.y0, turn: [0.0; 2] }).collect::<Vec<_>>();
+            (Rendering::Windows, inputs, background)
+        });
+    let turns = || {
+        (input.graph_render && engine.renders(Rendering::Turns) && !layers)
+            .then(|| work.iter().map(|&(i, p)| prepared[i].1.turn(points[i][p])).collect::<Option<Vec<_>>>())
+            .flatten()
+            .map(|t| {
+                let inputs = t.iter().map(|t| GraphInput { image: t.image, x0: 0, y0: 0, turn: [t.sin, t.cos] }).collect::<Vec<_>>();
+                (Rendering::Turns, inputs, [0.0; 3])
+            })
+    };
+    let graph = windows.or_else(turns);
+    let render = if graph.is_some() { "graph" } else { "host" };
+    let outcome: Result<bool, RunError> = if let Some((rendering, inputs, background)) = &graph {
+        in_graph(engine, *rendering, inputs, *background, &work, batch, fixed, abandoned, &mut probs, &mut timing, input_busy)
     } else if matches!(fam, Family::Layers { .. }) {
         layered(engine, &prepared, &points, reference, norm, abandoned, &mut probs, &mut layer_errors, &mut timing, input_busy)
     } else if input.host_threads == 0 {
@@ -401,10 +418,20 @@ fn layered(
 /// together (each once) unless they would take more than this.
 const PIXELS_BOUND: usize = 64 << 20;
 
-/// The images to bind for the views from here on: each once, in the order the
-/// views show them, those of the first `batch` views always, then more while
+/// One input rendered in the graph: a window of its image at `(x0, y0)`, or
+/// its image turned by the angle whose sine and cosine `turn` holds.
+#[derive(Clone, Copy)]
+struct GraphInput<'a> {
+    image: &'a jagged_domain::image::Rgb8,
+    x0: i64,
+    y0: i64,
+    turn: [f32; 2],
+}
+
+/// The images to bind for the inputs from here on: each once, in the order the
+/// inputs show them, those of the first `batch` inputs always, then more while
 /// their pixels stay within `budget` bytes.
-fn pixel_group<'a>(views: &[View<'a>], batch: usize, budget: usize) -> Vec<&'a jagged_domain::image::Rgb8> {
+fn pixel_group<'a>(views: &[GraphInput<'a>], batch: usize, budget: usize) -> Vec<&'a jagged_domain::image::Rgb8> {
     let mut group: Vec<&jagged_domain::image::Rgb8> = Vec::new();
     let mut bytes = 0;
     for (k, v) in views.iter().enumerate() {
@@ -428,7 +455,9 @@ fn pixel_group<'a>(views: &[View<'a>], batch: usize, budget: usize) -> Vec<&'a j
 #[allow(clippy::too_many_arguments)]
 fn in_graph(
     engine: &mut Engine,
-    views: &[View<'_>],
+    rendering: Rendering,
+    views: &[GraphInput<'_>],
+    background: [f32; 3],
     work: &[(usize, usize)],
     batch: usize,
     fixed: bool,
@@ -437,9 +466,9 @@ fn in_graph(
     timing: &mut Timing,
     busy: Option<&Busy>,
 ) -> Result<bool, RunError> {
-    let background = views.first().map(|v| v.background).unwrap_or_default();
     let mut pixels: Vec<u8> = Vec::new();
     let mut rows: Vec<i64> = Vec::with_capacity(batch * 5);
+    let mut turns: Vec<f32> = Vec::new();
     // Where each bound image starts, in pixels.
     let mut placed: std::collections::HashMap<*const jagged_domain::image::Rgb8, i64> = std::collections::HashMap::new();
     let mut bound = None;
@@ -458,27 +487,35 @@ fn in_graph(
                 pixels.extend_from_slice(&image.data);
             }
             drop(bound.take());
-            let b = engine.bind_pixels(&pixels, background).map_err(RunError::Model)?;
+            let b = engine.bind_pixels_for(rendering, &pixels, background).map_err(RunError::Model)?;
             timing.input_bytes += b.bytes;
             bound = Some(b);
         }
         rows.clear();
+        turns.clear();
         for v in vs {
             let start = placed[&(v.image as *const _)];
             rows.extend_from_slice(&[start, v.image.width as i64, v.image.height as i64, v.x0, v.y0]);
+            if rendering == Rendering::Turns {
+                turns.extend_from_slice(&v.turn);
+            }
         }
-        // Padded runs repeat the last view; its outputs are dropped.
+        // Padded runs repeat the last input; its outputs are dropped.
         let n = if fixed { batch } else { vs.len() };
         while rows.len() < n * 5 {
             let last: [i64; 5] = rows[rows.len() - 5..].try_into().expect("five columns");
             rows.extend_from_slice(&last);
+            if rendering == Rendering::Turns {
+                let last: [f32; 2] = turns[turns.len() - 2..].try_into().expect("two columns");
+                turns.extend_from_slice(&last);
+            }
         }
         timing.starved_secs += pack.elapsed().as_secs_f64();
         let run = std::time::Instant::now();
-        let out = engine.probabilities_bound_views(bound.as_mut().expect("bound above"), &rows).map_err(RunError::Model)?;
+        let out = engine.probabilities_bound(bound.as_mut().expect("bound above"), &rows, &turns).map_err(RunError::Model)?;
         let spent = run.elapsed().as_secs_f64();
         timing.run_secs += spent;
-        timing.input_bytes += (rows.len() * 8) as u64;
+        timing.input_bytes += (rows.len() * 8 + turns.len() * 4) as u64;
         timing.inputs += n as u64;
         if let Some(b) = busy {
             b.add(spent);
@@ -578,7 +615,7 @@ mod tests {
             Rgb8::from_raw(20, 10, vec![1; 600]).unwrap(),
             Rgb8::from_raw(10, 10, vec![2; 300]).unwrap(),
         ];
-        let v = |k: usize| View { image: &imgs[k], x0: 0, y0: 0, background: [0.0; 3] };
+        let v = |k: usize| GraphInput { image: &imgs[k], x0: 0, y0: 0, turn: [0.0; 2] };
         let views = [v(0), v(0), v(1), v(1), v(2), v(0)];
         let names = |g: Vec<&Rgb8>| g.iter().map(|i| imgs.iter().position(|j| std::ptr::eq(*i, j)).unwrap()).collect::<Vec<_>>();
         assert_eq!(names(pixel_group(&views, 2, 10_000)), vec![0, 1, 2], "all fit: each image once, in order");

@@ -76,7 +76,8 @@ mod subpixel;
 
 pub use grid::MAX_POINTS;
 pub use inpaint::{inpaint, INPAINT_ITERATIONS, INPAINT_MAX_UNFILLED};
-pub use render::{Normalize, Prepared, View};
+pub use render::{Normalize, Prepared, Turn, View};
+pub use rotate::rotation_offsets;
 pub use subpixel::{sample_plane, KAISER_BETA, SINC_HALF_WIDTH};
 
 use crate::image::Resample;

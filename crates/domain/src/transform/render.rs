@@ -132,6 +132,22 @@ pub struct View<'a> {
     pub background: [f32; 3],
 }
 
+/// One input of a rotation grid as a turn of a prepared image: what a renderer
+/// on the model's device needs (see [`Prepared::turn`]). Output pixel `(x, y)`
+/// samples the image bilinearly at `(cos u - sin v + w/2 - 0.5, sin u + cos v +
+/// h/2 - 0.5)`, `u` and `v` its offsets from the window's centre
+/// ([`super::rotation_offsets`]), each of the four pixels read as black (0)
+/// outside the image, in `f32` in that order; then normalised.
+#[derive(Clone, Copy, Debug)]
+pub struct Turn<'a> {
+    /// The image turned.
+    pub image: &'a Rgb8,
+    /// Sine of the angle.
+    pub sin: f32,
+    /// Cosine of the angle.
+    pub cos: f32,
+}
+
 impl View<'_> {
     /// The input, as [`Prepared::write_chw`] would write it.
     pub fn write_chw(&self, side: usize, norm: &Normalize, out: &mut [f32]) {
@@ -162,6 +178,20 @@ impl Prepared {
                 Some(View { image: img, x0, y0, background })
             }
             Kind::Frames(frames) => Some(View { image: frames.get(p.index as usize)?, x0: 0, y0: 0, background: [0.0; 3] }),
+            _ => None,
+        }
+    }
+}
+
+impl Prepared {
+    /// A rotation grid's point as a turn of its prepared image, or `None` for
+    /// other families.
+    pub fn turn(&self, p: GridPoint) -> Option<Turn<'_>> {
+        match &self.kind {
+            Kind::Rotate(img) => {
+                let (sin, cos) = rotate::sin_cos(p.angle);
+                Some(Turn { image: img, sin, cos })
+            }
             _ => None,
         }
     }

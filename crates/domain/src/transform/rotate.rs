@@ -4,14 +4,27 @@ use super::render::Px;
 use super::BLACK;
 use crate::image::Rgb8;
 
+/// The sine and cosine of `angle` degrees as the rendering uses them.
+pub(super) fn sin_cos(angle: f32) -> (f32, f32) {
+    let (sin, cos) = (angle as f64).to_radians().sin_cos();
+    (sin as f32, cos as f32)
+}
+
+/// Where output pixel `(x, y)` of a `side` x `side` rotated window samples its
+/// source: the offsets of its column and row from the window's centre, as the
+/// rendering computes them (a renderer elsewhere must start from these).
+pub fn rotation_offsets(side: usize) -> Vec<f32> {
+    let half = side as f32 / 2.0;
+    (0..side).map(|i| i as f32 + 0.5 - half).collect()
+}
+
 /// The `side` x `side` window at the centre of `img`, rotated by `angle` degrees
 /// counter-clockwise; black outside the image.
 pub(super) fn write_rotated(img: &Rgb8, angle: f32, side: usize, px: Px<'_>, out: &mut [f32]) {
     let plane = side * side;
-    let (sin, cos) = (angle as f64).to_radians().sin_cos();
-    let (sin, cos) = (sin as f32, cos as f32);
+    let (sin, cos) = sin_cos(angle);
     let (cx, cy) = (img.width as f32 / 2.0, img.height as f32 / 2.0);
-    let half = side as f32 / 2.0;
+    let offsets = rotation_offsets(side);
     let (w, h) = (img.width as i64, img.height as i64);
     let at = |x: i64, y: i64, c: usize| -> f32 {
         if x < 0 || y < 0 || x >= w || y >= h {
@@ -21,9 +34,9 @@ pub(super) fn write_rotated(img: &Rgb8, angle: f32, side: usize, px: Px<'_>, out
         }
     };
     for y in 0..side {
-        let v = y as f32 + 0.5 - half;
+        let v = offsets[y];
         for x in 0..side {
-            let u = x as f32 + 0.5 - half;
+            let u = offsets[x];
             // Source position (pixel centres at +0.5) of the rotated window.
             // (y points down, so this turns the content counter-clockwise on screen).
             let sx = cos * u - sin * v + cx - 0.5;
