@@ -42,9 +42,11 @@ cores=$(nproc)
     ./jagged-bench compute --device cuda --cuda-graph --batch "$b" --threads "$cores" --bare-secs 5 --reps 3 \
       --model efficientnet_lite0.onnx --images .
   done
-  echo "== compute step vs bare ORT, cuda, batch 32, a rotation grid (host, then in the graph)"
-  ./jagged-bench compute --device cuda --rotate --batch 32 --threads "$cores" --bare-secs 5 --reps 3 \
-    --model efficientnet_lite0.onnx --images .
+  for grid in subpixel rotate; do
+    echo "== compute step vs bare ORT, cuda, batch 32, $grid grid (host, then in the graph)"
+    ./jagged-bench compute --device cuda --grid "$grid" --batch 32 --threads "$cores" --bare-secs 5 --reps 3 \
+      --model efficientnet_lite0.onnx --images .
+  done
   echo "== compute step vs bare ORT, cuda, batch 32, two host threads"
   ./jagged-bench compute --device cuda --batch 32 --threads "$cores" --bare-secs 5 --reps 3 --host-threads 2 \
     --model efficientnet_lite0.onnx --images .

@@ -261,7 +261,14 @@ fn compute_step_is_identical_for_any_host_threads_and_batch() {
     }
     assert!(run_as(&mut engine, 8, 1, false, Some(3), true).is_none(), "a lost lease abandons a shard rendered in the graph");
     assert!(jagged_worker::pads_batches("cuda") && !jagged_worker::pads_batches("cpu"));
-    use jagged_infer::Device;
+    use jagged_infer::{Device, Rendering};
+    // `--render auto`: the graph on CUDA; on the CPU, only for sub-pixel grids.
+    let auto = jagged_worker::Render::Auto;
+    assert!([Rendering::Windows, Rendering::Turns, Rendering::Shifts].iter().all(|&r| auto.in_graph(Device::Cuda { id: 0 }, r)));
+    assert!(auto.in_graph(Device::Cpu, Rendering::Shifts));
+    assert!(!auto.in_graph(Device::Cpu, Rendering::Windows) && !auto.in_graph(Device::Cpu, Rendering::Turns));
+    assert!(!jagged_worker::Render::Host.in_graph(Device::Cuda { id: 0 }, Rendering::Shifts));
+    assert!(jagged_worker::Render::Graph.in_graph(Device::Cpu, Rendering::Turns));
     assert_eq!(jagged_worker::default_host_threads(16, 16, Device::Cuda { id: 0 }), 8);
     assert_eq!(jagged_worker::default_host_threads(2, 2, Device::Cpu), 0, "ORT takes every core: render inline");
     assert_eq!(jagged_worker::default_host_threads(16, 12, Device::Cpu), 4);
@@ -372,6 +379,14 @@ fn identity_engine(side: u32) -> (Vec<u8>, jagged_domain::spec::ModelCard, jagge
     (bytes, card, opts, engine)
 }
 
+/// Three decoded test images of different sizes.
+fn three_images() -> Vec<jagged_domain::image::Rgb8> {
+    [(61, 40, 1), (40, 52, 2), (33, 33, 3)]
+        .iter()
+        .map(|&(w, h, seed)| jagged_infer::decode_image(&jagged_testkit::png(w, h, seed)).unwrap())
+        .collect()
+}
+
 /// The rendering ONNX Runtime runs in front of a model gives exactly the tensor
 /// the host renders, for every family whose points are plain windows (crops,
 /// embeds on black or the mean, scales, frames of sequences), with images of
@@ -385,10 +400,7 @@ fn rendering_in_the_graph_equals_host_rendering_bit_for_bit() {
     let plane = 3 * (side * side) as usize;
     let (bytes, card, opts, mut engine) = identity_engine(side);
     engine.attach_views(&jagged_onnx::views::prepend(&bytes, &card).unwrap(), &opts).unwrap();
-    let images: Vec<jagged_domain::image::Rgb8> = [(61, 40, 1), (40, 52, 2), (33, 33, 3)]
-        .iter()
-        .map(|&(w, h, seed)| jagged_infer::decode_image(&jagged_testkit::png(w, h, seed)).unwrap())
-        .collect();
+    let images = three_images();
     let families = [
         ("kind = \"crop\"\nmax_shift = 3", true),
         ("kind = \"crop\"\nmax_shift = 2\nresize = 30\nresample = { filter = \"bilinear\", compat = \"pillow\" }", true),
@@ -453,10 +465,7 @@ fn rotations_in_the_graph_equal_host_rendering_within_1e_5() {
     let (bytes, card, opts, mut engine) = identity_engine(side);
     assert!(!engine.renders(jagged_infer::Rendering::Turns));
     engine.attach_turns(&jagged_onnx::views::prepend_turns(&bytes, &card).unwrap(), &opts).unwrap();
-    let images: Vec<jagged_domain::image::Rgb8> = [(61, 40, 1), (40, 52, 2), (33, 33, 3)]
-        .iter()
-        .map(|&(w, h, seed)| jagged_infer::decode_image(&jagged_testkit::png(w, h, seed)).unwrap())
-        .collect();
+    let images = three_images();
     let f: Family = toml::from_str("kind = \"rotate\"\nfrom = -30.0\nto = 45.0\nstep = 7.5").unwrap();
     f.validate(Some(side)).unwrap();
     let prepared: Vec<_> = images.iter().map(|img| f.prepare(img, side).unwrap()).collect();
@@ -484,7 +493,7 @@ fn rotations_in_the_graph_equal_host_rendering_within_1e_5() {
     let n = views.len() / 5;
     let mut got = Vec::new();
     for (v, t) in views.chunks(7 * 5).zip(turns.chunks(7 * 2)) {
-        got.extend(engine.probabilities_bound(&mut bound, v, t).unwrap().into_iter().flat_map(|r| r.unwrap()));
+        got.extend(engine.probabilities_bound(&mut bound, v, jagged_infer::PerInput::Turns(t)).unwrap().into_iter().flat_map(|r| r.unwrap()));
     }
     assert_eq!(got.len(), n * plane);
     let worst = got.iter().zip(&host).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
@@ -493,4 +502,64 @@ fn rotations_in_the_graph_equal_host_rendering_within_1e_5() {
     assert!(worst <= 1e-5, "largest difference {worst}");
     // Not a blank or constant tensor: the turns move the content.
     assert!(host[..plane] != host[plane * 3..plane * 4], "different angles, different inputs");
+}
+
+/// Sub-pixel crop grids rendered inside the graph (the host's two passes of
+/// Kaiser-windowed sinc taps, as matrix products in f64, the edge repeated)
+/// give the host's tensor within 1e-5, whole-pixel points of the grid
+/// included, for images of different sizes in one run and windows reaching
+/// past the image's edge.
+#[test]
+fn sub_pixel_windows_in_the_graph_equal_host_rendering_within_1e_5() {
+    use jagged_domain::transform::Family;
+    ort();
+    let side = 24u32;
+    let plane = 3 * (side * side) as usize;
+    let (bytes, card, opts, mut engine) = identity_engine(side);
+    engine.attach_shifts(&jagged_onnx::views::prepend_shifts(&bytes, &card).unwrap(), &opts).unwrap();
+    let images = three_images();
+    // Resized to 29 for a 24-pixel input: the taps of most points reach past the edge.
+    let f: Family = toml::from_str("kind = \"crop\"\nmax_shift = 2\nstep = 0.5\nresize = 29").unwrap();
+    f.validate(Some(side)).unwrap();
+    let prepared: Vec<_> = images.iter().map(|img| f.prepare(img, side).unwrap()).collect();
+    let (mut host, mut pixels, mut views, mut taps) = (Vec::new(), Vec::<u8>::new(), Vec::<i64>::new(), Vec::<f64>::new());
+    let (mut whole, mut past_edge) = (0, 0);
+    for prep in &prepared {
+        let start = (pixels.len() / 3) as i64;
+        let mut first = None;
+        for p in f.points() {
+            let Some(s) = prep.shift(p) else {
+                assert!(!p.is_subpixel(), "every sub-pixel point is a shift");
+                continue;
+            };
+            whole += usize::from(!p.is_subpixel());
+            past_edge += usize::from(s.first[0] < 0 || s.first[1] < 0 || s.first[0] + 39 > s.image.width as i64);
+            let mut x = vec![0f32; plane];
+            prep.write_chw(p, &card.normalize, &mut x);
+            host.extend(x);
+            if first.is_none() {
+                pixels.extend_from_slice(&s.image.data);
+                first = Some(s.image as *const _);
+            }
+            views.extend([start, s.image.width as i64, s.image.height as i64, s.first[0], s.first[1]]);
+            for w in s.weights {
+                taps.extend(w);
+                taps.push(0.0);
+            }
+        }
+    }
+    assert!(whole > 0 && past_edge > 0, "whole-pixel points and windows past the edge are both covered ({whole}, {past_edge})");
+    let mut bound = engine.bind_pixels_for(jagged_infer::Rendering::Shifts, &pixels, [0.0; 3]).unwrap();
+    let n = views.len() / 5;
+    let cols = jagged_onnx::views::TAP_COLUMNS;
+    let mut got = Vec::new();
+    for (v, t) in views.chunks(9 * 5).zip(taps.chunks(9 * cols)) {
+        got.extend(engine.probabilities_bound(&mut bound, v, jagged_infer::PerInput::Taps(t)).unwrap().into_iter().flat_map(|r| r.unwrap()));
+    }
+    assert_eq!(got.len(), n * plane);
+    let worst = got.iter().zip(&host).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let exact = got.iter().zip(&host).filter(|(a, b)| a.to_bits() == b.to_bits()).count();
+    eprintln!("sub-pixel windows: {n} inputs, largest difference {worst:e}, {exact} of {} values bit-identical", got.len());
+    assert!(worst <= 1e-5, "largest difference {worst}");
+    assert!(host[..plane] != host[plane..2 * plane], "neighbouring points differ");
 }

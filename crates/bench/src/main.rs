@@ -69,9 +69,10 @@ enum What {
         /// the same copies, without graphs).
         #[arg(long)]
         cuda_graph: bool,
-        /// Render a rotation grid (-30 to 30 degrees by 1) instead of the crop grid.
-        #[arg(long)]
-        rotate: bool,
+        /// The grid: `crop` (whole pixels, `--max-shift`), `subpixel` (crops of up
+        /// to 2 px by half pixels) or `rotate` (-30 to 30 degrees by 1).
+        #[arg(long, default_value = "crop")]
+        grid: String,
         /// Repetitions of the shard.
         #[arg(long, default_value_t = 3)]
         reps: usize,
@@ -204,11 +205,11 @@ enum What {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.what {
-        What::Compute { common, device, strict_fp32, cuda_graph, rotate, reps, host_threads } => {
+        What::Compute { common, device, strict_fp32, cuda_graph, grid, reps, host_threads } => {
             let opts = EngineOptions { intra_threads: common.threads, device, strict_fp32, fixed_buffers: cuda_graph };
             let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
             let host = host_threads.unwrap_or_else(|| jagged_worker::default_host_threads(cores, common.threads, device));
-            compute(&common, &opts, reps, host, rotate)
+            compute(&common, &opts, reps, host, &grid)
         }
         What::Pipeline { common } => pipeline(&common),
         What::Python { common, python: py, device, script } => python(&common, &py, &device, &script),
@@ -465,7 +466,7 @@ fn python(c: &Common, python: &Path, device: &str, script: &Path) -> Result<()> 
     Ok(())
 }
 
-fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize, rotate: bool) -> Result<()> {
+fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize, grid: &str) -> Result<()> {
     let (batch, max_shift, bare_secs) = (c.batch, c.max_shift, c.bare_secs);
     let (model, images) = (c.model.as_path(), c.images.as_path());
     if !model.is_file() {
@@ -479,20 +480,30 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize, r
     let card = jagged_onnx::card::read_card(&jagged_onnx::card::card_path(model))?;
     let model_bytes = std::fs::read(model)?;
     let mut engine = Engine::load(&model_bytes, &card, opts)?;
-    if rotate {
-        engine.attach_turns(&jagged_onnx::views::prepend_turns(&model_bytes, &card)?, opts)?;
-    } else {
-        engine.attach_views(&jagged_onnx::views::prepend(&model_bytes, &card)?, opts)?;
-    }
+    use jagged_domain::transform::Family;
+    let (family, what) = match grid {
+        "crop" => {
+            let n = 2 * max_shift + 1;
+            engine.attach_views(&jagged_onnx::views::prepend(&model_bytes, &card)?, opts)?;
+            (Family::Crop { max_shift, step: 1.0, resize: None, resample: Default::default() }, format!("a {n}x{n} crop grid"))
+        }
+        "subpixel" => {
+            engine.attach_shifts(&jagged_onnx::views::prepend_shifts(&model_bytes, &card)?, opts)?;
+            (Family::Crop { max_shift: 2, step: 0.5, resize: None, resample: Default::default() }, "a 9x9 crop grid by half pixels".into())
+        }
+        "rotate" => {
+            engine.attach_turns(&jagged_onnx::views::prepend_turns(&model_bytes, &card)?, opts)?;
+            (
+                Family::Rotate { from: -30.0, to: 30.0, step: 1.0, resize: None, resample: Default::default() },
+                "a rotation grid (-30 to 30 degrees)".into(),
+            )
+        }
+        other => bail!("--grid {other}: expected crop, subpixel or rotate"),
+    };
     println!(
         "inputs staged in {} host memory and handed over by I/O binding; rendered in the graph, each image's pixels cross once per shard",
         if engine.pinned_staging() { "page-locked" } else { "the runtime's" }
     );
-    let family = if rotate {
-        jagged_domain::transform::Family::Rotate { from: -30.0, to: 30.0, step: 1.0, resize: None, resample: Default::default() }
-    } else {
-        jagged_domain::transform::Family::Crop { max_shift, step: 1.0, resize: None, resample: Default::default() }
-    };
     let mut names = Vec::new();
     let mut labels = Vec::new();
     let mut bytes = Vec::new();
@@ -517,11 +528,7 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize, r
         jagged_worker::run_shard(engine, input, &|| false)?.context("not abandoned")
     };
     let points = family.points().len();
-    if rotate {
-        println!("{} images x {points} points of a rotation grid (-30 to 30 degrees) per shard", names.len());
-    } else {
-        println!("{} images x {points} points of a {}x{} crop grid per shard", names.len(), 2 * max_shift + 1, 2 * max_shift + 1);
-    }
+    println!("{} images x {points} points of {what} per shard", names.len());
     let mut rates = Vec::new();
     let mut parts = Vec::new();
     for graph_render in [false, true] {

@@ -183,6 +183,8 @@ pub struct Engine {
     views: Option<Session>,
     /// The model with the rotations' rendering in front, when attached.
     turns: Option<Session>,
+    /// The model with the sub-pixel windows' rendering in front, when attached.
+    shifts: Option<Session>,
     card: ModelCard,
     /// Name of the execution provider (recorded with every result).
     pub provider: &'static str,
@@ -199,6 +201,7 @@ pub struct Engine {
     /// The same for the rendering sessions.
     views_out: Option<Tensor<f32>>,
     turns_out: Option<Tensor<f32>>,
+    shifts_out: Option<Tensor<f32>>,
     /// With [`EngineOptions::fixed_buffers`]: where the device's copies lie.
     fixed: Option<Fixed>,
 }
@@ -276,6 +279,17 @@ impl Staging {
     }
 }
 
+/// What each input of a batch rendered in the graph needs besides its view.
+#[derive(Clone, Copy, Debug)]
+pub enum PerInput<'a> {
+    /// Nothing ([`Rendering::Windows`]).
+    None,
+    /// A sine and a cosine ([`Rendering::Turns`]).
+    Turns(&'a [f32]),
+    /// Its taps ([`Rendering::Shifts`]: x weights, a zero, y weights, a zero).
+    Taps(&'a [f64]),
+}
+
 /// Which rendering session runs a shard's inputs in the graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rendering {
@@ -283,6 +297,8 @@ pub enum Rendering {
     Windows,
     /// Rotations ([`Engine::attach_turns`]).
     Turns,
+    /// Sub-pixel windows ([`Engine::attach_shifts`]).
+    Shifts,
 }
 
 /// Pixels handed to the rendering session once ([`Engine::bind_pixels`]) and
@@ -331,6 +347,7 @@ impl Engine {
             session,
             views: None,
             turns: None,
+            shifts: None,
             card: card.clone(),
             provider,
             precision,
@@ -339,6 +356,7 @@ impl Engine {
             out: None,
             views_out: None,
             turns_out: None,
+            shifts_out: None,
             fixed,
         })
     }
@@ -424,8 +442,8 @@ impl Engine {
         self.bind_pixels_for(Rendering::Windows, pixels, background)
     }
 
-    /// [`Engine::bind_pixels`] for `rendering`'s session (rotations have no
-    /// background: it is black before normalising).
+    /// [`Engine::bind_pixels`] for `rendering`'s session (only plain windows
+    /// take a background: rotations show black, sub-pixel windows the edge).
     pub fn bind_pixels_for(&mut self, rendering: Rendering, pixels: &[u8], background: [f32; 3]) -> Result<BoundPixels, InferError> {
         assert_eq!(pixels.len() % 3, 0);
         let run = |e: ort::Error| InferError::Run(e.to_string());
@@ -448,31 +466,42 @@ impl Engine {
     /// [`Engine::probabilities_views`] over pixels bound before: only the views
     /// (5 numbers each) go to the runtime.
     pub fn probabilities_bound_views(&mut self, bound: &mut BoundPixels, views: &[i64]) -> Result<Vec<Result<Vec<f32>, String>>, InferError> {
-        self.probabilities_bound(bound, views, &[])
+        self.probabilities_bound(bound, views, PerInput::None)
     }
 
-    /// [`Engine::probabilities_bound_views`] for either rendering: `turns` holds
-    /// each input's sine and cosine for [`Rendering::Turns`] (empty otherwise).
+    /// [`Engine::probabilities_bound_views`] for any rendering, with what its
+    /// inputs need besides their views.
     pub fn probabilities_bound(
         &mut self,
         bound: &mut BoundPixels,
         views: &[i64],
-        turns: &[f32],
+        extra: PerInput<'_>,
     ) -> Result<Vec<Result<Vec<f32>, String>>, InferError> {
         let n = views.len() / 5;
         assert_eq!(views.len(), n * 5);
         let run = |e: ort::Error| InferError::Run(e.to_string());
         let vw = Tensor::<i64>::from_array(([n, 5], views.to_vec())).map_err(run)?;
         bound.binding.bind_input("jagged_views", &vw).map_err(run)?;
-        if bound.rendering == Rendering::Turns {
-            assert_eq!(turns.len(), n * 2, "a sine and a cosine per input");
-            let t = Tensor::<f32>::from_array(([n, 2], turns.to_vec())).map_err(run)?;
-            bound.binding.bind_input("jagged_turns", &t).map_err(run)?;
+        match (bound.rendering, extra) {
+            (Rendering::Windows, PerInput::None) => {}
+            (Rendering::Turns, PerInput::Turns(turns)) => {
+                assert_eq!(turns.len(), n * 2, "a sine and a cosine per input");
+                let t = Tensor::<f32>::from_array(([n, 2], turns.to_vec())).map_err(run)?;
+                bound.binding.bind_input("jagged_turns", &t).map_err(run)?;
+            }
+            (Rendering::Shifts, PerInput::Taps(taps)) => {
+                let k = taps.len() / n.max(1);
+                assert_eq!(taps.len(), n * k, "the same taps per input");
+                let t = Tensor::<f64>::from_array(([n, k], taps.to_vec())).map_err(run)?;
+                bound.binding.bind_input("jagged_taps", &t).map_err(run)?;
+            }
+            (r, _) => return Err(InferError::Run(format!("{r:?} rendering given the wrong inputs"))),
         }
-        let Engine { views: windows, turns: rotations, views_out, turns_out, card, host, .. } = self;
+        let Engine { views: windows, turns: rotations, shifts, views_out, turns_out, shifts_out, card, host, .. } = self;
         let (session, out) = match bound.rendering {
             Rendering::Windows => (windows.as_mut(), views_out),
             Rendering::Turns => (rotations.as_mut(), turns_out),
+            Rendering::Shifts => (shifts.as_mut(), shifts_out),
         };
         let session = session.ok_or_else(|| InferError::Run("no rendering session".into()))?;
         let shape = output_shape(session, card, n);
@@ -505,11 +534,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Loads the model with the sub-pixel windows' rendering in front
+    /// (`jagged_onnx::views::prepend_shifts` made `bytes`), for
+    /// [`Rendering::Shifts`].
+    pub fn attach_shifts(&mut self, bytes: &[u8], opts: &EngineOptions) -> Result<(), InferError> {
+        self.shifts = Some(session(bytes, &self.card, &EngineOptions { fixed_buffers: false, ..opts.clone() })?);
+        Ok(())
+    }
+
     /// Whether the engine has `rendering`'s session.
     pub fn renders(&self, rendering: Rendering) -> bool {
         match rendering {
             Rendering::Windows => self.views.is_some(),
             Rendering::Turns => self.turns.is_some(),
+            Rendering::Shifts => self.shifts.is_some(),
         }
     }
 
@@ -517,6 +555,7 @@ impl Engine {
         let (s, how) = match rendering {
             Rendering::Windows => (self.views.as_mut(), "attach_views"),
             Rendering::Turns => (self.turns.as_mut(), "attach_turns"),
+            Rendering::Shifts => (self.shifts.as_mut(), "attach_shifts"),
         };
         s.ok_or_else(|| InferError::Run(format!("no rendering session: {how} first")))
     }

@@ -30,7 +30,10 @@
 //! computes them, and sampling bilinearly with the host's operations in the
 //! host's order (Floor, Div and the same elementwise ops besides), so on the
 //! CPU provider its tensors equal the host's bit for bit, and elsewhere within
-//! rounding.
+//! rounding. A sub-pixel crop grid's inputs are resampled windows:
+//! [`prepend_shifts`] takes each input's first source column and row in its
+//! view and its Kaiser-windowed sinc weights in [`TAPS_INPUT`], and computes
+//! the host's two passes as products with banded matrices in `f64`.
 
 use crate::pb;
 use crate::OnnxError;
@@ -45,12 +48,17 @@ pub const VIEWS: &str = "jagged_views";
 pub const BACKGROUND: &str = "jagged_background";
 /// Name of the turns input (rotations: sine and cosine per input).
 pub const TURNS: &str = "jagged_turns";
+/// Name of the taps input (sub-pixel windows: the weights per input).
+pub const TAPS_INPUT: &str = "jagged_taps";
+/// Columns of one input's taps in [`TAPS_INPUT`]: per axis, the weights and a zero.
+pub const TAP_COLUMNS: usize = 2 * (jagged_domain::transform::TAPS + 1);
 /// Columns of one view in [`VIEWS`].
 pub const VIEW_COLUMNS: usize = 5;
 
 const FLOAT: i32 = 1;
 const UINT8: i32 = 2;
 const INT64: i32 = 7;
+const DOUBLE: i32 = 11;
 const BOOL_AND: &str = "And";
 
 fn int_tensor(name: &str, dims: &[i64], data: Vec<i64>) -> pb::TensorProto {
@@ -257,6 +265,62 @@ fn turn_ops(card: &ModelCard, out: &str) -> Ops {
     g
 }
 
+/// The sub-pixel windows' ops, ending in a float `[N, 3, side, side]` tensor
+/// named `out`: per input, the `(side + 15)`-square patch of its image from its
+/// first column and row on (edge repeated), in `f64`, times a banded matrix of
+/// its x weights, then a banded matrix of its y weights times that (the host's
+/// two passes, as matrix products), then `f32` and normalised.
+fn shift_ops(card: &ModelCard, out: &str) -> Ops {
+    let side = card.input_size as i64;
+    let taps = jagged_domain::transform::TAPS as i64;
+    let reach = side + taps - 1;
+    let mut g = Ops { nodes: Vec::new(), inits: Vec::new() };
+    let table = g.op("Cast", &[PIXELS], "pixels_f64", vec![int_attr("to", DOUBLE as i64)]);
+    let (start, w, h) = (g.column(VIEWS, 0, "start"), g.column(VIEWS, 1, "width"), g.column(VIEWS, 2, "height"));
+    let (fx, fy) = (g.column(VIEWS, 3, "first_x"), g.column(VIEWS, 4, "first_y"));
+    let (zero, one) = (g.ints("zero", &[1], vec![0]), g.ints("one", &[1], vec![1]));
+    // Source rows [N, reach, 1] and columns [N, 1, reach], clamped to the image.
+    let clamp = |g: &mut Ops, first: &str, size: &str, dims: &[i64], what: &str| {
+        let steps = g.ints(&format!("{what}_steps"), dims, (0..reach).collect());
+        let at = g.op("Add", &[first, &steps], &format!("{what}_at"), vec![]);
+        let last = g.op("Sub", &[size, &one], &format!("{what}_last"), vec![]);
+        let below = g.op("Less", &[&at, &zero], &format!("{what}_below"), vec![]);
+        let at = g.op("Where", &[&below, &zero, &at], &format!("{what}_from_0"), vec![]);
+        let beyond = g.op("Greater", &[&at, &last], &format!("{what}_beyond"), vec![]);
+        g.op("Where", &[&beyond, &last, &at], what, vec![])
+    };
+    let ys = clamp(&mut g, &fy, &h, &[1, reach, 1], "ys");
+    let xs = clamp(&mut g, &fx, &w, &[1, 1, reach], "xs");
+    let row = g.op("Mul", &[&ys, &w], "row", vec![]);
+    let at_row = g.op("Add", &[&start, &row], "at_row", vec![]);
+    let at = g.op("Add", &[&at_row, &xs], "at", vec![]);
+    let patch = g.op("Gather", &[&table, &at], "patch_nhwc", vec![int_attr("axis", 0)]);
+    let patch = g.op("Transpose", &[&patch], "patch", vec![ints_attr("perm", vec![0, 3, 1, 2])]);
+    // Banded matrices: entry (i, j) is weight i - j (x) or j - i (y) where that
+    // lies in 0..taps, else the zero appended at index `taps`.
+    let band = |i: i64, j: i64| if (0..taps).contains(&(i - j)) { i - j } else { taps };
+    let bx = g.ints("band_x", &[reach, side], (0..reach).flat_map(|q| (0..side).map(move |x| band(q, x))).collect());
+    let by = g.ints("band_y", &[side, reach], (0..side).flat_map(|y| (0..reach).map(move |r| band(r, y))).collect());
+    let wx_cols = g.ints("wx_columns", &[taps + 1], (0..=taps).collect());
+    let wy_cols = g.ints("wy_columns", &[taps + 1], (taps + 1..2 * (taps + 1)).collect());
+    let wx = g.op("Gather", &[TAPS_INPUT, &wx_cols], "wx", vec![int_attr("axis", 1)]);
+    let wy = g.op("Gather", &[TAPS_INPUT, &wy_cols], "wy", vec![int_attr("axis", 1)]);
+    let mx = g.op("Gather", &[&wx, &bx], "mx_3d", vec![int_attr("axis", 1)]);
+    let my = g.op("Gather", &[&wy, &by], "my_3d", vec![int_attr("axis", 1)]);
+    let shape_x = g.ints("mx_shape", &[4], vec![0, 1, reach, side]);
+    let shape_y = g.ints("my_shape", &[4], vec![0, 1, side, reach]);
+    let mx = g.op("Reshape", &[&mx, &shape_x], "mx", vec![]);
+    let my = g.op("Reshape", &[&my, &shape_y], "my", vec![]);
+    let across = g.op("MatMul", &[&patch, &mx], "across", vec![]);
+    let down = g.op("MatMul", &[&my, &across], "down", vec![]);
+    let sampled = g.op("Cast", &[&down], "sampled", vec![int_attr("to", FLOAT as i64)]);
+    let mean = g.floats("mean", &[1, 3, 1, 1], card.normalize.mean.to_vec());
+    let scale = g.floats("scale", &[1, 3, 1, 1], card.normalize.std.iter().map(|s| 1.0 / s).collect());
+    let centred = g.op("Sub", &[&sampled, &mean], "centred", vec![]);
+    g.node("Mul", &[&centred, &scale], out, vec![]);
+    g
+}
+
 /// What a rendering graph computes from its inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Renderer {
@@ -264,6 +328,8 @@ pub enum Renderer {
     Windows,
     /// Turns ([`prepend_turns`]).
     Turns,
+    /// Sub-pixel windows ([`prepend_shifts`]).
+    Shifts,
 }
 
 fn inputs(renderer: Renderer) -> Vec<pb::ValueInfoProto> {
@@ -272,10 +338,18 @@ fn inputs(renderer: Renderer) -> Vec<pb::ValueInfoProto> {
         value(VIEWS, INT64, &[Err("N"), Ok(VIEW_COLUMNS as i64)]),
         value(BACKGROUND, FLOAT, &[Ok(1), Ok(3)]),
     ];
-    if renderer == Renderer::Turns {
-        // Its background is black, before normalising: no background input.
-        v.pop();
-        v.push(value(TURNS, FLOAT, &[Err("N"), Ok(2)]));
+    match renderer {
+        Renderer::Windows => {}
+        // Black before normalising: no background input.
+        Renderer::Turns => {
+            v.pop();
+            v.push(value(TURNS, FLOAT, &[Err("N"), Ok(2)]));
+        }
+        // The edge repeats: no background input.
+        Renderer::Shifts => {
+            v.pop();
+            v.push(value(TAPS_INPUT, DOUBLE, &[Err("N"), Ok(TAP_COLUMNS as i64)]));
+        }
     }
     v
 }
@@ -293,6 +367,14 @@ pub fn prepend_turns(bytes: &[u8], card: &ModelCard) -> Result<Vec<u8>, OnnxErro
     prepend_as(bytes, card, Renderer::Turns)
 }
 
+/// The model with the sub-pixel windows' rendering in front: its image input
+/// replaced by [`PIXELS`], [`VIEWS`] (start, width, height, first column, first
+/// row) and [`TAPS_INPUT`] (each input's x weights, a zero, its y weights, a
+/// zero).
+pub fn prepend_shifts(bytes: &[u8], card: &ModelCard) -> Result<Vec<u8>, OnnxError> {
+    prepend_as(bytes, card, Renderer::Shifts)
+}
+
 /// The model with `renderer`'s graph in front.
 pub fn prepend_as(bytes: &[u8], card: &ModelCard, renderer: Renderer) -> Result<Vec<u8>, OnnxError> {
     let mut model = pb::ModelProto::decode(bytes).map_err(|e| OnnxError::Graph(format!("not an ONNX model: {e}")))?;
@@ -306,7 +388,7 @@ pub fn prepend_as(bytes: &[u8], card: &ModelCard, renderer: Renderer) -> Result<
         .iter()
         .position(|i| i.name() == card.input_name)
         .ok_or_else(|| OnnxError::Graph(format!("the graph has no input `{}`", card.input_name)))?;
-    let taken = |n: &str| n.starts_with("jagged_views/") || [PIXELS, VIEWS, BACKGROUND, TURNS].contains(&n);
+    let taken = |n: &str| n.starts_with("jagged_views/") || [PIXELS, VIEWS, BACKGROUND, TURNS, TAPS_INPUT].contains(&n);
     if g.node.iter().flat_map(|n| n.output.iter()).chain(g.initializer.iter().filter_map(|t| t.name.as_ref())).any(|n| taken(n)) {
         return Err(OnnxError::Graph("the graph already uses the rendering's tensor names".into()));
     }
@@ -315,6 +397,7 @@ pub fn prepend_as(bytes: &[u8], card: &ModelCard, renderer: Renderer) -> Result<
     let ops = match renderer {
         Renderer::Windows => render_ops(card, &card.input_name),
         Renderer::Turns => turn_ops(card, &card.input_name),
+        Renderer::Shifts => shift_ops(card, &card.input_name),
     };
     g.node.splice(0..0, ops.nodes);
     g.initializer.extend(ops.inits);

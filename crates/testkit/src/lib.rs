@@ -216,7 +216,14 @@ pub async fn wait(url: &str, id: i64) -> jagged_domain::status::SweepStatus {
 /// one thread, a private PostgreSQL and a local store), waits until it is done,
 /// and returns every committed row and the report.
 pub fn sweep_rows(dir: &Path, spec: &Path) -> (Vec<jagged_artifacts::ResultRow>, jagged_report::Report) {
-    let cluster = jagged_local::LocalCluster::start(cluster_options(dir, 1, 10_000)).expect("a local deployment starts");
+    sweep_rows_with(dir, spec, &[])
+}
+
+/// [`sweep_rows`] with the worker's environment extended by `env`.
+pub fn sweep_rows_with(dir: &Path, spec: &Path, env: &[(&str, &str)]) -> (Vec<jagged_artifacts::ResultRow>, jagged_report::Report) {
+    let mut opts = cluster_options(dir, 1, 10_000);
+    opts.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let cluster = jagged_local::LocalCluster::start(opts).expect("a local deployment starts");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let out = rt.block_on(async {
         let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();

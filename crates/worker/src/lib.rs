@@ -103,23 +103,28 @@ pub enum Render {
     Host,
     /// Inside the model's graph (`jagged_onnx::views`), by ONNX Runtime on the
     /// model's device: each image is handed over once as 8-bit pixels and each
-    /// input as a 40-byte view (and, for a rotation, its sine and cosine).
-    /// Shards of plain windows and of rotations render there; those with other
-    /// points (sub-pixel, circular, inpainted, per-layer) still render on the host.
+    /// input as a 40-byte view (and, for a rotation, its sine and cosine; for a
+    /// sub-pixel window, its interpolation weights). Shards of plain windows,
+    /// rotations and sub-pixel crops render there; those with other points
+    /// (circular, inpainted, per-layer) still render on the host.
     Graph,
-    /// In the graph on CUDA (the host-to-device copy is what it saves), on the
-    /// host on the CPU (where `just bench compute` measures the two alike).
+    /// In the graph on CUDA (the host-to-device copy is what it saves); on
+    /// the CPU only sub-pixel grids, whose 16-tap resampling the graph's
+    /// matrix products do faster than the host's loops (`just bench compute
+    /// --grid subpixel`: 1.08x), while plain windows measure alike and
+    /// rotations slower there.
     #[default]
     Auto,
 }
 
 impl Render {
-    /// Whether shards on `device` render in the graph (where their points allow).
-    pub fn in_graph(self, device: jagged_infer::Device) -> bool {
+    /// Whether shards on `device` whose inputs `rendering` can make render in
+    /// the graph.
+    pub fn in_graph(self, device: jagged_infer::Device, rendering: jagged_infer::Rendering) -> bool {
         match self {
             Render::Host => false,
             Render::Graph => true,
-            Render::Auto => matches!(device, jagged_infer::Device::Cuda { .. }),
+            Render::Auto => matches!(device, jagged_infer::Device::Cuda { .. }) || rendering == jagged_infer::Rendering::Shifts,
         }
     }
 }
@@ -693,13 +698,21 @@ async fn execute(
     let fetching = Instant::now();
     // A `layers` sweep runs the model with its probes exposed: a separate engine.
     let layered = matches!(task.family, jagged_domain::transform::Family::Layers { .. });
-    // So does a rotation grid rendered in the graph (the rotations' rendering
-    // in front instead of the windows').
-    let turned = matches!(task.family, jagged_domain::transform::Family::Rotate { .. }) && config.render.in_graph(config.engine.device);
-    let engine_key = match (layered, turned) {
-        (true, _) => format!("{}#layers", task.model.key),
-        (false, true) => format!("{}#turns", task.model.key),
-        (false, false) => task.model.key.clone(),
+    // So do rotation and sub-pixel grids rendered in the graph (another
+    // rendering in front).
+    let rendering = if matches!(task.family, jagged_domain::transform::Family::Rotate { .. }) {
+        jagged_infer::Rendering::Turns
+    } else if task.family.points().iter().any(|p| p.is_subpixel()) {
+        jagged_infer::Rendering::Shifts
+    } else {
+        jagged_infer::Rendering::Windows
+    };
+    let graph_render = config.render.in_graph(config.engine.device, rendering);
+    let engine_key = match (layered, rendering, graph_render) {
+        (true, _, _) => format!("{}#layers", task.model.key),
+        (false, jagged_infer::Rendering::Turns, true) => format!("{}#turns", task.model.key),
+        (false, jagged_infer::Rendering::Shifts, true) => format!("{}#shifts", task.model.key),
+        _ => task.model.key.clone(),
     };
     let model_bytes = if engines.lock().unwrap().contains_key(&engine_key) {
         None
@@ -741,7 +754,6 @@ async fn execute(
     let device = config.engine.device.to_string();
     let opts = config.engine.clone();
     let host_threads = config.host_threads;
-    let graph_render = config.render.in_graph(opts.device);
     let (shard_id, epoch) = (task.shard_id, task.lease_epoch);
     tokio::task::spawn_blocking(move || {
         let mut engines = engines.lock().unwrap();
@@ -764,16 +776,19 @@ async fn execute(
                 let mut engine = Engine::load(&bytes, &task.model.card, &opts).map_err(|e| retryable(e.to_string()))?;
                 if graph_render {
                     // A model the rendering cannot be put in front of runs as it is.
-                    let attached = if turned {
-                        jagged_onnx::views::prepend_turns(&bytes, &task.model.card)
-                            .map_err(|e| e.to_string())
-                            .and_then(|v| engine.attach_turns(&v, &opts).map_err(|e| e.to_string()))
-                    } else {
-                        jagged_onnx::views::prepend(&bytes, &task.model.card)
-                            .map_err(|e| e.to_string())
-                            .and_then(|v| engine.attach_views(&v, &opts).map_err(|e| e.to_string()))
+                    use jagged_infer::Rendering;
+                    let card = &task.model.card;
+                    let attached = match rendering {
+                        Rendering::Windows => jagged_onnx::views::prepend(&bytes, card).map(|v| engine.attach_views(&v, &opts)),
+                        Rendering::Turns => jagged_onnx::views::prepend_turns(&bytes, card).map(|v| engine.attach_turns(&v, &opts)),
+                        Rendering::Shifts => jagged_onnx::views::prepend_shifts(&bytes, card).map(|v| engine.attach_shifts(&v, &opts)),
                     };
-                    let what = if turned { "rotations" } else { "grids of plain windows" };
+                    let attached = attached.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
+                    let what = match rendering {
+                        Rendering::Windows => "grids of plain windows",
+                        Rendering::Turns => "rotations",
+                        Rendering::Shifts => "sub-pixel windows",
+                    };
                     match attached {
                         Ok(()) => tracing::info!(model = %task.model.name, "{what} render inside the model's graph"),
                         Err(e) => tracing::warn!(model = %task.model.name, error = %e, "rendering {what} on the host: the graph cannot render"),

@@ -6,7 +6,7 @@ use jagged_domain::metrics::equivariance::{probe_error, LayerError};
 use jagged_domain::metrics::image_outcomes;
 use jagged_domain::task::{FailedItem, ShardTask, TaskItem};
 use jagged_domain::transform::{Family, GridPoint, Prepared};
-use jagged_infer::{Engine, Rendering, Staging};
+use jagged_infer::{Engine, PerInput, Rendering, Staging};
 
 /// Why the compute step stopped (the shard is retried).
 #[derive(Debug, thiserror::Error)]
@@ -192,7 +192,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     let norm = card.normalize;
     let mut layer_errors: Vec<Vec<Option<Vec<LayerError>>>> = Vec::new();
     // In the graph only where every input of the shard is a plain window (on
-    // one background) or every one a turn.
+    // one background), or every one a turn, or every one a resampled window.
     let layers = matches!(fam, Family::Layers { .. });
     let windows = (input.graph_render && engine.renders(Rendering::Windows) && !layers)
         .then(|| work.iter().map(|&(i, p)| prepared[i].1.view(points[i][p], &norm)).collect::<Option<Vec<_>>>())
@@ -200,7 +200,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
         .filter(|v| v.windows(2).all(|w| w[0].background == w[1].background))
         .map(|v| {
             let background = v.first().map(|v| v.background).unwrap_or_default();
-            let inputs = v.iter().map(|v| GraphInput { image: v.image, x0: v.x0, y0: v.y0, turn: [0.0; 2] }).collect::<Vec<_>>();
+            let inputs = v.iter().map(|v| GraphInput { image: v.image, x0: v.x0, y0: v.y0, turn: [0.0; 2], taps: NO_TAPS }).collect::<Vec<_>>();
             (Rendering::Windows, inputs, background)
         });
     let turns = || {
@@ -208,11 +208,23 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
             .then(|| work.iter().map(|&(i, p)| prepared[i].1.turn(points[i][p])).collect::<Option<Vec<_>>>())
             .flatten()
             .map(|t| {
-                let inputs = t.iter().map(|t| GraphInput { image: t.image, x0: 0, y0: 0, turn: [t.sin, t.cos] }).collect::<Vec<_>>();
+                let inputs = t.iter().map(|t| GraphInput { image: t.image, x0: 0, y0: 0, turn: [t.sin, t.cos], taps: NO_TAPS }).collect::<Vec<_>>();
                 (Rendering::Turns, inputs, [0.0; 3])
             })
     };
-    let graph = windows.or_else(turns);
+    let shifts = || {
+        (input.graph_render && engine.renders(Rendering::Shifts) && !layers)
+            .then(|| work.iter().map(|&(i, p)| prepared[i].1.shift(points[i][p])).collect::<Option<Vec<_>>>())
+            .flatten()
+            .map(|v| {
+                let inputs = v
+                    .iter()
+                    .map(|s| GraphInput { image: s.image, x0: s.first[0], y0: s.first[1], turn: [0.0; 2], taps: s.weights })
+                    .collect::<Vec<_>>();
+                (Rendering::Shifts, inputs, [0.0; 3])
+            })
+    };
+    let graph = windows.or_else(turns).or_else(shifts);
     let render = if graph.is_some() { "graph" } else { "host" };
     let outcome: Result<bool, RunError> = if let Some((rendering, inputs, background)) = &graph {
         in_graph(engine, *rendering, inputs, *background, &work, batch, fixed, abandoned, &mut probs, &mut timing, input_busy)
@@ -414,18 +426,24 @@ fn layered(
     Ok(true)
 }
 
+/// The taps of an input that has none.
+const NO_TAPS: [[f64; jagged_domain::transform::TAPS]; 2] = [[0.0; jagged_domain::transform::TAPS]; 2];
+
 /// Pixels bound to the rendering session at a time: a shard's images go over
 /// together (each once) unless they would take more than this.
 const PIXELS_BOUND: usize = 64 << 20;
 
-/// One input rendered in the graph: a window of its image at `(x0, y0)`, or
-/// its image turned by the angle whose sine and cosine `turn` holds.
+/// One input rendered in the graph: a window of its image at `(x0, y0)`, its
+/// image turned by the angle whose sine and cosine `turn` holds, or its image
+/// resampled from column `x0` and row `y0` on with `taps`.
 #[derive(Clone, Copy)]
 struct GraphInput<'a> {
     image: &'a jagged_domain::image::Rgb8,
     x0: i64,
     y0: i64,
     turn: [f32; 2],
+    /// A sub-pixel window's weights along x and y.
+    taps: [[f64; jagged_domain::transform::TAPS]; 2],
 }
 
 /// The images to bind for the inputs from here on: each once, in the order the
@@ -469,6 +487,7 @@ fn in_graph(
     let mut pixels: Vec<u8> = Vec::new();
     let mut rows: Vec<i64> = Vec::with_capacity(batch * 5);
     let mut turns: Vec<f32> = Vec::new();
+    let mut taps: Vec<f64> = Vec::new();
     // Where each bound image starts, in pixels.
     let mut placed: std::collections::HashMap<*const jagged_domain::image::Rgb8, i64> = std::collections::HashMap::new();
     let mut bound = None;
@@ -493,29 +512,34 @@ fn in_graph(
         }
         rows.clear();
         turns.clear();
-        for v in vs {
-            let start = placed[&(v.image as *const _)];
-            rows.extend_from_slice(&[start, v.image.width as i64, v.image.height as i64, v.x0, v.y0]);
-            if rendering == Rendering::Turns {
-                turns.extend_from_slice(&v.turn);
-            }
-        }
+        taps.clear();
         // Padded runs repeat the last input; its outputs are dropped.
         let n = if fixed { batch } else { vs.len() };
-        while rows.len() < n * 5 {
-            let last: [i64; 5] = rows[rows.len() - 5..].try_into().expect("five columns");
-            rows.extend_from_slice(&last);
-            if rendering == Rendering::Turns {
-                let last: [f32; 2] = turns[turns.len() - 2..].try_into().expect("two columns");
-                turns.extend_from_slice(&last);
+        for v in vs.iter().chain(std::iter::repeat_n(vs.last().expect("a batch has inputs"), n - vs.len())) {
+            let start = placed[&(v.image as *const _)];
+            rows.extend_from_slice(&[start, v.image.width as i64, v.image.height as i64, v.x0, v.y0]);
+            match rendering {
+                Rendering::Windows => {}
+                Rendering::Turns => turns.extend_from_slice(&v.turn),
+                Rendering::Shifts => {
+                    for axis in &v.taps {
+                        taps.extend_from_slice(axis);
+                        taps.push(0.0);
+                    }
+                }
             }
         }
         timing.starved_secs += pack.elapsed().as_secs_f64();
         let run = std::time::Instant::now();
-        let out = engine.probabilities_bound(bound.as_mut().expect("bound above"), &rows, &turns).map_err(RunError::Model)?;
+        let extra = match rendering {
+            Rendering::Windows => PerInput::None,
+            Rendering::Turns => PerInput::Turns(&turns),
+            Rendering::Shifts => PerInput::Taps(&taps),
+        };
+        let out = engine.probabilities_bound(bound.as_mut().expect("bound above"), &rows, extra).map_err(RunError::Model)?;
         let spent = run.elapsed().as_secs_f64();
         timing.run_secs += spent;
-        timing.input_bytes += (rows.len() * 8 + turns.len() * 4) as u64;
+        timing.input_bytes += (rows.len() * 8 + turns.len() * 4 + taps.len() * 8) as u64;
         timing.inputs += n as u64;
         if let Some(b) = busy {
             b.add(spent);
@@ -615,7 +639,7 @@ mod tests {
             Rgb8::from_raw(20, 10, vec![1; 600]).unwrap(),
             Rgb8::from_raw(10, 10, vec![2; 300]).unwrap(),
         ];
-        let v = |k: usize| GraphInput { image: &imgs[k], x0: 0, y0: 0, turn: [0.0; 2] };
+        let v = |k: usize| GraphInput { image: &imgs[k], x0: 0, y0: 0, turn: [0.0; 2], taps: NO_TAPS };
         let views = [v(0), v(0), v(1), v(1), v(2), v(0)];
         let names = |g: Vec<&Rgb8>| g.iter().map(|i| imgs.iter().position(|j| std::ptr::eq(*i, j)).unwrap()).collect::<Vec<_>>();
         assert_eq!(names(pixel_group(&views, 2, 10_000)), vec![0, 1, 2], "all fit: each image once, in order");

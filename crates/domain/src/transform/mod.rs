@@ -76,9 +76,9 @@ mod subpixel;
 
 pub use grid::MAX_POINTS;
 pub use inpaint::{inpaint, INPAINT_ITERATIONS, INPAINT_MAX_UNFILLED};
-pub use render::{Normalize, Prepared, Turn, View};
+pub use render::{Normalize, Prepared, Shift, Turn, View};
 pub use rotate::rotation_offsets;
-pub use subpixel::{sample_plane, KAISER_BETA, SINC_HALF_WIDTH};
+pub use subpixel::{padded_taps, sample_plane, KAISER_BETA, SINC_HALF_WIDTH, TAPS};
 
 use crate::image::Resample;
 use serde::{Deserialize, Serialize};

@@ -148,6 +148,22 @@ pub struct Turn<'a> {
     pub cos: f32,
 }
 
+/// One input of a crop grid as a resampled window of its prepared image: what
+/// a renderer on the model's device needs for sub-pixel grids (see
+/// [`Prepared::shift`]). Output pixel `(x, y)` is, per channel, `sum_k
+/// wy[k] sum_j wx[j] img[clamp(first_y + y + k)][clamp(first_x + x + j)]` in
+/// `f64` (indices clamped to the image: its edge repeats), then `f32`, then
+/// normalised.
+#[derive(Clone, Copy, Debug)]
+pub struct Shift<'a> {
+    /// The image resampled.
+    pub image: &'a Rgb8,
+    /// First source column and row.
+    pub first: [i64; 2],
+    /// Weights along x, then along y ([`super::TAPS`] each).
+    pub weights: [[f64; super::TAPS]; 2],
+}
+
 impl View<'_> {
     /// The input, as [`Prepared::write_chw`] would write it.
     pub fn write_chw(&self, side: usize, norm: &Normalize, out: &mut [f32]) {
@@ -184,6 +200,24 @@ impl Prepared {
 }
 
 impl Prepared {
+    /// A crop grid's point, sub-pixel or whole, as a resampled window of its
+    /// prepared image (the same tensor the host renders), or `None` for other
+    /// families and for a whole-pixel window reaching outside the image (which
+    /// the host fills with the background rather than the edge).
+    pub fn shift(&self, p: GridPoint) -> Option<Shift<'_>> {
+        let Kind::Window(img, compat) = &self.kind else { return None };
+        let side = self.side as i64;
+        let cx = crate::image::centre_offset(img.width - self.side, *compat) as f64;
+        let cy = crate::image::centre_offset(img.height - self.side, *compat) as f64;
+        let (fx, wx) = super::padded_taps(cx + p.dx as f64);
+        let (fy, wy) = super::padded_taps(cy + p.dy as f64);
+        let outside = |first: i64, n: u32| first < 0 || first + side > n as i64;
+        if !p.is_subpixel() && (outside(fx, img.width) || outside(fy, img.height)) {
+            return None;
+        }
+        Some(Shift { image: img, first: [fx, fy], weights: [wx, wy] })
+    }
+
     /// A rotation grid's point as a turn of its prepared image, or `None` for
     /// other families.
     pub fn turn(&self, p: GridPoint) -> Option<Turn<'_>> {

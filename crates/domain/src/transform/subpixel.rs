@@ -48,6 +48,19 @@ fn kernel(x: f64) -> f64 {
     }
 }
 
+/// Taps per axis: twice the half-width.
+pub const TAPS: usize = 2 * SINC_HALF_WIDTH as usize;
+
+/// The taps of position `t` for a renderer on the model's device: the first
+/// source index and [`TAPS`] weights, the single tap of an integer position
+/// followed by zeros (which add nothing).
+pub fn padded_taps(t: f64) -> (i64, [f64; TAPS]) {
+    let (first, w) = taps(t);
+    let mut out = [0.0; TAPS];
+    out[..w.len()].copy_from_slice(&w);
+    (first, out)
+}
+
 /// The taps that sample position `t`: the first source index and the
 /// normalised weights.
 pub(crate) fn taps(t: f64) -> (i64, Vec<f64>) {
