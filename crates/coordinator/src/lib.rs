@@ -186,8 +186,6 @@ impl Coordinator {
             self.metrics.set_sweep(s, leased, &costs[&s.id]);
             if s.state != SweepState::Running {
                 costs.remove(&s.id);
-            }
-            if s.state != SweepState::Running {
                 finished.insert(s.id);
             }
         }

@@ -314,7 +314,7 @@ impl Store {
     ) -> Result<Vec<Claimed>> {
         let query = match model {
             // Within one model the cursor is an id: before the model, from its start.
-            Some(m) => sqlx::query_as(include_str!("../queries/shards/claim_model.sql"))
+            Some(m) => sqlx::query_as(concat!(include_str!("../queries/shards/claim_model.sql"), include_str!("../queries/shards/claim_update.sql")))
                 .bind(ts(now_ms))
                 .bind(worker)
                 .bind(max)
@@ -322,7 +322,7 @@ impl Store {
                 .bind(sweep)
                 .bind(m)
                 .bind(if after.0 == m { after.1 } else { i64::MIN }),
-            None => sqlx::query_as(include_str!("../queries/shards/claim_from.sql"))
+            None => sqlx::query_as(concat!(include_str!("../queries/shards/claim_from.sql"), include_str!("../queries/shards/claim_update.sql")))
                 .bind(ts(now_ms))
                 .bind(worker)
                 .bind(max)

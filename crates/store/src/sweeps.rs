@@ -222,6 +222,8 @@ impl Store {
         let now_ms = crate::now_ms();
         let now = ts(now_ms);
         let mut adopted = Vec::new();
+        // What the adopted pairs add to the sweep's counters, as one tally.
+        let mut change = Tally { sweep: id, ..Default::default() };
         for (m, f, key, from) in sources {
             let a: PgAdopted = sqlx::query_as(include_str!("../queries/shards/adopt.sql"))
                 .bind(id)
@@ -233,18 +235,16 @@ impl Store {
                 .bind(sweep.spec.priority)
                 .fetch_one(&mut *tx)
                 .await?;
-            let change = Tally {
-                sweep: id,
-                total_shards: a.shards,
-                inferences_total: a.inferences,
-                shards_done: a.shards,
-                inferences_done: a.done,
-                inferences_failed: a.skipped,
-                failed_items: a.failed,
-                ..Default::default()
-            };
-            Self::tally(&mut tx, &[change], now_ms).await?;
+            change.total_shards += a.shards;
+            change.inferences_total += a.inferences;
+            change.shards_done += a.shards;
+            change.inferences_done += a.done;
+            change.inferences_failed += a.skipped;
+            change.failed_items += a.failed;
             adopted.push(Adopted { model_idx: m, family_idx: f, from_sweep: from, shards: a.shards as u32, inferences: a.inferences });
+        }
+        if !adopted.is_empty() {
+            Self::tally(&mut tx, &[change], now_ms).await?;
         }
         tx.commit().await?;
         Ok(Inserted { id, existing: false, adopted })
