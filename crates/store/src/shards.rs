@@ -288,8 +288,14 @@ impl Store {
             out.extend(more);
         }
         // The cursor only moves on: whatever lies behind it is found by the
-        // scans from the start.
+        // scans from the start. Once a scan from the start finds nothing, the
+        // cursor goes (a finished sweep's would stay forever otherwise); the next
+        // claim scans from the start, as it would have anyway.
         let mut cursors = self.cursors.lock().unwrap();
+        if rescanned && out.is_empty() {
+            cursors.remove(&key);
+            return Ok(out);
+        }
         let entry = cursors.entry(key).or_insert(Cursor { model: i32::MIN, id: i64::MIN, rescanned_ms: now_ms });
         if let Some(last) = out.iter().map(|c| (c.model_idx, c.id)).max() {
             (entry.model, entry.id) = last.max((entry.model, entry.id));

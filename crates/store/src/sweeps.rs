@@ -193,7 +193,7 @@ impl Store {
             for (m, per_family) in keys.iter().enumerate() {
                 for (f, key) in per_family.iter().enumerate() {
                     let from: Option<i64> =
-                        sqlx::query_scalar(include_str!("../queries/shards/reuse_source.sql")).bind(key).bind(0i64).fetch_optional(&mut *tx).await?;
+                        sqlx::query_scalar(include_str!("../queries/shards/reuse_source.sql")).bind(key).fetch_optional(&mut *tx).await?;
                     if let Some(from) = from {
                         sources.push((m as u32, f as u32, key.clone(), from));
                     }
