@@ -394,8 +394,10 @@ impl S3Server {
             .spawn()
             .expect("starting weed mini");
         self.child = Some(child);
-        // Ready when an unsigned request gets an S3 answer (403) rather than no connection.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        // Ready when an unsigned request gets an S3 answer (403) rather than no
+        // connection. Its five servers can take over a minute to come up while
+        // the rest of the suite loads every core.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
         loop {
             if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", p[0])) {
                 use std::io::{Read, Write};
@@ -406,7 +408,11 @@ impl S3Server {
                     return;
                 }
             }
-            assert!(std::time::Instant::now() < deadline, "SeaweedFS did not start: see {}", self.dir.join("weed.log").display());
+            if std::time::Instant::now() >= deadline {
+                let log = std::fs::read_to_string(self.dir.join("weed.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+                panic!("SeaweedFS did not start within 180 s; the end of {}:\n{}", self.dir.join("weed.log").display(), tail.join("\n"));
+            }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
