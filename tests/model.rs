@@ -464,7 +464,7 @@ fn rotations_in_the_graph_equal_host_rendering_within_1e_5() {
     let plane = 3 * (side * side) as usize;
     let (bytes, card, opts, mut engine) = identity_engine(side);
     assert!(!engine.renders(jagged_infer::Rendering::Turns));
-    engine.attach_turns(&jagged_onnx::views::prepend_turns(&bytes, &card).unwrap(), &opts).unwrap();
+    engine.attach(jagged_infer::Rendering::Turns, &jagged_onnx::views::prepend_turns(&bytes, &card).unwrap(), &opts).unwrap();
     let images = three_images();
     let f: Family = toml::from_str("kind = \"rotate\"\nfrom = -30.0\nto = 45.0\nstep = 7.5").unwrap();
     f.validate(Some(side)).unwrap();
@@ -516,7 +516,7 @@ fn sub_pixel_windows_in_the_graph_equal_host_rendering_within_1e_5() {
     let side = 24u32;
     let plane = 3 * (side * side) as usize;
     let (bytes, card, opts, mut engine) = identity_engine(side);
-    engine.attach_shifts(&jagged_onnx::views::prepend_shifts(&bytes, &card).unwrap(), &opts).unwrap();
+    engine.attach(jagged_infer::Rendering::Shifts, &jagged_onnx::views::prepend_shifts(&bytes, &card).unwrap(), &opts).unwrap();
     let images = three_images();
     // Resized to 29 for a 24-pixel input: the taps of most points reach past the edge.
     let f: Family = toml::from_str("kind = \"crop\"\nmax_shift = 2\nstep = 0.5\nresize = 29").unwrap();

@@ -488,11 +488,11 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize, g
             (Family::Crop { max_shift, step: 1.0, resize: None, resample: Default::default() }, format!("a {n}x{n} crop grid"))
         }
         "subpixel" => {
-            engine.attach_shifts(&jagged_onnx::views::prepend_shifts(&model_bytes, &card)?, opts)?;
+            engine.attach(jagged_infer::Rendering::Shifts, &jagged_onnx::views::prepend_shifts(&model_bytes, &card)?, opts)?;
             (Family::Crop { max_shift: 2, step: 0.5, resize: None, resample: Default::default() }, "a 9x9 crop grid by half pixels".into())
         }
         "rotate" => {
-            engine.attach_turns(&jagged_onnx::views::prepend_turns(&model_bytes, &card)?, opts)?;
+            engine.attach(jagged_infer::Rendering::Turns, &jagged_onnx::views::prepend_turns(&model_bytes, &card)?, opts)?;
             (
                 Family::Rotate { from: -30.0, to: 30.0, step: 1.0, resize: None, resample: Default::default() },
                 "a rotation grid (-30 to 30 degrees)".into(),

@@ -179,12 +179,8 @@ impl EngineOptions {
 /// One model's session, checked against its card.
 pub struct Engine {
     session: Session,
-    /// The model with the grid rendering in front, when attached.
-    views: Option<Session>,
-    /// The model with the rotations' rendering in front, when attached.
-    turns: Option<Session>,
-    /// The model with the sub-pixel windows' rendering in front, when attached.
-    shifts: Option<Session>,
+    /// The model with each rendering in front, where attached, by [`Rendering`].
+    renderers: [Option<Renderer>; 3],
     card: ModelCard,
     /// Name of the execution provider (recorded with every result).
     pub provider: &'static str,
@@ -198,10 +194,7 @@ pub struct Engine {
     /// The model's output tensor for a full batch, allocated once and bound to
     /// every run of that size.
     out: Option<Tensor<f32>>,
-    /// The same for the rendering sessions.
-    views_out: Option<Tensor<f32>>,
-    turns_out: Option<Tensor<f32>>,
-    shifts_out: Option<Tensor<f32>>,
+
     /// With [`EngineOptions::fixed_buffers`]: where the device's copies lie.
     fixed: Option<Fixed>,
 }
@@ -290,15 +283,23 @@ pub enum PerInput<'a> {
     Taps(&'a [f64]),
 }
 
-/// Which rendering session runs a shard's inputs in the graph.
+/// Which rendering session runs a shard's inputs in the graph
+/// ([`Engine::attach`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rendering {
-    /// Plain windows ([`Engine::attach_views`]).
+    /// Plain windows (`jagged_onnx::views::prepend`).
     Windows,
-    /// Rotations ([`Engine::attach_turns`]).
+    /// Rotations (`jagged_onnx::views::prepend_turns`).
     Turns,
-    /// Sub-pixel windows ([`Engine::attach_shifts`]).
+    /// Sub-pixel windows (`jagged_onnx::views::prepend_shifts`).
     Shifts,
+}
+
+/// The model with a rendering in front, and the output tensor its full
+/// batches are bound to (allocated once per batch size).
+struct Renderer {
+    session: Session,
+    out: Option<Tensor<f32>>,
 }
 
 /// Pixels handed to the rendering session once ([`Engine::bind_pixels`]) and
@@ -343,22 +344,7 @@ impl Engine {
                 Some(Fixed { device, buffers: Vec::new() })
             }
         };
-        Ok(Engine {
-            session,
-            views: None,
-            turns: None,
-            shifts: None,
-            card: card.clone(),
-            provider,
-            precision,
-            probes: Vec::new(),
-            host,
-            out: None,
-            views_out: None,
-            turns_out: None,
-            shifts_out: None,
-            fixed,
-        })
+        Ok(Engine { session, renderers: [None, None, None], card: card.clone(), provider, precision, probes: Vec::new(), host, out: None, fixed })
     }
 
     /// Whether inputs are staged in page-locked host memory (CUDA, when its
@@ -497,67 +483,40 @@ impl Engine {
             }
             (r, _) => return Err(InferError::Run(format!("{r:?} rendering given the wrong inputs"))),
         }
-        let Engine { views: windows, turns: rotations, shifts, views_out, turns_out, shifts_out, card, host, .. } = self;
-        let (session, out) = match bound.rendering {
-            Rendering::Windows => (windows.as_mut(), views_out),
-            Rendering::Turns => (rotations.as_mut(), turns_out),
-            Rendering::Shifts => (shifts.as_mut(), shifts_out),
-        };
-        let session = session.ok_or_else(|| InferError::Run("no rendering session".into()))?;
-        let shape = output_shape(session, card, n);
-        bind_output(&mut bound.binding, &card.output_name, shape, out, &host.output)?;
+        let Engine { renderers, card, host, .. } = self;
+        let r = renderers[bound.rendering as usize].as_mut().ok_or_else(|| InferError::Run("no rendering session".into()))?;
+        let shape = output_shape(&r.session, card, n);
+        bind_output(&mut bound.binding, &card.output_name, shape, &mut r.out, &host.output)?;
         let raw = {
-            let outputs = session.run_binding(&bound.binding).map_err(run)?;
+            let outputs = r.session.run_binding(&bound.binding).map_err(run)?;
             extract_rows(&outputs[card.output_name.as_str()], n, card.num_classes as usize)?
         };
         Ok(self.to_probabilities(&raw))
     }
 
-    /// Loads the model with the grid rendering in front (`jagged_onnx::views::prepend`
-    /// made `bytes`), as a second session on the same device, for [`Engine::run_views`].
-    pub fn attach_views(&mut self, bytes: &[u8], opts: &EngineOptions) -> Result<(), InferError> {
+    /// Loads the model with `rendering` in front (the matching
+    /// `jagged_onnx::views::prepend*` made `bytes`), as another session on the
+    /// same device, for [`Engine::bind_pixels_for`].
+    pub fn attach(&mut self, rendering: Rendering, bytes: &[u8], opts: &EngineOptions) -> Result<(), InferError> {
         // Its inputs change size with the images bound: no fixed buffers.
-        self.views = Some(session(bytes, &self.card, &EngineOptions { fixed_buffers: false, ..opts.clone() })?);
+        let session = session(bytes, &self.card, &EngineOptions { fixed_buffers: false, ..opts.clone() })?;
+        self.renderers[rendering as usize] = Some(Renderer { session, out: None });
         Ok(())
     }
 
-    /// Whether [`Engine::attach_views`] gave this engine the rendering session.
-    pub fn has_views(&self) -> bool {
-        self.views.is_some()
-    }
-
-    /// Loads the model with the rotations' rendering in front
-    /// (`jagged_onnx::views::prepend_turns` made `bytes`), for
-    /// [`Rendering::Turns`].
-    pub fn attach_turns(&mut self, bytes: &[u8], opts: &EngineOptions) -> Result<(), InferError> {
-        self.turns = Some(session(bytes, &self.card, &EngineOptions { fixed_buffers: false, ..opts.clone() })?);
-        Ok(())
-    }
-
-    /// Loads the model with the sub-pixel windows' rendering in front
-    /// (`jagged_onnx::views::prepend_shifts` made `bytes`), for
-    /// [`Rendering::Shifts`].
-    pub fn attach_shifts(&mut self, bytes: &[u8], opts: &EngineOptions) -> Result<(), InferError> {
-        self.shifts = Some(session(bytes, &self.card, &EngineOptions { fixed_buffers: false, ..opts.clone() })?);
-        Ok(())
+    /// [`Engine::attach`] of the plain windows' rendering, for [`Engine::run_views`].
+    pub fn attach_views(&mut self, bytes: &[u8], opts: &EngineOptions) -> Result<(), InferError> {
+        self.attach(Rendering::Windows, bytes, opts)
     }
 
     /// Whether the engine has `rendering`'s session.
     pub fn renders(&self, rendering: Rendering) -> bool {
-        match rendering {
-            Rendering::Windows => self.views.is_some(),
-            Rendering::Turns => self.turns.is_some(),
-            Rendering::Shifts => self.shifts.is_some(),
-        }
+        self.renderers[rendering as usize].is_some()
     }
 
     fn renderer(&mut self, rendering: Rendering) -> Result<&mut Session, InferError> {
-        let (s, how) = match rendering {
-            Rendering::Windows => (self.views.as_mut(), "attach_views"),
-            Rendering::Turns => (self.turns.as_mut(), "attach_turns"),
-            Rendering::Shifts => (self.shifts.as_mut(), "attach_shifts"),
-        };
-        s.ok_or_else(|| InferError::Run(format!("no rendering session: {how} first")))
+        let r = self.renderers[rendering as usize].as_mut();
+        r.map(|r| &mut r.session).ok_or_else(|| InferError::Run(format!("no rendering session for {rendering:?}: attach it first")))
     }
 
     /// Runs the rendering session on `n` inputs, each a view (5 numbers, see
@@ -567,7 +526,10 @@ impl Engine {
         let n = views.len() / 5;
         assert_eq!(views.len(), n * 5);
         assert_eq!(pixels.len() % 3, 0);
-        let session = self.views.as_mut().ok_or_else(|| InferError::Run("no rendering session: attach_views first".into()))?;
+        let session = &mut self.renderers[Rendering::Windows as usize]
+            .as_mut()
+            .ok_or_else(|| InferError::Run("no rendering session: attach_views first".into()))?
+            .session;
         let run = |e: ort::Error| InferError::Run(e.to_string());
         let px = TensorRef::from_array_view(([pixels.len() / 3, 3], pixels)).map_err(run)?;
         let vw = TensorRef::from_array_view(([n, 5], views)).map_err(run)?;

@@ -778,11 +778,12 @@ async fn execute(
                     // A model the rendering cannot be put in front of runs as it is.
                     use jagged_infer::Rendering;
                     let card = &task.model.card;
-                    let attached = match rendering {
-                        Rendering::Windows => jagged_onnx::views::prepend(&bytes, card).map(|v| engine.attach_views(&v, &opts)),
-                        Rendering::Turns => jagged_onnx::views::prepend_turns(&bytes, card).map(|v| engine.attach_turns(&v, &opts)),
-                        Rendering::Shifts => jagged_onnx::views::prepend_shifts(&bytes, card).map(|v| engine.attach_shifts(&v, &opts)),
+                    let prepended = match rendering {
+                        Rendering::Windows => jagged_onnx::views::prepend(&bytes, card),
+                        Rendering::Turns => jagged_onnx::views::prepend_turns(&bytes, card),
+                        Rendering::Shifts => jagged_onnx::views::prepend_shifts(&bytes, card),
                     };
+                    let attached = prepended.map(|v| engine.attach(rendering, &v, &opts));
                     let attached = attached.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string()));
                     let what = match rendering {
                         Rendering::Windows => "grids of plain windows",

@@ -39,7 +39,7 @@ pub struct ShardInput<'a> {
     /// heartbeats to report (cost accounting of an attempt that never ends).
     pub busy: Option<&'a Busy>,
     /// Render the grid inside the model's graph, on its device, where the engine
-    /// has the rendering session ([`Engine::attach_views`]) and every point of
+    /// has the rendering session ([`Engine::attach`]) and every point of
     /// the shard is a plain window ([`Prepared::view`]); otherwise on the host.
     pub graph_render: bool,
 }
