@@ -176,9 +176,9 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         lease_ms: 10_000,
         heartbeat_ms: 500,
         store: None,
-        // Grids of plain windows and rotations render inside the model's graph
-        // (circular shifts on the host): every number below is checked the same
-        // way either way.
+        // Every grid here (plain windows, circular shifts, rotations) renders
+        // inside the model's graph: every number below is checked the same way
+        // either way.
         env: vec![("JAGGED_RENDER".into(), "graph".into())],
     };
     let cluster = LocalCluster::start(opts).unwrap();
@@ -234,8 +234,7 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     for (fi, (family, n, step)) in points.iter().enumerate() {
         let fam_rows: Vec<&jagged_artifacts::ResultRow> = rows.iter().filter(|r| r.family_index == fi as i32).collect();
         assert_eq!(fam_rows.len(), 6 * n, "{family}");
-        let render = if *family == "circular" { "host" } else { "graph" };
-        assert!(fam_rows.iter().all(|r| r.render == render), "{family} renders on the {render}");
+        assert!(fam_rows.iter().all(|r| r.render == "graph"), "{family} renders in the graph");
         let re = recompute(&fam_rows, family, *step);
         let table = report.rows.iter().find(|t| t.family_index == fi).unwrap();
         assert_eq!(table.family, *family);

@@ -408,6 +408,7 @@ fn rendering_in_the_graph_equals_host_rendering_bit_for_bit() {
         ("kind = \"embed\"\nsize = 14\nmax_shift = 5\nbackground = \"mean\"\ncrop = \"none\"", true),
         ("kind = \"diagonal\"\nbase = \"embed\"\nsize = 16\nfrom = -4\nto = 4", true),
         ("kind = \"scale\"\nfrom = 0.5\nto = 1.0\nstep = 0.25", true),
+        ("kind = \"circular\"\nmax_shift = 20\nstep = 5", true),
         ("kind = \"crop\"\nmax_shift = 1\nstep = 0.5", false),
         ("kind = \"rotate\"\nfrom = -5.0\nto = 5.0\nstep = 5.0", false),
         ("kind = \"embed\"\nsize = 14\nmax_shift = 2\nbackground = \"inpaint\"", false),

@@ -69,8 +69,9 @@ enum What {
         /// the same copies, without graphs).
         #[arg(long)]
         cuda_graph: bool,
-        /// The grid: `crop` (whole pixels, `--max-shift`), `subpixel` (crops of up
-        /// to 2 px by half pixels) or `rotate` (-30 to 30 degrees by 1).
+        /// The grid: `crop` (whole pixels, `--max-shift`), `circular` (wrap-around
+        /// shifts, `--max-shift`), `subpixel` (crops of up to 2 px by half
+        /// pixels) or `rotate` (-30 to 30 degrees by 1).
         #[arg(long, default_value = "crop")]
         grid: String,
         /// Repetitions of the shard.
@@ -487,6 +488,11 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize, g
             engine.attach_views(&jagged_onnx::views::prepend(&model_bytes, &card)?, opts)?;
             (Family::Crop { max_shift, step: 1.0, resize: None, resample: Default::default() }, format!("a {n}x{n} crop grid"))
         }
+        "circular" => {
+            let n = 2 * max_shift + 1;
+            engine.attach_views(&jagged_onnx::views::prepend(&model_bytes, &card)?, opts)?;
+            (Family::Circular { max_shift, step: 1, resize: None, resample: Default::default() }, format!("a {n}x{n} circular shift grid"))
+        }
         "subpixel" => {
             engine.attach(jagged_infer::Rendering::Shifts, &jagged_onnx::views::prepend_shifts(&model_bytes, &card)?, opts)?;
             (Family::Crop { max_shift: 2, step: 0.5, resize: None, resample: Default::default() }, "a 9x9 crop grid by half pixels".into())
@@ -498,7 +504,7 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize, g
                 "a rotation grid (-30 to 30 degrees)".into(),
             )
         }
-        other => bail!("--grid {other}: expected crop, subpixel or rotate"),
+        other => bail!("--grid {other}: expected crop, circular, subpixel or rotate"),
     };
     println!(
         "inputs staged in {} host memory and handed over by I/O binding; rendered in the graph, each image's pixels cross once per shard",

@@ -38,9 +38,9 @@ pub struct WorkerArgs {
     host_threads: Option<usize>,
     /// Where grid inputs are rendered: `host` (float tensors made on host
     /// threads), `graph` (inside the model's graph, by ONNX Runtime on its
-    /// device, from each image's 8-bit pixels: crop, embed, scale, diagonal and
-    /// sequence points at whole pixels, sub-pixel crops and rotations; circular
-    /// and inpainted grids stay on the host), or `auto` (graph on CUDA; on the
+    /// device, from each image's 8-bit pixels: crop, embed, scale, diagonal,
+    /// circular and sequence points at whole pixels, sub-pixel crops and
+    /// rotations; inpainted grids stay on the host), or `auto` (graph on CUDA; on the
     /// CPU, graph for sub-pixel grids only). Result rows record which.
     #[arg(long, env = "JAGGED_RENDER", default_value = "auto")]
     render: jagged_worker::Render,

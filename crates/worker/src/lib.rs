@@ -104,9 +104,10 @@ pub enum Render {
     /// Inside the model's graph (`jagged_onnx::views`), by ONNX Runtime on the
     /// model's device: each image is handed over once as 8-bit pixels and each
     /// input as a 40-byte view (and, for a rotation, its sine and cosine; for a
-    /// sub-pixel window, its interpolation weights). Shards of plain windows,
+    /// sub-pixel window, its interpolation weights). Shards of plain windows
+    /// (circular shifts as windows of their crop tiled with its wrap),
     /// rotations and sub-pixel crops render there; those with other points
-    /// (circular, inpainted, per-layer) still render on the host.
+    /// (inpainted, per-layer) still render on the host.
     Graph,
     /// In the graph on CUDA (the host-to-device copy is what it saves); on
     /// the CPU only sub-pixel grids, whose 16-tap resampling the graph's

@@ -17,19 +17,35 @@ pub(super) fn write_window(img: &Rgb8, compat: Compat, p: GridPoint, side: usize
     paste(img, x0, y0, side, [0.0; 3], px, out);
 }
 
-/// The centre crop `img` (side x side) shifted with wrap-around by the point's offset.
-pub(super) fn write_circular(img: &Rgb8, p: GridPoint, side: usize, px: Px<'_>, out: &mut [f32]) {
-    let plane = side * side;
-    for y in 0..side {
-        let sy = (y as i64 + p.dy as i64).rem_euclid(side as i64) as usize;
-        for x in 0..side {
-            let sx = (x as i64 + p.dx as i64).rem_euclid(side as i64) as usize;
-            let i = (sy * side + sx) * 3;
-            for c in 0..3 {
-                out[c * plane + y * side + x] = px(img.data[i + c] as f32, c);
-            }
+/// The centre crop `square` (side x side) with its wrap: a (2 side - 1)-pixel
+/// square whose pixel `(x, y)` is the crop's `(x mod side, y mod side)`, so that
+/// every circular shift is a plain window of it ([`wrap_origin`]), which a
+/// renderer of windows on the model's device draws as it draws any crop.
+pub(super) fn tile(square: &Rgb8) -> Rgb8 {
+    let side = square.width as usize;
+    let n = (2 * side).saturating_sub(1);
+    let mut out = Rgb8::new(n as u32, n as u32);
+    for y in 0..n {
+        for x in 0..n {
+            let (o, i) = ((y * n + x) * 3, ((y % side) * side + x % side) * 3);
+            out.data[o..o + 3].copy_from_slice(&square.data[i..i + 3]);
         }
     }
+    out
+}
+
+/// Top-left, in the tiled crop ([`tile`]), of the window that shows the centre
+/// crop shifted with wrap-around by the point's offset.
+pub(super) fn wrap_origin(p: GridPoint, side: usize) -> (i64, i64) {
+    ((p.dx as i64).rem_euclid(side as i64), (p.dy as i64).rem_euclid(side as i64))
+}
+
+/// The centre crop (side x side, given tiled) shifted with wrap-around by the
+/// point's offset: output pixel `(x, y)` is the crop's `((x + dx) mod side, (y +
+/// dy) mod side)`.
+pub(super) fn write_circular(tiled: &Rgb8, p: GridPoint, side: usize, px: Px<'_>, out: &mut [f32]) {
+    let (x0, y0) = wrap_origin(p, side);
+    paste(tiled, x0, y0, side, [0.0; 3], px, out);
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ pub(super) enum Kind {
     /// Images pasted centred (plus offset) on a canvas: one for all points, or
     /// one square per point (scale).
     Embed(Vec<Rgb8>, Background),
-    /// The centre crop; points wrap it around.
+    /// The centre crop, tiled ([`crop::tile`]); points wrap it around.
     Circular(Rgb8),
     /// The resized image; points are rotated windows of it.
     Rotate(Rgb8),
@@ -76,7 +76,7 @@ impl Family {
             }
             Placement::Circular { extent, resample } => {
                 let r = resize_short_side(img, extent, resample);
-                Kind::Circular(r.center_square_with(side, resample.compat).expect("extent covers the input"))
+                Kind::Circular(crop::tile(&r.center_square_with(side, resample.compat).expect("extent covers the input")))
             }
             Placement::Scale { base, background, resample } => Kind::Embed(scale::squares(&self.points(), img, base, resample), background),
         };
@@ -176,7 +176,8 @@ impl View<'_> {
 impl Prepared {
     /// The point as a plain window of one prepared image (integer offsets, no
     /// interpolation, a uniform background), or `None` where rendering it needs
-    /// more (sub-pixel and rotated points, circular shifts, inpainting).
+    /// more (sub-pixel and rotated points, inpainting). A circular shift is a
+    /// window of its crop tiled with its own wrap.
     pub fn view(&self, p: GridPoint, norm: &Normalize) -> Option<View<'_>> {
         let side = self.side as i64;
         let black = |c: usize| (BLACK as f32 - norm.mean[c]) * (1.0 / norm.std[c]);
@@ -194,6 +195,10 @@ impl Prepared {
                 Some(View { image: img, x0, y0, background })
             }
             Kind::Frames(frames) => Some(View { image: frames.get(p.index as usize)?, x0: 0, y0: 0, background: [0.0; 3] }),
+            Kind::Circular(tiled) => {
+                let (x0, y0) = crop::wrap_origin(p, self.side as usize);
+                Some(View { image: tiled, x0, y0, background: [0.0; 3] })
+            }
             _ => None,
         }
     }
@@ -289,7 +294,8 @@ mod tests {
             ("kind = \"embed\"\nsize = 20\nmax_shift = 2\nbackground = \"inpaint\"", false),
             ("kind = \"diagonal\"\nfrom = -3\nto = 3", true),
             ("kind = \"scale\"\nfrom = 0.5\nto = 1.0\nstep = 0.25", true),
-            ("kind = \"circular\"\nmax_shift = 2", false),
+            ("kind = \"circular\"\nmax_shift = 2", true),
+            ("kind = \"circular\"\nmax_shift = 28\nstep = 7", true),
             ("kind = \"rotate\"\nfrom = -5.0\nto = 5.0\nstep = 5.0", false),
         ];
         let side = 32usize;
