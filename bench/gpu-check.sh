@@ -42,7 +42,7 @@ cores=$(nproc)
     ./jagged-bench compute --device cuda --cuda-graph --batch "$b" --threads "$cores" --bare-secs 5 --reps 3 \
       --model efficientnet_lite0.onnx --images .
   done
-  for grid in subpixel rotate; do
+  for grid in circular subpixel rotate; do
     echo "== compute step vs bare ORT, cuda, batch 32, $grid grid (host, then in the graph)"
     ./jagged-bench compute --device cuda --grid "$grid" --batch 32 --threads "$cores" --bare-secs 5 --reps 3 \
       --model efficientnet_lite0.onnx --images .
