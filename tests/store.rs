@@ -84,6 +84,22 @@ async fn expired_lease_is_requeued_with_backoff() {
     assert_eq!((again[0].attempt, again[0].lease_epoch), (2, 2));
 }
 
+/// A reaper pass from a point on looks only at deadlines from that point on;
+/// a pass over all finds the rest.
+#[tokio::test]
+async fn a_reaper_pass_from_a_point_leaves_earlier_deadlines_to_a_full_pass() {
+    let (_pg, store) = store().await;
+    sweep_with(&store, 2, 1, 3).await;
+    let p = policy();
+    assert_eq!(store.claim(1, 1, T0, &p).await.unwrap().len(), 1); // deadline T0 + 1000
+    assert_eq!(store.claim(2, 1, T0 + 3_000, &p).await.unwrap().len(), 1); // deadline T0 + 4000
+    assert_eq!(store.reap_since(T0 + 5_000, Some(T0 + 2_000), &p, 100).await.unwrap(), 1, "the later deadline only");
+    assert_eq!(store.reap_since(T0 + 5_000, Some(T0 + 2_000), &p, 100).await.unwrap(), 0);
+    assert_eq!(store.reap_since(T0 + 5_000, Some(T0 + 1_000), &p, 100).await.unwrap(), 1, "from the earlier deadline on");
+    assert_eq!(store.reap_since(T0 + 5_000, None, &p, 100).await.unwrap(), 0, "nothing left");
+    assert_eq!(store.claim(1, 1, T0, &p).await.unwrap().len(), 0, "both backing off");
+}
+
 /// Claims go on from where the last one ended (past index entries a held
 /// snapshot keeps), yet a shard queued again behind that point is found: at
 /// once when nothing lies ahead, and within the rescan interval otherwise.
@@ -539,5 +555,63 @@ async fn counters_stay_exact_with_two_coordinators_committing_under_a_held_snaps
     assert!((12..=120).contains(&latest), "one tally per change (per commit batch or failure): {latest}");
     let still: i32 = sqlx::query_scalar("select shards_done from sweep_tallies where sweep_id = $1").bind(sweep).fetch_one(&mut held).await.unwrap();
     assert_eq!(still, 0, "the held snapshot reads the tally it started with");
+    held.execute("commit").await.unwrap();
+}
+
+/// Under a held snapshot the dead tallies of a busy sweep pile up while the
+/// table's statistics count one live row, and the planner then reads a
+/// sweep's latest tally by scanning the whole table, slower with every commit:
+/// `latest_tally()` (what status, listing and every tally change use) keeps
+/// to the primary key, and the change after it still counts exactly.
+#[tokio::test]
+async fn the_latest_tally_is_read_by_index_however_many_dead_tallies_a_snapshot_keeps() {
+    use sqlx::{Connection, Executor};
+    let (pg, store) = store().await;
+    let sweep = sweep_with(&store, 4, 1, 1).await;
+    sweep_with(&store, 2, 1, 1).await; // a second sweep's tally: more than one live row
+    let mut held = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+    held.execute("begin isolation level repeatable read").await.unwrap();
+    let _: i64 = sqlx::query_scalar("select count(*) from sweep_tallies").fetch_one(&mut held).await.unwrap();
+    // 20,000 changes that add nothing, each appending the next tally and
+    // deleting the one before, as tally.sql does; then fresh statistics.
+    sqlx::query(
+        "do $$ begin for i in 1..20000 loop
+             insert into sweep_tallies select sweep_id, seq + 1, total_shards, shards_done, shards_failed, shards_cancelled,
+                 inferences_total, inferences_done, inferences_failed, failed_items
+             from sweep_tallies where sweep_id = $1 order by seq desc limit 1;
+             delete from sweep_tallies where sweep_id = $1 and seq = i - 1;
+         end loop; end $$"
+            .replace("$1", &sweep.to_string())
+            .as_str(),
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    sqlx::query("analyze sweep_tallies").execute(store.pool()).await.unwrap();
+    // Buffers one statement touches, as EXPLAIN (ANALYZE, BUFFERS) counts them
+    // (a function's own statements included), on a connection that ran it once.
+    let buffers = |sql: String| {
+        let url = pg.url();
+        async move {
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            c.execute(sql.as_str()).await.unwrap();
+            let plan: serde_json::Value =
+                sqlx::query_scalar(&format!("explain (analyze, buffers, format json) {sql}")).fetch_one(&mut c).await.unwrap();
+            let p = &plan[0]["Plan"];
+            p["Shared Hit Blocks"].as_i64().unwrap() + p["Shared Read Blocks"].as_i64().unwrap()
+        }
+    };
+    let pages: i32 = sqlx::query_scalar("select relpages from pg_class where relname = 'sweep_tallies'").fetch_one(store.pool()).await.unwrap();
+    let plain = buffers(format!("select * from sweep_tallies where sweep_id = {sweep} order by seq desc limit 1")).await;
+    let by_function = buffers(format!("select * from latest_tally({sweep})")).await;
+    assert!(plain >= pages as i64 / 2, "the plain query reads the table ({plain} buffers of {pages} pages): the case this guards against");
+    assert!(by_function * 4 <= plain, "latest_tally() reads the primary key: {by_function} buffers against {plain}");
+    // The next change counts on top of the latest tally and leaves one live.
+    let s = store.cancel(sweep, T0).await.unwrap();
+    assert_eq!((s.total, s.cancelled, s.state), (4, 4, SweepState::Cancelled));
+    assert_eq!(store.sweep(sweep).await.unwrap().cancelled, 4);
+    let (live, latest): (i64, i64) =
+        sqlx::query_as("select count(*), max(seq) from sweep_tallies where sweep_id = $1").bind(sweep).fetch_one(store.pool()).await.unwrap();
+    assert_eq!((live, latest), (1, 20001));
     held.execute("commit").await.unwrap();
 }

@@ -86,8 +86,22 @@ pub const RATE_WINDOW: i64 = 50;
 const SHARE_SYNC_MS: i64 = 1_000;
 
 /// Gauge refreshes between two readings of a running sweep's cost (which reads
-/// all its outputs).
-const COST_TICKS: u64 = 5;
+/// all its outputs) and of its leased shards (whose count, while a long
+/// transaction elsewhere holds back the xmin horizon, visits an index entry for
+/// every shard leased since it began): at least this many, and at least
+/// [`SLOW_SHARE`] times as long as the last such reading took.
+const COST_TICKS: u32 = 5;
+
+/// The slow gauge readings take at most one part in this many of the time.
+const SLOW_SHARE: u32 = 50;
+
+/// How far back before its last pass the reaper looks again (for deadlines
+/// that other coordinators' clocks set a little behind this one's).
+const REAP_OVERLAP_MS: i64 = 5_000;
+
+/// How often the reaper looks at every expired lease, not only those whose
+/// deadline passed since its last pass.
+const REAP_ALL_MS: i64 = 60_000;
 
 impl Coordinator {
     /// A store error as the caller should see it; a database that gives no
@@ -144,21 +158,26 @@ impl Coordinator {
     }
 
     /// Keeps the metrics read from PostgreSQL (sweeps, shards, workers, cost)
-    /// current until `shutdown`: running sweeps every `every` (their cost every
-    /// [`COST_TICKS`] of those), finished ones once.
+    /// current until `shutdown`: running sweeps every `every` (their cost and
+    /// leased shards every [`COST_TICKS`] of those or more, as [`SLOW_SHARE`]
+    /// says), finished ones once.
     pub async fn gauges(self, every: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(every);
         let mut finished = std::collections::HashSet::new();
         let mut costs = HashMap::new();
-        let mut ticks = 0u64;
+        let mut slow_at = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            ticks += 1;
-            if let Err(e) = self.refresh_gauges(&mut finished, &mut costs, ticks % COST_TICKS == 1).await {
+            let started = tokio::time::Instant::now();
+            let slow = started + every / 2 >= slow_at;
+            if let Err(e) = self.refresh_gauges(&mut finished, &mut costs, slow).await {
                 tracing::debug!(error = %e.to_string(), "metrics refresh failed; will retry");
+            }
+            if slow {
+                slow_at = started + (every * COST_TICKS).max(started.elapsed() * SLOW_SHARE);
             }
         }
     }
@@ -166,7 +185,7 @@ impl Coordinator {
     async fn refresh_gauges(
         &self,
         finished: &mut std::collections::HashSet<i64>,
-        costs: &mut HashMap<i64, jagged_domain::cost::Totals>,
+        costs: &mut HashMap<i64, (i64, jagged_domain::cost::Totals)>,
         cost_due: bool,
     ) -> Result<(), ServiceError> {
         let rows = self.store.sweeps().await.map_err(|e| self.store_err(e))?;
@@ -176,14 +195,16 @@ impl Coordinator {
             if finished.contains(&s.id) {
                 continue;
             }
-            let leased = self.store.leased_count(s.id).await.map_err(|e| self.store_err(e))?;
-            // What a sweep spent reads all its outputs: for running sweeps every
-            // few ticks, for a finished one once more at the end.
+            // What a sweep spent reads all its outputs, and its leased shards
+            // may take long to count: for running sweeps every few ticks, for a
+            // finished one once more at the end.
             if cost_due || s.state != SweepState::Running || !costs.contains_key(&s.id) {
+                let leased = self.store.leased_count(s.id).await.map_err(|e| self.store_err(e))?;
                 let (spent, prices) = self.spent(s.id).await?;
-                costs.insert(s.id, jagged_domain::cost::Totals::of(&spent, &prices));
+                costs.insert(s.id, (leased, jagged_domain::cost::Totals::of(&spent, &prices)));
             }
-            self.metrics.set_sweep(s, leased, &costs[&s.id]);
+            let (leased, cost) = &costs[&s.id];
+            self.metrics.set_sweep(s, *leased, cost);
             if s.state != SweepState::Running {
                 costs.remove(&s.id);
                 finished.insert(s.id);
@@ -359,19 +380,34 @@ impl Coordinator {
         }
     }
 
-    /// Runs the reaper until `shutdown` resolves.
+    /// Runs the reaper until `shutdown` resolves. A pass looks at the leases
+    /// whose deadline passed since the last complete pass began (less
+    /// [`REAP_OVERLAP_MS`]), and every [`REAP_ALL_MS`] at all of them, for any a
+    /// pass skipped while their row was locked.
     pub async fn reaper(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        const BATCH: i64 = 1000;
         let mut tick = tokio::time::interval(self.config.reap_interval);
+        let (mut through, mut all_at): (Option<i64>, i64) = (None, 0);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            match self.store.reap(now_ms(), &self.config.policy, 1000).await {
-                Ok(0) => {}
+            let now = now_ms();
+            let since = through.filter(|_| now.saturating_sub(all_at) < REAP_ALL_MS && now >= all_at).map(|t| t - REAP_OVERLAP_MS);
+            match self.store.reap_since(now, since, &self.config.policy, BATCH).await {
                 Ok(n) => {
-                    self.metrics.expirations.inc_by(n as u64);
-                    tracing::warn!(shards = n, "requeued shards whose lease expired")
+                    if since.is_none() {
+                        all_at = now;
+                    }
+                    // A full batch may have left more behind: the next pass starts where this one did.
+                    if (n as i64) < BATCH {
+                        through = Some(now);
+                    }
+                    if n > 0 {
+                        self.metrics.expirations.inc_by(n as u64);
+                        tracing::warn!(shards = n, "requeued shards whose lease expired");
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "reaper pass failed; will retry"),
             }

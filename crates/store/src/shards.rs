@@ -567,9 +567,19 @@ impl Store {
     /// Requeues (with backoff) or fails shards whose lease expired before `now`;
     /// returns how many it released.
     pub async fn reap(&self, now_ms: i64, policy: &LeasePolicy, batch: i64) -> Result<usize> {
+        self.reap_since(now_ms, None, policy, batch).await
+    }
+
+    /// [`Store::reap`] of the leases whose deadline lies from `since_ms` on
+    /// (all, with `None`).
+    pub async fn reap_since(&self, now_ms: i64, since_ms: Option<i64>, policy: &LeasePolicy, batch: i64) -> Result<usize> {
         let mut tx = self.pool.begin().await?;
-        let locked: Vec<PgLocked> =
-            sqlx::query_as(include_str!("../queries/shards/lock_expired.sql")).bind(ts(now_ms)).bind(batch).fetch_all(&mut *tx).await?;
+        let locked: Vec<PgLocked> = sqlx::query_as(include_str!("../queries/shards/lock_expired.sql"))
+            .bind(ts(now_ms))
+            .bind(batch)
+            .bind(ts(since_ms.unwrap_or(0)))
+            .fetch_all(&mut *tx)
+            .await?;
         for l in &locked {
             // A lease with no holder cannot be: count it against no worker.
             let ended = Ended::Expired { worker: l.worker_id.unwrap_or(0) };

@@ -6,7 +6,9 @@
 -- caller holds each sweep's tally lock (tally_lock.sql), taken in a statement
 -- of its own so this one's snapshot sees the latest tally; should two writers
 -- still meet, the second's insert fails on the primary key rather than
--- counting anything twice. Returns the sweeps that ended.
+-- counting anything twice. The latest tally comes from latest_tally() and
+-- goes by its row's address (both planned to stay off the dead tallies a
+-- long transaction elsewhere keeps). Returns the sweeps that ended.
 with change as (
     select *
     from unnest($1::bigint[], $2::int[], $3::bigint[], $4::int[], $5::int[], $6::int[], $7::bigint[], $8::bigint[], $9::bigint[])
@@ -14,7 +16,7 @@ with change as (
 ), latest as (
     select t.*
     from change c
-    cross join lateral (select * from sweep_tallies t where t.sweep_id = c.sweep order by t.seq desc limit 1) t
+    cross join lateral latest_tally(c.sweep) t
 ), next as (
     insert into sweep_tallies (sweep_id, seq, total_shards, shards_done, shards_failed, shards_cancelled, inferences_total, inferences_done,
                                inferences_failed, failed_items)
@@ -24,7 +26,7 @@ with change as (
     from latest l join change c on c.sweep = l.sweep_id
     returning *
 ), gone as (
-    delete from sweep_tallies t using latest l where t.sweep_id = l.sweep_id and t.seq = l.seq
+    delete from sweep_tallies t using latest l where t.ctid = l.at
 )
 update sweeps w
 set state = case when n.shards_failed > 0 then 'failed' else 'done' end, finished_at = $10

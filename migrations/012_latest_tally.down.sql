@@ -1,0 +1,1 @@
+drop function latest_tally(bigint);
