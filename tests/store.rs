@@ -37,22 +37,29 @@ async fn sweep_with(store: &jagged_store::Store, images: usize, per: u32, attemp
 
 const T0: i64 = 1_900_000_000_000;
 
-#[tokio::test]
+/// Concurrent claims through one handle (gathered into shared statements) and
+/// through another (as a second coordinator's): each shard goes to one claim,
+/// no claim gets more than it asked for, and each shard is leased to the
+/// worker whose claim got it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn claim_hands_out_each_shard_once_under_concurrency() {
-    let (_pg, store) = store().await;
+    let (pg, store) = store().await;
+    let other = jagged_store::Store::connect(&pg.url(), 4).await.unwrap();
     sweep_with(&store, 40, 1, 3).await; // 40 shards
     let p = policy();
     let mut tasks = Vec::new();
-    for w in 0..8 {
-        let store = store.clone();
+    for w in 0..8i64 {
+        let store = if w < 6 { store.clone() } else { other.clone() };
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let c = store.claim(w, 3, T0, &p).await.unwrap();
+                let want = 1 + w % 3;
+                let c = store.claim(w, want, T0, &p).await.unwrap();
+                assert!(c.len() as i64 <= want, "{} shards for a claim of {want}", c.len());
                 if c.is_empty() {
                     return mine;
                 }
-                mine.extend(c);
+                mine.extend(c.into_iter().map(|c| (w, c)));
             }
         }));
     }
@@ -60,6 +67,11 @@ async fn claim_hands_out_each_shard_once_under_concurrency() {
     for t in tasks {
         all.extend(t.await.unwrap());
     }
+    for (w, c) in &all {
+        let holder: Option<i64> = sqlx::query_scalar("select worker_id from shards where id = $1").bind(c.id).fetch_one(store.pool()).await.unwrap();
+        assert_eq!(holder, Some(*w), "shard {} is leased to the worker that claimed it", c.id);
+    }
+    let all: Vec<_> = all.into_iter().map(|(_, c)| c).collect();
     let mut ids: Vec<i64> = all.iter().map(|c| c.id).collect();
     ids.sort();
     ids.dedup();

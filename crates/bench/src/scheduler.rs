@@ -169,8 +169,8 @@ pub fn held(workers: usize, secs: u64, statements: bool) -> Result<()> {
         let url = cl.url.clone();
         let store = jagged_store::Store::connect(&cl.postgres.url(), 2).await?;
         println!("scheduler --hold-snapshot {secs}: {workers} concurrent worker clients, one coordinator process, private PostgreSQL");
-        // Enough shards for either run at 5,000 cycles/s.
-        let shards = (5000 * secs).max(10_000) as u32;
+        // Enough shards for either run at 10,000 cycles/s.
+        let shards = (10_000 * secs).max(10_000) as u32;
         let mut rates = Vec::new();
         if statements {
             sqlx::query("create extension if not exists pg_stat_statements").execute(store.pool()).await?;

@@ -114,6 +114,8 @@ pub struct Store {
     pool: PgPool,
     /// Where the last claim of each (sweep, model) ended: see [`Store::claim_from`].
     cursors: shards::Cursors,
+    /// Claims of each (sweep, model) waiting to go together: see [`Store::claim_from`].
+    claims: shards::ClaimGroups,
 }
 
 impl Store {
@@ -130,12 +132,12 @@ impl Store {
         }
         let pool =
             PgPoolOptions::new().max_connections(max_connections).acquire_timeout(std::time::Duration::from_secs(10)).connect_with(opts).await?;
-        Ok(Store { pool, cursors: Default::default() })
+        Ok(Store { pool, cursors: Default::default(), claims: Default::default() })
     }
 
     /// Wraps an existing pool.
     pub fn from_pool(pool: PgPool) -> Store {
-        Store { pool, cursors: Default::default() }
+        Store { pool, cursors: Default::default(), claims: Default::default() }
     }
 
     /// Where the database is, for messages: `host:port/database` (no user or

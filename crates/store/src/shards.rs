@@ -84,6 +84,37 @@ pub const RESCAN_MS: i64 = 10_000;
 /// Claim cursors by (sweep, model), shared by a handle's clones.
 pub(crate) type Cursors = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(i64, Option<i32>), Cursor>>>;
 
+/// Claims waiting to go together, by (sweep, model), shared by a handle's clones.
+pub(crate) type ClaimGroups = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(i64, Option<i32>), std::sync::Arc<ClaimGroup>>>>;
+
+/// Most claim requests leased in one statement.
+const MAX_CLAIM_BATCH: usize = 64;
+
+/// One claim request waiting for its statement.
+struct WantedClaim {
+    worker: i64,
+    max: i64,
+    now_ms: i64,
+    after: (i32, i64),
+    tx: tokio::sync::oneshot::Sender<Result<Vec<Claimed>>>,
+}
+
+/// The claims of one (sweep, model) waiting, and the statement in flight.
+#[derive(Default)]
+pub(crate) struct ClaimGroup {
+    pending: std::sync::Mutex<Vec<WantedClaim>>,
+    flight: tokio::sync::Mutex<()>,
+}
+
+/// A claim's result once its statement has run (an error if it was lost).
+fn claimed(rx: &mut tokio::sync::oneshot::Receiver<Result<Vec<Claimed>>>) -> Option<Result<Vec<Claimed>>> {
+    match rx.try_recv() {
+        Ok(r) => Some(r),
+        Err(tokio::sync::oneshot::error::TryRecvError::Closed) => Some(Err(StoreError::Unavailable("a claim statement failed; retry".into()))),
+        Err(tokio::sync::oneshot::error::TryRecvError::Empty) => None,
+    }
+}
+
 /// Where a handle's last claim of a (sweep, model) ended.
 #[derive(Clone, Copy, Debug)]
 pub struct Cursor {
@@ -121,6 +152,8 @@ struct PgClaimed {
     ring: i32,
     items: Option<Vec<i32>>,
     refs: Option<Vec<i32>>,
+    /// The request of its statement the shard went to (from 1).
+    request: i64,
 }
 
 impl From<PgClaimed> for Claimed {
@@ -307,6 +340,16 @@ impl Store {
         Ok(out)
     }
 
+    /// Claims up to `max` shards of one (sweep, model) after the point `after`
+    /// for `worker`. Concurrent claims of the same (sweep, model) through this
+    /// handle go together: whoever finds no statement in flight takes every
+    /// claim waiting and leases them in one statement (from the earliest
+    /// point any of them asked for; the shards found go to the claims in
+    /// order), so one scan of the index serves them all rather than each
+    /// walking past the rows the others hold locked or have just leased, and
+    /// one transaction commits them. With one caller it is one statement, as
+    /// before. The statement runs in its own task, so a caller that goes away
+    /// cannot cut it short.
     #[allow(clippy::too_many_arguments)]
     async fn claim_after(
         &self,
@@ -318,27 +361,90 @@ impl Store {
         policy: &LeasePolicy,
         after: (i32, i64),
     ) -> Result<Vec<Claimed>> {
+        let group = self.claims.lock().unwrap().entry((sweep, model)).or_default().clone();
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        group.pending.lock().unwrap().push(WantedClaim { worker, max, now_ms, after, tx });
+        loop {
+            if let Some(r) = claimed(&mut rx) {
+                return r;
+            }
+            let guard = group.flight.lock().await;
+            if let Some(r) = claimed(&mut rx) {
+                return r;
+            }
+            let batch: Vec<WantedClaim> = {
+                let mut p = group.pending.lock().unwrap();
+                let n = p.len().min(MAX_CLAIM_BATCH);
+                p.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                drop(guard);
+                continue;
+            }
+            let (store, policy) = (self.clone(), *policy);
+            let task = tokio::spawn(async move {
+                let (wanted, senders): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| ((w.worker, w.max, w.now_ms, w.after), w.tx)).unzip();
+                match store.claim_batch(sweep, model, &wanted, &policy).await {
+                    Ok(mut each) => senders.into_iter().zip(each.drain(..)).for_each(|(s, c)| drop(s.send(Ok(c)))),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        senders.into_iter().for_each(|s| drop(s.send(Err(StoreError::Unavailable(msg.clone())))));
+                    }
+                }
+            });
+            if task.await.is_err() {
+                drop(guard);
+                return Err(StoreError::Unavailable("a claim statement failed; retry".into()));
+            }
+            drop(guard);
+        }
+    }
+
+    /// Leases shards of one (sweep, model) to the claims `wanted` (worker, how
+    /// many, time, from which point) in one statement; each claim's shards, in
+    /// the order given.
+    async fn claim_batch(
+        &self,
+        sweep: i64,
+        model: Option<i32>,
+        wanted: &[(i64, i64, i64, (i32, i64))],
+        policy: &LeasePolicy,
+    ) -> Result<Vec<Vec<Claimed>>> {
+        let now_ms = wanted.iter().map(|w| w.2).max().unwrap_or(0);
+        let after = wanted.iter().map(|w| w.3).min().unwrap_or((i32::MIN, i64::MIN));
+        let workers: Vec<i64> = wanted.iter().map(|w| w.0).collect();
+        let counts: Vec<i64> = wanted.iter().map(|w| w.1.max(0)).collect();
+        let total: i64 = counts.iter().sum();
         let query = match model {
             // Within one model the cursor is an id: before the model, from its start.
             Some(m) => sqlx::query_as(concat!(include_str!("../queries/shards/claim_model.sql"), include_str!("../queries/shards/claim_update.sql")))
                 .bind(ts(now_ms))
-                .bind(worker)
-                .bind(max)
+                .bind(&workers)
+                .bind(total)
                 .bind(ts(policy.deadline(now_ms)))
                 .bind(sweep)
                 .bind(m)
-                .bind(if after.0 == m { after.1 } else { i64::MIN }),
+                .bind(if after.0 == m { after.1 } else { i64::MIN })
+                .bind(&counts),
             None => sqlx::query_as(concat!(include_str!("../queries/shards/claim_from.sql"), include_str!("../queries/shards/claim_update.sql")))
                 .bind(ts(now_ms))
-                .bind(worker)
-                .bind(max)
+                .bind(&workers)
+                .bind(total)
                 .bind(ts(policy.deadline(now_ms)))
                 .bind(sweep)
                 .bind(after.0)
-                .bind(after.1),
+                .bind(after.1)
+                .bind(&counts),
         };
         let rows: Vec<PgClaimed> = query.fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(Claimed::from).collect())
+        let mut each: Vec<Vec<Claimed>> = wanted.iter().map(|_| Vec::new()).collect();
+        for r in rows {
+            let k = (r.request - 1) as usize;
+            each.get_mut(k)
+                .ok_or_else(|| StoreError::Data(format!("a claim statement returned request {} of {}", r.request, wanted.len())))?
+                .push(r.into());
+        }
+        Ok(each)
     }
 
     /// Renews the leases `worker` holds; returns the ids of held shards it lost.
