@@ -47,7 +47,21 @@ fn two_coordinators_share_the_work_and_one_killed_mid_sweep_loses_nothing() {
         })
     };
 
-    // Undisturbed, submitted through a and watched through b.
+    // Undisturbed, submitted through a and watched through b, once all four
+    // workers have registered (a slow start on a loaded machine would leave one
+    // nothing to do).
+    rt.block_on(async {
+        let s = jagged_store::Store::connect(&pg.url(), 1).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let n: i64 = sqlx::query_scalar("select count(*) from workers").fetch_one(s.pool()).await.unwrap();
+            if n >= 4 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{n} of 4 workers registered within 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
     let reference = rt.block_on(jagged_testkit::submit(&url_a, &dir.join("spec.toml"), objects.as_ref(), &again)).unwrap();
     let (reference, committers) = report(reference, &url_b);
     assert_eq!(committers, 4, "all four workers, through both coordinators, committed shards");

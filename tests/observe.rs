@@ -339,7 +339,9 @@ fn the_dashboard_follows_a_sweep_live_in_a_browser_and_needs_the_admin_token() {
 
 #[test]
 fn cost_adds_up_per_worker_and_model_and_a_killed_workers_attempt_counts_as_spent() {
-    let w = Workload::new("priced", 12, 10, 3, 16);
+    // Shards of 8 images x 441 points, long enough that a heartbeat (every
+    // 300 ms) lands while one runs.
+    let w = Workload::new("priced", 24, 10, 8, 16);
     // Two models, so the per-model sums have something to add.
     jagged_testkit::tiny_side(w.dir(), 48);
     let spec = std::fs::read_to_string(w.dir().join("spec.toml")).unwrap().replace(
@@ -375,7 +377,12 @@ fn cost_adds_up_per_worker_and_model_and_a_killed_workers_attempt_counts_as_spen
             }
             signal("-CONT", pid);
         }
-        assert!(Instant::now() < deadline, "no heartbeat reported busy time");
+        assert!(
+            Instant::now() < deadline,
+            "no heartbeat reported busy time; the worker's log:\n{}\nthe coordinator's:\n{}",
+            std::fs::read_to_string(w.dir().join("run/logs/worker-0.log")).unwrap_or_default(),
+            std::fs::read_to_string(w.dir().join("run/logs/coordinator.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     for i in 1..3 {

@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 pub mod cost;
+pub mod group;
 pub mod outputs;
 pub mod shards;
 pub mod sweeps;

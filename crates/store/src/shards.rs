@@ -90,30 +90,11 @@ pub(crate) type ClaimGroups = std::sync::Arc<std::sync::Mutex<std::collections::
 /// Most claim requests leased in one statement.
 const MAX_CLAIM_BATCH: usize = 64;
 
-/// One claim request waiting for its statement.
-struct WantedClaim {
-    worker: i64,
-    max: i64,
-    now_ms: i64,
-    after: (i32, i64),
-    tx: tokio::sync::oneshot::Sender<Result<Vec<Claimed>>>,
-}
+/// One claim request: the worker, how many shards, the time, from which point.
+type WantedClaim = (i64, i64, i64, (i32, i64));
 
 /// The claims of one (sweep, model) waiting, and the statement in flight.
-#[derive(Default)]
-pub(crate) struct ClaimGroup {
-    pending: std::sync::Mutex<Vec<WantedClaim>>,
-    flight: tokio::sync::Mutex<()>,
-}
-
-/// A claim's result once its statement has run (an error if it was lost).
-fn claimed(rx: &mut tokio::sync::oneshot::Receiver<Result<Vec<Claimed>>>) -> Option<Result<Vec<Claimed>>> {
-    match rx.try_recv() {
-        Ok(r) => Some(r),
-        Err(tokio::sync::oneshot::error::TryRecvError::Closed) => Some(Err(StoreError::Unavailable("a claim statement failed; retry".into()))),
-        Err(tokio::sync::oneshot::error::TryRecvError::Empty) => None,
-    }
-}
+pub(crate) type ClaimGroup = crate::group::Group<WantedClaim, Vec<Claimed>>;
 
 /// Where a handle's last claim of a (sweep, model) ended.
 #[derive(Clone, Copy, Debug)]
@@ -342,14 +323,11 @@ impl Store {
 
     /// Claims up to `max` shards of one (sweep, model) after the point `after`
     /// for `worker`. Concurrent claims of the same (sweep, model) through this
-    /// handle go together: whoever finds no statement in flight takes every
-    /// claim waiting and leases them in one statement (from the earliest
-    /// point any of them asked for; the shards found go to the claims in
-    /// order), so one scan of the index serves them all rather than each
-    /// walking past the rows the others hold locked or have just leased, and
-    /// one transaction commits them. With one caller it is one statement, as
-    /// before. The statement runs in its own task, so a caller that goes away
-    /// cannot cut it short.
+    /// handle go together ([`crate::group`]): one statement leases them all
+    /// (from the earliest point any of them asked for; the shards found go to
+    /// the claims in order), so one scan of the index serves them all rather
+    /// than each walking past the rows the others hold locked or have just
+    /// leased, and one transaction commits them.
     #[allow(clippy::too_many_arguments)]
     async fn claim_after(
         &self,
@@ -361,55 +339,21 @@ impl Store {
         policy: &LeasePolicy,
         after: (i32, i64),
     ) -> Result<Vec<Claimed>> {
-        let group = self.claims.lock().unwrap().entry((sweep, model)).or_default().clone();
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
-        group.pending.lock().unwrap().push(WantedClaim { worker, max, now_ms, after, tx });
-        loop {
-            if let Some(r) = claimed(&mut rx) {
-                return r;
-            }
-            let guard = group.flight.lock().await;
-            if let Some(r) = claimed(&mut rx) {
-                return r;
-            }
-            let batch: Vec<WantedClaim> = {
-                let mut p = group.pending.lock().unwrap();
-                let n = p.len().min(MAX_CLAIM_BATCH);
-                p.drain(..n).collect()
-            };
-            if batch.is_empty() {
-                drop(guard);
-                continue;
-            }
-            let (store, policy) = (self.clone(), *policy);
-            let task = tokio::spawn(async move {
-                let (wanted, senders): (Vec<_>, Vec<_>) = batch.into_iter().map(|w| ((w.worker, w.max, w.now_ms, w.after), w.tx)).unzip();
-                match store.claim_batch(sweep, model, &wanted, &policy).await {
-                    Ok(mut each) => senders.into_iter().zip(each.drain(..)).for_each(|(s, c)| drop(s.send(Ok(c)))),
-                    Err(e) => {
-                        let msg = e.to_string();
-                        senders.into_iter().for_each(|s| drop(s.send(Err(StoreError::Unavailable(msg.clone())))));
-                    }
-                }
-            });
-            if task.await.is_err() {
-                drop(guard);
-                return Err(StoreError::Unavailable("a claim statement failed; retry".into()));
-            }
-            drop(guard);
-        }
+        let group =
+            self.claims.lock().unwrap().entry((sweep, model)).or_insert_with(|| std::sync::Arc::new(ClaimGroup::new("claim statement"))).clone();
+        let (store, policy) = (self.clone(), *policy);
+        group
+            .run((worker, max, now_ms, after), MAX_CLAIM_BATCH, move |wanted| {
+                let store = store.clone();
+                async move { store.claim_batch(sweep, model, &wanted, &policy).await }
+            })
+            .await
     }
 
     /// Leases shards of one (sweep, model) to the claims `wanted` (worker, how
     /// many, time, from which point) in one statement; each claim's shards, in
     /// the order given.
-    async fn claim_batch(
-        &self,
-        sweep: i64,
-        model: Option<i32>,
-        wanted: &[(i64, i64, i64, (i32, i64))],
-        policy: &LeasePolicy,
-    ) -> Result<Vec<Vec<Claimed>>> {
+    async fn claim_batch(&self, sweep: i64, model: Option<i32>, wanted: &[WantedClaim], policy: &LeasePolicy) -> Result<Vec<Vec<Claimed>>> {
         let now_ms = wanted.iter().map(|w| w.2).max().unwrap_or(0);
         let after = wanted.iter().map(|w| w.3).min().unwrap_or((i32::MIN, i64::MIN));
         let workers: Vec<i64> = wanted.iter().map(|w| w.0).collect();
