@@ -5,7 +5,9 @@
 //!
 //! The scheduling rules of the design brief live in these statements:
 //! - [`Store::claim_from`]: one statement, `FOR UPDATE SKIP LOCKED` + `LIMIT` in
-//!   a CTE, then `UPDATE ... RETURNING` that bumps attempt and lease epoch.
+//!   a CTE, then `UPDATE ... RETURNING` that bumps attempt and lease epoch;
+//!   concurrent claims of one sweep and model share it ([`group`]), each
+//!   leased the shards it asked for, in order, while they last.
 //! - [`Store::complete_many`]: fenced by the lease epoch and the attempt's own
 //!   part key; a stale holder gets [`StoreError::Stale`] and its output is never
 //!   recorded.
