@@ -154,6 +154,36 @@ async fn claims_resume_past_claimed_shards_and_still_find_requeued_ones() {
 }
 
 #[tokio::test]
+async fn parts_in_the_earlier_layout_are_committed_for_their_own_attempt_only() {
+    // Workers of earlier versions name their part in a folder per shard; a
+    // coordinator takes it for the attempt it names, and nothing else.
+    let (_pg, store) = store().await;
+    let sweep = sweep_with(&store, 2, 1, 3).await;
+    let p = policy();
+    let c = store.claim(1, 2, T0, &p).await.unwrap();
+    let nested =
+        |sweep: i64, shard: i64, attempt: i32, epoch: i64| format!("sweeps/{sweep}/parts/shard-{shard:010}/attempt-{attempt}-epoch-{epoch}.parquet");
+    let commit = |c: &jagged_store::Claimed, key: String| {
+        let mut out = output(c);
+        out.object_key = key;
+        Commit { shard: c.id, epoch: c.lease_epoch, worker: 1, out, failed: vec![], next_ring: vec![] }
+    };
+    for wrong in [
+        nested(c[0].sweep_id, c[0].id, c[0].attempt + 1, c[0].lease_epoch),
+        nested(c[0].sweep_id, c[1].id, c[0].attempt, c[0].lease_epoch),
+        nested(c[0].sweep_id + 1, c[0].id, c[0].attempt, c[0].lease_epoch),
+    ] {
+        let e = store.complete(commit(&c[0], wrong.clone()), T0 + 10).await.unwrap_err();
+        assert!(matches!(e, StoreError::BadKey { .. }), "{wrong}: {e}");
+    }
+    store.complete(commit(&c[0], nested(c[0].sweep_id, c[0].id, c[0].attempt, c[0].lease_epoch)), T0 + 20).await.unwrap();
+    store.complete(commit(&c[1], output(&c[1]).object_key), T0 + 30).await.unwrap();
+    let keys: Vec<String> = store.outputs(sweep).await.unwrap().into_iter().map(|o| o.object_key).collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().any(|k| k.contains("/attempt-")) && keys.iter().any(|k| k.contains("-attempt-")), "{keys:?}");
+}
+
+#[tokio::test]
 async fn stale_commit_is_refused_and_never_counted() {
     let (_pg, store) = store().await;
     let sweep = sweep_with(&store, 1, 1, 3).await;

@@ -305,12 +305,17 @@ fn load_run(dir: &Path, workers: usize, images: u32, families: u32, prefetch: u3
         env: vec![("JAGGED_LOG".into(), "warn".into()), ("JAGGED_PREFETCH".into(), prefetch.to_string())],
     };
     let c = LocalCluster::start(opts)?;
+    let worker_pids: Vec<u32> = c.workers.iter().filter_map(|w| w.pid()).collect();
+    let coordinator_pid = c.coordinator.pid();
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
         let objects = jagged_artifacts::open_store(&c.store_url)?;
         let config = ClientConfig::new(c.url.clone());
+        let cpu = |pids: &[u32]| pids.iter().map(|&p| process_cpu_secs(p)).sum::<f64>();
+        let before = (machine_busy_secs(), cpu(&worker_pids), coordinator_pid.map_or(0.0, process_cpu_secs), context_switches());
         let id = jagged_client::submit(&config, &dir.join("load.toml"), objects.as_ref(), &Default::default()).await?.sweep_id;
         let st = admin::wait(&config, id, |_| {}).await?;
+        let after = (machine_busy_secs(), cpu(&worker_pids), coordinator_pid.map_or(0.0, process_cpu_secs), context_switches());
         if st.state != SweepState::Done || st.failed > 0 || st.done as u64 != shards {
             bail!("load sweep did not complete cleanly: {}", admin::line(&st));
         }
@@ -331,13 +336,55 @@ fn load_run(dir: &Path, workers: usize, images: u32, families: u32, prefetch: u3
         if outputs.len() as u64 != shards || distinct.len() as u64 != shards || seen.len() as i64 != st.inferences_total {
             bail!("lost work: {} outputs, {} distinct shards, {} rows of {}", outputs.len(), distinct.len(), seen.len(), st.inferences_total);
         }
-        Ok::<_, anyhow::Error>(((last - first) as f64 / 1000.0, seen.len()))
+        let per = |s: f64| s * 1000.0 / shards as f64;
+        let (machine, workers, coordinator) = (per(after.0 - before.0), per(after.1 - before.1), per(after.2 - before.2));
+        let switches = (after.3 - before.3) as f64 / shards as f64;
+        let cpu = format!(
+            "CPU per shard {machine:.2} ms: workers {workers:.2}, coordinator {coordinator:.2}, PostgreSQL and the rest {:.2}; {switches:.1} thread switches",
+            machine - workers - coordinator
+        );
+        Ok::<_, anyhow::Error>(((last - first) as f64 / 1000.0, seen.len(), cpu))
     });
     c.stop();
-    let (secs, rows) = result?;
+    let (secs, rows, cpu) = result?;
     let rate = shards as f64 / secs;
     println!("prefetch {prefetch}: {shards} shards in {secs:.2} s from first lease to last commit: {rate:.0} shards/s ({rows} rows); every shard committed exactly once, every row present once");
+    println!("  {cpu} (from submit to done)");
     Ok(rate)
+}
+
+/// Seconds of CPU the machine spent busy (all cores, everything but idle and
+/// I/O wait), from /proc/stat; 0 where there is none.
+fn machine_busy_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().next().and_then(|l| l.strip_prefix("cpu ")) else { return 0.0 };
+    let ticks: Vec<f64> = line.split_whitespace().filter_map(|t| t.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: f64 = ticks.iter().enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    busy / clock_ticks()
+}
+
+/// Thread switches on the machine since it started, from /proc/stat.
+fn context_switches() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines().find_map(|l| l.strip_prefix("ctxt ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Seconds of CPU a process (all its threads) has used so far, from /proc; 0
+/// once it has gone.
+fn process_cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let t = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(11) + t(12)) / clock_ticks()
+}
+
+/// Clock ticks per second of /proc's times: Linux's USER_HZ, 100 on every
+/// architecture it runs jagged on.
+fn clock_ticks() -> f64 {
+    100.0
 }
 
 /// A sweep of `crop` + `embed` (112 px) grids over the sample images through the

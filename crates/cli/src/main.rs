@@ -51,7 +51,15 @@ fn main() {
     quiet_on_closed_stdout();
     let cli = Cli::parse();
     init_logging();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    // A worker's async side only passes messages (its computing and file
+    // writing run on blocking threads): one thread for it saves the wake-ups and
+    // thread switches of a scheduler spreading each small task over the cores.
+    let mut rt = if matches!(cli.command, Command::Worker(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let rt = rt.enable_all().build().expect("tokio runtime");
     if let Err(e) = rt.block_on(run(cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -519,7 +519,8 @@ impl Store {
         Ok(match row {
             Some(r) if r.state == ShardState::Leased.as_str() && r.lease_epoch == c.epoch => {
                 let expected = jagged_domain::keys::part_key(r.sweep_id, c.shard, r.attempt, c.epoch);
-                if c.out.object_key != expected {
+                let own = jagged_domain::keys::PartKey { sweep: r.sweep_id, shard: c.shard, attempt: r.attempt, epoch: c.epoch };
+                if jagged_domain::keys::parse_part_key(&c.out.object_key) != Some(own) {
                     StoreError::BadKey { shard: c.shard, key: c.out.object_key.clone(), expected }
                 } else {
                     StoreError::Stale(c.shard)

@@ -198,9 +198,16 @@ where
     }
 }
 
-/// Engines by model key, with when each was last used; a std Mutex since it is
-/// only locked on blocking threads.
-type Engines = Arc<Mutex<HashMap<String, (Engine, u64)>>>;
+/// Engines by model key, with when each was last used, locked by the computing
+/// thread for a whole shard; `loaded` names them for the async side, which must
+/// never wait for a shard to end (its single thread also runs the heartbeats).
+#[derive(Default)]
+struct EngineCache {
+    engines: Mutex<HashMap<String, (Engine, u64)>>,
+    loaded: Mutex<Vec<String>>,
+}
+
+type Engines = Arc<EngineCache>;
 
 /// Models a worker keeps loaded; past this, the least recently used is dropped.
 const MAX_ENGINES: usize = 4;
@@ -397,7 +404,7 @@ impl Feeder {
             let max_shards = rooms.num_permits() as u32;
             let leased = retry("lease", &config.coordinator, &stop, || {
                 let mut c = client.clone();
-                let loaded: Vec<String> = engines.lock().unwrap().keys().cloned().collect();
+                let loaded: Vec<String> = engines.loaded.lock().unwrap().clone();
                 let sweep_id = config.sweep.unwrap_or(0);
                 async move { c.lease(LeaseRequest { worker_id, max_shards, loaded_models: loaded, sweep_id }).await }
             })
@@ -715,7 +722,7 @@ async fn execute(
         (false, jagged_infer::Rendering::Shifts, true) => format!("{}#shifts", task.model.key),
         _ => task.model.key.clone(),
     };
-    let model_bytes = if engines.lock().unwrap().contains_key(&engine_key) {
+    let model_bytes = if engines.loaded.lock().unwrap().contains(&engine_key) {
         None
     } else {
         Some(
@@ -757,7 +764,8 @@ async fn execute(
     let host_threads = config.host_threads;
     let (shard_id, epoch) = (task.shard_id, task.lease_epoch);
     tokio::task::spawn_blocking(move || {
-        let mut engines = engines.lock().unwrap();
+        let cache = engines;
+        let mut engines = cache.engines.lock().unwrap();
         if let Some(bytes) = model_bytes {
             // Retried like any failure (bounded by the sweep's max_attempts): another
             // worker may load what this one cannot (a device, a library).
@@ -812,6 +820,7 @@ async fn execute(
                 oldest.map(|k| engines.remove(&k));
             }
             engines.insert(engine_key.clone(), (engine, 0));
+            *cache.loaded.lock().unwrap() = engines.keys().cloned().collect();
         }
         let (engine, used) = engines.get_mut(&engine_key).expect("inserted above");
         *used = ENGINE_CLOCK.fetch_add(1, Ordering::Relaxed);

@@ -230,9 +230,11 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
         in_graph(engine, *rendering, inputs, *background, &work, batch, fixed, abandoned, &mut probs, &mut timing, input_busy)
     } else if matches!(fam, Family::Layers { .. }) {
         layered(engine, &prepared, &points, reference, norm, abandoned, &mut probs, &mut layer_errors, &mut timing, input_busy)
-    } else if input.host_threads == 0 {
+    } else if input.host_threads == 0 || work.len() <= batch {
         // Inline: render each batch on this thread, then run it (when ONNX Runtime's
-        // threads already take every core, overlapping would only oversubscribe).
+        // threads already take every core, overlapping would only oversubscribe;
+        // with one batch there is nothing to overlap, and a thread started for it
+        // would cost more than a small shard's rendering).
         let mut tensor = engine.staging(batch).map_err(RunError::Model)?;
         let mut finished = true;
         for chunk in work.chunks(batch) {
@@ -585,15 +587,21 @@ fn pipelined(
                     chunk.iter().zip(tensor.data_mut()[..chunk.len() * plane].chunks_mut(plane)).collect();
                 let per = slots.len().div_ceil(host).max(1);
                 let mut slots = slots;
-                std::thread::scope(|r| {
-                    for part in slots.chunks_mut(per) {
-                        r.spawn(move || {
-                            for (&(i, p), out) in part.iter_mut() {
-                                prepared_ref[i].1.write_chw(points_ref[i][p], &norm, out);
-                            }
-                        });
+                let render = |part: &mut [(&(usize, usize), &mut [f32])]| {
+                    for (&(i, p), out) in part.iter_mut() {
+                        prepared_ref[i].1.write_chw(points_ref[i][p], &norm, out);
                     }
-                });
+                };
+                if per >= slots.len() {
+                    // One host thread: this one.
+                    render(&mut slots);
+                } else {
+                    std::thread::scope(|r| {
+                        for part in slots.chunks_mut(per) {
+                            r.spawn(move || render(part));
+                        }
+                    });
+                }
                 if full_tx.send(tensor).is_err() {
                     return;
                 }
