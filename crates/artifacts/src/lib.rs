@@ -98,6 +98,13 @@ pub fn open_store_with(url: &str, vars: &[(String, String)]) -> Result<Arc<dyn O
 /// server) before it fails.
 pub const S3_RETRY_SECS: u64 = 120;
 
+/// Whether a store is a local folder, whose calls made outside an async
+/// runtime run on the calling thread (the worker's compute thread reads images
+/// and writes parts on it directly).
+pub fn is_local(store: &dyn ObjectStore) -> bool {
+    store.to_string().starts_with("LocalFileSystem(")
+}
+
 /// Objects larger than this are uploaded in parts (multipart upload).
 pub const MULTIPART_BYTES: usize = 8 * 1024 * 1024;
 
@@ -134,7 +141,9 @@ pub async fn get(store: &dyn ObjectStore, key: &str) -> Result<Bytes> {
 /// Writes a whole object.
 pub async fn put(store: &dyn ObjectStore, key: &str, bytes: Bytes) -> Result<()> {
     let path = ObjPath::from(key);
-    if bytes.len() <= MULTIPART_BYTES {
+    // A local folder takes any size at once (and its multipart upload needs
+    // an async runtime, which the worker's compute thread is not in).
+    if bytes.len() <= MULTIPART_BYTES || is_local(store) {
         store.put(&path, PutPayload::from(bytes)).await?;
         return Ok(());
     }
@@ -660,6 +669,20 @@ mod tests {
     #[test]
     fn garbage_parts_are_refused() {
         assert!(decode(Bytes::from_static(b"not parquet")).is_err());
+    }
+
+    #[test]
+    fn local_folders_are_told_from_buckets_and_written_outside_a_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = open_store(dir.path().to_str().unwrap()).unwrap();
+        assert!(is_local(local.as_ref()));
+        let vars = [("AWS_ACCESS_KEY_ID".to_string(), "k".to_string()), ("AWS_SECRET_ACCESS_KEY".to_string(), "s".to_string())];
+        assert!(!is_local(open_store_with("s3://bucket/prefix", &vars).unwrap().as_ref()));
+        // No runtime on this thread: the folder's calls run on it, a part past
+        // the multipart size included.
+        let big = Bytes::from(vec![7u8; MULTIPART_BYTES + 3]);
+        futures::executor::block_on(put(local.as_ref(), "sweeps/1/parts/x.parquet", big.clone())).unwrap();
+        assert_eq!(futures::executor::block_on(get(local.as_ref(), "sweeps/1/parts/x.parquet")).unwrap(), big);
     }
 
     #[test]

@@ -205,6 +205,48 @@ where
 struct EngineCache {
     engines: Mutex<HashMap<String, (Engine, u64)>>,
     loaded: Mutex<Vec<String>>,
+    compute: ComputeThread,
+}
+
+/// The thread every shard is computed on, one after another, for the life of
+/// the worker: handing each shard to a tokio blocking thread (and the local
+/// store's reads and writes to others) cost several thread switches per shard,
+/// more than a one-image shard's rendering. It runs outside the async runtime,
+/// so a local store's calls run on it directly.
+struct ComputeThread {
+    jobs: Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Default for ComputeThread {
+    fn default() -> Self {
+        let (jobs, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name("jagged-compute".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .expect("starting the compute thread");
+        ComputeThread { jobs: Mutex::new(jobs) }
+    }
+}
+
+impl ComputeThread {
+    /// Runs `f` on the compute thread once the shards before it are done; a
+    /// panic in it is an error here (the thread goes on).
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ =
+                tx.send(r.map_err(|p| {
+                    p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default()
+                }));
+        };
+        self.jobs.lock().unwrap().send(Box::new(job)).map_err(|_| "the compute thread has ended".to_string())?;
+        rx.await.map_err(|_| "the compute thread has ended".to_string())?.map_err(|m| format!("panicked: {m}"))
+    }
 }
 
 type Engines = Arc<EngineCache>;
@@ -500,18 +542,12 @@ impl Reporter<'_> {
     /// Reports a shard's outcome: uploads its part and commits it, reports the
     /// failed attempt (a part the store would not take, with the store's
     /// error), or hands the shard back when this worker stopped before it ended.
-    async fn report(
-        &self,
-        lease: Lease,
-        model_key: String,
-        outcome: Result<Option<ShardOutput>, Failure>,
-        started: Instant,
-    ) -> Result<(), ReportError> {
+    async fn report(&self, lease: Lease, model_key: String, outcome: Result<Option<Computed>, Failure>, started: Instant) -> Result<(), ReportError> {
         let Reporter { config, client, worker_id, stop, lost, busy, model_name } = *self;
         let (shard, epoch) = (lease.shard, lease.epoch);
         let m = &config.metrics;
-        let out = match outcome {
-            Ok(Some(out)) => out,
+        let (out, part, sha, stored) = match outcome {
+            Ok(Some(Computed { out, part, sha256, stored })) => (out, part, sha256, stored),
             Ok(None) if lost.lock().unwrap().contains(&(shard, epoch)) => {
                 m.ended("abandoned");
                 tracing::warn!(shard, "lease lost; shard abandoned");
@@ -527,14 +563,23 @@ impl Reporter<'_> {
         let device = config.engine.device.to_string();
         let provider = out.provider;
         let key = jagged_artifacts::part_key(lease.sweep, shard, lease.attempt, epoch);
-        let sha = jagged_artifacts::sha256_hex(&out.part);
         let rows = out.rows as i64;
         let t = out.timing;
         let out_render = out.render;
         let failed_items = out.failed.len() as u64;
         let writing = Instant::now();
-        let written = write_part(config, &key, out.part.into(), (shard, epoch), lost).await;
-        m.stage("write", &device, provider, writing.elapsed().as_secs_f64());
+        let written = match stored {
+            // Written by the compute thread (a local store).
+            Some(secs) => {
+                m.stage("write", &device, provider, secs);
+                Ok(true)
+            }
+            None => {
+                let written = write_part(config, &key, part, (shard, epoch), lost).await;
+                m.stage("write", &device, provider, writing.elapsed().as_secs_f64());
+                written
+            }
+        };
         match written {
             Ok(true) => {}
             Ok(false) => {
@@ -688,6 +733,46 @@ async fn report_failure(
     Ok(())
 }
 
+/// A computed shard, with the seconds its part took to write where the
+/// compute thread wrote it (a local store).
+struct Computed {
+    out: ShardOutput,
+    /// The encoded part (taken out of `out`) and its SHA-256.
+    part: bytes::Bytes,
+    sha256: String,
+    stored: Option<f64>,
+}
+
+/// Each item with its file's bytes (a sequence: each frame's), or why it is
+/// missing (a failed item); any other store error fails the attempt.
+async fn fetch_images(
+    store: &dyn ObjectStore,
+    task: &ShardTask,
+) -> Result<Vec<(jagged_domain::task::TaskItem, Result<Vec<bytes::Bytes>, String>)>, Failure> {
+    // Fetched concurrently (a remote store).
+    let fetches = task.items.iter().map(|item| {
+        let img = &item.image;
+        let keys = if img.frames.is_empty() { vec![img.key.clone()] } else { img.frames.clone() };
+        async move {
+            let gets = keys.iter().map(|k| jagged_artifacts::get(store, k));
+            futures::future::join_all(gets).await.into_iter().collect::<Result<Vec<_>, _>>()
+        }
+    });
+    let fetched = futures::future::join_all(fetches).await;
+    let mut images = Vec::with_capacity(task.items.len());
+    for (item, bytes) in task.items.iter().zip(fetched) {
+        let bytes = match bytes {
+            Ok(b) => Ok(b),
+            Err(jagged_artifacts::ArtifactError::Store(object_store::Error::NotFound { .. })) => {
+                Err(if item.image.frames.is_empty() { "image missing from the store" } else { "a frame is missing from the store" }.to_string())
+            }
+            Err(e) => return Err(Failure { message: format!("image `{}`: {e}", item.image.name), retryable: true }),
+        };
+        images.push((item.clone(), bytes));
+    }
+    Ok(images)
+}
+
 /// Why a shard attempt failed.
 struct Failure {
     message: String,
@@ -701,7 +786,7 @@ async fn execute(
     lost: &Lost,
     hand_back: &Arc<AtomicBool>,
     busy: Arc<Busy>,
-) -> Result<Option<ShardOutput>, Failure> {
+) -> Result<Option<Computed>, Failure> {
     let retryable = |m: String| Failure { message: m, retryable: true };
     let fetching = Instant::now();
     // A `layers` sweep runs the model with its probes exposed: a separate engine.
@@ -731,29 +816,10 @@ async fn execute(
                 .map_err(|e| retryable(format!("model `{}`: {e}", task.model.name)))?,
         )
     };
-    // Fetch the shard's images (or each sequence's frames) concurrently; a missing
-    // file is a failed item.
-    let fetches = task.items.iter().map(|item| {
-        let store = config.store.clone();
-        let img = &item.image;
-        let keys = if img.frames.is_empty() { vec![img.key.clone()] } else { img.frames.clone() };
-        async move {
-            let gets = keys.iter().map(|k| jagged_artifacts::get(store.as_ref(), k));
-            futures::future::join_all(gets).await.into_iter().collect::<Result<Vec<_>, _>>()
-        }
-    });
-    let fetched = futures::future::join_all(fetches).await;
-    let mut images = Vec::with_capacity(task.items.len());
-    for (item, bytes) in task.items.iter().zip(fetched) {
-        let bytes = match bytes {
-            Ok(b) => Ok(b),
-            Err(jagged_artifacts::ArtifactError::Store(object_store::Error::NotFound { .. })) => {
-                Err(if item.image.frames.is_empty() { "image missing from the store" } else { "a frame is missing from the store" }.to_string())
-            }
-            Err(e) => return Err(retryable(format!("image `{}`: {e}", item.image.name))),
-        };
-        images.push((item.clone(), bytes));
-    }
+    // The shard's images (or each sequence's frames); a local store's are read
+    // on the compute thread, with no thread between.
+    let local = jagged_artifacts::is_local(config.store.as_ref());
+    let images = if local { None } else { Some(fetch_images(config.store.as_ref(), &task).await?) };
     let fetch_secs = fetching.elapsed().as_secs_f64();
     let engines = engines.clone();
     let lost = lost.clone();
@@ -763,7 +829,19 @@ async fn execute(
     let opts = config.engine.clone();
     let host_threads = config.host_threads;
     let (shard_id, epoch) = (task.shard_id, task.lease_epoch);
-    tokio::task::spawn_blocking(move || {
+    let store = config.store.clone();
+    let part_key = jagged_artifacts::part_key(task.sweep_id, shard_id, task.attempt, epoch);
+    let compute = engines.clone();
+    compute.compute.run(move || {
+        let (images, fetch_secs) = match images {
+            Some(images) => (images, fetch_secs),
+            None => {
+                let reading = Instant::now();
+                // Outside the runtime a local store reads on this thread.
+                let images = futures::executor::block_on(fetch_images(store.as_ref(), &task))?;
+                (images, fetch_secs + reading.elapsed().as_secs_f64())
+            }
+        };
         let cache = engines;
         let mut engines = cache.engines.lock().unwrap();
         if let Some(bytes) = model_bytes {
@@ -827,11 +905,23 @@ async fn execute(
         let pad_batches = pads_batches(engine.provider);
         let input = ShardInput { task: &task, images, host_threads, pad_batches, busy: Some(&busy), graph_render };
         let abandoned = || hand_back.load(Ordering::Relaxed) || lost.lock().unwrap().contains(&(shard_id, epoch));
-        let mut out = run_shard(engine, input, &abandoned).map_err(|e| retryable(e.to_string()))?;
-        if let Some(o) = &mut out {
-            o.timing.fetch_secs = fetch_secs;
-        }
-        Ok(out)
+        let out = run_shard(engine, input, &abandoned).map_err(|e| retryable(e.to_string()))?;
+        drop(engines);
+        Ok(out.map(|mut out| {
+            out.timing.fetch_secs = fetch_secs;
+            let part = bytes::Bytes::from(std::mem::take(&mut out.part));
+            let sha256 = jagged_artifacts::sha256_hex(&part);
+            // A local store takes the part here, on this thread; where it does not,
+            // the worker's writer retries it as for any store.
+            let stored = local
+                .then(|| {
+                    let writing = Instant::now();
+                    let put = jagged_artifacts::put(store.as_ref(), &part_key, part.clone());
+                    futures::executor::block_on(put).ok().map(|()| writing.elapsed().as_secs_f64())
+                })
+                .flatten();
+            Computed { out, part, sha256, stored }
+        }))
     })
     .await
     .map_err(|e| retryable(format!("worker thread: {e}")))?
