@@ -628,7 +628,15 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize, g
             t.inputs,
             t.input_bytes as f64 / 1e6
         );
-        println!("  ratio / bare ORT = {:.3}", ours / base);
+        // The bars of a GPU (bench/gpu-check.sh): host rendering at the runtime's
+        // speed, the crop grid rendered on the device past it.
+        let bar = match (matches!(opts.device, jagged_infer::Device::Cuda { .. }), graph_render, grid) {
+            (false, _, _) => "",
+            (true, false, _) => " (bar on a GPU: >= 0.95)",
+            (true, true, "crop") => " (bar on a GPU: >= 1.2)",
+            (true, true, _) => "",
+        };
+        println!("  ratio / bare ORT = {:.3}{bar}", ours / base);
         rates.push(ours);
     }
     // The same rows either way (bar the column that says where they were rendered).
