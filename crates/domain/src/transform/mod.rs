@@ -73,12 +73,14 @@ mod rotate;
 mod scale;
 mod sequence;
 mod subpixel;
+mod widen;
 
 pub use grid::MAX_POINTS;
 pub use inpaint::{inpaint, INPAINT_ITERATIONS, INPAINT_MAX_UNFILLED};
 pub use render::{Normalize, Prepared, Shift, Turn, View};
 pub use rotate::rotation_offsets;
 pub use subpixel::{padded_taps, sample_plane, KAISER_BETA, SINC_HALF_WIDTH, TAPS};
+pub use widen::Widening;
 
 use crate::image::Resample;
 use serde::{Deserialize, Serialize};
