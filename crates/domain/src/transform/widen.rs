@@ -8,9 +8,12 @@
 //! its forward neighbours are the same points in the same order. Every other
 //! point of the new grid is computed anew, which needs its own outputs and those
 //! of its forward neighbours and of the reference: widening a 17x17 crop grid to
-//! 21x21 writes 152 new points and the 33 old ones on its far edges (whose
-//! forward pairs now reach new points), and infers 35 more old points (the near
-//! edges' neighbours and the reference).
+//! 21x21 writes the 152 new points and the 33 old ones on its far edges (whose
+//! forward pairs now reach new points), and infers 32 more old points (31 next to
+//! the new near edges, and the reference): 217 inferences of the 441 a full run
+//! makes. Strictly only the new points cannot be had exactly: a new point's pair
+//! with an old neighbour needs that neighbour's probability of the new point's
+//! top class, which a row keeps only when it is in the neighbour's top 5.
 
 use super::{Family, GridPoint};
 
