@@ -104,6 +104,7 @@ fn compute(files: &[(String, Vec<u8>)], model: Option<jagged_onnx::BuiltModel>) 
         pad_batches: false,
         busy: None,
         graph_render: false,
+        taken: None,
     };
     jagged_worker::run_shard(&mut engine, input, &|| false).unwrap().unwrap()
 }

@@ -209,6 +209,7 @@ fn compute_step_is_identical_for_any_host_threads_and_batch() {
             pad_batches: pad,
             busy: None,
             graph_render,
+            taken: None,
         };
         let calls = std::sync::atomic::AtomicUsize::new(0);
         let abandoned = || stop_after.is_some_and(|n| calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= n);
@@ -280,6 +281,69 @@ fn compute_step_is_identical_for_any_host_threads_and_batch() {
 /// after the staged tensor is rendered over again (each run sees what it holds
 /// at that run). Pixels bound once to the rendering session serve batch after
 /// batch of views as `run_views` with the pixels each time does.
+/// A widened grid (5x5 crops to 7x7) takes the earlier grid's rows it can and
+/// infers only the points its widening names (41 of 49 per image: the 33
+/// rows written anew and 8 earlier points next to them or the reference),
+/// and its part is the one a full run of the wider grid writes, byte for byte,
+/// at any batch. An item whose earlier rows are incomplete or misplaced runs its
+/// whole grid; a failed item fails as before.
+#[test]
+fn a_widened_grid_infers_its_plan_and_writes_a_full_runs_part() {
+    use jagged_domain::transform::Family;
+    ort();
+    let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
+    let mut engine = jagged_infer::Engine::load(&m.bytes, &m.card, &jagged_infer::EngineOptions::cpu(1)).unwrap();
+    let crop = |max_shift| Family::Crop { max_shift, step: 1.0, resize: None, resample: Default::default() };
+    let names: Vec<String> = (0..5).map(|i| format!("{i}.png")).collect();
+    let files: Vec<bytes::Bytes> =
+        (0..5u32).map(|i| bytes::Bytes::from(if i == 2 { b"not an image".to_vec() } else { jagged_testkit::png(50 + i, 44, i) })).collect();
+    let run = |engine: &mut jagged_infer::Engine, family: Family, batch: u32, taken: Option<jagged_worker::Taken>| {
+        let mut task = jagged_testkit::task(&m.card, family, &names, batch);
+        task.keep_probs = true;
+        task.items.iter_mut().for_each(|i| i.image.label = Some((i.index % 3) as i32));
+        let input = jagged_worker::ShardInput {
+            task: &task,
+            images: task.items.iter().cloned().zip(files.iter().cloned().map(|b| Ok(vec![b]))).collect(),
+            host_threads: 1,
+            pad_batches: false,
+            busy: None,
+            graph_render: false,
+            taken,
+        };
+        jagged_worker::run_shard(engine, input, &|| false).unwrap().unwrap()
+    };
+    let old = run(&mut engine, crop(2), 8, None);
+    let full = run(&mut engine, crop(3), 8, None);
+    assert_eq!((old.rows, full.rows, full.inferences), (4 * 25, 4 * 49, 4 * 49));
+    let widening = crop(3).widening_of(&crop(2)).unwrap();
+    assert_eq!((widening.infer.len(), widening.written().len()), (41, 33), "hand-counted in the doc comment");
+    let old_rows = jagged_artifacts::decode(old.part.clone().into()).unwrap();
+    let taken = |drop: &dyn Fn(&jagged_artifacts::ResultRow) -> bool| {
+        let mut rows: std::collections::HashMap<u32, Vec<jagged_artifacts::ResultRow>> = Default::default();
+        // In reverse: the rows are placed by their point, not their order.
+        for r in old_rows.iter().rev().filter(|r| !drop(r)) {
+            rows.entry(r.image_index as u32).or_default().push(r.clone());
+        }
+        Some(jagged_worker::Taken { widening: widening.clone(), old_points: crop(2).points(), rows })
+    };
+    for batch in [1, 8, 64] {
+        let widened = run(&mut engine, crop(3), batch, taken(&|_| false));
+        assert_eq!(widened.inferences, 4 * 41, "batch {batch}");
+        assert_eq!(widened.taken, 4 * 16);
+        assert_eq!(widened.failed, full.failed);
+        assert!(widened.part == full.part, "batch {batch}: the widened part differs from a full run's");
+    }
+    // Image 3 lacks a row, image 1 has one moved: both run their whole grids.
+    let widened = run(&mut engine, crop(3), 8, taken(&|r| (r.image_index, r.point) == (3, 7)));
+    assert_eq!((widened.inferences, widened.taken), (3 * 41 + 49, 3 * 16));
+    assert!(widened.part == full.part);
+    let mut moved = taken(&|_| false).unwrap();
+    moved.rows.get_mut(&1).unwrap()[0].dx += 0.5;
+    let widened = run(&mut engine, crop(3), 8, Some(moved));
+    assert_eq!((widened.inferences, widened.taken), (3 * 41 + 49, 3 * 16));
+    assert!(widened.part == full.part);
+}
+
 #[test]
 fn staged_and_bound_inputs_give_the_plain_runs_values() {
     ort();

@@ -27,7 +27,10 @@ fn model(dir: &Path, name: &str, seed: u64) {
 /// sweep's parts (the same files, checked against their checksums), and the
 /// report equals that of a full `--again` run of the three models. A sweep of
 /// pairs all computed before is done at submit without a worker; a widened
-/// grid runs that family anew and reuses the rest; `--again` reuses nothing.
+/// crop grid takes the earlier grid's rows where it can and infers only the
+/// points it needs (a damaged earlier part makes its shard run the whole
+/// grid), reusing the other families, and reports as a full run of it does;
+/// `--again` reuses nothing.
 #[test]
 fn a_sweep_plus_one_model_runs_only_that_model_and_reports_as_a_full_run() {
     ort();
@@ -107,19 +110,77 @@ fn a_sweep_plus_one_model_runs_only_that_model_and_reports_as_a_full_run() {
         let b_report = jagged_report::build(&store, objects.as_ref(), b.sweep_id).await.unwrap();
         assert!(b_report.csv().lines().skip(1).all(|l| reused_report.csv().contains(l)), "tiny_b's rows as the larger sweep has them");
 
-        // A wider crop grid: crop runs anew, embed and radius are reused.
-        let w = submit(wider.clone(), false).await;
-        let resolved = store.resolved(w.sweep_id).await.unwrap();
-        assert_eq!(resolved.spec.families.len(), 3);
-        assert!(w.reused_shards > 0 && w.reused_shards < w.shards);
-        wait(&cluster.url, w.sweep_id).await;
+        // A wider crop grid (5x5 to 7x7): embed and radius are reused, crop is
+        // widened from the newest sweep that holds it, inferring 41
+        // of its 49 points per image. One of the parts it takes rows from is
+        // damaged first: that shard runs its whole grid, and nothing else changes.
         let mut all_before = HashSet::new();
         for id in [first.sweep_id, plus.sweep_id, full.sweep_id, b.sweep_id] {
             all_before.extend(keys(id).await.into_iter().map(|(_, k)| k));
         }
-        for o in store.outputs(w.sweep_id).await.unwrap() {
+        let damaged = store.outputs(full.sweep_id).await.unwrap().into_iter().find(|o| (o.model_idx, o.family_idx) == (1, 0)).unwrap();
+        // A well-formed part with other classes: taken as it is, it would change the report.
+        let mut rows = jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &damaged.object_key).await.unwrap()).unwrap();
+        rows.iter_mut().for_each(|r| r.top1 = (r.top1 + 1) % 10);
+        let altered = bytes::Bytes::from(jagged_artifacts::encode(&rows).unwrap());
+        jagged_artifacts::put(objects.as_ref(), &damaged.object_key, altered).await.unwrap();
+        let w = submit(wider.clone(), false).await;
+        let resolved = store.resolved(w.sweep_id).await.unwrap();
+        assert_eq!(resolved.spec.families.len(), 3);
+        assert!(w.reused_shards > 0 && w.reused_shards < w.shards);
+        let images = resolved.images.len() as u64;
+        // (tiny_b's newest crop grid is the one `b` adopted from `full`: the same parts.)
+        assert_eq!((w.widened_pairs, w.widened_from.clone()), (3, vec![full.sweep_id, b.sweep_id]));
+        assert_eq!((w.widened_inferences, w.widened_full), (3 * images * 41, 3 * images * 49));
+        let st = wait(&cluster.url, w.sweep_id).await;
+        assert_eq!(st.state, SweepState::Done);
+        // The sweep counts the results it holds, taken or run.
+        assert_eq!(st.inferences_total, w.reused_inferences as i64 + w.widened_full as i64);
+        let outputs = store.outputs(w.sweep_id).await.unwrap();
+        for o in &outputs {
             assert_eq!(all_before.contains(&o.object_key), o.family_idx != 0, "family {} shard {}", o.family_idx, o.shard_id);
         }
+        // What the workers ran for each widened shard (their logs): 41 of each
+        // image's 49 rows, but for the shard whose earlier part was altered.
+        let logged = committed_inferences(&dir.join("run/logs"));
+        let (mut widened, mut whole) = (0, 0);
+        for o in outputs.iter().filter(|o| o.family_idx == 0 && o.rows > 0) {
+            let ran = logged[&o.shard_id];
+            if ran * 49 == o.rows * 41 {
+                widened += 1;
+            } else {
+                assert_eq!((o.model_idx, ran), (1, o.rows), "shard {}: {ran} inferences for {} rows", o.shard_id, o.rows);
+                whole += 1;
+            }
+        }
+        assert_eq!((widened, whole), (outputs.iter().filter(|o| o.family_idx == 0 && o.rows > 0).count() - 1, 1));
+        // The report equals a full run's of the wider grids, byte for byte.
+        let full_wider = submit(wider.clone(), true).await;
+        assert_eq!((full_wider.reused_shards, full_wider.widened_pairs), (0, 0), "--again reuses nothing");
+        wait(&cluster.url, full_wider.sweep_id).await;
+        let widened_report = jagged_report::build(&store, objects.as_ref(), w.sweep_id).await.unwrap();
+        let full_report = jagged_report::build(&store, objects.as_ref(), full_wider.sweep_id).await.unwrap();
+        assert_eq!(widened_report.csv(), full_report.csv());
+        assert_eq!(md(&widened_report, w.sweep_id), md(&full_report, full_wider.sweep_id), "the whole report, bar its sweep id");
     });
     cluster.stop();
+}
+
+/// Inferences each committed shard ran, by shard id, from the workers' logs.
+fn committed_inferences(logs: &Path) -> std::collections::HashMap<i64, i64> {
+    let mut out = std::collections::HashMap::new();
+    for entry in std::fs::read_dir(logs).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.file_name().unwrap().to_string_lossy().starts_with("worker-") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines().filter(|l| l.contains("shard committed")) {
+            let field = |name: &str| -> i64 {
+                let at = line.find(&format!(" {name}=")).unwrap_or_else(|| panic!("no `{name}` in {line}")) + name.len() + 2;
+                line[at..].split(' ').next().unwrap().parse().unwrap()
+            };
+            out.insert(field("shard"), field("inferences"));
+        }
+    }
+    out
 }

@@ -585,6 +585,7 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize, g
             pad_batches: jagged_worker::pads_batches(engine.provider),
             busy: None,
             graph_render,
+            taken: None,
         };
         jagged_worker::run_shard(engine, input, &|| false)?.context("not abandoned")
     };

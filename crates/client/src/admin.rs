@@ -38,6 +38,15 @@ pub struct Submitted {
     pub reused_inferences: u64,
     /// The sweeps they came from.
     pub reused_from: Vec<i64>,
+    /// (Model, family) pairs planned to take most rows from an earlier grid of
+    /// the same family with another extent, inferring only the points they need.
+    pub widened_pairs: u32,
+    /// The inferences those pairs plan.
+    pub widened_inferences: u64,
+    /// The inferences a full run of them would make.
+    pub widened_full: u64,
+    /// The sweeps of the earlier grids.
+    pub widened_from: Vec<i64>,
 }
 
 impl Admin {
@@ -83,6 +92,10 @@ impl Admin {
             reused_shards: r.reused_shards,
             reused_inferences: r.reused_inferences,
             reused_from: r.reused_from,
+            widened_pairs: r.widened_pairs,
+            widened_inferences: r.widened_inferences,
+            widened_full: r.widened_full,
+            widened_from: r.widened_from,
         })
     }
 
@@ -138,6 +151,17 @@ pub async fn submit(config: &ClientConfig, spec: &Path, store: &dyn object_store
                 r.reused_shards,
                 r.reused_inferences,
                 from.join(", ")
+            );
+        }
+        if r.widened_pairs > 0 {
+            let from: Vec<String> = r.widened_from.iter().map(|s| s.to_string()).collect();
+            eprintln!(
+                "widened {} grid(s) computed in sweep(s) {}: {} inferences planned of the {} a full run makes, the other rows taken as they are; \
+                 pass --again to run everything",
+                r.widened_pairs,
+                from.join(", "),
+                r.widened_inferences,
+                r.widened_full
             );
         }
     }

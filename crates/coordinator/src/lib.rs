@@ -66,6 +66,8 @@ pub struct Coordinator {
     /// Resolved sweeps never change after submit, so caching them is safe; a std
     /// Mutex suffices since no lock is held across an await.
     sweeps: Arc<Mutex<HashMap<i64, Arc<ResolvedSweep>>>>,
+    /// Each cached sweep's widened pairs (also fixed at submit).
+    widenings: Arc<Mutex<HashMap<i64, Arc<Vec<jagged_store::Widened>>>>>,
     /// Held while a resolved sweep is read from PostgreSQL, so that many lease
     /// calls arriving together for a sweep not yet cached read it once.
     loading: Arc<tokio::sync::Mutex<()>>,
@@ -126,6 +128,7 @@ impl Coordinator {
             store,
             config,
             sweeps: Default::default(),
+            widenings: Default::default(),
             loading: Default::default(),
             progress: Default::default(),
             share: Default::default(),
@@ -248,6 +251,7 @@ impl Coordinator {
             let running = self.store.running_sweeps().await.map_err(|e| self.store_err(e))?;
             // Finished sweeps leave the cache (a status call reloads one if needed).
             self.sweeps.lock().unwrap().retain(|id, _| running.iter().any(|r| r.id == *id));
+            self.widenings.lock().unwrap().retain(|id, _| running.iter().any(|r| r.id == *id));
             let mut share = self.share.lock().unwrap();
             share.0.sync(&running);
             share.1 = now;
@@ -286,6 +290,31 @@ impl Coordinator {
         let s = Arc::new(self.store.resolved(id).await.map_err(|e| self.store_err(e))?);
         self.sweeps.lock().unwrap().insert(id, s.clone());
         Ok(s)
+    }
+
+    /// A sweep's widened pairs (cached as its resolved form is).
+    async fn widenings(&self, id: i64) -> Result<Arc<Vec<jagged_store::Widened>>, ServiceError> {
+        if let Some(w) = self.widenings.lock().unwrap().get(&id) {
+            return Ok(w.clone());
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(w) = self.widenings.lock().unwrap().get(&id) {
+            return Ok(w.clone());
+        }
+        let w = Arc::new(self.store.widenings(id).await.map_err(|e| self.store_err(e))?);
+        self.widenings.lock().unwrap().insert(id, w.clone());
+        Ok(w)
+    }
+
+    /// Where a claimed shard of a widened pair takes its other rows from: the
+    /// earlier family and its parts that hold the shard's images.
+    async fn widen_from(&self, c: &jagged_store::Claimed) -> Result<Option<jagged_domain::task::WidenFrom>, ServiceError> {
+        let widenings = self.widenings(c.sweep_id).await?;
+        let Some(w) = widenings.iter().find(|w| (w.model_idx as i32, w.family_idx as i32) == (c.model_idx, c.family_idx)) else {
+            return Ok(None);
+        };
+        let parts = self.store.widen_parts(w.from_sweep, &w.from_key, c.image_lo, c.image_hi).await.map_err(|e| self.store_err(e))?;
+        Ok(Some(jagged_domain::task::WidenFrom { family: w.from_family.clone(), parts }))
     }
 
     async fn status(&self, id: i64) -> Result<SweepStatus, ServiceError> {
@@ -444,7 +473,9 @@ impl WorkerService for Coordinator {
             self.metrics.leases.get_or_create(&metrics::SweepLabel { sweep: c.sweep_id.to_string() }).inc();
             self.metrics.queue_wait_seconds.observe(((now - c.queued_ms).max(0)) as f64 / 1000.0);
             let sweep = self.resolved(c.sweep_id).await?;
-            shards.push(pb::ShardTask::from(task_of(&sweep, &c)?));
+            let mut task = task_of(&sweep, &c)?;
+            task.widen = self.widen_from(&c).await?;
+            shards.push(pb::ShardTask::from(task));
         }
         Ok(Response::new(LeaseResponse { shards }))
     }
@@ -553,11 +584,27 @@ impl AdminService for Coordinator {
                 let model = sweep.models.get(a.model_idx as usize).map(|m| m.name.as_str()).unwrap_or("?");
                 tracing::info!(sweep = id, model, family = a.family_idx, from = a.from_sweep, shards = a.shards, "results reused");
             }
+            for w in &inserted.widened {
+                let model = sweep.models.get(w.model_idx as usize).map(|m| m.name.as_str()).unwrap_or("?");
+                tracing::info!(
+                    sweep = id,
+                    model,
+                    family = w.family_idx,
+                    from = w.from_sweep,
+                    inferences = w.inferences,
+                    full = w.full,
+                    "grid widened: rows of the earlier grid taken as they are"
+                );
+            }
             tracing::info!(sweep = id, name = %sweep.spec.name, shards = planned, reused, "sweep submitted");
         }
-        let mut from: Vec<i64> = inserted.adopted.iter().map(|a| a.from_sweep).collect();
-        from.sort_unstable();
-        from.dedup();
+        let sorted = |mut v: Vec<i64>| {
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let from = sorted(inserted.adopted.iter().map(|a| a.from_sweep).collect());
+        let widened = &inserted.widened;
         Ok(Response::new(SubmitResponse {
             sweep_id: id,
             shards: planned as u32 + reused,
@@ -565,6 +612,10 @@ impl AdminService for Coordinator {
             reused_shards: reused,
             reused_inferences: inserted.adopted.iter().map(|a| a.inferences).sum::<i64>() as u64,
             reused_from: from,
+            widened_pairs: widened.len() as u32,
+            widened_inferences: widened.iter().map(|w| w.inferences).sum::<i64>() as u64,
+            widened_full: widened.iter().map(|w| w.full).sum::<i64>() as u64,
+            widened_from: sorted(widened.iter().map(|w| w.from_sweep).collect()),
         }))
     }
 
@@ -613,33 +664,37 @@ struct PairContent<'a> {
     jpeg_decoder: jagged_domain::image::JpegDecoder,
 }
 
-/// The content key (SHA-256, hex) of every (model, family) pair of `sweep`,
-/// `[model][family]`: two sweeps' pairs with the same key have the same rows,
-/// so a new sweep adopts a finished pair's parts instead of running it again.
-pub fn pair_keys(sweep: &ResolvedSweep) -> Result<Vec<Vec<String>>, serde_json::Error> {
-    sweep
-        .models
-        .iter()
-        .map(|model| {
-            sweep
-                .spec
-                .families
-                .iter()
-                .enumerate()
-                .map(|(f, family)| {
-                    let content = PairContent {
-                        format: 1,
-                        model,
-                        family,
-                        items: sweep.items(f),
-                        keep_probs: sweep.spec.run.keep_probs,
-                        jpeg_decoder: sweep.spec.run.jpeg_decoder,
-                    };
-                    Ok(hex::encode(sha2::Sha256::digest(serde_json::to_vec(&content)?)))
-                })
-                .collect()
-        })
-        .collect()
+/// The content keys (SHA-256, hex) of every (model, family) pair of `sweep`:
+/// two sweeps' pairs with the same exact key have the same rows, so a new
+/// sweep adopts a finished pair's parts instead of running it again; pairs
+/// with the same key without the extent ([`Family::without_extent`]) differ at
+/// most in their grids' extents, so one may take rows from the other.
+///
+/// [`Family::without_extent`]: jagged_domain::transform::Family::without_extent
+pub fn pair_keys(sweep: &ResolvedSweep) -> Result<jagged_store::PairKeys, serde_json::Error> {
+    let key =
+        |model: &jagged_domain::spec::ResolvedModel, family: &jagged_domain::transform::Family, f: usize| -> Result<String, serde_json::Error> {
+            let content = PairContent {
+                format: 1,
+                model,
+                family,
+                items: sweep.items(f),
+                keep_probs: sweep.spec.run.keep_probs,
+                jpeg_decoder: sweep.spec.run.jpeg_decoder,
+            };
+            Ok(hex::encode(sha2::Sha256::digest(serde_json::to_vec(&content)?)))
+        };
+    let mut keys = jagged_store::PairKeys::default();
+    for model in &sweep.models {
+        let (mut exact, mut wide) = (Vec::new(), Vec::new());
+        for (f, family) in sweep.spec.families.iter().enumerate() {
+            exact.push(key(model, family, f)?);
+            wide.push(family.without_extent().map(|w| key(model, &w, f)).transpose()?);
+        }
+        keys.exact.push(exact);
+        keys.wide.push(wide);
+    }
+    Ok(keys)
 }
 
 /// The task of a claimed shard: its model, family and items from the sweep.
@@ -676,6 +731,7 @@ fn task_of(sweep: &ResolvedSweep, c: &jagged_store::Claimed) -> Result<ShardTask
         jpeg_decoder: sweep.spec.run.jpeg_decoder,
         lease_deadline_ms: c.deadline_ms,
         ring: c.ring,
+        widen: None,
     })
 }
 

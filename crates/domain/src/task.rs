@@ -32,6 +32,18 @@ pub struct ShardTask {
     pub lease_deadline_ms: i64,
     /// The ring an adaptive (`radius`) shard searches; 0 for other families.
     pub ring: u32,
+    /// Where a widened grid takes the rows it does not compute anew.
+    pub widen: Option<WidenFrom>,
+}
+
+/// The earlier grid of the same family and model whose committed rows a
+/// widened shard takes as they are ([`Family::widening_of`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WidenFrom {
+    /// The earlier grid's family.
+    pub family: Family,
+    /// Its committed parts holding the shard's items: object key and SHA-256.
+    pub parts: Vec<(String, String)>,
 }
 
 /// One item of a shard: an image (or a sequence) and its index in the sweep.

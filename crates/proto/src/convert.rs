@@ -12,7 +12,7 @@ use jagged_domain::spec::{
     ShardSpec, Structure, SweepSpec, Unlisted,
 };
 use jagged_domain::status::{ShardError, SweepState, SweepStatus};
-use jagged_domain::task::{FailedItem, ShardTask, TaskItem};
+use jagged_domain::task::{FailedItem, ShardTask, TaskItem, WidenFrom};
 use jagged_domain::transform::{Background, Compare, DiagonalBase, EmbedCrop, Family, Normalize};
 
 /// A message that does not describe a valid domain value.
@@ -423,6 +423,10 @@ convert! {
         family: Some(t.family.into()),
         jpeg_decoder: pb::JpegDecoder::from(t.jpeg_decoder) as i32,
         items: t.items.into_iter().map(|i| pb::ShardItem { index: i.index, item: Some(i.image.into()), reference_top1: i.reference }).collect(),
+        widen: t.widen.map(|w| pb::Widen {
+            family: Some(w.family.into()),
+            parts: w.parts.into_iter().map(|(object_key, sha256)| pb::PartRef { object_key, sha256 }).collect(),
+        }),
     }
     from_wire {
         model: need(t.model, "ShardTask.model")?.try_into()?,
@@ -433,6 +437,15 @@ convert! {
             .into_iter()
             .map(|i| Ok(TaskItem { index: i.index, image: need(i.item, "ShardItem.item")?.into(), reference: i.reference_top1 }))
             .collect::<Result<_, ConvertError>>()?,
+        widen: t
+            .widen
+            .map(|w| -> Result<WidenFrom, ConvertError> {
+                Ok(WidenFrom {
+                    family: need(w.family, "Widen.family")?.try_into()?,
+                    parts: w.parts.into_iter().map(|p| (p.object_key, p.sha256)).collect(),
+                })
+            })
+            .transpose()?,
     }
 }
 

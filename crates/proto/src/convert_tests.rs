@@ -143,6 +143,7 @@ fn sweeps_cross_the_wire_unchanged() {
 #[test]
 fn tasks_and_statuses_cross_the_wire_unchanged() {
     let s = sweep();
+    let mut last = None;
     for (f, family) in s.spec.families.iter().enumerate() {
         let task = ShardTask {
             shard_id: 4,
@@ -158,9 +159,18 @@ fn tasks_and_statuses_cross_the_wire_unchanged() {
             jpeg_decoder: jagged_domain::image::JpegDecoder::LibjpegTurbo,
             lease_deadline_ms: 123,
             ring: 2,
+            widen: (f % 2 == 1).then(|| jagged_domain::task::WidenFrom {
+                family: s.spec.families[0].clone(),
+                parts: vec![("parts/a.parquet".into(), "ab".repeat(32)), ("parts/b.parquet".into(), "cd".repeat(32))],
+            }),
         };
         assert_eq!(ShardTask::try_from(pb::ShardTask::from(task.clone())).unwrap(), task);
+        last = Some(task);
     }
+    let widen = Some(jagged_domain::task::WidenFrom { family: s.spec.families[0].clone(), parts: vec![] });
+    let mut wire = pb::ShardTask::from(ShardTask { widen, ..last.unwrap() });
+    wire.widen.as_mut().unwrap().family = None;
+    assert_eq!(ShardTask::try_from(wire).unwrap_err().field, "Widen.family");
     let st = SweepStatus {
         sweep_id: 3,
         name: "n".into(),

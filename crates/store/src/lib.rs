@@ -31,7 +31,7 @@ pub mod workers;
 pub use cost::Spent;
 pub use outputs::{Commit, CommittedFailure, CommittedOutput, Output, Provenance, Throughput};
 pub use shards::{Claimed, Held, ModelProgress, ShardFailure, SweepTiming};
-pub use sweeps::{Adopted, Inserted, RunningSweep, SweepRow};
+pub use sweeps::{Adopted, Inserted, PairKeys, RunningSweep, SweepRow, Widened};
 pub use workers::LiveWorker;
 
 use chrono::{DateTime, TimeZone, Utc};

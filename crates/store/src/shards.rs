@@ -215,8 +215,10 @@ impl Store {
         shards: &[PlannedShard],
         inferences: &[i64],
         keys: &[Option<String>],
+        wide: &[Option<String>],
     ) -> Result<()> {
-        for ((sh, nn), kk) in shards.chunks(50_000).zip(inferences.chunks(50_000)).zip(keys.chunks(50_000)) {
+        let chunks = shards.chunks(50_000).zip(inferences.chunks(50_000)).zip(keys.chunks(50_000)).zip(wide.chunks(50_000));
+        for (((sh, nn), kk), ww) in chunks {
             sqlx::query(include_str!("../queries/shards/insert.sql"))
                 .bind(sweep_id)
                 .bind(sh.iter().map(|s| s.model as i32).collect::<Vec<_>>())
@@ -228,6 +230,7 @@ impl Store {
                 .bind(sweep.spec.shard.max_attempts as i32)
                 .bind(sh.iter().map(|s| s.ring as i32).collect::<Vec<_>>())
                 .bind(kk)
+                .bind(ww)
                 .execute(&mut *tx)
                 .await?;
         }

@@ -8,6 +8,7 @@ use jagged_domain::plan::PlannedShard;
 pub use jagged_domain::share::RunningSweep;
 use jagged_domain::spec::{ResolvedSweep, RESOLVED_FORMAT};
 use jagged_domain::status::SweepState;
+use jagged_domain::transform::Family;
 
 /// A sweep's counters and state.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,7 +121,7 @@ fn decode_resolved(sweep: i64, r: PgResolved) -> Result<ResolvedSweep> {
 }
 
 /// A submitted sweep as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Inserted {
     /// The sweep's id.
     pub id: i64,
@@ -128,6 +129,41 @@ pub struct Inserted {
     pub existing: bool,
     /// Pairs whose results another sweep held, adopted instead of planned.
     pub adopted: Vec<Adopted>,
+    /// Pairs planned to take most rows from an earlier grid of their family.
+    pub widened: Vec<Widened>,
+}
+
+/// The content keys of a sweep's (model, family) pairs, `[model][family]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PairKeys {
+    /// What shapes a pair's rows: two pairs with the same key have the same rows.
+    pub exact: Vec<Vec<String>>,
+    /// The same without the grid's extent (`None` for families whose rows depend
+    /// on more than their point): pairs with the same such key differ at most in
+    /// their grids' extents, and one may take rows from the other.
+    pub wide: Vec<Vec<Option<String>>>,
+}
+
+/// One (model, family) pair planned to take the rows an earlier grid of the
+/// same family computed, inferring only the points it needs to write the rest
+/// ([`Family::widening_of`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Widened {
+    /// Model index in the new sweep.
+    pub model_idx: u32,
+    /// Family index in the new sweep.
+    pub family_idx: u32,
+    /// The sweep that computed the earlier grid.
+    pub from_sweep: i64,
+    /// The earlier pair's content key (its committed parts).
+    pub from_key: String,
+    /// The earlier grid's family.
+    pub from_family: Family,
+    /// Inferences planned for the pair.
+    pub inferences: i64,
+    /// Inferences a full run of the pair would make (its rows, which the
+    /// sweep's counters count, as they count adopted pairs' rows).
+    pub full: i64,
 }
 
 /// One (model, family) pair whose committed parts a new sweep adopted.
@@ -145,6 +181,13 @@ pub struct Adopted {
     pub inferences: i64,
 }
 
+/// The earlier pair a widened one takes rows from.
+struct WidenSource {
+    sweep: i64,
+    key: String,
+    family: Family,
+}
+
 #[derive(sqlx::FromRow)]
 struct PgAdopted {
     shards: i32,
@@ -157,51 +200,62 @@ struct PgAdopted {
 impl Store {
     /// Stores a sweep and its planned shards in one transaction; returns its id.
     pub async fn insert_sweep(&self, spec_toml: &str, sweep: &ResolvedSweep, shards: &[PlannedShard]) -> Result<i64> {
-        Ok(self.insert_sweep_once(spec_toml, sweep, shards, None, &[], false).await?.id)
+        Ok(self.insert_sweep_once(spec_toml, sweep, shards, None, &PairKeys::default(), false).await?.id)
     }
 
     /// Stores a sweep with its `content_hash` and its pairs' content keys
-    /// (`keys[model][family]`, recorded on their shards; empty: none). With
-    /// `reuse`: if a sweep with the same hash (and not cancelled) exists, that
-    /// one's id is returned as `existing`; otherwise every pair whose key a
-    /// pair of another sweep holds with all its shards done adopts those
-    /// shards' parts instead of its planned shards (a sweep adopting all of
-    /// them is done at once). Concurrent submits of the same content are
-    /// serialised, so only one is stored.
+    /// (recorded on their shards; empty: none). With `reuse`: if a sweep with
+    /// the same hash (and not cancelled) exists, that one's id is returned as
+    /// `existing`; otherwise every pair whose key a pair of another sweep holds
+    /// with all its shards done adopts those shards' parts instead of its
+    /// planned shards (a sweep adopting all of them is done at once), and every
+    /// other pair whose key without the extent such a pair holds, with a grid
+    /// it can take rows from, is planned to infer only the points it needs
+    /// (the fewest of the candidates). Concurrent submits of the same content
+    /// are serialised, so only one is stored.
     pub async fn insert_sweep_once(
         &self,
         spec_toml: &str,
         sweep: &ResolvedSweep,
         shards: &[PlannedShard],
         content_hash: Option<&str>,
-        keys: &[Vec<String>],
+        keys: &PairKeys,
         reuse: bool,
     ) -> Result<Inserted> {
-        let key_of = |m: u32, f: u32| keys.get(m as usize).and_then(|k| k.get(f as usize)).cloned();
+        let key_of = |m: u32, f: u32| keys.exact.get(m as usize).and_then(|k| k.get(f as usize)).cloned();
+        let wide_of = |m: u32, f: u32| keys.wide.get(m as usize).and_then(|k| k.get(f as usize)).cloned().flatten();
         let resolved = serde_json::to_value(sweep).map_err(|e| StoreError::Data(e.to_string()))?;
         let mut tx = self.pool.begin().await?;
         if let (Some(h), true) = (content_hash, reuse) {
             sqlx::query(include_str!("../queries/sweeps/lock_hash.sql")).bind(h).execute(&mut *tx).await?;
             let found: Option<i64> = sqlx::query_scalar(include_str!("../queries/sweeps/find_by_hash.sql")).bind(h).fetch_optional(&mut *tx).await?;
             if let Some(id) = found {
-                return Ok(Inserted { id, existing: true, adopted: Vec::new() });
+                return Ok(Inserted { id, existing: true, adopted: Vec::new(), widened: Vec::new() });
             }
         }
         // Pairs computed in full elsewhere: (model, family, key, source sweep).
         let mut sources: Vec<(u32, u32, String, i64)> = Vec::new();
+        // Pairs widened from another grid: (model, family, source, points to infer per image).
+        let mut widening: Vec<(u32, u32, WidenSource, usize)> = Vec::new();
         if reuse {
-            for (m, per_family) in keys.iter().enumerate() {
+            for (m, per_family) in keys.exact.iter().enumerate() {
                 for (f, key) in per_family.iter().enumerate() {
                     let from: Option<i64> =
                         sqlx::query_scalar(include_str!("../queries/shards/reuse_source.sql")).bind(key).fetch_optional(&mut *tx).await?;
                     if let Some(from) = from {
                         sources.push((m as u32, f as u32, key.clone(), from));
+                    } else if let (Some(wide), Some(family)) = (wide_of(m as u32, f as u32), sweep.spec.families.get(f)) {
+                        if let Some((source, infer)) = Self::widen_source(&mut tx, &wide, key, family).await? {
+                            widening.push((m as u32, f as u32, source, infer));
+                        }
                     }
                 }
             }
         }
         let adopting = |s: &PlannedShard| sources.iter().any(|(m, f, _, _)| (*m, *f) == (s.model, s.family));
         let planned: Vec<PlannedShard> = shards.iter().filter(|s| !adopting(s)).copied().collect();
+        // A widened pair's shards count their rows too, as adopted ones do: a
+        // sweep's inferences are the results it holds, wherever they were run.
         let n: Vec<i64> = planned
             .iter()
             .map(|s| (s.image_hi - s.image_lo) as i64 * sweep.spec.families.get(s.family as usize).map_or(0, |f| f.points_per_image(s.ring)) as i64)
@@ -218,7 +272,37 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let planned_keys: Vec<Option<String>> = planned.iter().map(|s| key_of(s.model, s.family)).collect();
-        Self::insert_shards(&mut tx, id, sweep, &planned, &n, &planned_keys).await?;
+        let planned_wide: Vec<Option<String>> = planned.iter().map(|s| wide_of(s.model, s.family)).collect();
+        Self::insert_shards(&mut tx, id, sweep, &planned, &n, &planned_keys, &planned_wide).await?;
+        let mut widened = Vec::new();
+        for (m, f, source, per_image) in widening {
+            let family = serde_json::to_value(&source.family).map_err(|e| StoreError::Data(e.to_string()))?;
+            sqlx::query(include_str!("../queries/shards/widen_insert.sql"))
+                .bind(id)
+                .bind(m as i32)
+                .bind(f as i32)
+                .bind(source.sweep)
+                .bind(&source.key)
+                .bind(family)
+                .execute(&mut *tx)
+                .await?;
+            let (mut inferences, mut full) = (0, 0);
+            for (s, k) in planned.iter().zip(&n) {
+                if (s.model, s.family) == (m, f) {
+                    inferences += (s.image_hi - s.image_lo) as i64 * per_image as i64;
+                    full += k;
+                }
+            }
+            widened.push(Widened {
+                model_idx: m,
+                family_idx: f,
+                from_sweep: source.sweep,
+                from_key: source.key,
+                from_family: source.family,
+                inferences,
+                full,
+            });
+        }
         let now_ms = crate::now_ms();
         let now = ts(now_ms);
         let mut adopted = Vec::new();
@@ -247,7 +331,46 @@ impl Store {
             Self::tally(&mut tx, &[change], now_ms).await?;
         }
         tx.commit().await?;
-        Ok(Inserted { id, existing: false, adopted })
+        Ok(Inserted { id, existing: false, adopted, widened })
+    }
+
+    /// Of the pairs of key-without-extent `wide` computed in full elsewhere
+    /// (other than the exact pair `key`), the one whose grid `family` takes
+    /// rows from with the fewest points to infer (the newest of equals), with
+    /// that number per image.
+    async fn widen_source(tx: &mut sqlx::PgConnection, wide: &str, key: &str, family: &Family) -> Result<Option<(WidenSource, usize)>> {
+        let candidates: Vec<(i64, i32, String)> =
+            sqlx::query_as(include_str!("../queries/shards/widen_sources.sql")).bind(wide).bind(key).fetch_all(&mut *tx).await?;
+        let mut best: Option<(WidenSource, usize)> = None;
+        for (sweep, family_idx, from_key) in candidates {
+            let r: Option<PgResolved> = sqlx::query_as(include_str!("../queries/sweeps/resolved.sql")).bind(sweep).fetch_optional(&mut *tx).await?;
+            let Some(old) = r.map(|r| decode_resolved(sweep, r)).transpose()? else { continue };
+            let Some(old_family) = old.spec.families.get(family_idx as usize) else { continue };
+            let Some(w) = family.widening_of(old_family) else { continue };
+            if best.as_ref().is_none_or(|b| w.infer.len() < b.1) {
+                best = Some((WidenSource { sweep, key: from_key, family: old_family.clone() }, w.infer.len()));
+            }
+        }
+        Ok(best)
+    }
+
+    /// A sweep's widened pairs, as recorded at submit (their inference counts
+    /// are not kept: zero).
+    pub async fn widenings(&self, sweep_id: i64) -> Result<Vec<Widened>> {
+        let rows: Vec<(i32, i32, i64, String, serde_json::Value)> =
+            sqlx::query_as(include_str!("../queries/shards/widenings.sql")).bind(sweep_id).fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|(m, f, from_sweep, from_key, family)| {
+                let from_family = serde_json::from_value(family).map_err(|e| StoreError::Data(format!("sweep `{sweep_id}`: widened family: {e}")))?;
+                Ok(Widened { model_idx: m as u32, family_idx: f as u32, from_sweep, from_key, from_family, inferences: 0, full: 0 })
+            })
+            .collect()
+    }
+
+    /// The committed parts (object key, SHA-256) of the pair of content key
+    /// `key` in sweep `sweep_id` that hold any of images `lo..hi`, in image order.
+    pub async fn widen_parts(&self, sweep_id: i64, key: &str, lo: i32, hi: i32) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(include_str!("../queries/shards/widen_parts.sql")).bind(sweep_id).bind(key).bind(lo).bind(hi).fetch_all(&self.pool).await?)
     }
 
     /// The resolved sweep as submitted, in any format this build reads.

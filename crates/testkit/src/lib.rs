@@ -297,6 +297,7 @@ pub fn task(
         jpeg_decoder: Default::default(),
         lease_deadline_ms: 0,
         ring: 0,
+        widen: None,
     }
 }
 

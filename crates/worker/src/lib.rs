@@ -32,7 +32,7 @@ use tonic::transport::Channel;
 use tracing::Instrument;
 
 pub mod metrics;
-pub use run::{pads_batches, run_shard, Busy, RunError, ShardInput, ShardOutput, Timing};
+pub use run::{pads_batches, run_shard, Busy, RunError, ShardInput, ShardOutput, Taken, Timing};
 
 /// Why a worker stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -566,6 +566,7 @@ impl Reporter<'_> {
         let rows = out.rows as i64;
         let t = out.timing;
         let out_render = out.render;
+        let (inferences, taken) = (out.inferences, out.taken);
         let failed_items = out.failed.len() as u64;
         let writing = Instant::now();
         let written = match stored {
@@ -628,11 +629,13 @@ impl Reporter<'_> {
             Ok(_) => {
                 m.ended("committed");
                 let label = metrics::InferenceLabel { sweep: lease.sweep.to_string(), model: model_name.into(), device, provider: provider.into() };
-                m.inferences.get_or_create(&label).inc_by(rows as u64);
+                m.inferences.get_or_create(&label).inc_by(inferences as u64);
                 m.items_failed.get_or_create(&on).inc_by(failed_items);
                 tracing::info!(
                     shard,
                     rows,
+                    inferences,
+                    taken,
                     secs = started.elapsed().as_secs_f64(),
                     prepare = t.prepare_secs,
                     infer = t.run_secs,
@@ -773,6 +776,47 @@ async fn fetch_images(
     Ok(images)
 }
 
+/// The rows a widened shard takes from its earlier grid's committed parts,
+/// each checked against its checksum; `None` (with a warning: the whole grid
+/// then runs, as for a shard that was never widened) when a part is missing,
+/// altered or unreadable, or the two grids no longer match.
+async fn fetch_taken(store: &dyn ObjectStore, task: &ShardTask) -> Option<run::Taken> {
+    let widen = task.widen.as_ref()?;
+    let warn = |why: String| tracing::warn!(shard = task.shard_id, "running the whole grid: {why}");
+    let Some(widening) = task.family.widening_of(&widen.family) else {
+        warn("the earlier grid has no rows this one can take".into());
+        return None;
+    };
+    let wanted: std::collections::HashSet<u32> = task.items.iter().map(|i| i.index).collect();
+    let mut rows: std::collections::HashMap<u32, Vec<jagged_artifacts::ResultRow>> = Default::default();
+    let gets = widen.parts.iter().map(|(key, _)| jagged_artifacts::get(store, key));
+    for ((key, sha256), got) in widen.parts.iter().zip(futures::future::join_all(gets).await) {
+        let bytes = match got {
+            Ok(b) => b,
+            Err(e) => {
+                warn(format!("earlier part `{key}`: {e}"));
+                return None;
+            }
+        };
+        if jagged_artifacts::sha256_hex(&bytes) != *sha256 {
+            warn(format!("earlier part `{key}` does not match its checksum"));
+            return None;
+        }
+        match jagged_artifacts::decode(bytes) {
+            Ok(decoded) => {
+                for r in decoded.into_iter().filter(|r| wanted.contains(&(r.image_index as u32))) {
+                    rows.entry(r.image_index as u32).or_default().push(r);
+                }
+            }
+            Err(e) => {
+                warn(format!("earlier part `{key}`: {e}"));
+                return None;
+            }
+        }
+    }
+    Some(run::Taken { widening, old_points: widen.family.points(), rows })
+}
+
 /// Why a shard attempt failed.
 struct Failure {
     message: String,
@@ -820,6 +864,7 @@ async fn execute(
     // on the compute thread, with no thread between.
     let local = jagged_artifacts::is_local(config.store.as_ref());
     let images = if local { None } else { Some(fetch_images(config.store.as_ref(), &task).await?) };
+    let taken = fetch_taken(config.store.as_ref(), &task).await;
     let fetch_secs = fetching.elapsed().as_secs_f64();
     let engines = engines.clone();
     let lost = lost.clone();
@@ -903,7 +948,7 @@ async fn execute(
         let (engine, used) = engines.get_mut(&engine_key).expect("inserted above");
         *used = ENGINE_CLOCK.fetch_add(1, Ordering::Relaxed);
         let pad_batches = pads_batches(engine.provider);
-        let input = ShardInput { task: &task, images, host_threads, pad_batches, busy: Some(&busy), graph_render };
+        let input = ShardInput { task: &task, images, host_threads, pad_batches, busy: Some(&busy), graph_render, taken };
         let abandoned = || hand_back.load(Ordering::Relaxed) || lost.lock().unwrap().contains(&(shard_id, epoch));
         let out = run_shard(engine, input, &abandoned).map_err(|e| retryable(e.to_string()))?;
         drop(engines);

@@ -3,10 +3,11 @@
 use bytes::Bytes;
 use jagged_artifacts::ResultRow;
 use jagged_domain::metrics::equivariance::{probe_error, LayerError};
-use jagged_domain::metrics::image_outcomes;
+use jagged_domain::metrics::{image_outcomes, PointOutcome};
 use jagged_domain::task::{FailedItem, ShardTask, TaskItem};
-use jagged_domain::transform::{Family, GridPoint, Prepared};
+use jagged_domain::transform::{Family, GridPoint, Prepared, Widening};
 use jagged_infer::{Engine, PerInput, Rendering, Staging};
+use std::collections::HashMap;
 
 /// Why the compute step stopped (the shard is retried).
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,38 @@ pub struct ShardInput<'a> {
     /// has the rendering session ([`Engine::attach`]) and every point of
     /// the shard is a plain window ([`Prepared::view`]); otherwise on the host.
     pub graph_render: bool,
+    /// A widened grid: the earlier grid's rows to take as they are.
+    pub taken: Option<Taken>,
+}
+
+/// The rows a widened shard takes from an earlier grid of its family
+/// ([`Family::widening_of`]): an item whose earlier rows are all here infers
+/// only the points the widening names; any other item runs its whole grid.
+pub struct Taken {
+    /// Which rows the shard's grid takes, and which points it infers.
+    pub widening: Widening,
+    /// The earlier grid's points.
+    pub old_points: Vec<GridPoint>,
+    /// Each item's earlier rows by its index in the sweep, in any order.
+    pub rows: HashMap<u32, Vec<ResultRow>>,
+}
+
+impl Taken {
+    /// An item's earlier rows in point order, when there is exactly one for
+    /// every point of the earlier grid and each lies where its point does.
+    fn rows_of(&self, item: u32) -> Option<Vec<&ResultRow>> {
+        let rows = self.rows.get(&item)?;
+        let mut by_point: Vec<Option<&ResultRow>> = vec![None; self.old_points.len()];
+        for r in rows {
+            let slot = by_point.get_mut(usize::try_from(r.point).ok()?)?;
+            if slot.replace(r).is_some() {
+                return None;
+            }
+        }
+        let placed =
+            |r: &ResultRow, p: &GridPoint| [r.dx, r.dy, r.scale, r.angle].map(f32::to_bits) == [p.dx, p.dy, p.scale, p.angle].map(f32::to_bits);
+        by_point.into_iter().zip(&self.old_points).map(|(r, p)| r.filter(|r| placed(r, p))).collect()
+    }
 }
 
 /// Seconds an execution provider has been busy on one attempt, updated as it
@@ -110,6 +143,11 @@ pub struct ShardOutput {
     /// An adaptive shard's items whose top-1 has not changed, with their
     /// reference class: the next ring's images (empty at the last ring).
     pub next_ring: Vec<(u32, u32)>,
+    /// Inputs inferred (padding aside); fewer than the rows where a widened
+    /// grid took rows, or an adaptive ring ran the reference again.
+    pub inferences: usize,
+    /// Rows taken from an earlier grid.
+    pub taken: usize,
 }
 
 /// Batches rendered ahead of the one being inferred.
@@ -180,9 +218,32 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     }
     timing.prepare_secs = t0.elapsed().as_secs_f64();
 
-    // Each image's points (the same for all but seeded random draws), then every
-    // (image, point) in order, batched across images.
-    let points: Vec<Vec<GridPoint>> = prepared.iter().map(|(item, _)| fam.shard_points(item.index, card.input_size, task.ring)).collect();
+    // A widened grid: each item with its earlier rows, or none (its whole grid runs).
+    let taken_rows: Vec<Option<Vec<&ResultRow>>> =
+        prepared.iter().map(|(item, _)| input.taken.as_ref().and_then(|t| t.rows_of(item.index))).collect();
+    // Each image's points (the same for all but seeded random draws; a widened
+    // item's, those its widening infers), then every (image, point) in order,
+    // batched across images.
+    let infer = input.taken.as_ref().map(|t| &t.widening.infer);
+    let points: Vec<Vec<GridPoint>> = prepared
+        .iter()
+        .zip(&taken_rows)
+        .map(|((item, _), taken)| {
+            let all = fam.shard_points(item.index, card.input_size, task.ring);
+            match (taken, infer) {
+                (Some(_), Some(infer)) => infer.iter().map(|&p| all[p]).collect(),
+                _ => all,
+            }
+        })
+        .collect();
+    // A widened item's pairs and reference among its inferred points: the pairs
+    // whose first point is written anew, in the family's order.
+    let local = infer.map(|infer| {
+        let at: HashMap<usize, usize> = infer.iter().enumerate().map(|(k, &p)| (p, k)).collect();
+        let written = input.taken.as_ref().map(|t| &t.widening.reused).expect("with `infer`");
+        let local_pairs: Vec<(usize, usize)> = pairs.iter().filter(|(a, _)| written[*a].is_none()).map(|(a, b)| (at[a], at[b])).collect();
+        (local_pairs, at[&reference], at)
+    });
     let work: Vec<(usize, usize)> = (0..prepared.len()).flat_map(|i| (0..points[i].len()).map(move |p| (i, p))).collect();
     // Padded runs get the full batch; the tail's extra slots hold stale inputs whose
     // outputs are dropped.
@@ -276,7 +337,11 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
     let items: Vec<usize> = (0..prepared.len()).collect();
     let measured = par_map(&items, host, |&i| {
         let vecs: Result<Vec<&[f32]>, String> = probs[i].iter().map(|r| r.as_ref().map(|v| v.as_slice()).map_err(|e| e.clone())).collect();
-        vecs.map(|refs| image_outcomes(&refs, &pairs, reference, label_of(&prepared[i].0)))
+        let (pairs, reference) = match (&taken_rows[i], &local) {
+            (Some(_), Some((pairs, reference, _))) => (pairs, *reference),
+            _ => (&pairs, reference),
+        };
+        vecs.map(|refs| image_outcomes(&refs, pairs, reference, label_of(&prepared[i].0)))
     });
     let mut rows = Vec::with_capacity(work.len());
     let mut next_ring = Vec::new();
@@ -284,6 +349,7 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
         Family::Radius { max_radius, .. } => *max_radius,
         _ => 0,
     };
+    let mut taken = 0;
     for (i, (((item, _), probs), (outcomes, points))) in prepared.iter().zip(&probs).zip(measured.into_iter().zip(&points)).enumerate() {
         let outcomes = match outcomes {
             Ok(o) => o,
@@ -293,6 +359,39 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
             }
         };
         let label = label_of(item);
+        // The row of a point computed here, with its outcome.
+        let row_of = |point: &GridPoint, is_reference: bool, o: &PointOutcome, probs: Option<Vec<f32>>| ResultRow {
+            sweep_id: task.sweep_id,
+            shard_id: task.shard_id,
+            attempt: task.attempt,
+            model: task.model.name.clone(),
+            family: fam.name().to_string(),
+            family_index: task.family_index as i32,
+            image_index: item.index as i32,
+            image_name: item.image.name.clone(),
+            label: label.map(|l| l as i32),
+            point: point.index as i32,
+            dx: point.dx,
+            dy: point.dy,
+            scale: point.scale,
+            angle: point.angle,
+            is_reference,
+            top1: o.argmax as i32,
+            top5_class: o.top5.iter().map(|t| t.0 as i32).collect(),
+            top5_prob: o.top5.iter().map(|t| t.1).collect(),
+            p_label: o.p_label,
+            p_ref_top1: o.p_ref_top1,
+            fwd_pairs: o.fwd_pairs as i32,
+            fwd_top1_changes: o.fwd_top1_changes as i32,
+            fwd_abs_diff: o.fwd_abs_diff,
+            fwd_top5_transitions: o.fwd_top5_transitions as i32,
+            fwd_top5_dist: o.fwd_top5_dist as i32,
+            provider: engine.provider.to_string(),
+            precision: engine.precision.to_string(),
+            render: render.to_string(),
+            probs,
+            layers: None,
+        };
         if adaptive {
             // The class every ring compares with: the first ring's reference.
             let class = item.reference.unwrap_or(outcomes[0].argmax);
@@ -300,43 +399,38 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
                 next_ring.push((item.index, class));
             }
         }
-        for (p, o) in outcomes.into_iter().enumerate() {
+        if let (Some(old), Some(t), Some((_, _, at))) = (&taken_rows[i], &input.taken, &local) {
+            // A widened item: the grid's rows in order, each taken as it is or
+            // written from this run's outcomes.
+            let grid = fam.shard_points(item.index, card.input_size, task.ring);
+            for (j, reused) in t.widening.reused.iter().enumerate() {
+                match reused {
+                    Some(o) => {
+                        let mut row = old[*o].clone();
+                        (row.sweep_id, row.shard_id, row.attempt) = (task.sweep_id, task.shard_id, task.attempt);
+                        (row.model, row.family_index, row.point) = (task.model.name.clone(), task.family_index as i32, grid[j].index as i32);
+                        row.is_reference = j == reference;
+                        rows.push(row);
+                        taken += 1;
+                    }
+                    None => {
+                        let k = at[&j];
+                        rows.push(row_of(&grid[j], j == reference, &outcomes[k], task.keep_probs.then(|| probs[k].as_ref().ok().cloned()).flatten()));
+                    }
+                }
+            }
+            continue;
+        }
+        for (p, o) in outcomes.iter().enumerate() {
             // Later rings rerun the reference for their pair metrics; its row was
             // written by the first.
             if adaptive && p == reference && task.ring > 1 {
                 continue;
             }
+            let layers = layer_errors.get(i).and_then(|l| l.get(p).cloned()).flatten();
             rows.push(ResultRow {
-                sweep_id: task.sweep_id,
-                shard_id: task.shard_id,
-                attempt: task.attempt,
-                model: task.model.name.clone(),
-                family: fam.name().to_string(),
-                family_index: task.family_index as i32,
-                image_index: item.index as i32,
-                image_name: item.image.name.clone(),
-                label: label.map(|l| l as i32),
-                point: points[p].index as i32,
-                dx: points[p].dx,
-                dy: points[p].dy,
-                scale: points[p].scale,
-                angle: points[p].angle,
-                is_reference: p == reference,
-                top1: o.argmax as i32,
-                top5_class: o.top5.iter().map(|t| t.0 as i32).collect(),
-                top5_prob: o.top5.iter().map(|t| t.1).collect(),
-                p_label: o.p_label,
-                p_ref_top1: o.p_ref_top1,
-                fwd_pairs: o.fwd_pairs as i32,
-                fwd_top1_changes: o.fwd_top1_changes as i32,
-                fwd_abs_diff: o.fwd_abs_diff,
-                fwd_top5_transitions: o.fwd_top5_transitions as i32,
-                fwd_top5_dist: o.fwd_top5_dist as i32,
-                provider: engine.provider.to_string(),
-                precision: engine.precision.to_string(),
-                render: render.to_string(),
-                probs: if task.keep_probs { probs[p].as_ref().ok().cloned() } else { None },
-                layers: layer_errors.get(i).and_then(|l| l.get(p).cloned()).flatten(),
+                layers,
+                ..row_of(&points[p], p == reference, o, task.keep_probs.then(|| probs[p].as_ref().ok().cloned()).flatten())
             });
         }
     }
@@ -352,6 +446,8 @@ pub fn run_shard(engine: &mut Engine, input: ShardInput<'_>, abandoned: &(dyn Fn
         timing,
         render,
         next_ring,
+        inferences: work.len(),
+        taken,
     }))
 }
 

@@ -5,7 +5,7 @@
 -- and their failed items, in the order the source made them (the report folds
 -- parts in shard order). Returns what was adopted, for the sweep's counters.
 with src as (
-    select s.id, s.image_lo, s.image_hi, s.inferences, s.max_attempts, s.ring, s.items, s.refs, s.attempt,
+    select s.id, s.image_lo, s.image_hi, s.inferences, s.max_attempts, s.ring, s.items, s.refs, s.attempt, s.wide_key,
            o.object_key, o.rows, o.sha256, o.lease_epoch, o.worker_id, o.provider, o.precision, o.runtime,
            coalesce(o.reused_from, o.shard_id) as origin
     from shards s
@@ -13,8 +13,8 @@ with src as (
     where s.sweep_id = $2 and s.content_key = $3 and s.state = 'done'
 ), ins as (
     insert into shards (sweep_id, model_idx, family_idx, image_lo, image_hi, inferences, priority, max_attempts, ring, items, refs,
-                        state, attempt, content_key, finished_at)
-    select $1, $4, $5, image_lo, image_hi, inferences, $7, max_attempts, ring, items, refs, 'done', attempt, $3, $6
+                        state, attempt, content_key, wide_key, finished_at)
+    select $1, $4, $5, image_lo, image_hi, inferences, $7, max_attempts, ring, items, refs, 'done', attempt, $3, wide_key, $6
     from src
     order by id
     returning id, image_lo, ring

@@ -1,0 +1,3 @@
+drop table widenings;
+drop index shards_wide_key;
+alter table shards drop column wide_key;
