@@ -2,7 +2,9 @@
 //! adopts the first three models' parts and runs only the fourth's), then the
 //! four-model sweep run in full (`--again`): what the second run computed, its
 //! wall time against the fourth model's share of a full run, and whether its
-//! report equals the full run's.
+//! report equals the full run's. Then both grids widened by two pixels each way
+//! (taking the earlier grids' rows where they hold) against the wider grids run
+//! in full: inferences, wall time and reports.
 
 use anyhow::{bail, Context, Result};
 use jagged_client::{admin, ClientConfig};
@@ -99,16 +101,40 @@ pub fn run(images: u32, max_shift: u32, threads: usize) -> Result<()> {
         let r_plus = jagged_report::build(&store, objects.as_ref(), b.sweep_id).await?;
         let r_full = jagged_report::build(&store, objects.as_ref(), c.sweep_id).await?;
         let md = |r: &jagged_report::Report, id: i64| r.markdown().replacen(&format!("# Sweep {id}:"), "# Sweep N:", 1);
-        let (x, y) = (md(&r_plus, b.sweep_id), md(&r_full, c.sweep_id));
-        let same = r_plus.csv() == r_full.csv() && x == y;
-        for (l, r) in x.lines().zip(y.lines()).filter(|(l, r)| l != r) {
-            println!("  differs:\n    {l}\n    {r}");
-        }
-        Ok::<_, anyhow::Error>((ran, fourth, t_plus, t_full, same))
+        let equal = |a: &jagged_report::Report, a_id: i64, b: &jagged_report::Report, b_id: i64| {
+            let (x, y) = (md(a, a_id), md(b, b_id));
+            for (l, r) in x.lines().zip(y.lines()).filter(|(l, r)| l != r) {
+                println!("  differs:\n    {l}\n    {r}");
+            }
+            a.csv() == b.csv() && x == y
+        };
+        let same = equal(&r_plus, b.sweep_id, &r_full, c.sweep_id);
+
+        // Both grids two pixels wider each way, taking the earlier grids' rows.
+        let wider = spec(&dir, "wider.toml", 4, max_shift + 2)?;
+        let (d, t_wide) = sweep(wider.clone(), false).await?;
+        println!(
+            "4 models, grids widened to {} points: {} of {} pairs widened, {} inferences planned of {}, in {t_wide:.2} s",
+            (2 * max_shift + 5).pow(2),
+            d.widened_pairs,
+            8,
+            d.widened_inferences,
+            d.widened_full
+        );
+        let (e, t_wide_full) = sweep(wider, true).await?;
+        println!(
+            "the wider grids in full (--again): {} inferences in {t_wide_full:.2} s",
+            parts(e.sweep_id).await?.iter().map(|o| o.rows).sum::<i64>()
+        );
+        let r_wide = jagged_report::build(&store, objects.as_ref(), d.sweep_id).await?;
+        let r_wide_full = jagged_report::build(&store, objects.as_ref(), e.sweep_id).await?;
+        let wide_same = equal(&r_wide, d.sweep_id, &r_wide_full, e.sweep_id);
+        let widened = Widened { planned: d.widened_inferences, full: d.widened_full, pairs: d.widened_pairs, secs: t_wide, full_secs: t_wide_full };
+        Ok::<_, anyhow::Error>((ran, fourth, t_plus, t_full, same, widened, wide_same))
     });
     cl.stop();
     let _ = std::fs::remove_dir_all(&dir);
-    let (ran, fourth, t_plus, t_full, same) = result?;
+    let (ran, fourth, t_plus, t_full, same, widened, wide_same) = result?;
     let share = t_full / 4.0;
     println!("inferences run / the 4th model's = {:.3} (bar: 1)", ran as f64 / fourth as f64);
     println!(
@@ -117,8 +143,27 @@ pub fn run(images: u32, max_shift: u32, threads: usize) -> Result<()> {
         t_plus - share
     );
     println!("report equal to the full run's (summary CSV and Markdown, bar the sweep id): {}", if same { "yes" } else { "NO" });
+    let w = &widened;
+    println!(
+        "widened grids: inferences planned / a full run's = {:.3} (the rows written anew and the points beside them); wall time / the full run's = {:.2}",
+        w.planned as f64 / w.full as f64,
+        w.secs / w.full_secs
+    );
+    println!("widened report equal to the full run's of the wider grids: {}", if wide_same { "yes" } else { "NO" });
     if ran != fourth || !same {
         bail!("reuse ran more than the new model, or changed the report");
     }
+    if w.pairs != 8 || !wide_same {
+        bail!("widening took no rows, or changed the report");
+    }
     Ok(())
+}
+
+/// The widened sweep against the wider grids run in full.
+struct Widened {
+    planned: u64,
+    full: u64,
+    pairs: u32,
+    secs: f64,
+    full_secs: f64,
 }
