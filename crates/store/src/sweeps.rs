@@ -343,12 +343,16 @@ impl Store {
             sqlx::query_as(include_str!("../queries/shards/widen_sources.sql")).bind(wide).bind(key).fetch_all(&mut *tx).await?;
         let mut best: Option<(WidenSource, usize)> = None;
         for (sweep, family_idx, from_key) in candidates {
-            let r: Option<PgResolved> = sqlx::query_as(include_str!("../queries/sweeps/resolved.sql")).bind(sweep).fetch_optional(&mut *tx).await?;
-            let Some(old) = r.map(|r| decode_resolved(sweep, r)).transpose()? else { continue };
-            let Some(old_family) = old.spec.families.get(family_idx as usize) else { continue };
-            let Some(w) = family.widening_of(old_family) else { continue };
+            let json: Option<serde_json::Value> = sqlx::query_scalar(include_str!("../queries/sweeps/family.sql"))
+                .bind(sweep)
+                .bind(family_idx)
+                .fetch_optional(&mut *tx)
+                .await?
+                .flatten();
+            let Some(old_family) = json.and_then(|j| serde_json::from_value::<Family>(j).ok()) else { continue };
+            let Some(w) = family.widening_of(&old_family) else { continue };
             if best.as_ref().is_none_or(|b| w.infer.len() < b.1) {
-                best = Some((WidenSource { sweep, key: from_key, family: old_family.clone() }, w.infer.len()));
+                best = Some((WidenSource { sweep, key: from_key, family: old_family }, w.infer.len()));
             }
         }
         Ok(best)
