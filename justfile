@@ -23,7 +23,7 @@ demo *ARGS: (assets "release")
 test: tools (assets "debug")
     #!/usr/bin/env bash
     set -uo pipefail
-    scripts/fetch.sh light venv torch
+    scripts/fetch.sh light venv duckdb torch
     cargo test --workspace --no-fail-fast 2>&1 | tee {{cache}}/test.log
     rc=${PIPESTATUS[0]}
     awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' {{cache}}/test.log

@@ -10,7 +10,8 @@
 #   weights-all  EfficientNet-Lite0, -Lite1 and -Lite2 weights
 #   samples  sample photos (scikit-image data; CC0 / public domain)
 #   light    architecture-faithful untrained models from the onnx package
-#   duckdb   DuckDB in that environment (`just bench aggregate`)
+#   duckdb   DuckDB in that environment (`just bench aggregate`, and the test that reads
+#            result parts back with it)
 #   torch    a Python environment with PyTorch (CPU use), torchvision, timm and onnx, for
 #            scripts/export-torch.py and its test (about 6 GB: PyPI's x86_64 PyTorch
 #            wheels depend on the CUDA libraries)

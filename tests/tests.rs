@@ -48,3 +48,5 @@ mod compat;
 mod export;
 // Aliasing: BlurPool written into models.
 mod aliasing;
+// Result parts as DuckDB reads them.
+mod parts;
