@@ -107,6 +107,32 @@ pub fn is_local(store: &dyn ObjectStore) -> bool {
     store.to_string().starts_with("LocalFileSystem(")
 }
 
+/// The folder of a local store; `None` for a bucket.
+pub fn local_folder(store: &dyn ObjectStore) -> Option<std::path::PathBuf> {
+    let shown = store.to_string();
+    let root = shown.strip_prefix("LocalFileSystem(")?.strip_suffix(')')?;
+    url::Url::parse(root).ok()?.to_file_path().ok()
+}
+
+/// Writes a result part into a local store's folder under its final name, the
+/// folders above made when missing: no staging file and rename, as a store's
+/// `put` makes, since a part's key is its attempt's and epoch's own and only a
+/// committed part (whose checksum PostgreSQL holds) is ever read. A write cut
+/// short leaves an incomplete file that nothing commits.
+pub fn put_local(folder: &std::path::Path, key: &str, bytes: &[u8]) -> std::io::Result<()> {
+    if key.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a plain key: `{key}`")));
+    }
+    let path = folder.join(key);
+    match std::fs::write(&path, bytes) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(path.parent().unwrap_or(folder))?;
+            std::fs::write(&path, bytes)
+        }
+        r => r,
+    }
+}
+
 /// Objects larger than this are uploaded in parts (multipart upload).
 pub const MULTIPART_BYTES: usize = 8 * 1024 * 1024;
 
@@ -821,6 +847,25 @@ mod tests {
         let big = Bytes::from(vec![7u8; MULTIPART_BYTES + 3]);
         futures::executor::block_on(put(local.as_ref(), "sweeps/1/parts/x.parquet", big.clone())).unwrap();
         assert_eq!(futures::executor::block_on(get(local.as_ref(), "sweeps/1/parts/x.parquet")).unwrap(), big);
+    }
+
+    #[test]
+    fn parts_go_straight_into_a_local_folder_and_read_back_through_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_store(dir.path().to_str().unwrap()).unwrap();
+        let folder = local_folder(store.as_ref()).unwrap();
+        assert_eq!(folder.canonicalize().unwrap(), dir.path().canonicalize().unwrap());
+        let vars = [("AWS_ACCESS_KEY_ID".to_string(), "k".to_string()), ("AWS_SECRET_ACCESS_KEY".to_string(), "s".to_string())];
+        assert_eq!(local_folder(open_store_with("s3://bucket/prefix", &vars).unwrap().as_ref()), None);
+        let key = part_key(3, 4, 1, 2);
+        put_local(&folder, &key, b"first").unwrap();
+        // Written again (a retry): the later bytes stand, in the one file.
+        put_local(&folder, &key, b"second").unwrap();
+        assert_eq!(futures::executor::block_on(get(store.as_ref(), &key)).unwrap(), Bytes::from_static(b"second"));
+        assert_eq!(std::fs::read_dir(folder.join("sweeps/3/parts")).unwrap().count(), 1);
+        for bad in ["../x", "sweeps//x", "/abs", "sweeps/./x"] {
+            assert!(put_local(&folder, bad, b"x").is_err(), "{bad}");
+        }
     }
 
     #[test]

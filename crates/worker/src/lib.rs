@@ -863,6 +863,7 @@ async fn execute(
     // The shard's images (or each sequence's frames); a local store's are read
     // on the compute thread, with no thread between.
     let local = jagged_artifacts::is_local(config.store.as_ref());
+    let folder = jagged_artifacts::local_folder(config.store.as_ref());
     let images = if local { None } else { Some(fetch_images(config.store.as_ref(), &task).await?) };
     let taken = fetch_taken(config.store.as_ref(), &task).await;
     let fetch_secs = fetching.elapsed().as_secs_f64();
@@ -956,15 +957,12 @@ async fn execute(
             out.timing.fetch_secs = fetch_secs;
             let part = bytes::Bytes::from(std::mem::take(&mut out.part));
             let sha256 = jagged_artifacts::sha256_hex(&part);
-            // A local store takes the part here, on this thread; where it does not,
-            // the worker's writer retries it as for any store.
-            let stored = local
-                .then(|| {
-                    let writing = Instant::now();
-                    let put = jagged_artifacts::put(store.as_ref(), &part_key, part.clone());
-                    futures::executor::block_on(put).ok().map(|()| writing.elapsed().as_secs_f64())
-                })
-                .flatten();
+            // A local store's folder takes the part here, on this thread; where it
+            // does not, the worker's writer retries it as for any store.
+            let stored = folder.as_deref().and_then(|folder| {
+                let writing = Instant::now();
+                jagged_artifacts::put_local(folder, &part_key, &part).ok().map(|()| writing.elapsed().as_secs_f64())
+            });
             Computed { out, part, sha256, stored }
         }))
     })
