@@ -197,7 +197,7 @@ fn a_standard_grpc_client_checks_health_and_lists_services_by_reflection() {
         assert!(services.contains(&s), "reflection lists {services:?}");
     }
     let methods: Vec<&str> = v["worker_methods"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
-    assert_eq!(methods, ["Complete", "Fail", "Heartbeat", "Lease", "Register"], "{v}");
+    assert_eq!(methods, ["Complete", "CompleteMany", "Fail", "Heartbeat", "Lease", "Register"], "{v}");
 }
 
 /// Headless Chromium, driven over the DevTools protocol by `tests/browser.py`.

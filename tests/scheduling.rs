@@ -1,9 +1,10 @@
-//! Fair share across sweeps and model affinity, through a coordinator over gRPC.
+//! Fair share across sweeps, model affinity and commits sent together, through
+//! a coordinator over gRPC.
 
 use jagged_coordinator::{serve, Auth, Config, Coordinator};
 use jagged_proto::v1::admin_service_client::AdminServiceClient;
 use jagged_proto::v1::worker_service_client::WorkerServiceClient;
-use jagged_proto::v1::{CompleteRequest, LeaseRequest, RegisterRequest, ShardTask, SubmitRequest};
+use jagged_proto::v1::{CompleteManyRequest, CompleteRequest, LeaseRequest, RegisterRequest, ShardTask, StatusRequest, SubmitRequest};
 use jagged_testkit::{resolved, store};
 use tonic::transport::Channel;
 
@@ -44,7 +45,12 @@ fn key(s: &ShardTask) -> String {
 }
 
 async fn complete(c: &mut WorkerServiceClient<Channel>, worker: i64, s: &ShardTask) {
-    c.complete(CompleteRequest {
+    c.complete(commit_of(worker, s)).await.unwrap();
+}
+
+/// A commit of `s` as a worker would send it.
+fn commit_of(worker: i64, s: &ShardTask) -> CompleteRequest {
+    CompleteRequest {
         worker_id: worker,
         shard_id: s.shard_id,
         lease_epoch: s.lease_epoch,
@@ -55,9 +61,43 @@ async fn complete(c: &mut WorkerServiceClient<Channel>, worker: i64, s: &ShardTa
         seconds: 0.01,
         model_key: key(s),
         ..Default::default()
-    })
-    .await
-    .unwrap();
+    }
+}
+
+/// `CompleteMany` answers each commit as `Complete` would: a stale lease, a
+/// part key other than the attempt's own, or the same commit twice refuses
+/// only that commit; the rest are committed.
+#[tokio::test]
+async fn complete_many_answers_each_commit_on_its_own() {
+    let (_pg, url, _stop) = coordinator().await;
+    let id = submit(&url, &resolved(3, DIAGONAL, 1, 3)).await;
+    let (mut c, w) = worker(&url).await;
+    let req = LeaseRequest { worker_id: w, max_shards: 3, loaded_models: vec![], sweep_id: 0 };
+    let t = c.lease(req).await.unwrap().into_inner().shards;
+    assert_eq!(t.len(), 3);
+    let stale = CompleteRequest { lease_epoch: t[1].lease_epoch + 1, ..commit_of(w, &t[1]) };
+    let elsewhere = CompleteRequest { object_key: "parts/elsewhere.parquet".into(), ..commit_of(w, &t[2]) };
+    let commits = vec![commit_of(w, &t[0]), stale, elsewhere, commit_of(w, &t[0])];
+    let outcomes = c.complete_many(CompleteManyRequest { commits }).await.unwrap().into_inner().outcomes;
+    let codes: Vec<tonic::Code> = outcomes.iter().map(|o| tonic::Code::from(o.code)).collect();
+    assert_eq!(
+        codes,
+        [tonic::Code::Ok, tonic::Code::FailedPrecondition, tonic::Code::InvalidArgument, tonic::Code::FailedPrecondition],
+        "{outcomes:?}"
+    );
+    assert!(outcomes[0].message.is_empty() && outcomes[2].message.contains("elsewhere"), "{outcomes:?}");
+    let mut admin = AdminServiceClient::connect(url.clone()).await.unwrap();
+    let status = |s: jagged_proto::v1::SweepStatus| (s.done, s.leased);
+    assert_eq!(status(admin.status(StatusRequest { sweep_id: id }).await.unwrap().into_inner()), (1, 2));
+    // The refused two still hold their leases: their own commits go through.
+    let commits = vec![commit_of(w, &t[1]), commit_of(w, &t[2])];
+    let outcomes = c.complete_many(CompleteManyRequest { commits }).await.unwrap().into_inner().outcomes;
+    assert!(outcomes.iter().all(|o| o.code == 0), "{outcomes:?}");
+    assert_eq!(status(admin.status(StatusRequest { sweep_id: id }).await.unwrap().into_inner()), (3, 0));
+    // Too many in one call: refused as a whole.
+    let commits = vec![commit_of(w, &t[0]); 1025];
+    let e = c.complete_many(CompleteManyRequest { commits }).await.unwrap_err();
+    assert!(e.code() == tonic::Code::InvalidArgument && e.message().contains("at most 1024"), "{e:?}");
 }
 
 #[tokio::test]
@@ -189,4 +229,124 @@ fn one_worker_process_runs_several_sessions() {
     assert_eq!((st.state, st.done, st.failed), (jagged_domain::status::SweepState::Done, 12, 0));
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names[0].ends_with("-s0") && names[1].ends_with("-s1"), "{names:?}");
+}
+
+/// A worker service in front of a coordinator that holds every commit call
+/// back for `delay` (so a worker's commits pile up behind it) and notes the
+/// commits each call carried; with `many` false it answers `CompleteMany` as
+/// a coordinator without that call does (UNIMPLEMENTED).
+#[derive(Clone)]
+struct SlowCommits {
+    to: WorkerServiceClient<Channel>,
+    many: bool,
+    delay: std::time::Duration,
+    /// ("one" | "many", commits carried) per call.
+    calls: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, usize)>>>,
+}
+
+#[tonic::async_trait]
+impl jagged_proto::v1::worker_service_server::WorkerService for SlowCommits {
+    async fn register(&self, r: tonic::Request<RegisterRequest>) -> Result<tonic::Response<jagged_proto::v1::RegisterResponse>, tonic::Status> {
+        self.to.clone().register(r.into_inner()).await
+    }
+    async fn lease(&self, r: tonic::Request<LeaseRequest>) -> Result<tonic::Response<jagged_proto::v1::LeaseResponse>, tonic::Status> {
+        self.to.clone().lease(r.into_inner()).await
+    }
+    async fn heartbeat(
+        &self,
+        r: tonic::Request<jagged_proto::v1::HeartbeatRequest>,
+    ) -> Result<tonic::Response<jagged_proto::v1::HeartbeatResponse>, tonic::Status> {
+        self.to.clone().heartbeat(r.into_inner()).await
+    }
+    async fn fail(&self, r: tonic::Request<jagged_proto::v1::FailRequest>) -> Result<tonic::Response<jagged_proto::v1::FailResponse>, tonic::Status> {
+        self.to.clone().fail(r.into_inner()).await
+    }
+    async fn complete(&self, r: tonic::Request<CompleteRequest>) -> Result<tonic::Response<jagged_proto::v1::CompleteResponse>, tonic::Status> {
+        self.calls.lock().unwrap().push(("one", 1));
+        tokio::time::sleep(self.delay).await;
+        self.to.clone().complete(r.into_inner()).await
+    }
+    async fn complete_many(
+        &self,
+        r: tonic::Request<jagged_proto::v1::CompleteManyRequest>,
+    ) -> Result<tonic::Response<jagged_proto::v1::CompleteManyResponse>, tonic::Status> {
+        self.calls.lock().unwrap().push(("many", r.get_ref().commits.len()));
+        if !self.many {
+            return Err(tonic::Status::unimplemented("unknown method CompleteMany"));
+        }
+        tokio::time::sleep(self.delay).await;
+        self.to.clone().complete_many(r.into_inner()).await
+    }
+}
+
+/// Starts `proxy` on a loopback port; returns its URL.
+async fn serve_proxy(proxy: SlowCommits) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let server = tonic::transport::Server::builder().add_service(jagged_proto::v1::worker_service_server::WorkerServiceServer::new(proxy));
+    tokio::spawn(server.serve_with_incoming(incoming));
+    url
+}
+
+/// A worker whose commits wait on a slow coordinator sends those that became
+/// ready meanwhile in one `CompleteMany` call; against a coordinator without
+/// that call it commits one shard per `Complete`. Either way every shard is
+/// committed once and every row is there once.
+#[test]
+fn ready_commits_go_together_or_one_per_call_to_an_older_coordinator() {
+    use jagged_local::LocalCluster;
+    jagged_testkit::ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    jagged_testkit::tiny_model(&dir.join("models"));
+    jagged_testkit::dataset(&dir.join("data"), 24, 10, &[]);
+    let spec = "name = \"commits\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n\
+                [[families]]\nkind = \"crop\"\nmax_shift = 1\n[shard]\nimages = 1\n";
+    std::fs::write(dir.join("spec.toml"), spec).unwrap();
+    let cluster = LocalCluster::start(jagged_testkit::cluster_options(&dir.join("run"), 0, 10_000)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
+    for many in [true, false] {
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (id, proxy_url) = rt.block_on(async {
+            let to = WorkerServiceClient::connect(cluster.url.clone()).await.unwrap();
+            let proxy = SlowCommits { to, many, delay: std::time::Duration::from_millis(150), calls: calls.clone() };
+            let again = jagged_client::Overrides { again: true, ..Default::default() };
+            let id = jagged_testkit::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &again).await.unwrap();
+            (id, serve_proxy(proxy).await)
+        });
+        let (id_arg, store) = (id.to_string(), cluster.store_url.clone());
+        let args =
+            ["worker", "--coordinator", &proxy_url, "--store", &store, "--threads", "1", "--prefetch", "8", "--sweep", &id_arg].map(String::from);
+        // The proxy runs on this runtime while the worker process works.
+        let out = rt.block_on(async {
+            let bin = jagged_testkit::jagged_bin();
+            tokio::task::spawn_blocking(move || std::process::Command::new(bin).args(args).output().unwrap()).await.unwrap()
+        });
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "worker failed: {log}");
+        let (st, rows) = rt.block_on(async {
+            let st = jagged_testkit::wait(&cluster.url, id).await;
+            (st, jagged_testkit::committed(&cluster, objects.as_ref(), id).await.0)
+        });
+        assert_eq!((st.state, st.done, st.failed), (jagged_domain::status::SweepState::Done, 24, 0), "{log}");
+        // 24 images x 9 crops, each row once.
+        let keys: std::collections::BTreeSet<(i32, i32)> = rows.iter().map(|r| (r.image_index, r.point)).collect();
+        assert_eq!((rows.len(), keys.len()), (24 * 9, 24 * 9));
+        let calls = calls.lock().unwrap().clone();
+        let carried = |kind: &str| calls.iter().filter(|c| c.0 == kind).map(|c| c.1).sum::<usize>();
+        if many {
+            // Commits went together, and each went out once.
+            assert!(calls.iter().any(|&(kind, n)| kind == "many" && n > 1), "{calls:?}");
+            assert_eq!(carried("many") + carried("one"), 24, "{calls:?}");
+            assert!(calls.len() < 24, "{calls:?}");
+        } else {
+            // Asked once, then one shard per call.
+            assert_eq!(calls.iter().filter(|c| c.0 == "many").count(), 1, "{calls:?}");
+            assert_eq!(carried("one"), 24, "{calls:?}");
+            assert!(log.contains("no CompleteMany"), "{log}");
+        }
+    }
+    cluster.stop();
 }

@@ -12,7 +12,7 @@ mod model;
 mod bad_input;
 // An independent Python computation agrees with the system row by row.
 mod crosscheck;
-// Fair share across sweeps and model affinity, through the coordinator.
+// Fair share across sweeps, model affinity and commits sent together.
 mod scheduling;
 // Damage to running sweeps: kills, restarts, freezes; results stay exact.
 mod faults;

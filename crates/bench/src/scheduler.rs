@@ -177,9 +177,11 @@ pub fn held(workers: usize, secs: u64, statements: bool) -> Result<()> {
         }
         for hold in [false, true] {
             let (id, n) = submit(&url, shards / 10, 10).await?;
-            // Each run starts from a vacuumed database, so neither pays for
-            // cleaning up after the submit or the run before it.
+            // Each run starts from a vacuumed, checkpointed database, so
+            // neither pays for cleaning up after the submit or the run before
+            // it, nor for writing out what they dirtied.
             sqlx::query("vacuum (analyze) shards, outputs, sweeps, sweep_tallies").execute(store.pool()).await?;
+            sqlx::query("checkpoint").execute(store.pool()).await?;
             if statements {
                 sqlx::query("select pg_stat_statements_reset()").execute(store.pool()).await?;
             }

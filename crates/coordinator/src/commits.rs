@@ -1,4 +1,5 @@
-//! Group commit: concurrent `Complete` calls are written in one statement
+//! Group commit: concurrent commits (`Complete` calls, and each commit of a
+//! `CompleteMany` call) are written in one statement
 //! ([`jagged_store::group`]) with [`Store::complete_many`]. Under load this turns
 //! many short transactions on the same sweep into a few larger ones.
 
@@ -22,14 +23,19 @@ impl Default for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Commits one shard, possibly together with others.
-    pub async fn commit(&self, store: &Store, commit: Commit) -> Result<(), StoreError> {
+    /// Commits shards, possibly together with others: one result per commit,
+    /// in order. A call's commits join the pending group at once, so they are
+    /// written in the same statement (up to [`MAX_BATCH`]).
+    pub async fn commit_all(&self, store: &Store, commits: Vec<Commit>) -> Vec<Result<(), StoreError>> {
         let store = store.clone();
         self.group
-            .run(commit, MAX_BATCH, move |commits| {
+            .run_all(commits, MAX_BATCH, move |commits| {
                 let store = store.clone();
                 async move { store.complete_many(&commits, now_ms()).await }
             })
-            .await?
+            .await
+            .into_iter()
+            .map(|r| r.and_then(|r| r))
+            .collect()
     }
 }

@@ -21,9 +21,9 @@ use jagged_domain::task::{ShardTask, TaskItem};
 use jagged_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
 use jagged_proto::v1::worker_service_server::{WorkerService, WorkerServiceServer};
 use jagged_proto::v1::{
-    self as pb, CancelRequest, CompleteRequest, CompleteResponse, FailRequest, FailResponse, HeartbeatRequest, HeartbeatResponse, LeaseRequest,
-    LeaseResponse, ListRequest, ListResponse, RegisterRequest, RegisterResponse, RetryRequest, RetryResponse, StatusRequest, SubmitRequest,
-    SubmitResponse,
+    self as pb, CancelRequest, CompleteManyRequest, CompleteManyResponse, CompleteRequest, CompleteResponse, FailRequest, FailResponse,
+    HeartbeatRequest, HeartbeatResponse, LeaseRequest, LeaseResponse, ListRequest, ListResponse, RegisterRequest, RegisterResponse, RetryRequest,
+    RetryResponse, StatusRequest, SubmitRequest, SubmitResponse,
 };
 use jagged_proto::ServiceError;
 use jagged_store::{now_ms, Commit, Held, Output, Store, StoreError};
@@ -105,7 +105,65 @@ const REAP_OVERLAP_MS: i64 = 5_000;
 /// deadline passed since its last pass.
 const REAP_ALL_MS: i64 = 60_000;
 
+/// Most commits one `CompleteMany` call may carry.
+const MAX_COMMITS_PER_CALL: usize = 1024;
+
 impl Coordinator {
+    /// Commits shards' outputs (one `Complete`, or a `CompleteMany`'s), all in
+    /// the same group: what `Complete` would answer for each, in order.
+    async fn commit_all(&self, requests: Vec<CompleteRequest>) -> Vec<Result<(), Status>> {
+        let mut about = Vec::with_capacity(requests.len());
+        let commits = requests
+            .into_iter()
+            .map(|r| {
+                about.push((r.shard_id, r.lease_epoch, r.worker_id, r.seconds));
+                let out = Output {
+                    object_key: r.object_key,
+                    rows: r.rows,
+                    sha256: r.sha256,
+                    lease_epoch: r.lease_epoch,
+                    worker_id: r.worker_id,
+                    provider: r.execution_provider,
+                    seconds: r.seconds,
+                    model_key: (!r.model_key.is_empty()).then_some(r.model_key),
+                    busy_seconds: r.busy_seconds,
+                    precision: (!r.precision.is_empty()).then_some(r.precision),
+                    runtime: (!r.runtime.is_empty()).then_some(r.runtime),
+                };
+                let failed = r.failed_items.into_iter().map(Into::into).collect();
+                let next_ring = r.next_ring.iter().map(|n| (n.index, n.reference_top1)).collect();
+                Commit { shard: r.shard_id, epoch: r.lease_epoch, worker: r.worker_id, out, failed, next_ring }
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let results = self.commits.commit_all(&self.store, commits).await;
+        let secs = started.elapsed().as_secs_f64();
+        let outcome = |o: &str| self.metrics.commits.get_or_create(&metrics::OutcomeLabel { outcome: o.into() }).inc();
+        about
+            .into_iter()
+            .zip(results)
+            .map(|((shard, epoch, worker, seconds), result)| {
+                self.metrics.commit_seconds.observe(secs);
+                match result {
+                    Ok(()) => {
+                        outcome("accepted");
+                        self.metrics.shard_seconds.observe(seconds);
+                        Ok(())
+                    }
+                    Err(e @ StoreError::Stale(_)) => {
+                        outcome("stale");
+                        tracing::warn!(shard, epoch, worker, "refused a stale commit");
+                        Err(self.store_err(e).into())
+                    }
+                    Err(e) => {
+                        outcome("refused");
+                        Err(self.store_err(e).into())
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// A store error as the caller should see it; a database that gives no
     /// connection is named by its address.
     fn store_err(&self, e: StoreError) -> ServiceError {
@@ -493,43 +551,27 @@ impl WorkerService for Coordinator {
     }
 
     async fn complete(&self, req: Request<CompleteRequest>) -> Result<Response<CompleteResponse>, Status> {
-        let r = req.into_inner();
-        let failed = r.failed_items.into_iter().map(Into::into).collect();
-        let out = Output {
-            object_key: r.object_key.clone(),
-            rows: r.rows,
-            sha256: r.sha256,
-            lease_epoch: r.lease_epoch,
-            worker_id: r.worker_id,
-            provider: r.execution_provider,
-            seconds: r.seconds,
-            model_key: (!r.model_key.is_empty()).then_some(r.model_key),
-            busy_seconds: r.busy_seconds,
-            precision: (!r.precision.is_empty()).then_some(r.precision),
-            runtime: (!r.runtime.is_empty()).then_some(r.runtime),
-        };
-        let next_ring = r.next_ring.iter().map(|n| (n.index, n.reference_top1)).collect();
-        let commit = Commit { shard: r.shard_id, epoch: r.lease_epoch, worker: r.worker_id, out, failed, next_ring };
-        let started = std::time::Instant::now();
-        let result = self.commits.commit(&self.store, commit).await;
-        self.metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
-        let outcome = |o: &str| self.metrics.commits.get_or_create(&metrics::OutcomeLabel { outcome: o.into() }).inc();
-        match result {
-            Ok(()) => {
-                outcome("accepted");
-                self.metrics.shard_seconds.observe(r.seconds);
-                Ok(Response::new(CompleteResponse {}))
-            }
-            Err(e @ StoreError::Stale(_)) => {
-                outcome("stale");
-                tracing::warn!(shard = r.shard_id, epoch = r.lease_epoch, worker = r.worker_id, "refused a stale commit");
-                Err(self.store_err(e).into())
-            }
-            Err(e) => {
-                outcome("refused");
-                Err(self.store_err(e).into())
-            }
+        let result = self.commit_all(vec![req.into_inner()]).await.pop();
+        result.unwrap_or_else(|| Err(Status::internal("no commit outcome")))?;
+        Ok(Response::new(CompleteResponse {}))
+    }
+
+    async fn complete_many(&self, req: Request<CompleteManyRequest>) -> Result<Response<CompleteManyResponse>, Status> {
+        let commits = req.into_inner().commits;
+        if commits.len() > MAX_COMMITS_PER_CALL {
+            let n = commits.len();
+            return Err(ServiceError::Invalid(format!("{n} commits in one call; at most {MAX_COMMITS_PER_CALL}")).into());
         }
+        let outcomes = self
+            .commit_all(commits)
+            .await
+            .into_iter()
+            .map(|r| match r {
+                Ok(()) => pb::CommitOutcome { code: tonic::Code::Ok as i32, message: String::new() },
+                Err(s) => pb::CommitOutcome { code: s.code() as i32, message: s.message().to_string() },
+            })
+            .collect();
+        Ok(Response::new(CompleteManyResponse { outcomes }))
     }
 
     async fn fail(&self, req: Request<FailRequest>) -> Result<Response<FailResponse>, Status> {

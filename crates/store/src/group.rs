@@ -54,15 +54,40 @@ impl<T: Send + 'static, R: Send + 'static> Group<T, R> {
         F: Fn(Vec<T>) -> Fut,
         Fut: Future<Output = Result<Vec<R>>> + Send + 'static,
     {
-        let (tx, mut rx) = oneshot::channel();
-        self.pending.lock().unwrap().push((request, tx));
+        self.run_all(vec![request], max, write).await.pop().unwrap_or_else(|| Err(self.lost()))
+    }
+
+    /// Runs several requests as [`Group::run`] runs one, all joining the
+    /// pending list at once (so they go in the same statement, up to `max`):
+    /// one result per request, in order.
+    pub async fn run_all<F, Fut>(&self, requests: Vec<T>, max: usize, write: F) -> Vec<Result<R>>
+    where
+        F: Fn(Vec<T>) -> Fut,
+        Fut: Future<Output = Result<Vec<R>>> + Send + 'static,
+    {
+        let mut waiting: Vec<oneshot::Receiver<Result<R>>> = Vec::with_capacity(requests.len());
+        {
+            let mut pending = self.pending.lock().unwrap();
+            for request in requests {
+                let (tx, rx) = oneshot::channel();
+                pending.push((request, tx));
+                waiting.push(rx);
+            }
+        }
+        let mut results: Vec<Option<Result<R>>> = waiting.iter().map(|_| None).collect();
+        let collect = |waiting: &mut [oneshot::Receiver<Result<R>>], results: &mut [Option<Result<R>>]| {
+            for (rx, r) in waiting.iter_mut().zip(results.iter_mut()).filter(|(_, r)| r.is_none()) {
+                *r = self.outcome(rx);
+            }
+            results.iter().all(Option::is_some)
+        };
         loop {
-            if let Some(r) = self.outcome(&mut rx) {
-                return r;
+            if collect(&mut waiting, &mut results) {
+                break;
             }
             let guard = self.flight.lock().await;
-            if let Some(r) = self.outcome(&mut rx) {
-                return r;
+            if collect(&mut waiting, &mut results) {
+                break;
             }
             let batch: Pending<T, R> = {
                 let mut p = self.pending.lock().unwrap();
@@ -84,13 +109,96 @@ impl<T: Send + 'static, R: Send + 'static> Group<T, R> {
                     }
                 }
             });
-            if task.await.is_err() {
-                drop(guard);
-                return Err(self.lost());
-            }
+            // A lost statement drops its senders: its requests read as lost.
+            let _ = task.await;
             drop(guard);
-            // Ours was in this statement, or is still waiting (more than `max`
-            // were): look again.
+            // Ours were in this statement, or some are still waiting (more
+            // than `max` were): look again.
         }
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(self.lost()))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    type Written = Arc<Mutex<Vec<Vec<u32>>>>;
+    type Statement = std::pin::Pin<Box<dyn Future<Output = Result<Vec<u32>>> + Send>>;
+
+    /// A statement that notes its requests, takes `pause`, and answers each
+    /// request `x` with `10 x` (or fails when it holds a 0).
+    fn statement(written: &Written, pause: Duration) -> impl Fn(Vec<u32>) -> Statement {
+        let written = written.clone();
+        move |batch: Vec<u32>| {
+            let written = written.clone();
+            Box::pin(async move {
+                written.lock().unwrap().push(batch.clone());
+                tokio::time::sleep(pause).await;
+                if batch.contains(&0) {
+                    return Err(StoreError::Refused("a zero".into()));
+                }
+                Ok(batch.iter().map(|x| x * 10).collect())
+            })
+        }
+    }
+
+    fn values(results: Vec<Result<u32>>) -> Vec<u32> {
+        results.into_iter().map(|r| r.unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_callers_requests_go_in_one_statement_up_to_the_limit() {
+        let group: Group<u32, u32> = Group::new("test statement");
+        let written = Written::default();
+        assert_eq!(values(group.run_all(vec![1, 2, 3], 8, statement(&written, Duration::ZERO)).await), [10, 20, 30]);
+        assert_eq!(group.run(4, 8, statement(&written, Duration::ZERO)).await.unwrap(), 40);
+        assert_eq!(values(group.run_all(vec![5, 6, 7, 8, 9], 2, statement(&written, Duration::ZERO)).await), [50, 60, 70, 80, 90]);
+        assert!(group.run_all(vec![], 2, statement(&written, Duration::ZERO)).await.is_empty());
+        assert_eq!(*written.lock().unwrap(), [vec![1, 2, 3], vec![4], vec![5, 6], vec![7, 8], vec![9]]);
+    }
+
+    #[tokio::test]
+    async fn requests_that_arrive_during_a_statement_go_together_in_the_next() {
+        let group: Arc<Group<u32, u32>> = Arc::new(Group::new("test statement"));
+        let written = Written::default();
+        let first = {
+            let (group, written) = (group.clone(), written.clone());
+            tokio::spawn(async move { group.run(1, 64, statement(&written, Duration::from_millis(200))).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let callers: Vec<_> = [vec![2, 3], vec![4, 5, 6]]
+            .into_iter()
+            .map(|requests| {
+                let (group, written) = (group.clone(), written.clone());
+                tokio::spawn(async move { group.run_all(requests, 64, statement(&written, Duration::ZERO)).await })
+            })
+            .collect();
+        assert_eq!(first.await.unwrap().unwrap(), 10);
+        let mut answers = Vec::new();
+        for c in callers {
+            answers.push(values(c.await.unwrap()));
+        }
+        assert_eq!(answers, [vec![20, 30], vec![40, 50, 60]]);
+        let written = written.lock().unwrap().clone();
+        assert_eq!(written.len(), 2, "{written:?}");
+        let mut second = written[1].clone();
+        second.sort();
+        assert_eq!(second, [2, 3, 4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_statement_fails_each_of_its_requests_as_retryable() {
+        let group: Group<u32, u32> = Group::new("test statement");
+        let written = Written::default();
+        let results = group.run_all(vec![1, 0, 2], 8, statement(&written, Duration::ZERO)).await;
+        assert_eq!(results.len(), 3);
+        for r in results {
+            assert!(matches!(&r, Err(StoreError::Unavailable(m)) if m.contains("a zero")), "{r:?}");
+        }
+        // The group goes on.
+        assert_eq!(values(group.run_all(vec![3], 8, statement(&written, Duration::ZERO)).await), [30]);
     }
 }

@@ -7,8 +7,11 @@
 //! threads, ahead of and overlapped with ORT through a bounded queue, then
 //! per-image neighbour metrics on full probability vectors, in parallel), and
 //! commit (upload the part under an attempt-specific key, then a fenced
-//! `Complete`). A shard's commit runs while the next shard is leased and
-//! computed (one commit in flight at a time).
+//! commit). A shard's upload and commit run while the next shard is leased and
+//! computed (one upload at a time). Commits go out through one committer task:
+//! those that became ready while a call was in flight go together in one
+//! `CompleteMany` call (each with its own outcome), or one `Complete` each
+//! where the coordinator has no `CompleteMany`.
 //!
 //! A heartbeat task renews the leases of held shards; a shard whose lease was
 //! lost (expired, cancelled) is abandoned at the next batch boundary. A bad item
@@ -21,7 +24,7 @@ mod run;
 use jagged_domain::task::ShardTask;
 use jagged_infer::{Engine, EngineOptions};
 use jagged_proto::v1::worker_service_client::WorkerServiceClient;
-use jagged_proto::v1::{CompleteRequest, FailRequest, HeartbeatRequest, HeldShard, LeaseRequest, RegisterRequest};
+use jagged_proto::v1::{CompleteManyRequest, CompleteRequest, FailRequest, HeartbeatRequest, HeldShard, LeaseRequest, RegisterRequest};
 use object_store::ObjectStore;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -335,7 +338,13 @@ pub async fn run(config: WorkerConfig, mut stops: Stops) -> Result<(), WorkerErr
         };
         tokio::spawn(f.run(tx))
     };
-    let mut pending: Option<tokio::task::JoinHandle<()>> = None;
+    // Shards computed and not yet reported: at most `prefetch + 1`, so a
+    // worker never holds many finished shards the coordinator has not seen.
+    let depth = config.prefetch as usize + 1;
+    let reports = Arc::new(tokio::sync::Semaphore::new(depth));
+    let committer = Committer::start(client.clone(), config.coordinator.clone(), stop.clone());
+    // The previous shard's part is written once this ends (dropped).
+    let mut writing: Option<tokio::sync::oneshot::Receiver<()>> = None;
     while let Some(Leased { wire, busy, room }) = rx.recv().await {
         let started = Instant::now();
         let model_name = wire.model.as_ref().map(|m| m.name.clone()).unwrap_or_default();
@@ -360,15 +369,30 @@ pub async fn run(config: WorkerConfig, mut stops: Stops) -> Result<(), WorkerErr
         // Computing is over: room for the feeder to lease another shard.
         drop(room);
         // The upload and commit of one shard run while the next is leased and
-        // computed; at most one waits (its part is the only one kept in memory).
-        if let Some(previous) = pending.take() {
+        // computed. One part is uploaded at a time (the only one kept in
+        // memory); commits wait in the committer, up to `depth` reports.
+        if let Some(previous) = writing.take() {
             let _ = previous.await;
         }
-        let (config, client, stop, held, lost) = (config.clone(), client.clone(), stop.clone(), held.clone(), lost.clone());
-        pending = Some(tokio::spawn(async move {
+        let Ok(report) = reports.clone().acquire_owned().await else { break };
+        let (written, written_rx) = tokio::sync::oneshot::channel();
+        writing = Some(written_rx);
+        let (config, client, stop, held, lost, committer) =
+            (config.clone(), client.clone(), stop.clone(), held.clone(), lost.clone(), committer.clone());
+        tokio::spawn(async move {
+            let _report = report;
             let id = lease.shard;
-            let ctx = Reporter { config: &config, client: &client, worker_id, stop: &stop, lost: &lost, busy: &busy, model_name: &model_name };
-            let reported = ctx.report(lease, model_key, outcome, started).instrument(span.clone()).await;
+            let ctx = Reporter {
+                config: &config,
+                client: &client,
+                committer: &committer,
+                worker_id,
+                stop: &stop,
+                lost: &lost,
+                busy: &busy,
+                model_name: &model_name,
+            };
+            let reported = ctx.report(lease, model_key, outcome, started, written).instrument(span.clone()).await;
             if let Err(e) = reported {
                 span.in_scope(|| tracing::error!(error = %e, "shard could not be reported"));
             }
@@ -380,13 +404,12 @@ pub async fn run(config: WorkerConfig, mut stops: Stops) -> Result<(), WorkerErr
                 held.remove(&id);
                 lost.lock().unwrap().remove(&(id, lease.epoch));
             }
-        }));
+        });
     }
     let result = feeder.await.unwrap_or_else(|e| Err(WorkerError::Config(format!("the lease task ended: {e}"))));
-    // Stopping or not, the last shard's commit goes out before the worker ends.
-    if let Some(previous) = pending.take() {
-        let _ = previous.await;
-    }
+    // Stopping or not, the last shards' commits go out before the worker ends.
+    let _ = reports.acquire_many(depth as u32).await;
+    drop(committer);
     hb.abort();
     // Say goodbye, so status stops counting this worker at once (best effort:
     // otherwise it stops counting after three missed heartbeats).
@@ -530,6 +553,7 @@ struct Lease {
 struct Reporter<'a> {
     config: &'a WorkerConfig,
     client: &'a Client,
+    committer: &'a Committer,
     worker_id: i64,
     stop: &'a AtomicBool,
     lost: &'a Mutex<HashSet<(i64, i64)>>,
@@ -542,8 +566,16 @@ impl Reporter<'_> {
     /// Reports a shard's outcome: uploads its part and commits it, reports the
     /// failed attempt (a part the store would not take, with the store's
     /// error), or hands the shard back when this worker stopped before it ended.
-    async fn report(&self, lease: Lease, model_key: String, outcome: Result<Option<Computed>, Failure>, started: Instant) -> Result<(), ReportError> {
-        let Reporter { config, client, worker_id, stop, lost, busy, model_name } = *self;
+    /// `written` is dropped once the part is written (or will not be).
+    async fn report(
+        &self,
+        lease: Lease,
+        model_key: String,
+        outcome: Result<Option<Computed>, Failure>,
+        started: Instant,
+        written: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<(), ReportError> {
+        let Reporter { config, client, committer, worker_id, stop, lost, busy, model_name } = *self;
         let (shard, epoch) = (lease.shard, lease.epoch);
         let m = &config.metrics;
         let (out, part, sha, stored) = match outcome {
@@ -569,19 +601,20 @@ impl Reporter<'_> {
         let (inferences, taken) = (out.inferences, out.taken);
         let failed_items = out.failed.len() as u64;
         let writing = Instant::now();
-        let written = match stored {
+        let stored = match stored {
             // Written by the compute thread (a local store).
             Some(secs) => {
                 m.stage("write", &device, provider, secs);
                 Ok(true)
             }
             None => {
-                let written = write_part(config, &key, part, (shard, epoch), lost).await;
+                let stored = write_part(config, &key, part, (shard, epoch), lost).await;
                 m.stage("write", &device, provider, writing.elapsed().as_secs_f64());
-                written
+                stored
             }
         };
-        match written {
+        drop(written);
+        match stored {
             Ok(true) => {}
             Ok(false) => {
                 m.ended("abandoned");
@@ -611,12 +644,7 @@ impl Reporter<'_> {
             next_ring: out.next_ring.iter().map(|&(index, reference_top1)| jagged_proto::v1::NextRingItem { index, reference_top1 }).collect(),
         };
         let committing = Instant::now();
-        let committed = retry("complete", &config.coordinator, stop, || {
-            let mut c = client.clone();
-            let req = req.clone();
-            async move { c.complete(req).await }
-        })
-        .await;
+        let committed = committer.commit(req).await;
         m.stage("commit", &device, provider, committing.elapsed().as_secs_f64());
         for (stage, secs) in
             [("fetch", t.fetch_secs), ("decode", t.prepare_secs), ("render", t.starved_secs), ("inference", t.run_secs), ("metrics", t.finish_secs)]
@@ -672,6 +700,93 @@ impl Reporter<'_> {
             Err(s) => tracing::warn!(shard = lease.shard, error = %jagged_proto::cause(&s), "could not hand the shard back; its lease will expire"),
         }
         Ok(())
+    }
+}
+
+/// Most commits sent in one `CompleteMany` call (the coordinator takes 1024).
+const MAX_COMMITS_PER_CALL: usize = 256;
+
+/// A commit waiting to be sent, and where its outcome goes.
+type ReadyCommit = (CompleteRequest, tokio::sync::oneshot::Sender<Result<(), tonic::Status>>);
+
+/// Sends the worker's commits to the coordinator, one call at a time: the
+/// commits that became ready while a call was in flight go together in the
+/// next. Ends once every handle is dropped and the queue is empty.
+#[derive(Clone)]
+struct Committer {
+    queue: tokio::sync::mpsc::UnboundedSender<ReadyCommit>,
+}
+
+impl Committer {
+    fn start(client: Client, url: String, stop: Arc<AtomicBool>) -> Committer {
+        let (queue, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(send_commits(client, url, stop, rx));
+        Committer { queue }
+    }
+
+    /// Commits one shard: what `Complete` answers for it (transient failures
+    /// are retried until the worker is told to stop).
+    async fn commit(&self, req: CompleteRequest) -> Result<(), tonic::Status> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue.send((req, tx)).map_err(|_| tonic::Status::unavailable("the committer has ended"))?;
+        rx.await.unwrap_or_else(|_| Err(tonic::Status::unavailable("the committer has ended")))
+    }
+}
+
+/// The committer's loop (see [`Committer`]).
+async fn send_commits(client: Client, url: String, stop: Arc<AtomicBool>, mut rx: tokio::sync::mpsc::UnboundedReceiver<ReadyCommit>) {
+    // Until the coordinator says it has no `CompleteMany` (an older build).
+    let mut many = true;
+    let mut batch: Vec<ReadyCommit> = Vec::new();
+    while rx.recv_many(&mut batch, MAX_COMMITS_PER_CALL).await > 0 {
+        let mut singles = Vec::new();
+        if many && batch.len() > 1 {
+            let req = CompleteManyRequest { commits: batch.iter().map(|(c, _)| c.clone()).collect() };
+            let sent = retry("complete", &url, &stop, || {
+                let mut c = client.clone();
+                let req = req.clone();
+                async move { c.complete_many(req).await }
+            })
+            .await;
+            match sent {
+                Ok(r) => {
+                    let mut outcomes = r.into_inner().outcomes.into_iter();
+                    for (commit, tx) in batch.drain(..) {
+                        let status = match outcomes.next() {
+                            Some(o) if o.code == tonic::Code::Ok as i32 => None,
+                            Some(o) => Some(tonic::Status::new(tonic::Code::from(o.code), o.message)),
+                            None => Some(tonic::Status::unavailable("the coordinator gave no outcome for this commit")),
+                        };
+                        match status {
+                            None => drop(tx.send(Ok(()))),
+                            // A transient refusal (the database was away) is
+                            // retried on its own, as `Complete` would be.
+                            Some(s) if jagged_proto::status_is_retryable(&s) && !stop.load(Ordering::Relaxed) => singles.push((commit, tx)),
+                            Some(s) => drop(tx.send(Err(s))),
+                        }
+                    }
+                }
+                Err(s) if s.code() == tonic::Code::Unimplemented => {
+                    tracing::info!(coordinator = %url, "the coordinator has no CompleteMany; committing one shard per call");
+                    many = false;
+                }
+                Err(s) => {
+                    for (_, tx) in batch.drain(..) {
+                        let _ = tx.send(Err(s.clone()));
+                    }
+                }
+            }
+        }
+        singles.append(&mut batch);
+        for (commit, tx) in singles {
+            let committed = retry("complete", &url, &stop, || {
+                let mut c = client.clone();
+                let req = commit.clone();
+                async move { c.complete(req).await }
+            })
+            .await;
+            let _ = tx.send(committed.map(|_| ()));
+        }
     }
 }
 
