@@ -602,8 +602,10 @@ impl Reporter<'_> {
         let failed_items = out.failed.len() as u64;
         let writing = Instant::now();
         let stored = match stored {
-            // Written by the compute thread (a local store).
+            // Written by the compute thread (a local store): its bytes need not
+            // wait here for the commit.
             Some(secs) => {
+                drop(part);
                 m.stage("write", &device, provider, secs);
                 Ok(true)
             }
