@@ -97,6 +97,7 @@ impl WorkerArgs {
             coordinator: self.coordinator.clone(),
             store: self.store.open()?,
             name: self.name.clone().unwrap_or_else(|| format!("{host}-{}", std::process::id())),
+            host: std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
             engine: jagged_infer::EngineOptions {
                 intra_threads: threads,
                 device: self.device,

@@ -55,6 +55,15 @@ impl Family {
         matches!(self, Family::Radius { .. }).then_some(1)
     }
 
+    /// The last ring a shard of this family runs: `max_radius` for `radius`,
+    /// 0 for families that run every point at once.
+    pub fn last_ring(&self) -> u32 {
+        match self {
+            Family::Radius { max_radius, .. } => *max_radius,
+            _ => 0,
+        }
+    }
+
     /// Points a shard runs per image: ring `ring` with the reference for
     /// `radius` (`1 + 8 ring`), else every point.
     pub fn points_per_image(&self, ring: u32) -> usize {
