@@ -16,7 +16,7 @@ async fn coordinator() -> (jagged_local::LocalPostgres, String, tokio::sync::one
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(Coordinator::new(store, Config::default()), listener, Auth::default(), None, Default::default(), async move {
+    tokio::spawn(serve(Coordinator::new(store, Config::default()), listener, Auth::default(), None, async move {
         let _ = rx.await;
     }));
     (pg, url, tx)

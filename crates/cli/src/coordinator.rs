@@ -68,26 +68,89 @@ pub struct CoordinatorArgs {
     prices: Vec<(String, f64)>,
 }
 
-/// Runs the coordinator until SIGINT or SIGTERM (it then drains in-flight calls).
+/// The raw layer: what the flags say, computed and checked, with no I/O.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    args: CoordinatorArgs,
+    /// The service's settings (lease timing, message size, prices).
+    pub service: jagged_coordinator::Config,
+}
+
+impl CoordinatorArgs {
+    /// The coordinator's settings from its flags alone.
+    pub fn settings(&self) -> Settings {
+        let policy = jagged_domain::lease::LeasePolicy {
+            lease_ms: self.lease_ms,
+            heartbeat_ms: self.heartbeat_ms,
+            max_lost: self.max_lost_leases,
+            max_lost_workers: self.max_lost_workers,
+            ..Default::default()
+        };
+        let service = jagged_coordinator::Config {
+            policy,
+            reap_interval: Duration::from_millis((self.lease_ms / 4).clamp(100, 5_000) as u64),
+            max_message: self.max_message_mb.clamp(1, 2047) * 1024 * 1024,
+            prices: self.prices.iter().cloned().collect(),
+        };
+        Settings { args: self.clone(), service }
+    }
+}
+
+/// The resolved layer: tokens and TLS files read, and the checks that need
+/// them (no token on a public address is refused unless `--insecure`).
+pub struct Resolved {
+    settings: Settings,
+    auth: jagged_coordinator::Auth,
+    tls: Option<tonic::transport::Identity>,
+}
+
+impl Settings {
+    /// Reads the tokens (`JAGGED_WORKER_TOKEN`, `JAGGED_ADMIN_TOKEN` or their
+    /// `_FILE` forms) and the TLS files.
+    pub fn resolve(self) -> Result<Resolved> {
+        let a = &self.args;
+        let tls = match (&a.tls_cert, &a.tls_key) {
+            (Some(c), Some(k)) => Some(tonic::transport::Identity::from_pem(
+                std::fs::read(c).with_context(|| format!("reading TLS certificate {}", c.display()))?,
+                std::fs::read(k).with_context(|| format!("reading TLS key {}", k.display()))?,
+            )),
+            _ => None,
+        };
+        let auth = jagged_coordinator::Auth { worker: token("JAGGED_WORKER_TOKEN")?, admin: token("JAGGED_ADMIN_TOKEN")? };
+        if auth.worker.is_some() && auth.worker == auth.admin {
+            bail!("JAGGED_WORKER_TOKEN and JAGGED_ADMIN_TOKEN must differ: a worker must not be able to act as an admin");
+        }
+        if (auth.worker.is_none() || auth.admin.is_none()) && !a.listen.ip().is_loopback() && !a.insecure {
+            bail!(
+                "refusing to listen on {} without JAGGED_WORKER_TOKEN and JAGGED_ADMIN_TOKEN (or their _FILE forms); \
+                 pass --insecure to allow anyone who reaches it",
+                a.listen
+            );
+        }
+        if let Some(h) = a.http {
+            if auth.admin.is_none() && !h.ip().is_loopback() && !a.insecure {
+                bail!("refusing to serve the dashboard on {h} without JAGGED_ADMIN_TOKEN; pass --insecure to allow anyone who reaches it");
+            }
+        }
+        Ok(Resolved { settings: self, auth, tls })
+    }
+}
+
+/// Binds `addr`, naming the flag in the error; writes the bound address to
+/// `file` when given.
+async fn bind(addr: SocketAddr, flag: &str, file: Option<&PathBuf>) -> Result<tokio::net::TcpListener> {
+    let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {flag} {addr}"))?;
+    if let Some(f) = file {
+        std::fs::write(f, format!("{}\n", l.local_addr()?)).with_context(|| format!("writing {}", f.display()))?;
+    }
+    Ok(l)
+}
+
+/// Runs the coordinator until SIGINT or SIGTERM (it then drains in-flight
+/// calls): gRPC on `--listen`, and `/metrics` and the dashboard where asked.
 pub async fn run(a: CoordinatorArgs) -> Result<()> {
-    let tls = match (&a.tls_cert, &a.tls_key) {
-        (Some(c), Some(k)) => Some(tonic::transport::Identity::from_pem(
-            std::fs::read(c).with_context(|| format!("reading TLS certificate {}", c.display()))?,
-            std::fs::read(k).with_context(|| format!("reading TLS key {}", k.display()))?,
-        )),
-        _ => None,
-    };
-    let auth = jagged_coordinator::Auth { worker: token("JAGGED_WORKER_TOKEN")?, admin: token("JAGGED_ADMIN_TOKEN")? };
-    if auth.worker.is_some() && auth.worker == auth.admin {
-        bail!("JAGGED_WORKER_TOKEN and JAGGED_ADMIN_TOKEN must differ: a worker must not be able to act as an admin");
-    }
-    if (auth.worker.is_none() || auth.admin.is_none()) && !a.listen.ip().is_loopback() && !a.insecure {
-        bail!(
-            "refusing to listen on {} without JAGGED_WORKER_TOKEN and JAGGED_ADMIN_TOKEN (or their _FILE forms); \
-             pass --insecure to allow anyone who reaches it",
-            a.listen
-        );
-    }
+    let Resolved { settings, auth, tls } = a.settings().resolve()?;
+    let a = &settings.args;
     let store = connect_db(&a.db.database_url, true).await?;
     let listener = tokio::net::TcpListener::bind(a.listen).await.with_context(|| format!("binding {}", a.listen))?;
     let addr = listener.local_addr()?;
@@ -95,42 +158,35 @@ pub async fn run(a: CoordinatorArgs) -> Result<()> {
     if let Some(f) = &a.addr_file {
         std::fs::write(f, format!("{addr}\n")).with_context(|| format!("writing {}", f.display()))?;
     }
-    let mut http = jagged_coordinator::Http::default();
+    let coordinator = jagged_coordinator::Coordinator::new(store, settings.service.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut web = Vec::new();
     if let Some(m) = a.metrics_listen {
-        let l = tokio::net::TcpListener::bind(m).await.with_context(|| format!("binding --metrics-listen {m}"))?;
+        let l = bind(m, "--metrics-listen", None).await?;
         tracing::info!(addr = %l.local_addr()?, "metrics at /metrics");
-        http.metrics = Some(l);
+        web.push(tokio::spawn(jagged_web::serve(l, jagged_web::metrics_router(coordinator.clone()), stopped.clone())));
     }
     if let Some(h) = a.http {
-        if auth.admin.is_none() && !h.ip().is_loopback() && !a.insecure {
-            bail!("refusing to serve the dashboard on {h} without JAGGED_ADMIN_TOKEN; pass --insecure to allow anyone who reaches it");
-        }
-        let l = tokio::net::TcpListener::bind(h).await.with_context(|| format!("binding --http {h}"))?;
+        let l = bind(h, "--http", a.http_addr_file.as_ref()).await?;
         let bound = l.local_addr()?;
         tracing::info!(addr = %bound, "dashboard at http://{bound}/");
-        if let Some(f) = &a.http_addr_file {
-            std::fs::write(f, format!("{bound}\n")).with_context(|| format!("writing {}", f.display()))?;
-        }
         let objects = match &a.store {
             Some(s) => Some(crate::args::StoreArg { store: s.clone() }.open()?),
             None => None,
         };
-        http.dashboard = Some((l, jagged_coordinator::web::WebConfig { admin: auth.admin.clone(), objects }));
+        match jagged_web::dashboard_router(coordinator.clone(), jagged_web::WebConfig { admin: auth.admin.clone(), objects }) {
+            Ok(router) => web.push(tokio::spawn(jagged_web::serve(l, router, stopped.clone()))),
+            Err(e) => tracing::error!(error = %e, "the dashboard could not start"),
+        }
     }
-    let policy = jagged_domain::lease::LeasePolicy {
-        lease_ms: a.lease_ms,
-        heartbeat_ms: a.heartbeat_ms,
-        max_lost: a.max_lost_leases,
-        max_lost_workers: a.max_lost_workers,
-        ..Default::default()
-    };
-    let config = jagged_coordinator::Config {
-        policy,
-        reap_interval: Duration::from_millis((a.lease_ms / 4).clamp(100, 5_000) as u64),
-        max_message: a.max_message_mb.clamp(1, 2047) * 1024 * 1024,
-        prices: a.prices.into_iter().collect(),
-    };
-    jagged_coordinator::serve(jagged_coordinator::Coordinator::new(store, config), listener, auth, tls, http, crate::shutdown_signal()).await?;
+    let served = jagged_coordinator::serve(coordinator, listener, auth, tls, crate::shutdown_signal()).await;
+    let _ = stop.send(true);
+    for w in web {
+        if let Ok(Err(e)) = w.await {
+            tracing::warn!(error = %e, "the HTTP listener ended with an error");
+        }
+    }
+    served?;
     tracing::info!("coordinator stopped");
     Ok(())
 }
