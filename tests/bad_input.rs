@@ -92,7 +92,12 @@ fn compute(files: &[(String, Vec<u8>)], model: Option<jagged_onnx::BuiltModel>) 
     jagged_testkit::ort();
     let m = model.unwrap_or_else(|| jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default()));
     let mut engine = jagged_infer::Engine::load(&m.bytes, &m.card, &jagged_infer::EngineOptions::cpu(1)).unwrap();
-    let family = jagged_domain::transform::Family::Crop { max_shift: 1, step: 1.0, resize: None, resample: Default::default() };
+    let family = jagged_domain::transform::Family::Crop(jagged_domain::transform::Crop {
+        max_shift: 1,
+        step: 1.0,
+        resize: None,
+        resample: Default::default(),
+    });
     let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
     let mut task = jagged_testkit::task(&m.card, family, &names, 8);
     task.items.iter_mut().for_each(|i| i.image.label = Some(1));

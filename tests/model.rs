@@ -92,7 +92,12 @@ fn batch_norm_calibration_stops_saturation() {
     let mut input = Vec::new();
     for f in ["chelsea.png", "coffee.png"] {
         let img = jagged_infer::decode_image(&std::fs::read(root().join(".cache/jagged/samples").join(f)).unwrap()).unwrap();
-        let fam = jagged_domain::transform::Family::Crop { max_shift: 0, step: 1.0, resize: None, resample: Default::default() };
+        let fam = jagged_domain::transform::Family::Crop(jagged_domain::transform::Crop {
+            max_shift: 0,
+            step: 1.0,
+            resize: None,
+            resample: Default::default(),
+        });
         let mut t = vec![0f32; 3 * s * s];
         fam.prepare(&img, s as u32).unwrap().write_chw(fam.points()[0], &m.card.normalize, &mut t);
         input.extend(t);
@@ -189,7 +194,12 @@ fn compute_step_is_identical_for_any_host_threads_and_batch() {
     ort();
     let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
     let mut engine = jagged_infer::Engine::load(&m.bytes, &m.card, &jagged_infer::EngineOptions::cpu(1)).unwrap();
-    let family = jagged_domain::transform::Family::Crop { max_shift: 3, step: 1.0, resize: None, resample: Default::default() };
+    let family = jagged_domain::transform::Family::Crop(jagged_domain::transform::Crop {
+        max_shift: 3,
+        step: 1.0,
+        resize: None,
+        resample: Default::default(),
+    });
     let names: Vec<String> = (0..5).map(|i| format!("{i}.png")).collect();
     let mut base_task = jagged_testkit::task(&m.card, family, &names, 1);
     base_task.keep_probs = true;
@@ -293,7 +303,7 @@ fn a_widened_grid_infers_its_plan_and_writes_a_full_runs_part() {
     ort();
     let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
     let mut engine = jagged_infer::Engine::load(&m.bytes, &m.card, &jagged_infer::EngineOptions::cpu(1)).unwrap();
-    let crop = |max_shift| Family::Crop { max_shift, step: 1.0, resize: None, resample: Default::default() };
+    let crop = |max_shift| Family::Crop(jagged_domain::transform::Crop { max_shift, step: 1.0, resize: None, resample: Default::default() });
     let names: Vec<String> = (0..5).map(|i| format!("{i}.png")).collect();
     let files: Vec<bytes::Bytes> =
         (0..5u32).map(|i| bytes::Bytes::from(if i == 2 { b"not an image".to_vec() } else { jagged_testkit::png(50 + i, 44, i) })).collect();

@@ -22,7 +22,7 @@ const IMAGES_PER_PART: usize = 35;
 const MODELS: usize = 2;
 
 fn family() -> Family {
-    Family::Crop { max_shift: 8, step: 1.0, resize: None, resample: Default::default() }
+    Family::Crop(jagged_domain::transform::Crop { max_shift: 8, step: 1.0, resize: None, resample: Default::default() })
 }
 
 /// Writes parts of about `rows` rows into `dir` (once).

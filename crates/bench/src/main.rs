@@ -233,7 +233,12 @@ fn bare_on(model: &Path, opts: &EngineOptions, batch: u32, secs: f64, images: &P
     let card = jagged_onnx::card::read_card(&jagged_onnx::card::card_path(model))?;
     let mut engine = Engine::load(&std::fs::read(model)?, &card, opts)?;
     let img = jagged_infer::decode_image(&std::fs::read(images.join("chelsea.png"))?)?;
-    let fam = jagged_domain::transform::Family::Crop { max_shift: 4, step: 1.0, resize: None, resample: Default::default() };
+    let fam = jagged_domain::transform::Family::Crop(jagged_domain::transform::Crop {
+        max_shift: 4,
+        step: 1.0,
+        resize: None,
+        resample: Default::default(),
+    });
     let prep = fam.prepare(&img, card.input_size).map_err(anyhow::Error::msg)?;
     let plane = 3 * (card.input_size as usize).pow(2);
     let mut t = vec![0f32; batch as usize * plane];
@@ -541,21 +546,30 @@ fn compute(c: &Common, opts: &EngineOptions, reps: usize, host_threads: usize, g
         "crop" => {
             let n = 2 * max_shift + 1;
             engine.attach_views(&jagged_onnx::views::prepend(&model_bytes, &card)?, opts)?;
-            (Family::Crop { max_shift, step: 1.0, resize: None, resample: Default::default() }, format!("a {n}x{n} crop grid"))
+            (
+                Family::Crop(jagged_domain::transform::Crop { max_shift, step: 1.0, resize: None, resample: Default::default() }),
+                format!("a {n}x{n} crop grid"),
+            )
         }
         "circular" => {
             let n = 2 * max_shift + 1;
             engine.attach_views(&jagged_onnx::views::prepend(&model_bytes, &card)?, opts)?;
-            (Family::Circular { max_shift, step: 1, resize: None, resample: Default::default() }, format!("a {n}x{n} circular shift grid"))
+            (
+                Family::Circular(jagged_domain::transform::Circular { max_shift, step: 1, resize: None, resample: Default::default() }),
+                format!("a {n}x{n} circular shift grid"),
+            )
         }
         "subpixel" => {
             engine.attach(jagged_infer::Rendering::Shifts, &jagged_onnx::views::prepend_shifts(&model_bytes, &card)?, opts)?;
-            (Family::Crop { max_shift: 2, step: 0.5, resize: None, resample: Default::default() }, "a 9x9 crop grid by half pixels".into())
+            (
+                Family::Crop(jagged_domain::transform::Crop { max_shift: 2, step: 0.5, resize: None, resample: Default::default() }),
+                "a 9x9 crop grid by half pixels".into(),
+            )
         }
         "rotate" => {
             engine.attach(jagged_infer::Rendering::Turns, &jagged_onnx::views::prepend_turns(&model_bytes, &card)?, opts)?;
             (
-                Family::Rotate { from: -30.0, to: 30.0, step: 1.0, resize: None, resample: Default::default() },
+                Family::Rotate(jagged_domain::transform::Rotate { from: -30.0, to: 30.0, step: 1.0, resize: None, resample: Default::default() }),
                 "a rotation grid (-30 to 30 degrees)".into(),
             )
         }

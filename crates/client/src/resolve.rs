@@ -519,7 +519,7 @@ pub async fn resolve_with(spec_path: &Path, store: &dyn ObjectStore, over: &Over
     };
     let mut family_items = std::collections::BTreeMap::new();
     for (f, fam) in spec.families.iter_mut().enumerate() {
-        if let Family::Sequence { path, frames, labels, limit, .. } = fam {
+        if let Family::Sequence(jagged_domain::transform::Sequence { path, frames, labels, limit, .. }) = fam {
             let src = Source {
                 field: format!("families[{f}]"),
                 root: base.join(&*path),

@@ -88,10 +88,11 @@ pub fn selects(selector: &str, families: &[Family], index: usize) -> bool {
 /// (ImageNet-P: the perturbation).
 fn default_family_label(families: &[Family], f: usize) -> String {
     let name = families[f].name();
-    match &families[f] {
-        Family::Sequence { path, .. } => {
+    match families[f].as_sequence() {
+        Some(s) => {
+            let path = &s.path;
             let folder = |p: &str| std::path::Path::new(p).file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-            let same = families.iter().filter(|x| matches!(x, Family::Sequence { path: p, .. } if folder(p) == folder(path))).count();
+            let same = families.iter().filter_map(Family::as_sequence).filter(|s| folder(&s.path) == folder(path)).count();
             if same > 1 || folder(path).is_empty() {
                 format!("sequence[{f}]")
             } else {
@@ -321,7 +322,7 @@ impl SweepSpec {
             Some(d) if d.limit == Some(0) => return Err(field("dataset.limit", "must be at least 1")),
             Some(_) => {}
             None => {
-                if let Some(i) = self.families.iter().position(|f| !matches!(f, Family::Sequence { .. })) {
+                if let Some(i) = self.families.iter().position(|f| f.as_sequence().is_none()) {
                     return Err(field("dataset", format!("is needed by `families[{i}]` ({})", self.families[i].name())));
                 }
             }
@@ -345,7 +346,7 @@ impl SweepSpec {
         for (i, f) in self.families.iter().enumerate() {
             f.validate(None).map_err(|(f, m)| field(format!("families[{i}].{f}"), m))?;
             // (A sequence's length is known once its folders are read; it needs two frames.)
-            if !matches!(f, Family::Sequence { .. }) && f.pairs().is_empty() {
+            if f.as_sequence().is_none() && f.pairs().is_empty() {
                 return Err(field(
                     format!("families[{i}]"),
                     format!(
@@ -656,11 +657,11 @@ impl ResolvedSweep {
         }
         let n = self.models.iter().map(|m| m.card.num_classes).min().unwrap_or(0);
         for (f, fam) in self.spec.families.iter().enumerate() {
-            let own = matches!(fam, Family::Sequence { .. });
+            let own = fam.as_sequence().is_some();
             if own && !self.family_items.contains_key(&(f as u32)) {
                 return Err(field(format!("families[{f}].path"), "sequences were not resolved"));
             }
-            if let Family::Sequence { frames: None, .. } = fam {
+            if fam.as_sequence().is_some_and(|s| s.frames.is_none()) {
                 return Err(field(format!("families[{f}].frames"), "was not resolved"));
             }
             let (items, what) = if own { (self.items(f), format!("families[{f}]")) } else { (&self.images[..], "dataset".to_string()) };

@@ -166,7 +166,12 @@ pub fn predict(model: &Path, image: &Path, opts: &jagged_infer::EngineOptions) -
     let card = read_card(&card_path(model)).map_err(onnx("reading the model card"))?;
     let mut engine = jagged_infer::Engine::load(&read(model)?, &card, opts).map_err(runtime(format!("loading {}", model.display())))?;
     let img = jagged_infer::decode_image(&read(image)?).map_err(|e| ModelError::Invalid(format!("decoding {}: {e}", image.display())))?;
-    let fam = jagged_domain::transform::Family::Crop { max_shift: 0, step: 1.0, resize: None, resample: jagged_domain::image::Resample::default() };
+    let fam = jagged_domain::transform::Family::Crop(jagged_domain::transform::Crop {
+        max_shift: 0,
+        step: 1.0,
+        resize: None,
+        resample: jagged_domain::image::Resample::default(),
+    });
     let s = card.input_size as usize;
     let prep = fam.prepare(&img, card.input_size).map_err(ModelError::Invalid)?;
     let mut t = vec![0f32; 3 * s * s];

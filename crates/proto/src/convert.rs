@@ -13,7 +13,10 @@ use jagged_domain::spec::{
 };
 use jagged_domain::status::{ShardError, SweepState, SweepStatus};
 use jagged_domain::task::{FailedItem, ShardTask, TaskItem, WidenFrom};
-use jagged_domain::transform::{Background, Compare, DiagonalBase, EmbedCrop, Family, Normalize};
+use jagged_domain::transform::{
+    Background, Circular, Compare, Crop, Diagonal, DiagonalBase, Embed, EmbedCrop, Family, Layers, Normalize, Radius, RandomPairs, Rotate, Scale,
+    Sequence,
+};
 
 /// A message that does not describe a valid domain value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -187,8 +190,10 @@ impl From<Family> for pb::Family {
         use pb::family::Kind;
         let bg = |b: Background| pb::Background::from(b) as i32;
         let kind = match f {
-            Family::Crop { max_shift, step, resize, resample } => Kind::Crop(pb::Crop { max_shift, step, resize, resample: Some(resample.into()) }),
-            Family::Embed { size, crop, max_shift, step, background, resample } => Kind::Embed(pb::Embed {
+            Family::Crop(Crop { max_shift, step, resize, resample }) => {
+                Kind::Crop(pb::Crop { max_shift, step, resize, resample: Some(resample.into()) })
+            }
+            Family::Embed(Embed { size, crop, max_shift, step, background, resample }) => Kind::Embed(pb::Embed {
                 size,
                 max_shift,
                 step,
@@ -196,7 +201,7 @@ impl From<Family> for pb::Family {
                 resample: Some(resample.into()),
                 crop: pb::EmbedCrop::from(crop) as i32,
             }),
-            Family::Diagonal { steps, step, from, to, base, resize, size, crop, background, resample } => Kind::Diagonal(pb::Diagonal {
+            Family::Diagonal(Diagonal { steps, step, from, to, base, resize, size, crop, background, resample }) => Kind::Diagonal(pb::Diagonal {
                 steps,
                 step,
                 from,
@@ -208,16 +213,16 @@ impl From<Family> for pb::Family {
                 background: bg(background),
                 resample: Some(resample.into()),
             }),
-            Family::Circular { max_shift, step, resize, resample } => {
+            Family::Circular(Circular { max_shift, step, resize, resample }) => {
                 Kind::Circular(pb::Circular { max_shift, step, resize, resample: Some(resample.into()) })
             }
-            Family::Scale { from, to, step, base, background, resample } => {
+            Family::Scale(Scale { from, to, step, base, background, resample }) => {
                 Kind::Scale(pb::Scale { from, to, step, base, background: bg(background), resample: Some(resample.into()) })
             }
-            Family::RandomPairs { pairs, max_offset, seed, resize, resample } => {
+            Family::RandomPairs(RandomPairs { pairs, max_offset, seed, resize, resample }) => {
                 Kind::RandomPairs(pb::RandomPairs { pairs, max_offset, seed, resize, resample: Some(resample.into()) })
             }
-            Family::Sequence { path, frames, stride, compare, resize, resample, labels, limit } => Kind::Sequence(pb::Sequence {
+            Family::Sequence(Sequence { path, frames, stride, compare, resize, resample, labels, limit }) => Kind::Sequence(pb::Sequence {
                 path,
                 frames,
                 stride,
@@ -227,11 +232,16 @@ impl From<Family> for pb::Family {
                 labels,
                 limit,
             }),
-            Family::Radius { max_radius, resize, resample } => Kind::Radius(pb::Radius { max_radius, resize, resample: Some(resample.into()) }),
-            Family::Layers { shifts, resize, resample } => Kind::Layers(pb::Layers { shifts, resize, resample: Some(resample.into()) }),
-            Family::Rotate { from, to, step, resize, resample } => {
+            Family::Radius(Radius { max_radius, resize, resample }) => {
+                Kind::Radius(pb::Radius { max_radius, resize, resample: Some(resample.into()) })
+            }
+            Family::Layers(Layers { shifts, resize, resample }) => Kind::Layers(pb::Layers { shifts, resize, resample: Some(resample.into()) }),
+            Family::Rotate(Rotate { from, to, step, resize, resample }) => {
                 Kind::Rotate(pb::Rotate { from, to, step, resize, resample: Some(resample.into()) })
             }
+            // Families added after these ten travel as their spec's JSON.
+            #[allow(unreachable_patterns)]
+            other => Kind::Json(serde_json::to_string(&other).expect("a family serialises")),
         };
         pb::Family { kind: Some(kind) }
     }
@@ -243,17 +253,17 @@ impl TryFrom<pb::Family> for Family {
         use pb::family::Kind;
         Ok(match need(f.kind, "Family.kind")? {
             Kind::Crop(c) => {
-                Family::Crop { max_shift: c.max_shift, step: c.step, resize: c.resize, resample: resample(c.resample, "Crop.resample")? }
+                Family::Crop(Crop { max_shift: c.max_shift, step: c.step, resize: c.resize, resample: resample(c.resample, "Crop.resample")? })
             }
-            Kind::Embed(e) => Family::Embed {
+            Kind::Embed(e) => Family::Embed(Embed {
                 size: e.size,
                 crop: or_default(e.crop)?,
                 max_shift: e.max_shift,
                 step: e.step,
                 background: enum_of(e.background)?,
                 resample: resample(e.resample, "Embed.resample")?,
-            },
-            Kind::Diagonal(d) => Family::Diagonal {
+            }),
+            Kind::Diagonal(d) => Family::Diagonal(Diagonal {
                 steps: d.steps,
                 step: if d.step == 0.0 { 1.0 } else { d.step },
                 from: d.from,
@@ -264,26 +274,29 @@ impl TryFrom<pb::Family> for Family {
                 crop: or_default(d.crop)?,
                 background: enum_of(d.background)?,
                 resample: resample(d.resample, "Diagonal.resample")?,
-            },
-            Kind::Circular(c) => {
-                Family::Circular { max_shift: c.max_shift, step: c.step, resize: c.resize, resample: resample(c.resample, "Circular.resample")? }
-            }
-            Kind::Scale(s) => Family::Scale {
+            }),
+            Kind::Circular(c) => Family::Circular(Circular {
+                max_shift: c.max_shift,
+                step: c.step,
+                resize: c.resize,
+                resample: resample(c.resample, "Circular.resample")?,
+            }),
+            Kind::Scale(s) => Family::Scale(Scale {
                 from: s.from,
                 to: s.to,
                 step: s.step,
                 base: s.base,
                 background: enum_of(s.background)?,
                 resample: resample(s.resample, "Scale.resample")?,
-            },
-            Kind::RandomPairs(r) => Family::RandomPairs {
+            }),
+            Kind::RandomPairs(r) => Family::RandomPairs(RandomPairs {
                 pairs: r.pairs,
                 max_offset: r.max_offset,
                 seed: r.seed,
                 resize: r.resize,
                 resample: resample(r.resample, "RandomPairs.resample")?,
-            },
-            Kind::Sequence(s) => Family::Sequence {
+            }),
+            Kind::Sequence(s) => Family::Sequence(Sequence {
                 path: s.path,
                 frames: s.frames,
                 stride: s.stride,
@@ -292,12 +305,15 @@ impl TryFrom<pb::Family> for Family {
                 resample: resample(s.resample, "Sequence.resample")?,
                 labels: s.labels,
                 limit: s.limit,
-            },
-            Kind::Radius(r) => Family::Radius { max_radius: r.max_radius, resize: r.resize, resample: resample(r.resample, "Radius.resample")? },
-            Kind::Layers(l) => Family::Layers { shifts: l.shifts, resize: l.resize, resample: resample(l.resample, "Layers.resample")? },
-            Kind::Rotate(r) => {
-                Family::Rotate { from: r.from, to: r.to, step: r.step, resize: r.resize, resample: resample(r.resample, "Rotate.resample")? }
+            }),
+            Kind::Radius(r) => {
+                Family::Radius(Radius { max_radius: r.max_radius, resize: r.resize, resample: resample(r.resample, "Radius.resample")? })
             }
+            Kind::Layers(l) => Family::Layers(Layers { shifts: l.shifts, resize: l.resize, resample: resample(l.resample, "Layers.resample")? }),
+            Kind::Rotate(r) => {
+                Family::Rotate(Rotate { from: r.from, to: r.to, step: r.step, resize: r.resize, resample: resample(r.resample, "Rotate.resample")? })
+            }
+            Kind::Json(text) => serde_json::from_str(&text).map_err(|e| bad("Family.json", e.to_string()))?,
         })
     }
 }

@@ -7,7 +7,7 @@ use crate::{Failure, NormalisedModel, NormalisedTable, Report, ReportError, Tabl
 use futures::StreamExt;
 use jagged_domain::metrics::{normalised, table::metric};
 use jagged_domain::spec::ResolvedSweep;
-use jagged_domain::transform::Family;
+use jagged_domain::transform::{Extra, Family};
 use jagged_store::Store;
 use object_store::ObjectStore;
 use std::collections::BTreeMap;
@@ -69,18 +69,18 @@ async fn build_full(
                 // errors, and the top-1 of every point of an adaptive search.
                 let mut layers = None;
                 let mut radius = None;
-                match family {
-                    Family::Layers { .. } => {
+                match family.extra() {
+                    Extra::Layers => {
                         let mut l = LayerFold::default();
                         l.add_rows(&jagged_artifacts::decode(bytes.clone())?);
                         layers = Some(l);
                     }
-                    Family::Radius { .. } => {
+                    Extra::Radius(_) => {
                         let mut r = RadiusFold::default();
                         r.add_rows(&jagged_artifacts::decode(bytes.clone())?);
                         radius = Some(r);
                     }
-                    _ => {}
+                    Extra::None => {}
                 }
                 let cols = jagged_artifacts::decode_summary(bytes)?;
                 let mut fold = RowFold::new(family);
@@ -101,7 +101,7 @@ async fn build_full(
     let mut radius_folds: BTreeMap<(usize, usize), RadiusFold> = BTreeMap::new();
     for m in 0..resolved.models.len() {
         for (f, fam) in resolved.spec.families.iter().enumerate() {
-            if matches!(fam, Family::Radius { .. }) {
+            if matches!(fam.extra(), Extra::Radius(_)) {
                 radius_folds.insert((m, f), RadiusFold::default());
             }
         }
@@ -156,8 +156,8 @@ async fn build_full(
     let radius = radius_folds
         .into_iter()
         .map(|((m, f), fold)| {
-            let max = match resolved.spec.families.get(f) {
-                Some(Family::Radius { max_radius, .. }) => *max_radius,
+            let max = match resolved.spec.families.get(f).map(Family::extra) {
+                Some(Extra::Radius(max_radius)) => max_radius,
                 _ => 0,
             };
             fold.finish(&names(m, f).0, &resolved.spec.family_label(f), max)
@@ -177,6 +177,7 @@ async fn build_full(
                 model,
                 family,
                 family_index: f,
+                figures: resolved.spec.families.get(f).map(Family::figures).unwrap_or(jagged_domain::transform::Figures::HEATMAP),
                 untrained: resolved.models.get(m).is_some_and(|x| x.card.untrained),
                 structure: resolved.models.get(m).and_then(|x| x.structure),
                 totals,
@@ -208,7 +209,7 @@ fn normalised_table(resolved: &ResolvedSweep, rows: &[TableRow], baseline: &str)
     let chosen: Vec<usize> = (0..fams.len())
         .filter(|&f| match &resolved.spec.metrics.families {
             Some(sel) => sel.iter().any(|s| resolved.spec.selects(s, f)),
-            None => !matches!(fams[f], Family::RandomPairs { .. }),
+            None => fams[f].normalised_by_default(),
         })
         .collect();
     let (fp, t5d) = (metric("flip_prob").expect("in the metric table"), metric("top5_dist").expect("in the metric table"));

@@ -3,6 +3,7 @@
 //! (Fig. 1), the map of mean p(true class) over 2-D offsets, and bars of
 //! P(top-1 change) and jaggedness per model and family.
 
+use jagged_domain::transform::{Axis, Figures};
 use std::fmt::Write as _;
 
 /// Images whose traces are kept for the heatmap.
@@ -75,15 +76,17 @@ impl FigureData {
         self.traces.extend(o.traces.into_iter().take(room));
     }
 
-    /// The x value and axis name of each point for one-dimensional families.
-    fn axis(&self, family: &str) -> (Vec<f64>, &'static str) {
+    /// The x value and axis name of each point: what the family's line of
+    /// points varies, or the point's place in the grid.
+    fn axis(&self, figures: Figures) -> (Vec<f64>, &'static str) {
         let x = |f: &dyn Fn(&PointParams) -> f64| self.points.iter().map(f).collect();
-        match family {
-            "scale" => (x(&|p| p.2 as f64), "scale"),
-            "rotate" => (x(&|p| p.3 as f64), "angle (degrees)"),
-            "diagonal" => (x(&|p| p.0 as f64), "diagonal shift (pixels)"),
-            "sequence" => ((0..self.points.len()).map(|i| i as f64).collect(), "frame"),
-            _ => ((0..self.points.len()).map(|i| i as f64).collect(), "grid point"),
+        let index = || (0..self.points.len()).map(|i| i as f64).collect();
+        match figures.line {
+            Some((Axis::Scale, label)) => (x(&|p| p.2 as f64), label),
+            Some((Axis::Angle, label)) => (x(&|p| p.3 as f64), label),
+            Some((Axis::Dx, label)) => (x(&|p| p.0 as f64), label),
+            Some((Axis::Index, label)) => (index(), label),
+            None => (index(), "grid point"),
         }
     }
 
@@ -180,11 +183,11 @@ fn fmt_tick(v: f64) -> String {
 }
 
 /// Heatmap of p(true class): one row per image, one column per point.
-pub fn heatmap(title: &str, data: &FigureData, family: &str) -> Option<String> {
+pub fn heatmap(title: &str, data: &FigureData, figures: Figures) -> Option<String> {
     if data.traces.is_empty() || data.points.is_empty() {
         return None;
     }
-    let (xs, xlabel) = data.axis(family);
+    let (xs, xlabel) = data.axis(figures);
     let (cols, rows) = (data.points.len(), data.traces.len());
     let cell_w = (640.0 / cols as f64).clamp(2.0, 40.0);
     let cell_h = (480.0 / rows as f64).clamp(6.0, 24.0);
@@ -222,11 +225,11 @@ pub fn heatmap(title: &str, data: &FigureData, family: &str) -> Option<String> {
 }
 
 /// p(true class) against the transformation for the first example images.
-pub fn traces(title: &str, data: &FigureData, family: &str) -> Option<String> {
+pub fn traces(title: &str, data: &FigureData, figures: Figures) -> Option<String> {
     if data.traces.is_empty() || data.points.len() < 2 {
         return None;
     }
-    let (xs, xlabel) = data.axis(family);
+    let (xs, xlabel) = data.axis(figures);
     let (x0, x1) = (xs.iter().cloned().fold(f64::INFINITY, f64::min), xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
     let (left, top, pw, ph) = (60.0, 40.0, 560.0, 300.0);
     let mut out = header(820, 400, title);

@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn folding_parts_separately_and_merging_in_order_equals_one_fold() {
-        let fam = Family::Diagonal {
+        let fam = Family::Diagonal(jagged_domain::transform::Diagonal {
             steps: Some(2),
             step: 1.0,
             from: None,
@@ -111,7 +111,7 @@ mod tests {
             crop: Default::default(),
             background: Default::default(),
             resample: Default::default(),
-        };
+        });
         let items: Vec<ImageRef> = (0..30).map(|i| ImageRef { name: format!("{i}.png"), key: String::new(), label: None, frames: vec![] }).collect();
         let mut whole = RowFold::new(&fam);
         whole.add_part(&part(0..30), &items);

@@ -73,6 +73,8 @@ pub struct TableRow {
     pub family_label: String,
     /// Index of the family in the spec.
     pub family_index: usize,
+    /// The figures its family draws.
+    pub figures: jagged_domain::transform::Figures,
     /// The model's weights are random (architecture only).
     pub untrained: bool,
     /// The model's subsampling structure (read at submit), if known.

@@ -391,20 +391,20 @@ impl Report {
             s.chars().filter(|c| *c != ']').map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect::<String>()
         };
         for (r, d) in self.rows.iter().zip(&self.figures) {
-            if r.family == "random_pairs" {
+            if !r.figures.any {
                 continue;
             }
             let stem = format!("{}__{}", slug(&r.model), slug(&r.family_label));
             let what = format!("{}, {}", r.model, r.family_label);
-            if let Some(s) = figures::heatmap(&format!("p(true class) per image: {what}"), d, &r.family) {
+            if let Some(s) = figures::heatmap(&format!("p(true class) per image: {what}"), d, r.figures) {
                 out.push((format!("{stem}__heatmap"), s));
             }
-            if matches!(r.family.as_str(), "diagonal" | "scale" | "rotate" | "sequence") {
-                if let Some(s) = figures::traces(&format!("p(true class) along the transformation: {what}"), d, &r.family) {
+            if r.figures.line.is_some() {
+                if let Some(s) = figures::traces(&format!("p(true class) along the transformation: {what}"), d, r.figures) {
                     out.push((format!("{stem}__traces"), s));
                 }
             }
-            if matches!(r.family.as_str(), "crop" | "embed" | "circular") {
+            if r.figures.map {
                 if let Some(s) = figures::grid_map(&format!("mean p(true class) over offsets: {what}"), d) {
                     out.push((format!("{stem}__map"), s));
                 }

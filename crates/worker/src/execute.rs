@@ -7,6 +7,7 @@ use crate::engines::{self, engine_key, Engines, Way};
 use crate::heartbeat::Lost;
 use crate::WorkerConfig;
 use jagged_domain::task::ShardTask;
+use jagged_domain::transform::InGraph;
 use jagged_infer::Rendering;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,19 +34,18 @@ pub(crate) struct Computed {
 }
 
 /// How a worker runs a shard's model, and whether its inputs render in the
-/// graph: a `layers` family with its probes exposed; rotation, sub-pixel and
-/// plain grids with their rendering in front where the worker's `--render`
-/// puts them in the graph.
+/// graph: a family that needs its probes with them exposed; one whose inputs
+/// the graph can draw with that rendering in front where the worker's
+/// `--render` puts them in the graph; any other as it is.
 fn way_of(config: &WorkerConfig, task: &ShardTask) -> (Way, bool) {
-    if matches!(task.family, jagged_domain::transform::Family::Layers { .. }) {
+    if task.family.probes() {
         return (Way::Layers, false);
     }
-    let rendering = if matches!(task.family, jagged_domain::transform::Family::Rotate { .. }) {
-        Rendering::Turns
-    } else if task.family.points().iter().any(|p| p.is_subpixel()) {
-        Rendering::Shifts
-    } else {
-        Rendering::Windows
+    let rendering = match task.family.in_graph() {
+        Some(InGraph::Windows) => Rendering::Windows,
+        Some(InGraph::Turns) => Rendering::Turns,
+        Some(InGraph::Shifts) => Rendering::Shifts,
+        None => return (Way::Plain, false),
     };
     let in_graph = config.render.in_graph(config.engine.device, rendering);
     (if in_graph { Way::Rendered(rendering) } else { Way::Plain }, in_graph)

@@ -1,63 +1,96 @@
-//! Windows of the resized image (`crop`, `random_pairs`, `diagonal` on a crop)
-//! and circular shifts of its centre crop (`circular`).
+//! `crop` (Azulay & Weiss "Crop"): the image is resized so its short side is
+//! `resize` (default: S + 32), and the S x S window is taken at the centre
+//! moved by `(dx, dy)` over a square grid of offsets. No blank borders: the
+//! grid must fit inside the resized image. Fractional steps translate by
+//! sub-pixel interpolation (`subpixel.rs`).
 
-use super::render::{paste, Px};
-use super::GridPoint;
-use crate::image::{centre_offset, Compat, Rgb8};
+use super::kind::{field, FamilyKind, FieldError, Figures, Shape};
+use super::point::{one_f, GridPoint};
+use super::{window, Family, Prepared};
+use crate::image::{Resample, Rgb8};
+use serde::{Deserialize, Serialize};
 
-/// The window at the centre of `img` (centred as `compat` centres) moved by the
-/// point's offset.
-pub(super) fn write_window(img: &Rgb8, compat: Compat, p: GridPoint, side: usize, px: Px<'_>, out: &mut [f32]) {
-    let cx = centre_offset(img.width - side as u32, compat) as i64;
-    let cy = centre_offset(img.height - side as u32, compat) as i64;
-    if p.is_subpixel() {
-        return super::subpixel::write_window(img, cx as f64 + p.dx as f64, cy as f64 + p.dy as f64, side, px, out);
-    }
-    let (x0, y0) = (cx + p.dx as i64, cy + p.dy as i64);
-    paste(img, x0, y0, side, [0.0; 3], px, out);
+/// Shifted windows of a resized image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crop {
+    /// Largest offset in pixels, on each axis.
+    pub max_shift: u32,
+    /// Grid spacing in pixels; must divide `max_shift`. Fractional steps
+    /// (e.g. 0.25) translate by sub-pixel interpolation (see `subpixel`).
+    #[serde(default = "one_f")]
+    pub step: f32,
+    /// Short side after resizing; default: model input side + 32.
+    #[serde(default)]
+    pub resize: Option<u32>,
+    /// Resampling of the resize.
+    #[serde(default)]
+    pub resample: Resample,
 }
 
-/// The centre crop `square` (side x side) with its wrap: a (2 side - 1)-pixel
-/// square whose pixel `(x, y)` is the crop's `(x mod side, y mod side)`, so that
-/// every circular shift is a plain window of it ([`wrap_origin`]), which a
-/// renderer of windows on the model's device draws as it draws any crop.
-pub(super) fn tile(square: &Rgb8) -> Rgb8 {
-    let side = square.width as usize;
-    let n = (2 * side).saturating_sub(1);
-    let mut out = Rgb8::new(n as u32, n as u32);
-    for y in 0..n {
-        for x in 0..n {
-            let (o, i) = ((y * n + x) * 3, ((y % side) * side + x % side) * 3);
-            out.data[o..o + 3].copy_from_slice(&square.data[i..i + 3]);
+impl FamilyKind for Crop {
+    fn name(&self) -> &'static str {
+        "crop"
+    }
+
+    fn resample(&self) -> Resample {
+        self.resample
+    }
+
+    fn check(&self) -> Result<(), FieldError> {
+        if !(self.step > 0.0 && self.step.is_finite()) {
+            return field("step", "must be a positive number of pixels");
         }
+        super::grid::check_square(self.max_shift, self.step)
     }
-    out
-}
 
-/// Top-left, in the tiled crop ([`tile`]), of the window that shows the centre
-/// crop shifted with wrap-around by the point's offset.
-pub(super) fn wrap_origin(p: GridPoint, side: usize) -> (i64, i64) {
-    ((p.dx as i64).rem_euclid(side as i64), (p.dy as i64).rem_euclid(side as i64))
-}
+    fn shape(&self) -> Shape {
+        Shape::Grid(self.max_shift, self.step)
+    }
 
-/// The centre crop (side x side, given tiled) shifted with wrap-around by the
-/// point's offset: output pixel `(x, y)` is the crop's `((x + dx) mod side, (y +
-/// dy) mod side)`.
-pub(super) fn write_circular(tiled: &Rgb8, p: GridPoint, side: usize, px: Px<'_>, out: &mut [f32]) {
-    let (x0, y0) = wrap_origin(p, side);
-    paste(tiled, x0, y0, side, [0.0; 3], px, out);
+    fn fit(&self, side: u32, points: &[GridPoint]) -> Result<(), FieldError> {
+        window::fits(self.resize.unwrap_or(side + 32), side, super::fit::reach(points), self.resample, "resize")
+    }
+
+    fn prepare(&self, frames: &[Rgb8], side: u32, _points: &[GridPoint]) -> Result<Prepared, String> {
+        window::prepare(frames, side, self.resize.unwrap_or(side + 32), self.resample)
+    }
+
+    fn without_extent(&self) -> Option<Family> {
+        Some(Family::Crop(Crop { max_shift: 0, ..self.clone() }))
+    }
+
+    fn figures(&self) -> Figures {
+        Figures::GRID
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::transform::testutil::{numbered, ID, NEAREST};
-    use crate::transform::{Family, GridPoint};
+
+    #[test]
+    fn crop_grid_is_row_major_with_centre_reference() {
+        let f = Family::Crop(Crop { max_shift: 2, step: 2.0, resize: None, resample: Resample::default() });
+        let pts = f.points();
+        assert_eq!(pts.len(), 9);
+        assert_eq!((pts[0].dx, pts[0].dy), (-2.0, -2.0));
+        assert_eq!((pts[1].dx, pts[1].dy), (0.0, -2.0));
+        assert_eq!((pts[3].dx, pts[3].dy), (-2.0, 0.0));
+        assert_eq!(f.reference(), 4);
+        // 3x3 grid: 6 horizontal + 6 vertical neighbour pairs.
+        let pairs = f.pairs();
+        assert_eq!(pairs.len(), 12);
+        assert!(pairs.contains(&(0, 1)) && pairs.contains(&(0, 3)) && pairs.contains(&(7, 8)));
+        assert!(!pairs.contains(&(2, 3)), "row ends are not neighbours");
+    }
 
     #[test]
     fn crop_places_pixels_where_the_spec_says() {
         // A 40x40 image, resize 40 (no-op), input 32: centred window at (4, 4).
         let img = numbered(40, 40);
-        let f = Family::Crop { max_shift: 3, step: 1.0, resize: Some(40), resample: NEAREST };
+        let f = Family::Crop(Crop { max_shift: 3, step: 1.0, resize: Some(40), resample: NEAREST });
         let prep = f.prepare(&img, 32).unwrap();
         let p = GridPoint::offset(0, 3.0, -2.0);
         let out = prep.render(p);
@@ -90,7 +123,7 @@ mod tests {
 
         // A smooth image: integer points equal the integer family's, bit for bit;
         // a half-pixel point lies between its neighbours.
-        let mut img = crate::image::Rgb8::new(48, 48);
+        let mut img = Rgb8::new(48, 48);
         for y in 0..48 {
             for x in 0..48 {
                 img.set_pixel(x, y, [(x * 5) as u8, (y * 3) as u8, 100]);
@@ -98,7 +131,7 @@ mod tests {
         }
         let int: Family = toml::from_str("kind = \"crop\"\nmax_shift = 1\nresize = 48").unwrap();
         let (a, b) = (f.prepare(&img, 32).unwrap(), int.prepare(&img, 32).unwrap());
-        let render = |prep: &crate::transform::Prepared, dx: f32, dy: f32| {
+        let render = |prep: &Prepared, dx: f32, dy: f32| {
             let mut t = vec![0f32; 3 * 32 * 32];
             prep.write_chw(GridPoint { index: 0, dx, dy, scale: 1.0, angle: 0.0 }, &ID, &mut t);
             t
@@ -112,18 +145,5 @@ mod tests {
         // Away from the image edge the red ramp (5 per pixel) is reproduced at +2.5.
         let i = 16 * 32 + 16;
         assert!((half[i] - (l[i] + r[i]) / 2.0).abs() < 0.01, "{} vs {} {}", half[i], l[i], r[i]);
-    }
-
-    #[test]
-    fn circular_shift_wraps_around() {
-        // Input 8, resize 8 (no-op): the centre crop is the image itself.
-        let img = numbered(8, 8);
-        let f = Family::Circular { max_shift: 2, step: 1, resize: Some(8), resample: NEAREST };
-        let prep = f.prepare(&img, 8).unwrap();
-        let out = prep.render(GridPoint::offset(0, 2.0, -1.0));
-        assert_eq!(out.pixel(0, 0), [2, 7, 200]);
-        assert_eq!(out.pixel(6, 1), [0, 0, 200], "x wraps from 8 to 0, y from -1+1 = 0");
-        assert_eq!(f.points().len(), 25);
-        assert_eq!(f.reference(), 12);
     }
 }

@@ -1,50 +1,99 @@
-//! An image pasted on a canvas at an offset from the centre (`embed`, `scale`,
-//! `diagonal` on an embed), on a black, mean or inpainted background.
+//! `embed` (Azulay & Weiss "Black"): the image is resized so its short side is
+//! `size` and centre-cropped to a `size` x `size` square (`crop = "square"`,
+//! the default), or resized whole so its long side is `size` (`crop =
+//! "none"`), and pasted on an S x S canvas at the centre moved by `(dx, dy)`
+//! over a square grid of offsets. Background `black` (pixel value 0), `mean`
+//! (the normalisation mean: 0 after normalising, as the paper's released code
+//! did) or `inpaint`.
 
-use super::inpaint::inpaint;
-use super::render::{paste, Px};
-use super::{Background, GridPoint, BLACK};
-use crate::image::Rgb8;
+use super::canvas::{fitted, Canvas};
+use super::kind::{field, FamilyKind, FieldError, Figures, Shape};
+use super::point::{one, Background, EmbedCrop, GridPoint};
+use super::{window, Family, Prepared};
+use crate::image::{Resample, Rgb8};
+use serde::{Deserialize, Serialize};
 
-/// `img` on a `side` x `side` canvas, centred and moved by the point's offset.
-pub(super) fn write_embedded(img: &Rgb8, bg: Background, p: GridPoint, side: usize, px: Px<'_>, out: &mut [f32]) {
-    // Image pixel shown at canvas (0, 0): minus the canvas position of its corner.
-    let x0 = -((side as i64 - img.width as i64).div_euclid(2) + p.dx as i64);
-    let y0 = -((side as i64 - img.height as i64).div_euclid(2) + p.dy as i64);
-    match bg {
-        Background::Black => paste(img, x0, y0, side, [px(BLACK as f32, 0), px(BLACK as f32, 1), px(BLACK as f32, 2)], px, out),
-        Background::Mean => paste(img, x0, y0, side, [0.0; 3], px, out),
-        Background::Inpaint => {
-            // Paste in pixel units on black, inpaint, then normalise.
-            let ident = |v: f32, _c: usize| v;
-            paste(img, x0, y0, side, [BLACK as f32; 3], &ident, out);
-            let (w, h) = (img.width as i64, img.height as i64);
-            let mut known: Vec<bool> = (0..side * side)
-                .map(|i| {
-                    let (sx, sy) = (x0 + (i % side) as i64, y0 + (i / side) as i64);
-                    sx >= 0 && sy >= 0 && sx < w && sy < h
-                })
-                .collect();
-            inpaint(out, &mut known, side);
-            let plane = side * side;
-            for c in 0..3 {
-                out[c * plane..(c + 1) * plane].iter_mut().for_each(|v| *v = px(*v, c));
-            }
-        }
+/// A downscaled image pasted on a canvas at shifted positions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Embed {
+    /// Side of the embedded image in pixels (its long side with `crop = "none"`).
+    pub size: u32,
+    /// Whether the image is centre-cropped to a square before embedding.
+    #[serde(default)]
+    pub crop: EmbedCrop,
+    /// Largest offset in pixels, on each axis.
+    pub max_shift: u32,
+    /// Grid spacing in pixels; must divide `max_shift`.
+    #[serde(default = "one")]
+    pub step: u32,
+    /// Canvas background.
+    #[serde(default)]
+    pub background: Background,
+    /// Resampling of the resize.
+    #[serde(default)]
+    pub resample: Resample,
+}
+
+/// A square grid of whole-pixel steps: a step of at least 1 that divides
+/// `max_shift`, within the limit of points (`embed`, `circular`).
+pub(super) fn check_whole_grid(max_shift: u32, step: u32) -> Result<(), FieldError> {
+    if step == 0 {
+        return field("step", "must be at least 1");
+    }
+    super::grid::check_square(max_shift, step as f32)
+}
+
+impl FamilyKind for Embed {
+    fn name(&self) -> &'static str {
+        "embed"
+    }
+
+    fn resample(&self) -> Resample {
+        self.resample
+    }
+
+    fn check(&self) -> Result<(), FieldError> {
+        check_whole_grid(self.max_shift, self.step)
+    }
+
+    fn shape(&self) -> Shape {
+        Shape::Grid(self.max_shift, self.step.max(1) as f32)
+    }
+
+    fn fit(&self, side: u32, points: &[GridPoint]) -> Result<(), FieldError> {
+        super::fit::canvas(self.size, side, super::fit::reach(points), "size")
+    }
+
+    fn prepare(&self, frames: &[Rgb8], side: u32, _points: &[GridPoint]) -> Result<Prepared, String> {
+        let img = window::single(frames)?;
+        Ok(Prepared::new(side, Canvas { images: vec![fitted(img, self.size, self.crop, self.resample)], background: self.background }))
+    }
+
+    fn without_extent(&self) -> Option<Family> {
+        Some(Family::Embed(Embed { max_shift: 0, ..self.clone() }))
+    }
+
+    fn figures(&self) -> Figures {
+        Figures::GRID
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::image::Rgb8;
+    use super::*;
     use crate::transform::testutil::{numbered, NEAREST};
-    use crate::transform::{Background, Family, GridPoint, Normalize, INPAINT_MAX_UNFILLED};
+    use crate::transform::{Normalize, INPAINT_MAX_UNFILLED};
+
+    fn embed(size: u32, max_shift: u32, step: u32, background: Background) -> Family {
+        Family::Embed(Embed { size, crop: Default::default(), max_shift, step, background, resample: NEAREST })
+    }
 
     #[test]
     fn embed_pastes_on_black_at_the_offset() {
         // 10x10 image embedded (size 10) in a 32 canvas: centred corner at 11.
         let img = numbered(10, 10);
-        let f = Family::Embed { size: 10, crop: Default::default(), max_shift: 4, step: 2, background: Background::Black, resample: NEAREST };
+        let f = embed(10, 4, 2, Background::Black);
         let prep = f.prepare(&img, 32).unwrap();
         let p = GridPoint::offset(0, -4.0, 2.0);
         let out = prep.render(p);
@@ -89,8 +138,7 @@ mod tests {
     #[test]
     fn mean_background_is_zero_after_normalising() {
         let img = numbered(10, 10);
-        let f = Family::Embed { size: 10, crop: Default::default(), max_shift: 0, step: 1, background: Background::Mean, resample: NEAREST };
-        let prep = f.prepare(&img, 16).unwrap();
+        let prep = embed(10, 0, 1, Background::Mean).prepare(&img, 16).unwrap();
         let norm = Normalize { mean: [120.0, 110.0, 100.0], std: [50.0; 3] };
         let mut t = vec![1f32; 3 * 256];
         prep.write_chw(GridPoint::offset(0, 0.0, 0.0), &norm, &mut t);
@@ -102,8 +150,7 @@ mod tests {
     fn inpainted_embed_keeps_the_image_and_fills_around_it() {
         let mut img = Rgb8::new(10, 10);
         img.data.iter_mut().for_each(|v| *v = 90);
-        let f = Family::Embed { size: 10, crop: Default::default(), max_shift: 0, step: 1, background: Background::Inpaint, resample: NEAREST };
-        let out = f.prepare(&img, 32).unwrap().render(GridPoint::offset(0, 0.0, 0.0));
+        let out = embed(10, 0, 1, Background::Inpaint).prepare(&img, 32).unwrap().render(GridPoint::offset(0, 0.0, 0.0));
         // A constant image inpaints to the same constant wherever it reached.
         assert_eq!(out.pixel(11, 11), [90; 3]);
         assert_eq!(out.pixel(5, 5), [90; 3]);

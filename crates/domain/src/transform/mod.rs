@@ -2,418 +2,261 @@
 //! one grid point straight into a model input tensor (`S` x `S`, S = the model's
 //! input side).
 //!
-//! - `crop` (Azulay & Weiss "Crop"): the image is resized so its short side is
-//!   `resize` (default: S + 32), and the S x S window is taken at the centre moved
-//!   by `(dx, dy)`. No blank borders: the grid must fit inside the resized image.
-//! - `embed` (Azulay & Weiss "Black"): the image is resized so its short side is
-//!   `size` and centre-cropped to a `size` x `size` square (`crop = "square"`,
-//!   the default), or resized whole so its long side is `size` (`crop = "none"`),
-//!   and pasted on an S x S canvas at the centre moved by `(dx, dy)`. Background
-//!   `black` (pixel value 0), `mean` (the normalisation mean: 0 after
-//!   normalising, as the paper's released code did) or `inpaint`.
-//! - `diagonal`: the paper's one-pixel diagonal steps: points `(c, c)` for
-//!   `c = from..=to` (default `0..=steps`; `from = -8, to = 8` centres the line on
-//!   the reference window, as many scripts do) on top of a `crop` placement
-//!   (`resize`, as in `crop`) or an `embed` one (`size`, `crop`, `background`, as
-//!   in `embed`).
+//! One file per family, each holding all of that family's behaviour: its
+//! parameters (the struct a spec's `[[families]]` table reads into), their
+//! checks, its grid and neighbour pairs, how its points fit a model's input,
+//! how an image is prepared and each point drawn, how its grid widens, and
+//! what a report does with it. Each implements [`FamilyKind`] (`kind.rs`);
+//! [`Family`] is the enum over them, and [`Family::kind`] the one place that
+//! dispatches. Adding a family is a new file and one line in `families!`
+//! below.
+//!
+//! - `crop.rs`, `embed.rs`, `diagonal.rs`, `circular.rs`: shifts on a square
+//!   grid or a line (Azulay & Weiss's "Crop" and "Black", the paper's
+//!   diagonal steps, circular shifts);
+//! - `scale.rs`, `rotate.rs`, `shear.rs`: a line of scales or angles
+//!   (ImageNet-P);
+//! - `random_pairs.rs`: Zhang's consistency pairs;
+//! - `sequence.rs`: user-provided frame sequences;
+//! - `layers.rs`: per-layer equivariance probes;
+//! - `radius.rs`: robust radius, searched ring by ring.
+//!
+//! What families share: `point.rs` (grid points, backgrounds), `grid.rs`
+//! (ranges and grid shapes), `fit.rs` (windows and canvases that must fit),
+//! `prepared.rs` (a prepared image and what renderers on the device need),
+//! `window.rs` (windows of a resized image, whole or sub-pixel), `canvas.rs`
+//! (an image pasted on a canvas), `warp.rs` (bilinear warps about the
+//! centre), `subpixel.rs` (Kaiser-windowed sinc taps), `inpaint.rs` (the
+//! paper's inpainting), and `widen.rs` (rows a wider grid takes from a
+//! narrower one).
 //!
 //! Each parameter name means one thing in every family: `resize` is the short
-//! side of the resized image that windows are cut from, `size` the side (or long
-//! side) of an image embedded in the canvas.
-//! - `circular`: the centre S x S crop shifted circularly (wrap-around) by
-//!   `(dx, dy)`: the setting in which shift-equivariant networks can be exactly
-//!   invariant.
-//! - `scale`: the image resized to a square of side `round(s * base)` (base
-//!   default S), centred on the canvas (cropped when larger), for `s` from `from`
-//!   to `to` in steps of `step` (ImageNet-P: 0.40..1.15 step 0.025).
-//! - `rotate`: the crop window rotated by `angle` degrees (counter-clockwise)
-//!   about its centre, bilinear sampling, black outside the image (ImageNet-P:
-//!   -15..15).
-//! - `sequence`: user-provided frame sequences (folders of consecutive frames, as
-//!   in ImageNet-P): point `k` is frame `k`, resized so its short side is `resize`
-//!   (default S) and centre-cropped. Neighbours are frames `k` and `k + stride`
-//!   (`compare = "previous"`), or the first frame and every other frame
-//!   (`compare = "first"`, ImageNet-P's noise sequences). The reference is frame 0.
-//!
-//! - `layers`: the reference crop window (as `crop`, resized so every shift
-//!   fits) and its copies moved by each of `shifts` pixels along x, then along
-//!   y; points are `(0, 0), (s1, 0), (0, s1), (s2, 0), ...`, each paired with the
-//!   reference. Workers run these with the model's subsampling nodes exposed and
-//!   record each node's equivariance error (`metrics::equivariance`).
-//! - `radius`: the `(2R + 1)^2` crop offsets of L-infinity norm up to
-//!   `max_radius` = R, in rings: point 0 is the reference, ring `r` (the `8r`
-//!   offsets of norm `r`, row-major) follows ring `r - 1`. Each point is paired
-//!   with the reference. Shards run one ring at a time (the reference with it);
-//!   the next ring's shard holds only the images whose top-1 has not changed.
-//!
-//! Sub-pixel offsets: `crop` and `diagonal` (crop base) take fractional steps;
-//! those points are windows at fractional positions of the resized image, by
-//! separable Kaiser-windowed sinc interpolation (16 taps, edge pixels repeated;
-//! see `subpixel.rs`), and integer points of the same grid are the plain windows.
-//!
-//! Grids (`crop`, `embed`, `circular`) are the offsets `-max_shift..=max_shift` in
-//! steps of `step` on both axes, row-major (dy outer); neighbours are horizontally
-//! and vertically adjacent points; the reference is `(0, 0)`. One-dimensional
-//! families (`diagonal`, `scale`, `rotate`) pair consecutive points; their
-//! reference is `c = 0`, the scale nearest 1, the angle nearest 0.
-//!
-//! One file per concern: grid points, pairs and references (`grid.rs`),
-//! validation and placement (`placement.rs`), preparation and rendering
-//! (`render.rs`), and one file per placement kind
-//! (`crop.rs`: windows and circular shifts, `embed.rs`, `scale.rs`, `rotate.rs`,
-//! `sequence.rs`), plus the paper's inpainting (`inpaint.rs`).
+//! side of the resized image that windows are cut from, `size` the side (or
+//! long side) of an image embedded in the canvas. Grids of offsets are
+//! `-max_shift..=max_shift` in steps of `step` on both axes, row-major (dy
+//! outer); neighbours are horizontally and vertically adjacent points; the
+//! reference is `(0, 0)`. One-dimensional families pair consecutive points;
+//! their reference is the point nearest the identity.
 
+mod canvas;
+mod circular;
 mod crop;
+mod diagonal;
 mod embed;
+mod fit;
 mod grid;
 mod inpaint;
-mod placement;
-mod render;
+mod kind;
+mod layers;
+mod point;
+mod prepared;
+mod radius;
+mod random_pairs;
 mod rotate;
 mod scale;
 mod sequence;
 mod subpixel;
+mod warp;
 mod widen;
+mod window;
 
+pub use circular::Circular;
+pub use crop::Crop;
+pub use diagonal::{Diagonal, DiagonalBase, DIAGONAL_STEPS};
+pub use embed::Embed;
 pub use grid::MAX_POINTS;
 pub use inpaint::{inpaint, INPAINT_ITERATIONS, INPAINT_MAX_UNFILLED};
-pub use render::{Normalize, Prepared, Shift, Turn, View};
-pub use rotate::rotation_offsets;
+pub use kind::{Axis, Extra, FamilyKind, FieldError, Figures, InGraph, Shape};
+pub use layers::{layer_shifts, Layers};
+pub use point::{Background, EmbedCrop, GridPoint, BLACK};
+pub use prepared::{Normalize, Prepared, Shift, Turn, View};
+pub use radius::{ring_indices, Radius, MAX_RADIUS};
+pub use random_pairs::RandomPairs;
+pub use rotate::Rotate;
+pub use scale::Scale;
+pub use sequence::{Compare, Sequence};
 pub use subpixel::{padded_taps, sample_plane, KAISER_BETA, SINC_HALF_WIDTH, TAPS};
+pub use warp::rotation_offsets;
 pub use widen::Widening;
 
-use crate::image::Resample;
+use crate::image::{Resample, Rgb8};
 use serde::{Deserialize, Serialize};
 
-/// Pixel value of the `black` background, before normalisation.
-pub const BLACK: u8 = 0;
+/// Declares [`Family`], one variant per family's struct, and the one match
+/// that dispatches to each family's [`FamilyKind`].
+macro_rules! families {
+    ($($(#[$doc:meta])* $variant:ident($ty:ty),)+) => {
+        /// One transform family with its grid, as written in the sweep spec
+        /// (`kind = "crop"`, ...): each variant holds its family's parameters,
+        /// defined with all of its behaviour in its own file.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        pub enum Family {
+            $($(#[$doc])* $variant($ty),)+
+        }
 
-/// One transform family with its grid, as written in the sweep spec.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Family {
-    /// Shifted windows of a resized image.
-    Crop {
-        /// Largest offset in pixels, on each axis.
-        max_shift: u32,
-        /// Grid spacing in pixels; must divide `max_shift`. Fractional steps
-        /// (e.g. 0.25) translate by sub-pixel interpolation (see `subpixel`).
-        #[serde(default = "one_f")]
-        step: f32,
-        /// Short side after resizing; default: model input side + 32.
-        #[serde(default)]
-        resize: Option<u32>,
-        /// Resampling of the resize.
-        #[serde(default)]
-        resample: Resample,
-    },
-    /// A downscaled image pasted on a canvas at shifted positions.
-    Embed {
-        /// Side of the embedded image in pixels (its long side with `crop = "none"`).
-        size: u32,
-        /// Whether the image is centre-cropped to a square before embedding.
-        #[serde(default)]
-        crop: EmbedCrop,
-        /// Largest offset in pixels, on each axis.
-        max_shift: u32,
-        /// Grid spacing in pixels; must divide `max_shift`.
-        #[serde(default = "one")]
-        step: u32,
-        /// Canvas background.
-        #[serde(default)]
-        background: Background,
-        /// Resampling of the resize.
-        #[serde(default)]
-        resample: Resample,
-    },
-    /// One-pixel diagonal steps `(c, c)`, `c = from..=to`.
-    Diagonal {
-        /// Number of steps after `from` (points = steps + 1); default 8. Give
-        /// `steps` or `to`, not both.
-        #[serde(default)]
-        steps: Option<u32>,
-        /// Offset between consecutive points, in pixels (default 1); fractional
-        /// steps (crop base only) translate by sub-pixel interpolation.
-        #[serde(default = "one_f")]
-        step: f32,
-        /// First diagonal offset; default 0.
-        #[serde(default)]
-        from: Option<i32>,
-        /// Last diagonal offset (inclusive); default `from + steps`.
-        #[serde(default)]
-        to: Option<i32>,
-        /// The placement that is shifted.
-        #[serde(default)]
-        base: DiagonalBase,
-        /// Short side after resizing (`crop` base); default: model input side + 32.
-        #[serde(default)]
-        resize: Option<u32>,
-        /// Side of the embedded image (`embed` base); default: half the model input.
-        #[serde(default)]
-        size: Option<u32>,
-        /// Whether the embedded image is centre-cropped to a square (`embed` base).
-        #[serde(default)]
-        crop: EmbedCrop,
-        /// Canvas background of the `embed` base.
-        #[serde(default)]
-        background: Background,
-        /// Resampling of the resize.
-        #[serde(default)]
-        resample: Resample,
-    },
-    /// Circular (wrap-around) shifts of the centre crop.
-    Circular {
-        /// Largest offset in pixels, on each axis.
-        max_shift: u32,
-        /// Grid spacing in pixels; must divide `max_shift`.
-        #[serde(default = "one")]
-        step: u32,
-        /// Short side after resizing, before the centre crop; default: input + 32.
-        #[serde(default)]
-        resize: Option<u32>,
-        /// Resampling of the resize.
-        #[serde(default)]
-        resample: Resample,
-    },
-    /// The image at a sweep of scales, centred on a canvas.
-    Scale {
-        /// First scale factor.
-        #[serde(default = "scale_from")]
-        from: f32,
-        /// Last scale factor (inclusive).
-        #[serde(default = "scale_to")]
-        to: f32,
-        /// Scale step.
-        #[serde(default = "scale_step")]
-        step: f32,
-        /// Side that scale 1 maps to; default: model input side.
-        #[serde(default)]
-        base: Option<u32>,
-        /// Canvas background where the image does not cover it.
-        #[serde(default)]
-        background: Background,
-        /// Resampling of the resize.
-        #[serde(default)]
-        resample: Resample,
-    },
-    /// Zhang's consistency protocol: per image, pairs of crop windows at offsets
-    /// drawn from U{0..=max_offset}^2 (from the resized image's top-left), with a
-    /// recorded seed; point 0 is the centre crop (the accuracy reference).
-    RandomPairs {
-        /// Pairs per image.
-        #[serde(default = "one")]
-        pairs: u32,
-        /// Largest offset from the top-left corner; default: resize - input (32).
-        #[serde(default)]
-        max_offset: Option<u32>,
-        /// Seed of the draws (each image's draws depend on it and the image index).
-        #[serde(default)]
-        seed: u64,
-        /// Short side after resizing; default: model input side + 32.
-        #[serde(default)]
-        resize: Option<u32>,
-        /// Resampling of the resize.
-        #[serde(default)]
-        resample: Resample,
-    },
-    /// Frames of user-provided sequences (one item = one folder of frames).
-    Sequence {
-        /// Folder of sequences, relative to the spec file: `<sequence>/<frames>` with
-        /// an optional `labels.csv` (`sequence,label`), or `<class>/<sequence>/<frames>`.
-        path: String,
-        /// Frames used per sequence (the first ones, in natural name order);
-        /// default: the length of the shortest sequence, filled in at submit.
-        #[serde(default)]
-        frames: Option<u32>,
-        /// Neighbours are frames `k` and `k + stride` (with `compare = "previous"`).
-        #[serde(default = "one")]
-        stride: u32,
-        /// What each frame is compared with.
-        #[serde(default)]
-        compare: Compare,
-        /// Short side after resizing, before the centre crop; default: model input side.
-        #[serde(default)]
-        resize: Option<u32>,
-        /// Resampling of the resize.
-        #[serde(default)]
-        resample: Resample,
-        /// CSV of `sequence,label` inside `path`; default `labels.csv` when present.
-        #[serde(default)]
-        labels: Option<String>,
-        /// Use only the first N sequences (in sorted order).
-        #[serde(default)]
-        limit: Option<u32>,
-    },
-    /// Per-layer equivariance: the reference window and copies shifted by each
-    /// of `shifts` pixels along x and along y, run with every subsampling
-    /// node's output exposed (see `metrics::equivariance`).
-    Layers {
-        /// Shifts in pixels, each applied along x and along y; default
-        /// 1, 2, 4, 8, 16, 32 (every cumulative factor of common CNNs).
-        #[serde(default = "layer_shifts")]
-        shifts: Vec<u32>,
-        /// Short side after resizing; default: model input side + 2 x the
-        /// largest shift.
-        #[serde(default)]
-        resize: Option<u32>,
-        /// Resampling of the resize.
-        #[serde(default)]
-        resample: Resample,
-    },
-    /// Robust radius by adaptive search: per image, the smallest L-infinity
-    /// shift of the crop window at which the top-1 changes, ring by ring up to
-    /// `max_radius`; each ring after the first runs only for the images whose
-    /// top-1 has not changed yet.
-    Radius {
-        /// Largest ring searched, in pixels.
-        #[serde(default = "radius_max")]
-        max_radius: u32,
-        /// Short side after resizing; default: model input side + 2 x `max_radius`.
-        #[serde(default)]
-        resize: Option<u32>,
-        /// Resampling of the resize.
-        #[serde(default)]
-        resample: Resample,
-    },
-    /// The crop window rotated about its centre.
-    Rotate {
-        /// First angle in degrees.
-        #[serde(default = "angle_from")]
-        from: f32,
-        /// Last angle in degrees (inclusive).
-        #[serde(default = "angle_to")]
-        to: f32,
-        /// Angle step in degrees.
-        #[serde(default = "one_f")]
-        step: f32,
-        /// Short side after resizing; default: model input side + 32.
-        #[serde(default)]
-        resize: Option<u32>,
-        /// Resampling of the resize.
-        #[serde(default)]
-        resample: Resample,
-    },
+        impl Family {
+            /// The family's behaviour.
+            pub fn kind(&self) -> &dyn FamilyKind {
+                match self {
+                    $(Family::$variant(f) => f,)+
+                }
+            }
+        }
+    };
 }
 
-fn one() -> u32 {
-    1
-}
-fn radius_max() -> u32 {
-    8
-}
-/// Shifts of a `layers` family that names none.
-pub fn layer_shifts() -> Vec<u32> {
-    vec![1, 2, 4, 8, 16, 32]
-}
-/// Steps of a `diagonal` that names neither `steps` nor `to`.
-pub const DIAGONAL_STEPS: u32 = 8;
-fn one_f() -> f32 {
-    1.0
-}
-fn scale_from() -> f32 {
-    0.4
-}
-fn scale_to() -> f32 {
-    1.15
-}
-fn scale_step() -> f32 {
-    0.025
-}
-fn angle_from() -> f32 {
-    -15.0
-}
-fn angle_to() -> f32 {
-    15.0
-}
-
-/// What a `sequence` frame is compared with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Compare {
-    /// The frame `stride` before it (ImageNet-P's translate, rotate, scale, tilt...).
-    #[default]
-    Previous,
-    /// The first frame (ImageNet-P's noise sequences).
-    First,
-}
-
-/// Canvas background for `embed` and `scale`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Background {
-    /// Pixel value 0 before normalisation.
-    #[default]
-    Black,
-    /// The normalisation mean: 0 after normalisation.
-    Mean,
-    /// Filled from the image's edges by repeated normalised convolution (see
-    /// [`inpaint`]), as the paper's released `InpaintingFunction` does.
-    Inpaint,
-}
-
-/// Which placement `diagonal` shifts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum DiagonalBase {
-    /// Windows of the resized image.
-    #[default]
-    Crop,
-    /// The image embedded in a black canvas.
-    Embed,
-}
-
-/// How `embed` (and `diagonal` on an embed) fits the image into `size`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum EmbedCrop {
-    /// Short side resized to `size`, then the centred `size` x `size` square.
-    #[default]
-    Square,
-    /// The whole image, aspect kept, resized so its long side is `size`.
-    None,
-}
-
-/// One point of a family's grid.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GridPoint {
-    /// Position in the family's point list.
-    pub index: u32,
-    /// Horizontal offset in pixels (positive: content window moves right);
-    /// fractional for sub-pixel grids.
-    pub dx: f32,
-    /// Vertical offset in pixels (positive: content window moves down).
-    pub dy: f32,
-    /// Scale factor (1 for families that do not scale).
-    pub scale: f32,
-    /// Rotation in degrees, counter-clockwise (0 for families that do not rotate).
-    pub angle: f32,
-}
-
-impl GridPoint {
-    pub(crate) fn offset(index: usize, dx: f32, dy: f32) -> GridPoint {
-        GridPoint { index: index as u32, dx, dy, scale: 1.0, angle: 0.0 }
-    }
-
-    /// Whether the offset has a fractional part (rendered by interpolation).
-    pub fn is_subpixel(&self) -> bool {
-        self.dx.fract() != 0.0 || self.dy.fract() != 0.0
-    }
+families! {
+    /// Shifted windows of a resized image (`crop.rs`).
+    Crop(Crop),
+    /// A downscaled image pasted on a canvas at shifted positions (`embed.rs`).
+    Embed(Embed),
+    /// One-pixel diagonal steps (`diagonal.rs`).
+    Diagonal(Diagonal),
+    /// Circular shifts of the centre crop (`circular.rs`).
+    Circular(Circular),
+    /// The image at a sweep of scales (`scale.rs`).
+    Scale(Scale),
+    /// Zhang's random pairs of crops (`random_pairs.rs`).
+    RandomPairs(RandomPairs),
+    /// Frames of user-provided sequences (`sequence.rs`).
+    Sequence(Sequence),
+    /// Per-layer equivariance probes (`layers.rs`).
+    Layers(Layers),
+    /// Robust radius by adaptive search (`radius.rs`).
+    Radius(Radius),
+    /// The crop window rotated about its centre (`rotate.rs`).
+    Rotate(Rotate),
 }
 
 impl Family {
     /// The family's name as written in specs and result files.
     pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// The family's resampling settings.
+    pub fn resample(&self) -> Resample {
+        self.kind().resample()
+    }
+
+    /// Checks the family's own parameters and that its grid fits a model whose input
+    /// is `side` x `side`. Errors name the offending field, relative to the family.
+    pub fn validate(&self, side: Option<u32>) -> Result<(), FieldError> {
+        self.resample().validate()?;
+        self.kind().check()?;
+        if let Some(side) = side {
+            self.kind().fit(side, &self.points())?;
+        }
+        Ok(())
+    }
+
+    /// The grid points in their fixed order.
+    pub fn points(&self) -> Vec<GridPoint> {
+        self.kind().shape().points()
+    }
+
+    /// Neighbour pairs `(a, b)` of point indices; pair metrics take `a` as first.
+    pub fn pairs(&self) -> Vec<(usize, usize)> {
+        self.kind().shape().pairs()
+    }
+
+    /// Index of the reference (untransformed, centred) point.
+    pub fn reference(&self) -> usize {
+        self.kind().reference(&self.points())
+    }
+
+    /// The points of one image: as [`Family::points`], except where a family
+    /// draws them per image (`random_pairs`, from its seed and the image
+    /// index, the same on every worker and attempt).
+    pub fn image_points(&self, image_index: u32, side: u32) -> Vec<GridPoint> {
+        self.kind().image_points(self.points(), image_index, side)
+    }
+
+    /// Frames one item needs: the family's `frames` for `sequence`, else 1.
+    pub fn frames_needed(&self) -> usize {
+        self.kind().frames_needed()
+    }
+
+    /// Prepares one item (an image, or a sequence's frames in order) for rendering
+    /// the grid at model input `side`.
+    pub fn prepare_item(&self, frames: &[Rgb8], side: u32) -> Result<Prepared, String> {
+        let points = self.points();
+        self.kind().fit(side, &points).map_err(|(f, m)| format!("{f}: {m}"))?;
+        self.kind().prepare(frames, side, &points)
+    }
+
+    /// Prepares one decoded image for rendering the grid at model input `side`: the
+    /// resizes are done once per image and shared by all points.
+    pub fn prepare(&self, img: &Rgb8, side: u32) -> Result<Prepared, String> {
+        self.prepare_item(std::slice::from_ref(img), side)
+    }
+
+    /// The family with its grid's extent taken out (`max_shift`, `from`/`to`,
+    /// `steps`), for the families whose points render the same whatever the
+    /// extent; `None` for the others (random pairs, sequences, per-layer probes,
+    /// adaptive radius searches), whose rows depend on more than their point.
+    pub fn without_extent(&self) -> Option<Family> {
+        self.kind().without_extent()
+    }
+
+    /// The ring a shard of this family starts at: 1 for a family searched ring
+    /// by ring (the reference and ring 1), `None` for families that run every
+    /// point at once.
+    pub fn first_ring(&self) -> Option<u32> {
+        self.kind().max_ring().map(|_| 1)
+    }
+
+    /// The last ring a shard of this family runs: `max_radius` for `radius`,
+    /// 0 for families that run every point at once.
+    pub fn last_ring(&self) -> u32 {
+        self.kind().max_ring().unwrap_or(0)
+    }
+
+    /// Points a shard runs per image: ring `ring` with the reference for
+    /// `radius` (`1 + 8 ring`), else every point.
+    pub fn points_per_image(&self, ring: u32) -> usize {
+        self.kind().ring_points(self.points(), ring).len()
+    }
+
+    /// The points a shard at `ring` runs for one image, the reference first:
+    /// for `radius`, the reference and ring `ring`; else [`Family::image_points`].
+    pub fn shard_points(&self, image_index: u32, side: u32, ring: u32) -> Vec<GridPoint> {
+        self.kind().ring_points(self.image_points(image_index, side), ring)
+    }
+
+    /// How a renderer in the model's graph draws this family's inputs, where
+    /// one can (`None`: only the host renders them).
+    pub fn in_graph(&self) -> Option<InGraph> {
+        self.kind().in_graph(&self.points())
+    }
+
+    /// Whether workers run the model with its probes exposed (`layers`).
+    pub fn probes(&self) -> bool {
+        self.kind().probes()
+    }
+
+    /// The figures a report draws of this family's results.
+    pub fn figures(&self) -> Figures {
+        self.kind().figures()
+    }
+
+    /// What a report reads of this family beyond the summary columns.
+    pub fn extra(&self) -> Extra {
+        self.kind().extra()
+    }
+
+    /// Whether the normalised (mFR, mT5D) table takes this family when the
+    /// spec names none (all but `random_pairs`).
+    pub fn normalised_by_default(&self) -> bool {
+        self.kind().normalised_by_default()
+    }
+
+    /// The sequence family's parameters, for a family of sequences.
+    pub fn as_sequence(&self) -> Option<&Sequence> {
         match self {
-            Family::Crop { .. } => "crop",
-            Family::Embed { .. } => "embed",
-            Family::Diagonal { .. } => "diagonal",
-            Family::Circular { .. } => "circular",
-            Family::Scale { .. } => "scale",
-            Family::Rotate { .. } => "rotate",
-            Family::RandomPairs { .. } => "random_pairs",
-            Family::Sequence { .. } => "sequence",
-            Family::Layers { .. } => "layers",
-            Family::Radius { .. } => "radius",
+            Family::Sequence(s) => Some(s),
+            _ => None,
         }
     }
 }
@@ -437,3 +280,6 @@ pub(crate) mod testutil {
     pub const NEAREST: Resample = Resample { filter: Filter::Nearest, antialias: false, compat: crate::image::Compat::Float };
     pub const ID: Normalize = Normalize { mean: [0.0; 3], std: [1.0; 3] };
 }
+
+#[cfg(test)]
+mod tests;

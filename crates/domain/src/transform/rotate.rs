@@ -1,68 +1,126 @@
-//! The crop window rotated about its centre, sampled bilinearly.
+//! `rotate`: the crop window rotated by `angle` degrees (counter-clockwise)
+//! about its centre, bilinear sampling, black outside the image (ImageNet-P:
+//! -15..15). Consecutive angles are neighbours; the reference is the angle
+//! nearest 0.
 
-use super::render::Px;
-use super::BLACK;
-use crate::image::Rgb8;
+use super::kind::{field, Axis, FamilyKind, FieldError, Figures, InGraph, Shape};
+use super::point::{one_f, GridPoint};
+use super::prepared::{Draw, Px, Turn};
+use super::warp::write_warped;
+use super::{window, Family, Prepared};
+use crate::image::{resize_short_side, Resample, Rgb8};
+use serde::{Deserialize, Serialize};
+
+/// The crop window rotated about its centre.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    /// First angle in degrees.
+    #[serde(default = "angle_from")]
+    pub from: f32,
+    /// Last angle in degrees (inclusive).
+    #[serde(default = "angle_to")]
+    pub to: f32,
+    /// Angle step in degrees.
+    #[serde(default = "one_f")]
+    pub step: f32,
+    /// Short side after resizing; default: model input side + 32.
+    #[serde(default)]
+    pub resize: Option<u32>,
+    /// Resampling of the resize.
+    #[serde(default)]
+    pub resample: Resample,
+}
+
+/// The first angle of ImageNet-P's rotations (and shears).
+pub(super) fn angle_from() -> f32 {
+    -15.0
+}
+/// The last angle of ImageNet-P's rotations (and shears).
+pub(super) fn angle_to() -> f32 {
+    15.0
+}
 
 /// The sine and cosine of `angle` degrees as the rendering uses them.
-pub(super) fn sin_cos(angle: f32) -> (f32, f32) {
+fn sin_cos(angle: f32) -> (f32, f32) {
     let (sin, cos) = (angle as f64).to_radians().sin_cos();
     (sin as f32, cos as f32)
 }
 
-/// Where output pixel `(x, y)` of a `side` x `side` rotated window samples its
-/// source: the offsets of its column and row from the window's centre, as the
-/// rendering computes them (a renderer elsewhere must start from these).
-pub fn rotation_offsets(side: usize) -> Vec<f32> {
-    let half = side as f32 / 2.0;
-    (0..side).map(|i| i as f32 + 0.5 - half).collect()
+impl FamilyKind for Rotate {
+    fn name(&self) -> &'static str {
+        "rotate"
+    }
+
+    fn resample(&self) -> Resample {
+        self.resample
+    }
+
+    fn check(&self) -> Result<(), FieldError> {
+        super::grid::check_line(self.from, self.to, self.step)?;
+        if self.from < -360.0 || self.to > 360.0 {
+            return field("from", "angles must lie in -360..=360");
+        }
+        Ok(())
+    }
+
+    fn shape(&self) -> Shape {
+        super::grid::line(super::grid::range(self.from, self.to, self.step), |p, a| GridPoint { angle: a, ..p })
+    }
+
+    fn fit(&self, side: u32, _points: &[GridPoint]) -> Result<(), FieldError> {
+        window::fits(self.resize.unwrap_or(side + 32), side, 0, self.resample, "resize")
+    }
+
+    fn prepare(&self, frames: &[Rgb8], side: u32, _points: &[GridPoint]) -> Result<Prepared, String> {
+        let img = window::single(frames)?;
+        Ok(Prepared::new(side, Rotated(resize_short_side(img, self.resize.unwrap_or(side + 32), self.resample))))
+    }
+
+    fn without_extent(&self) -> Option<Family> {
+        Some(Family::Rotate(Rotate { from: 0.0, to: 0.0, ..self.clone() }))
+    }
+
+    fn in_graph(&self, _points: &[GridPoint]) -> Option<InGraph> {
+        Some(InGraph::Turns)
+    }
+
+    fn figures(&self) -> Figures {
+        Figures::line(Axis::Angle, "angle (degrees)")
+    }
 }
 
-/// The `side` x `side` window at the centre of `img`, rotated by `angle` degrees
-/// counter-clockwise; black outside the image.
-pub(super) fn write_rotated(img: &Rgb8, angle: f32, side: usize, px: Px<'_>, out: &mut [f32]) {
-    let plane = side * side;
-    let (sin, cos) = sin_cos(angle);
-    let (cx, cy) = (img.width as f32 / 2.0, img.height as f32 / 2.0);
-    let offsets = rotation_offsets(side);
-    let (w, h) = (img.width as i64, img.height as i64);
-    let at = |x: i64, y: i64, c: usize| -> f32 {
-        if x < 0 || y < 0 || x >= w || y >= h {
-            BLACK as f32
-        } else {
-            img.data[((y * w + x) * 3) as usize + c] as f32
-        }
-    };
-    for y in 0..side {
-        let v = offsets[y];
-        for x in 0..side {
-            let u = offsets[x];
-            // Source position (pixel centres at +0.5) of the rotated window.
-            // (y points down, so this turns the content counter-clockwise on screen).
-            let sx = cos * u - sin * v + cx - 0.5;
-            let sy = sin * u + cos * v + cy - 0.5;
-            let (fx, fy) = (sx.floor(), sy.floor());
-            let (ax, ay) = (sx - fx, sy - fy);
-            let (ix, iy) = (fx as i64, fy as i64);
-            for c in 0..3 {
-                let top = at(ix, iy, c) * (1.0 - ax) + at(ix + 1, iy, c) * ax;
-                let bot = at(ix, iy + 1, c) * (1.0 - ax) + at(ix + 1, iy + 1, c) * ax;
-                out[c * plane + y * side + x] = px(top * (1.0 - ay) + bot * ay, c);
-            }
-        }
+/// The resized image; points are rotated windows at its centre.
+#[derive(Debug)]
+struct Rotated(Rgb8);
+
+impl Draw for Rotated {
+    /// The `side` x `side` window at the centre of the image, rotated by the
+    /// point's angle counter-clockwise; black outside the image.
+    fn write(&self, p: GridPoint, side: usize, px: Px<'_>, out: &mut [f32]) {
+        let (sin, cos) = sin_cos(p.angle);
+        // Source position (pixel centres at +0.5) of the rotated window (y points
+        // down, so this turns the content counter-clockwise on screen).
+        write_warped(&self.0, side, px, out, |u, v, cx, cy| (cos * u - sin * v + cx - 0.5, sin * u + cos * v + cy - 0.5));
+    }
+
+    fn turn(&self, p: GridPoint) -> Option<Turn<'_>> {
+        let (sin, cos) = sin_cos(p.angle);
+        Some(Turn { image: &self.0, sin, cos })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::transform::testutil::{numbered, NEAREST};
-    use crate::transform::Family;
+    use crate::transform::Crop;
 
     #[test]
     fn rotation_by_zero_is_the_centre_crop_and_by_90_turns_it() {
         let img = numbered(12, 12);
-        let crop = Family::Crop { max_shift: 0, step: 1.0, resize: Some(12), resample: NEAREST };
-        let rot = |a: f32| Family::Rotate { from: a, to: a, step: 1.0, resize: Some(12), resample: NEAREST };
+        let crop = Family::Crop(Crop { max_shift: 0, step: 1.0, resize: Some(12), resample: NEAREST });
+        let rot = |a: f32| Family::Rotate(Rotate { from: a, to: a, step: 1.0, resize: Some(12), resample: NEAREST });
         let c = crop.prepare(&img, 8).unwrap().render(crop.points()[0]);
         let r0 = rot(0.0);
         assert_eq!(r0.prepare(&img, 8).unwrap().render(r0.points()[0]), c);

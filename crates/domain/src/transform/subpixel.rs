@@ -9,8 +9,6 @@
 //! fractional part is zero uses the single tap of weight one, so integer offsets
 //! through this path give exactly the integer windows.
 
-use crate::image::Rgb8;
-
 /// Half-width of the interpolation window, in pixels (taps per axis: twice it).
 pub const SINC_HALF_WIDTH: i64 = 8;
 
@@ -107,19 +105,6 @@ pub fn sample_plane(get: &dyn Fn(usize, usize) -> f32, w: usize, h: usize, x0: f
     }
 }
 
-/// The window of `img` at fractional top-left `(x0, y0)`, per channel, in
-/// pixel units, through `px` (normalisation) into the CHW tensor `out`.
-pub(super) fn write_window(img: &Rgb8, x0: f64, y0: f64, side: usize, px: super::render::Px<'_>, out: &mut [f32]) {
-    let plane = side * side;
-    let (w, h) = (img.width as usize, img.height as usize);
-    for c in 0..3 {
-        let get = |x: usize, y: usize| img.data[(y * w + x) * 3 + c] as f32;
-        let dst = &mut out[c * plane..(c + 1) * plane];
-        sample_plane(&get, w, h, x0, y0, side, dst);
-        dst.iter_mut().for_each(|v| *v = px(*v, c));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,15 +145,5 @@ mod tests {
         // I0 against tabulated values.
         assert!((bessel_i0(0.0) - 1.0).abs() < 1e-15);
         assert!((bessel_i0(8.0) - 427.564_115_721_804_7).abs() < 1e-9);
-    }
-
-    #[test]
-    fn taps_beyond_the_image_repeat_its_edge() {
-        // A constant image stays constant at any offset, edges included.
-        let img = Rgb8::from_raw(10, 10, vec![77; 300]).unwrap();
-        let id = |v: f32, _c: usize| v;
-        let mut out = vec![0f32; 3 * 36];
-        write_window(&img, -0.5, 4.25, 6, &id, &mut out);
-        assert!(out.iter().all(|v| (v - 77.0).abs() < 1e-4), "{out:?}");
     }
 }

@@ -41,21 +41,6 @@ fn at(p: &GridPoint) -> [u32; 4] {
 }
 
 impl Family {
-    /// The family with its grid's extent taken out (`max_shift`, `from`/`to`,
-    /// `steps`), for the families whose points render the same whatever the
-    /// extent; `None` for the others (random pairs, sequences, per-layer probes,
-    /// adaptive radius searches), whose rows depend on more than their point.
-    pub fn without_extent(&self) -> Option<Family> {
-        let mut f = self.clone();
-        match &mut f {
-            Family::Crop { max_shift, .. } | Family::Embed { max_shift, .. } | Family::Circular { max_shift, .. } => *max_shift = 0,
-            Family::Diagonal { steps, from, to, .. } => (*steps, *from, *to) = (None, None, None),
-            Family::Scale { from, to, .. } | Family::Rotate { from, to, .. } => (*from, *to) = (0.0, 0.0),
-            Family::RandomPairs { .. } | Family::Sequence { .. } | Family::Layers { .. } | Family::Radius { .. } => return None,
-        }
-        Some(f)
-    }
-
     /// How this family's grid takes rows from `old`'s, run on the same model and
     /// items: `None` when the two differ in more than their extent or have
     /// different reference points, or when no row could be taken.
@@ -101,9 +86,10 @@ impl Family {
 mod tests {
     use super::*;
     use crate::transform::testutil::{numbered, NEAREST};
+    use crate::transform::{Circular, Crop, Embed, Rotate, Scale};
 
     fn crop(max_shift: u32) -> Family {
-        Family::Crop { max_shift, step: 1.0, resize: Some(40), resample: NEAREST }
+        Family::Crop(Crop { max_shift, step: 1.0, resize: Some(40), resample: NEAREST })
     }
 
     #[test]
@@ -141,7 +127,7 @@ mod tests {
 
     #[test]
     fn a_longer_line_takes_the_shared_points() {
-        let rot = |from: f32, to: f32| Family::Rotate { from, to, step: 1.0, resize: Some(40), resample: NEAREST };
+        let rot = |from: f32, to: f32| Family::Rotate(Rotate { from, to, step: 1.0, resize: Some(40), resample: NEAREST });
         let w = rot(-4.0, 4.0).widening_of(&rot(-2.0, 2.0)).unwrap();
         // Angles -4..4; old -2..2 at new indices 2..=6. Old 2 (its forward
         // neighbour is 3 now) and the new ones are written; 1 needs old -2 (index 2).
@@ -151,16 +137,17 @@ mod tests {
 
     #[test]
     fn other_parameters_or_references_take_nothing() {
-        let other_resize = Family::Crop { max_shift: 2, step: 1.0, resize: Some(48), resample: NEAREST };
+        let other_resize = Family::Crop(Crop { max_shift: 2, step: 1.0, resize: Some(48), resample: NEAREST });
         assert_eq!(other_resize.widening_of(&crop(1)), None);
-        let other_step = Family::Crop { max_shift: 2, step: 2.0, resize: Some(40), resample: NEAREST };
+        let other_step = Family::Crop(Crop { max_shift: 2, step: 2.0, resize: Some(40), resample: NEAREST });
         assert_eq!(other_step.widening_of(&crop(2)), None);
-        let rot = |from: f32, to: f32| Family::Rotate { from, to, step: 1.0, resize: Some(40), resample: NEAREST };
+        let rot = |from: f32, to: f32| Family::Rotate(Rotate { from, to, step: 1.0, resize: Some(40), resample: NEAREST });
         // The reference is the point nearest 0 degrees: 5 here, 0 there.
         assert_eq!(rot(5.0, 9.0).widening_of(&rot(-2.0, 2.0)), None);
         let radius: Family = toml::from_str("kind = \"radius\"\nmax_radius = 2").unwrap();
         assert_eq!(radius.widening_of(&radius), None);
-        let embed = Family::Embed { size: 10, crop: Default::default(), max_shift: 2, step: 1, background: Default::default(), resample: NEAREST };
+        let embed =
+            Family::Embed(Embed { size: 10, crop: Default::default(), max_shift: 2, step: 1, background: Default::default(), resample: NEAREST });
         assert_eq!(embed.widening_of(&crop(1)), None);
     }
 
@@ -179,24 +166,24 @@ mod tests {
         let pairs: Vec<(Family, Family)> = vec![
             (crop(2), crop(1)),
             (
-                Family::Crop { max_shift: 2, step: 0.5, resize: Some(40), resample: NEAREST },
-                Family::Crop { max_shift: 1, step: 0.5, resize: Some(40), resample: NEAREST },
+                Family::Crop(Crop { max_shift: 2, step: 0.5, resize: Some(40), resample: NEAREST }),
+                Family::Crop(Crop { max_shift: 1, step: 0.5, resize: Some(40), resample: NEAREST }),
             ),
             (
-                Family::Embed { size: 10, crop: Default::default(), max_shift: 4, step: 2, background: Default::default(), resample: NEAREST },
-                Family::Embed { size: 10, crop: Default::default(), max_shift: 2, step: 2, background: Default::default(), resample: NEAREST },
+                Family::Embed(Embed { size: 10, crop: Default::default(), max_shift: 4, step: 2, background: Default::default(), resample: NEAREST }),
+                Family::Embed(Embed { size: 10, crop: Default::default(), max_shift: 2, step: 2, background: Default::default(), resample: NEAREST }),
             ),
             (
-                Family::Circular { max_shift: 3, step: 1, resize: Some(40), resample: NEAREST },
-                Family::Circular { max_shift: 1, step: 1, resize: Some(40), resample: NEAREST },
+                Family::Circular(Circular { max_shift: 3, step: 1, resize: Some(40), resample: NEAREST }),
+                Family::Circular(Circular { max_shift: 1, step: 1, resize: Some(40), resample: NEAREST }),
             ),
             (
-                Family::Rotate { from: -6.0, to: 6.0, step: 2.0, resize: Some(40), resample: NEAREST },
-                Family::Rotate { from: -2.0, to: 2.0, step: 2.0, resize: Some(40), resample: NEAREST },
+                Family::Rotate(Rotate { from: -6.0, to: 6.0, step: 2.0, resize: Some(40), resample: NEAREST }),
+                Family::Rotate(Rotate { from: -2.0, to: 2.0, step: 2.0, resize: Some(40), resample: NEAREST }),
             ),
             (
-                Family::Scale { from: 0.5, to: 1.5, step: 0.25, base: None, background: Default::default(), resample: NEAREST },
-                Family::Scale { from: 0.75, to: 1.25, step: 0.25, base: None, background: Default::default(), resample: NEAREST },
+                Family::Scale(Scale { from: 0.5, to: 1.5, step: 0.25, base: None, background: Default::default(), resample: NEAREST }),
+                Family::Scale(Scale { from: 0.75, to: 1.25, step: 0.25, base: None, background: Default::default(), resample: NEAREST }),
             ),
             (
                 toml::from_str("kind = \"diagonal\"\nsteps = 6\nresize = 40").unwrap(),

@@ -245,7 +245,7 @@ fn infer(
     let mut layer_errors = Vec::new();
     let norm = engine.card().normalize;
     let mut meter = batches::Meter { timing, busy: input.busy };
-    let layered = matches!(input.task.family, jagged_domain::transform::Family::Layers { .. });
+    let layered = input.task.family.probes();
     let graph = (input.graph_render && !layered).then(|| graph::inputs(engine, prepared, plan, &norm)).flatten();
     let render = if graph.is_some() { "graph" } else { "host" };
     let finished = if let Some(g) = &graph {
