@@ -35,7 +35,6 @@ pub mod image;
 pub mod keys;
 pub mod lease;
 pub mod metrics;
-mod pillow;
 pub mod plan;
 pub mod progress;
 pub mod rng;

@@ -1,7 +1,7 @@
 //! The engines a worker keeps loaded (one ONNX Runtime session set per model
 //! and way of running it), and the one thread every shard is computed on.
 
-use crate::execute::Failure;
+use crate::failure::Failure;
 use jagged_domain::spec::ResolvedModel;
 use jagged_infer::{Engine, EngineOptions, Rendering};
 use std::collections::HashMap;

@@ -4,6 +4,7 @@
 
 use crate::compute::{pads_batches, run_shard, Busy, ShardInput, ShardOutput, Taken};
 use crate::engines::{self, engine_key, Engines, Way};
+use crate::failure::{retryable, Failure};
 use crate::heartbeat::Lost;
 use crate::WorkerConfig;
 use jagged_domain::task::ShardTask;
@@ -12,16 +13,6 @@ use jagged_infer::Rendering;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Why a shard attempt failed.
-pub(crate) struct Failure {
-    pub message: String,
-    pub retryable: bool,
-}
-
-fn retryable(message: String) -> Failure {
-    Failure { message, retryable: true }
-}
 
 /// A computed shard, with the seconds its part took to write where the
 /// compute thread wrote it (a local store).
@@ -107,7 +98,7 @@ struct Job {
     /// The model's bytes, when its engine is not loaded yet.
     model_bytes: Option<bytes::Bytes>,
     /// The items' files, unless a local store's (read here).
-    images: Option<crate::fetch::Fetched>,
+    images: Option<crate::compute::Fetched>,
     taken: Option<Taken>,
     fetch_secs: f64,
     lost: Lost,

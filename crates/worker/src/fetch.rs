@@ -1,15 +1,11 @@
 //! Fetching a shard's inputs from the object store: its items' files, and a
 //! widened grid's earlier rows.
 
-use crate::compute::Taken;
-use crate::execute::Failure;
-use jagged_domain::task::{ShardTask, TaskItem};
+use crate::compute::{Fetched, Taken};
+use crate::failure::Failure;
+use jagged_domain::task::ShardTask;
 use object_store::ObjectStore;
 use std::collections::{HashMap, HashSet};
-
-/// Each item of a shard with its files' bytes (a sequence: each frame's, in
-/// order), or why they could not be fetched.
-pub type Fetched = Vec<(TaskItem, Result<Vec<bytes::Bytes>, String>)>;
 
 /// Each item with its file's bytes (a sequence: each frame's), or why it is
 /// missing (a failed item); any other store error fails the attempt.

@@ -32,6 +32,7 @@ pub mod compute;
 pub mod config;
 mod engines;
 mod execute;
+mod failure;
 mod feeder;
 mod fetch;
 mod heartbeat;
@@ -52,9 +53,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-pub use compute::{pads_batches, run_shard, Busy, RunError, ShardInput, ShardOutput, Taken, Timing};
+pub use compute::{pads_batches, run_shard, Busy, Fetched, RunError, ShardInput, ShardOutput, Taken, Timing};
 pub use config::{default_host_threads, Render, WorkerConfig};
-pub use fetch::Fetched;
 
 /// Why a worker stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -240,7 +240,7 @@ impl Worker {
 
     /// Computes one leased shard: `Ok(None)` when it is not to run (leased
     /// ahead, and the worker is stopping or the lease was lost meanwhile).
-    async fn compute(&self, wire: jagged_proto::v1::ShardTask, lease: Lease, busy: Arc<Busy>) -> Result<Option<execute::Computed>, execute::Failure> {
+    async fn compute(&self, wire: jagged_proto::v1::ShardTask, lease: Lease, busy: Arc<Busy>) -> Result<Option<execute::Computed>, failure::Failure> {
         if self.stop.load(Ordering::Relaxed) || self.lost.lock().unwrap().contains(&(lease.shard, lease.epoch)) {
             return Ok(None);
         }
@@ -251,7 +251,7 @@ impl Worker {
             }
             // A task this worker cannot read is a failed attempt: retried, so a
             // worker of another build may read it.
-            Err(e) => Err(execute::Failure { message: e.to_string(), retryable: true }),
+            Err(e) => Err(failure::retryable(e.to_string())),
         }
     }
 

@@ -3,7 +3,8 @@
 
 use crate::commits::Committer;
 use crate::compute::{Busy, ShardOutput};
-use crate::execute::{Computed, Failure};
+use crate::execute::Computed;
+use crate::failure::Failure;
 use crate::heartbeat::Lost;
 use crate::metrics::{self, WorkerMetrics};
 use crate::rpc::{retry, Client};

@@ -41,7 +41,7 @@ pub struct ShardInput<'a> {
     pub task: &'a ShardTask,
     /// Each item with its file's bytes (a sequence: each frame's, in order), or
     /// why they could not be fetched.
-    pub images: crate::fetch::Fetched,
+    pub images: Fetched,
     /// Threads for host work (decoding, rendering, metrics) beside ONNX Runtime's;
     /// 0: render inline on the calling thread between runs.
     pub host_threads: usize,
@@ -58,6 +58,10 @@ pub struct ShardInput<'a> {
     /// A widened grid: the earlier grid's rows to take as they are.
     pub taken: Option<Taken>,
 }
+
+/// Each item of a shard with its files' bytes (a sequence: each frame's, in
+/// order), or why they could not be fetched.
+pub type Fetched = Vec<(TaskItem, Result<Vec<bytes::Bytes>, String>)>;
 
 /// Whether runs on an execution provider should always see the full batch: on
 /// CUDA a new input shape makes ONNX Runtime re-plan (cuDNN algorithm search),

@@ -19,7 +19,7 @@ pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(
 /// Each item decoded (a sequence: each frame) and prepared for the shard's
 /// family at model input `side`, on up to `threads` threads; the items that
 /// could not be, with why.
-pub(crate) fn items(task: &ShardTask, images: &crate::fetch::Fetched, threads: usize, side: u32) -> (Vec<(TaskItem, Prepared)>, Vec<FailedItem>) {
+pub(crate) fn items(task: &ShardTask, images: &super::Fetched, threads: usize, side: u32) -> (Vec<(TaskItem, Prepared)>, Vec<FailedItem>) {
     let all = par_map(images, threads, |(item, bytes)| {
         let res = bytes
             .as_ref()

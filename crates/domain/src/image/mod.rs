@@ -14,217 +14,16 @@
 //! (the vertical pass only when the height does); nearest neighbour through
 //! Pillow's 16.16 fixed-point affine sampler.
 
-use serde::{Deserialize, Serialize};
+//!
+//! `raster.rs` holds the image type, `settings.rs` the resampling settings,
+//! this file the `f32` resampler and `pillow.rs` Pillow's.
 
-/// An 8-bit RGB image stored row-major, three bytes per pixel.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rgb8 {
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// `width * height * 3` bytes, row-major, RGB.
-    pub data: Vec<u8>,
-}
+mod pillow;
+mod raster;
+mod settings;
 
-impl Rgb8 {
-    /// A black image.
-    pub fn new(width: u32, height: u32) -> Rgb8 {
-        Rgb8 { width, height, data: vec![0; width as usize * height as usize * 3] }
-    }
-
-    /// Wraps raw RGB bytes; `None` when the length does not match.
-    pub fn from_raw(width: u32, height: u32, data: Vec<u8>) -> Option<Rgb8> {
-        (data.len() == width as usize * height as usize * 3).then_some(Rgb8 { width, height, data })
-    }
-
-    /// The pixel at (x, y).
-    pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
-        let i = (y as usize * self.width as usize + x as usize) * 3;
-        [self.data[i], self.data[i + 1], self.data[i + 2]]
-    }
-
-    /// Sets the pixel at (x, y).
-    pub fn set_pixel(&mut self, x: u32, y: u32, p: [u8; 3]) {
-        let i = (y as usize * self.width as usize + x as usize) * 3;
-        self.data[i..i + 3].copy_from_slice(&p);
-    }
-
-    /// The `w` x `h` window whose top-left corner is (x, y); `None` if it does not fit.
-    pub fn crop(&self, x: u32, y: u32, w: u32, h: u32) -> Option<Rgb8> {
-        if x.checked_add(w)? > self.width || y.checked_add(h)? > self.height {
-            return None;
-        }
-        let mut out = Rgb8::new(w, h);
-        let row = w as usize * 3;
-        for r in 0..h as usize {
-            let s = ((y as usize + r) * self.width as usize + x as usize) * 3;
-            out.data[r * row..(r + 1) * row].copy_from_slice(&self.data[s..s + row]);
-        }
-        Some(out)
-    }
-
-    /// The centred `side` x `side` square; `None` if the image is smaller.
-    pub fn center_square(&self, side: u32) -> Option<Rgb8> {
-        self.center_square_with(side, Compat::Float)
-    }
-
-    /// The centred `side` x `side` square, centred as `compat` centres it (see
-    /// [`centre_offset`]); `None` if the image is smaller.
-    pub fn center_square_with(&self, side: u32, compat: Compat) -> Option<Rgb8> {
-        if side > self.width || side > self.height {
-            return None;
-        }
-        self.crop(centre_offset(self.width - side, compat), centre_offset(self.height - side, compat), side, side)
-    }
-}
-
-/// Where a centred window starts when `room` pixels are left over: `room / 2`
-/// rounded down, or, with `compat = "torchvision"`, rounded half to even as
-/// torchvision's `CenterCrop` does (`int(round(room / 2.0))` in Python).
-pub fn centre_offset(room: u32, compat: Compat) -> u32 {
-    let k = room / 2;
-    if compat == Compat::Torchvision && room % 2 == 1 && k % 2 == 1 {
-        k + 1
-    } else {
-        k
-    }
-}
-
-impl Rgb8 {}
-
-/// Which JPEG decoder turns files into pixels (other formats have one decoder).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum JpegDecoder {
-    /// The `image` crate's (zune-jpeg): fast, pure Rust; 1-11% of pixels differ by
-    /// a few levels from libjpeg-turbo's.
-    #[default]
-    #[serde(rename = "builtin")]
-    Builtin,
-    /// libjpeg-turbo's (the decoder inside Pillow and so torchvision's PIL
-    /// pipeline): accurate integer IDCT, fancy upsampling; built from C source.
-    #[serde(rename = "libjpeg-turbo")]
-    LibjpegTurbo,
-}
-
-impl JpegDecoder {
-    /// The name used in specs.
-    pub fn name(self) -> &'static str {
-        match self {
-            JpegDecoder::Builtin => "builtin",
-            JpegDecoder::LibjpegTurbo => "libjpeg-turbo",
-        }
-    }
-}
-
-/// The interpolation filter of a resize.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Filter {
-    /// Nearest neighbour (no antialiasing possible).
-    Nearest,
-    /// Triangle filter, support 1.
-    Bilinear,
-    /// Keys cubic with a = -0.5 (Pillow's and OpenCV's bicubic), support 2.
-    #[default]
-    Bicubic,
-}
-
-/// How images are resampled: filter plus whether downscales are antialiased.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Resample {
-    /// Interpolation filter.
-    #[serde(default)]
-    pub filter: Filter,
-    /// Stretch the filter by the scale factor when downscaling (Pillow does; plain
-    /// OpenCV and TF do not).
-    #[serde(default = "yes")]
-    pub antialias: bool,
-    /// Arithmetic of the resize: jagged's single-rounding `f32` or Pillow's.
-    #[serde(default, skip_serializing_if = "Compat::is_float")]
-    pub compat: Compat,
-}
-
-/// Whose arithmetic a resize follows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Compat {
-    /// `f32` throughout, one rounding at the end.
-    #[default]
-    Float,
-    /// Bit-identical to Pillow's `Image.resize`: fixed-point weights, 8-bit
-    /// rounding after each pass. Pillow always antialiases downscales.
-    Pillow,
-    /// Pillow's arithmetic with torchvision's geometry (`Resize(n)` then
-    /// `CenterCrop` on PIL images): the long side of a short-side resize is
-    /// truncated (`int(n * long / short)`) rather than rounded, and centred
-    /// windows start at `room / 2` rounded half to even.
-    Torchvision,
-}
-
-impl Compat {
-    fn is_float(&self) -> bool {
-        *self == Compat::Float
-    }
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Default for Resample {
-    fn default() -> Self {
-        Resample { filter: Filter::Bicubic, antialias: true, compat: Compat::Float }
-    }
-}
-
-impl Resample {
-    /// Checks that the settings can be honoured; the error names the field.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        if self.compat != Compat::Float && !self.antialias {
-            return Err((
-                "resample.antialias".into(),
-                "must be true with compat = \"pillow\" or \"torchvision\" (Pillow always antialiases downscales)".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl Filter {
-    pub(crate) fn support(self) -> f32 {
-        match self {
-            Filter::Nearest => 0.5,
-            Filter::Bilinear => 1.0,
-            Filter::Bicubic => 2.0,
-        }
-    }
-
-    fn weight(self, x: f32) -> f32 {
-        let x = x.abs();
-        match self {
-            Filter::Nearest => {
-                if x < 0.5 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            Filter::Bilinear => (1.0 - x).max(0.0),
-            Filter::Bicubic => {
-                const A: f32 = -0.5;
-                if x < 1.0 {
-                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-                } else if x < 2.0 {
-                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
-                } else {
-                    0.0
-                }
-            }
-        }
-    }
-}
+pub use raster::{centre_offset, Rgb8};
+pub use settings::{Compat, Filter, JpegDecoder, Resample};
 
 /// For each output index: the first input index and the normalised weights.
 struct AxisWeights {
@@ -268,7 +67,7 @@ pub fn resize(img: &Rgb8, width: u32, height: u32, r: Resample) -> Rgb8 {
         return img.clone();
     }
     if r.compat != Compat::Float {
-        return crate::pillow::resize(img, width, height, r.filter);
+        return pillow::resize(img, width, height, r.filter);
     }
     let hw = axis_weights(img.width, width, r);
     let vw = axis_weights(img.height, height, r);

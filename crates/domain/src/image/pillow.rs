@@ -14,7 +14,8 @@
 //! level on some pixels in that case only (never for an aspect-preserving
 //! downscale, where the width loses in proportion).
 
-use crate::image::{Filter, Rgb8};
+use super::raster::Rgb8;
+use super::settings::Filter;
 
 /// Fractional bits of Pillow's fixed-point weights (`32 - 8 - 2`).
 const PRECISION_BITS: u32 = 22;
