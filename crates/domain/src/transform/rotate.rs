@@ -32,12 +32,10 @@ pub struct Rotate {
     pub resample: Resample,
 }
 
-/// The first angle of ImageNet-P's rotations (and shears).
-pub(super) fn angle_from() -> f32 {
+fn angle_from() -> f32 {
     -15.0
 }
-/// The last angle of ImageNet-P's rotations (and shears).
-pub(super) fn angle_to() -> f32 {
+fn angle_to() -> f32 {
     15.0
 }
 
