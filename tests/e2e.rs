@@ -38,6 +38,11 @@ kind = "rotate"
 from = -10.0
 to = 10.0
 step = 5.0
+[[families]]
+kind = "shear"
+from = -10.0
+to = 10.0
+step = 5.0
 [shard]
 images = 2
 [run]
@@ -101,7 +106,7 @@ fn recompute(rows: &[&jagged_artifacts::ResultRow], family: &str, step: i32) -> 
                 neighbours.push((pts[1], pts[2]));
                 neighbours.push((pts[3], pts[4]));
             }
-            "scale" | "rotate" => {
+            "scale" | "rotate" | "shear" => {
                 pts.sort_by(|a, b| if family == "scale" { a.scale.total_cmp(&b.scale) } else { a.angle.total_cmp(&b.angle) });
                 for w in pts.windows(2) {
                     neighbours.push((w[0], w[1]));
@@ -176,9 +181,9 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         lease_ms: 10_000,
         heartbeat_ms: 500,
         store: None,
-        // Every grid here (plain windows, circular shifts, rotations) renders
-        // inside the model's graph: every number below is checked the same way
-        // either way.
+        // Every grid here but the shears (plain windows, circular shifts,
+        // rotations) renders inside the model's graph, and shears on the host:
+        // every number below is checked the same way either way.
         env: vec![("JAGGED_RENDER".into(), "graph".into())],
     };
     let cluster = LocalCluster::start(opts).unwrap();
@@ -212,8 +217,8 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     let (st, report, rows, report2) = result;
 
     assert_eq!(st.state, SweepState::Done);
-    assert_eq!((st.done, st.failed, st.total), (28, 0, 28), "7 families x 4 shards of 2 images");
-    assert_eq!(st.failed_items, 7, "the corrupt image fails once per family");
+    assert_eq!((st.done, st.failed, st.total), (32, 0, 32), "8 families x 4 shards of 2 images");
+    assert_eq!(st.failed_items, 8, "the corrupt image fails once per family");
     assert!(report.failures.iter().all(|f| f.image == "broken.png" && f.reason.contains("corrupt")), "{:?}", report.failures);
 
     // Row counts: 6 good images x grid points, each (family, image, point) exactly once.
@@ -225,6 +230,7 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         ("scale", 5, 0),
         ("random_pairs", 5, 0),
         ("rotate", 5, 0),
+        ("shear", 5, 0),
     ];
     let mut seen = HashSet::new();
     for r in &rows {
@@ -234,7 +240,8 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     for (fi, (family, n, step)) in points.iter().enumerate() {
         let fam_rows: Vec<&jagged_artifacts::ResultRow> = rows.iter().filter(|r| r.family_index == fi as i32).collect();
         assert_eq!(fam_rows.len(), 6 * n, "{family}");
-        assert!(fam_rows.iter().all(|r| r.render == "graph"), "{family} renders in the graph");
+        let render = if *family == "shear" { "host" } else { "graph" };
+        assert!(fam_rows.iter().all(|r| r.render == render), "{family} renders where it can");
         let re = recompute(&fam_rows, family, *step);
         let table = report.rows.iter().find(|t| t.family_index == fi).unwrap();
         assert_eq!(table.family, *family);
@@ -273,13 +280,24 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<table>") && html.matches("<svg").count() >= 10, "tables and inline figures");
-    for stem in ["tiny_cnn__crop__heatmap", "tiny_cnn__crop__map", "tiny_cnn__scale__traces", "tiny_cnn__rotate__traces", "bars_p_top1_change"] {
+    for stem in [
+        "tiny_cnn__crop__heatmap",
+        "tiny_cnn__crop__map",
+        "tiny_cnn__scale__traces",
+        "tiny_cnn__rotate__traces",
+        "tiny_cnn__shear__traces",
+        "bars_p_top1_change",
+    ] {
         let svg = std::fs::read_to_string(out.join(format!("figures/{stem}.svg"))).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{stem}");
         let png = image::open(out.join(format!("figures/{stem}.png"))).unwrap().to_rgb8();
         let colours: HashSet<[u8; 3]> = png.pixels().map(|p| p.0).collect();
         assert!(colours.len() > 8, "{stem}.png is blank ({} colours)", colours.len());
     }
+    let shear = std::fs::read_to_string(out.join("figures/tiny_cnn__shear__traces.svg")).unwrap();
+    assert!(shear.contains("shear angle (degrees)"), "the shear's traces run along its angle");
+    let angles: std::collections::BTreeSet<i32> = rows.iter().filter(|r| r.family == "shear").map(|r| r.angle as i32).collect();
+    assert_eq!(angles.into_iter().collect::<Vec<_>>(), vec![-10, -5, 0, 5, 10], "shear rows carry their angle");
     // The page as a browser shows it: headless Chromium takes a screenshot.
     let shot = out.join("screenshot.png");
     let profile = tempfile::tempdir().unwrap();

@@ -6,7 +6,8 @@
 //! - [`image`]: an RGB raster ([`image::Rgb8`]) and the deterministic resampler
 //!   every worker uses, so the same spec gives bit-identical tensors everywhere.
 //! - [`transform`]: the transform families (crop, embed, diagonal, circular,
-//!   scale, rotate, random pairs, sequences), their parameter grids, neighbour
+//!   scale, rotate, shear, random pairs, sequences, layers, radius), one file
+//!   each, with their parameter grids, neighbour
 //!   relations and the code that writes a transformed input straight into a
 //!   model's input tensor.
 //! - [`metrics`]: softmax, top-k, the per-pair outcomes, and the metric table

@@ -69,6 +69,12 @@ to = 3.0
 step = 0.5
 resize = 250
 [[families]]
+kind = "shear"
+from = -6.0
+to = 6.0
+step = 2.0
+resize = 240
+[[families]]
 kind = "layers"
 shifts = [1, 3, 32]
 resize = 300
@@ -217,4 +223,20 @@ fn malformed_messages_are_refused_naming_the_field() {
     assert_eq!(ResolvedSweep::try_from(pb::Sweep::default()).unwrap_err().field, "Sweep.spec");
     assert!(sweep_state(0).is_err(), "unspecified is not a state");
     assert_eq!(sweep_state(pb::SweepState::Done as i32), Ok(SweepState::Done));
+}
+
+#[test]
+fn families_without_a_message_of_their_own_travel_as_their_spec() {
+    let f: jagged_domain::transform::Family = toml::from_str("kind = \"shear\"\nfrom = -4.5\nto = 4.5\nstep = 1.5").unwrap();
+    let wire = pb::Family::from(f.clone());
+    match &wire.kind {
+        Some(pb::family::Kind::Json(text)) => assert!(text.starts_with("{\"kind\":\"shear\""), "{text}"),
+        other => panic!("expected JSON, got {other:?}"),
+    }
+    assert_eq!(jagged_domain::transform::Family::try_from(wire).unwrap(), f);
+    // What the spec would refuse, the wire refuses too, naming the field.
+    let bad = pb::Family { kind: Some(pb::family::Kind::Json("{\"kind\":\"shear\",\"angle\":3}".into())) };
+    let e = jagged_domain::transform::Family::try_from(bad).unwrap_err();
+    assert_eq!(e.field, "Family.json");
+    assert!(e.problem.contains("angle"), "{}", e.problem);
 }

@@ -55,6 +55,7 @@ mod random_pairs;
 mod rotate;
 mod scale;
 mod sequence;
+mod shear;
 mod subpixel;
 mod warp;
 mod widen;
@@ -75,6 +76,7 @@ pub use random_pairs::RandomPairs;
 pub use rotate::Rotate;
 pub use scale::Scale;
 pub use sequence::{Compare, Sequence};
+pub use shear::{Shear, MAX_SHEAR};
 pub use subpixel::{padded_taps, sample_plane, KAISER_BETA, SINC_HALF_WIDTH, TAPS};
 pub use warp::rotation_offsets;
 pub use widen::Widening;
@@ -127,6 +129,8 @@ families! {
     Radius(Radius),
     /// The crop window rotated about its centre (`rotate.rs`).
     Rotate(Rotate),
+    /// The crop window sheared horizontally about its centre (`shear.rs`).
+    Shear(Shear),
 }
 
 impl Family {
