@@ -186,6 +186,11 @@ enum What {
         /// run, in the same invocation, leases none ahead).
         #[arg(long, default_value_t = 8)]
         prefetch: u32,
+        /// Images per shard: 1 (the scheduler's worst case), or 0 for shards
+        /// sized as a user's are (`shard.target_seconds` at the measured
+        /// throughput, `shard.target_inferences` before any).
+        #[arg(long, default_value_t = 1)]
+        shard_images: u32,
     },
     /// A three-model sweep, then the same sweep plus a fourth model (adopting
     /// the first three models' results), then all four in full: inferences run,
@@ -219,7 +224,7 @@ fn main() -> Result<()> {
         What::Fleet { workers, shards, shard_secs } => fleet::run(workers, shards, shard_secs),
         What::Aggregate { rows, threads, python, script } => aggregate::run(&rows, threads, &python, &script),
         What::AggregateRun { dir, threads } => aggregate::run_ours(&dir, threads),
-        What::Load { workers, images, families, prefetch } => load(workers, images, families, prefetch),
+        What::Load { workers, images, families, prefetch, shard_images } => load(workers, images, families, prefetch, shard_images),
         What::Reuse { images, max_shift, threads } => reuse::run(images, max_shift, threads),
     }
 }
@@ -259,9 +264,9 @@ fn bare_on(model: &Path, opts: &EngineOptions, batch: u32, secs: f64, images: &P
 /// its bar.
 const LOAD_REFERENCE: f64 = 865.0;
 
-fn load(workers: usize, images: u32, families: u32, prefetch: u32) -> Result<()> {
-    let shards = images as u64 * families as u64;
-    println!("load: {workers} worker processes, one coordinator, {shards} shards (tiny CNN, 1 image x 2 points each)");
+fn load(workers: usize, images: u32, families: u32, prefetch: u32, shard_images: u32) -> Result<()> {
+    let size = if shard_images == 0 { "sized by the planner".to_string() } else { format!("{shard_images} image(s) x 2 points each") };
+    println!("load: {workers} worker processes, one coordinator, {images} images x {families} families (tiny CNN, shards of {size})");
     // Alternated, and every run's files kept until the end: a file system slows
     // down right after many deletions, which would favour whichever ran first.
     let mut rates = [0.0f64; 2];
@@ -269,7 +274,7 @@ fn load(workers: usize, images: u32, families: u32, prefetch: u32) -> Result<()>
     for run in 0..4 {
         let dir = std::env::temp_dir().join(format!("jagged-bench-load-{}-{run}", std::process::id()));
         let ahead = if run % 2 == 0 { 0 } else { prefetch };
-        rates[run % 2] += load_run(&dir, workers, images, families, ahead)? / 2.0;
+        rates[run % 2] += load_run(&dir, workers, images, families, ahead, shard_images)? / 2.0;
         dirs.push(dir);
     }
     for d in dirs {
@@ -286,7 +291,7 @@ fn load(workers: usize, images: u32, families: u32, prefetch: u32) -> Result<()>
 
 /// One load sweep on a fresh local deployment whose workers lease `prefetch`
 /// shards ahead; shards per second from first lease to last commit.
-fn load_run(dir: &Path, workers: usize, images: u32, families: u32, prefetch: u32) -> Result<f64> {
+fn load_run(dir: &Path, workers: usize, images: u32, families: u32, prefetch: u32, shard_images: u32) -> Result<f64> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir.join("data"))?;
     let m = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec::default());
@@ -302,9 +307,10 @@ fn load_run(dir: &Path, workers: usize, images: u32, families: u32, prefetch: u3
     for _ in 0..families {
         spec += "[[families]]\nkind = \"diagonal\"\nsteps = 1\nresize = 36\n";
     }
-    spec += "[shard]\nimages = 1\n";
+    if shard_images > 0 {
+        spec += &format!("[shard]\nimages = {shard_images}\n");
+    }
     std::fs::write(dir.join("load.toml"), spec)?;
-    let shards = images as u64 * families as u64;
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
     let opts = ClusterOptions {
         coordinator_args: vec![],
@@ -329,6 +335,7 @@ fn load_run(dir: &Path, workers: usize, images: u32, families: u32, prefetch: u3
         let id = jagged_client::submit(&config, &dir.join("load.toml"), objects.as_ref(), &Default::default()).await?.sweep_id;
         let st = admin::wait(&config, id, |_| {}).await?;
         let after = (machine_busy_secs(), cpu(&worker_pids), coordinator_pid.map_or(0.0, process_cpu_secs), context_switches());
+        let shards = st.total as u64;
         if st.state != SweepState::Done || st.failed > 0 || st.done as u64 != shards {
             bail!("load sweep did not complete cleanly: {}", admin::line(&st));
         }
@@ -356,12 +363,15 @@ fn load_run(dir: &Path, workers: usize, images: u32, families: u32, prefetch: u3
             "CPU per shard {machine:.2} ms: workers {workers:.2}, coordinator {coordinator:.2}, PostgreSQL and the rest {:.2}; {switches:.1} thread switches",
             machine - workers - coordinator
         );
-        Ok::<_, anyhow::Error>(((last - first) as f64 / 1000.0, seen.len(), cpu))
+        Ok::<_, anyhow::Error>(((last - first) as f64 / 1000.0, shards, seen.len(), cpu))
     });
     c.stop();
-    let (secs, rows, cpu) = result?;
+    let (secs, shards, rows, cpu) = result?;
     let rate = shards as f64 / secs;
-    println!("prefetch {prefetch}: {shards} shards in {secs:.2} s from first lease to last commit: {rate:.0} shards/s ({rows} rows); every shard committed exactly once, every row present once");
+    println!(
+        "prefetch {prefetch}: {shards} shards in {secs:.2} s from first lease to last commit: {rate:.0} shards/s, {:.0} rows/s ({rows} rows); every shard committed exactly once, every row present once",
+        rows as f64 / secs
+    );
     println!("  {cpu} (from submit to done)");
     Ok(rate)
 }
