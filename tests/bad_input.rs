@@ -402,15 +402,20 @@ fn errors_name_the_address_and_the_cause_once() {
     // A worker pointed at a closed port says where and why, in plain text.
     jagged_testkit::ort();
     let tmp = tempfile::tempdir().unwrap();
+    // Its connection attempts show in hyper's debug lines: the test waits for
+    // four of them (the first call and three retries), not for a while.
     let mut worker = Command::new(jagged_bin())
         .args(["worker", "--coordinator", "http://127.0.0.1:9", "--store"])
         .arg(tmp.path())
+        .env("JAGGED_LOG", "info,hyper_util::client::legacy::connect::http=debug")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let stderr = crate::util::Captured::new(worker.stderr.take().unwrap());
+    stderr.wait_for("three retries", std::time::Duration::from_secs(30), |t| t.matches("connecting to 127.0.0.1:9").count() >= 4);
     worker.kill().unwrap();
-    let log = String::from_utf8_lossy(&worker.wait_with_output().unwrap().stderr).into_owned();
+    worker.wait().unwrap();
+    let log = stderr.finish();
     assert!(log.contains("coordinator=\"http://127.0.0.1:9\"") && log.contains("Connection refused"), "{log}");
     assert_eq!(log.matches("coordinator unavailable; retrying").count(), 1, "one warning while the cause stays the same: {log}");
     assert!(!log.contains('\u{1b}'), "no colour codes when not on a terminal: {log:?}");

@@ -1,6 +1,6 @@
 use jagged_domain::status::SweepState;
 use jagged_local::{ClusterOptions, LocalCluster};
-use jagged_testkit::{dataset, jagged_bin, ort, submit, tiny_model, wait};
+use jagged_testkit::{dataset, ort, submit, tiny_model, wait};
 use std::collections::{BTreeMap, HashSet};
 
 const SPEC: &str = r#"
@@ -173,18 +173,13 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
     dataset(&dir.join("data"), 6, 10, &[("broken.png", corrupt, Some(3))]);
     std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
     let opts = ClusterOptions {
-        coordinator_args: vec![],
-        bin: jagged_bin(),
         dir: dir.join("run"),
         workers: 2,
-        threads: 1,
-        lease_ms: 10_000,
-        heartbeat_ms: 500,
-        store: None,
         // Every grid here but the shears (plain windows, circular shifts,
         // rotations) renders inside the model's graph, and shears on the host:
         // every number below is checked the same way either way.
         env: vec![("JAGGED_RENDER".into(), "graph".into())],
+        ..Default::default()
     };
     let cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -394,17 +389,7 @@ fn sequences_give_flip_rates_and_normalised_rates() {
     std::fs::write(dir.join("noise/v2/3.png"), b"not a png").unwrap();
     std::fs::write(dir.join("spec.toml"), SEQ_SPEC).unwrap();
 
-    let opts = ClusterOptions {
-        coordinator_args: vec![],
-        bin: jagged_bin(),
-        dir: dir.join("run"),
-        workers: 2,
-        threads: 1,
-        lease_ms: 10_000,
-        heartbeat_ms: 500,
-        store: None,
-        env: vec![],
-    };
+    let opts = ClusterOptions { dir: dir.join("run"), workers: 2, ..Default::default() };
     let cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (st, report, rows) = rt.block_on(async {
@@ -509,17 +494,7 @@ fn poison_shards_fail_after_bounded_retries_and_the_rest_completes() {
         "name = \"poison\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[models]]\npath = \"models/broken.onnx\"\n\
                 [[families]]\nkind = \"diagonal\"\nsteps = 3\n[shard]\nimages = 2\nmax_attempts = 3\n";
     std::fs::write(dir.join("spec.toml"), spec).unwrap();
-    let opts = ClusterOptions {
-        coordinator_args: vec![],
-        bin: jagged_bin(),
-        dir: dir.join("run"),
-        workers: 2,
-        threads: 1,
-        lease_ms: 10_000,
-        heartbeat_ms: 500,
-        store: None,
-        env: vec![],
-    };
+    let opts = ClusterOptions { dir: dir.join("run"), workers: 2, ..Default::default() };
     let cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (st, report, attempts) = rt.block_on(async {

@@ -70,16 +70,12 @@ fn an_unwritable_store_is_waited_out_or_reported_with_its_cause_and_retry_keeps_
     inputs(dir);
     std::fs::write(dir.join("spec.toml"), jagged_testkit::crop_spec("failures", 6, 2, 16)).unwrap();
     let opts = ClusterOptions {
-        coordinator_args: vec![],
-        bin: jagged_bin(),
         dir: dir.join("run"),
         workers: 2,
-        threads: 1,
         lease_ms: 5_000,
-        heartbeat_ms: 500,
-        store: None,
         // A write is retried for 3 s before the attempt counts as failed.
         env: vec![("JAGGED_STORE_RETRY_SECS".into(), "3".into())],
+        ..Default::default()
     };
     let cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -184,17 +180,7 @@ fn watching_fits_an_80_column_terminal_and_prints_plain_lines_elsewhere() {
     // A long name makes every full status line far wider than 80 columns.
     let name = format!("a sweep with a long descriptive name {}", "x".repeat(120));
     std::fs::write(dir.join("spec.toml"), jagged_testkit::crop_spec(&name, 6, 2, 16)).unwrap();
-    let opts = ClusterOptions {
-        coordinator_args: vec![],
-        bin: jagged_bin(),
-        dir: dir.join("run"),
-        workers: 0,
-        threads: 1,
-        lease_ms: 5_000,
-        heartbeat_ms: 500,
-        store: None,
-        env: vec![],
-    };
+    let opts = ClusterOptions { dir: dir.join("run"), workers: 0, lease_ms: 5_000, ..Default::default() };
     let mut cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let url = cluster.url.clone();
@@ -204,7 +190,7 @@ fn watching_fits_an_80_column_terminal_and_prints_plain_lines_elsewhere() {
     // Watched in an 80-column pseudo-terminal: queued with no worker for a
     // while (the bar is drawn), then run to the end.
     let cmd = format!("stty cols 80 rows 24; exec {} sweep status {id} --watch --coordinator {url}", jagged_bin().display());
-    let watcher = Command::new("script")
+    let mut watcher = Command::new("script")
         .args(["-qfec", &cmd, "/dev/null"])
         .env("TERM", "xterm-256color")
         .env_remove("NO_COLOR")
@@ -212,11 +198,17 @@ fn watching_fits_an_80_column_terminal_and_prints_plain_lines_elsewhere() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    let stdout = crate::util::Captured::new(watcher.stdout.take().unwrap());
+    let stderr = crate::util::Captured::new(watcher.stderr.take().unwrap());
+    let queued = format!("sweep {id} ");
+    stdout.wait_for("the bar of the queued sweep", Duration::from_secs(30), |t| {
+        let screen = strip_ansi(t);
+        screen.contains(&queued) && screen.contains("shards 0/8")
+    });
     cluster.add_worker(0).unwrap();
-    let out = watcher.wait_with_output().unwrap();
-    let raw = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{raw}\n{}", String::from_utf8_lossy(&out.stderr));
+    let status = watcher.wait().unwrap();
+    let raw = stdout.finish();
+    assert!(status.success(), "{raw}\n{}", stderr.finish());
     let screen = strip_ansi(&raw);
     let lines: Vec<&str> = screen.split(['\n', '\r']).filter(|l| !l.is_empty()).collect();
     eprintln!("what an 80-column terminal showed:\n{}", lines.join("\n"));

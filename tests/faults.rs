@@ -150,17 +150,8 @@ fn sweep_on_s3_survives_an_outage_of_the_server() {
     let mut s3 = jagged_testkit::S3Server::start(&dir.join("s3"));
     let env = s3.env();
     let url_s3 = "s3://jagged/sweeps-under-test".to_string();
-    let opts = ClusterOptions {
-        coordinator_args: vec![],
-        bin: jagged_bin(),
-        dir: dir.join("run"),
-        workers: 2,
-        threads: 1,
-        lease_ms: 5_000,
-        heartbeat_ms: 500,
-        store: Some(url_s3.clone()),
-        env: env.clone(),
-    };
+    let opts =
+        ClusterOptions { dir: dir.join("run"), workers: 2, lease_ms: 5_000, store: Some(url_s3.clone()), env: env.clone(), ..Default::default() };
     let cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (url, pg) = (cluster.url.clone(), cluster.postgres.url());
@@ -201,17 +192,7 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
     // failures, so none of this damage may fail a shard. (A shard lost on several
     // workers in a row by chance is not what this test is about.)
     let env = vec![("JAGGED_MAX_LOST_WORKERS".to_string(), "50".to_string())];
-    let opts = ClusterOptions {
-        coordinator_args: vec![],
-        bin: jagged_bin(),
-        dir: dir.join("run"),
-        workers: 3,
-        threads: 1,
-        lease_ms,
-        heartbeat_ms: 300,
-        store: None,
-        env,
-    };
+    let opts = ClusterOptions { dir: dir.join("run"), workers: 3, lease_ms, heartbeat_ms: 300, env, ..Default::default() };
     let mut cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (url, pg) = (cluster.url.clone(), cluster.postgres.url());
@@ -439,19 +420,15 @@ fn a_worker_cut_off_by_the_network_changes_nothing() {
     let (wt, at) = (format!("w{}", std::process::id()), format!("a{}", std::process::id()));
     let lease_ms = 1500;
     let opts = ClusterOptions {
-        coordinator_args: vec![],
-        bin: jagged_bin(),
         dir: dir.join("run"),
-        workers: 1,
-        threads: 1,
         lease_ms,
         heartbeat_ms: 300,
-        store: None,
         env: vec![
             ("JAGGED_LISTEN".into(), "0.0.0.0:0".into()),
             ("JAGGED_WORKER_TOKEN".into(), wt.clone()),
             ("JAGGED_ADMIN_TOKEN".into(), at.clone()),
         ],
+        ..Default::default()
     };
     let cluster = LocalCluster::start(opts).unwrap();
     let port = cluster.url.rsplit(':').next().unwrap().to_string();

@@ -58,6 +58,15 @@ fn log(dir: &Path, i: usize) -> String {
     std::fs::read_to_string(dir.join(format!("run/logs/worker-{i}.log"))).unwrap_or_default()
 }
 
+/// Waits until worker `i`'s log says `what`.
+fn until_logged(dir: &Path, i: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log(dir, i).contains(what) {
+        assert!(Instant::now() < deadline, "worker-{i} never logged {what:?}:\n{}", log(dir, i));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// A cluster with no worker yet over the inputs, and what the tests use of it.
 struct Setup {
     tmp: tempfile::TempDir,
@@ -73,17 +82,7 @@ impl Setup {
         ort();
         let tmp = tempfile::tempdir().unwrap();
         inputs(tmp.path());
-        let opts = ClusterOptions {
-            coordinator_args: vec![],
-            bin: jagged_bin(),
-            dir: tmp.path().join("run"),
-            workers: 0,
-            threads: 1,
-            lease_ms: 1_500,
-            heartbeat_ms: 300,
-            store: None,
-            env: vec![],
-        };
+        let opts = ClusterOptions { dir: tmp.path().join("run"), workers: 0, lease_ms: 1_500, heartbeat_ms: 300, ..Default::default() };
         let c = LocalCluster::start(opts).unwrap();
         let (url, pg) = (c.url.clone(), c.postgres.url());
         let objects = jagged_artifacts::open_store(&c.store_url).unwrap();
@@ -108,7 +107,7 @@ fn stopping_workers_finish_in_their_grace_or_hand_back_and_idle_ones_exit_zero()
     // exits 0; the shard is queued again as a lost lease, not a failure.
     s.c.add_worker_with(0, &["--stop-grace", "0s"]).unwrap();
     let (shard, _) = leased(rt, &pg, a);
-    std::thread::sleep(Duration::from_millis(200));
+    until_logged(dir, 0, "running shard");
     s.c.workers[0].signal("TERM");
     let st = s.c.workers[0].wait_exit(Duration::from_secs(20)).expect("worker-0 did not exit after SIGTERM");
     assert!(st.success(), "{st:?}\n{}", log(dir, 0));

@@ -205,15 +205,10 @@ fn one_worker_process_runs_several_sessions() {
                 [[families]]\nkind = \"crop\"\nmax_shift = 3\n[shard]\nimages = 1\n";
     std::fs::write(dir.join("spec.toml"), spec).unwrap();
     let opts = ClusterOptions {
-        coordinator_args: vec![],
         bin: jagged_testkit::jagged_bin(),
         dir: dir.join("run"),
-        workers: 1,
-        threads: 1,
-        lease_ms: 10_000,
-        heartbeat_ms: 500,
-        store: None,
         env: vec![("JAGGED_SESSIONS".into(), "2".into())],
+        ..Default::default()
     };
     let cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();

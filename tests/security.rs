@@ -57,17 +57,7 @@ fn tokens_keep_out_callers_who_do_not_belong() {
         ("JAGGED_ADMIN_TOKEN".to_string(), admin_token.clone()),
         ("JAGGED_MAX_MESSAGE_MB".to_string(), "1".to_string()),
     ];
-    let opts = ClusterOptions {
-        coordinator_args: vec![],
-        bin: jagged_bin(),
-        dir: dir.join("run"),
-        workers: 1,
-        threads: 1,
-        lease_ms: 10_000,
-        heartbeat_ms: 500,
-        store: None,
-        env,
-    };
+    let opts = ClusterOptions { dir: dir.join("run"), env, ..Default::default() };
     let cluster = LocalCluster::start(opts).unwrap();
     let (url, store_url) = (cluster.url.clone(), cluster.store_url.clone());
     let admin = Token::new(&admin_token).unwrap();

@@ -129,12 +129,18 @@ impl Slurm {
 impl Drop for Slurm {
     fn drop(&mut self) {
         let _ = self.cmd("scancel").args(["--full", "-u", "root"]).status();
+        let mut pids = Vec::new();
         for pid in ["slurmd.pid", "slurmctld.pid", "munged.pid"] {
             if let Ok(p) = std::fs::read_to_string(self.dir.join(pid)) {
                 let _ = Command::new("kill").arg(p.trim()).status();
+                pids.push(p.trim().to_string());
             }
         }
-        std::thread::sleep(Duration::from_millis(500));
+        // Gone before the next test starts its own daemons.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while pids.iter().any(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

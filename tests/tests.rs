@@ -50,3 +50,5 @@ mod export;
 mod aliasing;
 // Result parts as DuckDB reads them.
 mod parts;
+// Helpers the areas share: a child's output read as it comes.
+mod util;

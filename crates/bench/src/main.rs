@@ -313,15 +313,13 @@ fn load_run(dir: &Path, workers: usize, images: u32, families: u32, prefetch: u3
     std::fs::write(dir.join("load.toml"), spec)?;
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
     let opts = ClusterOptions {
-        coordinator_args: vec![],
         bin,
         dir: dir.join("run"),
         workers,
-        threads: 1,
         lease_ms: 30_000,
         heartbeat_ms: 2_000,
-        store: None,
         env: vec![("JAGGED_LOG".into(), "warn".into()), ("JAGGED_PREFETCH".into(), prefetch.to_string())],
+        ..Default::default()
     };
     let c = LocalCluster::start(opts)?;
     let worker_pids: Vec<u32> = c.workers.iter().filter_map(|w| w.pid()).collect();
@@ -432,15 +430,13 @@ fn system_sweep(c: &Common, model: &Path, images: &Path, device: &str) -> Result
     )?;
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
     let opts = ClusterOptions {
-        coordinator_args: vec![],
         bin,
         dir: dir.clone(),
-        workers: 1,
         threads: c.threads,
         lease_ms: 60_000,
         heartbeat_ms: 2_000,
-        store: None,
         env: vec![("JAGGED_DEVICE".into(), device.into())],
+        ..Default::default()
     };
     let cl = LocalCluster::start(opts)?;
     let rt = tokio::runtime::Runtime::new()?;

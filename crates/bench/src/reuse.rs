@@ -47,17 +47,7 @@ pub fn run(images: u32, max_shift: u32, threads: usize) -> Result<()> {
     let three = spec(&dir, "three.toml", 3, max_shift)?;
     let four = spec(&dir, "four.toml", 4, max_shift)?;
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
-    let opts = ClusterOptions {
-        coordinator_args: vec![],
-        bin,
-        dir: dir.join("run"),
-        workers: 1,
-        threads,
-        lease_ms: 60_000,
-        heartbeat_ms: 2_000,
-        store: None,
-        env: vec![],
-    };
+    let opts = ClusterOptions { bin, dir: dir.join("run"), threads, lease_ms: 60_000, heartbeat_ms: 2_000, ..Default::default() };
     let points = (2 * max_shift + 1).pow(2);
     println!("reuse: {images} images, crop and embed grids of {points} points, tiny CNNs (64 px), one worker with {threads} thread(s)");
     let cl = LocalCluster::start(opts)?;

@@ -86,15 +86,13 @@ fn cluster() -> Result<LocalCluster> {
     let _ = std::fs::remove_dir_all(&dir);
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
     let opts = ClusterOptions {
-        coordinator_args: vec![],
         bin,
         dir,
         workers: 0,
-        threads: 1,
         lease_ms: 60_000,
         heartbeat_ms: 5_000,
-        store: None,
         env: vec![("JAGGED_LOG".into(), "warn".into())],
+        ..Default::default()
     };
     Ok(LocalCluster::start(opts)?)
 }

@@ -49,12 +49,11 @@ pub async fn run(a: DemoArgs) -> Result<()> {
         threads,
         lease_ms: 30_000,
         heartbeat_ms: 2_000,
-        store: None,
-        env: vec![],
         coordinator_args: match a.http {
             Some(h) => vec!["--http".into(), h.to_string(), "--http-addr-file".into(), a.out.join("http.addr").display().to_string()],
             None => vec![],
         },
+        ..Default::default()
     };
     eprintln!("starting a private PostgreSQL, a coordinator and {workers} worker(s) ({threads} thread(s) each); logs in {}/logs", a.out.display());
     let c = tokio::task::spawn_blocking(move || LocalCluster::start(opts)).await??;

@@ -146,4 +146,78 @@ mod tests {
         assert_eq!(images_per_shard(None, 4, 9), 1);
         assert_eq!(images_per_shard(Some(5), 1024, 9), 5);
     }
+
+    /// Families of every kind whose shards run all their points at once, and
+    /// one searched ring by ring.
+    const FAMILIES: [&str; 9] = [
+        "kind = \"crop\"\nmax_shift = 2",
+        "kind = \"embed\"\nsize = 100\nmax_shift = 4\nstep = 2",
+        "kind = \"diagonal\"\nfrom = -3\nto = 3",
+        "kind = \"circular\"\nmax_shift = 1",
+        "kind = \"scale\"\nfrom = 0.5\nto = 1.0\nstep = 0.25",
+        "kind = \"random_pairs\"\npairs = 3\nseed = 5",
+        "kind = \"rotate\"\nfrom = -2.0\nto = 2.0",
+        "kind = \"shear\"\nfrom = -4.0\nto = 4.0\nstep = 2.0",
+        "kind = \"radius\"\nmax_radius = 3",
+    ];
+
+    fn sweep_of(images: usize, models: usize, families: &[usize], shard: &str) -> ResolvedSweep {
+        let mut text = String::from("name = \"p\"\n[dataset]\npath = \"d\"\n");
+        for _ in 0..models {
+            text.push_str("[[models]]\npath = \"m.onnx\"\n");
+        }
+        for &f in families {
+            text.push_str(&format!("[[families]]\n{}\n", FAMILIES[f]));
+        }
+        text.push_str(shard);
+        let spec = SweepSpec::from_toml(&text).unwrap();
+        let card = crate::spec::test_card();
+        ResolvedSweep {
+            spec,
+            models: (0..models).map(|i| ResolvedModel { name: format!("m{i}"), key: format!("k{i}"), card: card.clone(), structure: None }).collect(),
+            images: (0..images).map(|i| ImageRef { name: format!("{i}.png"), key: "k".into(), label: Some(1), frames: vec![] }).collect(),
+            family_items: Default::default(),
+        }
+    }
+
+    proptest::proptest! {
+        // Failing cases are printed, not saved in the source tree.
+        #![proptest_config(proptest::test_runner::Config { failure_persistence: None, ..Default::default() })]
+
+        /// Whatever the sweep and the measured rates: planning twice gives the
+        /// same shards, and every (model, family, image, point) a shard runs
+        /// lies in exactly one shard, every one of the sweep's included (a
+        /// family searched by rings: every point of its first ring).
+        #[test]
+        fn every_image_point_is_in_exactly_one_shard_and_planning_is_stable(
+            images in 0usize..300,
+            models in 1usize..4,
+            families in proptest::collection::vec(0usize..FAMILIES.len(), 1..5),
+            explicit in proptest::option::of(1u32..60),
+            target_inferences in 1u32..3000,
+            target_seconds in 1.0f64..120.0,
+            rates in proptest::collection::vec(proptest::option::of(0.01f64..5000.0), 0..4),
+        ) {
+            let shard = match explicit {
+                Some(n) => format!("[shard]\nimages = {n}\n"),
+                None => format!("[shard]\ntarget_inferences = {target_inferences}\ntarget_seconds = {target_seconds}\n"),
+            };
+            let s = sweep_of(images, models, &families, &shard);
+            let shards = plan_sized(&s, &rates);
+            proptest::prop_assert_eq!(&shards, &plan_sized(&s, &rates));
+            let side = s.models[0].card.input_size;
+            let mut seen = std::collections::HashSet::new();
+            for sh in &shards {
+                proptest::prop_assert!(sh.image_lo < sh.image_hi && sh.image_hi as usize <= images);
+                let fam = &s.spec.families[sh.family as usize];
+                for image in sh.image_lo..sh.image_hi {
+                    for p in fam.shard_points(image, side, sh.ring) {
+                        proptest::prop_assert!(seen.insert((sh.model, sh.family, image, p.index)), "{:?} planned twice", (sh, image, p.index));
+                    }
+                }
+            }
+            let per_image: usize = s.spec.families.iter().map(|f| f.points_per_image(f.first_ring().unwrap_or(0))).sum();
+            proptest::prop_assert_eq!(seen.len(), models * images * per_image);
+        }
+    }
 }

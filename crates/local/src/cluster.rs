@@ -31,6 +31,40 @@ pub struct ClusterOptions {
     pub coordinator_args: Vec<String>,
 }
 
+impl Default for ClusterOptions {
+    /// One worker with one ORT thread, 10 s leases renewed every 500 ms (short,
+    /// so tests see lost leases soon), a local store in `dir`, and the `jagged`
+    /// binary beside this program (or beside its folder, for a test binary in
+    /// `target/<profile>/deps`); `dir` a fresh folder under the system's
+    /// temporary one. Override what a use needs.
+    fn default() -> ClusterOptions {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ClusterOptions {
+            bin: beside_this_program("jagged"),
+            dir: std::env::temp_dir().join(format!("jagged-cluster-{}-{n}", std::process::id())),
+            workers: 1,
+            threads: 1,
+            lease_ms: 10_000,
+            heartbeat_ms: 500,
+            store: None,
+            env: Vec::new(),
+            coordinator_args: Vec::new(),
+        }
+    }
+}
+
+/// The program `name` in this program's folder, or in the folder above it
+/// (where cargo puts binaries, for a test binary in `deps`).
+pub fn beside_this_program(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let here = exe.parent().map(|d| d.join(name)).unwrap_or_default();
+    if here.is_file() {
+        return here;
+    }
+    exe.parent().and_then(|d| d.parent()).map(|d| d.join(name)).unwrap_or(here)
+}
+
 /// A running local deployment.
 pub struct LocalCluster {
     /// Options it was started with.

@@ -239,15 +239,12 @@ pub fn sweep_rows_with(dir: &Path, spec: &Path, env: &[(&str, &str)]) -> (Vec<ja
 /// leases of `lease_ms` and heartbeats every 500 ms (or a tenth of the lease).
 pub fn cluster_options(dir: &Path, workers: usize, lease_ms: i64) -> jagged_local::ClusterOptions {
     jagged_local::ClusterOptions {
-        coordinator_args: vec![],
         bin: jagged_bin(),
         dir: dir.to_path_buf(),
         workers,
-        threads: 1,
         lease_ms,
         heartbeat_ms: (lease_ms / 10).min(500),
-        store: None,
-        env: vec![],
+        ..Default::default()
     }
 }
 
