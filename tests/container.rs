@@ -111,12 +111,12 @@ fn the_offline_image_runs_a_coordinator_and_two_workers_as_containers() {
     let st = rt.block_on(until(&url, id, "the sweep to finish", |s| s.state != SweepState::Running));
     assert_eq!((st.state, st.done, st.failed, st.inferences_done), (SweepState::Done, st.total, 0, st.inferences_total), "{st:?}\n{}", podman.logs());
     let workers: i64 = rt.block_on(async {
-        let s = jagged_store::Store::connect(&pg.url(), 1).await.unwrap();
+        let db = crate::util::db(&pg.url()).await;
         sqlx::query_scalar(
             "select count(distinct w.name) from outputs o join workers w on w.id = o.worker_id where o.sweep_id = $1 and w.name like 'container-%'",
         )
         .bind(id)
-        .fetch_one(s.pool())
+        .fetch_one(&db)
         .await
         .unwrap()
     });

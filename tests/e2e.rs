@@ -504,7 +504,7 @@ fn poison_shards_fail_after_bounded_retries_and_the_rest_completes() {
         let store = jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap();
         let attempts: Vec<(i32, i32, String)> = sqlx::query_as("select model_idx, attempt, state from shards where sweep_id = $1 order by id")
             .bind(id)
-            .fetch_all(store.pool())
+            .fetch_all(&crate::util::db(&cluster.postgres.url()).await)
             .await
             .unwrap();
         (st, jagged_report::build(&store, objects.as_ref(), id).await.unwrap(), attempts)

@@ -120,13 +120,12 @@ async fn finish(cluster_url: &str, pg: &str, objects: &dyn object_store::ObjectS
 
 /// Shards of `sweep` leased by the worker named `name`.
 async fn held_by(pg: &str, sweep: i64, name: &str) -> i64 {
-    let store = jagged_store::Store::connect(pg, 1).await.unwrap();
     sqlx::query_scalar(
         "select count(*) from shards s join workers w on w.id = s.worker_id where s.sweep_id = $1 and s.state = 'leased' and w.name = $2",
     )
     .bind(sweep)
     .bind(name)
-    .fetch_one(store.pool())
+    .fetch_one(&crate::util::db(pg).await)
     .await
     .unwrap()
 }

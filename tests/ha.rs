@@ -41,8 +41,11 @@ fn two_coordinators_share_the_work_and_one_killed_mid_sweep_loses_nothing() {
                 (SweepState::Done, st.total, 0, st.total),
                 "every shard committed once: {st:?}"
             );
-            let committers: i64 =
-                sqlx::query_scalar("select count(distinct worker_id) from outputs where sweep_id = $1").bind(id).fetch_one(s.pool()).await.unwrap();
+            let committers: i64 = sqlx::query_scalar("select count(distinct worker_id) from outputs where sweep_id = $1")
+                .bind(id)
+                .fetch_one(&crate::util::db(&pg.url()).await)
+                .await
+                .unwrap();
             (jagged_report::build(&s, objects.as_ref(), id).await.unwrap().csv(), committers)
         })
     };
@@ -51,10 +54,10 @@ fn two_coordinators_share_the_work_and_one_killed_mid_sweep_loses_nothing() {
     // workers have registered (a slow start on a loaded machine would leave one
     // nothing to do).
     rt.block_on(async {
-        let s = jagged_store::Store::connect(&pg.url(), 1).await.unwrap();
+        let db = crate::util::db(&pg.url()).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let n: i64 = sqlx::query_scalar("select count(*) from workers").fetch_one(s.pool()).await.unwrap();
+            let n: i64 = sqlx::query_scalar("select count(*) from workers").fetch_one(&db).await.unwrap();
             if n >= 4 {
                 break;
             }

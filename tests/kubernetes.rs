@@ -216,12 +216,7 @@ fn the_cpu_overlay_command_lines_run_a_sweep_and_the_keda_query_counts_queued_sh
     // KEDA's query, on our own tables: every shard waits before any worker runs.
     let keda = objects(&render("cpu-keda"), dir);
     let query = object(&keda, "ScaledObject", "jagged-worker")["spec"]["triggers"][0]["metadata"]["query"].as_str().unwrap().to_string();
-    let count = |q: &str| -> i64 {
-        rt.block_on(async {
-            let s = jagged_store::Store::connect(&pg.url(), 1).await.unwrap();
-            sqlx::query_scalar(q).fetch_one(s.pool()).await.unwrap()
-        })
-    };
+    let count = |q: &str| -> i64 { rt.block_on(async { sqlx::query_scalar(q).fetch_one(&crate::util::db(&pg.url()).await).await.unwrap() }) };
     let total = rt.block_on(until_with(&admin_b, id, "status", |_| true)).total as i64;
     assert_eq!(count(&query), total, "the KEDA query counts the sweep's waiting shards");
 

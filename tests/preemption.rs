@@ -31,13 +31,13 @@ struct Shard {
 }
 
 async fn shards(pg: &str, sweep: i64) -> Vec<Shard> {
-    let store = jagged_store::Store::connect(pg, 1).await.unwrap();
+    let db = crate::util::db(pg).await;
     sqlx::query_as(
         "select s.id, s.state, s.failures, s.lost, s.last_error, w.name as worker
          from shards s left join workers w on w.id = s.worker_id where s.sweep_id = $1 order by s.id",
     )
     .bind(sweep)
-    .fetch_all(store.pool())
+    .fetch_all(&db)
     .await
     .unwrap()
 }

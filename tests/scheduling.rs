@@ -216,8 +216,8 @@ fn one_worker_process_runs_several_sessions() {
         let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
         let id = jagged_testkit::submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap();
         let st = jagged_testkit::wait(&cluster.url, id).await;
-        let store = jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap();
-        let names: Vec<String> = sqlx::query_scalar("select name from workers order by name").fetch_all(store.pool()).await.unwrap();
+        let db = crate::util::db(&cluster.postgres.url()).await;
+        let names: Vec<String> = sqlx::query_scalar("select name from workers order by name").fetch_all(&db).await.unwrap();
         (st, names)
     });
     cluster.stop();

@@ -224,13 +224,13 @@ fn the_sbatch_scripts_run_a_sweep_and_survive_a_preempted_array_task() {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let held: i64 = rt.block_on(async {
-            let s = jagged_store::Store::connect(&pg_url, 1).await.unwrap();
+            let db = crate::util::db(&pg_url).await;
             sqlx::query_scalar(
                 "select count(*) from shards s join workers w on w.id = s.worker_id where s.sweep_id = $1 and s.state = 'leased' and w.name = $2",
             )
             .bind(b)
             .bind(&victim)
-            .fetch_one(s.pool())
+            .fetch_one(&db)
             .await
             .unwrap()
         });

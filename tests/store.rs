@@ -44,6 +44,7 @@ const T0: i64 = 1_900_000_000_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn claim_hands_out_each_shard_once_under_concurrency() {
     let (pg, store) = store().await;
+    let db = crate::util::db(&pg.url()).await;
     let other = jagged_store::Store::connect(&pg.url(), 4).await.unwrap();
     sweep_with(&store, 40, 1, 3).await; // 40 shards
     let p = policy();
@@ -68,7 +69,7 @@ async fn claim_hands_out_each_shard_once_under_concurrency() {
         all.extend(t.await.unwrap());
     }
     for (w, c) in &all {
-        let holder: Option<i64> = sqlx::query_scalar("select worker_id from shards where id = $1").bind(c.id).fetch_one(store.pool()).await.unwrap();
+        let holder: Option<i64> = sqlx::query_scalar("select worker_id from shards where id = $1").bind(c.id).fetch_one(&db).await.unwrap();
         assert_eq!(holder, Some(*w), "shard {} is leased to the worker that claimed it", c.id);
     }
     let all: Vec<_> = all.into_iter().map(|(_, c)| c).collect();
@@ -395,19 +396,20 @@ async fn claims_from_one_sweep_prefer_the_given_model() {
 /// both formats and the fix.
 #[tokio::test]
 async fn stored_sweeps_carry_their_format_and_newer_ones_are_refused() {
-    let (_pg, store) = store().await;
+    let (pg, store) = store().await;
+    let db = crate::util::db(&pg.url()).await;
     let id = sweep_with(&store, 2, 1, 3).await;
-    let format: i32 = sqlx::query_scalar("select resolved_format from sweeps where id = $1").bind(id).fetch_one(store.pool()).await.unwrap();
+    let format: i32 = sqlx::query_scalar("select resolved_format from sweeps where id = $1").bind(id).fetch_one(&db).await.unwrap();
     assert_eq!(format, jagged_domain::spec::RESOLVED_FORMAT as i32);
     // A row written before structures were recorded (format 1) reads with none.
     sqlx::query("update sweeps set resolved_format = 1, resolved = resolved #- '{models,0,structure}' where id = $1")
         .bind(id)
-        .execute(store.pool())
+        .execute(&db)
         .await
         .unwrap();
     let old = store.resolved(id).await.unwrap();
     assert_eq!((old.models[0].structure, old.images.len()), (None, 2));
-    sqlx::query("update sweeps set resolved_format = 99 where id = $1").bind(id).execute(store.pool()).await.unwrap();
+    sqlx::query("update sweeps set resolved_format = 99 where id = $1").bind(id).execute(&db).await.unwrap();
     let e = store.resolved(id).await.unwrap_err();
     assert!(matches!(e, StoreError::Format { format: 99, .. }), "{e}");
     let msg = e.to_string();
@@ -430,8 +432,8 @@ async fn coordinators_started_together_on_a_fresh_database_both_come_up_and_a_ne
         assert!(std::time::Instant::now() < deadline, "the coordinators did not both come up:\n{}", logs());
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let store = jagged_store::Store::connect(&pg.url(), 1).await.unwrap();
-    let applied: Vec<i64> = sqlx::query_scalar("select version from _sqlx_migrations order by version").fetch_all(store.pool()).await.unwrap();
+    let db = crate::util::db(&pg.url()).await;
+    let applied: Vec<i64> = sqlx::query_scalar("select version from _sqlx_migrations order by version").fetch_all(&db).await.unwrap();
     let mut known: Vec<i64> = jagged_store::MIGRATOR.iter().map(|m| m.version).collect(); // up and down
     known.dedup();
     assert_eq!(applied, known, "every migration applied once");
@@ -442,7 +444,7 @@ async fn coordinators_started_together_on_a_fresh_database_both_come_up_and_a_ne
     sqlx::query(
         "insert into _sqlx_migrations (version, description, success, checksum, execution_time) values (999, 'from the future', true, '\\x00', 0)",
     )
-    .execute(store.pool())
+    .execute(&db)
     .await
     .unwrap();
     let mut c = jagged_testkit::coordinator(&pg.url(), dir, "c");
@@ -517,6 +519,7 @@ async fn every_attempt_is_charged_its_device_time_and_lost_ones_apart() {
 async fn counters_stay_exact_with_two_coordinators_committing_under_a_held_snapshot() {
     use sqlx::{Connection, Executor};
     let (pg, a) = store().await;
+    let db = crate::util::db(&pg.url()).await;
     let b = jagged_store::Store::connect(&pg.url(), 8).await.unwrap();
     let sweep = sweep_with(&a, 120, 1, 1).await; // 120 shards of 9 inferences, one attempt each
     let mut held = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
@@ -575,13 +578,13 @@ async fn counters_stay_exact_with_two_coordinators_committing_under_a_held_snaps
     let (done, failed): (i64, i64) =
         sqlx::query_as("select count(*) filter (where state = 'done'), count(*) filter (where state = 'failed') from shards where sweep_id = $1")
             .bind(sweep)
-            .fetch_one(a.pool())
+            .fetch_one(&db)
             .await
             .unwrap();
     let (rows, items): (i64, i64) =
         sqlx::query_as("select sum(rows)::bigint, (select count(*) from failed_items where sweep_id = $1) from outputs where sweep_id = $1")
             .bind(sweep)
-            .fetch_one(a.pool())
+            .fetch_one(&db)
             .await
             .unwrap();
     assert_eq!((done, failed, rows, items), (108, 12, 12 * 5 + 96 * 9, 12));
@@ -592,7 +595,7 @@ async fn counters_stay_exact_with_two_coordinators_committing_under_a_held_snaps
     assert_eq!(s.state, SweepState::Failed);
     assert!(s.finished_at.is_some());
     let (live, latest): (i64, i64) =
-        sqlx::query_as("select count(*), max(seq) from sweep_tallies where sweep_id = $1").bind(sweep).fetch_one(a.pool()).await.unwrap();
+        sqlx::query_as("select count(*), max(seq) from sweep_tallies where sweep_id = $1").bind(sweep).fetch_one(&db).await.unwrap();
     assert_eq!(live, 1, "one live tally");
     assert!((12..=120).contains(&latest), "one tally per change (per commit batch or failure): {latest}");
     let still: i32 = sqlx::query_scalar("select shards_done from sweep_tallies where sweep_id = $1").bind(sweep).fetch_one(&mut held).await.unwrap();
@@ -609,6 +612,7 @@ async fn counters_stay_exact_with_two_coordinators_committing_under_a_held_snaps
 async fn the_latest_tally_is_read_by_index_however_many_dead_tallies_a_snapshot_keeps() {
     use sqlx::{Connection, Executor};
     let (pg, store) = store().await;
+    let db = crate::util::db(&pg.url()).await;
     let sweep = sweep_with(&store, 4, 1, 1).await;
     sweep_with(&store, 2, 1, 1).await; // a second sweep's tally: more than one live row
     let mut held = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
@@ -626,10 +630,10 @@ async fn the_latest_tally_is_read_by_index_however_many_dead_tallies_a_snapshot_
             .replace("$1", &sweep.to_string())
             .as_str(),
     )
-    .execute(store.pool())
+    .execute(&db)
     .await
     .unwrap();
-    sqlx::query("analyze sweep_tallies").execute(store.pool()).await.unwrap();
+    sqlx::query("analyze sweep_tallies").execute(&db).await.unwrap();
     // Buffers one statement touches, as EXPLAIN (ANALYZE, BUFFERS) counts them
     // (a function's own statements included), on a connection that ran it once.
     let buffers = |sql: String| {
@@ -643,7 +647,7 @@ async fn the_latest_tally_is_read_by_index_however_many_dead_tallies_a_snapshot_
             p["Shared Hit Blocks"].as_i64().unwrap() + p["Shared Read Blocks"].as_i64().unwrap()
         }
     };
-    let pages: i32 = sqlx::query_scalar("select relpages from pg_class where relname = 'sweep_tallies'").fetch_one(store.pool()).await.unwrap();
+    let pages: i32 = sqlx::query_scalar("select relpages from pg_class where relname = 'sweep_tallies'").fetch_one(&db).await.unwrap();
     let plain = buffers(format!("select * from sweep_tallies where sweep_id = {sweep} order by seq desc limit 1")).await;
     let by_function = buffers(format!("select * from latest_tally({sweep})")).await;
     assert!(plain >= pages as i64 / 2, "the plain query reads the table ({plain} buffers of {pages} pages): the case this guards against");
@@ -653,7 +657,28 @@ async fn the_latest_tally_is_read_by_index_however_many_dead_tallies_a_snapshot_
     assert_eq!((s.total, s.cancelled, s.state), (4, 4, SweepState::Cancelled));
     assert_eq!(store.sweep(sweep).await.unwrap().cancelled, 4);
     let (live, latest): (i64, i64) =
-        sqlx::query_as("select count(*), max(seq) from sweep_tallies where sweep_id = $1").bind(sweep).fetch_one(store.pool()).await.unwrap();
+        sqlx::query_as("select count(*), max(seq) from sweep_tallies where sweep_id = $1").bind(sweep).fetch_one(&db).await.unwrap();
     assert_eq!((live, latest), (1, 20001));
     held.execute("commit").await.unwrap();
+}
+
+/// What an operator asks of the database itself: vacuums, a checkpoint, the
+/// queue's tables' sizes and tuples, connections, and a snapshot held open.
+#[tokio::test]
+async fn the_database_upkeep_reports_on_the_queue_tables() {
+    let (pg, store) = store().await;
+    sweep_with(&store, 5, 1, 1).await; // 5 shards
+    store.vacuum(true).await.unwrap();
+    store.vacuum(false).await.unwrap();
+    store.checkpoint().await.unwrap();
+    let sizes = store.table_sizes().await.unwrap();
+    let of = |name: &str| sizes.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no size of {name}: {sizes:?}"));
+    assert_eq!((of("shards").rows, of("sweeps").rows, of("outputs").rows), (5, 1, 0));
+    assert!(of("shards").bytes > 0);
+    let tuples: Vec<String> = store.tuples().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(tuples, ["outputs", "shards", "sweep_tallies", "sweeps"]);
+    assert!(store.connections().await.unwrap() >= 1);
+    let held = jagged_store::Store::hold_snapshot(&pg.url()).await.unwrap();
+    assert_eq!(held.outputs, 0);
+    held.release().await.unwrap();
 }

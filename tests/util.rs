@@ -55,3 +55,9 @@ impl Captured {
         self.text()
     }
 }
+
+/// A connection pool of the test's own, for reading (or damaging) the
+/// database as an outsider would; the product's SQL stays in `jagged-store`.
+pub async fn db(url: &str) -> sqlx::PgPool {
+    sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(url).await.expect("connecting to the test's PostgreSQL")
+}

@@ -145,7 +145,7 @@ pub fn run(workers: usize, shards: u32, shard_secs: f64) -> Result<()> {
         let store = jagged_store::Store::connect(&pg.url(), 1).await?;
         let mut max_conn = 0i64;
         let st = loop {
-            let c: i64 = sqlx::query_scalar("select count(*) from pg_stat_activity where datname = current_database()").fetch_one(store.pool()).await?;
+            let c = store.connections().await?;
             max_conn = max_conn.max(c);
             let st = admin.status(id).await?;
             if st.state != SweepState::Running {

@@ -129,29 +129,22 @@ async fn cycles_for(url: &str, workers: usize, secs: u64) -> Result<Vec<u64>> {
 }
 
 /// The statements that took the most of the server's time since the last reset.
-async fn print_statements(pool: &sqlx::PgPool) -> Result<()> {
-    let rows: Vec<(String, i64, f64, f64, f64)> = sqlx::query_as(
-        "select regexp_replace(left(query, 100), '\\s+', ' ', 'g'), calls, total_exec_time, mean_exec_time, max_exec_time \
-         from pg_stat_statements order by total_exec_time desc limit 10",
-    )
-    .fetch_all(pool)
-    .await?;
+async fn print_statements(store: &jagged_store::Store) -> Result<()> {
     println!("  statements by PostgreSQL's time (total s, calls, mean and max ms):");
-    for (q, calls, total, mean, max) in rows {
-        println!("    {:>8.2} {calls:>8} {mean:>8.3} {max:>9.3}  {q}", total / 1e3);
+    for st in store.top_statements(10).await? {
+        println!("    {:>8.2} {:>8} {:>8.3} {:>9.3}  {}", st.total_ms / 1e3, st.calls, st.mean_ms, st.max_ms, st.query);
     }
     Ok(())
 }
 
 /// Dead and live tuples of the queue's tables.
-async fn tuples(pool: &sqlx::PgPool) -> Result<String> {
-    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-        "select relname::text, n_dead_tup, n_live_tup, autovacuum_count from pg_stat_user_tables \
-         where relname in ('shards', 'sweeps', 'sweep_tallies', 'outputs') order by relname",
-    )
-    .fetch_all(pool)
-    .await?;
-    Ok(rows.iter().map(|(t, d, l, v)| format!("{t} {d} dead / {l} live ({v} autovacuums so far)")).collect::<Vec<_>>().join(", "))
+async fn tuples(store: &jagged_store::Store) -> Result<String> {
+    let rows = store.tuples().await?;
+    Ok(rows
+        .iter()
+        .map(|t| format!("{} {} dead / {} live ({} autovacuums so far)", t.name, t.dead, t.live, t.autovacuums))
+        .collect::<Vec<_>>()
+        .join(", "))
 }
 
 /// `--hold-snapshot`: cycles per second for `secs` seconds, then again while a
@@ -171,26 +164,23 @@ pub fn held(workers: usize, secs: u64, statements: bool) -> Result<()> {
         let shards = (10_000 * secs).max(10_000) as u32;
         let mut rates = Vec::new();
         if statements {
-            sqlx::query("create extension if not exists pg_stat_statements").execute(store.pool()).await?;
+            store.enable_statement_stats().await?;
         }
         for hold in [false, true] {
             let (id, n) = submit(&url, shards / 10, 10).await?;
             // Each run starts from a vacuumed, checkpointed database, so
             // neither pays for cleaning up after the submit or the run before
             // it, nor for writing out what they dirtied.
-            sqlx::query("vacuum (analyze) shards, outputs, sweeps, sweep_tallies").execute(store.pool()).await?;
-            sqlx::query("checkpoint").execute(store.pool()).await?;
+            store.vacuum(true).await?;
+            store.checkpoint().await?;
             if statements {
-                sqlx::query("select pg_stat_statements_reset()").execute(store.pool()).await?;
+                store.reset_statement_stats().await?;
             }
             let mut snapshot = None;
             if hold {
-                use sqlx::{Connection, Executor};
-                let mut conn = sqlx::PgConnection::connect(&cl.postgres.url()).await?;
-                conn.execute("begin isolation level repeatable read").await?;
-                let seen: i64 = sqlx::query_scalar("select count(*) from outputs").fetch_one(&mut conn).await?;
-                println!("held: a REPEATABLE READ transaction that read {seen} outputs stays open for the whole run");
-                snapshot = Some(conn);
+                let held = jagged_store::Store::hold_snapshot(&cl.postgres.url()).await?;
+                println!("held: a REPEATABLE READ transaction that read {} outputs stays open for the whole run", held.outputs);
+                snapshot = Some(held);
             }
             let per = cycles_for(&url, workers, secs).await?;
             let total: u64 = per.iter().sum();
@@ -203,16 +193,15 @@ pub fn held(workers: usize, secs: u64, statements: bool) -> Result<()> {
             );
             // Statistics are flushed at intervals; give them a moment.
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            println!("  at the end: {} (sweep {id}: {n} shards)", tuples(store.pool()).await?);
+            println!("  at the end: {} (sweep {id}: {n} shards)", tuples(&store).await?);
             if statements {
-                print_statements(store.pool()).await?;
+                print_statements(&store).await?;
             }
-            if let Some(mut conn) = snapshot {
-                use sqlx::Executor;
-                conn.execute("commit").await?;
-                sqlx::query("vacuum shards, outputs, sweep_tallies").execute(store.pool()).await?;
+            if let Some(held) = snapshot {
+                held.release().await?;
+                store.vacuum(false).await?;
                 tokio::time::sleep(Duration::from_millis(1500)).await;
-                println!("  once the snapshot ended, after a vacuum: {}", tuples(store.pool()).await?);
+                println!("  once the snapshot ended, after a vacuum: {}", tuples(&store).await?);
             }
             Admin::connect(&ClientConfig::new(url.clone())).await?.cancel(id).await?;
             rates.push(rate);
@@ -288,9 +277,8 @@ pub fn run(workers: usize, shards: u32, depths: &[u32], samples: usize) -> Resul
         }
         // What the database and the coordinator hold, for docs/scaling.md.
         let store = jagged_store::Store::connect(&cl.postgres.url(), 2).await?;
-        for table in ["shards", "outputs", "sweeps"] {
-            let (bytes, rows): (i64, i64) =
-                sqlx::query_as(&format!("select pg_total_relation_size('{table}'), (select count(*) from {table})")).fetch_one(store.pool()).await?;
+        for t in store.table_sizes().await? {
+            let (table, bytes, rows) = (t.name, t.bytes, t.rows);
             println!(
                 "  table {table}: {rows} rows, {:.1} MiB with indexes ({:.0} bytes per row)",
                 bytes as f64 / 1048576.0,

@@ -1,6 +1,7 @@
 //! The only crate that speaks SQL. Each query lives in `queries/<table>/<verb>.sql`
 //! and the methods that run them live in the module of that table
-//! ([`sweeps`], [`shards`], [`outputs`], [`workers`]); row structs stay
+//! ([`sweeps`], [`shards`], [`outputs`], [`workers`]; the database's own upkeep
+//! in [`maintenance`]); row structs stay
 //! private (`Pg*`) and convert into the public types.
 //!
 //! The scheduling rules of the design brief live in these statements:
@@ -23,12 +24,14 @@
 
 pub mod cost;
 pub mod group;
+pub mod maintenance;
 pub mod outputs;
 pub mod shards;
 pub mod sweeps;
 pub mod workers;
 
 pub use cost::Spent;
+pub use maintenance::{HeldSnapshot, StatementStat, TableSize, Tuples};
 pub use outputs::{Commit, CommittedFailure, CommittedOutput, Output, Provenance, Throughput};
 pub use shards::{Claimed, Held, ModelProgress, ShardFailure, SweepTiming};
 pub use sweeps::{Adopted, Inserted, PairKeys, RunningSweep, SweepRow, Widened};
@@ -154,11 +157,6 @@ impl Store {
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("select 1").execute(&self.pool).await?;
         Ok(())
-    }
-
-    /// The pool.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 
     /// Applies pending migrations. Coordinators starting at the same moment

@@ -1,0 +1,2 @@
+-- A read that takes the snapshot (REPEATABLE READ takes it at the first read).
+select count(*) from outputs

@@ -1,0 +1,1 @@
+vacuum shards, outputs, sweep_tallies

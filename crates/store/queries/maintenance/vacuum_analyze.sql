@@ -1,0 +1,1 @@
+vacuum (analyze) shards, outputs, sweeps, sweep_tallies
