@@ -1,6 +1,5 @@
 //! Result parts as other readers see them: DuckDB reads every column of every
-//! row of parts written directly (small ones) and by the Arrow writer (large
-//! ones) as the rows that were written.
+//! row of parts small and large as the rows that were written.
 
 use jagged_artifacts::{encode, LayerError, ResultRow};
 use jagged_testkit::root;
@@ -92,7 +91,6 @@ fn expected(r: &ResultRow) -> Value {
 #[test]
 fn duckdb_reads_every_value_of_small_and_large_parts() {
     let dir = tempfile::tempdir().unwrap();
-    // Written directly: up to 1024 rows; by the Arrow writer: more.
     let sizes = [1, 2, 5, 300, 1024, 1500];
     let parts: Vec<Vec<ResultRow>> = sizes.iter().enumerate().map(|(s, &n)| rows(n, s as i64)).collect();
     for (s, p) in parts.iter().enumerate() {

@@ -22,7 +22,6 @@ use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-mod direct;
 
 /// Errors of storage and result files.
 #[derive(Debug, thiserror::Error)]
@@ -326,63 +325,8 @@ fn part_format() -> Result<&'static PartFormat> {
     Ok(FORMAT.get_or_init(|| PartFormat { schema, parquet, props }))
 }
 
-/// Encodes rows as one Parquet file (snappy): small parts directly
-/// ([`direct`]), others with the Arrow writer.
+/// Encodes rows as one Parquet file (snappy), with the Arrow writer.
 pub fn encode(rows: &[ResultRow]) -> Result<Vec<u8>> {
-    if direct::fits(rows) {
-        if let Some(template) = template()? {
-            return Ok(direct::encode(rows, template));
-        }
-    }
-    encode_with_arrow_writer(rows)
-}
-
-/// The fixed footer fields of directly written parts, from a part the Arrow
-/// writer made, once per process; `None` if its file does not have the
-/// expected form.
-fn template() -> Result<Option<&'static direct::Template>> {
-    static TEMPLATE: std::sync::OnceLock<Option<direct::Template>> = std::sync::OnceLock::new();
-    if let Some(t) = TEMPLATE.get() {
-        return Ok(t.as_ref());
-    }
-    let row = ResultRow {
-        sweep_id: 0,
-        shard_id: 0,
-        attempt: 0,
-        model: String::new(),
-        family: String::new(),
-        family_index: 0,
-        image_index: 0,
-        image_name: String::new(),
-        label: None,
-        point: 0,
-        dx: 0.0,
-        dy: 0.0,
-        scale: 1.0,
-        angle: 0.0,
-        is_reference: true,
-        top1: 0,
-        top5_class: vec![],
-        top5_prob: vec![],
-        p_label: None,
-        p_ref_top1: 0.0,
-        fwd_pairs: 0,
-        fwd_top1_changes: 0,
-        fwd_abs_diff: 0.0,
-        fwd_top5_transitions: 0,
-        fwd_top5_dist: 0,
-        provider: String::new(),
-        precision: String::new(),
-        render: String::new(),
-        probs: None,
-        layers: None,
-    };
-    let file = encode_with_arrow_writer(&[row])?;
-    Ok(TEMPLATE.get_or_init(|| direct::Template::from_part(&file, &part_format().expect("worked out above").parquet)).as_ref())
-}
-
-/// Encodes rows with the Arrow writer.
-fn encode_with_arrow_writer(rows: &[ResultRow]) -> Result<Vec<u8>> {
     let format = part_format()?;
     let schema = format.schema.clone();
     macro_rules! col {
@@ -691,8 +635,8 @@ mod tests {
         // The writer's setup is worked out once per process; the files must be
         // those the writer makes from scratch, the Arrow schema in their metadata.
         let rows: Vec<ResultRow> = (0..3).map(|i| row(i, if i == 1 { Some(vec![0.25, 0.75]) } else { None })).collect();
-        let ours = encode_with_arrow_writer(&rows).unwrap();
-        let again = encode_with_arrow_writer(&rows).unwrap();
+        let ours = encode(&rows).unwrap();
+        let again = encode(&rows).unwrap();
         let plain = {
             let batch = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(ours.clone())).unwrap().build().unwrap().next().unwrap().unwrap();
             let props = WriterProperties::builder()
@@ -733,65 +677,14 @@ mod tests {
             .collect()
     }
 
-    fn batches(bytes: &[u8]) -> (Vec<RecordBatch>, parquet::file::metadata::ParquetMetaData) {
-        let b = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes.to_vec())).unwrap();
-        let meta = b.metadata().as_ref().clone();
-        (b.build().unwrap().map(|r| r.unwrap()).collect(), meta)
-    }
-
     #[test]
-    fn small_parts_are_written_directly_and_read_as_the_arrow_writers() {
-        assert!(template().unwrap().is_some(), "the Arrow writer's footer has an unexpected form");
-        for n in [1, 2, 3, 17, 64, direct::DIRECT_ROWS as i32] {
+    fn parts_of_any_size_and_shape_read_back_as_written() {
+        for n in [0, 1, 2, 17, 1024, 1500] {
             let rows = varied(n);
-            assert!(direct::fits(&rows));
-            let ours = encode(&rows).unwrap();
-            let theirs = encode_with_arrow_writer(&rows).unwrap();
-            assert_ne!(ours, theirs, "{n} rows: not written directly");
-            assert_eq!(decode(Bytes::from(ours.clone())).unwrap(), rows, "{n} rows");
-            // (Debug forms: a missing p_label is NaN there.)
-            let summary = |b: &[u8]| format!("{:?}", decode_summary(Bytes::from(b.to_vec())).unwrap());
-            assert_eq!(summary(&ours), summary(&theirs), "{n} rows");
-            let ((a, ma), (b, mb)) = (batches(&ours), batches(&theirs));
-            assert_eq!(a, b, "{n} rows");
-            let (fa, fb) = (ma.file_metadata(), mb.file_metadata());
-            assert_eq!(fa.schema_descr(), fb.schema_descr());
-            assert_eq!(fa.key_value_metadata(), fb.key_value_metadata());
-            assert_eq!((fa.num_rows(), fa.created_by(), fa.column_orders()), (fb.num_rows(), fb.created_by(), fb.column_orders()));
-            assert_eq!(ma.num_row_groups(), 1);
-            for (ca, cb) in ma.row_group(0).columns().iter().zip(mb.row_group(0).columns()) {
-                assert_eq!((ca.column_path(), ca.compression(), ca.num_values()), (cb.column_path(), cb.compression(), cb.num_values()));
-            }
+            let bytes = Bytes::from(encode(&rows).unwrap());
+            assert_eq!(decode(bytes.clone()).unwrap(), rows, "{n} rows");
+            assert_eq!(decode_summary(bytes).unwrap().is_reference.len(), n as usize, "{n} rows");
         }
-    }
-
-    #[test]
-    fn large_and_empty_parts_go_through_the_arrow_writer() {
-        let many = varied(direct::DIRECT_ROWS as i32 + 1);
-        assert!(!direct::fits(&many));
-        assert_eq!(encode(&many).unwrap(), encode_with_arrow_writer(&many).unwrap());
-        let mut wide = varied(3);
-        wide[1].probs = Some(vec![0.5; direct::DIRECT_PROBS + 1]);
-        assert!(!direct::fits(&wide));
-        assert_eq!(encode(&wide).unwrap(), encode_with_arrow_writer(&wide).unwrap());
-        assert!(!direct::fits(&[]));
-        assert_eq!(encode(&[]).unwrap(), encode_with_arrow_writer(&[]).unwrap());
-        assert_eq!(decode(Bytes::from(encode(&[]).unwrap())).unwrap(), vec![]);
-    }
-
-    #[test]
-    fn footers_of_an_unexpected_form_are_not_copied() {
-        let file = encode_with_arrow_writer(&varied(2)).unwrap();
-        let parquet = &part_format().unwrap().parquet;
-        assert!(direct::Template::from_part(&file, parquet).is_some());
-        // Cut or garbled files, or another schema, give no template.
-        assert!(direct::Template::from_part(&file[..file.len() - 1], parquet).is_none());
-        let mut bad = file.clone();
-        let n = bad.len();
-        bad[n - 8..n - 4].copy_from_slice(&(n as u32).to_le_bytes());
-        assert!(direct::Template::from_part(&bad, parquet).is_none());
-        let other = parquet::arrow::ArrowSchemaConverter::new().convert(&Schema::new(vec![Field::new("sweep_id", DataType::Int64, false)])).unwrap();
-        assert!(direct::Template::from_part(&file, &other).is_none());
     }
 
     #[test]
