@@ -22,7 +22,6 @@ use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-
 /// Errors of storage and result files.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
