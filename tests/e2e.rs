@@ -165,9 +165,21 @@ fn close(a: Option<f64>, b: f64) {
 
 #[test]
 fn full_sweep_through_coordinator_and_two_worker_processes() {
-    ort();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    let (st, report, rows, report2) = run_e2e_sweep_twice(dir);
+    check_every_family(&st, &report, &rows);
+    assert_eq!(report.csv(), report2.csv(), "same spec, same numbers");
+    check_the_report_folder(&report, &rows, dir);
+}
+
+/// The e2e spec over six good images and a broken one, through a coordinator
+/// and two worker processes, then again with `--again`: the first sweep's
+/// status, report and every row (with probabilities), and the second's report.
+fn run_e2e_sweep_twice(
+    dir: &std::path::Path,
+) -> (jagged_domain::status::SweepStatus, jagged_report::Report, Vec<jagged_artifacts::ResultRow>, jagged_report::Report) {
+    ort();
     tiny_model(&dir.join("models"));
     let corrupt: &[u8] = b"\x89PNG\r\n\x1a\nthis is not the rest of a png";
     dataset(&dir.join("data"), 6, 10, &[("broken.png", corrupt, Some(3))]);
@@ -209,8 +221,12 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         (st, report, rows, report2)
     });
     cluster.stop();
-    let (st, report, rows, report2) = result;
+    result
+}
 
+/// Every family's rows (each (family, image, point) once, rendered where it can
+/// be) and its table row against a straightforward recomputation from them.
+fn check_every_family(st: &jagged_domain::status::SweepStatus, report: &jagged_report::Report, rows: &[jagged_artifacts::ResultRow]) {
     assert_eq!(st.state, SweepState::Done);
     assert_eq!((st.done, st.failed, st.total), (32, 0, 32), "8 families x 4 shards of 2 images");
     assert_eq!(st.failed_items, 8, "the corrupt image fails once per family");
@@ -228,7 +244,7 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
         ("shear", 5, 0),
     ];
     let mut seen = HashSet::new();
-    for r in &rows {
+    for r in rows {
         assert!(seen.insert((r.family_index, r.image_index, r.point)), "duplicate row {:?}", (r.family_index, r.image_index, r.point));
         assert_ne!(r.image_name, "broken.png");
     }
@@ -265,9 +281,11 @@ fn full_sweep_through_coordinator_and_two_worker_processes() {
             assert!(re.changes > 0, "the tiny strided CNN must change its prediction under some one-pixel shift");
         }
     }
-    assert_eq!(report.csv(), report2.csv(), "same spec, same numbers");
+}
 
-    // The report folder: tables, a self-contained page, figures as SVG and PNG.
+/// The report folder: tables, a self-contained page, figures as SVG and PNG,
+/// and the page as a browser shows it.
+fn check_the_report_folder(report: &jagged_report::Report, rows: &[jagged_artifacts::ResultRow], dir: &std::path::Path) {
     let out = dir.join("report");
     report.write(&out).unwrap();
     for f in ["summary.csv", "summary.md", "failed_items.csv", "report.html"] {
@@ -359,6 +377,68 @@ fn sequences_give_flip_rates_and_normalised_rates() {
     ort();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
+    sequence_inputs(dir);
+    std::fs::write(dir.join("spec.toml"), SEQ_SPEC).unwrap();
+
+    let opts = ClusterOptions { dir: dir.join("run"), workers: 2, ..Default::default() };
+    let cluster = LocalCluster::start(opts).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (st, report, rows) = rt.block_on(async {
+        let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
+        let id = submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap();
+        let st = wait(&cluster.url, id).await;
+        let store = jagged_store::Store::connect(&cluster.postgres.url(), 4).await.unwrap();
+        let report = jagged_report::build(&store, objects.as_ref(), id).await.unwrap();
+        let mut rows = Vec::new();
+        for o in store.outputs(id).await.unwrap() {
+            rows.extend(jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await.unwrap()).unwrap());
+        }
+        (st, report, rows)
+    });
+    cluster.stop();
+    assert_eq!(st.state, SweepState::Done);
+    let mut failures: Vec<String> = report.failures.iter().map(|f| format!("{}|{}|{}|{}", f.model, f.family, f.image, f.reason)).collect();
+    failures.sort();
+    assert_eq!(failures.len(), 4, "{failures:?}");
+    assert!(failures[0].starts_with("tiny_b|sequence|v2|frame 2:"), "{failures:?}");
+    assert!(failures[1].starts_with("tiny_b|sequence|v4|the sequence has 4 frames; the family needs 6"), "{failures:?}");
+    assert!(failures[2].starts_with("tiny_cnn|sequence|v2|frame 2:"), "{failures:?}");
+
+    let fp_t5d = check_flip_rates(&report, &rows);
+    assert!(fp_t5d.values().any(|v| v.0 > 0.0 && v.1 > 0.0), "the sequences must move the predictions: {fp_t5d:?}");
+    let table = report.normalised.as_ref().expect("baseline given");
+    assert_eq!(table.baseline, "tiny_cnn");
+    assert_eq!(table.families, vec!["sequence:translate", "sequence:noise"]);
+    for row in &table.models {
+        let (model, n) = (&row.model, &row.ratios);
+        let mut frs = Vec::new();
+        for fam in 0..2 {
+            let (m, b) = (fp_t5d[&(model.clone(), fam)], fp_t5d[&("tiny_cnn".to_string(), fam)]);
+            if b.0 > 0.0 {
+                frs.push(m.0 / b.0);
+                close(n.fr[fam as usize], m.0 / b.0);
+            } else {
+                assert_eq!(n.fr[fam as usize], None);
+            }
+        }
+        close(n.mfr, frs.iter().sum::<f64>() / frs.len() as f64);
+        if model == "tiny_cnn" {
+            close(n.mfr, 1.0);
+        }
+    }
+    let out = dir.join("report");
+    report.write(&out).unwrap();
+    let csv = std::fs::read_to_string(out.join("normalised.csv")).unwrap();
+    assert!(csv.starts_with("model,mFR,mT5D,FR sequence:translate,FR sequence:noise,"), "{csv}");
+    assert!(std::fs::read_to_string(out.join("summary.md")).unwrap().contains("relative to tiny_cnn"));
+    assert!(out.join("figures/tiny_b__sequence-translate__traces.svg").is_file());
+}
+
+/// Two tiny models and two folders of sequences: `translate` (4 sequences of
+/// 7 frames sliding over a picture, of which 6 are used, and one of 4 frames)
+/// and `noise` (3 sequences of 5 frames, one with a corrupt frame), labelled by
+/// CSV, frames named 1..n without padding.
+fn sequence_inputs(dir: &std::path::Path) {
     tiny_model(&dir.join("models"));
     let b = jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { seed: 11, name: "tiny_b".into(), ..Default::default() });
     std::fs::write(dir.join("models/tiny_b.onnx"), &b.bytes).unwrap();
@@ -387,33 +467,12 @@ fn sequences_give_flip_rates_and_normalised_rates() {
         std::fs::write(dir.join(format!("{set}/labels.csv")), labels).unwrap();
     }
     std::fs::write(dir.join("noise/v2/3.png"), b"not a png").unwrap();
-    std::fs::write(dir.join("spec.toml"), SEQ_SPEC).unwrap();
+}
 
-    let opts = ClusterOptions { dir: dir.join("run"), workers: 2, ..Default::default() };
-    let cluster = LocalCluster::start(opts).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (st, report, rows) = rt.block_on(async {
-        let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
-        let id = submit(&cluster.url, &dir.join("spec.toml"), objects.as_ref(), &Default::default()).await.unwrap();
-        let st = wait(&cluster.url, id).await;
-        let store = jagged_store::Store::connect(&cluster.postgres.url(), 4).await.unwrap();
-        let report = jagged_report::build(&store, objects.as_ref(), id).await.unwrap();
-        let mut rows = Vec::new();
-        for o in store.outputs(id).await.unwrap() {
-            rows.extend(jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &o.object_key).await.unwrap()).unwrap());
-        }
-        (st, report, rows)
-    });
-    cluster.stop();
-    assert_eq!(st.state, SweepState::Done);
-    let mut failures: Vec<String> = report.failures.iter().map(|f| format!("{}|{}|{}|{}", f.model, f.family, f.image, f.reason)).collect();
-    failures.sort();
-    assert_eq!(failures.len(), 4, "{failures:?}");
-    assert!(failures[0].starts_with("tiny_b|sequence|v2|frame 2:"), "{failures:?}");
-    assert!(failures[1].starts_with("tiny_b|sequence|v4|the sequence has 4 frames; the family needs 6"), "{failures:?}");
-    assert!(failures[2].starts_with("tiny_cnn|sequence|v2|frame 2:"), "{failures:?}");
-
-    // Independent recomputation per (model, family): per-sequence shares, averaged.
+/// Each (model, family)'s flip probability and top-5 distance, recomputed
+/// from the rows (per-sequence shares, averaged) and checked against the
+/// report's: the recomputed values by (model, family).
+fn check_flip_rates(report: &jagged_report::Report, rows: &[jagged_artifacts::ResultRow]) -> BTreeMap<(String, i32), (f64, f64)> {
     let mut fp_t5d: BTreeMap<(String, i32), (f64, f64)> = BTreeMap::new();
     for ((model, fam), (frames, expect_seqs)) in
         [(("tiny_cnn", 0), (6usize, 4usize)), (("tiny_cnn", 1), (5, 2)), (("tiny_b", 0), (6, 4)), (("tiny_b", 1), (5, 2))]
@@ -442,33 +501,7 @@ fn sequences_give_flip_rates_and_normalised_rates() {
         assert_eq!(row.family_label, if fam == 0 { "sequence:translate" } else { "sequence:noise" });
         fp_t5d.insert((model.to_string(), fam), (fp / n, td / n));
     }
-    assert!(fp_t5d.values().any(|v| v.0 > 0.0 && v.1 > 0.0), "the sequences must move the predictions: {fp_t5d:?}");
-    let table = report.normalised.as_ref().expect("baseline given");
-    assert_eq!(table.baseline, "tiny_cnn");
-    assert_eq!(table.families, vec!["sequence:translate", "sequence:noise"]);
-    for row in &table.models {
-        let (model, n) = (&row.model, &row.ratios);
-        let mut frs = Vec::new();
-        for fam in 0..2 {
-            let (m, b) = (fp_t5d[&(model.clone(), fam)], fp_t5d[&("tiny_cnn".to_string(), fam)]);
-            if b.0 > 0.0 {
-                frs.push(m.0 / b.0);
-                close(n.fr[fam as usize], m.0 / b.0);
-            } else {
-                assert_eq!(n.fr[fam as usize], None);
-            }
-        }
-        close(n.mfr, frs.iter().sum::<f64>() / frs.len() as f64);
-        if model == "tiny_cnn" {
-            close(n.mfr, 1.0);
-        }
-    }
-    let out = dir.join("report");
-    report.write(&out).unwrap();
-    let csv = std::fs::read_to_string(out.join("normalised.csv")).unwrap();
-    assert!(csv.starts_with("model,mFR,mT5D,FR sequence:translate,FR sequence:noise,"), "{csv}");
-    assert!(std::fs::read_to_string(out.join("summary.md")).unwrap().contains("relative to tiny_cnn"));
-    assert!(out.join("figures/tiny_b__sequence-translate__traces.svg").is_file());
+    fp_t5d
 }
 
 /// Poison work: a model that cannot load (it uses an operator this ONNX Runtime

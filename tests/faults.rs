@@ -207,122 +207,15 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
     eprintln!("undisturbed sweep: {:.1} s", undisturbed.as_secs_f64());
     let total = rt.block_on(until(&url, reference_id, "status", |_| true)).total;
 
-    type Damage<'a> = Box<dyn Fn(&mut LocalCluster, &tokio::runtime::Runtime, i64) + 'a>;
-    let frozen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let frozen_worker = frozen.clone();
-    let scenarios: Vec<(&str, Damage)> = vec![
-        (
-            "workers killed with SIGKILL again and again",
-            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
-                for round in 0..5 {
-                    mid(rt, &c.url, id, total, 0.12 * (round + 1) as f64);
-                    let i = round % 3;
-                    c.workers[i].kill9();
-                    std::thread::sleep(Duration::from_millis(50));
-                    c.add_worker(i).unwrap();
-                }
-                // Five registrations were killed; only the three running workers stay
-                // live (killed ones drop out after three missed heartbeats).
-                rt.block_on(until(&c.url, id, "the killed workers to stop counting as live", |s| s.workers_alive == 3));
-            }),
-        ),
-        (
-            "coordinator killed with SIGKILL and restarted",
-            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
-                mid(rt, &c.url, id, total, 0.3);
-                c.restart_coordinator().unwrap();
-                mid(rt, &c.url, id, total, 0.6);
-                c.restart_coordinator().unwrap();
-            }),
-        ),
-        (
-            "coordinator stopped with SIGTERM (drained) and restarted",
-            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
-                mid(rt, &c.url, id, total, 0.4);
-                c.restart_coordinator_gracefully().unwrap();
-            }),
-        ),
-        (
-            "PostgreSQL restarted",
-            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
-                mid(rt, &c.url, id, total, 0.3);
-                c.postgres.stop();
-                // Down until the coordinator has met the outage (status fails).
-                let config = ClientConfig::new(c.url.clone());
-                poll("the coordinator to meet the outage", || {
-                    rt.block_on(async { Admin::connect(&config).await.ok()?.status(id).await.err() }).is_some()
-                });
-                c.postgres.restart().unwrap();
-            }),
-        ),
-        (
-            "a worker frozen past its lease (SIGSTOP, then SIGCONT)",
-            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
-                let pg = c.postgres.url();
-                mid(rt, &c.url, id, total, 0.2);
-                // Freeze whichever worker holds a shard first (one may still be backing
-                // off after the previous scenario's outage).
-                let deadline = Instant::now() + Duration::from_secs(30);
-                let w = loop {
-                    if let Some(w) = (0..2).find(|w| rt.block_on(held_by(&pg, id, &format!("worker-{w}"))) > 0) {
-                        break w;
-                    }
-                    assert!(Instant::now() < deadline, "no worker held a shard");
-                    std::thread::sleep(Duration::from_millis(5));
-                };
-                frozen_worker.store(w, std::sync::atomic::Ordering::Relaxed);
-                c.workers[w].signal("STOP");
-                // Frozen until its lease has expired and the reaper took its shard back.
-                poll("the frozen worker's lease to be reaped", || rt.block_on(held_by(&pg, id, &format!("worker-{w}"))) == 0);
-                c.workers[w].signal("CONT");
-            }),
-        ),
-        (
-            "a worker stopped with SIGTERM finishes its shard and exits",
-            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
-                let pg = c.postgres.url();
-                mid(rt, &c.url, id, total, 0.2);
-                let deadline = Instant::now() + Duration::from_secs(60);
-                while rt.block_on(held_by(&pg, id, "worker-1")) == 0 {
-                    assert!(Instant::now() < deadline && !c.workers[1].exited(), "worker-1 held no shard (exited: {})", c.workers[1].exited());
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                c.workers[1].signal("TERM");
-                let t = Instant::now();
-                while !c.workers[1].exited() {
-                    assert!(t.elapsed() < Duration::from_secs(20), "worker-1 did not exit after SIGTERM");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                // It handed nothing to the reaper: none of its shards is still leased.
-                assert_eq!(rt.block_on(held_by(&pg, id, "worker-1")), 0, "a stopped worker keeps no lease");
-                c.add_worker(1).unwrap();
-            }),
-        ),
-        (
-            "workers preempted again and again (SIGUSR1, then SIGTERM at once: hand back now)",
-            Box::new(|c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64| {
-                let pg = c.postgres.url();
-                for round in 0..4 {
-                    mid(rt, &c.url, id, total, 0.15 * (round + 1) as f64);
-                    let i = round % 3;
-                    let name = format!("worker-{i}");
-                    let deadline = Instant::now() + Duration::from_secs(60);
-                    while rt.block_on(held_by(&pg, id, &name)) == 0 {
-                        assert!(Instant::now() < deadline && !c.workers[i].exited(), "{name} held no shard (exited: {})", c.workers[i].exited());
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    c.workers[i].signal("USR1");
-                    c.workers[i].signal("TERM");
-                    let t = Instant::now();
-                    while !c.workers[i].exited() {
-                        assert!(t.elapsed() < Duration::from_secs(20), "{name} did not exit after SIGUSR1 + SIGTERM");
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    assert_eq!(rt.block_on(held_by(&pg, id, &name)), 0, "a preempted worker keeps no lease");
-                    c.add_worker(i).unwrap();
-                }
-            }),
-        ),
+    // Each damage returns the worker it froze, if it froze one.
+    let scenarios: [(&str, Damage); 7] = [
+        ("workers killed with SIGKILL again and again", kill_workers_again_and_again),
+        ("coordinator killed with SIGKILL and restarted", kill_the_coordinator_twice),
+        ("coordinator stopped with SIGTERM (drained) and restarted", drain_and_restart_the_coordinator),
+        ("PostgreSQL restarted", restart_postgres),
+        ("a worker frozen past its lease (SIGSTOP, then SIGCONT)", freeze_a_worker_past_its_lease),
+        ("a worker stopped with SIGTERM finishes its shard and exits", stop_a_worker_with_sigterm),
+        ("workers preempted again and again (SIGUSR1, then SIGTERM at once: hand back now)", preempt_workers_again_and_again),
     ];
 
     let logs = [dir.join("run/logs/worker-0.log"), dir.join("run/logs/worker-1.log")];
@@ -331,7 +224,7 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
         let log_from = logs.clone().map(|l| std::fs::metadata(l).map(|m| m.len() as usize).unwrap_or(0));
         let id = submit(&rt);
         let (errors, watcher) = watch(&rt, cluster.url.clone(), id);
-        damage(&mut cluster, &rt, id);
+        let frozen = damage(&mut cluster, &rt, id, total);
         let csv = rt.block_on(finish(&cluster.url, &pg, objects.as_ref(), id));
         let (polls, fastest) = rt.block_on(watcher).unwrap();
         // The pace is measured from status samples held in the coordinator's memory: a
@@ -341,15 +234,150 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
         eprintln!("{name}: done in {:.1} s, status polled {polls} times, up to {fastest:.0} inferences/s", started.elapsed().as_secs_f64());
         assert!(errors.is_empty(), "{name}: sweep status was inconsistent: {errors:?}");
         assert!(csv == reference, "{name}: the report differs from the undisturbed run:\n{csv}\nvs\n{reference}");
-        if name.contains("frozen") {
+        if let Some(w) = frozen {
             // The frozen worker's late work was refused or abandoned, never counted.
-            let w = frozen.load(std::sync::atomic::Ordering::Relaxed);
             let log = std::fs::read_to_string(&logs[w]).unwrap();
             let tail = &log[log_from[w].min(log.len())..];
             assert!(tail.contains("lost leases") || tail.contains("commit refused"), "worker-{w} never noticed its lost lease:\n{tail}");
         }
     }
     cluster.stop();
+}
+
+/// Damage done to a running sweep `id` of `total` shards on the cluster:
+/// the worker it froze, if it froze one.
+type Damage = fn(&mut LocalCluster, &tokio::runtime::Runtime, i64, u32) -> Option<usize>;
+
+/// Workers killed with SIGKILL again and again.
+fn kill_workers_again_and_again(c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64, total: u32) -> Option<usize> {
+    for round in 0..5 {
+        mid(rt, &c.url, id, total, 0.12 * (round + 1) as f64);
+        let i = round % 3;
+        c.workers[i].kill9();
+        std::thread::sleep(Duration::from_millis(50));
+        c.add_worker(i).unwrap();
+    }
+    // Five registrations were killed; only the three running workers stay
+    // live (killed ones drop out after three missed heartbeats).
+    rt.block_on(until(&c.url, id, "the killed workers to stop counting as live", |s| s.workers_alive == 3));
+    None
+}
+
+/// Coordinator killed with SIGKILL and restarted.
+fn kill_the_coordinator_twice(c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64, total: u32) -> Option<usize> {
+    mid(rt, &c.url, id, total, 0.3);
+    c.restart_coordinator().unwrap();
+    mid(rt, &c.url, id, total, 0.6);
+    c.restart_coordinator().unwrap();
+    None
+}
+
+/// Coordinator stopped with SIGTERM (drained) and restarted.
+fn drain_and_restart_the_coordinator(c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64, total: u32) -> Option<usize> {
+    mid(rt, &c.url, id, total, 0.4);
+    c.restart_coordinator_gracefully().unwrap();
+    None
+}
+
+/// PostgreSQL restarted.
+fn restart_postgres(c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64, total: u32) -> Option<usize> {
+    mid(rt, &c.url, id, total, 0.3);
+    c.postgres.stop();
+    // Down until the coordinator has met the outage (status fails).
+    let config = ClientConfig::new(c.url.clone());
+    poll("the coordinator to meet the outage", || rt.block_on(async { Admin::connect(&config).await.ok()?.status(id).await.err() }).is_some());
+    c.postgres.restart().unwrap();
+    None
+}
+
+/// A worker frozen past its lease (SIGSTOP, then SIGCONT).
+fn freeze_a_worker_past_its_lease(c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64, total: u32) -> Option<usize> {
+    let pg = c.postgres.url();
+    mid(rt, &c.url, id, total, 0.2);
+    // Freeze whichever worker holds a shard first (one may still be backing
+    // off after the previous scenario's outage).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let w = loop {
+        if let Some(w) = (0..2).find(|w| rt.block_on(held_by(&pg, id, &format!("worker-{w}"))) > 0) {
+            break w;
+        }
+        assert!(Instant::now() < deadline, "no worker held a shard");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    c.workers[w].signal("STOP");
+    // Frozen until its lease has expired and the reaper took its shard back.
+    poll("the frozen worker's lease to be reaped", || rt.block_on(held_by(&pg, id, &format!("worker-{w}"))) == 0);
+    c.workers[w].signal("CONT");
+    Some(w)
+}
+
+/// A worker stopped with SIGTERM finishes its shard and exits.
+fn stop_a_worker_with_sigterm(c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64, total: u32) -> Option<usize> {
+    let pg = c.postgres.url();
+    mid(rt, &c.url, id, total, 0.2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rt.block_on(held_by(&pg, id, "worker-1")) == 0 {
+        assert!(Instant::now() < deadline && !c.workers[1].exited(), "worker-1 held no shard (exited: {})", c.workers[1].exited());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    c.workers[1].signal("TERM");
+    let t = Instant::now();
+    while !c.workers[1].exited() {
+        assert!(t.elapsed() < Duration::from_secs(20), "worker-1 did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // It handed nothing to the reaper: none of its shards is still leased.
+    assert_eq!(rt.block_on(held_by(&pg, id, "worker-1")), 0, "a stopped worker keeps no lease");
+    c.add_worker(1).unwrap();
+    None
+}
+
+/// Workers preempted again and again (SIGUSR1, then SIGTERM at once: hand back now).
+fn preempt_workers_again_and_again(c: &mut LocalCluster, rt: &tokio::runtime::Runtime, id: i64, total: u32) -> Option<usize> {
+    let pg = c.postgres.url();
+    for round in 0..4 {
+        mid(rt, &c.url, id, total, 0.15 * (round + 1) as f64);
+        let i = round % 3;
+        let name = format!("worker-{i}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while rt.block_on(held_by(&pg, id, &name)) == 0 {
+            assert!(Instant::now() < deadline && !c.workers[i].exited(), "{name} held no shard (exited: {})", c.workers[i].exited());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        c.workers[i].signal("USR1");
+        c.workers[i].signal("TERM");
+        let t = Instant::now();
+        while !c.workers[i].exited() {
+            assert!(t.elapsed() < Duration::from_secs(20), "{name} did not exit after SIGUSR1 + SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(rt.block_on(held_by(&pg, id, &name)), 0, "a preempted worker keeps no lease");
+        c.add_worker(i).unwrap();
+    }
+    None
+}
+
+/// Sweep `id` once done, its status asked through `config` (with its token).
+async fn done_through(config: &ClientConfig, id: i64) -> jagged_domain::status::SweepStatus {
+    let mut c = Admin::connect(config).await.unwrap();
+    let t = Instant::now();
+    loop {
+        let s = c.status(id).await.unwrap();
+        if s.state == SweepState::Done {
+            return s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "sweep {id} did not finish: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A finished sweep's summary CSV, once nothing of it is leased and every
+/// shard has its one output.
+async fn settled_report(pg: &str, objects: &dyn object_store::ObjectStore, id: i64) -> String {
+    let store = jagged_store::Store::connect(pg, 2).await.unwrap();
+    assert_eq!(store.leased_count(id).await.unwrap(), 0);
+    assert_eq!(store.outputs(id).await.unwrap().len() as i64, store.sweep(id).await.unwrap().total as i64);
+    jagged_report::build(&store, objects, id).await.unwrap().csv()
 }
 
 /// A network namespace joined to this one by a veth pair, removed on drop.
@@ -439,28 +467,8 @@ fn a_worker_cut_off_by_the_network_changes_nothing() {
     let again = Overrides { again: true, ..Default::default() };
     let config = ClientConfig::new(url.clone()).with_token(Some(admin));
     let submit = || rt.block_on(jagged_client::submit(&config, &dir.join("spec.toml"), objects.as_ref(), &again)).unwrap().sweep_id;
-    let wait_done = |id: i64| {
-        rt.block_on(async {
-            let mut c = Admin::connect(&config).await.unwrap();
-            let t = Instant::now();
-            loop {
-                let s = c.status(id).await.unwrap();
-                if s.state == SweepState::Done {
-                    return s;
-                }
-                assert!(t.elapsed() < Duration::from_secs(120), "sweep {id} did not finish: {s:?}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        })
-    };
-    let report = |id: i64| {
-        rt.block_on(async {
-            let store = jagged_store::Store::connect(&pg, 2).await.unwrap();
-            assert_eq!(store.leased_count(id).await.unwrap(), 0);
-            assert_eq!(store.outputs(id).await.unwrap().len() as i64, store.sweep(id).await.unwrap().total as i64);
-            jagged_report::build(&store, objects.as_ref(), id).await.unwrap().csv()
-        })
-    };
+    let wait_done = |id: i64| rt.block_on(done_through(&config, id));
+    let report = |id: i64| rt.block_on(settled_report(&pg, objects.as_ref(), id));
     let reference_id = submit();
     wait_done(reference_id);
     let reference = report(reference_id);

@@ -171,8 +171,13 @@ fn prometheus_scrapes_a_sweep_and_every_panel_and_alert_rule_holds() {
         println!("promtool {}: {}", args.join(" "), text.trim().replace('\n', " | "));
     }
 
-    // Logs as JSON: every line of the workers' logs is an object, and a
-    // committed shard's line carries its sweep, shard, attempt and worker.
+    json_logs_carry_each_shard(&run, id, status.total);
+    c.stop();
+}
+
+/// Logs as JSON: every line of the workers' logs is an object, and a
+/// committed shard's line carries its sweep, shard, attempt and worker.
+fn json_logs_carry_each_shard(run: &std::path::Path, id: i64, shards: u32) {
     let log = ["worker-0", "worker-1"].map(|w| std::fs::read_to_string(run.join(format!("logs/{w}.log"))).unwrap()).join("\n");
     let mut committed = 0;
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
@@ -185,8 +190,7 @@ fn prometheus_scrapes_a_sweep_and_every_panel_and_alert_rule_holds() {
             committed += 1;
         }
     }
-    assert_eq!(committed, status.total, "one `shard committed` line per shard:\n{log}");
-    c.stop();
+    assert_eq!(committed, shards, "one `shard committed` line per shard:\n{log}");
 }
 
 #[test]

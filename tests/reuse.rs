@@ -53,117 +53,162 @@ fn a_sweep_plus_one_model_runs_only_that_model_and_reports_as_a_full_run() {
     let cluster = LocalCluster::start(cluster_options(&dir.join("run"), 2, 10_000)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let objects = jagged_artifacts::open_store(&cluster.store_url).unwrap();
-        let config = jagged_client::ClientConfig::new(&cluster.url);
-        let store = jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap();
-        let submit = |path: std::path::PathBuf, again: bool| {
-            let (config, objects) = (config.clone(), objects.clone());
-            async move {
-                let over = jagged_client::Overrides { again, ..Default::default() };
-                jagged_client::submit(&config, &path, objects.as_ref(), &over).await.unwrap()
-            }
+        let c = Ctx {
+            url: cluster.url.clone(),
+            objects: jagged_artifacts::open_store(&cluster.store_url).unwrap(),
+            config: jagged_client::ClientConfig::new(&cluster.url),
+            store: jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap(),
         };
-        let keys = |id: i64| {
-            let store = &store;
-            async move { store.outputs(id).await.unwrap().into_iter().map(|o| (o.model_idx, o.object_key)).collect::<Vec<_>>() }
-        };
-
-        let first = submit(two.clone(), false).await;
-        assert_eq!(first.reused_shards, 0, "nothing to reuse yet");
-        assert_eq!(wait(&cluster.url, first.sweep_id).await.state, SweepState::Done);
-        let first_keys: HashSet<String> = keys(first.sweep_id).await.into_iter().map(|(_, k)| k).collect();
-
-        // Plus a third model: the first two models' shards are adopted.
-        let plus = submit(three.clone(), false).await;
-        let first_shards = store.sweep(first.sweep_id).await.unwrap().total;
-        assert_eq!(plus.reused_shards as i64, first_shards as i64, "every shard of the first sweep is reused");
-        assert_eq!(plus.reused_from, vec![first.sweep_id]);
-        let st = wait(&cluster.url, plus.sweep_id).await;
-        assert_eq!(st.state, SweepState::Done);
-        let plus_outputs = keys(plus.sweep_id).await;
-        for (m, key) in &plus_outputs {
-            assert_eq!(first_keys.contains(key), *m < 2, "model {m}: part {key}");
-        }
-        // What ran for it: the third model's inferences alone.
-        let ran: i64 = store.outputs(plus.sweep_id).await.unwrap().iter().filter(|o| !first_keys.contains(&o.object_key)).map(|o| o.rows).sum();
-        let first_done = store.sweep(first.sweep_id).await.unwrap().inferences_done;
-        assert_eq!(st.inferences_done, first_done + ran);
-
-        // Everything again, from scratch: the same report.
-        let full = submit(three.clone(), true).await;
-        assert_eq!(full.reused_shards, 0, "--again reuses nothing");
-        wait(&cluster.url, full.sweep_id).await;
-        assert!(keys(full.sweep_id).await.iter().all(|(_, k)| !first_keys.contains(k)));
-        let third: i64 = store.outputs(full.sweep_id).await.unwrap().iter().filter(|o| o.model_idx == 2).map(|o| o.rows).sum();
-        assert_eq!(ran, third, "what ran for the sweep plus a model: that model's inferences alone");
-        let reused_report = jagged_report::build(&store, objects.as_ref(), plus.sweep_id).await.unwrap();
-        let full_report = jagged_report::build(&store, objects.as_ref(), full.sweep_id).await.unwrap();
-        assert_eq!(reused_report.csv(), full_report.csv());
-        let md = |r: &jagged_report::Report, id: i64| r.markdown().replacen(&format!("# Sweep {id}:"), "# Sweep N:", 1);
-        assert_eq!(md(&reused_report, plus.sweep_id), md(&full_report, full.sweep_id), "the whole report, bar its sweep id");
-        assert!(reused_report.failures.iter().any(|f| f.image == "broken.png"), "failed items come with the parts");
-
-        // A sweep of pairs all done before is done at submit, with no work.
-        let b = submit(only_b.clone(), false).await;
-        let st = store.sweep(b.sweep_id).await.unwrap();
-        assert_eq!((st.state, st.done, st.total), (SweepState::Done, b.shards as i32, b.shards as i32), "done at submit");
-        let b_report = jagged_report::build(&store, objects.as_ref(), b.sweep_id).await.unwrap();
-        assert!(b_report.csv().lines().skip(1).all(|l| reused_report.csv().contains(l)), "tiny_b's rows as the larger sweep has them");
-
-        // A wider crop grid (5x5 to 7x7): embed and radius are reused, crop is
-        // widened from the newest sweep that holds it, inferring 41
-        // of its 49 points per image. One of the parts it takes rows from is
-        // damaged first: that shard runs its whole grid, and nothing else changes.
-        let mut all_before = HashSet::new();
-        for id in [first.sweep_id, plus.sweep_id, full.sweep_id, b.sweep_id] {
-            all_before.extend(keys(id).await.into_iter().map(|(_, k)| k));
-        }
-        let damaged = store.outputs(full.sweep_id).await.unwrap().into_iter().find(|o| (o.model_idx, o.family_idx) == (1, 0)).unwrap();
-        // A well-formed part with other classes: taken as it is, it would change the report.
-        let mut rows = jagged_artifacts::decode(jagged_artifacts::get(objects.as_ref(), &damaged.object_key).await.unwrap()).unwrap();
-        rows.iter_mut().for_each(|r| r.top1 = (r.top1 + 1) % 10);
-        let altered = bytes::Bytes::from(jagged_artifacts::encode(&rows).unwrap());
-        jagged_artifacts::put(objects.as_ref(), &damaged.object_key, altered).await.unwrap();
-        let w = submit(wider.clone(), false).await;
-        let resolved = store.resolved(w.sweep_id).await.unwrap();
-        assert_eq!(resolved.spec.families.len(), 3);
-        assert!(w.reused_shards > 0 && w.reused_shards < w.shards);
-        let images = resolved.images.len() as u64;
-        // (tiny_b's newest crop grid is the one `b` adopted from `full`: the same parts.)
-        assert_eq!((w.widened_pairs, w.widened_from.clone()), (3, vec![full.sweep_id, b.sweep_id]));
-        assert_eq!((w.widened_inferences, w.widened_full), (3 * images * 41, 3 * images * 49));
-        let st = wait(&cluster.url, w.sweep_id).await;
-        assert_eq!(st.state, SweepState::Done);
-        // The sweep counts the results it holds, taken or run.
-        assert_eq!(st.inferences_total, w.reused_inferences as i64 + w.widened_full as i64);
-        let outputs = store.outputs(w.sweep_id).await.unwrap();
-        for o in &outputs {
-            assert_eq!(all_before.contains(&o.object_key), o.family_idx != 0, "family {} shard {}", o.family_idx, o.shard_id);
-        }
-        // What the workers ran for each widened shard (their logs): 41 of each
-        // image's 49 rows, but for the shard whose earlier part was altered.
-        let logged = committed_inferences(&dir.join("run/logs"));
-        let (mut widened, mut whole) = (0, 0);
-        for o in outputs.iter().filter(|o| o.family_idx == 0 && o.rows > 0) {
-            let ran = logged[&o.shard_id];
-            if ran * 49 == o.rows * 41 {
-                widened += 1;
-            } else {
-                assert_eq!((o.model_idx, ran), (1, o.rows), "shard {}: {ran} inferences for {} rows", o.shard_id, o.rows);
-                whole += 1;
-            }
-        }
-        assert_eq!((widened, whole), (outputs.iter().filter(|o| o.family_idx == 0 && o.rows > 0).count() - 1, 1));
-        // The report equals a full run's of the wider grids, byte for byte.
-        let full_wider = submit(wider.clone(), true).await;
-        assert_eq!((full_wider.reused_shards, full_wider.widened_pairs), (0, 0), "--again reuses nothing");
-        wait(&cluster.url, full_wider.sweep_id).await;
-        let widened_report = jagged_report::build(&store, objects.as_ref(), w.sweep_id).await.unwrap();
-        let full_report = jagged_report::build(&store, objects.as_ref(), full_wider.sweep_id).await.unwrap();
-        assert_eq!(widened_report.csv(), full_report.csv());
-        assert_eq!(md(&widened_report, w.sweep_id), md(&full_report, full_wider.sweep_id), "the whole report, bar its sweep id");
+        let sweeps = plus_one_model(&c, &two, &three).await;
+        let b = done_at_submit(&c, &only_b, &sweeps).await;
+        widened(&c, &wider, &sweeps, b, &dir.join("run/logs")).await;
     });
     cluster.stop();
+}
+
+/// What the phases of the test share: the cluster's coordinator, store and
+/// database.
+struct Ctx {
+    url: String,
+    objects: std::sync::Arc<dyn object_store::ObjectStore>,
+    config: jagged_client::ClientConfig,
+    store: jagged_store::Store,
+}
+
+impl Ctx {
+    async fn submit(&self, path: &Path, again: bool) -> jagged_client::Submitted {
+        let over = jagged_client::Overrides { again, ..Default::default() };
+        jagged_client::submit(&self.config, path, self.objects.as_ref(), &over).await.unwrap()
+    }
+
+    /// Each committed part's model and key.
+    async fn keys(&self, id: i64) -> Vec<(i32, String)> {
+        self.store.outputs(id).await.unwrap().into_iter().map(|o| (o.model_idx, o.object_key)).collect()
+    }
+
+    async fn report(&self, id: i64) -> jagged_report::Report {
+        jagged_report::build(&self.store, self.objects.as_ref(), id).await.unwrap()
+    }
+}
+
+/// A report in Markdown with its sweep's id taken out.
+fn md(r: &jagged_report::Report, id: i64) -> String {
+    r.markdown().replacen(&format!("# Sweep {id}:"), "# Sweep N:", 1)
+}
+
+/// The sweeps of the first phase: two models, the same plus a third, and
+/// the three in full (`--again`).
+struct Sweeps {
+    first: i64,
+    plus: i64,
+    full: i64,
+    /// The plus-one sweep's report.
+    reused_report: jagged_report::Report,
+}
+
+/// A finished two-model sweep, then the same with a third model: only the
+/// third model's shards run, the first two models' pairs adopt the first
+/// sweep's parts, and the report equals a full `--again` run's.
+async fn plus_one_model(c: &Ctx, two: &Path, three: &Path) -> Sweeps {
+    let first = c.submit(two, false).await;
+    assert_eq!(first.reused_shards, 0, "nothing to reuse yet");
+    assert_eq!(wait(&c.url, first.sweep_id).await.state, SweepState::Done);
+    let first_keys: HashSet<String> = c.keys(first.sweep_id).await.into_iter().map(|(_, k)| k).collect();
+
+    // Plus a third model: the first two models' shards are adopted.
+    let plus = c.submit(three, false).await;
+    let first_shards = c.store.sweep(first.sweep_id).await.unwrap().total;
+    assert_eq!(plus.reused_shards as i64, first_shards as i64, "every shard of the first sweep is reused");
+    assert_eq!(plus.reused_from, vec![first.sweep_id]);
+    let st = wait(&c.url, plus.sweep_id).await;
+    assert_eq!(st.state, SweepState::Done);
+    for (m, key) in &c.keys(plus.sweep_id).await {
+        assert_eq!(first_keys.contains(key), *m < 2, "model {m}: part {key}");
+    }
+    // What ran for it: the third model's inferences alone.
+    let ran: i64 = c.store.outputs(plus.sweep_id).await.unwrap().iter().filter(|o| !first_keys.contains(&o.object_key)).map(|o| o.rows).sum();
+    let first_done = c.store.sweep(first.sweep_id).await.unwrap().inferences_done;
+    assert_eq!(st.inferences_done, first_done + ran);
+
+    // Everything again, from scratch: the same report.
+    let full = c.submit(three, true).await;
+    assert_eq!(full.reused_shards, 0, "--again reuses nothing");
+    wait(&c.url, full.sweep_id).await;
+    assert!(c.keys(full.sweep_id).await.iter().all(|(_, k)| !first_keys.contains(k)));
+    let third: i64 = c.store.outputs(full.sweep_id).await.unwrap().iter().filter(|o| o.model_idx == 2).map(|o| o.rows).sum();
+    assert_eq!(ran, third, "what ran for the sweep plus a model: that model's inferences alone");
+    let reused_report = c.report(plus.sweep_id).await;
+    let full_report = c.report(full.sweep_id).await;
+    assert_eq!(reused_report.csv(), full_report.csv());
+    assert_eq!(md(&reused_report, plus.sweep_id), md(&full_report, full.sweep_id), "the whole report, bar its sweep id");
+    assert!(reused_report.failures.iter().any(|f| f.image == "broken.png"), "failed items come with the parts");
+    Sweeps { first: first.sweep_id, plus: plus.sweep_id, full: full.sweep_id, reused_report }
+}
+
+/// A sweep of pairs all done before is done at submit, with no work; its id.
+async fn done_at_submit(c: &Ctx, only_b: &Path, sweeps: &Sweeps) -> i64 {
+    let b = c.submit(only_b, false).await;
+    let st = c.store.sweep(b.sweep_id).await.unwrap();
+    assert_eq!((st.state, st.done, st.total), (SweepState::Done, b.shards as i32, b.shards as i32), "done at submit");
+    let b_report = c.report(b.sweep_id).await;
+    let larger = sweeps.reused_report.csv();
+    assert!(b_report.csv().lines().skip(1).all(|l| larger.contains(l)), "tiny_b's rows as the larger sweep has them");
+    b.sweep_id
+}
+
+/// A wider crop grid (5x5 to 7x7): embed and radius are reused, crop is
+/// widened from the newest sweep that holds it, inferring 41 of its 49 points
+/// per image. One of the parts it takes rows from is damaged first: that
+/// shard runs its whole grid, and nothing else changes. The report equals a
+/// full run's of the wider grids.
+async fn widened(c: &Ctx, wider: &Path, sweeps: &Sweeps, b: i64, logs: &Path) {
+    let mut all_before = HashSet::new();
+    for id in [sweeps.first, sweeps.plus, sweeps.full, b] {
+        all_before.extend(c.keys(id).await.into_iter().map(|(_, k)| k));
+    }
+    let damaged = c.store.outputs(sweeps.full).await.unwrap().into_iter().find(|o| (o.model_idx, o.family_idx) == (1, 0)).unwrap();
+    // A well-formed part with other classes: taken as it is, it would change the report.
+    let mut rows = jagged_artifacts::decode(jagged_artifacts::get(c.objects.as_ref(), &damaged.object_key).await.unwrap()).unwrap();
+    rows.iter_mut().for_each(|r| r.top1 = (r.top1 + 1) % 10);
+    let altered = bytes::Bytes::from(jagged_artifacts::encode(&rows).unwrap());
+    jagged_artifacts::put(c.objects.as_ref(), &damaged.object_key, altered).await.unwrap();
+    let w = c.submit(wider, false).await;
+    let resolved = c.store.resolved(w.sweep_id).await.unwrap();
+    assert_eq!(resolved.spec.families.len(), 3);
+    assert!(w.reused_shards > 0 && w.reused_shards < w.shards);
+    let images = resolved.images.len() as u64;
+    // (tiny_b's newest crop grid is the one `b` adopted from `full`: the same parts.)
+    assert_eq!((w.widened_pairs, w.widened_from.clone()), (3, vec![sweeps.full, b]));
+    assert_eq!((w.widened_inferences, w.widened_full), (3 * images * 41, 3 * images * 49));
+    let st = wait(&c.url, w.sweep_id).await;
+    assert_eq!(st.state, SweepState::Done);
+    // The sweep counts the results it holds, taken or run.
+    assert_eq!(st.inferences_total, w.reused_inferences as i64 + w.widened_full as i64);
+    let outputs = c.store.outputs(w.sweep_id).await.unwrap();
+    for o in &outputs {
+        assert_eq!(all_before.contains(&o.object_key), o.family_idx != 0, "family {} shard {}", o.family_idx, o.shard_id);
+    }
+    // What the workers ran for each widened shard (their logs): 41 of each
+    // image's 49 rows, but for the shard whose earlier part was altered.
+    let logged = committed_inferences(logs);
+    let (mut widened, mut whole) = (0, 0);
+    for o in outputs.iter().filter(|o| o.family_idx == 0 && o.rows > 0) {
+        let ran = logged[&o.shard_id];
+        if ran * 49 == o.rows * 41 {
+            widened += 1;
+        } else {
+            assert_eq!((o.model_idx, ran), (1, o.rows), "shard {}: {ran} inferences for {} rows", o.shard_id, o.rows);
+            whole += 1;
+        }
+    }
+    assert_eq!((widened, whole), (outputs.iter().filter(|o| o.family_idx == 0 && o.rows > 0).count() - 1, 1));
+    let full_wider = c.submit(wider, true).await;
+    assert_eq!((full_wider.reused_shards, full_wider.widened_pairs), (0, 0), "--again reuses nothing");
+    wait(&c.url, full_wider.sweep_id).await;
+    let widened_report = c.report(w.sweep_id).await;
+    let full_report = c.report(full_wider.sweep_id).await;
+    assert_eq!(widened_report.csv(), full_report.csv());
+    assert_eq!(md(&widened_report, w.sweep_id), md(&full_report, full_wider.sweep_id), "the whole report, bar its sweep id");
 }
 
 /// Inferences each committed shard ran, by shard id, from the workers' logs.

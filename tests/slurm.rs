@@ -22,6 +22,36 @@ fn run(c: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Waits until the worker named `name` holds a shard of sweep `sweep`.
+async fn until_held(pg: &str, sweep: i64, name: &str) {
+    let db = crate::util::db(pg).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let held: i64 = sqlx::query_scalar(
+            "select count(*) from shards s join workers w on w.id = s.worker_id where s.sweep_id = $1 and s.state = 'leased' and w.name = $2",
+        )
+        .bind(sweep)
+        .bind(name)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if held > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} never held a shard");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The summary CSV of sweep `id`, once it is done with every shard committed once.
+async fn committed_once(pg: &str, url: &str, objects: &dyn object_store::ObjectStore, id: i64) -> String {
+    let s = jagged_store::Store::connect(pg, 1).await.unwrap();
+    let outputs = s.outputs(id).await.unwrap();
+    let st = until(url, id, "status", |_| true).await;
+    assert_eq!((st.state, st.done, st.failed, outputs.len() as u32), (SweepState::Done, st.total, 0, st.total), "every shard committed once: {st:?}");
+    jagged_report::build(&s, objects, id).await.unwrap().csv()
+}
+
 /// A private single-node Slurm: its own munge socket and key, ports, state
 /// and spool folders; stopped on drop.
 struct Slurm {
@@ -193,19 +223,7 @@ fn the_sbatch_scripts_run_a_sweep_and_survive_a_preempted_array_task() {
             std::thread::sleep(Duration::from_millis(200));
         }
     };
-    let report = |id| {
-        rt.block_on(async {
-            let s = jagged_store::Store::connect(&pg.url(), 1).await.unwrap();
-            let outputs = s.outputs(id).await.unwrap();
-            let st = until(&url, id, "status", |_| true).await;
-            assert_eq!(
-                (st.state, st.done, st.failed, outputs.len() as u32),
-                (SweepState::Done, st.total, 0, st.total),
-                "every shard committed once: {st:?}"
-            );
-            jagged_report::build(&s, objects.as_ref(), id).await.unwrap().csv()
-        })
-    };
+    let report = |id| rt.block_on(committed_once(&pg.url(), &url, objects.as_ref(), id));
 
     // Undisturbed: three array tasks run the sweep and end by themselves.
     let a = submit();
@@ -220,26 +238,7 @@ fn the_sbatch_scripts_run_a_sweep_and_survive_a_preempted_array_task() {
     let b = submit();
     let array = workers("2");
     let victim = format!("slurm-{array}_1-r0");
-    let pg_url = pg.url();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let held: i64 = rt.block_on(async {
-            let db = crate::util::db(&pg_url).await;
-            sqlx::query_scalar(
-                "select count(*) from shards s join workers w on w.id = s.worker_id where s.sweep_id = $1 and s.state = 'leased' and w.name = $2",
-            )
-            .bind(b)
-            .bind(&victim)
-            .fetch_one(&db)
-            .await
-            .unwrap()
-        });
-        if held > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "array task 1 never held a shard");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    rt.block_on(until_held(&pg.url(), b, &victim));
     let mid = rt.block_on(until(&url, b, "status", |_| true));
     assert_eq!(mid.state, SweepState::Running, "the sweep ended before the preemption: make it longer");
     run(slurm.cmd("scancel").arg(format!("{array}_1")));

@@ -2,12 +2,16 @@
 
 // Scheduling rules at the SQL level against a private PostgreSQL.
 mod store;
+// The store beyond the queue: formats, migrations, device time, counters, upkeep.
+mod store_upkeep;
 // Results reused across sweeps by content key.
 mod reuse;
 // The whole system: coordinator and worker processes over real gRPC.
 mod e2e;
 // The real model: EfficientNet-Lite0 imported from its PyTorch weights.
 mod model;
+// The worker's compute step: threads, batches, widened grids, rendering in the graph.
+mod compute;
 // Bad input refused with clear messages.
 mod bad_input;
 // An independent Python computation agrees with the system row by row.

@@ -33,17 +33,7 @@ pub fn run(images: u32, max_shift: u32, threads: usize) -> Result<()> {
         bail!("ORT_DYLIB_PATH is not set: run benchmarks with `just bench ...` (or point it at libonnxruntime.so)");
     }
     let dir = std::env::temp_dir().join(format!("jagged-bench-reuse-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("models"))?;
-    std::fs::create_dir_all(dir.join("data"))?;
-    for m in 0..4 {
-        let built =
-            jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { side: 64, seed: 100 + m, name: format!("tiny_{m}"), ..Default::default() });
-        std::fs::write(dir.join(format!("models/tiny_{m}.onnx")), &built.bytes)?;
-        std::fs::write(dir.join(format!("models/tiny_{m}.card.json")), serde_json::to_vec(&built.card)?)?;
-    }
-    for i in 0..images {
-        std::fs::write(dir.join(format!("data/{i:05}.png")), jagged_testkit::png(96, 80, i))?;
-    }
+    write_inputs(&dir, images)?;
     let three = spec(&dir, "three.toml", 3, max_shift)?;
     let four = spec(&dir, "four.toml", 4, max_shift)?;
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
@@ -90,19 +80,17 @@ pub fn run(images: u32, max_shift: u32, threads: usize) -> Result<()> {
         println!("4 models in full (--again): {n_full} inferences in {t_full:.2} s");
         let r_plus = jagged_report::build(&store, objects.as_ref(), b.sweep_id).await?;
         let r_full = jagged_report::build(&store, objects.as_ref(), c.sweep_id).await?;
-        let md = |r: &jagged_report::Report, id: i64| r.markdown().replacen(&format!("# Sweep {id}:"), "# Sweep N:", 1);
-        let equal = |a: &jagged_report::Report, a_id: i64, b: &jagged_report::Report, b_id: i64| {
-            let (x, y) = (md(a, a_id), md(b, b_id));
-            for (l, r) in x.lines().zip(y.lines()).filter(|(l, r)| l != r) {
-                println!("  differs:\n    {l}\n    {r}");
-            }
-            a.csv() == b.csv() && x == y
-        };
         let same = equal(&r_plus, b.sweep_id, &r_full, c.sweep_id);
 
         // Both grids two pixels wider each way, taking the earlier grids' rows.
         let wider = spec(&dir, "wider.toml", 4, max_shift + 2)?;
         let (d, t_wide) = sweep(wider.clone(), false).await?;
+        let (e, t_wide_full) = sweep(wider, true).await?;
+        let n_wide_full: i64 = parts(e.sweep_id).await?.iter().map(|o| o.rows).sum();
+        let r_wide = jagged_report::build(&store, objects.as_ref(), d.sweep_id).await?;
+        let r_wide_full = jagged_report::build(&store, objects.as_ref(), e.sweep_id).await?;
+        let wide_same = equal(&r_wide, d.sweep_id, &r_wide_full, e.sweep_id);
+        let widened = Widened { planned: d.widened_inferences, full: d.widened_full, pairs: d.widened_pairs, secs: t_wide, full_secs: t_wide_full };
         println!(
             "4 models, grids widened to {} points: {} of {} pairs widened, {} inferences planned of {}, in {t_wide:.2} s",
             (2 * max_shift + 5).pow(2),
@@ -111,15 +99,7 @@ pub fn run(images: u32, max_shift: u32, threads: usize) -> Result<()> {
             d.widened_inferences,
             d.widened_full
         );
-        let (e, t_wide_full) = sweep(wider, true).await?;
-        println!(
-            "the wider grids in full (--again): {} inferences in {t_wide_full:.2} s",
-            parts(e.sweep_id).await?.iter().map(|o| o.rows).sum::<i64>()
-        );
-        let r_wide = jagged_report::build(&store, objects.as_ref(), d.sweep_id).await?;
-        let r_wide_full = jagged_report::build(&store, objects.as_ref(), e.sweep_id).await?;
-        let wide_same = equal(&r_wide, d.sweep_id, &r_wide_full, e.sweep_id);
-        let widened = Widened { planned: d.widened_inferences, full: d.widened_full, pairs: d.widened_pairs, secs: t_wide, full_secs: t_wide_full };
+        println!("the wider grids in full (--again): {n_wide_full} inferences in {t_wide_full:.2} s");
         Ok::<_, anyhow::Error>((ran, fourth, t_plus, t_full, same, widened, wide_same))
     });
     cl.stop();
@@ -147,6 +127,33 @@ pub fn run(images: u32, max_shift: u32, threads: usize) -> Result<()> {
         bail!("widening took no rows, or changed the report");
     }
     Ok(())
+}
+
+/// Four tiny CNNs (64 px) and `images` images in `dir`.
+fn write_inputs(dir: &Path, images: u32) -> Result<()> {
+    std::fs::create_dir_all(dir.join("models"))?;
+    std::fs::create_dir_all(dir.join("data"))?;
+    for m in 0..4 {
+        let built =
+            jagged_onnx::tiny::build(&jagged_onnx::tiny::TinySpec { side: 64, seed: 100 + m, name: format!("tiny_{m}"), ..Default::default() });
+        std::fs::write(dir.join(format!("models/tiny_{m}.onnx")), &built.bytes)?;
+        std::fs::write(dir.join(format!("models/tiny_{m}.card.json")), serde_json::to_vec(&built.card)?)?;
+    }
+    for i in 0..images {
+        std::fs::write(dir.join(format!("data/{i:05}.png")), jagged_testkit::png(96, 80, i))?;
+    }
+    Ok(())
+}
+
+/// Whether two sweeps' reports are equal (summary CSV and Markdown, bar the
+/// sweep id); the lines that differ are printed.
+fn equal(a: &jagged_report::Report, a_id: i64, b: &jagged_report::Report, b_id: i64) -> bool {
+    let md = |r: &jagged_report::Report, id: i64| r.markdown().replacen(&format!("# Sweep {id}:"), "# Sweep N:", 1);
+    let (x, y) = (md(a, a_id), md(b, b_id));
+    for (l, r) in x.lines().zip(y.lines()).filter(|(l, r)| l != r) {
+        println!("  differs:\n    {l}\n    {r}");
+    }
+    a.csv() == b.csv() && x == y
 }
 
 /// The widened sweep against the wider grids run in full.

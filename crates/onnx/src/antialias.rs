@@ -108,10 +108,25 @@ pub fn antialias(bytes: &[u8], filter: u32) -> Result<Rewrite, OnnxError> {
     let mut model = pb::ModelProto::decode(bytes).map_err(|e| OnnxError::Graph(format!("not an ONNX model: {e}")))?;
     let opset = model.opset_import.iter().find(|o| o.domain().is_empty()).and_then(|o| o.version).unwrap_or(1);
     let mut g = model.graph.take().ok_or_else(|| OnnxError::Graph("the model has no graph".into()))?;
-    let weights: HashMap<String, Vec<i64>> = g.initializer.iter().map(|t| (t.name().to_string(), t.dims.clone())).collect();
-    let graph_outputs: HashSet<String> = g.output.iter().map(|o| o.name().to_string()).collect();
+    let mut out = Rewrite::default();
+    let sites = sites(&g, &mut out);
+    for &i in &sites.restride {
+        for a in g.node[i].attribute.iter_mut().filter(|a| a.name() == "strides") {
+            a.ints = vec![1, 1];
+        }
+    }
+    insert_blurpools(&mut g, sites.after, filter, opset);
+    // Intermediate shapes changed (stride-1 maps); they are optional hints.
+    g.value_info.clear();
+    model.graph = Some(g);
+    out.bytes = model.encode_to_vec();
+    Ok(out)
+}
 
-    // Channel counts where the graph says them.
+/// Channel counts of the tensors where the graph says them: its inputs', and
+/// what convolutions, channel concatenations and channel-keeping ops give.
+fn channels(g: &pb::GraphProto) -> HashMap<String, i64> {
+    let weights: HashMap<String, Vec<i64>> = g.initializer.iter().map(|t| (t.name().to_string(), t.dims.clone())).collect();
     let mut channels: HashMap<String, i64> = HashMap::new();
     for i in &g.input {
         if let Some(pb::type_proto::Value::TensorType(t)) = i.r#type.as_ref().and_then(|t| t.value.as_ref()) {
@@ -133,44 +148,52 @@ pub fn antialias(bytes: &[u8], filter: u32) -> Result<Rewrite, OnnxError> {
             channels.insert(o.clone(), c);
         }
     }
+    channels
+}
+
+/// Where BlurPool goes: the subsampling ops to run at stride 1, and per node
+/// index the BlurPool to insert after it (the tensor to blur, its channels,
+/// the stride).
+struct Sites {
+    restride: Vec<usize>,
+    after: HashMap<usize, (String, i64, i64)>,
+}
+
+/// Finds every subsampling op BlurPool can follow, recording each (and each
+/// skipped, with why) in `out`.
+fn sites(g: &pb::GraphProto, out: &mut Rewrite) -> Sites {
+    let channels = channels(g);
+    let graph_outputs: HashSet<String> = g.output.iter().map(|o| o.name().to_string()).collect();
     let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, n) in g.node.iter().enumerate() {
         for inp in &n.input {
             consumers.entry(inp.clone()).or_default().push(i);
         }
     }
-
-    let mut out = Rewrite::default();
-    // Per node index: the BlurPool to insert after it (tensor to blur, channels, stride).
-    let mut after: HashMap<usize, (String, i64, i64)> = HashMap::new();
-    let mut restride: Vec<usize> = Vec::new();
+    let mut sites = Sites { restride: Vec::new(), after: HashMap::new() };
     for (i, n) in g.node.iter().enumerate() {
         let op = n.op_type();
-        if !matches!(op, "Conv" | "MaxPool") {
-            continue;
-        }
         let strides = attr(n, "strides").map(|a| a.ints.clone()).unwrap_or_default();
-        if strides.iter().all(|&s| s <= 1) {
+        if !matches!(op, "Conv" | "MaxPool") || strides.iter().all(|&s| s <= 1) {
             continue;
         }
         let name = if n.name().is_empty() { n.output.first().cloned().unwrap_or_default() } else { n.name().to_string() };
-        let skip = |why: &str| (name.clone(), why.to_string());
-        if strides.len() != 2 || strides[0] != strides[1] {
-            out.skipped.push(skip("strides differ between axes"));
-            continue;
-        }
-        if attr(n, "auto_pad").and_then(|a| a.s.as_deref()).is_some_and(|s| s != b"NOTSET") {
-            out.skipped.push(skip("auto_pad padding depends on the stride"));
-            continue;
-        }
-        if attr(n, "ceil_mode").and_then(|a| a.i).unwrap_or(0) != 0 {
-            out.skipped.push(skip("ceil_mode rounds the output size up"));
-            continue;
-        }
-        let Some(&c) = n.output.first().and_then(|o| channels.get(o)) else {
-            out.skipped.push(skip("its channel count cannot be read from the graph"));
-            continue;
+        let why = if strides.len() != 2 || strides[0] != strides[1] {
+            Some("strides differ between axes")
+        } else if attr(n, "auto_pad").and_then(|a| a.s.as_deref()).is_some_and(|s| s != b"NOTSET") {
+            Some("auto_pad padding depends on the stride")
+        } else if attr(n, "ceil_mode").and_then(|a| a.i).unwrap_or(0) != 0 {
+            Some("ceil_mode rounds the output size up")
+        } else if !n.output.first().is_some_and(|o| channels.contains_key(o)) {
+            Some("its channel count cannot be read from the graph")
+        } else {
+            None
         };
+        if let Some(why) = why {
+            out.skipped.push((name, why.to_string()));
+            continue;
+        }
+        let c = channels[&n.output[0]];
         // The tensor to blur: the op's output, or the end of its activation chain.
         let (mut end, mut tensor) = (i, n.output[0].clone());
         if op == "Conv" {
@@ -184,17 +207,17 @@ pub fn antialias(bytes: &[u8], filter: u32) -> Result<Rewrite, OnnxError> {
                 }
             }
         }
-        restride.push(i);
-        after.insert(end, (tensor, c, strides[0]));
+        sites.restride.push(i);
+        sites.after.insert(end, (tensor, c, strides[0]));
         out.blurred.push((name, op.to_string(), strides[0]));
     }
+    sites
+}
 
-    for &i in &restride {
-        let n = &mut g.node[i];
-        for a in n.attribute.iter_mut().filter(|a| a.name() == "strides") {
-            a.ints = vec![1, 1];
-        }
-    }
+/// Inserts after each node of `after` a reflect pad and a depthwise
+/// convolution with the binomial kernel at the op's stride, which then gives
+/// the tensor the node gave.
+fn insert_blurpools(g: &mut pb::GraphProto, mut after: HashMap<usize, (String, i64, i64)>, filter: u32, opset: i64) {
     let p = (filter as i64 - 1) / 2;
     let kernel = binomial(filter);
     let old_nodes = std::mem::take(&mut g.node);
@@ -209,34 +232,7 @@ pub fn antialias(bytes: &[u8], filter: u32) -> Result<Rewrite, OnnxError> {
             *o = pre.clone();
         }
         g.node.push(n);
-        let pads = vec![0, 0, p, p, 0, 0, p, p];
-        let pad = if opset >= 11 {
-            let pads_name = format!("{tensor}/blur_pads");
-            g.initializer.push(pb::TensorProto {
-                name: Some(pads_name.clone()),
-                dims: vec![8],
-                data_type: Some(7),
-                int64_data: pads,
-                ..Default::default()
-            });
-            pb::NodeProto {
-                op_type: Some("Pad".into()),
-                input: vec![pre.clone(), pads_name],
-                output: vec![padded.clone()],
-                name: Some(padded.clone()),
-                attribute: vec![str_attr("mode", "reflect")],
-                ..Default::default()
-            }
-        } else {
-            pb::NodeProto {
-                op_type: Some("Pad".into()),
-                input: vec![pre.clone()],
-                output: vec![padded.clone()],
-                name: Some(padded.clone()),
-                attribute: vec![str_attr("mode", "reflect"), ints_attr("pads", pads)],
-                ..Default::default()
-            }
-        };
+        let pad = pad_node(g, &tensor, pre, padded.clone(), vec![0, 0, p, p, 0, 0, p, p], opset);
         g.node.push(pad);
         let w = format!("{tensor}/blur_kernel");
         g.initializer.push(pb::TensorProto {
@@ -255,11 +251,37 @@ pub fn antialias(bytes: &[u8], filter: u32) -> Result<Rewrite, OnnxError> {
             ..Default::default()
         });
     }
-    // Intermediate shapes changed (stride-1 maps); they are optional hints.
-    g.value_info.clear();
-    model.graph = Some(g);
-    out.bytes = model.encode_to_vec();
-    Ok(out)
+}
+
+/// A reflect pad of `pre` into `padded`: its pads an input from opset 11 on
+/// (an initializer named after `tensor`), an attribute before.
+fn pad_node(g: &mut pb::GraphProto, tensor: &str, pre: String, padded: String, pads: Vec<i64>, opset: i64) -> pb::NodeProto {
+    if opset >= 11 {
+        let pads_name = format!("{tensor}/blur_pads");
+        g.initializer.push(pb::TensorProto {
+            name: Some(pads_name.clone()),
+            dims: vec![8],
+            data_type: Some(7),
+            int64_data: pads,
+            ..Default::default()
+        });
+        return pb::NodeProto {
+            op_type: Some("Pad".into()),
+            input: vec![pre, pads_name],
+            output: vec![padded.clone()],
+            name: Some(padded),
+            attribute: vec![str_attr("mode", "reflect")],
+            ..Default::default()
+        };
+    }
+    pb::NodeProto {
+        op_type: Some("Pad".into()),
+        input: vec![pre],
+        output: vec![padded.clone()],
+        name: Some(padded),
+        attribute: vec![str_attr("mode", "reflect"), ints_attr("pads", pads)],
+        ..Default::default()
+    }
 }
 
 /// Adds graph outputs for the named intermediate tensors (float, shape left to

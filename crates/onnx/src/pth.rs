@@ -72,156 +72,182 @@ impl<'a> Reader<'a> {
 
     /// Runs one pickle to its STOP and returns the value.
     fn pickle(&mut self) -> Result<Val, OnnxError> {
-        let mut stack: Vec<Val> = Vec::new();
-        let mut memo: BTreeMap<u32, Val> = BTreeMap::new();
-        let pop = |s: &mut Vec<Val>| s.pop().ok_or_else(|| bad("pickle stack underflow"));
-        let pop_mark = |s: &mut Vec<Val>| -> Result<Vec<Val>, OnnxError> {
-            let m = s.iter().rposition(|v| *v == Val::Mark).ok_or_else(|| bad("pickle mark missing"))?;
-            let items = s.split_off(m + 1);
-            s.pop();
-            Ok(items)
-        };
+        let mut m = Machine::default();
         loop {
             let op = self.u8()?;
             match op {
+                // PROTO: the protocol version, nothing to push.
                 0x80 => {
                     self.u8()?;
                 }
-                b'.' => return pop(&mut stack),
-                b'(' => stack.push(Val::Mark),
-                b'N' => stack.push(Val::None),
-                0x88 => stack.push(Val::Bool(true)),
-                0x89 => stack.push(Val::Bool(false)),
-                b'K' => stack.push(Val::Int(self.u8()? as i64)),
-                b'M' => stack.push(Val::Int(self.u16()? as i64)),
-                b'J' => stack.push(Val::Int(self.u32()? as i32 as i64)),
-                0x8a => {
-                    let n = self.u8()? as usize;
-                    let bytes = self.take(n)?;
-                    if n > 16 {
-                        return Err(bad("LONG1 too large"));
-                    }
-                    let mut v: i128 = 0;
-                    for (i, &b) in bytes.iter().enumerate() {
-                        v |= (b as i128) << (8 * i);
-                    }
-                    if n > 0 && n < 16 && bytes[n - 1] & 0x80 != 0 {
-                        v -= 1i128 << (8 * n);
-                    }
-                    // Values beyond i64 only occur in the magic number; keep its low bits.
-                    stack.push(Val::Int(v as i64));
-                    if n > 8 {
-                        stack.pop();
-                        stack.push(Val::Str(format!("{:x}", v as u128)));
-                    }
-                }
-                b'G' => stack.push(Val::Float(f64::from_be_bytes(self.take(8)?.try_into().unwrap()))),
-                b'X' => {
-                    let n = self.u32()? as usize;
-                    stack.push(Val::Str(String::from_utf8_lossy(self.take(n)?).into_owned()));
-                }
-                0x8c => {
-                    let n = self.u8()? as usize;
-                    stack.push(Val::Str(String::from_utf8_lossy(self.take(n)?).into_owned()));
-                }
-                b'U' => {
-                    let n = self.u8()? as usize;
-                    stack.push(Val::Str(String::from_utf8_lossy(self.take(n)?).into_owned()));
-                }
-                b'T' => {
-                    let n = self.u32()? as usize;
-                    stack.push(Val::Str(String::from_utf8_lossy(self.take(n)?).into_owned()));
-                }
-                b'c' => {
-                    let module = self.line()?;
-                    let name = self.line()?;
-                    stack.push(Val::Global(module, name));
-                }
-                b'q' => {
-                    let k = self.u8()? as u32;
-                    memo.insert(k, stack.last().cloned().ok_or_else(|| bad("BINPUT on empty stack"))?);
-                }
-                b'r' => {
-                    let k = self.u32()?;
-                    memo.insert(k, stack.last().cloned().ok_or_else(|| bad("LONG_BINPUT on empty stack"))?);
-                }
-                b'h' => {
-                    let k = self.u8()? as u32;
-                    stack.push(memo.get(&k).cloned().ok_or_else(|| bad("BINGET of unknown memo"))?);
-                }
-                b'j' => {
-                    let k = self.u32()?;
-                    stack.push(memo.get(&k).cloned().ok_or_else(|| bad("LONG_BINGET of unknown memo"))?);
-                }
-                b'}' => stack.push(Val::Dict(vec![])),
-                b']' => stack.push(Val::List(vec![])),
-                b')' => stack.push(Val::Tuple(vec![])),
-                b't' => {
-                    let items = pop_mark(&mut stack)?;
-                    stack.push(Val::Tuple(items));
-                }
-                0x85..=0x87 => {
-                    let n = (op - 0x84) as usize;
-                    if stack.len() < n {
-                        return Err(bad("pickle stack underflow"));
-                    }
-                    let items = stack.split_off(stack.len() - n);
-                    stack.push(Val::Tuple(items));
-                }
-                b's' => {
-                    let v = pop(&mut stack)?;
-                    let k = pop(&mut stack)?;
-                    match stack.last_mut() {
-                        Some(Val::Dict(d)) => d.push((k, v)),
-                        _ => return Err(bad("SETITEM on a non-dict")),
-                    }
-                }
-                b'u' => {
-                    let items = pop_mark(&mut stack)?;
-                    match stack.last_mut() {
-                        Some(Val::Dict(d)) => {
-                            let mut it = items.into_iter();
-                            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                                d.push((k, v));
-                            }
-                        }
-                        _ => return Err(bad("SETITEMS on a non-dict")),
-                    }
-                }
-                b'a' => {
-                    let v = pop(&mut stack)?;
-                    match stack.last_mut() {
-                        Some(Val::List(l)) => l.push(v),
-                        _ => return Err(bad("APPEND on a non-list")),
-                    }
-                }
-                b'e' => {
-                    let items = pop_mark(&mut stack)?;
-                    match stack.last_mut() {
-                        Some(Val::List(l)) => l.extend(items),
-                        _ => return Err(bad("APPENDS on a non-list")),
-                    }
-                }
-                b'R' => {
-                    let args = pop(&mut stack)?;
-                    let f = pop(&mut stack)?;
-                    let v = match &f {
-                        Val::Global(m, n) if m == "collections" && n == "OrderedDict" => Val::Dict(vec![]),
-                        _ => Val::Call(Box::new(f), Box::new(args)),
-                    };
-                    stack.push(v);
-                }
-                b'b' => {
-                    // BUILD: object state (OrderedDict metadata, tensor hooks) is not needed.
-                    pop(&mut stack)?;
-                }
-                b'Q' => {
-                    let pid = pop(&mut stack)?;
-                    stack.push(Val::Pers(Box::new(pid)));
-                }
-                other => return Err(bad(format!("unsupported pickle opcode 0x{other:02x} at byte {}", self.pos - 1))),
+                b'.' => return m.pop(),
+                b'q' | b'r' | b'h' | b'j' => self.memo_op(op, &mut m)?,
+                _ => match self.literal(op)? {
+                    Some(v) => m.stack.push(v),
+                    None => m.structure(op).map_err(|e| match e {
+                        Unknown => bad(format!("unsupported pickle opcode 0x{op:02x} at byte {}", self.pos - 1)),
+                        Failed(e) => e,
+                    })?,
+                },
             }
         }
+    }
+
+    /// The value an opcode that pushes one reads from the stream (numbers,
+    /// strings, globals, marks and empty containers); `None` for the others.
+    fn literal(&mut self, op: u8) -> Result<Option<Val>, OnnxError> {
+        let text = |b: &[u8]| Val::Str(String::from_utf8_lossy(b).into_owned());
+        Ok(Some(match op {
+            b'(' => Val::Mark,
+            b'N' => Val::None,
+            0x88 => Val::Bool(true),
+            0x89 => Val::Bool(false),
+            b'K' => Val::Int(self.u8()? as i64),
+            b'M' => Val::Int(self.u16()? as i64),
+            b'J' => Val::Int(self.u32()? as i32 as i64),
+            0x8a => self.long1()?,
+            b'G' => Val::Float(f64::from_be_bytes(self.take(8)?.try_into().unwrap())),
+            b'X' | b'T' => {
+                let n = self.u32()? as usize;
+                text(self.take(n)?)
+            }
+            0x8c | b'U' => {
+                let n = self.u8()? as usize;
+                text(self.take(n)?)
+            }
+            b'c' => {
+                let module = self.line()?;
+                let name = self.line()?;
+                Val::Global(module, name)
+            }
+            b'}' => Val::Dict(vec![]),
+            b']' => Val::List(vec![]),
+            b')' => Val::Tuple(vec![]),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// LONG1: a little-endian two's-complement integer of up to 16 bytes.
+    fn long1(&mut self) -> Result<Val, OnnxError> {
+        let n = self.u8()? as usize;
+        let bytes = self.take(n)?;
+        if n > 16 {
+            return Err(bad("LONG1 too large"));
+        }
+        let mut v: i128 = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            v |= (b as i128) << (8 * i);
+        }
+        if n > 0 && n < 16 && bytes[n - 1] & 0x80 != 0 {
+            v -= 1i128 << (8 * n);
+        }
+        // Values beyond i64 only occur in the magic number; keep its low bits.
+        Ok(if n > 8 { Val::Str(format!("{:x}", v as u128)) } else { Val::Int(v as i64) })
+    }
+
+    /// The memo's opcodes: BINPUT and LONG_BINPUT keep the top of the stack,
+    /// BINGET and LONG_BINGET push what was kept.
+    fn memo_op(&mut self, op: u8, m: &mut Machine) -> Result<(), OnnxError> {
+        let (k, what) = match op {
+            b'q' => (self.u8()? as u32, "BINPUT"),
+            b'r' => (self.u32()?, "LONG_BINPUT"),
+            b'h' => (self.u8()? as u32, "BINGET"),
+            _ => (self.u32()?, "LONG_BINGET"),
+        };
+        if matches!(op, b'q' | b'r') {
+            m.memo.insert(k, m.stack.last().cloned().ok_or_else(|| bad(format!("{what} on empty stack")))?);
+        } else {
+            m.stack.push(m.memo.get(&k).cloned().ok_or_else(|| bad(format!("{what} of unknown memo")))?);
+        }
+        Ok(())
+    }
+}
+
+/// Why an opcode could not be run.
+enum OpError {
+    /// Not one this reader knows.
+    Unknown,
+    /// It failed.
+    Failed(OnnxError),
+}
+use OpError::{Failed, Unknown};
+
+/// A pickle machine's state: its stack and its memo.
+#[derive(Default)]
+struct Machine {
+    stack: Vec<Val>,
+    memo: BTreeMap<u32, Val>,
+}
+
+impl Machine {
+    fn pop(&mut self) -> Result<Val, OnnxError> {
+        self.stack.pop().ok_or_else(|| bad("pickle stack underflow"))
+    }
+
+    /// The items above the topmost mark, the mark removed.
+    fn pop_mark(&mut self) -> Result<Vec<Val>, OnnxError> {
+        let m = self.stack.iter().rposition(|v| *v == Val::Mark).ok_or_else(|| bad("pickle mark missing"))?;
+        let items = self.stack.split_off(m + 1);
+        self.stack.pop();
+        Ok(items)
+    }
+
+    /// The opcodes that build from what is on the stack: tuples, dict items,
+    /// list items, calls, builds and persistent ids.
+    fn structure(&mut self, op: u8) -> Result<(), OpError> {
+        match op {
+            b't' => {
+                let items = self.pop_mark().map_err(Failed)?;
+                self.stack.push(Val::Tuple(items));
+            }
+            0x85..=0x87 => {
+                let n = (op - 0x84) as usize;
+                if self.stack.len() < n {
+                    return Err(Failed(bad("pickle stack underflow")));
+                }
+                let items = self.stack.split_off(self.stack.len() - n);
+                self.stack.push(Val::Tuple(items));
+            }
+            b's' | b'u' => {
+                let items = if op == b's' {
+                    let v = self.pop().map_err(Failed)?;
+                    vec![self.pop().map_err(Failed)?, v]
+                } else {
+                    self.pop_mark().map_err(Failed)?
+                };
+                let Some(Val::Dict(d)) = self.stack.last_mut() else {
+                    return Err(Failed(bad(if op == b's' { "SETITEM on a non-dict" } else { "SETITEMS on a non-dict" })));
+                };
+                let mut it = items.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    d.push((k, v));
+                }
+            }
+            b'a' | b'e' => {
+                let items = if op == b'a' { vec![self.pop().map_err(Failed)?] } else { self.pop_mark().map_err(Failed)? };
+                let Some(Val::List(l)) = self.stack.last_mut() else {
+                    return Err(Failed(bad(if op == b'a' { "APPEND on a non-list" } else { "APPENDS on a non-list" })));
+                };
+                l.extend(items);
+            }
+            b'R' => {
+                let args = self.pop().map_err(Failed)?;
+                let f = self.pop().map_err(Failed)?;
+                let v = match &f {
+                    Val::Global(m, n) if m == "collections" && n == "OrderedDict" => Val::Dict(vec![]),
+                    _ => Val::Call(Box::new(f), Box::new(args)),
+                };
+                self.stack.push(v);
+            }
+            // BUILD: object state (OrderedDict metadata, tensor hooks) is not needed.
+            b'b' => drop(self.pop().map_err(Failed)?),
+            b'Q' => {
+                let pid = self.pop().map_err(Failed)?;
+                self.stack.push(Val::Pers(Box::new(pid)));
+            }
+            _ => return Err(Unknown),
+        }
+        Ok(())
     }
 }
 

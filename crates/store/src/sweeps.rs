@@ -233,25 +233,7 @@ impl Store {
                 return Ok(Inserted { id, existing: true, adopted: Vec::new(), widened: Vec::new() });
             }
         }
-        // Pairs computed in full elsewhere: (model, family, key, source sweep).
-        let mut sources: Vec<(u32, u32, String, i64)> = Vec::new();
-        // Pairs widened from another grid: (model, family, source, points to infer per image).
-        let mut widening: Vec<(u32, u32, WidenSource, usize)> = Vec::new();
-        if reuse {
-            for (m, per_family) in keys.exact.iter().enumerate() {
-                for (f, key) in per_family.iter().enumerate() {
-                    let from: Option<i64> =
-                        sqlx::query_scalar(include_str!("../queries/shards/reuse_source.sql")).bind(key).fetch_optional(&mut *tx).await?;
-                    if let Some(from) = from {
-                        sources.push((m as u32, f as u32, key.clone(), from));
-                    } else if let (Some(wide), Some(family)) = (wide_of(m as u32, f as u32), sweep.spec.families.get(f)) {
-                        if let Some((source, infer)) = Self::widen_source(&mut tx, &wide, key, family).await? {
-                            widening.push((m as u32, f as u32, source, infer));
-                        }
-                    }
-                }
-            }
-        }
+        let (sources, widening) = if reuse { Self::reuse_sources(&mut tx, sweep, keys).await? } else { Default::default() };
         let adopting = |s: &PlannedShard| sources.iter().any(|(m, f, _, _)| (*m, *f) == (s.model, s.family));
         let planned: Vec<PlannedShard> = shards.iter().filter(|s| !adopting(s)).copied().collect();
         // A widened pair's shards count their rows too, as adopted ones do: a
@@ -274,6 +256,48 @@ impl Store {
         let planned_keys: Vec<Option<String>> = planned.iter().map(|s| key_of(s.model, s.family)).collect();
         let planned_wide: Vec<Option<String>> = planned.iter().map(|s| wide_of(s.model, s.family)).collect();
         Self::insert_shards(&mut tx, id, sweep, &planned, &n, &planned_keys, &planned_wide).await?;
+        let widened = Self::record_widenings(&mut tx, id, widening, &planned, &n).await?;
+        let adopted = Self::adopt(&mut tx, id, sources, sweep.spec.priority).await?;
+        tx.commit().await?;
+        Ok(Inserted { id, existing: false, adopted, widened })
+    }
+
+    /// The pairs of `sweep` whose rows another sweep holds: computed in full
+    /// there (model, family, key, that sweep), or with a grid this one can take
+    /// rows from (model, family, that pair, points to infer per image).
+    #[allow(clippy::type_complexity)]
+    async fn reuse_sources(
+        tx: &mut sqlx::PgConnection,
+        sweep: &ResolvedSweep,
+        keys: &PairKeys,
+    ) -> Result<(Vec<(u32, u32, String, i64)>, Vec<(u32, u32, WidenSource, usize)>)> {
+        let wide_of = |m: usize, f: usize| keys.wide.get(m).and_then(|k| k.get(f)).cloned().flatten();
+        let (mut sources, mut widening) = (Vec::new(), Vec::new());
+        for (m, per_family) in keys.exact.iter().enumerate() {
+            for (f, key) in per_family.iter().enumerate() {
+                let from: Option<i64> =
+                    sqlx::query_scalar(include_str!("../queries/shards/reuse_source.sql")).bind(key).fetch_optional(&mut *tx).await?;
+                if let Some(from) = from {
+                    sources.push((m as u32, f as u32, key.clone(), from));
+                } else if let (Some(wide), Some(family)) = (wide_of(m, f), sweep.spec.families.get(f)) {
+                    if let Some((source, infer)) = Self::widen_source(&mut *tx, &wide, key, family).await? {
+                        widening.push((m as u32, f as u32, source, infer));
+                    }
+                }
+            }
+        }
+        Ok((sources, widening))
+    }
+
+    /// Records each widened pair of sweep `id` with its source, and what it
+    /// plans: the inferences its shards make, and those they would in full.
+    async fn record_widenings(
+        tx: &mut sqlx::PgConnection,
+        id: i64,
+        widening: Vec<(u32, u32, WidenSource, usize)>,
+        planned: &[PlannedShard],
+        n: &[i64],
+    ) -> Result<Vec<Widened>> {
         let mut widened = Vec::new();
         for (m, f, source, per_image) in widening {
             let family = serde_json::to_value(&source.family).map_err(|e| StoreError::Data(e.to_string()))?;
@@ -287,7 +311,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             let (mut inferences, mut full) = (0, 0);
-            for (s, k) in planned.iter().zip(&n) {
+            for (s, k) in planned.iter().zip(n) {
                 if (s.model, s.family) == (m, f) {
                     inferences += (s.image_hi - s.image_lo) as i64 * per_image as i64;
                     full += k;
@@ -303,6 +327,12 @@ impl Store {
                 full,
             });
         }
+        Ok(widened)
+    }
+
+    /// Adopts into sweep `id` the shards of each pair computed in full
+    /// elsewhere, counting them into its tally at once.
+    async fn adopt(tx: &mut sqlx::PgConnection, id: i64, sources: Vec<(u32, u32, String, i64)>, priority: i32) -> Result<Vec<Adopted>> {
         let now_ms = crate::now_ms();
         let now = ts(now_ms);
         let mut adopted = Vec::new();
@@ -316,7 +346,7 @@ impl Store {
                 .bind(m as i32)
                 .bind(f as i32)
                 .bind(now)
-                .bind(sweep.spec.priority)
+                .bind(priority)
                 .fetch_one(&mut *tx)
                 .await?;
             change.total_shards += a.shards;
@@ -328,10 +358,9 @@ impl Store {
             adopted.push(Adopted { model_idx: m, family_idx: f, from_sweep: from, shards: a.shards as u32, inferences: a.inferences });
         }
         if !adopted.is_empty() {
-            Self::tally(&mut tx, &[change], now_ms).await?;
+            Self::tally(tx, &[change], now_ms).await?;
         }
-        tx.commit().await?;
-        Ok(Inserted { id, existing: false, adopted, widened })
+        Ok(adopted)
     }
 
     /// Of the pairs of key-without-extent `wide` computed in full elsewhere
