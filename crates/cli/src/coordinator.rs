@@ -190,3 +190,31 @@ pub async fn run(a: CoordinatorArgs) -> Result<()> {
     tracing::info!("coordinator stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        coordinator: CoordinatorArgs,
+    }
+
+    fn settings(args: &[&str]) -> Settings {
+        let base = ["coordinator", "--database-url", "postgres://u@127.0.0.1/db"];
+        Flags::try_parse_from(base.iter().chain(args).copied()).unwrap().coordinator.settings()
+    }
+
+    #[test]
+    fn settings_come_from_the_flags_alone() {
+        let s = settings(&["--lease-ms", "8000", "--heartbeat-ms", "1000", "--price", "cuda=2.5,cpu=0.05"]);
+        let p = &s.service.policy;
+        assert_eq!((p.lease_ms, p.heartbeat_ms), (8000, 1000));
+        assert_eq!(s.service.reap_interval, Duration::from_millis(2000), "a quarter of the lease");
+        assert_eq!(s.service.prices.get("cuda"), Some(&2.5));
+        assert_eq!(settings(&["--lease-ms", "100"]).service.reap_interval, Duration::from_millis(100), "at least 100 ms");
+        assert_eq!(settings(&["--max-message-mb", "0"]).service.max_message, 1 << 20, "at least 1 MiB");
+    }
+}

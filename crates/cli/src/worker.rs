@@ -82,22 +82,15 @@ pub struct WorkerArgs {
 }
 
 impl WorkerArgs {
-    /// The worker's settings, with its token from `JAGGED_WORKER_TOKEN` (or the
-    /// file `JAGGED_WORKER_TOKEN_FILE` names).
-    pub fn config(&self) -> Result<jagged_worker::WorkerConfig> {
+    /// The raw layer: the worker's settings from its flags alone (and the
+    /// machine's core count), checked against each other, with no I/O.
+    pub fn settings(&self, cores: usize) -> Result<Settings> {
         if self.cuda_graph && self.device == jagged_infer::Device::Cpu {
             bail!("--cuda-graph needs --device cuda (CUDA graphs are a CUDA feature)");
         }
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "worker".into());
         let threads = self.threads.unwrap_or(cores);
-        Ok(jagged_worker::WorkerConfig {
-            token: token("JAGGED_WORKER_TOKEN")?,
-            tls_ca: self.tls_ca.clone(),
-            coordinator: self.coordinator.clone(),
-            store: self.store.open()?,
-            name: self.name.clone().unwrap_or_else(|| format!("{host}-{}", std::process::id())),
-            host: std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
+        Ok(Settings {
+            args: self.clone(),
             engine: jagged_infer::EngineOptions {
                 intra_threads: threads,
                 device: self.device,
@@ -105,16 +98,57 @@ impl WorkerArgs {
                 fixed_buffers: self.cuda_graph,
             },
             host_threads: self.host_threads.unwrap_or_else(|| jagged_worker::default_host_threads(cores, threads, self.device)),
-            render: self.render,
-            idle_poll: Duration::from_millis(200),
             prefetch: self.prefetch.unwrap_or(match self.device {
                 jagged_infer::Device::Cuda { .. } => 1,
                 jagged_infer::Device::Cpu => 0,
             }),
-            exit_when_idle: self.exit_when_idle,
-            sweep: self.sweep,
-            stop_grace: self.stop_grace,
-            store_retry: Duration::from_secs(self.store_retry_secs),
+        })
+    }
+
+    /// The worker's settings, resolved ([`WorkerArgs::settings`], then
+    /// [`Settings::resolve`]).
+    pub fn config(&self) -> Result<jagged_worker::WorkerConfig> {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        self.settings(cores)?.resolve()
+    }
+}
+
+/// The worker's settings as its flags give them, before anything is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    args: WorkerArgs,
+    /// ONNX Runtime's threads, device and precision.
+    pub engine: jagged_infer::EngineOptions,
+    /// Threads decoding, rendering and measuring beside ONNX Runtime.
+    pub host_threads: usize,
+    /// Shards leased ahead.
+    pub prefetch: u32,
+}
+
+impl Settings {
+    /// The resolved layer: the token read (`JAGGED_WORKER_TOKEN`, or the file
+    /// `JAGGED_WORKER_TOKEN_FILE` names), the object store opened, and the
+    /// host's name read for the worker's default name.
+    pub fn resolve(self) -> Result<jagged_worker::WorkerConfig> {
+        let a = &self.args;
+        let host = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default();
+        let name = a.name.clone().unwrap_or_else(|| format!("{}-{}", if host.is_empty() { "worker" } else { &host }, std::process::id()));
+        Ok(jagged_worker::WorkerConfig {
+            token: token("JAGGED_WORKER_TOKEN")?,
+            tls_ca: a.tls_ca.clone(),
+            coordinator: a.coordinator.clone(),
+            store: a.store.open()?,
+            name,
+            host,
+            engine: self.engine,
+            host_threads: self.host_threads,
+            render: a.render,
+            idle_poll: Duration::from_millis(200),
+            prefetch: self.prefetch,
+            exit_when_idle: a.exit_when_idle,
+            sweep: a.sweep,
+            stop_grace: a.stop_grace,
+            store_retry: Duration::from_secs(a.store_retry_secs),
             metrics: Default::default(),
         })
     }
@@ -164,4 +198,32 @@ fn stop_signals() -> Result<jagged_worker::Stops> {
         }
     });
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        worker: WorkerArgs,
+    }
+
+    fn settings(args: &[&str], cores: usize) -> Result<Settings> {
+        Flags::try_parse_from(std::iter::once("worker").chain(args.iter().copied())).unwrap().worker.settings(cores)
+    }
+
+    #[test]
+    fn settings_come_from_the_flags_alone_and_are_checked_together() {
+        let s = settings(&["--device", "cpu", "--threads", "1"], 4).unwrap();
+        assert_eq!((s.engine.intra_threads, s.host_threads, s.prefetch), (1, 3, 0), "the cores ORT leaves free; no leasing ahead on the CPU");
+        let s = settings(&["--device", "cuda", "--threads", "2"], 16).unwrap();
+        assert_eq!((s.host_threads, s.prefetch), (8, 1), "on CUDA all cores but one, at most 8; one shard leased ahead");
+        let s = settings(&["--device", "cpu", "--host-threads", "0", "--prefetch", "4"], 2).unwrap();
+        assert_eq!((s.engine.intra_threads, s.host_threads, s.prefetch), (2, 0, 4));
+        let e = settings(&["--device", "cpu", "--cuda-graph"], 2).unwrap_err();
+        assert!(e.to_string().contains("--cuda-graph needs --device cuda"), "{e}");
+    }
 }

@@ -41,7 +41,7 @@ impl std::fmt::Display for Device {
 }
 
 /// How a session runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EngineOptions {
     /// Threads inside one operator (ORT intra-op).
     pub intra_threads: usize,
