@@ -20,7 +20,7 @@ use super::settings::Filter;
 /// Fractional bits of Pillow's fixed-point weights (`32 - 8 - 2`).
 const PRECISION_BITS: u32 = 22;
 
-/// Pillow's filters, in `f64` as Pillow evaluates them (`image.rs` keeps its own
+/// Pillow's filters, in `f64` as Pillow evaluates them (`image/settings.rs` keeps its own
 /// `f32` ones: the default path's bytes must stay as they were).
 fn filter(f: Filter, x: f64) -> f64 {
     let x = x.abs();
