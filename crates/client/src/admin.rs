@@ -22,32 +22,7 @@ pub struct Admin {
     raw: RawAdmin,
 }
 
-/// The coordinator's answer to a submit.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Submitted {
-    /// The sweep's id.
-    pub sweep_id: i64,
-    /// Shards planned.
-    pub shards: u32,
-    /// The same sweep (spec, models and images) existed; nothing was added.
-    pub existing: bool,
-    /// Of `shards`, those adopted done from sweeps that computed the same
-    /// (model, family) pairs (`--again` adopts none).
-    pub reused_shards: u32,
-    /// Their inferences.
-    pub reused_inferences: u64,
-    /// The sweeps they came from.
-    pub reused_from: Vec<i64>,
-    /// (Model, family) pairs planned to take most rows from an earlier grid of
-    /// the same family with another extent, inferring only the points they need.
-    pub widened_pairs: u32,
-    /// The inferences those pairs plan.
-    pub widened_inferences: u64,
-    /// The inferences a full run of them would make.
-    pub widened_full: u64,
-    /// The sweeps of the earlier grids.
-    pub widened_from: Vec<i64>,
-}
+pub use jagged_domain::status::Submitted;
 
 impl Admin {
     /// Connects, presenting the configured admin token.
@@ -85,18 +60,7 @@ impl Admin {
     ) -> Result<Submitted> {
         let prices = prices.iter().map(|(k, v)| (k.clone(), *v)).collect();
         let r = self.raw.submit(SubmitRequest { sweep: Some(sweep.into()), spec_toml, again, prices }).await?.into_inner();
-        Ok(Submitted {
-            sweep_id: r.sweep_id,
-            shards: r.shards,
-            existing: r.existing,
-            reused_shards: r.reused_shards,
-            reused_inferences: r.reused_inferences,
-            reused_from: r.reused_from,
-            widened_pairs: r.widened_pairs,
-            widened_inferences: r.widened_inferences,
-            widened_full: r.widened_full,
-            widened_from: r.widened_from,
-        })
+        Ok(r.into())
     }
 
     /// One sweep's status.

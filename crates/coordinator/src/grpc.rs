@@ -119,18 +119,7 @@ impl AdminService for Coordinator {
         let sweep = ResolvedSweep::try_from(wire).map_err(ServiceError::from)?;
         let s =
             Coordinator::submit(self, Submission { sweep, spec_toml: r.spec_toml, prices: r.prices.into_iter().collect(), again: r.again }).await?;
-        Ok(Response::new(SubmitResponse {
-            sweep_id: s.sweep_id,
-            shards: s.shards,
-            existing: s.existing,
-            reused_shards: s.reused_shards,
-            reused_inferences: s.reused_inferences,
-            reused_from: s.reused_from,
-            widened_pairs: s.widened_pairs,
-            widened_inferences: s.widened_inferences,
-            widened_full: s.widened_full,
-            widened_from: s.widened_from,
-        }))
+        Ok(Response::new(s.into()))
     }
 
     async fn status(&self, req: Request<StatusRequest>) -> Result<Response<pb::SweepStatus>, Status> {

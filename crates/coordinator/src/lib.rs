@@ -25,7 +25,8 @@ mod upkeep;
 mod workers;
 
 pub use grpc::{serve, Auth};
+pub use jagged_domain::status::Submitted;
 pub use jagged_proto::ServiceError;
 pub use service::{Config, Coordinator};
-pub use sweeps::{pair_keys, Submission, Submitted, SweepDetail, RATE_WINDOW};
+pub use sweeps::{pair_keys, Submission, SweepDetail, RATE_WINDOW};
 pub use workers::{Beat, FailReport, Registered, MAX_COMMITS_PER_CALL};

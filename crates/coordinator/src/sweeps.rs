@@ -5,7 +5,7 @@
 use crate::Coordinator;
 use jagged_domain::plan::plan_sized;
 use jagged_domain::spec::{ImageRef, ResolvedModel, ResolvedSweep};
-use jagged_domain::status::{ShardError, SweepState, SweepStatus};
+use jagged_domain::status::{ShardError, Submitted, SweepState, SweepStatus};
 use jagged_domain::transform::Family;
 use jagged_proto::ServiceError;
 use jagged_store::now_ms;
@@ -25,32 +25,6 @@ pub struct Submission {
     /// Run again even what an earlier sweep computed (no adoption, no reuse
     /// of the same sweep).
     pub again: bool,
-}
-
-/// What a submit did.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Submitted {
-    /// The sweep's id (an existing one when the same sweep was submitted before).
-    pub sweep_id: i64,
-    /// Shards of the sweep, planned and adopted.
-    pub shards: u32,
-    /// Whether the same sweep existed already.
-    pub existing: bool,
-    /// Shards adopted from finished pairs of other sweeps, their inferences,
-    /// and those sweeps.
-    pub reused_shards: u32,
-    /// Inferences of the adopted shards.
-    pub reused_inferences: u64,
-    /// The sweeps adopted from.
-    pub reused_from: Vec<i64>,
-    /// Pairs that take most rows from an earlier grid of another extent.
-    pub widened_pairs: u32,
-    /// Inferences those widened pairs plan.
-    pub widened_inferences: u64,
-    /// Inferences they would make in full.
-    pub widened_full: u64,
-    /// The sweeps widened from.
-    pub widened_from: Vec<i64>,
 }
 
 /// Everything one sweep's dashboard page shows.

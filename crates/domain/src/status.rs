@@ -114,6 +114,33 @@ pub struct SweepStatus {
     pub estimated_cost: f64,
 }
 
+/// What a submit did: the coordinator's answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Submitted {
+    /// The sweep's id (an existing one when the same sweep was submitted before).
+    pub sweep_id: i64,
+    /// Shards of the sweep, planned and adopted.
+    pub shards: u32,
+    /// The same sweep (spec, models and images) existed; nothing was added.
+    pub existing: bool,
+    /// Of `shards`, those adopted done from sweeps that computed the same
+    /// (model, family) pairs (`--again` adopts none).
+    pub reused_shards: u32,
+    /// Their inferences.
+    pub reused_inferences: u64,
+    /// The sweeps they came from.
+    pub reused_from: Vec<i64>,
+    /// (Model, family) pairs planned to take most rows from an earlier grid of
+    /// the same family with another extent, inferring only the points they need.
+    pub widened_pairs: u32,
+    /// The inferences those pairs plan.
+    pub widened_inferences: u64,
+    /// The inferences a full run of them would make.
+    pub widened_full: u64,
+    /// The sweeps of the earlier grids.
+    pub widened_from: Vec<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

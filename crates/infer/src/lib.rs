@@ -15,6 +15,8 @@
 //!   the device buffers CUDA graphs replay with;
 //! - `rendering.rs`: the model with a rendering in front, inputs drawn in the
 //!   graph from pixels bound once ([`Rendering`], [`BoundPixels`]);
+//! - `session.rs`: what every session shares (made on a device, outputs bound
+//!   and read);
 //! - `decode.rs`: images decoded within limits ([`decode_image_with`]).
 #![deny(missing_docs)]
 
@@ -23,6 +25,7 @@ mod engine;
 mod options;
 mod rendering;
 mod runtime;
+mod session;
 mod staging;
 
 pub use decode::{decode_image, decode_image_with, MAX_PIXELS};

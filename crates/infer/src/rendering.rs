@@ -2,7 +2,7 @@
 //! front (`jagged_onnx::views`), as another session on the same device, run
 //! on pixels handed over once and views of them.
 
-use crate::engine::{bind_output, extract_rows, output_shape, session};
+use crate::session::{bind_output, extract_rows, output_shape, session, Renderer};
 use crate::{Engine, EngineOptions, InferError};
 use ort::session::{IoBinding, Session};
 use ort::value::{Tensor, TensorRef};
@@ -28,13 +28,6 @@ pub enum Rendering {
     Turns,
     /// Sub-pixel windows (`jagged_onnx::views::prepend_shifts`).
     Shifts,
-}
-
-/// The model with a rendering in front, and the output tensor its full
-/// batches are bound to (allocated once per batch size).
-pub(crate) struct Renderer {
-    pub(crate) session: Session,
-    pub(crate) out: Option<Tensor<f32>>,
 }
 
 /// Pixels handed to the rendering session once ([`Engine::bind_pixels`]) and

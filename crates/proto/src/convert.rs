@@ -11,7 +11,7 @@ use jagged_domain::spec::{
     Antialiased, DatasetSpec, ImageRef, Layout, MetricsSpec, ModelCard, ModelSpec, OutputKind, Published, ResolvedModel, ResolvedSweep, RunSpec,
     ShardSpec, Structure, SweepSpec, Unlisted,
 };
-use jagged_domain::status::{ShardError, SweepState, SweepStatus};
+use jagged_domain::status::{ShardError, Submitted, SweepState, SweepStatus};
 use jagged_domain::task::{FailedItem, ShardTask, TaskItem, WidenFrom};
 use jagged_domain::transform::{
     Background, Circular, Compare, Crop, Diagonal, DiagonalBase, Embed, EmbedCrop, Family, Layers, Normalize, Radius, RandomPairs, Rotate, Scale,
@@ -71,6 +71,18 @@ mirror! {
     ShardError <=> ShardError { shard_id, model, family, error }
     Published <=> Published { model, family, metric, value, source }
     ModelSpec <=> ModelSource { name, path, uri, card }
+    Submitted <=> SubmitResponse {
+        sweep_id,
+        shards,
+        existing,
+        reused_shards,
+        reused_inferences,
+        reused_from,
+        widened_pairs,
+        widened_inferences,
+        widened_full,
+        widened_from,
+    }
 }
 
 /// Structs with some fields the same on both sides (`same`) and others

@@ -11,8 +11,8 @@ use super::kind::{field, Axis, FamilyKind, FieldError, Figures, InGraph, Shape};
 use super::point::{one_f, GridPoint};
 use super::prepared::{Draw, Px};
 use super::warp::write_warped;
-use super::{window, Family, Prepared};
-use crate::image::{resize_short_side, Resample, Rgb8};
+use super::{Family, Prepared};
+use crate::image::{Resample, Rgb8};
 use serde::{Deserialize, Serialize};
 
 /// Largest shear angle in degrees, either way (a steeper shear shows mostly
@@ -65,16 +65,15 @@ impl FamilyKind for Shear {
     }
 
     fn shape(&self) -> Shape {
-        super::grid::line(super::grid::range(self.from, self.to, self.step), |p, a| GridPoint { angle: a, ..p })
+        super::warp::angles(self.from, self.to, self.step)
     }
 
     fn fit(&self, side: u32, _points: &[GridPoint]) -> Result<(), FieldError> {
-        window::fits(self.resize.unwrap_or(side + 32), side, 0, self.resample, "resize")
+        super::warp::fits(self.resize, side, self.resample)
     }
 
     fn prepare(&self, frames: &[Rgb8], side: u32, _points: &[GridPoint]) -> Result<Prepared, String> {
-        let img = window::single(frames)?;
-        Ok(Prepared::new(side, Sheared(resize_short_side(img, self.resize.unwrap_or(side + 32), self.resample))))
+        Ok(Prepared::new(side, Sheared(super::warp::resized(frames, side, self.resize, self.resample)?)))
     }
 
     fn without_extent(&self) -> Option<Family> {

@@ -1,9 +1,10 @@
 //! Windows of an image warped about their centre (rotated, sheared), sampled
 //! bilinearly with black outside the image: how `rotate` and `shear` draw.
 
-use super::point::BLACK;
+use super::kind::{FieldError, Shape};
+use super::point::{GridPoint, BLACK};
 use super::prepared::Px;
-use crate::image::Rgb8;
+use crate::image::{resize_short_side, Resample, Rgb8};
 
 /// Where output pixel `(x, y)` of a `side` x `side` warped window samples its
 /// source: the offsets of its column and row from the window's centre, as the
@@ -43,4 +44,21 @@ pub(super) fn write_warped(img: &Rgb8, side: usize, px: Px<'_>, out: &mut [f32],
             }
         }
     }
+}
+
+/// A line of angles `from..=to` in steps of `step`, each point's `angle`.
+pub(super) fn angles(from: f32, to: f32, step: f32) -> Shape {
+    super::grid::line(super::grid::range(from, to, step), |p, a| GridPoint { angle: a, ..p })
+}
+
+/// Whether the image resized so its short side is `resize` (default: the
+/// input side + 32) covers the window a warp turns or shears.
+pub(super) fn fits(resize: Option<u32>, side: u32, resample: Resample) -> Result<(), FieldError> {
+    super::window::fits(resize.unwrap_or(side + 32), side, 0, resample, "resize")
+}
+
+/// The item's image resized so its short side is `resize` (default: the
+/// input side + 32), the windows of a warp taken about its centre.
+pub(super) fn resized(frames: &[Rgb8], side: u32, resize: Option<u32>, resample: Resample) -> Result<Rgb8, String> {
+    Ok(resize_short_side(super::window::single(frames)?, resize.unwrap_or(side + 32), resample))
 }
