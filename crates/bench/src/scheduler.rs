@@ -81,7 +81,7 @@ fn cluster_dir() -> std::path::PathBuf {
 }
 
 /// A coordinator on a private PostgreSQL, no workers.
-fn cluster() -> Result<LocalCluster> {
+fn cluster(postgres: jagged_local::PgSettings) -> Result<LocalCluster> {
     let dir = cluster_dir();
     let _ = std::fs::remove_dir_all(&dir);
     let bin = std::env::current_exe()?.parent().context("binary folder")?.join("jagged");
@@ -92,6 +92,7 @@ fn cluster() -> Result<LocalCluster> {
         lease_ms: 60_000,
         heartbeat_ms: 5_000,
         env: vec![("JAGGED_LOG".into(), "warn".into())],
+        postgres,
         ..Default::default()
     };
     Ok(LocalCluster::start(opts)?)
@@ -151,10 +152,11 @@ async fn tuples(store: &jagged_store::Store) -> Result<String> {
 /// REPEATABLE READ transaction holds a snapshot open on another connection
 /// (holding back PostgreSQL's xmin horizon, so no dead tuple can be removed).
 pub fn held(workers: usize, secs: u64, statements: bool) -> Result<()> {
+    let mut postgres = jagged_local::PgSettings::from_env();
     if statements {
-        std::env::set_var("JAGGED_PG_SETTINGS", "shared_preload_libraries=pg_stat_statements pg_stat_statements.track=all");
+        postgres.extra.extend(["shared_preload_libraries=pg_stat_statements".into(), "pg_stat_statements.track=all".into()]);
     }
-    let cl = cluster()?;
+    let cl = cluster(postgres)?;
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
         let url = cl.url.clone();
@@ -215,7 +217,7 @@ pub fn held(workers: usize, secs: u64, statements: bool) -> Result<()> {
 }
 
 pub fn run(workers: usize, shards: u32, depths: &[u32], samples: usize) -> Result<()> {
-    let cl = cluster()?;
+    let cl = cluster(jagged_local::PgSettings::from_env())?;
     let rt = tokio::runtime::Runtime::new()?;
     let result = rt.block_on(async {
         let url = cl.url.clone();

@@ -1,9 +1,12 @@
-//! The ONNX Runtime library, loaded once per process from `ORT_DYLIB_PATH`.
+//! The ONNX Runtime library, loaded once per process from `ORT_DYLIB_PATH`
+//! (ONNX Runtime's own convention, read here and nowhere else).
 
 use crate::InferError;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
-static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+/// The environment and the library file it was loaded from.
+static ENV: OnceLock<Result<(ort::environment::Environment, PathBuf), String>> = OnceLock::new();
 
 /// Loads ONNX Runtime from `ORT_DYLIB_PATH` once per process.
 pub fn init_runtime() -> Result<&'static ort::environment::Environment, InferError> {
@@ -16,13 +19,15 @@ pub fn init_runtime() -> Result<&'static ort::environment::Environment, InferErr
             return Err(format!("ORT_DYLIB_PATH={} does not name a file", p.display()));
         }
         let abs = std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        ort::init_from(&abs)
+        let env = ort::init_from(&abs)
             .map_err(|e| format!("loading {}: {e}", abs.display()))?
             .with_name("jagged")
             .build()
-            .map_err(|e| format!("creating the environment: {e}"))
+            .map_err(|e| format!("creating the environment: {e}"))?;
+        Ok((env, abs))
     })
     .as_ref()
+    .map(|(env, _)| env)
     .map_err(|e| InferError::Runtime(e.clone()))
 }
 
@@ -30,12 +35,9 @@ pub fn init_runtime() -> Result<&'static ort::environment::Environment, InferErr
 /// says; empty before [`init_runtime`] succeeded.
 pub fn runtime_version() -> String {
     static VERSION: OnceLock<String> = OnceLock::new();
-    if !matches!(ENV.get(), Some(Ok(_))) {
-        return String::new();
-    }
+    let Some(Ok((_, path))) = ENV.get() else { return String::new() };
     VERSION
         .get_or_init(|| {
-            let Some(path) = std::env::var_os("ORT_DYLIB_PATH") else { return String::new() };
             // The library is loaded already: this takes another reference to it.
             // SAFETY: `OrtGetApiBase` takes nothing and returns a pointer to a static
             // struct of two function pointers, the second of which returns a static

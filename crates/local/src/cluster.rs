@@ -2,7 +2,7 @@
 //! local-filesystem object store, a coordinator and N workers as child
 //! processes on loopback. The demo runs on it, and so do the end-to-end tests.
 
-use crate::postgres::LocalPostgres;
+use crate::postgres::{LocalPostgres, PgSettings};
 use crate::process::Proc;
 use crate::LocalError;
 use std::path::PathBuf;
@@ -29,6 +29,8 @@ pub struct ClusterOptions {
     pub env: Vec<(String, String)>,
     /// Extra flags of the coordinator (`--http 127.0.0.1:0`, say).
     pub coordinator_args: Vec<String>,
+    /// The private PostgreSQL cluster's binaries and extra settings.
+    pub postgres: PgSettings,
 }
 
 impl Default for ClusterOptions {
@@ -36,7 +38,8 @@ impl Default for ClusterOptions {
     /// so tests see lost leases soon), a local store in `dir`, and the `jagged`
     /// binary beside this program (or beside its folder, for a test binary in
     /// `target/<profile>/deps`); `dir` a fresh folder under the system's
-    /// temporary one. Override what a use needs.
+    /// temporary one; PostgreSQL as the environment says
+    /// ([`PgSettings::from_env`]). Override what a use needs.
     fn default() -> ClusterOptions {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -50,6 +53,7 @@ impl Default for ClusterOptions {
             store: None,
             env: Vec::new(),
             coordinator_args: Vec::new(),
+            postgres: PgSettings::from_env(),
         }
     }
 }
@@ -89,7 +93,7 @@ impl LocalCluster {
         }
         let logs = opts.dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(|e| LocalError::Io(format!("creating {}", logs.display()), e))?;
-        let postgres = LocalPostgres::start()?;
+        let postgres = LocalPostgres::start_using(&opts.postgres)?;
         let store_url = match &opts.store {
             Some(url) => url.clone(),
             None => {

@@ -16,7 +16,7 @@ pub mod postgres;
 pub mod process;
 
 pub use cluster::{ClusterOptions, LocalCluster};
-pub use postgres::LocalPostgres;
+pub use postgres::{LocalPostgres, PgSettings};
 pub use process::{stop_child, Proc};
 
 /// What can go wrong starting or stopping local processes.

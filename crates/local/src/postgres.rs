@@ -24,12 +24,33 @@ pub struct LocalPostgres {
     keep: bool,
     port: u16,
     bin: PathBuf,
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
-fn find_bin() -> Result<PathBuf, LocalError> {
-    if let Some(p) = std::env::var_os("JAGGED_PG_BIN") {
-        let p = PathBuf::from(p);
+/// What the environment says about the private cluster, read here and nowhere
+/// else in this crate: `JAGGED_PG_BIN` and `JAGGED_PG_SETTINGS`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PgSettings {
+    /// The folder holding `initdb` and `postgres`; `None` searches the usual places.
+    pub bin: Option<PathBuf>,
+    /// Extra server settings, one `name=value` per item.
+    pub extra: Vec<String>,
+}
+
+impl PgSettings {
+    /// Reads `JAGGED_PG_BIN` and `JAGGED_PG_SETTINGS`.
+    pub fn from_env() -> PgSettings {
+        PgSettings {
+            bin: std::env::var_os("JAGGED_PG_BIN").map(PathBuf::from),
+            extra: std::env::var("JAGGED_PG_SETTINGS").unwrap_or_default().split_whitespace().map(str::to_string).collect(),
+        }
+    }
+}
+
+fn find_bin(given: Option<&Path>) -> Result<PathBuf, LocalError> {
+    if let Some(p) = given {
+        let p = p.to_path_buf();
         if !p.join("initdb").exists() {
             return Err(LocalError::Postgres(format!(
                 "JAGGED_PG_BIN={} holds no initdb: point it at PostgreSQL's bin folder (`scripts/fetch.sh postgres` fetches one there)",
@@ -54,11 +75,6 @@ fn find_bin() -> Result<PathBuf, LocalError> {
         "PostgreSQL server binaries not found: `just demo` and `just test` fetch them; else install the PostgreSQL server package, or set JAGGED_PG_BIN to a bin folder (`scripts/fetch.sh postgres` fetches one)"
             .into(),
     ))
-}
-
-/// `JAGGED_PG_SETTINGS`, one `name=value` per item.
-fn extra_settings() -> Vec<String> {
-    std::env::var("JAGGED_PG_SETTINGS").unwrap_or_default().split_whitespace().map(str::to_string).collect()
 }
 
 fn is_root() -> bool {
@@ -109,14 +125,24 @@ fn free_port() -> Result<u16, LocalError> {
 impl LocalPostgres {
     /// Initialises and starts a cluster in a new temporary folder.
     pub fn start() -> Result<LocalPostgres, LocalError> {
+        Self::start_using(&PgSettings::from_env())
+    }
+
+    /// [`LocalPostgres::start`] with the settings given.
+    pub fn start_using(settings: &PgSettings) -> Result<LocalPostgres, LocalError> {
         let dir = std::env::temp_dir().join(format!("jagged-pg-{}-{}", std::process::id(), rand_suffix()));
-        Self::start_in(&dir, false)
+        Self::start_with(&dir, false, settings)
     }
 
     /// Initialises (if needed) and starts a cluster in `dir`; `keep` leaves the
-    /// folder in place on drop.
+    /// folder in place on drop. Settings come from [`PgSettings::from_env`].
     pub fn start_in(dir: &Path, keep: bool) -> Result<LocalPostgres, LocalError> {
-        let bin = find_bin()?;
+        Self::start_with(dir, keep, &PgSettings::from_env())
+    }
+
+    /// [`LocalPostgres::start_in`] with the settings given.
+    pub fn start_with(dir: &Path, keep: bool, settings: &PgSettings) -> Result<LocalPostgres, LocalError> {
+        let bin = find_bin(settings.bin.as_deref())?;
         std::fs::create_dir_all(dir).map_err(|e| LocalError::Postgres(format!("{}: {e}", dir.display())))?;
         let data = dir.join("data");
         give(dir, true)?;
@@ -131,7 +157,7 @@ impl LocalPostgres {
                 return Err(LocalError::Postgres(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr))));
             }
         }
-        let mut pg = LocalPostgres { dir: dir.to_path_buf(), keep, port: free_port()?, bin, child: None };
+        let mut pg = LocalPostgres { dir: dir.to_path_buf(), keep, port: free_port()?, bin, extra: settings.extra.clone(), child: None };
         // Another process may take the free port before the server binds it: retry.
         let mut tries = 0;
         loop {
@@ -159,7 +185,7 @@ impl LocalPostgres {
             .arg(&self.dir)
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=300", "-c", "shared_buffers=128MB"])
-            .args(extra_settings().iter().flat_map(|s| ["-c", s.as_str()]))
+            .args(self.extra.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| LocalError::Postgres(e.to_string()))?)
             .stderr(log)
