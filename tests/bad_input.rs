@@ -379,6 +379,15 @@ fn dataset_layouts_are_read_unambiguously_or_refused() {
     let names: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
     assert_eq!((names, got[2].1, got[3].1), (vec!["a.png", "c.png", "b.png", "e.png"], None, None));
     assert!(notes[1].starts_with("included 2 images the labels file does not list, unlabelled"), "{notes:?}");
+
+    // A file listed twice is refused, naming both lines; a header jagged does
+    // not read is named with the one it does.
+    std::fs::write(data.join("labels.csv"), "file,label\na.png,1\nb.png,2\nc.png,\ne.png,3\na.png,2\n").unwrap();
+    let e = items(d, "").unwrap_err();
+    assert!(e.ends_with("labels.csv:6: image `a.png` is listed again (first on line 2): list each image once, with one label"), "{e}");
+    std::fs::write(data.join("labels.csv"), "image,class\na.png,1\nb.png,2\nc.png,\ne.png,3\n").unwrap();
+    let e = items(d, "").unwrap_err();
+    assert!(e.ends_with("labels.csv:1: image `image` does not exist (a header, if this is one, is `file,label`)"), "{e}");
 }
 
 /// Unreachable or malformed addresses are named with the underlying error, once,

@@ -98,7 +98,7 @@ fn watch(rt: &tokio::runtime::Runtime, url: String, id: i64) -> Watch {
 }
 
 /// Waits for the sweep and checks its end state; returns the report's CSV.
-async fn finish(cluster_url: &str, pg: &str, objects: &dyn object_store::ObjectStore, id: i64) -> String {
+pub(crate) async fn finish(cluster_url: &str, pg: &str, objects: &dyn object_store::ObjectStore, id: i64) -> String {
     let st = until(cluster_url, id, "the sweep to finish", |s| s.state == SweepState::Done).await;
     assert_eq!((st.done, st.failed, st.leased, st.queued), (st.total, 0, 0, 0), "{st:?}");
     assert_eq!(st.inferences_done, st.inferences_total);
@@ -131,7 +131,7 @@ async fn held_by(pg: &str, sweep: i64, name: &str) -> i64 {
 }
 
 /// Writes the model, images and spec of the fault sweeps into `dir`.
-fn workload(dir: &std::path::Path) {
+pub(crate) fn workload(dir: &std::path::Path) {
     jagged_testkit::tiny_side(dir, 96);
     dataset(&dir.join("data"), IMAGES, 10, &[]);
     std::fs::write(dir.join("spec.toml"), SPEC).unwrap();
@@ -188,10 +188,9 @@ fn sweeps_survive_kills_restarts_and_freezes_with_identical_results() {
     workload(dir);
     let lease_ms = 1500;
     // One attempt per shard: kills, expiries and hand-backs are lost leases, not
-    // failures, so none of this damage may fail a shard. (A shard lost on several
-    // workers in a row by chance is not what this test is about.)
-    let env = vec![("JAGGED_MAX_LOST_WORKERS".to_string(), "50".to_string())];
-    let opts = ClusterOptions { dir: dir.join("run"), workers: 3, lease_ms, heartbeat_ms: 300, env, ..Default::default() };
+    // failures, so none of this damage may fail a shard (the coordinator's
+    // default rule for shards that kill their workers included).
+    let opts = ClusterOptions { dir: dir.join("run"), workers: 3, lease_ms, heartbeat_ms: 300, ..Default::default() };
     let mut cluster = LocalCluster::start(opts).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (url, pg) = (cluster.url.clone(), cluster.postgres.url());

@@ -21,16 +21,16 @@ fn inputs(dir: &Path) {
 
 /// A shard's row, as the coordinator keeps it.
 #[derive(Debug, sqlx::FromRow)]
-struct Shard {
-    id: i64,
-    state: String,
-    failures: i32,
-    lost: i32,
-    last_error: Option<String>,
-    worker: Option<String>,
+pub(crate) struct Shard {
+    pub id: i64,
+    pub state: String,
+    pub failures: i32,
+    pub lost: i32,
+    pub last_error: Option<String>,
+    pub worker: Option<String>,
 }
 
-async fn shards(pg: &str, sweep: i64) -> Vec<Shard> {
+pub(crate) async fn shards(pg: &str, sweep: i64) -> Vec<Shard> {
     let db = crate::util::db(pg).await;
     sqlx::query_as(
         "select s.id, s.state, s.failures, s.lost, s.last_error, w.name as worker

@@ -20,6 +20,8 @@ mod crosscheck;
 mod scheduling;
 // Damage to running sweeps: kills, restarts, freezes; results stay exact.
 mod faults;
+// A failure storm: losses the whole fleet suffers are not a poison shard's.
+mod storm;
 // The S3 object store on a real S3 server.
 mod s3;
 // Authentication: worker and admin tokens.

@@ -103,6 +103,7 @@ pub fn print(s: &SweepStatus) {
     let width = std::io::stdout().is_terminal().then(|| console::Term::stdout().size_checked()).flatten();
     let mut out = vec![line(s)];
     out.extend(s.errors.iter().map(|e| format!("  shard {} ({} / {}) failed: {}", e.shard_id, e.model, e.family, e.error)));
+    out.extend(jagged_client::admin::item_failures(s));
     for l in out {
         match width {
             Some((_, cols)) => wrap(&l, cols as usize).iter().for_each(|w| println!("{w}")),

@@ -158,6 +158,24 @@ pub fn line(s: &SweepStatus) -> String {
     out + &spent(s) + &pace(s)
 }
 
+/// The failed items by reason, one line each, most first: `  3 items: decode:
+/// empty file (e.g. a.jpg)`; a sweep that ended with no result at all says so first.
+pub fn item_failures(s: &SweepStatus) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.state == SweepState::Failed && s.failed == 0 && s.inferences_done == 0 && s.inferences_total > 0 {
+        out.push(format!("  no result: none of the {} inferences could run", s.inferences_total));
+    }
+    let shown: i64 = s.item_failures.iter().map(|f| f.count).sum();
+    for f in &s.item_failures {
+        let items = if f.count == 1 { "item" } else { "items" };
+        out.push(format!("  {} {items} failed: {} (e.g. {})", f.count, f.reason, f.example));
+    }
+    if shown < s.failed_items && !s.item_failures.is_empty() {
+        out.push(format!("  {} more items failed for other reasons", s.failed_items - shown));
+    }
+    out
+}
+
 /// `; device 12.3 s (+0.8 s lost), est. cost 0.0012` once attempts spent
 /// device time: busy seconds of committed attempts, of those that failed, were
 /// handed back or abandoned, and the estimated cost when every kind is priced.
@@ -262,6 +280,7 @@ mod tests {
             inferences_failed: 0,
             inferences_total: 100,
             failed_items: 0,
+            item_failures: vec![],
             created_at: String::new(),
             finished_at: None,
             errors: vec![],

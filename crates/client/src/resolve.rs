@@ -213,6 +213,7 @@ fn listed(src: &Source<'_>, labels: &Path, classes: &[String], wnids: &[String])
     let what = if src.sequences { "sequence" } else { "image" };
     let text = std::fs::read_to_string(labels).map_err(io_err(format!("reading {}", labels.display())))?;
     let mut entries = Vec::new();
+    let mut first_on: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         let lower = line.to_ascii_lowercase();
@@ -223,11 +224,20 @@ fn listed(src: &Source<'_>, labels: &Path, classes: &[String], wnids: &[String])
         let file = file.trim().trim_matches('"');
         let path = root.join(file);
         if (src.sequences && !path.is_dir()) || (!src.sequences && !path.is_file()) {
-            return Err(ClientError::Spec(format!("{}:{}: {what} `{file}` does not exist", labels.display(), n + 1)));
+            let header = if n == 0 { format!(" (a header, if this is one, is `{}`)", if src.sequences { "sequence,label" } else { "file,label" }) } else { String::new() };
+            return Err(ClientError::Spec(format!("{}:{}: {what} `{file}` does not exist{header}", labels.display(), n + 1)));
+        }
+        let name = file.trim_start_matches("./").to_string();
+        if let Some(first) = first_on.insert(name.clone(), n + 1) {
+            return Err(ClientError::Spec(format!(
+                "{}:{}: {what} `{name}` is listed again (first on line {first}): list each {what} once, with one label",
+                labels.display(),
+                n + 1
+            )));
         }
         let label = parse_label(label.trim_matches('"'), classes, wnids, n + 1, labels)?;
         let paths = if src.sequences { images_in(&path)? } else { vec![path] };
-        entries.push(Entry { name: file.trim_start_matches("./").to_string(), paths, label });
+        entries.push(Entry { name, paths, label });
     }
     let labelled = entries.iter().filter(|e| e.label.is_some()).count();
     let mut notes = vec![format!("{}: {} {what}s, {} labelled", labels.display(), thousands(entries.len()), thousands(labelled))];

@@ -121,6 +121,7 @@ impl Coordinator {
         let s = self.store.sweep(id).await.map_err(|e| self.store_err(e))?;
         let leased = self.store.leased_count(id).await.map_err(|e| self.store_err(e))? as u32;
         let errors = self.store.shard_errors(id, 20).await.map_err(|e| self.store_err(e))?;
+        let item_failures = if s.failed_items > 0 { self.store.failure_reasons(id, 10).await.map_err(|e| self.store_err(e))? } else { vec![] };
         let alive = self.store.workers_alive(now_ms() - 3 * self.config.policy.heartbeat_ms).await.map_err(|e| self.store_err(e))?;
         // The resolved sweep (its image list can be large) only to name failed shards' models and families.
         let resolved = if errors.is_empty() { None } else { Some(self.resolved(id).await?) };
@@ -162,6 +163,7 @@ impl Coordinator {
             inferences_failed: s.inferences_failed,
             inferences_total: s.inferences_total,
             failed_items: s.failed_items,
+            item_failures,
             created_at: s.created_at.to_rfc3339(),
             finished_at: s.finished_at.map(|t| t.to_rfc3339()),
             errors: errors

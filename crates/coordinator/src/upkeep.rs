@@ -99,16 +99,29 @@ impl Coordinator {
     /// whose deadline passed since the last complete pass began (less
     /// [`REAP_OVERLAP_MS`]), and every [`REAP_ALL_MS`] at all of them, for any a
     /// pass skipped while their row was locked.
+    ///
+    /// Nothing is reaped until this coordinator has reached PostgreSQL for a
+    /// whole lease without a break (after it starts, and after an outage of
+    /// the database): the workers' heartbeats could not renew their leases
+    /// meanwhile, so a lease that ran out then says nothing about its worker.
     pub async fn reaper(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         const BATCH: i64 = 1000;
         let mut tick = tokio::time::interval(self.config.reap_interval);
         let (mut through, mut all_at): (Option<i64>, i64) = (None, 0);
+        let mut reachable_since: Option<i64> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
             let now = now_ms();
+            let since_ok = *reachable_since.get_or_insert(now);
+            if now - since_ok < self.config.policy.lease_ms {
+                if self.store.ping().await.is_err() {
+                    reachable_since = None;
+                }
+                continue;
+            }
             let since = through.filter(|_| now.saturating_sub(all_at) < REAP_ALL_MS && now >= all_at).map(|t| t - REAP_OVERLAP_MS);
             match self.store.reap_since(now, since, &self.config.policy, BATCH).await {
                 Ok(n) => {
@@ -124,7 +137,10 @@ impl Coordinator {
                         tracing::warn!(shards = n, "requeued shards whose lease expired");
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "reaper pass failed; will retry"),
+                Err(e) => {
+                    reachable_since = None;
+                    tracing::warn!(error = %e, "reaper pass failed; will retry once PostgreSQL has answered for a lease");
+                }
             }
         }
     }

@@ -73,8 +73,48 @@ pub struct LeasePolicy {
     /// budget is apart from the sweep's `max_attempts` and larger.
     pub max_lost: u32,
     /// Different workers that, one after another, vanished holding the same
-    /// shard before it fails as one that kills its workers (out of memory, say).
+    /// shard before it may fail as one that kills its workers (out of memory,
+    /// say): the least evidence, weighed against the fleet's (see [`Fleet`]).
     pub max_lost_workers: u32,
+}
+
+/// The chance, below which a run of vanished workers is not put down to the
+/// fleet's own losses: the shard fails as one that kills its workers only when
+/// the rest of the fleet, vanishing at its own rate, would explain the run less
+/// often than once in this many shards.
+pub const BY_CHANCE: f64 = 1e-4;
+
+/// What the rest of the fleet did while a shard lost its leases on a run of
+/// workers: the evidence that tells a shard that kills its workers from a fleet
+/// under fire (random kills, a node failure, a preemption wave), where other
+/// shards' attempts are lost too. Measured from the start of the run, over the
+/// attempts of other shards by workers outside the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Fleet {
+    /// Attempts of other shards that ended (committed, failed, handed back or lost).
+    pub attempts: u32,
+    /// Of those, the ones lost because their worker vanished.
+    pub lost: u32,
+    /// Other workers that vanished.
+    pub vanished: u32,
+    /// Seconds the window spans.
+    pub window_seconds: f64,
+}
+
+impl Fleet {
+    /// The chance that an attempt is lost, as the other shards' attempts were
+    /// (0 when none ended: no evidence of a storm).
+    pub fn chance(&self) -> f64 {
+        if self.attempts == 0 {
+            return 0.0;
+        }
+        self.lost as f64 / self.attempts as f64
+    }
+
+    /// The chance that `run` attempts in a row were lost by the fleet's rate alone.
+    pub fn chance_of_run(&self, run: usize) -> f64 {
+        self.chance().powi(run as i32)
+    }
 }
 
 impl Default for LeasePolicy {
@@ -84,7 +124,7 @@ impl Default for LeasePolicy {
 }
 
 /// How a shard's attempt ended without a commit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Ended {
     /// The worker reported an error.
     Failed {
@@ -95,6 +135,10 @@ pub enum Ended {
     Expired {
         /// The worker that held it.
         worker: i64,
+        /// What the rest of the fleet did meanwhile, when the run of workers
+        /// is long enough to ask ([`LeasePolicy::suspects`]); none: nothing
+        /// vanished elsewhere.
+        fleet: Option<Fleet>,
     },
     /// The worker was told to stop (preemption, a scale-down) and handed the
     /// shard back.
@@ -156,19 +200,29 @@ impl LeasePolicy {
                 let state = if retryable { self.after_failure(c.failures, max_attempts) } else { ShardState::Failed };
                 Next { state, delay_ms: self.backoff_ms(c.failures), error: error.to_string(), counters: c }
             }
-            Ended::Expired { worker } => {
+            Ended::Expired { worker, fleet } => {
                 c.lost += 1;
                 c.lost_by.push(worker);
-                let mut distinct = c.lost_by.clone();
-                distinct.sort_unstable();
-                distinct.dedup();
-                let (state, error) = if distinct.len() as u32 >= self.max_lost_workers {
-                    let ids = c.lost_by.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(", ");
+                let run = distinct(&c.lost_by);
+                let fleet = fleet.unwrap_or_default();
+                let odds = fleet.chance_of_run(run);
+                let ids = || c.lost_by.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(", ");
+                let (state, error) = if run as u32 >= self.max_lost_workers && odds < BY_CHANCE {
                     let e = format!(
-                        "lease lost on {} different workers in a row (workers {ids}): each vanished while running this shard, which may be killing them (out of memory?); their logs say more",
-                        distinct.len()
+                        "lease lost on {run} different workers in a row (workers {}): each vanished while running this shard, which may be killing them (out of memory?); {}; their logs say more",
+                        ids(),
+                        fleet_said(&fleet)
                     );
                     (ShardState::Failed, e)
+                } else if run as u32 >= self.max_lost_workers {
+                    let e = format!(
+                        "lease expired: worker {worker} vanished or stalled (lost lease {} of {}); {run} workers in a row (workers {}), but {}: not put down to this shard",
+                        c.lost,
+                        self.max_lost,
+                        ids(),
+                        fleet_said(&fleet)
+                    );
+                    self.after_loss(&c, e)
                 } else {
                     self.after_loss(&c, format!("lease expired: worker {worker} vanished or stalled (lost lease {} of {})", c.lost, self.max_lost))
                 };
@@ -181,6 +235,15 @@ impl LeasePolicy {
                 Next { state, delay_ms: 0, error, counters: c }
             }
         }
+    }
+
+    /// Whether the workers that lost a shard in a row, with `worker` who just
+    /// lost it, are enough to weigh against the fleet: the store gathers the
+    /// [`Fleet`] evidence only then.
+    pub fn suspects(&self, before: &Counters, worker: i64) -> bool {
+        let mut run = before.lost_by.clone();
+        run.push(worker);
+        distinct(&run) as u32 >= self.max_lost_workers
     }
 
     /// Queued with `error`, or failed once the lost-lease budget is spent.
@@ -200,6 +263,29 @@ impl LeasePolicy {
             ShardState::Queued
         }
     }
+}
+
+/// How many different workers are in `ids`.
+fn distinct(ids: &[i64]) -> usize {
+    let mut d = ids.to_vec();
+    d.sort_unstable();
+    d.dedup();
+    d.len()
+}
+
+/// What the fleet did, in words.
+fn fleet_said(f: &Fleet) -> String {
+    if f.lost == 0 {
+        return format!("the rest of the fleet lost none of its {} attempts in those {:.0} s", f.attempts, f.window_seconds);
+    }
+    format!(
+        "the rest of the fleet lost {} of its {} attempts in those {:.0} s ({:.0}%; {} other worker(s) vanished)",
+        f.lost,
+        f.attempts,
+        f.window_seconds,
+        100.0 * f.chance(),
+        f.vanished
+    )
 }
 
 #[cfg(test)]
@@ -240,11 +326,11 @@ mod tests {
         assert!(next.error.starts_with("lease lost 4 times (workers vanished or were stopped); last: handed back"), "{}", next.error);
 
         // The same worker vanishing twice, then another: a run of two workers.
-        let a = p.after(&start, Ended::Expired { worker: 7 }, 3, "");
+        let a = p.after(&start, Ended::Expired { worker: 7, fleet: None }, 3, "");
         assert_eq!((a.state, a.delay_ms, a.counters.lost_by.clone()), (ShardState::Queued, 100, vec![7]));
         assert_eq!(a.error, "lease expired: worker 7 vanished or stalled (lost lease 1 of 4)");
-        let b = p.after(&a.counters, Ended::Expired { worker: 7 }, 3, "");
-        let c2 = p.after(&b.counters, Ended::Expired { worker: 9 }, 3, "");
+        let b = p.after(&a.counters, Ended::Expired { worker: 7, fleet: None }, 3, "");
+        let c2 = p.after(&b.counters, Ended::Expired { worker: 9, fleet: None }, 3, "");
         assert_eq!((c2.state, c2.delay_ms, c2.counters.lost_by.clone()), (ShardState::Queued, 400, vec![7, 7, 9]));
         // A reported failure breaks the run, and counts against max_attempts only.
         let f = p.after(&c2.counters, Ended::Failed { retryable: true }, 3, "boom");
@@ -253,7 +339,7 @@ mod tests {
         let mut c = Counters::default();
         let mut last = None;
         for w in [4, 5, 6] {
-            let n = p.after(&c, Ended::Expired { worker: w }, 3, "");
+            let n = p.after(&c, Ended::Expired { worker: w, fleet: None }, 3, "");
             c = n.counters.clone();
             last = Some(n);
         }
@@ -264,6 +350,48 @@ mod tests {
         let c = Counters { failures: 2, ..Default::default() };
         assert_eq!(p.after(&c, Ended::Failed { retryable: true }, 3, "x").state, ShardState::Failed);
         assert_eq!(p.after(&start, Ended::Failed { retryable: false }, 3, "x").state, ShardState::Failed);
+    }
+
+    #[test]
+    fn a_run_of_vanished_workers_is_weighed_against_the_fleets_own_losses() {
+        let p = LeasePolicy { max_lost: 20, max_lost_workers: 3, ..Default::default() };
+        // The rest of the fleet lost 8 of its 40 attempts: one in five. Three in
+        // a row by chance: 0.2^3 = 0.008; five: 3.2e-4; six: 6.4e-5, under 1e-4.
+        let storm = Fleet { attempts: 40, lost: 8, vanished: 6, window_seconds: 30.0 };
+        assert_eq!(storm.chance(), 0.2);
+        assert!((storm.chance_of_run(3) - 0.008).abs() < 1e-12);
+        let lose = |c: &Counters, w: i64, fleet: Option<Fleet>| p.after(c, Ended::Expired { worker: w, fleet }, 3, "");
+        let mut c = Counters::default();
+        for w in 1..=5 {
+            assert_eq!(p.suspects(&c, w), w >= 3);
+            let n = lose(&c, w, Some(storm));
+            assert_eq!(n.state, ShardState::Queued, "{w} workers: 0.2^{w} is not below 1e-4");
+            c = n.counters;
+        }
+        let n = lose(&c, 5, Some(storm));
+        assert!(
+            n.error.contains("5 workers in a row (workers 1, 2, 3, 4, 5, 5), but the rest of the fleet lost 8 of its 40 attempts in those 30 s (20%; 6 other worker(s) vanished)"),
+            "{}",
+            n.error
+        );
+        assert!(n.error.ends_with("not put down to this shard"), "{}", n.error);
+        let n = lose(&n.counters, 6, Some(storm));
+        assert_eq!(n.state, ShardState::Failed, "{}", n.error);
+        assert!(n.error.starts_with("lease lost on 6 different workers in a row"), "{}", n.error);
+        // A quiet fleet (or none at all): three are enough, and the message says so.
+        for quiet in [Fleet { attempts: 50, lost: 0, vanished: 0, window_seconds: 60.0 }, Fleet::default()] {
+            assert_eq!(quiet.chance(), 0.0);
+            let mut c = Counters::default();
+            let mut last = None;
+            for w in [4, 5, 6] {
+                let n = lose(&c, w, Some(quiet));
+                c = n.counters.clone();
+                last = Some(n);
+            }
+            let last = last.unwrap();
+            assert_eq!(last.state, ShardState::Failed);
+            assert!(last.error.contains(&format!("the rest of the fleet lost none of its {} attempts", quiet.attempts)), "{}", last.error);
+        }
     }
 
     #[test]

@@ -61,6 +61,17 @@ pub struct ShardError {
     pub error: String,
 }
 
+/// Items that failed inside committed shards for one reason.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ItemFailures {
+    /// What went wrong (the worker's words).
+    pub reason: String,
+    /// How many items failed so.
+    pub count: i64,
+    /// One of them, by name.
+    pub example: String,
+}
+
 /// A sweep's progress, as `jagged sweep status` shows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SweepStatus {
@@ -93,6 +104,8 @@ pub struct SweepStatus {
     pub inferences_total: i64,
     /// Items that failed inside committed shards.
     pub failed_items: i64,
+    /// Those items grouped by reason, most first (the first ten reasons).
+    pub item_failures: Vec<ItemFailures>,
     /// Submission time (RFC 3339).
     pub created_at: String,
     /// When it stopped running (RFC 3339), if it has.

@@ -15,6 +15,9 @@ pub fn decode_image(bytes: &[u8]) -> Result<Rgb8, InferError> {
 
 /// [`decode_image`] with JPEG files read by `jpeg`.
 pub fn decode_image_with(bytes: &[u8], jpeg: JpegDecoder) -> Result<Rgb8, InferError> {
+    if bytes.is_empty() {
+        return Err(InferError::Decode("empty file (0 bytes)".into()));
+    }
     let reader =
         image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| InferError::Decode(format!("cannot read: {e}")))?;
     // Only formats read in full are tried; any other is named, never called corrupt.
@@ -119,5 +122,6 @@ mod tests {
         assert!(decode_image(&jpeg).is_ok());
         assert!(decode_image(&jpeg[..jpeg.len() * 2 / 3]).unwrap_err().to_string().contains("truncated JPEG"));
         assert!(decode_image(b"just some text, not an image").unwrap_err().to_string().contains("unsupported format: not a PNG, JPEG, WebP or TIFF"));
+        assert!(decode_image(b"").unwrap_err().to_string().ends_with("empty file (0 bytes)"));
     }
 }

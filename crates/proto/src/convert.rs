@@ -11,7 +11,7 @@ use jagged_domain::spec::{
     Antialiased, DatasetSpec, ImageRef, Layout, MetricsSpec, ModelCard, ModelSpec, OutputKind, Published, ResolvedModel, ResolvedSweep, RunSpec,
     ShardSpec, Structure, SweepSpec, Unlisted,
 };
-use jagged_domain::status::{ShardError, Submitted, SweepState, SweepStatus};
+use jagged_domain::status::{ItemFailures, ShardError, Submitted, SweepState, SweepStatus};
 use jagged_domain::task::{FailedItem, ShardTask, TaskItem, WidenFrom};
 use jagged_domain::transform::{
     Background, Circular, Compare, Crop, Diagonal, DiagonalBase, Embed, EmbedCrop, Family, Layers, Normalize, Radius, RandomPairs, Rotate, Scale,
@@ -69,6 +69,7 @@ mirror! {
     ImageRef <=> Item { name, key, label, frames }
     FailedItem <=> FailedItem { index, name, reason }
     ShardError <=> ShardError { shard_id, model, family, error }
+    ItemFailures <=> ItemFailures { reason, count, example }
     Published <=> Published { model, family, metric, value, source }
     ModelSpec <=> ModelSource { name, path, uri, card }
     Submitted <=> SubmitResponse {
@@ -493,8 +494,18 @@ convert! {
             workers_alive, inferences_per_sec, eta_secs, busy_seconds, busy_seconds_lost, estimated_cost,
         ]
     }
-    to_wire { state: pb::SweepState::from(s.state) as i32, finished_at: s.finished_at.unwrap_or_default(), errors: map(s.errors) }
-    from_wire { state: enum_of(s.state)?, finished_at: (!s.finished_at.is_empty()).then_some(s.finished_at), errors: map(s.errors) }
+    to_wire {
+        state: pb::SweepState::from(s.state) as i32,
+        finished_at: s.finished_at.unwrap_or_default(),
+        errors: map(s.errors),
+        item_failures: map(s.item_failures),
+    }
+    from_wire {
+        state: enum_of(s.state)?,
+        finished_at: (!s.finished_at.is_empty()).then_some(s.finished_at),
+        errors: map(s.errors),
+        item_failures: map(s.item_failures),
+    }
 }
 
 #[cfg(test)]

@@ -192,6 +192,7 @@ fn tasks_and_statuses_cross_the_wire_unchanged() {
         inferences_failed: 3,
         inferences_total: 100,
         failed_items: 2,
+        item_failures: vec![ItemFailures { reason: "decode: empty file".into(), count: 2, example: "a.png".into() }],
         created_at: "2026-11-27T00:00:00+00:00".into(),
         finished_at: None,
         errors: vec![ShardError { shard_id: 5, model: "m".into(), family: "crop".into(), error: "e".into() }],

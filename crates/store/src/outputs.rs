@@ -130,6 +130,13 @@ impl Store {
             .collect())
     }
 
+    /// A sweep's failed items grouped by reason, most first (at most `limit` reasons).
+    pub async fn failure_reasons(&self, sweep_id: i64, limit: i64) -> Result<Vec<jagged_domain::status::ItemFailures>> {
+        let rows: Vec<(String, i64, String)> =
+            sqlx::query_as(include_str!("../queries/outputs/failure_reasons.sql")).bind(sweep_id).bind(limit).fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(reason, count, example)| jagged_domain::status::ItemFailures { reason, count, example }).collect())
+    }
+
     /// Measured inferences per second of a model (by object key) over its most
     /// recent `recent` committed shards, per execution provider.
     pub async fn throughput(&self, model_key: &str, recent: i64) -> Result<Vec<Throughput>> {

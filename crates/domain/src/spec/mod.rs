@@ -176,6 +176,14 @@ impl SweepSpec {
                 ));
             }
         }
+        for (i, f) in self.families.iter().enumerate() {
+            if let Some(j) = self.families[..i].iter().position(|g| g == f) {
+                return Err(field(
+                    format!("families[{i}]"),
+                    format!("repeats `families[{j}]` (`{}`, every parameter the same): it would be computed and counted twice; list each family once", f.name()),
+                ));
+            }
+        }
         if self.shard.images == Some(0) {
             return Err(field("shard.images", "must be at least 1"));
         }

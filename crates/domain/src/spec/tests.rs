@@ -139,3 +139,16 @@ fn families_carry_labels_that_name_and_select_them() {
     let bad = text.replace("max_shift = 2", "max_shift = -2");
     assert!(SweepSpec::from_toml(&bad).unwrap_err().to_string().contains("families[0]"), "{}", SweepSpec::from_toml(&bad).unwrap_err());
 }
+
+#[test]
+fn a_family_listed_twice_is_refused_naming_both() {
+    let text = "name = \"d\"\n[dataset]\npath = \"d\"\n[[models]]\npath = \"m.onnx\"\n\
+                [[families]]\nkind = \"diagonal\"\nsteps = 2\n[[families]]\nkind = \"crop\"\nmax_shift = 1\n[[families]]\nkind = \"diagonal\"\nsteps = 2\n";
+    let e = SweepSpec::from_toml(text).unwrap_err().to_string();
+    assert!(e.contains("`families[2]`: repeats `families[0]` (`diagonal`, every parameter the same)"), "{e}");
+    // Labelled differently, it is still the same family.
+    let labelled = text.replacen("steps = 2\n", "steps = 2\nlabel = \"a\"\n", 1);
+    assert!(SweepSpec::from_toml(&labelled).unwrap_err().to_string().contains("repeats `families[0]`"));
+    // Another parameter: another family.
+    assert!(SweepSpec::from_toml(&text.replacen("steps = 2\n", "steps = 3\n", 1)).is_ok());
+}

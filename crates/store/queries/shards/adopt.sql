@@ -4,13 +4,16 @@
 -- no time or model key of their own, so throughput and cost count them once)
 -- and their failed items, in the order the source made them (the report folds
 -- parts in shard order). Returns what was adopted, for the sweep's counters.
+-- A source that holds the pair twice (a family listed twice, as sweeps once
+-- could) gives one copy: the first family's.
 with src as (
-    select s.id, s.image_lo, s.image_hi, s.inferences, s.max_attempts, s.ring, s.items, s.refs, s.attempt, s.wide_key,
+    select distinct on (s.image_lo, s.ring) s.id, s.image_lo, s.image_hi, s.inferences, s.max_attempts, s.ring, s.items, s.refs, s.attempt, s.wide_key,
            o.object_key, o.rows, o.sha256, o.lease_epoch, o.worker_id, o.provider, o.precision, o.runtime,
            coalesce(o.reused_from, o.shard_id) as origin
     from shards s
     join outputs o on o.shard_id = s.id
     where s.sweep_id = $2 and s.content_key = $3 and s.state = 'done'
+    order by s.image_lo, s.ring, s.family_idx, s.model_idx
 ), ins as (
     insert into shards (sweep_id, model_idx, family_idx, image_lo, image_hi, inferences, priority, max_attempts, ring, items, refs,
                         state, attempt, content_key, wide_key, finished_at)

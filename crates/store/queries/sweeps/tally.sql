@@ -2,7 +2,8 @@
 -- inferences planned, shards done, failed and cancelled, inferences done and
 -- failed, failed items): each sweep's latest tally plus its change becomes its
 -- next tally and the one before is deleted. A running sweep with no shard left
--- to run ends `done` at $10, or `failed` when any of its shards failed. The
+-- to run ends `done` at $10, or `failed` when any of its shards failed or none
+-- of its inferences could run (every item failed: no result at all). The
 -- caller holds each sweep's tally lock (tally_lock.sql), taken in a statement
 -- of its own so this one's snapshot sees the latest tally; should two writers
 -- still meet, the second's insert fails on the primary key rather than
@@ -29,7 +30,7 @@ with change as (
     delete from sweep_tallies t using latest l where t.ctid = l.at
 )
 update sweeps w
-set state = case when n.shards_failed > 0 then 'failed' else 'done' end, finished_at = $10
+set state = case when n.shards_failed > 0 or (n.inferences_done = 0 and n.inferences_total > 0) then 'failed' else 'done' end, finished_at = $10
 from next n
 where w.id = n.sweep_id and w.state = 'running' and n.shards_done + n.shards_failed + n.shards_cancelled >= n.total_shards
 returning w.id

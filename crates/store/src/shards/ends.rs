@@ -241,7 +241,15 @@ impl Store {
 
     /// Sends a locked leased shard where `policy` says after `ended`.
     async fn release(tx: &mut sqlx::PgConnection, l: &PgLocked, ended: Ended, error: &str, now_ms: i64, policy: &LeasePolicy) -> Result<ShardState> {
-        let next = policy.after(&l.counters(), ended, l.max_attempts.max(0) as u32, error);
+        let (counters, ended) = match ended {
+            Ended::Expired { worker, .. } => {
+                let leased_ms = l.leased_at.map(|t| t.timestamp_millis()).unwrap_or(now_ms);
+                let (counters, fleet) = super::evidence::weigh(tx, l.id, &l.counters(), worker, leased_ms, now_ms, policy).await?;
+                (counters, Ended::Expired { worker, fleet })
+            }
+            _ => (l.counters(), ended),
+        };
+        let next = policy.after(&counters, ended, l.max_attempts.max(0) as u32, error);
         let outcome = match ended {
             Ended::Failed { .. } => "failed",
             Ended::HandedBack => "handed_back",
@@ -295,7 +303,7 @@ impl Store {
             .await?;
         for l in &locked {
             // A lease with no holder cannot be: count it against no worker.
-            let ended = Ended::Expired { worker: l.worker_id.unwrap_or(0) };
+            let ended = Ended::Expired { worker: l.worker_id.unwrap_or(0), fleet: None };
             Self::release(&mut tx, l, ended, "", now_ms, policy).await?;
         }
         tx.commit().await?;

@@ -1,10 +1,13 @@
 //! The `shards` table: planned work, claims, leases, fenced commits, failures
 //! and the reaper (`queries/shards/`): what a shard is and the reads of a
 //! sweep's shards here, claims in `claims.rs`, and how a lease ends
-//! (renewed, committed, failed, handed back, expired) in `ends.rs`.
+//! (renewed, committed, failed, handed back, expired) in `ends.rs`, with the
+//! evidence weighed before a shard fails as one that kills its workers in
+//! `evidence.rs`.
 
 mod claims;
 mod ends;
+mod evidence;
 
 pub(crate) use claims::{ClaimGroups, Cursors};
 pub use claims::{Cursor, RESCAN_MS};
