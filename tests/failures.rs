@@ -230,3 +230,39 @@ fn watching_fits_an_80_column_terminal_and_prints_plain_lines_elsewhere() {
     assert!(!text.contains('\x1b') && !text.contains('\r'), "{text:?}");
     cluster.stop();
 }
+
+/// A dataset where nothing can be decoded gives no result at all: the sweep
+/// ends `failed` (and `--wait` exits non-zero), saying so and why, its failed
+/// items grouped by reason with an example each; a sweep where some items fail
+/// ends `done` and says the same of those.
+#[test]
+fn a_sweep_with_no_result_fails_and_its_failed_items_are_grouped_by_reason() {
+    ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    jagged_testkit::tiny_side(dir, 64);
+    let bad: [(&str, &[u8], Option<i32>); 3] = [("a.png", b"not an image", Some(1)), ("b.jpg", b"", Some(2)), ("c.png", b"nor this", Some(3))];
+    dataset(&dir.join("data"), 0, 4, &bad);
+    dataset(&dir.join("mixed"), 4, 4, &bad[1..2]);
+    std::fs::write(dir.join("spec.toml"), jagged_testkit::crop_spec("undecodable", 2, 4, 16)).unwrap();
+    let mixed = jagged_testkit::crop_spec("mixed", 2, 4, 16).replace("path = \"data\"", "path = \"mixed\"");
+    std::fs::write(dir.join("mixed.toml"), mixed).unwrap();
+    let cluster = LocalCluster::start(ClusterOptions { dir: dir.join("run"), workers: 1, ..Default::default() }).unwrap();
+    let submit = |spec: &str| {
+        let spec = dir.join(spec);
+        jagged(&["sweep", "submit", spec.to_str().unwrap(), "--wait", "--coordinator", &cluster.url, "--store", &cluster.store_url])
+    };
+    let (ok, text) = submit("spec.toml");
+    eprintln!("$ jagged sweep submit spec.toml --wait\n{text}");
+    assert!(!ok, "a sweep with no result must not succeed: {text}");
+    assert!(text.contains("[failed] undecodable") && text.contains("inferences 0/"), "{text}");
+    assert!(text.contains("  no result: none of the "), "{text}");
+    assert!(text.contains("  2 items failed: ") && text.contains("unknown signature) (e.g. a.png)"), "{text}");
+    assert!(text.contains("  1 item failed: ") && text.contains("empty file (0 bytes) (e.g. b.jpg)"), "{text}");
+
+    let (ok, text) = submit("mixed.toml");
+    eprintln!("$ jagged sweep submit mixed.toml --wait\n{text}");
+    assert!(ok && text.contains("[done] mixed") && text.contains("failed items 1"), "{text}");
+    assert!(text.contains("  1 item failed: ") && text.contains("empty file (0 bytes) (e.g. b.jpg)") && !text.contains("no result"), "{text}");
+    cluster.stop();
+}

@@ -229,3 +229,47 @@ fn committed_inferences(logs: &Path) -> std::collections::HashMap<i64, i64> {
     }
     out
 }
+
+/// A sweep that holds a (model, family) pair twice (a family listed twice, as
+/// sweeps could before that was refused: stored here as such a jagged stored
+/// it) is adopted once by a later sweep of the pair, and widened from once:
+/// each report equals a full `--again` run's.
+#[test]
+fn a_pair_stored_twice_is_adopted_and_widened_once() {
+    ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    tiny_model(&dir.join("models"));
+    dataset(&dir.join("data"), 4, 10, &[]);
+    let spec = |shift: u32| format!("name = \"twice\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[families]]\nkind = \"crop\"\nmax_shift = {shift}\n[shard]\nimages = 2\n");
+    std::fs::write(dir.join("once.toml"), spec(1)).unwrap();
+    std::fs::write(dir.join("wider.toml"), spec(2)).unwrap();
+    let cluster = LocalCluster::start(cluster_options(&dir.join("run"), 1, 10_000)).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = Ctx {
+            url: cluster.url.clone(),
+            objects: jagged_artifacts::open_store(&cluster.store_url).unwrap(),
+            config: jagged_client::ClientConfig::new(&cluster.url),
+            store: jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap(),
+        };
+        // The family twice, stored and run.
+        let mut twice = jagged_client::resolve::resolve(&dir.join("once.toml"), c.objects.as_ref()).await.unwrap().sweep;
+        twice.spec.families.push(twice.spec.families[0].clone());
+        assert!(twice.validate().is_err(), "refused at submit now");
+        let keys = jagged_coordinator::pair_keys(&twice).unwrap();
+        let shards = jagged_domain::plan::plan(&twice);
+        let stored = c.store.insert_sweep_once("", &twice, &shards, None, &keys, false).await.unwrap();
+        assert_eq!(wait(&c.url, stored.id).await.state, SweepState::Done);
+        for (name, reused) in [("wider.toml", false), ("once.toml", true)] {
+            let got = c.submit(&dir.join(name), false).await;
+            assert_eq!((got.reused_from.clone(), got.widened_from.clone()), if reused { (vec![stored.id], vec![]) } else { (vec![], vec![stored.id]) }, "{name}");
+            let st = wait(&c.url, got.sweep_id).await;
+            assert_eq!((st.state, st.done), (SweepState::Done, got.shards), "{name}: {st:?}");
+            let full = c.submit(&dir.join(name), true).await;
+            wait(&c.url, full.sweep_id).await;
+            assert_eq!(c.report(got.sweep_id).await.csv(), c.report(full.sweep_id).await.csv(), "{name}");
+        }
+    });
+    cluster.stop();
+}
