@@ -442,3 +442,44 @@ fn printing_into_a_closed_pipe_ends_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !err.contains("panicked"), "{:?}\n{err}", out.status);
 }
+
+/// A URL that is not a coordinator's (the dashboard's HTTP port, PostgreSQL's)
+/// is named with the likely mistake, and a submit to it uploads nothing.
+#[test]
+fn a_url_that_is_not_a_coordinator_is_named_as_such() {
+    jagged_testkit::ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pg = jagged_local::LocalPostgres::start_in(&dir.join("pg"), false).unwrap();
+    let http = jagged_testkit::free_port();
+    let args: Vec<String> = ["coordinator", "--listen", "127.0.0.1:0", "--database-url", &pg.url(), "--http", &format!("127.0.0.1:{http}")]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut c = jagged_local::Proc::spawn("coordinator", &jagged_bin(), &args, &[], &dir.join("coordinator.log")).unwrap();
+    let dashboard = format!("http://127.0.0.1:{http}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the dashboard never listened");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let postgres = format!("http://127.0.0.1:{}", pg.url().rsplit_once(':').unwrap().1.split('/').next().unwrap());
+    for url in [&dashboard, &postgres] {
+        let out = Command::new(jagged_bin()).args(["sweep", "status", "1", "--coordinator", url]).output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && e.contains(&format!("{url} is not a jagged coordinator (")), "{url}: {e}");
+        assert!(e.contains("is it the dashboard's port, PostgreSQL's, or another service's?"), "{e}");
+    }
+    // Submitting to it stops before anything is uploaded.
+    jagged_testkit::tiny_model(&dir.join("models"));
+    jagged_testkit::dataset(&dir.join("data"), 2, 2, &[]);
+    std::fs::write(dir.join("spec.toml"), "name = \"n\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[families]]\nkind = \"diagonal\"\n").unwrap();
+    let store = dir.join("store");
+    let out = Command::new(jagged_bin())
+        .args(["sweep", "submit", dir.join("spec.toml").to_str().unwrap(), "--coordinator", &dashboard, "--store", store.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("is not a jagged coordinator"));
+    assert!(!store.exists() || std::fs::read_dir(&store).unwrap().next().is_none(), "nothing uploaded to {}", store.display());
+    c.terminate(std::time::Duration::from_secs(5));
+}

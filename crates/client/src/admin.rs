@@ -35,6 +35,7 @@ impl Admin {
             .connect()
             .await
             .map_err(|cause| ClientError::Connect { url: url.clone(), cause })?;
+        check_coordinator(ch.clone(), url).await?;
         let max = jagged_proto::MAX_MESSAGE;
         Ok(Admin { raw: AdminServiceClient::with_interceptor(ch, with_token).max_encoding_message_size(max).max_decoding_message_size(max) })
     }
@@ -94,42 +95,76 @@ impl Admin {
 /// Resolves and uploads a spec (refusing a bad one before any connection), then
 /// submits it; says on stderr what was submitted.
 pub async fn submit(config: &ClientConfig, spec: &Path, store: &dyn object_store::ObjectStore, over: &Overrides) -> Result<Submitted> {
+    // The coordinator first: nothing is uploaded for one that cannot be reached.
+    let mut admin = Admin::connect(config).await?;
     let r = resolve_with(spec, store, over).await?;
     for note in &r.notes {
         eprintln!("{note}");
     }
     let (text, resolved) = (r.spec_toml, r.sweep);
-    let mut admin = Admin::connect(config).await?;
     let n_images = (0..resolved.spec.families.len()).map(|f| resolved.items(f).len()).max().unwrap_or(0);
     let n_models = resolved.models.len();
     let r = admin.submit_priced(resolved, text, over.again, &over.prices).await?;
-    if r.existing {
-        eprintln!("sweep {} already holds this spec over the same models and images; nothing added (pass --again to run it anew)", r.sweep_id);
-    } else {
-        eprintln!("submitted sweep {} ({} shards: {n_models} model(s), {n_images} image(s))", r.sweep_id, r.shards);
-        if r.reused_shards > 0 {
-            let from: Vec<String> = r.reused_from.iter().map(|s| s.to_string()).collect();
-            eprintln!(
-                "reused {} of its shards ({} inferences) done in sweep(s) {} for the same models, families and images; \
-                 pass --again to run everything",
-                r.reused_shards,
-                r.reused_inferences,
-                from.join(", ")
-            );
-        }
-        if r.widened_pairs > 0 {
-            let from: Vec<String> = r.widened_from.iter().map(|s| s.to_string()).collect();
-            eprintln!(
-                "widened {} grid(s) computed in sweep(s) {}: {} inferences planned of the {} a full run makes, the other rows taken as they are; \
-                 pass --again to run everything",
-                r.widened_pairs,
-                from.join(", "),
-                r.widened_inferences,
-                r.widened_full
-            );
-        }
+    for line in submitted(&r, n_models, n_images) {
+        eprintln!("{line}");
     }
     Ok(r)
+}
+
+/// Asks the peer at `url` for its gRPC health (a coordinator answers without
+/// a token, serving or not): a peer that does not speak gRPC (a dashboard's
+/// HTTP port, PostgreSQL) or lacks the service is named as such.
+async fn check_coordinator(ch: tonic::transport::Channel, url: &str) -> Result<()> {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(ch);
+    let asked = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() });
+    match tokio::time::timeout(Duration::from_secs(10), asked).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(s)) if not_grpc(&s) => Err(ClientError::NotCoordinator { url: url.to_string(), cause: jagged_proto::cause(&s) }),
+        Ok(Err(s)) => Err(ClientError::Refused(s)),
+        Err(_) => Err(ClientError::NotCoordinator { url: url.to_string(), cause: "no gRPC answer within 10 s".into() }),
+    }
+}
+
+/// Whether a failed call says the peer is not a gRPC server with jagged's
+/// services (an HTTP server, another protocol, another gRPC server).
+fn not_grpc(s: &tonic::Status) -> bool {
+    let m = jagged_proto::cause(s).to_ascii_lowercase();
+    s.code() == tonic::Code::Unimplemented
+        || ["grpc-status header missing", "h2 protocol error", "broken pipe", "connection reset", "frame", "stream closed"].iter().any(|w| m.contains(w))
+}
+
+/// What a submit did, in words: the sweep, and what it took from earlier sweeps.
+pub fn submitted(r: &Submitted, n_models: usize, n_images: usize) -> Vec<String> {
+    if r.existing {
+        return vec![format!(
+            "sweep {} already holds this spec over the same models and images; nothing added (pass --again to run it anew)",
+            r.sweep_id
+        )];
+    }
+    let mut out = vec![format!("submitted sweep {} ({} shards: {n_models} model(s), {n_images} image(s))", r.sweep_id, r.shards)];
+    let list = |v: &[i64]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ");
+    if r.reused_shards > 0 {
+        out.push(format!(
+            "reused {} of its shards ({} inferences) done in sweep(s) {} for the same models, families and images; \
+             pass --again to run everything",
+            r.reused_shards,
+            r.reused_inferences,
+            list(&r.reused_from)
+        ));
+    }
+    if r.widened_pairs > 0 {
+        // A narrower grid than one computed takes all its rows; a wider one infers the rest.
+        let how = if r.widened_inferences == 0 { "narrower than" } else { "wider than" };
+        out.push(format!(
+            "{} grid(s) {how} those computed in sweep(s) {} take rows from them: {} inferences planned of the {} a full run makes, \
+             the other rows taken as they are; pass --again to run everything",
+            r.widened_pairs,
+            list(&r.widened_from),
+            r.widened_inferences,
+            r.widened_full
+        ));
+    }
+    out
 }
 
 /// One-line progress of a sweep; what is zero is left out.
@@ -299,6 +334,16 @@ mod tests {
         assert!(l.starts_with("sweep 7 [running] n: shards 2/4 done") && l.ends_with("; 165 inferences/s, ETA 0:01:12"), "{l}");
         assert!(line(&status(SweepState::Running, 165.0, -1.0)).ends_with("; 165 inferences/s"));
         assert!(line(&status(SweepState::Done, 165.0, 72.0)).ends_with("inferences 50/100 (50%)"));
+    }
+
+    #[test]
+    fn a_narrowed_grid_is_not_called_widened() {
+        let r = Submitted { sweep_id: 9, shards: 4, widened_pairs: 1, widened_from: vec![3], widened_full: 50, ..Default::default() };
+        let lines = submitted(&r, 1, 5);
+        assert_eq!(lines[0], "submitted sweep 9 (4 shards: 1 model(s), 5 image(s))");
+        assert!(lines[1].starts_with("1 grid(s) narrower than those computed in sweep(s) 3 take rows from them: 0 inferences planned of the 50"), "{lines:?}");
+        let r = Submitted { widened_inferences: 20, ..r };
+        assert!(submitted(&r, 1, 5)[1].starts_with("1 grid(s) wider than those computed in sweep(s) 3"), "{:?}", submitted(&r, 1, 5));
     }
 
     #[test]

@@ -92,6 +92,17 @@ pub enum ClientError {
         /// The cause.
         cause: tonic::transport::Error,
     },
+    /// The peer at the coordinator's URL is not a coordinator.
+    #[error(
+        "{url} is not a jagged coordinator ({cause}): is it the dashboard's port, PostgreSQL's, or another service's? \
+         A coordinator's gRPC address is the one `jagged coordinator --listen` names (127.0.0.1:7070 by default)"
+    )]
+    NotCoordinator {
+        /// The URL.
+        url: String,
+        /// What the peer answered.
+        cause: String,
+    },
     /// The coordinator answered with an error (its message).
     #[error("{}", jagged_proto::cause(.0))]
     Refused(tonic::Status),

@@ -273,7 +273,11 @@ fn check_name(at: &str, name: &str) -> Result<(), SpecError> {
 /// (e.g. `families[1]`) that breaks it.
 fn locate_parse_error(table: &toml::Table) -> Option<SpecError> {
     fn check<T: serde::de::DeserializeOwned>(v: &toml::Value, name: String) -> Option<SpecError> {
-        v.clone().try_into::<T>().err().map(|e| field(name, e.message().trim().to_string()))
+        v.clone().try_into::<T>().err().map(|e| {
+            let message = e.message().trim().to_string();
+            let at = offending_key(v, &message).map(|k| format!("{name}.{k}")).unwrap_or(name);
+            field(at, message)
+        })
     }
     let list = |key: &str| table.get(key).and_then(|v| v.as_array()).cloned().unwrap_or_default();
     list("families")
@@ -286,6 +290,26 @@ fn locate_parse_error(table: &toml::Table) -> Option<SpecError> {
         .or_else(|| table.get("run").and_then(|d| check::<RunSpec>(d, "run".into())))
         .or_else(|| table.get("metrics").and_then(|d| check::<MetricsSpec>(d, "metrics".into())))
         .or_else(|| list("published").iter().enumerate().find_map(|(i, p)| check::<Published>(p, format!("published[{i}]"))))
+}
+
+/// The key (`max_shift`, `resample.compat`) in `table` whose value a parse
+/// error names (``invalid value: integer `-2` ``, ``unknown variant `Pillow` ``,
+/// ``invalid type: string "x"``), when exactly one holds it.
+fn offending_key(table: &toml::Value, message: &str) -> Option<String> {
+    let quoted = |open: &str, close: char| message.split_once(open).and_then(|(_, rest)| rest.split_once(close)).map(|(v, _)| v.to_string());
+    let value = quoted("`", '`').or_else(|| quoted("\"", '"'))?;
+    let mut found = Vec::new();
+    fn walk(v: &toml::Value, path: String, value: &str, found: &mut Vec<String>) {
+        match v {
+            toml::Value::Table(t) => t.iter().for_each(|(k, v)| walk(v, if path.is_empty() { k.clone() } else { format!("{path}.{k}") }, value, found)),
+            toml::Value::String(s) if s == value => found.push(path),
+            toml::Value::Integer(i) if i.to_string() == value => found.push(path),
+            toml::Value::Float(f) if f.to_string() == value => found.push(path),
+            _ => {}
+        }
+    }
+    walk(table, String::new(), &value, &mut found);
+    (found.len() == 1).then(|| found.remove(0))
 }
 
 #[cfg(test)]

@@ -152,3 +152,18 @@ fn a_family_listed_twice_is_refused_naming_both() {
     // Another parameter: another family.
     assert!(SweepSpec::from_toml(&text.replacen("steps = 2\n", "steps = 3\n", 1)).is_ok());
 }
+
+#[test]
+fn a_bad_value_is_reported_at_its_field() {
+    let base = "name = \"d\"\n[dataset]\npath = \"d\"\n[[models]]\npath = \"m.onnx\"\n[[families]]\nkind = \"crop\"\nmax_shift = 2\n\
+                [[families]]\nkind = \"embed\"\nsize = 16\nmax_shift = 2\n";
+    let err = |a: &str, b: &str| SweepSpec::from_toml(&base.replacen(a, b, 1)).unwrap_err().to_string();
+    let e = err("max_shift = 2", "max_shift = -2");
+    assert_eq!(e, "invalid spec: `families[0].max_shift`: invalid value: integer `-2`, expected u32");
+    let e = err("size = 16\n", "size = 16\ncrop = \"None\"\n");
+    assert!(e.starts_with("invalid spec: `families[1].crop`: unknown variant `None`, expected"), "{e}");
+    let e = err("max_shift = 2\n[[families]]", "max_shift = 2\nresample = { compat = \"Pillow\" }\n[[families]]");
+    assert!(e.starts_with("invalid spec: `families[0].resample.compat`: unknown variant `Pillow`, expected"), "{e}");
+    let e = err("path = \"d\"\n[[models]]", "path = \"d\"\nunlisted = \"bogus\"\n[[models]]");
+    assert!(e.starts_with("invalid spec: `dataset.unlisted`: unknown variant `bogus`, expected one of `refuse`, `skip`, `unlabelled`"), "{e}");
+}

@@ -76,6 +76,18 @@ impl Diagonal {
         (from, self.step, n)
     }
 
+    /// The field that sets how far the line reaches: `from` when it reaches
+    /// further below 0 than `to` (or `steps`) above.
+    fn reach_field(&self) -> &'static str {
+        let (from, step, n) = self.line();
+        let last = from + step as f64 * n as f64;
+        match (from.abs() > last.abs(), self.to.is_some()) {
+            (true, _) => "from",
+            (false, true) => "to",
+            (false, false) => "steps",
+        }
+    }
+
     /// The checks of the line itself: `steps` or `to`, a positive step that
     /// divides `to - from`, within the limit of points.
     fn check_line(&self) -> Result<(), FieldError> {
@@ -149,6 +161,7 @@ impl FamilyKind for Diagonal {
             DiagonalBase::Crop => window::fits(self.resize.unwrap_or(side + 32), side, need, self.resample, "resize"),
             DiagonalBase::Embed => super::fit::canvas(self.size.unwrap_or(side / 2), side, need, "size"),
         }
+        .map_err(|(f, m)| (if f == "max_shift" { self.reach_field().into() } else { f }, m))
     }
 
     fn prepare(&self, frames: &[Rgb8], side: u32, _points: &[GridPoint]) -> Result<Prepared, String> {

@@ -17,13 +17,21 @@ pub(super) fn window(extent: u32, side: u32, need: u32, compat: Compat, field: &
     if extent < side {
         return Err((field.into(), format!("{extent} is smaller than the model input ({side})")));
     }
-    // The centred window sits at (extent - side) / 2, rounded as the compat says.
-    let room_lo = crate::image::centre_offset(extent - side, compat);
-    let room_hi = extent - side - room_lo;
-    if need > room_lo.min(room_hi) {
-        return Err(("max_shift".into(), format!("shifts up to {need} px need a resize of at least {} for input {side}", side + 2 * need + 1)));
+    if !room(extent, side, need, compat) {
+        // The least extent that leaves the room (2 x need more than the input,
+        // or one more when the compat's centring rounds against it).
+        let least = (side + 2 * need..).find(|&e| room(e, side, need, compat)).unwrap_or(side + 2 * need);
+        return Err(("max_shift".into(), format!("shifts up to {need} px need a {field} of at least {least} for input {side} (it is {extent})")));
     }
     Ok(())
+}
+
+/// Whether a centred `side` window of an `extent` image, centred as `compat`
+/// centres it, may move `need` pixels either way.
+fn room(extent: u32, side: u32, need: u32, compat: Compat) -> bool {
+    // The centred window sits at (extent - side) / 2, rounded as the compat says.
+    let lo = crate::image::centre_offset(extent - side, compat);
+    need <= lo.min(extent - side - lo)
 }
 
 /// Checks that an image of side `extent` (the value of `field`) shifted by up

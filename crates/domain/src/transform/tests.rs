@@ -165,3 +165,17 @@ fn plain_windows_are_views_that_render_bit_identically() {
         }
     }
 }
+
+#[test]
+fn a_family_that_does_not_fit_names_its_own_field_and_the_least_extent_that_fits() {
+    let err = |t: &str| toml::from_str::<Family>(t).unwrap().validate(Some(224)).unwrap_err();
+    // 20 diagonal steps need 20 px each way: a resize of 264 (224 + 2 x 20), and 264 fits.
+    let (f, m) = err("kind = \"diagonal\"\nsteps = 20\nresize = 256");
+    assert_eq!((f.as_str(), m.as_str()), ("steps", "shifts up to 20 px need a resize of at least 264 for input 224 (it is 256)"));
+    assert!(toml::from_str::<Family>("kind = \"diagonal\"\nsteps = 20\nresize = 264").unwrap().validate(Some(224)).is_ok());
+    assert_eq!(err("kind = \"diagonal\"\nfrom = -30\nto = 4\nresize = 256").0, "from");
+    assert_eq!(err("kind = \"diagonal\"\nfrom = 0\nto = 30\nresize = 256").0, "to");
+    assert_eq!(err("kind = \"diagonal\"\nbase = \"embed\"\nsteps = 100").0, "steps");
+    let (f, m) = err("kind = \"crop\"\nmax_shift = 20\nresize = 250");
+    assert_eq!((f.as_str(), m.as_str()), ("max_shift", "shifts up to 20 px need a resize of at least 264 for input 224 (it is 250)"));
+}
