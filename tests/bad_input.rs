@@ -473,7 +473,11 @@ fn a_url_that_is_not_a_coordinator_is_named_as_such() {
     // Submitting to it stops before anything is uploaded.
     jagged_testkit::tiny_model(&dir.join("models"));
     jagged_testkit::dataset(&dir.join("data"), 2, 2, &[]);
-    std::fs::write(dir.join("spec.toml"), "name = \"n\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[families]]\nkind = \"diagonal\"\n").unwrap();
+    std::fs::write(
+        dir.join("spec.toml"),
+        "name = \"n\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[families]]\nkind = \"diagonal\"\n",
+    )
+    .unwrap();
     let store = dir.join("store");
     let out = Command::new(jagged_bin())
         .args(["sweep", "submit", dir.join("spec.toml").to_str().unwrap(), "--coordinator", &dashboard, "--store", store.to_str().unwrap()])

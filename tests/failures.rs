@@ -259,6 +259,12 @@ fn a_sweep_with_no_result_fails_and_its_failed_items_are_grouped_by_reason() {
     assert!(text.contains("  no result: none of the "), "{text}");
     assert!(text.contains("  2 items failed: ") && text.contains("unknown signature) (e.g. a.png)"), "{text}");
     assert!(text.contains("  1 item failed: ") && text.contains("empty file (0 bytes) (e.g. b.jpg)"), "{text}");
+    // Its report says what it is a report of.
+    let id = text.split("submitted sweep ").nth(1).and_then(|t| t.split_whitespace().next()).unwrap().to_string();
+    let out = dir.join("report");
+    let pg = cluster.postgres.url();
+    let (_, text) = jagged(&["report", &id, "--database-url", &pg, "--store", &cluster.store_url, "--out", out.to_str().unwrap()]);
+    assert!(text.contains(&format!("report written to {} (sweep {id} is failed)", out.display())), "{text}");
 
     let (ok, text) = submit("mixed.toml");
     eprintln!("$ jagged sweep submit mixed.toml --wait\n{text}");

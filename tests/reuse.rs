@@ -241,7 +241,9 @@ fn a_pair_stored_twice_is_adopted_and_widened_once() {
     let dir = tmp.path();
     tiny_model(&dir.join("models"));
     dataset(&dir.join("data"), 4, 10, &[]);
-    let spec = |shift: u32| format!("name = \"twice\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[families]]\nkind = \"crop\"\nmax_shift = {shift}\n[shard]\nimages = 2\n");
+    let spec = |shift: u32| {
+        format!("name = \"twice\"\n[dataset]\npath = \"data\"\n[[models]]\npath = \"models/tiny_cnn.onnx\"\n[[families]]\nkind = \"crop\"\nmax_shift = {shift}\n[shard]\nimages = 2\n")
+    };
     std::fs::write(dir.join("once.toml"), spec(1)).unwrap();
     std::fs::write(dir.join("wider.toml"), spec(2)).unwrap();
     let cluster = LocalCluster::start(cluster_options(&dir.join("run"), 1, 10_000)).unwrap();
@@ -263,7 +265,11 @@ fn a_pair_stored_twice_is_adopted_and_widened_once() {
         assert_eq!(wait(&c.url, stored.id).await.state, SweepState::Done);
         for (name, reused) in [("wider.toml", false), ("once.toml", true)] {
             let got = c.submit(&dir.join(name), false).await;
-            assert_eq!((got.reused_from.clone(), got.widened_from.clone()), if reused { (vec![stored.id], vec![]) } else { (vec![], vec![stored.id]) }, "{name}");
+            assert_eq!(
+                (got.reused_from.clone(), got.widened_from.clone()),
+                if reused { (vec![stored.id], vec![]) } else { (vec![], vec![stored.id]) },
+                "{name}"
+            );
             let st = wait(&c.url, got.sweep_id).await;
             assert_eq!((st.state, st.done), (SweepState::Done, got.shards), "{name}: {st:?}");
             let full = c.submit(&dir.join(name), true).await;

@@ -128,9 +128,11 @@ fn a_failure_storm_is_not_a_poison_shard() {
     // new registration): three or more failed a shard before fleet losses counted.
     let (runs, longest): (i64, i32) = rt
         .block_on(
-            sqlx::query_as("select count(*) filter (where cardinality(lost_by) >= 3), coalesce(max(cardinality(lost_by)), 0) from shards where sweep_id = $1")
-                .bind(id)
-                .fetch_one(&rt.block_on(crate::util::db(&pg))),
+            sqlx::query_as(
+                "select count(*) filter (where cardinality(lost_by) >= 3), coalesce(max(cardinality(lost_by)), 0) from shards where sweep_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&rt.block_on(crate::util::db(&pg))),
         )
         .unwrap();
     eprintln!(

@@ -32,7 +32,19 @@ pub async fn run(a: ReportArgs) -> Result<()> {
     let report = jagged_report::build_priced(&st, objects.as_ref(), a.id, &prices).await?;
     report.write(&a.out)?;
     print!("{}", report.terminal());
-    eprintln!("report written to {}", a.out.display());
+    // A sweep still running (or one that ended short) reports what is committed so far.
+    let sweep = st.sweep(a.id).await?;
+    let partial = match sweep.state {
+        jagged_domain::status::SweepState::Running => {
+            format!(" (partial: sweep {} is still running, {} of {} shards done; run it again when it ends)", a.id, sweep.done, sweep.total)
+        }
+        jagged_domain::status::SweepState::Done => String::new(),
+        other if sweep.done < sweep.total => {
+            format!(" (sweep {} is {other}: {} of {} shards done, the rest left out)", a.id, sweep.done, sweep.total)
+        }
+        other => format!(" (sweep {} is {other})", a.id),
+    };
+    eprintln!("report written to {}{partial}", a.out.display());
     Ok(())
 }
 

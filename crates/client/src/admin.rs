@@ -130,7 +130,9 @@ async fn check_coordinator(ch: tonic::transport::Channel, url: &str) -> Result<(
 fn not_grpc(s: &tonic::Status) -> bool {
     let m = jagged_proto::cause(s).to_ascii_lowercase();
     s.code() == tonic::Code::Unimplemented
-        || ["grpc-status header missing", "h2 protocol error", "broken pipe", "connection reset", "frame", "stream closed"].iter().any(|w| m.contains(w))
+        || ["grpc-status header missing", "h2 protocol error", "broken pipe", "connection reset", "frame", "stream closed"]
+            .iter()
+            .any(|w| m.contains(w))
 }
 
 /// What a submit did, in words: the sweep, and what it took from earlier sweeps.
@@ -341,7 +343,10 @@ mod tests {
         let r = Submitted { sweep_id: 9, shards: 4, widened_pairs: 1, widened_from: vec![3], widened_full: 50, ..Default::default() };
         let lines = submitted(&r, 1, 5);
         assert_eq!(lines[0], "submitted sweep 9 (4 shards: 1 model(s), 5 image(s))");
-        assert!(lines[1].starts_with("1 grid(s) narrower than those computed in sweep(s) 3 take rows from them: 0 inferences planned of the 50"), "{lines:?}");
+        assert!(
+            lines[1].starts_with("1 grid(s) narrower than those computed in sweep(s) 3 take rows from them: 0 inferences planned of the 50"),
+            "{lines:?}"
+        );
         let r = Submitted { widened_inferences: 20, ..r };
         assert!(submitted(&r, 1, 5)[1].starts_with("1 grid(s) wider than those computed in sweep(s) 3"), "{:?}", submitted(&r, 1, 5));
     }

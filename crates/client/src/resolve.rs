@@ -224,7 +224,11 @@ fn listed(src: &Source<'_>, labels: &Path, classes: &[String], wnids: &[String])
         let file = file.trim().trim_matches('"');
         let path = root.join(file);
         if (src.sequences && !path.is_dir()) || (!src.sequences && !path.is_file()) {
-            let header = if n == 0 { format!(" (a header, if this is one, is `{}`)", if src.sequences { "sequence,label" } else { "file,label" }) } else { String::new() };
+            let header = if n == 0 {
+                format!(" (a header, if this is one, is `{}`)", if src.sequences { "sequence,label" } else { "file,label" })
+            } else {
+                String::new()
+            };
             return Err(ClientError::Spec(format!("{}:{}: {what} `{file}` does not exist{header}", labels.display(), n + 1)));
         }
         let name = file.trim_start_matches("./").to_string();

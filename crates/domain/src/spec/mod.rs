@@ -159,31 +159,7 @@ impl SweepSpec {
                 _ => {}
             }
         }
-        if self.families.is_empty() {
-            return Err(field("families", "at least one transform family is needed"));
-        }
-        for (i, f) in self.families.iter().enumerate() {
-            f.validate(None).map_err(|(f, m)| field(format!("families[{i}].{f}"), m))?;
-            // (A sequence's length is known once its folders are read; it needs two frames.)
-            if f.as_sequence().is_none() && f.pairs().is_empty() {
-                return Err(field(
-                    format!("families[{i}]"),
-                    format!(
-                        "`{}` has {} grid point(s) and no neighbouring pairs to compare: widen it (`max_shift` >= 1, `from` < `to`)",
-                        f.name(),
-                        f.points().len()
-                    ),
-                ));
-            }
-        }
-        for (i, f) in self.families.iter().enumerate() {
-            if let Some(j) = self.families[..i].iter().position(|g| g == f) {
-                return Err(field(
-                    format!("families[{i}]"),
-                    format!("repeats `families[{j}]` (`{}`, every parameter the same): it would be computed and counted twice; list each family once", f.name()),
-                ));
-            }
-        }
+        self.validate_families()?;
         if self.shard.images == Some(0) {
             return Err(field("shard.images", "must be at least 1"));
         }
@@ -224,6 +200,40 @@ impl SweepSpec {
             }
             if !p.value.is_finite() {
                 return Err(field(format!("published[{i}].value"), "must be a number"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The families: at least one, each valid on its own, with pairs to
+    /// compare, and none listed twice.
+    fn validate_families(&self) -> Result<(), SpecError> {
+        if self.families.is_empty() {
+            return Err(field("families", "at least one transform family is needed"));
+        }
+        for (i, f) in self.families.iter().enumerate() {
+            f.validate(None).map_err(|(f, m)| field(format!("families[{i}].{f}"), m))?;
+            // (A sequence's length is known once its folders are read; it needs two frames.)
+            if f.as_sequence().is_none() && f.pairs().is_empty() {
+                return Err(field(
+                    format!("families[{i}]"),
+                    format!(
+                        "`{}` has {} grid point(s) and no neighbouring pairs to compare: widen it (`max_shift` >= 1, `from` < `to`)",
+                        f.name(),
+                        f.points().len()
+                    ),
+                ));
+            }
+        }
+        for (i, f) in self.families.iter().enumerate() {
+            if let Some(j) = self.families[..i].iter().position(|g| g == f) {
+                return Err(field(
+                    format!("families[{i}]"),
+                    format!(
+                        "repeats `families[{j}]` (`{}`, every parameter the same): it would be computed and counted twice; list each family once",
+                        f.name()
+                    ),
+                ));
             }
         }
         Ok(())
@@ -301,7 +311,9 @@ fn offending_key(table: &toml::Value, message: &str) -> Option<String> {
     let mut found = Vec::new();
     fn walk(v: &toml::Value, path: String, value: &str, found: &mut Vec<String>) {
         match v {
-            toml::Value::Table(t) => t.iter().for_each(|(k, v)| walk(v, if path.is_empty() { k.clone() } else { format!("{path}.{k}") }, value, found)),
+            toml::Value::Table(t) => {
+                t.iter().for_each(|(k, v)| walk(v, if path.is_empty() { k.clone() } else { format!("{path}.{k}") }, value, found))
+            }
             toml::Value::String(s) if s == value => found.push(path),
             toml::Value::Integer(i) if i.to_string() == value => found.push(path),
             toml::Value::Float(f) if f.to_string() == value => found.push(path),

@@ -42,7 +42,7 @@ fn a_good_spec_parses_with_defaults() {
 fn unknown_family_is_refused_by_name() {
     let bad = GOOD.replace("kind = \"diagonal\"", "kind = \"wobble\"");
     let e = SweepSpec::from_toml(&bad).unwrap_err().to_string();
-    assert!(e.contains("`families[1]`") && e.contains("wobble") && e.contains("crop"), "{e}");
+    assert!(e.contains("`families[1].kind`") && e.contains("wobble") && e.contains("crop"), "{e}");
 }
 
 #[test]

@@ -100,14 +100,31 @@ impl Diagonal {
         if !(self.step > 0.0 && self.step.is_finite()) {
             return field("step", "must be a positive number of pixels");
         }
+        if self.from.is_some() && self.to.is_none() && self.steps.is_none() {
+            return field("from", "give `to` (or `steps`) with `from`: the line runs from `from` to `to`");
+        }
         if let Some(to) = self.to {
             let from = self.from.unwrap_or(0);
             if to <= from {
                 return field("to", format!("must be larger than from ({from})"));
             }
+
             if !divides(to as f64 - from as f64, self.step) {
                 return field("step", format!("must divide to - from ({})", to as i64 - from as i64));
             }
+        }
+        // Accuracy and the pairs' reference are measured at offset 0.
+        let (first, step, n) = self.line();
+        let last = first + step as f64 * n as f64;
+        if first > 0.0 || last < 0.0 {
+            let name = if first > 0.0 {
+                "from"
+            } else if self.to.is_some() {
+                "to"
+            } else {
+                "steps"
+            };
+            return field(name, format!("the line {first}..={last} must contain 0, where the reference (accuracy) point of a 1-D family lies"));
         }
         if self.line().2 >= MAX_POINTS {
             return field(if self.steps.is_some() { "steps" } else { "to" }, format!("exceeds the limit of {MAX_POINTS} points"));

@@ -89,7 +89,7 @@ fn grids_that_do_not_fit_are_refused_naming_the_field() {
     let f: Family = toml::from_str("kind = \"diagonal\"\nresize = 256").unwrap();
     assert!(f.validate(Some(224)).is_ok());
     let f: Family = toml::from_str("kind = \"diagonal\"\nresize = 228\nfrom = -3\nto = 3").unwrap();
-    assert_eq!(f.validate(Some(224)).unwrap_err().0, "max_shift", "-3..3 needs 3 px of room on each side");
+    assert_eq!(f.validate(Some(224)).unwrap_err().0, "to", "-3..3 needs 3 px of room on each side");
     let f: Family = toml::from_str("kind = \"diagonal\"\nbase = \"embed\"\nresize = 100").unwrap();
     assert_eq!(f.validate(Some(224)).unwrap_err().0, "resize");
     let f: Family = toml::from_str("kind = \"diagonal\"\ncrop = \"none\"").unwrap();
@@ -178,4 +178,16 @@ fn a_family_that_does_not_fit_names_its_own_field_and_the_least_extent_that_fits
     assert_eq!(err("kind = \"diagonal\"\nbase = \"embed\"\nsteps = 100").0, "steps");
     let (f, m) = err("kind = \"crop\"\nmax_shift = 20\nresize = 250");
     assert_eq!((f.as_str(), m.as_str()), ("max_shift", "shifts up to 20 px need a resize of at least 264 for input 224 (it is 250)"));
+}
+
+#[test]
+fn a_diagonal_line_contains_0_and_from_comes_with_to() {
+    let err = |t: &str| toml::from_str::<Family>(t).unwrap().validate(None).unwrap_err();
+    let (f, m) = err("kind = \"diagonal\"\nfrom = 2\nto = 6");
+    assert_eq!((f.as_str(), m.as_str()), ("from", "the line 2..=6 must contain 0, where the reference (accuracy) point of a 1-D family lies"));
+    assert_eq!(err("kind = \"diagonal\"\nfrom = -6\nto = -2").0, "to");
+    let (f, m) = err("kind = \"diagonal\"\nfrom = -3");
+    assert_eq!((f.as_str(), m.as_str()), ("from", "give `to` (or `steps`) with `from`: the line runs from `from` to `to`"));
+    assert_eq!(err("kind = \"diagonal\"\nfrom = -6\nsteps = 2").0, "steps");
+    assert!(toml::from_str::<Family>("kind = \"diagonal\"\nfrom = -3\nto = 3").unwrap().validate(None).is_ok());
 }
