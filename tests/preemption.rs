@@ -218,8 +218,13 @@ fn a_worker_leasing_ahead_keeps_its_waiting_shard_and_hands_it_back_unstarted_wh
     };
     assert!(held.iter().all(|x| x.worker.as_deref() == Some("worker-0")), "{held:?}");
 
-    // Told to stop: the running shard finishes within the grace; the waiting
-    // one goes back at once, never started, as a lost lease.
+    // Told to stop once one shard runs (not while both still wait for the
+    // model to load): the running shard finishes within the grace; the
+    // waiting one goes back at once, never started, as a lost lease.
+    while !log(dir, 0).contains("running shard") {
+        assert!(Instant::now() < deadline, "the worker never started a shard:\n{}", log(dir, 0));
+        std::thread::sleep(Duration::from_millis(2));
+    }
     s.c.workers[0].signal("USR1");
     let st = s.c.workers[0].wait_exit(Duration::from_secs(60)).expect("worker-0 did not exit after SIGUSR1");
     assert!(st.success(), "{st:?}\n{}", log(dir, 0));

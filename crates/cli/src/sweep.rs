@@ -155,7 +155,7 @@ pub fn progress() -> impl FnMut(&SweepStatus) {
     let dumb = std::env::var("TERM").map_or(true, |t| t == "dumb");
     let tty = std::io::stderr().is_terminal() && !dumb;
     let mut bar: Option<ProgressBar> = None;
-    let mut last = String::new();
+    let mut last: Option<(Shards, std::time::Instant)> = None;
     move |s| {
         let running = s.state == SweepState::Running;
         if tty {
@@ -178,12 +178,35 @@ pub fn progress() -> impl FnMut(&SweepStatus) {
                 bar.finish_and_clear();
             }
         } else if running {
-            let l = line(s);
-            if l != last {
-                eprintln!("{l}");
+            let now = (Shards::of(s), std::time::Instant::now());
+            if plain_line_due(last.as_ref().map(|(k, at)| (*k, at.elapsed())), now.0) {
+                eprintln!("{}", line(s));
+                last = Some(now);
             }
-            last = l;
         }
+    }
+}
+
+/// What a plain progress line is printed again for: shards done, failed or
+/// cancelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shards(u32, u32, u32);
+
+impl Shards {
+    fn of(s: &SweepStatus) -> Shards {
+        Shards(s.done, s.failed, s.cancelled)
+    }
+}
+
+/// How often a plain line is printed while nothing changes.
+const PLAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a plain progress line (off a terminal) is due: the first, one after
+/// shards changed, or one every [`PLAIN_EVERY`] otherwise.
+fn plain_line_due(last: Option<(Shards, std::time::Duration)>, now: Shards) -> bool {
+    match last {
+        None => true,
+        Some((shards, ago)) => shards != now || ago >= PLAIN_EVERY,
     }
 }
 
@@ -255,7 +278,18 @@ pub async fn run(cmd: SweepCmd) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::wrap;
+    use super::{plain_line_due, wrap, Shards};
+    use std::time::Duration;
+
+    #[test]
+    fn plain_lines_follow_shards_or_every_ten_seconds() {
+        let s = Shards(3, 0, 0);
+        assert!(plain_line_due(None, s));
+        assert!(!plain_line_due(Some((s, Duration::from_secs(9))), s), "nothing changed");
+        assert!(plain_line_due(Some((s, Duration::from_secs(10))), s), "every ten seconds");
+        assert!(plain_line_due(Some((s, Duration::from_millis(1))), Shards(4, 0, 0)), "a shard done");
+        assert!(plain_line_due(Some((s, Duration::from_millis(1))), Shards(3, 1, 0)), "a shard failed");
+    }
 
     #[test]
     fn wrap_breaks_at_spaces_within_the_width() {

@@ -95,13 +95,12 @@ impl Admin {
 /// Resolves and uploads a spec (refusing a bad one before any connection), then
 /// submits it; says on stderr what was submitted.
 pub async fn submit(config: &ClientConfig, spec: &Path, store: &dyn object_store::ObjectStore, over: &Overrides) -> Result<Submitted> {
-    // The coordinator first: nothing is uploaded for one that cannot be reached.
-    let mut admin = Admin::connect(config).await?;
     let r = resolve_with(spec, store, over).await?;
     for note in &r.notes {
         eprintln!("{note}");
     }
     let (text, resolved) = (r.spec_toml, r.sweep);
+    let mut admin = Admin::connect(config).await?;
     let n_images = (0..resolved.spec.families.len()).map(|f| resolved.items(f).len()).max().unwrap_or(0);
     let n_models = resolved.models.len();
     let r = admin.submit_priced(resolved, text, over.again, &over.prices).await?;
