@@ -53,12 +53,7 @@ fn a_sweep_plus_one_model_runs_only_that_model_and_reports_as_a_full_run() {
     let cluster = LocalCluster::start(cluster_options(&dir.join("run"), 2, 10_000)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let c = Ctx {
-            url: cluster.url.clone(),
-            objects: jagged_artifacts::open_store(&cluster.store_url).unwrap(),
-            config: jagged_client::ClientConfig::new(&cluster.url),
-            store: jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap(),
-        };
+        let c = Ctx::of(&cluster).await;
         let sweeps = plus_one_model(&c, &two, &three).await;
         let b = done_at_submit(&c, &only_b, &sweeps).await;
         widened(&c, &wider, &sweeps, b, &dir.join("run/logs")).await;
@@ -76,6 +71,16 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// The cluster's coordinator, store and database.
+    async fn of(cluster: &LocalCluster) -> Ctx {
+        Ctx {
+            url: cluster.url.clone(),
+            objects: jagged_artifacts::open_store(&cluster.store_url).unwrap(),
+            config: jagged_client::ClientConfig::new(&cluster.url),
+            store: jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap(),
+        }
+    }
+
     async fn submit(&self, path: &Path, again: bool) -> jagged_client::Submitted {
         let over = jagged_client::Overrides { again, ..Default::default() };
         jagged_client::submit(&self.config, path, self.objects.as_ref(), &over).await.unwrap()
@@ -249,12 +254,7 @@ fn a_pair_stored_twice_is_adopted_and_widened_once() {
     let cluster = LocalCluster::start(cluster_options(&dir.join("run"), 1, 10_000)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let c = Ctx {
-            url: cluster.url.clone(),
-            objects: jagged_artifacts::open_store(&cluster.store_url).unwrap(),
-            config: jagged_client::ClientConfig::new(&cluster.url),
-            store: jagged_store::Store::connect(&cluster.postgres.url(), 2).await.unwrap(),
-        };
+        let c = Ctx::of(&cluster).await;
         // The family twice, stored and run.
         let mut twice = jagged_client::resolve::resolve(&dir.join("once.toml"), c.objects.as_ref()).await.unwrap().sweep;
         twice.spec.families.push(twice.spec.families[0].clone());
